@@ -1,0 +1,131 @@
+//! `misbehave`: breaks the executor's limits on purpose, for tests and benchmarks.
+//!
+//! The event `type` chooses the behaviour:
+//!
+//! | type | behaviour |
+//! | --- | --- |
+//! | `fx.test.ok` | echoes the event back: type `fx.test.echoed`, id `<id>-echo`, same data and other attributes |
+//! | `fx.test.trap` | panics, which aborts: the instance traps (`unreachable`) |
+//! | `fx.test.loop` | loops forever (wall-clock timeout, fuel) |
+//! | `fx.test.membomb` | allocates and touches 1 MiB chunks forever (memory limit) |
+//! | `fx.test.recurse` | recurses without bound (stack overflow) |
+//! | `fx.test.output-flood` | returns 1,000 events of 64 KiB of data each (output limit) |
+//! | `fx.test.log-flood` | logs 1,000,000 lines of 200 bytes (log limit) |
+//! | `fx.test.error` | fails with `requested failure` |
+//! | `fx.test.echo-size` | returns one event (`fx.test.echoed`, id `<id>-echo`) with the input's data only, for size benchmarks |
+//!
+//! Any other type fails with a message naming it.
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+
+use ferrisfx_guest::{log, Error, Event};
+
+/// The source of the events this function produces.
+const SOURCE: &str = "/functions/misbehave";
+
+/// The type of echoed events.
+const ECHOED: &str = "fx.test.echoed";
+
+fn handle(event: Event) -> Result<Vec<Event>, Error> {
+    match event.ty() {
+        "fx.test.ok" => {
+            let id = format!("{}-echo", event.id());
+            Ok(vec![event.with_id(id).with_type(ECHOED)])
+        }
+        "fx.test.trap" => trap(),
+        "fx.test.loop" => spin(),
+        "fx.test.membomb" => membomb(),
+        "fx.test.recurse" => {
+            let depth = recurse(black_box(0));
+            Err(Error::new(format!("recursion stopped at depth {depth}")))
+        }
+        "fx.test.output-flood" => Ok(output_flood(event.id())),
+        "fx.test.log-flood" => {
+            log_flood();
+            Ok(Vec::new())
+        }
+        "fx.test.error" => Err(Error::new("requested failure")),
+        "fx.test.echo-size" => {
+            let id = format!("{}-echo", event.id());
+            let content_type = event
+                .datacontenttype()
+                .unwrap_or("application/octet-stream")
+                .to_owned();
+            let mut out = Event::new(id, SOURCE, ECHOED);
+            if let Some(data) = event.into_data() {
+                out = out.with_data(content_type, data);
+            }
+            Ok(vec![out])
+        }
+        other => Err(Error::new(format!("unknown test event type {other:?}"))),
+    }
+}
+
+/// Panics; with `panic = "abort"` the instance traps.
+#[allow(clippy::panic)]
+fn trap() -> ! {
+    panic!("requested trap")
+}
+
+/// Loops forever; `black_box` keeps the optimizer from removing the loop.
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = black_box(n.wrapping_add(1));
+    }
+}
+
+/// Allocates 1 MiB chunks and writes to every page of each, until the memory limit stops it.
+fn membomb() -> ! {
+    const CHUNK: usize = 1 << 20;
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut chunk = vec![0u8; CHUNK];
+        for byte in chunk.iter_mut().step_by(4096) {
+            *byte = 1;
+        }
+        chunks.push(black_box(chunk));
+        black_box(&chunks);
+    }
+}
+
+/// Recurses without bound, until the host's wasm stack limit traps (stack overflow).
+///
+/// The recursive result is rotated and combined with `depth` after the call, so the call is not
+/// in tail position and the optimizer cannot turn it into a loop (not even an accumulator loop).
+/// Frames keep nothing in memory, so the wasm call stack runs out before the shadow stack in
+/// linear memory does.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    if depth == u64::MAX {
+        return depth;
+    }
+    recurse(depth.wrapping_add(1)).rotate_left(1) ^ depth
+}
+
+/// 1,000 events with 64 KiB of data each.
+fn output_flood(id: &str) -> Vec<Event> {
+    (0..1_000)
+        .map(|n| {
+            Event::new(format!("{id}-flood-{n}"), SOURCE, "fx.test.flood")
+                .with_data("application/octet-stream", vec![b'x'; 64 * 1024])
+        })
+        .collect()
+}
+
+/// Logs 1,000,000 lines of 200 bytes each.
+fn log_flood() {
+    const LINE_BYTES: usize = 200;
+    let mut line = String::with_capacity(LINE_BYTES);
+    for n in 0..1_000_000u32 {
+        line.clear();
+        let _ = write!(line, "log-flood line {n:07} ");
+        while line.len() < LINE_BYTES {
+            line.push('x');
+        }
+        log::info(&line);
+    }
+}
+
+ferrisfx_guest::export_handler!(handle);

@@ -1,0 +1,154 @@
+//! Builds every port's backend from settings, in one place. Each port's settings is a closed
+//! enum tagged by `kind`; `ferrisfx dev` uses the embedded backends, all under one data
+//! directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bus::EventBus;
+use crate::error::Result;
+use crate::objects::PackageStore;
+use crate::registry::HandlerRegistry;
+use crate::sink::OperationalSink;
+use crate::store::StateStore;
+
+/// One instance of every port.
+#[derive(Clone)]
+pub struct Backends {
+    /// Event bus.
+    pub bus: Arc<dyn EventBus>,
+    /// Handler config store.
+    pub registry: Arc<dyn HandlerRegistry>,
+    /// Package archives.
+    pub packages: Arc<dyn PackageStore>,
+    /// State store.
+    pub state: Arc<dyn StateStore>,
+    /// Logs and metrics.
+    pub sink: Arc<dyn OperationalSink>,
+}
+
+/// Which backend each port uses.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSettings {
+    /// Event bus.
+    #[serde(default)]
+    pub bus: BusSettings,
+    /// Handler config store.
+    #[serde(default)]
+    pub registry: RegistrySettings,
+    /// Package archives.
+    #[serde(default)]
+    pub packages: PackageStoreSettings,
+    /// State store.
+    #[serde(default)]
+    pub state: StateStoreSettings,
+    /// Logs and metrics.
+    #[serde(default)]
+    pub sink: SinkSettings,
+}
+
+/// Event bus backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BusSettings {
+    /// In-process bounded queues; nothing survives a restart.
+    Embedded {
+        /// Messages a topic holds per consumer group before publishers wait.
+        #[serde(default = "default_capacity")]
+        capacity: usize,
+    },
+}
+
+fn default_capacity() -> usize {
+    10_000
+}
+
+impl Default for BusSettings {
+    fn default() -> Self {
+        BusSettings::Embedded {
+            capacity: default_capacity(),
+        }
+    }
+}
+
+/// Handler config store backend.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RegistrySettings {
+    /// `handlers.json` in the data directory, watched for changes.
+    #[default]
+    Embedded,
+}
+
+/// Package store backend.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PackageStoreSettings {
+    /// `packages/` in the data directory.
+    #[default]
+    Embedded,
+}
+
+/// State store backend.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StateStoreSettings {
+    /// SQLite database `state.sqlite` in the data directory.
+    #[default]
+    Embedded,
+}
+
+/// Operational-data sink backend.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkSettings {
+    /// SQLite database `logs.sqlite` in the data directory.
+    #[default]
+    Embedded,
+}
+
+impl BackendSettings {
+    /// Builds every backend; embedded ones keep their files under `data_dir`.
+    pub async fn build(&self, data_dir: &Path) -> Result<Backends> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            crate::Error::unavailable(format!("creating data directory {}", data_dir.display()))
+                .with_source(e)
+        })?;
+        let path = |name: &str| -> PathBuf { data_dir.join(name) };
+        let bus: Arc<dyn EventBus> = match &self.bus {
+            BusSettings::Embedded { capacity } => {
+                Arc::new(crate::bus::embedded::EmbeddedBus::new(*capacity))
+            }
+        };
+        let registry: Arc<dyn HandlerRegistry> = match &self.registry {
+            RegistrySettings::Embedded => Arc::new(
+                crate::registry::embedded::FileRegistry::open(&path("handlers.json")).await?,
+            ),
+        };
+        let packages: Arc<dyn PackageStore> = match &self.packages {
+            PackageStoreSettings::Embedded => {
+                Arc::new(crate::objects::local::LocalPackageStore::open(&path("packages")).await?)
+            }
+        };
+        let state: Arc<dyn StateStore> = match &self.state {
+            StateStoreSettings::Embedded => Arc::new(
+                crate::store::embedded::SqliteStateStore::open(&path("state.sqlite")).await?,
+            ),
+        };
+        let sink: Arc<dyn OperationalSink> = match &self.sink {
+            SinkSettings::Embedded => {
+                Arc::new(crate::sink::embedded::SqliteSink::open(&path("logs.sqlite")).await?)
+            }
+        };
+        Ok(Backends {
+            bus,
+            registry,
+            packages,
+            state,
+            sink,
+        })
+    }
+}

@@ -1,0 +1,176 @@
+//! The conformance suite of the event bus port, run by every backend's tests.
+//!
+//! Topic and group names carry a unique suffix, so the suite also runs against a shared bus.
+//! Consumers join before the messages they expect are published, except in the backlog check.
+
+// Test code that lives in the library so that every backend (in any crate) can run it; a
+// failed check panics, as in any test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{Delivery, EventBus, Subscription};
+use crate::event::Message;
+
+/// How long a check waits for a message before it fails.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Runs every check against `bus`.
+pub async fn run(bus: &dyn EventBus) {
+    messages_keep_key_headers_and_payload(bus).await;
+    every_group_sees_every_message_in_offset_order(bus).await;
+    consumers_of_one_group_share_its_messages(bus).await;
+    messages_published_before_any_group_reach_the_first_group(bus).await;
+    concurrent_publishers_lose_nothing(bus).await;
+    empty_names_are_refused(bus).await;
+}
+
+fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("fx.test.{prefix}.{nanos:x}.{}.{n}", std::process::id())
+}
+
+fn message(text: &str) -> Message {
+    Message {
+        key: Some(format!("key-{text}")),
+        headers: vec![("x-test".into(), text.into())],
+        payload: text.as_bytes().to_vec(),
+    }
+}
+
+fn text(delivery: &Delivery) -> String {
+    String::from_utf8(delivery.message.payload.clone()).unwrap()
+}
+
+async fn next(sub: &mut Box<dyn Subscription>) -> Delivery {
+    tokio::time::timeout(DEADLINE, sub.next())
+        .await
+        .expect("no message arrived before the deadline")
+        .unwrap()
+        .expect("the bus ended the stream")
+}
+
+async fn messages_keep_key_headers_and_payload(bus: &dyn EventBus) {
+    let topic = unique("fidelity");
+    let mut sub = bus.subscribe(&topic, "g").await.unwrap();
+    let sent = message("hello");
+    bus.publish(&topic, sent.clone()).await.unwrap();
+    let delivery = next(&mut sub).await;
+    assert_eq!(delivery.message, sent);
+    assert_eq!(delivery.topic, topic);
+    sub.commit(&delivery).await.unwrap();
+    // Committing again is harmless.
+    sub.commit(&delivery).await.unwrap();
+}
+
+async fn every_group_sees_every_message_in_offset_order(bus: &dyn EventBus) {
+    let topic = unique("groups");
+    let mut a = bus.subscribe(&topic, "a").await.unwrap();
+    let mut b = bus.subscribe(&topic, "b").await.unwrap();
+    for i in 0..5 {
+        bus.publish(&topic, message(&i.to_string())).await.unwrap();
+    }
+    for sub in [&mut a, &mut b] {
+        let mut last_offset = None;
+        for i in 0..5 {
+            let delivery = next(sub).await;
+            assert_eq!(
+                text(&delivery),
+                i.to_string(),
+                "messages of one partition keep order"
+            );
+            if let Some(last) = last_offset {
+                assert!(delivery.offset > last, "offsets increase");
+            }
+            last_offset = Some(delivery.offset);
+            sub.commit(&delivery).await.unwrap();
+        }
+    }
+}
+
+async fn consumers_of_one_group_share_its_messages(bus: &dyn EventBus) {
+    let topic = unique("shared");
+    let mut one = bus.subscribe(&topic, "g").await.unwrap();
+    let mut two = bus.subscribe(&topic, "g").await.unwrap();
+    let expected: BTreeSet<String> = (0..20).map(|i| i.to_string()).collect();
+    for text in &expected {
+        bus.publish(&topic, message(text)).await.unwrap();
+    }
+    let mut seen = BTreeSet::new();
+    let collect = async {
+        while seen.len() < expected.len() {
+            let delivery = tokio::select! {
+                d = one.next() => d,
+                d = two.next() => d,
+            };
+            let delivery = delivery.unwrap().expect("the bus ended the stream");
+            assert!(
+                seen.insert(text(&delivery)),
+                "a message was delivered twice in one group"
+            );
+        }
+    };
+    tokio::time::timeout(DEADLINE, collect)
+        .await
+        .expect("the group did not receive every message before the deadline");
+    assert_eq!(seen, expected);
+}
+
+async fn messages_published_before_any_group_reach_the_first_group(bus: &dyn EventBus) {
+    let topic = unique("backlog");
+    for i in 0..3 {
+        bus.publish(&topic, message(&i.to_string())).await.unwrap();
+    }
+    let mut sub = bus.subscribe(&topic, "first").await.unwrap();
+    for i in 0..3 {
+        assert_eq!(text(&next(&mut sub).await), i.to_string());
+    }
+}
+
+async fn concurrent_publishers_lose_nothing(bus: &dyn EventBus) {
+    let topic = unique("concurrent");
+    let mut sub = bus.subscribe(&topic, "g").await.unwrap();
+    let publishers = futures::future::join_all((0..8).map(|p| {
+        let topic = &topic;
+        async move {
+            for i in 0..25 {
+                bus.publish(topic, message(&format!("{p}-{i}")))
+                    .await
+                    .unwrap();
+            }
+        }
+    }));
+    let consumer = async {
+        let mut seen = BTreeSet::new();
+        let mut offsets = BTreeSet::new();
+        while seen.len() < 200 {
+            let delivery = next(&mut sub).await;
+            assert!(
+                offsets.insert(delivery.offset),
+                "two messages share an offset"
+            );
+            assert!(
+                seen.insert(text(&delivery)),
+                "a message was delivered twice"
+            );
+            sub.commit(&delivery).await.unwrap();
+        }
+        seen
+    };
+    // Publishing and consuming run together: a small bus applies backpressure meanwhile.
+    let (_, seen) = tokio::join!(publishers, consumer);
+    assert_eq!(seen.len(), 200);
+}
+
+async fn empty_names_are_refused(bus: &dyn EventBus) {
+    assert!(bus.publish("", message("x")).await.is_err());
+    assert!(bus.subscribe("", "g").await.is_err());
+    assert!(bus.subscribe(&unique("names"), "").await.is_err());
+}

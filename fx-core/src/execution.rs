@@ -1,0 +1,444 @@
+//! Executions (one per event and handler), the invocations that carry them to executors, and
+//! the state events executors report back.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::handler::{Handler, Limits};
+use crate::package::PackageDigest;
+
+/// Identity of an execution, derived from the event (`source` + `id`) and the handler, so that
+/// a redelivered or reposted event maps to the same execution.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ExecutionId(String);
+
+impl ExecutionId {
+    /// The execution of `handler` for the event identified by `source` and `id`.
+    pub fn derive(source: &str, id: &str, handler: &str) -> Self {
+        let mut hash = Sha256::new();
+        for part in [source, id, handler] {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part.as_bytes());
+        }
+        ExecutionId(hex::encode(&hash.finalize()[..16]))
+    }
+
+    /// The execution of `handler` for `event`.
+    pub fn for_event(event: &Event, handler: &str) -> Self {
+        use cloudevents::AttributesReader;
+        ExecutionId::derive(&event.source().to_string(), event.id(), handler)
+    }
+
+    /// Parses an id as shown in URLs (32 lowercase hex digits).
+    pub fn parse(text: &str) -> Result<Self> {
+        if text.len() != 32 || !text.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')) {
+            return Err(Error::invalid(format!(
+                "execution id {text:?} is not 32 lowercase hex digits"
+            )));
+        }
+        Ok(ExecutionId(text.to_string()))
+    }
+
+    /// The hex digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ExecutionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where an execution stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionStatus {
+    /// Matched and dispatched; no executor has started it.
+    Queued,
+    /// An executor is running an attempt.
+    Running,
+    /// The function returned its output.
+    Succeeded,
+    /// The last attempt failed; `error` says why.
+    Failed,
+}
+
+impl ExecutionStatus {
+    /// The lowercase name used in the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Queued => "queued",
+            ExecutionStatus::Running => "running",
+            ExecutionStatus::Succeeded => "succeeded",
+            ExecutionStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses the lowercase name.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "queued" => Ok(ExecutionStatus::Queued),
+            "running" => Ok(ExecutionStatus::Running),
+            "succeeded" => Ok(ExecutionStatus::Succeeded),
+            "failed" => Ok(ExecutionStatus::Failed),
+            other => Err(Error::invalid(format!(
+                "unknown execution status {other:?}: use queued, running, succeeded or failed"
+            ))),
+        }
+    }
+
+    /// Whether no further state change is expected.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, ExecutionStatus::Succeeded | ExecutionStatus::Failed)
+    }
+}
+
+impl fmt::Display for ExecutionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an attempt failed: the kind drives retry decisions, the message is for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// What kind of failure.
+    pub kind: FailureKind,
+    /// Human-readable reason naming the cause (the trap, the limit, the missing package).
+    pub message: String,
+}
+
+/// Kinds of failure of an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The function trapped (unreachable, out-of-bounds access, stack overflow, …).
+    Trap,
+    /// The wall-clock timeout expired.
+    Timeout,
+    /// The memory cap was hit.
+    MemoryLimit,
+    /// The fuel budget ran out.
+    FuelLimit,
+    /// Output or log volume went over its cap.
+    OutputLimit,
+    /// The function returned an error.
+    FunctionError,
+    /// The package could not be fetched, verified or compiled.
+    Package,
+    /// Something on the platform's side.
+    Internal,
+}
+
+/// One execution: an event run by a handler, with its outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    /// Derived from the event and the handler.
+    pub id: ExecutionId,
+    /// The handler's name.
+    pub handler: String,
+    /// The package that ran (name, version, digest) once resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<ResolvedPackage>,
+    /// The triggering event.
+    pub event: Event,
+    /// Current status.
+    pub status: ExecutionStatus,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Events the function returned or emitted (on success).
+    #[serde(default)]
+    pub output: Vec<Event>,
+    /// Why the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Failure>,
+    /// When the gateway created it.
+    pub created_at: DateTime<Utc>,
+    /// When the latest attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it reached a terminal status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Run time of the latest attempt in microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_us: Option<u64>,
+}
+
+/// The list view of an execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionSummary {
+    /// Execution id.
+    pub id: ExecutionId,
+    /// Handler name.
+    pub handler: String,
+    /// Status.
+    pub status: ExecutionStatus,
+    /// The event's `id`.
+    pub event_id: String,
+    /// The event's `source`.
+    pub event_source: String,
+    /// The event's `type`.
+    pub event_type: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Run time of the latest attempt in microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_us: Option<u64>,
+}
+
+impl From<&Execution> for ExecutionSummary {
+    fn from(e: &Execution) -> Self {
+        use cloudevents::AttributesReader;
+        ExecutionSummary {
+            id: e.id.clone(),
+            handler: e.handler.clone(),
+            status: e.status,
+            event_id: e.event.id().to_string(),
+            event_source: e.event.source().to_string(),
+            event_type: e.event.ty().to_string(),
+            attempts: e.attempts,
+            created_at: e.created_at,
+            duration_us: e.duration_us,
+        }
+    }
+}
+
+/// A query over executions: newest first, paged by an opaque cursor.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionQuery {
+    /// Only this handler's.
+    #[serde(default)]
+    pub handler: Option<String>,
+    /// Only this status.
+    #[serde(default)]
+    pub status: Option<ExecutionStatus>,
+    /// Continue after this cursor (from [`Page::next_cursor`]).
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// Page size; the store caps it at 500 and defaults to 50.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+impl ExecutionQuery {
+    /// The page size to use.
+    pub fn page_size(&self) -> u32 {
+        self.limit.unwrap_or(50).clamp(1, 500)
+    }
+}
+
+/// One page of results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A package resolved to one exact version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedPackage {
+    /// Package name.
+    pub name: String,
+    /// Exact version.
+    pub version: String,
+    /// Digest of the archive.
+    pub digest: PackageDigest,
+}
+
+/// What the gateway sends to an executor pool: run this handler on this event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Invocation {
+    /// The execution this attempt belongs to.
+    pub execution_id: ExecutionId,
+    /// The handler as it was when the event matched.
+    pub handler: Handler,
+    /// The package version to run.
+    pub package: ResolvedPackage,
+    /// The event.
+    pub event: Event,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// Effective limits (defaults, manifest, handler).
+    pub limits: Limits,
+    /// When the gateway dispatched it (for queue-wait metrics).
+    pub dispatched_at: DateTime<Utc>,
+}
+
+/// Severity of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Very detailed.
+    Trace,
+    /// Detailed.
+    Debug,
+    /// Normal.
+    Info,
+    /// Something odd.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+impl LogLevel {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+
+    /// Parses the lowercase name.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "trace" => Ok(LogLevel::Trace),
+            "debug" => Ok(LogLevel::Debug),
+            "info" => Ok(LogLevel::Info),
+            "warn" => Ok(LogLevel::Warn),
+            "error" => Ok(LogLevel::Error),
+            other => Err(Error::invalid(format!("unknown log level {other:?}"))),
+        }
+    }
+}
+
+/// One log line written by a function (or by the executor about it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// The execution it belongs to.
+    pub execution_id: ExecutionId,
+    /// Handler name (so that logs are searchable by handler without a join).
+    pub handler: String,
+    /// Attempt number.
+    pub attempt: u32,
+    /// Position within the attempt, from 0: with the two above, the line's identity.
+    pub seq: u32,
+    /// When it was written.
+    pub at: DateTime<Utc>,
+    /// Severity.
+    pub level: LogLevel,
+    /// The text.
+    pub message: String,
+    /// Structured fields.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
+}
+
+/// A state change of an execution, published by executors on `fx.state` and applied by the
+/// state router. Applying the same state event twice changes nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum StateEvent {
+    /// An attempt started.
+    Started {
+        /// Execution.
+        execution_id: ExecutionId,
+        /// Attempt number.
+        attempt: u32,
+        /// When.
+        at: DateTime<Utc>,
+        /// Which executor runs it.
+        executor: String,
+    },
+    /// A log line.
+    Log(LogLine),
+    /// The attempt succeeded with these output events.
+    Succeeded {
+        /// Execution.
+        execution_id: ExecutionId,
+        /// Attempt number.
+        attempt: u32,
+        /// When.
+        at: DateTime<Utc>,
+        /// Run time in microseconds.
+        duration_us: u64,
+        /// Returned and emitted events.
+        output: Vec<Event>,
+    },
+    /// The attempt failed.
+    Failed {
+        /// Execution.
+        execution_id: ExecutionId,
+        /// Attempt number.
+        attempt: u32,
+        /// When.
+        at: DateTime<Utc>,
+        /// Run time in microseconds.
+        duration_us: u64,
+        /// Why.
+        failure: Failure,
+    },
+}
+
+impl StateEvent {
+    /// The execution this event is about.
+    pub fn execution_id(&self) -> &ExecutionId {
+        match self {
+            StateEvent::Started { execution_id, .. }
+            | StateEvent::Succeeded { execution_id, .. }
+            | StateEvent::Failed { execution_id, .. } => execution_id,
+            StateEvent::Log(line) => &line.execution_id,
+        }
+    }
+
+    /// The name of the state (`started`, `log`, `succeeded`, `failed`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            StateEvent::Started { .. } => "started",
+            StateEvent::Log(_) => "log",
+            StateEvent::Succeeded { .. } => "succeeded",
+            StateEvent::Failed { .. } => "failed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_id_depends_on_source_id_and_handler_only() {
+        let a = ExecutionId::derive("/s", "1", "h");
+        assert_eq!(a, ExecutionId::derive("/s", "1", "h"));
+        assert_ne!(a, ExecutionId::derive("/s", "1", "h2"));
+        assert_ne!(a, ExecutionId::derive("/s", "2", "h"));
+        // Length-prefixing keeps ("ab","c") and ("a","bc") apart.
+        assert_ne!(
+            ExecutionId::derive("ab", "c", "h"),
+            ExecutionId::derive("a", "bc", "h")
+        );
+        assert_eq!(ExecutionId::parse(a.as_str()).unwrap(), a);
+        assert!(ExecutionId::parse("xyz").is_err());
+    }
+
+    #[test]
+    fn state_events_are_tagged_json() {
+        let e = StateEvent::Started {
+            execution_id: ExecutionId::derive("/s", "1", "h"),
+            attempt: 1,
+            at: Utc::now(),
+            executor: "x".into(),
+        };
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["state"], "started");
+        let back: StateEvent = serde_json::from_value(json).unwrap();
+        assert_eq!(back, e);
+    }
+}

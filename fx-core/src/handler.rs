@@ -1,0 +1,484 @@
+//! Handlers: which events run which package, where, and within what limits.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::event::{attribute, Event};
+
+/// The executor pool a handler runs in when none is named.
+pub const DEFAULT_POOL: &str = "default";
+
+/// A handler: events matching `filter` run the function in `package` on executor pool `pool`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Handler {
+    /// Unique name: lowercase letters, digits, `-`, `_` and `.`; 1 to 64 characters.
+    pub name: String,
+    /// Free text shown in the UI.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Which events this handler runs on.
+    pub filter: Filter,
+    /// The package whose function runs.
+    pub package: PackageRef,
+    /// The executor pool that runs it.
+    #[serde(default = "default_pool")]
+    pub pool: String,
+    /// Limits that override the package manifest's.
+    #[serde(default, skip_serializing_if = "LimitOverrides::is_empty")]
+    pub limits: LimitOverrides,
+    /// What to do when an execution fails.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// A disabled handler matches nothing.
+    #[serde(default = "enabled_default")]
+    pub enabled: bool,
+}
+
+fn default_pool() -> String {
+    DEFAULT_POOL.to_string()
+}
+
+fn enabled_default() -> bool {
+    true
+}
+
+impl Handler {
+    /// Checks every rule a stored handler must satisfy; the message names the offending field.
+    pub fn validate(&self) -> Result<()> {
+        validate_name("handler name", &self.name)?;
+        validate_name("executor pool", &self.pool)?;
+        self.filter.validate()?;
+        self.package.validate()?;
+        self.limits.validate()?;
+        self.retry.validate()?;
+        Ok(())
+    }
+
+    /// Whether this handler runs on `event`.
+    pub fn matches(&self, event: &Event) -> bool {
+        self.enabled && self.filter.matches(event)
+    }
+}
+
+/// Checks a name used in keys, topics and URLs.
+pub fn validate_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 64 {
+        return Err(Error::invalid(format!(
+            "{what} must be 1 to 64 characters, got {}",
+            name.len()
+        )));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(Error::invalid(format!(
+            "{what} {name:?} contains {c:?}: use lowercase letters, digits, '-', '_' and '.'"
+        )));
+    }
+    Ok(())
+}
+
+/// A reference to a package: a name and a version or an alias (`latest` by default).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageRef {
+    /// Package name.
+    pub name: String,
+    /// An exact version (`1.2.0`) or an alias (`latest`, `stable`).
+    #[serde(default = "latest")]
+    pub version: String,
+}
+
+fn latest() -> String {
+    crate::package::LATEST_ALIAS.to_string()
+}
+
+impl PackageRef {
+    fn validate(&self) -> Result<()> {
+        validate_name("package name", &self.name)?;
+        if self.version.is_empty() {
+            return Err(Error::invalid("package version or alias must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for PackageRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.name, self.version)
+    }
+}
+
+/// A filter over event attributes. In JSON, externally tagged:
+/// `{"all": [{"exact": {"attribute": "type", "value": "com.example.hello"}}, {"not": {...}}]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Filter {
+    /// Every inner filter matches (true when empty).
+    All(Vec<Filter>),
+    /// At least one inner filter matches (false when empty).
+    Any(Vec<Filter>),
+    /// The inner filter does not match.
+    Not(Box<Filter>),
+    /// The attribute equals `value`.
+    Exact(AttributeMatch),
+    /// The attribute starts with `value`.
+    Prefix(AttributeMatch),
+    /// The attribute ends with `value`.
+    Suffix(AttributeMatch),
+}
+
+/// One attribute and the text it is compared with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeMatch {
+    /// `type`, `source`, `subject`, `id`, `datacontenttype`, `dataschema` or an extension name.
+    pub attribute: String,
+    /// The text compared with the attribute's value.
+    pub value: String,
+}
+
+impl Filter {
+    /// `type` equals `value`: the most common filter.
+    pub fn type_is(value: impl Into<String>) -> Filter {
+        Filter::Exact(AttributeMatch {
+            attribute: "type".into(),
+            value: value.into(),
+        })
+    }
+
+    /// Whether `event` passes this filter. An attribute the event lacks matches no leaf.
+    pub fn matches(&self, event: &Event) -> bool {
+        match self {
+            Filter::All(filters) => filters.iter().all(|f| f.matches(event)),
+            Filter::Any(filters) => filters.iter().any(|f| f.matches(event)),
+            Filter::Not(filter) => !filter.matches(event),
+            Filter::Exact(m) => attribute(event, &m.attribute).is_some_and(|v| v == m.value),
+            Filter::Prefix(m) => {
+                attribute(event, &m.attribute).is_some_and(|v| v.starts_with(&m.value))
+            }
+            Filter::Suffix(m) => {
+                attribute(event, &m.attribute).is_some_and(|v| v.ends_with(&m.value))
+            }
+        }
+    }
+
+    /// Checks attribute names and nesting depth.
+    pub fn validate(&self) -> Result<()> {
+        self.validate_at(0)
+    }
+
+    fn validate_at(&self, depth: usize) -> Result<()> {
+        if depth > 16 {
+            return Err(Error::invalid("filter is nested more than 16 levels deep"));
+        }
+        match self {
+            Filter::All(filters) | Filter::Any(filters) => {
+                filters.iter().try_for_each(|f| f.validate_at(depth + 1))
+            }
+            Filter::Not(filter) => filter.validate_at(depth + 1),
+            Filter::Exact(m) | Filter::Prefix(m) | Filter::Suffix(m) => {
+                let name = &m.attribute;
+                let valid = !name.is_empty()
+                    && name.len() <= 20
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+                if !valid {
+                    return Err(Error::invalid(format!(
+                        "filter attribute {name:?} is not a cloudevents attribute name (lowercase letters and digits, at most 20)"
+                    )));
+                }
+                if matches!(self, Filter::Prefix(_) | Filter::Suffix(_)) && m.value.is_empty() {
+                    return Err(Error::invalid(format!(
+                        "filter on {name:?}: an empty prefix or suffix would match everything; use {{\"all\": []}} for that"
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Limits of one invocation, each optional so that a handler overrides only what it names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    /// Linear memory cap in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u32>,
+    /// Wall-clock timeout in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Invocations of this handler running at once on one executor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// Fuel budget (instructions, roughly); unmetered when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// Cap on the bytes of the events an invocation returns or emits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_bytes: Option<u64>,
+    /// Cap on the bytes of log lines an invocation writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_log_bytes: Option<u64>,
+}
+
+impl LimitOverrides {
+    /// Whether nothing is overridden.
+    pub fn is_empty(&self) -> bool {
+        self == &LimitOverrides::default()
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bounds = Limits::MAX;
+        check_bound(
+            "memory_mb",
+            self.memory_mb.map(u64::from),
+            1,
+            bounds.memory_mb.into(),
+        )?;
+        check_bound("timeout_ms", self.timeout_ms, 1, bounds.timeout_ms)?;
+        check_bound(
+            "concurrency",
+            self.concurrency.map(u64::from),
+            1,
+            bounds.concurrency.into(),
+        )?;
+        check_bound("fuel", self.fuel, 1, u64::MAX)?;
+        check_bound(
+            "max_output_bytes",
+            self.max_output_bytes,
+            1,
+            bounds.max_output_bytes,
+        )?;
+        check_bound("max_log_bytes", self.max_log_bytes, 1, bounds.max_log_bytes)?;
+        Ok(())
+    }
+
+    /// These overrides on top of `base`.
+    pub fn apply_to(&self, base: Limits) -> Limits {
+        Limits {
+            memory_mb: self.memory_mb.unwrap_or(base.memory_mb),
+            timeout_ms: self.timeout_ms.unwrap_or(base.timeout_ms),
+            concurrency: self.concurrency.unwrap_or(base.concurrency),
+            fuel: self.fuel.or(base.fuel),
+            max_output_bytes: self.max_output_bytes.unwrap_or(base.max_output_bytes),
+            max_log_bytes: self.max_log_bytes.unwrap_or(base.max_log_bytes),
+        }
+    }
+}
+
+fn check_bound(field: &str, value: Option<u64>, min: u64, max: u64) -> Result<()> {
+    match value {
+        Some(v) if v < min || v > max => Err(Error::invalid(format!(
+            "limit {field} = {v} is out of bounds ({min} to {max})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The effective limits of one invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Linear memory cap in MiB.
+    pub memory_mb: u32,
+    /// Wall-clock timeout in milliseconds.
+    pub timeout_ms: u64,
+    /// Invocations of one handler running at once on one executor.
+    pub concurrency: u32,
+    /// Fuel budget; unmetered when `None`.
+    pub fuel: Option<u64>,
+    /// Cap on output event bytes.
+    pub max_output_bytes: u64,
+    /// Cap on log bytes.
+    pub max_log_bytes: u64,
+}
+
+impl Limits {
+    /// The defaults when neither manifest nor handler says otherwise.
+    pub const DEFAULT: Limits = Limits {
+        memory_mb: 64,
+        timeout_ms: 5_000,
+        concurrency: 16,
+        fuel: None,
+        max_output_bytes: 1024 * 1024,
+        max_log_bytes: 256 * 1024,
+    };
+
+    /// The largest values a handler or manifest may ask for.
+    pub const MAX: Limits = Limits {
+        memory_mb: 4096,
+        timeout_ms: 15 * 60 * 1000,
+        concurrency: 1024,
+        fuel: None,
+        max_output_bytes: 64 * 1024 * 1024,
+        max_log_bytes: 16 * 1024 * 1024,
+    };
+
+    /// Effective limits: defaults, then the manifest's, then the handler's.
+    pub fn resolve(manifest: &LimitOverrides, handler: &LimitOverrides) -> Limits {
+        handler.apply_to(manifest.apply_to(Limits::DEFAULT))
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
+/// What happens when an execution fails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (1 = no retry).
+    #[serde(default = "one")]
+    pub max_attempts: u32,
+    /// Delay before the first retry, doubled for each further one.
+    #[serde(default = "initial_backoff")]
+    pub backoff_ms: u64,
+    /// Upper bound of the delay.
+    #[serde(default = "max_backoff")]
+    pub max_backoff_ms: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+fn initial_backoff() -> u64 {
+    1_000
+}
+fn max_backoff() -> u64 {
+    60_000
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: one(),
+            backoff_ms: initial_backoff(),
+            max_backoff_ms: max_backoff(),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn validate(&self) -> Result<()> {
+        check_bound("retry.max_attempts", Some(self.max_attempts.into()), 1, 100)?;
+        if self.backoff_ms > self.max_backoff_ms {
+            return Err(Error::invalid(format!(
+                "retry.backoff_ms ({}) is larger than retry.max_backoff_ms ({})",
+                self.backoff_ms, self.max_backoff_ms
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::new_json_event;
+
+    fn event() -> Event {
+        let mut e = new_json_event(
+            "1",
+            "/shop/eu",
+            "com.example.order.created",
+            serde_json::json!({}),
+        )
+        .unwrap();
+        e.set_extension("tenant", "acme");
+        e
+    }
+
+    fn m(attribute: &str, value: &str) -> AttributeMatch {
+        AttributeMatch {
+            attribute: attribute.into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn filters_combine_exact_prefix_suffix_with_all_any_not() {
+        let e = event();
+        assert!(Filter::type_is("com.example.order.created").matches(&e));
+        assert!(Filter::Prefix(m("source", "/shop/")).matches(&e));
+        assert!(Filter::Suffix(m("type", ".created")).matches(&e));
+        assert!(Filter::Exact(m("tenant", "acme")).matches(&e));
+        assert!(
+            !Filter::Exact(m("subject", "x")).matches(&e),
+            "missing attribute never matches"
+        );
+        let f = Filter::All(vec![
+            Filter::Prefix(m("type", "com.example.")),
+            Filter::Any(vec![
+                Filter::Exact(m("tenant", "other")),
+                Filter::Suffix(m("source", "/eu")),
+            ]),
+            Filter::Not(Box::new(Filter::Exact(m(
+                "type",
+                "com.example.order.deleted",
+            )))),
+        ]);
+        assert!(f.matches(&e));
+        assert!(!Filter::Any(vec![]).matches(&e));
+        assert!(Filter::All(vec![]).matches(&e));
+    }
+
+    #[test]
+    fn filter_json_shape_is_externally_tagged() {
+        let json = r#"{"all":[{"exact":{"attribute":"type","value":"a"}},{"not":{"prefix":{"attribute":"source","value":"/x"}}}]}"#;
+        let f: Filter = serde_json::from_str(json).unwrap();
+        assert_eq!(serde_json::to_string(&f).unwrap(), json);
+    }
+
+    #[test]
+    fn invalid_handlers_say_why() {
+        let mut h = Handler {
+            name: "Bad Name".into(),
+            description: String::new(),
+            filter: Filter::type_is("x"),
+            package: PackageRef {
+                name: "hello".into(),
+                version: "latest".into(),
+            },
+            pool: DEFAULT_POOL.into(),
+            limits: LimitOverrides::default(),
+            retry: RetryPolicy::default(),
+            enabled: true,
+        };
+        assert!(h.validate().unwrap_err().message().contains("handler name"));
+        h.name = "ok".into();
+        h.filter = Filter::Prefix(m("Type!", "x"));
+        assert!(h
+            .validate()
+            .unwrap_err()
+            .message()
+            .contains("filter attribute"));
+        h.filter = Filter::type_is("x");
+        h.limits.memory_mb = Some(1_000_000);
+        assert!(h.validate().unwrap_err().message().contains("memory_mb"));
+    }
+
+    #[test]
+    fn limits_layer_handler_over_manifest_over_defaults() {
+        let manifest = LimitOverrides {
+            memory_mb: Some(32),
+            timeout_ms: Some(100),
+            ..Default::default()
+        };
+        let handler = LimitOverrides {
+            timeout_ms: Some(50),
+            ..Default::default()
+        };
+        let l = Limits::resolve(&manifest, &handler);
+        assert_eq!(
+            (l.memory_mb, l.timeout_ms, l.concurrency),
+            (32, 50, Limits::DEFAULT.concurrency)
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! FerrisFX core: the model every part of the platform shares, and one trait per port.
+//!
+//! - [`event`]: the CloudEvent model and its bus and HTTP bindings.
+//! - [`handler`]: handlers, their filters, limits and retry policy.
+//! - [`package`]: the package archive, its manifest and digest.
+//! - [`execution`]: executions, invocations and the state events executors report.
+//! - Ports, each a trait with an embedded backend and a conformance `testsuite`:
+//!   [`bus`] (event bus), [`registry`] (handler config), [`objects`] (package archives),
+//!   [`store`] (state), [`sink`] (logs and metrics).
+//! - [`backends`]: builds every port from settings, in one place.
+
+pub mod backends;
+pub mod bus;
+pub mod error;
+pub mod event;
+pub mod execution;
+pub mod handler;
+pub mod objects;
+pub mod package;
+pub mod registry;
+pub mod sink;
+pub mod store;
+
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,28 @@
+//! The package store port: archives addressed by their SHA-256 digest.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::Result;
+use crate::package::PackageDigest;
+
+pub mod local;
+pub mod testsuite;
+
+/// Where package archives live.
+#[async_trait]
+pub trait PackageStore: Send + Sync + 'static {
+    /// Stores `bytes` under `digest`, after checking that they hash to it (`Invalid` if not).
+    /// Storing the same bytes again is a no-op.
+    async fn put(&self, digest: &PackageDigest, bytes: Bytes) -> Result<()>;
+
+    /// The bytes stored under `digest` (`NotFound` if absent), verified against the digest
+    /// (`Invalid` if they do not match: a corrupt object is never handed out).
+    async fn get(&self, digest: &PackageDigest) -> Result<Bytes>;
+
+    /// Whether `digest` is stored.
+    async fn exists(&self, digest: &PackageDigest) -> Result<bool>;
+
+    /// Removes `digest`; removing an absent digest is a no-op.
+    async fn delete(&self, digest: &PackageDigest) -> Result<()>;
+}

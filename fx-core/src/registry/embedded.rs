@@ -1,0 +1,670 @@
+//! The embedded handler registry: `handlers.json` in the data directory, watched for edits.
+//!
+//! The file reads
+//! `{ "revision": N, "handlers": { "<name>": { "revision": r, "handler": { ... } } } }`.
+//! Every write bumps the global revision and stamps the written entry with it; the file is
+//! replaced atomically (temporary file, then rename). The file may be edited by hand: a
+//! background task polls it and reloads it when it changes, stamping changed entries with a new
+//! revision. An entry that is not a valid handler is listed in [`HandlerTable::invalid`] and
+//! kept in the file untouched.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use super::{Expect, HandlerRegistry, HandlerTable, InvalidHandler, StoredHandler};
+use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::handler::Handler;
+
+/// How often the file is checked for edits made outside this process.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Handlers in a JSON file.
+pub struct FileRegistry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The file.
+    path: PathBuf,
+    /// The document as last read or written; a writer holds it for its whole write.
+    loaded: tokio::sync::Mutex<Loaded>,
+    /// The table of the current document, for readers and watchers.
+    table: watch::Sender<Arc<HandlerTable>>,
+}
+
+struct Loaded {
+    /// The document.
+    doc: Document,
+    /// Modification time and length of the file when last read or written; `None` if absent.
+    stamp: Option<Stamp>,
+    /// Why the file on disk could not be read at the last poll, if it could not.
+    broken: Option<String>,
+}
+
+/// The file's content. Entries are kept as raw JSON so that a hand-edited entry that does not
+/// parse survives every rewrite.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Document {
+    revision: u64,
+    entries: BTreeMap<String, Value>,
+}
+
+#[derive(Deserialize)]
+struct FileShape {
+    #[serde(default)]
+    revision: u64,
+    #[serde(default)]
+    handlers: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+}
+
+impl FileRegistry {
+    /// Opens the registry at `path` (a missing file is an empty registry) and starts watching
+    /// the file. A file that is not a registry document is refused with `Invalid`.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let path = path.to_path_buf();
+        let (stamp, bytes) = blocking({
+            let path = path.clone();
+            move || read_file(&path)
+        })
+        .await?;
+        let doc = match bytes {
+            Some(bytes) => parse_document(&path, &bytes)?,
+            None => Document::default(),
+        };
+        let table = build_table(&doc);
+        log_invalid(&path, &table);
+        tracing::info!(path = %path.display(), handlers = table.handlers.len(), revision = table.revision, "handler registry opened");
+        let (table, _) = watch::channel(Arc::new(table));
+        let inner = Arc::new(Inner {
+            path,
+            loaded: tokio::sync::Mutex::new(Loaded {
+                doc,
+                stamp,
+                broken: None,
+            }),
+            table,
+        });
+        spawn_poller(Arc::downgrade(&inner));
+        Ok(FileRegistry { inner })
+    }
+}
+
+fn spawn_poller(inner: Weak<Inner>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(POLL_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(inner) = inner.upgrade() else {
+                break;
+            };
+            let mut loaded = inner.loaded.lock().await;
+            if let Err(e) = inner.refresh(&mut loaded).await {
+                tracing::warn!(path = %inner.path.display(), error = %e.chain(), "checking the handlers file failed");
+            }
+        }
+    });
+}
+
+impl Inner {
+    /// Reloads the file if it changed on disk since it was last read or written.
+    async fn refresh(&self, loaded: &mut Loaded) -> Result<()> {
+        let current = blocking({
+            let path = self.path.clone();
+            move || stamp_of(&path)
+        })
+        .await?;
+        if current == loaded.stamp {
+            return Ok(());
+        }
+        let (stamp, bytes) = blocking({
+            let path = self.path.clone();
+            move || read_file(&path)
+        })
+        .await?;
+        loaded.stamp = stamp;
+        let fresh = match bytes {
+            None => Document::default(),
+            Some(bytes) => match parse_document(&self.path, &bytes) {
+                Ok(doc) => doc,
+                Err(e) => {
+                    tracing::warn!(path = %self.path.display(), error = %e.chain(), "the handlers file changed but cannot be read; keeping the handlers loaded before");
+                    loaded.broken = Some(e.chain());
+                    return Ok(());
+                }
+            },
+        };
+        loaded.broken = None;
+        if let Some(doc) = merge_external(&loaded.doc, fresh) {
+            tracing::info!(path = %self.path.display(), revision = doc.revision, "handlers file edited outside, reloaded");
+            loaded.doc = doc;
+            self.publish(&loaded.doc);
+        }
+        Ok(())
+    }
+
+    fn publish(&self, doc: &Document) {
+        let table = build_table(doc);
+        log_invalid(&self.path, &table);
+        self.table.send_replace(Arc::new(table));
+    }
+
+    /// Applies `change` to the current document at the next revision and writes the file.
+    async fn write<T>(&self, change: impl FnOnce(&mut Document, u64) -> Result<T>) -> Result<T> {
+        let mut loaded = self.loaded.lock().await;
+        self.refresh(&mut loaded).await?;
+        if let Some(reason) = &loaded.broken {
+            return Err(Error::unavailable(format!(
+                "handlers file {} cannot be read, fix or remove it before writing: {reason}",
+                self.path.display()
+            )));
+        }
+        let mut doc = loaded.doc.clone();
+        let revision = doc.revision + 1;
+        let out = change(&mut doc, revision)?;
+        doc.revision = revision;
+        let bytes = render(&doc)?;
+        let stamp = blocking({
+            let path = self.path.clone();
+            move || write_atomically(&path, &bytes)
+        })
+        .await?;
+        loaded.doc = doc;
+        loaded.stamp = stamp;
+        self.publish(&loaded.doc);
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl HandlerRegistry for FileRegistry {
+    async fn table(&self) -> Result<HandlerTable> {
+        Ok(HandlerTable::clone(&self.inner.table.borrow()))
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<StoredHandler>> {
+        let table = Arc::clone(&self.inner.table.borrow());
+        Ok(table
+            .handlers
+            .iter()
+            .find(|h| h.handler.name == name)
+            .cloned())
+    }
+
+    async fn put(&self, handler: &Handler, expect: Expect) -> Result<u64> {
+        handler.validate()?;
+        let name = handler.name.clone();
+        let value = serde_json::to_value(handler).kind_context(ErrorKind::Internal, || {
+            format!("encoding handler {name} as json")
+        })?;
+        let revision = self
+            .inner
+            .write(|doc, revision| {
+                check_expect(doc, &name, expect)?;
+                let entry = json!({ "revision": revision, "handler": value });
+                doc.entries.insert(name.clone(), entry);
+                Ok(revision)
+            })
+            .await?;
+        tracing::info!(handler = %name, revision, "handler stored");
+        Ok(revision)
+    }
+
+    async fn delete(&self, name: &str, expect: Expect) -> Result<()> {
+        self.inner
+            .write(|doc, _| {
+                if !doc.entries.contains_key(name) {
+                    return Err(Error::not_found(format!("handler {name} not found")));
+                }
+                check_expect(doc, name, expect)?;
+                doc.entries.remove(name);
+                Ok(())
+            })
+            .await?;
+        tracing::info!(handler = %name, "handler deleted");
+        Ok(())
+    }
+
+    async fn watch(&self, after_revision: u64, wait: Duration) -> Result<HandlerTable> {
+        let mut rx = self.inner.table.subscribe();
+        // Elapsing is the normal end of a blocking query that saw no change; the sender lives
+        // as long as `self`, so waiting cannot fail otherwise.
+        let _ = tokio::time::timeout(wait, rx.wait_for(|t| t.revision > after_revision)).await;
+        let table = HandlerTable::clone(&rx.borrow());
+        Ok(table)
+    }
+}
+
+fn check_expect(doc: &Document, name: &str, expect: Expect) -> Result<()> {
+    let stored = doc
+        .entries
+        .get(name)
+        .map(|entry| entry_revision(doc, entry));
+    match (expect, stored) {
+        (Expect::Any, _) | (Expect::Absent, None) => Ok(()),
+        (Expect::Absent, Some(_)) => Err(Error::conflict(format!("handler {name} already exists"))),
+        (Expect::Revision(_), None) => Err(Error::not_found(format!("handler {name} not found"))),
+        (Expect::Revision(expected), Some(stored)) if expected == stored => Ok(()),
+        (Expect::Revision(expected), Some(stored)) => Err(Error::conflict(format!(
+            "handler {name} changed since revision {expected}: it is at revision {stored}"
+        ))),
+    }
+}
+
+/// An entry's revision; an entry written by hand without one counts as of the file's revision.
+fn entry_revision(doc: &Document, entry: &Value) -> u64 {
+    entry
+        .get("revision")
+        .and_then(Value::as_u64)
+        .unwrap_or(doc.revision)
+}
+
+/// The part of an entry whose change counts as an edit.
+fn entry_content(entry: &Value) -> &Value {
+    entry.get("handler").unwrap_or(entry)
+}
+
+/// The document after an outside edit of the file turned `current` into `fresh`, or `None`
+/// when no handler changed. Changed entries are stamped with the new revision.
+fn merge_external(current: &Document, fresh: Document) -> Option<Document> {
+    let changed: Vec<String> = fresh
+        .entries
+        .iter()
+        .filter(|(name, entry)| {
+            current.entries.get(*name).map(entry_content) != Some(entry_content(entry))
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    let removed = current
+        .entries
+        .keys()
+        .any(|name| !fresh.entries.contains_key(name));
+    if changed.is_empty() && !removed {
+        return None;
+    }
+    let revision = current.revision.max(fresh.revision) + 1;
+    let mut entries = fresh.entries;
+    for (name, entry) in entries.iter_mut() {
+        if changed.contains(name) {
+            if let Some(object) = entry.as_object_mut() {
+                object.insert("revision".into(), json!(revision));
+            }
+        } else if let Some(kept) = current.entries.get(name) {
+            *entry = kept.clone();
+        }
+    }
+    Some(Document { revision, entries })
+}
+
+fn build_table(doc: &Document) -> HandlerTable {
+    let mut table = HandlerTable {
+        revision: doc.revision,
+        ..HandlerTable::default()
+    };
+    for (name, entry) in &doc.entries {
+        match parse_entry(doc, name, entry) {
+            Ok(stored) => table.handlers.push(stored),
+            Err(reason) => table.invalid.push(InvalidHandler {
+                name: name.clone(),
+                reason,
+            }),
+        }
+    }
+    table
+}
+
+fn parse_entry(
+    doc: &Document,
+    name: &str,
+    entry: &Value,
+) -> std::result::Result<StoredHandler, String> {
+    let Some(object) = entry.as_object() else {
+        return Err("entry is not a json object".into());
+    };
+    let revision = match object.get("revision") {
+        None => doc.revision,
+        Some(value) => value
+            .as_u64()
+            .ok_or("entry revision is not a non-negative integer")?,
+    };
+    let raw = object
+        .get("handler")
+        .ok_or("entry has no \"handler\" object")?;
+    let handler: Handler =
+        serde_json::from_value(raw.clone()).map_err(|e| format!("not a valid handler: {e}"))?;
+    if handler.name != name {
+        return Err(format!(
+            "handler name {:?} does not match its key {name:?}",
+            handler.name
+        ));
+    }
+    handler.validate().map_err(|e| e.message().to_string())?;
+    Ok(StoredHandler { handler, revision })
+}
+
+fn log_invalid(path: &Path, table: &HandlerTable) {
+    for entry in &table.invalid {
+        tracing::warn!(path = %path.display(), handler = %entry.name, reason = %entry.reason, "invalid handler entry skipped");
+    }
+}
+
+fn parse_document(path: &Path, bytes: &[u8]) -> Result<Document> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Document::default());
+    }
+    let shape: FileShape = serde_json::from_slice(bytes).map_err(|e| {
+        Error::invalid(format!(
+            "handlers file {} is not a valid registry document: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(Document {
+        revision: shape.revision,
+        entries: shape.handlers,
+    })
+}
+
+fn render(doc: &Document) -> Result<Vec<u8>> {
+    let value = json!({ "revision": doc.revision, "handlers": doc.entries });
+    let mut bytes = serde_json::to_vec_pretty(&value)
+        .kind_context(ErrorKind::Internal, || "encoding the handlers file".into())?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .kind_context(ErrorKind::Internal, || "handlers file task failed".into())?
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::unavailable(format!("{what} handlers file {}", path.display())).with_source(e)
+}
+
+fn stamp_of(path: &Path) -> Result<Option<Stamp>> {
+    match std::fs::metadata(path) {
+        Ok(meta) => Ok(Some(Stamp {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+        })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error("checking", path, e)),
+    }
+}
+
+/// The file's stamp and bytes, or nothing if it does not exist.
+fn read_file(path: &Path) -> Result<(Option<Stamp>, Option<Vec<u8>>)> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, None)),
+        Err(e) => return Err(io_error("opening", path, e)),
+    };
+    let meta = file.metadata().map_err(|e| io_error("checking", path, e))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| io_error("reading", path, e))?;
+    let stamp = Stamp {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+    };
+    Ok((Some(stamp), Some(bytes)))
+}
+
+/// Replaces the file with `bytes` through a temporary file and a rename; returns its stamp.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<Option<Stamp>> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| io_error("creating the directory of", path, e))?;
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("handlers.json");
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let temp = dir.join(format!(".{file_name}.tmp-{}-{n}", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(io_error("writing", path, e));
+    }
+    stamp_of(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::handler::{Filter, PackageRef};
+
+    fn handler(name: &str) -> Handler {
+        serde_json::from_value(json!({
+            "name": name,
+            "filter": {"exact": {"attribute": "type", "value": "com.example.hello"}},
+            "package": {"name": "hello"},
+        }))
+        .unwrap()
+    }
+
+    fn file(dir: &tempfile::TempDir) -> PathBuf {
+        dir.path().join("handlers.json")
+    }
+
+    #[tokio::test]
+    async fn passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = FileRegistry::open(&file(&dir)).await.unwrap();
+        crate::registry::testsuite::run(&registry).await;
+    }
+
+    #[tokio::test]
+    async fn a_missing_file_is_an_empty_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = FileRegistry::open(&dir.path().join("sub/handlers.json"))
+            .await
+            .unwrap();
+        assert_eq!(registry.table().await.unwrap(), HandlerTable::default());
+        registry.put(&handler("a"), Expect::Absent).await.unwrap();
+        assert!(dir.path().join("sub/handlers.json").exists());
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_file_is_refused_naming_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(file(&dir), "{ not json").unwrap();
+        let err = FileRegistry::open(&file(&dir)).await.err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+        assert!(
+            err.message().contains(&file(&dir).display().to_string()),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn watch_wakes_on_a_put_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Arc::new(FileRegistry::open(&file(&dir)).await.unwrap());
+        let watcher = tokio::spawn({
+            let registry = Arc::clone(&registry);
+            async move {
+                let table = registry.watch(0, Duration::from_secs(30)).await.unwrap();
+                (table, Instant::now())
+            }
+        });
+        tokio::task::yield_now().await;
+        let revision = registry.put(&handler("a"), Expect::Absent).await.unwrap();
+        let put_done = Instant::now();
+        let (table, woke) = watcher.await.unwrap();
+        assert_eq!(table.revision, revision);
+        assert_eq!(table.handlers.len(), 1);
+        assert!(
+            woke <= put_done + Duration::from_millis(50),
+            "watch woke late"
+        );
+    }
+
+    #[tokio::test]
+    async fn watch_sees_an_outside_edit_within_a_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = FileRegistry::open(&file(&dir)).await.unwrap();
+        let first = registry.put(&handler("a"), Expect::Absent).await.unwrap();
+        let mut text: Value = serde_json::from_slice(&std::fs::read(file(&dir)).unwrap()).unwrap();
+        text["handlers"]["b"] = json!({ "handler": handler("b") });
+        text["handlers"]["a"]["handler"]["description"] = json!("edited by hand");
+        std::fs::write(file(&dir), serde_json::to_vec_pretty(&text).unwrap()).unwrap();
+
+        let started = Instant::now();
+        let table = registry.watch(first, Duration::from_secs(5)).await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "edit noticed late"
+        );
+        assert!(table.revision > first);
+        let names: Vec<_> = table
+            .handlers
+            .iter()
+            .map(|h| h.handler.name.as_str())
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        let a = registry.get("a").await.unwrap().unwrap();
+        assert_eq!(a.handler.description, "edited by hand");
+        assert_eq!(
+            a.revision, table.revision,
+            "an edited entry gets a new revision"
+        );
+        let err = registry
+            .put(&handler("a"), Expect::Revision(first))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.kind(),
+            ErrorKind::Conflict,
+            "the edit made revision {first} stale"
+        );
+    }
+
+    #[tokio::test]
+    async fn touching_the_file_without_changes_keeps_the_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = FileRegistry::open(&file(&dir)).await.unwrap();
+        let revision = registry.put(&handler("a"), Expect::Absent).await.unwrap();
+        let bytes = std::fs::read(file(&dir)).unwrap();
+        let mut reformatted: Value = serde_json::from_slice(&bytes).unwrap();
+        reformatted["note"] = json!("unknown top-level fields are ignored");
+        std::fs::write(file(&dir), serde_json::to_vec(&reformatted).unwrap()).unwrap();
+        let table = registry
+            .watch(revision, Duration::from_millis(700))
+            .await
+            .unwrap();
+        assert_eq!(table.revision, revision);
+    }
+
+    #[tokio::test]
+    async fn hand_broken_entries_are_listed_as_invalid_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let document = json!({
+            "revision": 7,
+            "handlers": {
+                "good": { "revision": 3, "handler": handler("good") },
+                "unknown-field": { "revision": 4, "handler": { "name": "unknown-field", "filter": {"all": []}, "package": {"name": "p"}, "colour": "red" } },
+                "mismatch": { "handler": handler("other") },
+                "not-an-object": 42,
+                "bad-limits": { "handler": { "name": "bad-limits", "filter": {"all": []}, "package": {"name": "p"}, "limits": {"memory_mb": 999999} } },
+            }
+        });
+        std::fs::write(file(&dir), serde_json::to_vec_pretty(&document).unwrap()).unwrap();
+        let registry = FileRegistry::open(&file(&dir)).await.unwrap();
+        let table = registry.table().await.unwrap();
+        assert_eq!(table.revision, 7);
+        assert_eq!(table.handlers.len(), 1);
+        assert_eq!(table.handlers[0].revision, 3);
+        let reasons: BTreeMap<_, _> = table
+            .invalid
+            .iter()
+            .map(|i| (i.name.as_str(), i.reason.as_str()))
+            .collect();
+        assert!(reasons["unknown-field"].contains("colour"), "{reasons:?}");
+        assert!(
+            reasons["mismatch"].contains("does not match"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons["not-an-object"].contains("not a json object"),
+            "{reasons:?}"
+        );
+        assert!(reasons["bad-limits"].contains("memory_mb"), "{reasons:?}");
+
+        // Writing another handler keeps the broken entries for the user to fix.
+        registry.put(&handler("new"), Expect::Absent).await.unwrap();
+        drop(registry);
+        let reopened = FileRegistry::open(&file(&dir)).await.unwrap();
+        let table = reopened.table().await.unwrap();
+        assert_eq!(table.handlers.len(), 2);
+        assert_eq!(table.invalid.len(), 4);
+        // A broken entry still occupies its name.
+        let err = reopened
+            .put(&handler("mismatch"), Expect::Absent)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict);
+        reopened.delete("mismatch", Expect::Any).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_file_broken_while_running_keeps_the_last_handlers_and_blocks_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = FileRegistry::open(&file(&dir)).await.unwrap();
+        let revision = registry.put(&handler("a"), Expect::Absent).await.unwrap();
+        std::fs::write(file(&dir), "{ half written").unwrap();
+        let err = registry
+            .put(&handler("b"), Expect::Absent)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+        assert_eq!(registry.table().await.unwrap().revision, revision);
+        assert_eq!(
+            std::fs::read_to_string(file(&dir)).unwrap(),
+            "{ half written"
+        );
+    }
+
+    #[tokio::test]
+    async fn handlers_and_revisions_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = FileRegistry::open(&file(&dir)).await.unwrap();
+        registry.put(&handler("a"), Expect::Absent).await.unwrap();
+        let mut b = handler("b");
+        b.filter = Filter::type_is("com.example.other");
+        b.package = PackageRef {
+            name: "other".into(),
+            version: "1.0.0".into(),
+        };
+        let rb = registry.put(&b, Expect::Absent).await.unwrap();
+        let before = registry.table().await.unwrap();
+        drop(registry);
+        let reopened = FileRegistry::open(&file(&dir)).await.unwrap();
+        assert_eq!(reopened.table().await.unwrap(), before);
+        assert_eq!(reopened.get("b").await.unwrap().unwrap().handler, b);
+        assert!(reopened.put(&handler("c"), Expect::Absent).await.unwrap() > rb);
+    }
+}

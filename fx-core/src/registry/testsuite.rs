@@ -1,0 +1,226 @@
+//! The conformance suite of the handler registry port, run by every backend's tests.
+//!
+//! Handler names carry a unique suffix and checks look only at their own handlers, so the
+//! suite also runs against a shared registry.
+
+// Test code that lives in the library so that every backend (in any crate) can run it; a
+// failed check panics, as in any test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::{Expect, HandlerRegistry};
+use crate::error::ErrorKind;
+use crate::handler::{Filter, Handler, LimitOverrides, PackageRef, RetryPolicy, DEFAULT_POOL};
+
+/// Runs every check against `registry`.
+pub async fn run(registry: &dyn HandlerRegistry) {
+    put_get_and_table_round_trip(registry).await;
+    expectations_guard_writes(registry).await;
+    deletes_honour_expectations(registry).await;
+    invalid_handlers_are_refused(registry).await;
+    watch_returns_on_change_or_after_the_wait(registry).await;
+    concurrent_creates_of_one_name_have_one_winner(registry).await;
+}
+
+fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("test-{prefix}-{nanos:x}-{}-{n}", std::process::id())
+}
+
+fn handler(name: &str) -> Handler {
+    Handler {
+        name: name.to_string(),
+        description: "conformance".into(),
+        filter: Filter::All(vec![
+            Filter::type_is("com.example.hello"),
+            Filter::Not(Box::new(Filter::type_is("com.example.bye"))),
+        ]),
+        package: PackageRef {
+            name: "hello".into(),
+            version: "1.0.0".into(),
+        },
+        pool: DEFAULT_POOL.into(),
+        limits: LimitOverrides {
+            memory_mb: Some(32),
+            ..LimitOverrides::default()
+        },
+        retry: RetryPolicy::default(),
+        enabled: true,
+    }
+}
+
+async fn put_get_and_table_round_trip(registry: &dyn HandlerRegistry) {
+    let name = unique("roundtrip");
+    let h = handler(&name);
+    assert_eq!(registry.get(&name).await.unwrap(), None);
+    let revision = registry.put(&h, Expect::Absent).await.unwrap();
+    let stored = registry.get(&name).await.unwrap().expect("stored handler");
+    assert_eq!(stored.handler, h);
+    assert_eq!(stored.revision, revision);
+
+    let table = registry.table().await.unwrap();
+    assert!(
+        table.revision >= revision,
+        "the table's revision covers every write"
+    );
+    let listed = table
+        .handlers
+        .iter()
+        .find(|s| s.handler.name == name)
+        .unwrap();
+    assert_eq!(listed, &stored);
+    let names: Vec<&str> = table
+        .handlers
+        .iter()
+        .map(|s| s.handler.name.as_str())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(names, sorted, "handlers are sorted by name");
+
+    let mut changed = h.clone();
+    changed.enabled = false;
+    let next = registry.put(&changed, Expect::Any).await.unwrap();
+    assert!(next > revision, "every write bumps the revision");
+    assert_eq!(registry.get(&name).await.unwrap().unwrap().handler, changed);
+    registry.delete(&name, Expect::Any).await.unwrap();
+}
+
+async fn expectations_guard_writes(registry: &dyn HandlerRegistry) {
+    let name = unique("expect");
+    let h = handler(&name);
+    let err = registry.put(&h, Expect::Revision(1)).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::NotFound,
+        "updating a missing handler: {err}"
+    );
+
+    let first = registry.put(&h, Expect::Absent).await.unwrap();
+    let err = registry.put(&h, Expect::Absent).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "creating twice: {err}");
+    assert!(err.message().contains(&name), "{err}");
+
+    let second = registry.put(&h, Expect::Revision(first)).await.unwrap();
+    assert!(second > first);
+    let err = registry.put(&h, Expect::Revision(first)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "a stale revision: {err}");
+    assert_eq!(registry.get(&name).await.unwrap().unwrap().revision, second);
+    registry.delete(&name, Expect::Any).await.unwrap();
+}
+
+async fn deletes_honour_expectations(registry: &dyn HandlerRegistry) {
+    let name = unique("delete");
+    let err = registry.delete(&name, Expect::Any).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+
+    let first = registry.put(&handler(&name), Expect::Absent).await.unwrap();
+    let second = registry.put(&handler(&name), Expect::Any).await.unwrap();
+    let err = registry
+        .delete(&name, Expect::Revision(first))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    let err = registry.delete(&name, Expect::Absent).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    registry
+        .delete(&name, Expect::Revision(second))
+        .await
+        .unwrap();
+    assert_eq!(registry.get(&name).await.unwrap(), None);
+    let table = registry.table().await.unwrap();
+    assert!(table.handlers.iter().all(|s| s.handler.name != name));
+    assert!(table.revision > second, "a delete bumps the revision");
+    let err = registry.delete(&name, Expect::Any).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+}
+
+async fn invalid_handlers_are_refused(registry: &dyn HandlerRegistry) {
+    let mut h = handler(&unique("invalid"));
+    h.limits.memory_mb = Some(1_000_000);
+    let err = registry.put(&h, Expect::Any).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert!(err.message().contains("memory_mb"), "{err}");
+    assert_eq!(registry.get(&h.name).await.unwrap(), None);
+
+    h = handler("Not A Name");
+    let err = registry.put(&h, Expect::Any).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+}
+
+async fn watch_returns_on_change_or_after_the_wait(registry: &dyn HandlerRegistry) {
+    let name = unique("watch");
+    let now = registry.table().await.unwrap().revision;
+
+    // Past revisions answer at once.
+    let started = Instant::now();
+    if now > 0 {
+        let table = registry
+            .watch(now - 1, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert!(table.revision >= now);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    // A write while watching ends the wait.
+    let watching = registry.watch(now, Duration::from_secs(30));
+    let writing = async { registry.put(&handler(&name), Expect::Absent).await.unwrap() };
+    let started = Instant::now();
+    let (table, revision) = tokio::join!(watching, writing);
+    let table = table.unwrap();
+    assert!(table.revision > now);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "watch did not wake on a write"
+    );
+    // The table may predate later writes of other clients, never this one's revision bump.
+    let current = registry
+        .watch(revision - 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(current.handlers.iter().any(|s| s.handler.name == name));
+
+    // With no change, watch returns the current table once the wait is over.
+    let quiet = registry.table().await.unwrap().revision;
+    let started = Instant::now();
+    let table = registry
+        .watch(u64::MAX - 1, Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "watch returned before its wait"
+    );
+    assert!(table.revision >= quiet);
+    registry.delete(&name, Expect::Any).await.unwrap();
+}
+
+async fn concurrent_creates_of_one_name_have_one_winner(registry: &dyn HandlerRegistry) {
+    let name = unique("race");
+    let results = futures::future::join_all((0..8).map(|i| {
+        let mut h = handler(&name);
+        h.description = format!("writer {i}");
+        async move { (i, registry.put(&h, Expect::Absent).await) }
+    }))
+    .await;
+    let winners: Vec<_> = results.iter().filter(|(_, r)| r.is_ok()).collect();
+    assert_eq!(winners.len(), 1, "exactly one create wins: {results:?}");
+    for (_, result) in &results {
+        if let Err(err) = result {
+            assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+        }
+    }
+    let (winner, revision) = winners[0];
+    let stored = registry.get(&name).await.unwrap().unwrap();
+    assert_eq!(stored.handler.description, format!("writer {winner}"));
+    assert_eq!(&stored.revision, revision.as_ref().unwrap());
+    registry.delete(&name, Expect::Any).await.unwrap();
+}

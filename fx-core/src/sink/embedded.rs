@@ -1,0 +1,264 @@
+//! The embedded operational sink: function log lines in a SQLite file (`logs.sqlite`).
+//!
+//! A line's identity is (execution, attempt, seq), so writing it again is ignored. Each batch
+//! is one transaction. The schema is versioned by `PRAGMA user_version`, as in the state store.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::DateTime;
+use rusqlite::{params, Connection, TransactionBehavior};
+
+use super::OperationalSink;
+use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::execution::{ExecutionId, LogLevel, LogLine};
+
+/// The schema, one step per entry; entry `i` takes the database to `user_version` `i + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE log_lines (
+        execution_id TEXT NOT NULL,
+        attempt      INTEGER NOT NULL,
+        seq          INTEGER NOT NULL,
+        handler      TEXT NOT NULL,
+        at           INTEGER NOT NULL,
+        level        TEXT NOT NULL,
+        message      TEXT NOT NULL,
+        fields       TEXT NOT NULL,
+        PRIMARY KEY (execution_id, attempt, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX log_lines_by_handler ON log_lines (handler, at DESC);
+"#];
+
+/// Log lines in a SQLite file.
+pub struct SqliteSink {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteSink {
+    /// Opens (creating it if needed) the database at `path` and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let path = path.to_path_buf();
+        let conn = tokio::task::spawn_blocking(move || open_connection(&path))
+            .await
+            .kind_context(ErrorKind::Internal, || {
+                "opening the log database failed".into()
+            })??;
+        Ok(SqliteSink {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking thread pool.
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut conn)
+        })
+        .await
+        .kind_context(ErrorKind::Internal, || "log database task failed".into())?
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::unavailable(format!("creating the directory of {}", path.display()))
+                .with_source(e)
+        })?;
+    }
+    let what = || format!("opening log database {}", path.display());
+    let mut conn = Connection::open(path).map_err(db(what()))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(db(what()))?;
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
+        .map_err(db(what()))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(db(what()))?;
+    let current: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(db(what()))?;
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(Error::invalid(format!(
+            "log database {} has schema version {current}, newer than this build knows ({known}): upgrade ferrisfx",
+            path.display()
+        )));
+    }
+    for (step, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+        let version = step as i64 + 1;
+        let migrating = format!(
+            "migrating log database {} to version {version}",
+            path.display()
+        );
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Exclusive)
+            .map_err(db(migrating.clone()))?;
+        tx.execute_batch(sql).map_err(db(migrating.clone()))?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(db(migrating.clone()))?;
+        tx.commit().map_err(db(migrating))?;
+    }
+    tracing::info!(path = %path.display(), "log database opened");
+    Ok(conn)
+}
+
+/// Wraps a SQLite error with `what`: busy, locked and I/O errors are `Unavailable`, everything
+/// else `Internal`.
+fn db(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> Error {
+    move |e| {
+        use rusqlite::ErrorCode as Code;
+        let kind = match e.sqlite_error_code() {
+            Some(
+                Code::DatabaseBusy
+                | Code::DatabaseLocked
+                | Code::DiskFull
+                | Code::SystemIoFailure
+                | Code::CannotOpen
+                | Code::ReadOnly,
+            ) => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
+        };
+        Error::new(kind, what).with_source(e)
+    }
+}
+
+#[async_trait]
+impl OperationalSink for SqliteSink {
+    async fn write_logs(&self, lines: &[LogLine]) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let rows = lines
+            .iter()
+            .map(|line| {
+                let fields = serde_json::to_string(&line.fields)
+                    .kind_context(ErrorKind::Internal, || {
+                        format!("encoding log fields of execution {}", line.execution_id)
+                    })?;
+                Ok((line.clone(), fields))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.call(move |conn| {
+            let what = || format!("writing {} log lines", rows.len());
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db(what()))?;
+            {
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO log_lines
+                            (execution_id, attempt, seq, handler, at, level, message, fields)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )
+                    .map_err(db(what()))?;
+                for (line, fields) in &rows {
+                    insert
+                        .execute(params![
+                            line.execution_id.as_str(),
+                            line.attempt,
+                            line.seq,
+                            line.handler,
+                            line.at.timestamp_micros(),
+                            line.level.as_str(),
+                            line.message,
+                            fields
+                        ])
+                        .map_err(db(what()))?;
+                }
+            }
+            tx.commit().map_err(db(what()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn execution_logs(&self, id: &ExecutionId) -> Result<Vec<LogLine>> {
+        let id = id.clone();
+        self.call(move |conn| {
+            let what = || format!("reading log lines of execution {id}");
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT attempt, seq, handler, at, level, message, fields FROM log_lines
+                     WHERE execution_id = ?1 ORDER BY attempt, seq",
+                )
+                .map_err(db(what()))?;
+            let rows = stmt
+                .query_map(params![id.as_str()], |row| {
+                    Ok((
+                        row.get::<_, u32>(0)?,
+                        row.get::<_, u32>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, i64>(3)?,
+                        row.get::<_, String>(4)?,
+                        row.get::<_, String>(5)?,
+                        row.get::<_, String>(6)?,
+                    ))
+                })
+                .map_err(db(what()))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db(what()))?;
+            rows.into_iter()
+                .map(|(attempt, seq, handler, at, level, message, fields)| {
+                    Ok(LogLine {
+                        execution_id: id.clone(),
+                        handler,
+                        attempt,
+                        seq,
+                        at: DateTime::from_timestamp_micros(at).ok_or_else(|| {
+                            Error::internal(format!("stored log time {at} is out of range"))
+                        })?,
+                        level: LogLevel::parse(&level).kind_context(ErrorKind::Internal, what)?,
+                        message,
+                        fields: serde_json::from_str(&fields)
+                            .kind_context(ErrorKind::Internal, what)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = SqliteSink::open(&dir.path().join("logs.sqlite"))
+            .await
+            .unwrap();
+        crate::sink::testsuite::run(&sink).await;
+    }
+
+    #[tokio::test]
+    async fn log_lines_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs.sqlite");
+        let sink = SqliteSink::open(&path).await.unwrap();
+        let line = LogLine {
+            execution_id: ExecutionId::derive("/s", "1", "h"),
+            handler: "h".into(),
+            attempt: 1,
+            seq: 0,
+            at: DateTime::from_timestamp_micros(1_700_000_000_000_001).unwrap(),
+            level: LogLevel::Warn,
+            message: "kept".into(),
+            fields: [("k".to_string(), "v".to_string())].into(),
+        };
+        sink.write_logs(std::slice::from_ref(&line)).await.unwrap();
+        drop(sink);
+        let sink = SqliteSink::open(&path).await.unwrap();
+        assert_eq!(
+            sink.execution_logs(&line.execution_id).await.unwrap(),
+            vec![line]
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! The conformance suite of the operational sink port, run by every backend's tests.
+//!
+//! Execution ids are derived from a unique source, so the suite also runs against a shared
+//! sink.
+
+// Test code that lives in the library so that every backend (in any crate) can run it; a
+// failed check panics, as in any test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Utc};
+
+use super::OperationalSink;
+use crate::execution::{ExecutionId, LogLevel, LogLine};
+
+/// Runs every check against `sink`.
+pub async fn run(sink: &dyn OperationalSink) {
+    lines_come_back_in_attempt_then_seq_order(sink).await;
+    written_lines_are_never_duplicated(sink).await;
+    executions_do_not_see_each_others_lines(sink).await;
+    concurrent_writers_of_overlapping_batches_store_each_line_once(sink).await;
+}
+
+fn unique_execution(prefix: &str) -> ExecutionId {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let source = format!("/conformance/{prefix}/{nanos:x}/{}/{n}", std::process::id());
+    ExecutionId::derive(&source, "1", "conformance")
+}
+
+/// Now, to the microsecond (what every sink keeps).
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap()
+}
+
+fn line(id: &ExecutionId, attempt: u32, seq: u32) -> LogLine {
+    let mut fields = BTreeMap::new();
+    if seq % 2 == 0 {
+        fields.insert("seq".to_string(), seq.to_string());
+        fields.insert(
+            "note".to_string(),
+            "with \"quotes\" and ünïcode".to_string(),
+        );
+    }
+    LogLine {
+        execution_id: id.clone(),
+        handler: "conformance".into(),
+        attempt,
+        seq,
+        at: now(),
+        level: if seq % 3 == 0 {
+            LogLevel::Error
+        } else {
+            LogLevel::Info
+        },
+        message: format!("attempt {attempt} line {seq}"),
+        fields,
+    }
+}
+
+async fn lines_come_back_in_attempt_then_seq_order(sink: &dyn OperationalSink) {
+    let id = unique_execution("order");
+    let written = vec![
+        line(&id, 2, 1),
+        line(&id, 1, 10),
+        line(&id, 2, 0),
+        line(&id, 1, 2),
+        line(&id, 1, 0),
+    ];
+    sink.write_logs(&written).await.unwrap();
+    sink.write_logs(&[]).await.unwrap();
+    let mut expected = written;
+    expected.sort_by_key(|l| (l.attempt, l.seq));
+    assert_eq!(sink.execution_logs(&id).await.unwrap(), expected);
+}
+
+async fn written_lines_are_never_duplicated(sink: &dyn OperationalSink) {
+    let id = unique_execution("dup");
+    let first = vec![line(&id, 1, 0), line(&id, 1, 1)];
+    sink.write_logs(&first).await.unwrap();
+    // A redelivered batch, overlapping the next one.
+    let second = vec![line(&id, 1, 1), line(&id, 1, 2)];
+    sink.write_logs(&second).await.unwrap();
+    sink.write_logs(&first).await.unwrap();
+    let stored = sink.execution_logs(&id).await.unwrap();
+    let keys: Vec<_> = stored.iter().map(|l| (l.attempt, l.seq)).collect();
+    assert_eq!(keys, vec![(1, 0), (1, 1), (1, 2)]);
+    assert_eq!(stored[0], first[0]);
+}
+
+async fn executions_do_not_see_each_others_lines(sink: &dyn OperationalSink) {
+    let a = unique_execution("a");
+    let b = unique_execution("b");
+    sink.write_logs(&[line(&a, 1, 0), line(&b, 1, 0), line(&b, 1, 1)])
+        .await
+        .unwrap();
+    assert_eq!(sink.execution_logs(&a).await.unwrap().len(), 1);
+    assert_eq!(sink.execution_logs(&b).await.unwrap().len(), 2);
+    assert!(sink
+        .execution_logs(&unique_execution("none"))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn concurrent_writers_of_overlapping_batches_store_each_line_once(
+    sink: &dyn OperationalSink,
+) {
+    let id = unique_execution("race");
+    let lines: Vec<LogLine> = (0..40).map(|seq| line(&id, 1, seq)).collect();
+    let results = futures::future::join_all((0..8).map(|w| {
+        // Each writer writes a window of 20 lines; windows overlap.
+        let start = (w * 5) % 21;
+        sink.write_logs(&lines[start..start + 20])
+    }))
+    .await;
+    for result in results {
+        result.unwrap();
+    }
+    let stored = sink.execution_logs(&id).await.unwrap();
+    let seqs: Vec<u32> = stored.iter().map(|l| l.seq).collect();
+    let mut expected: Vec<u32> = (0..8)
+        .flat_map(|w| {
+            let start = (w * 5) % 21;
+            start as u32..start as u32 + 20
+        })
+        .collect();
+    expected.sort_unstable();
+    expected.dedup();
+    assert_eq!(seqs, expected);
+}

@@ -1,0 +1,928 @@
+//! The embedded state store: one SQLite file (`state.sqlite`) in WAL mode.
+//!
+//! The schema is versioned by `PRAGMA user_version`: [`MIGRATIONS`] are applied in order at
+//! open, each in its own transaction. Times are stored as integer microseconds since the epoch
+//! (so they round-trip to the microsecond). The connection sits behind a mutex and every query
+//! runs on the blocking thread pool, never on an async worker.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::{Created, StateStore};
+use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::execution::{
+    Execution, ExecutionId, ExecutionQuery, ExecutionStatus, ExecutionSummary, Page, StateEvent,
+};
+use crate::handler::{validate_name, PackageRef};
+use crate::package::{
+    validate_alias, validate_version, PackageAlias, PackageVersion, LATEST_ALIAS,
+};
+
+/// The schema, one step per entry; entry `i` takes the database to `user_version` `i + 1`.
+/// Never edit a released step: append a new one.
+const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE package_versions (
+        name        TEXT NOT NULL,
+        version     TEXT NOT NULL,
+        digest      TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        manifest    TEXT NOT NULL,
+        uploaded_at INTEGER NOT NULL,
+        uploaded_by TEXT,
+        PRIMARY KEY (name, version)
+    );
+    CREATE INDEX package_versions_newest ON package_versions (uploaded_at DESC);
+    CREATE TABLE package_aliases (
+        name    TEXT NOT NULL,
+        alias   TEXT NOT NULL,
+        version TEXT NOT NULL,
+        PRIMARY KEY (name, alias),
+        FOREIGN KEY (name, version) REFERENCES package_versions (name, version)
+    );
+    CREATE TABLE executions (
+        id           TEXT PRIMARY KEY NOT NULL,
+        handler      TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        attempts     INTEGER NOT NULL,
+        event_id     TEXT NOT NULL,
+        event_source TEXT NOT NULL,
+        event_type   TEXT NOT NULL,
+        event        TEXT NOT NULL,
+        package      TEXT,
+        output       TEXT NOT NULL,
+        error        TEXT,
+        created_at   INTEGER NOT NULL,
+        started_at   INTEGER,
+        finished_at  INTEGER,
+        duration_us  INTEGER
+    );
+    CREATE INDEX executions_newest ON executions (created_at DESC, id DESC);
+    CREATE INDEX executions_by_handler_status
+        ON executions (handler, status, created_at DESC, id DESC);
+    CREATE INDEX executions_by_handler ON executions (handler, created_at DESC, id DESC);
+"#];
+
+const PACKAGE_COLUMNS: &str = "name, version, digest, size, manifest, uploaded_at, uploaded_by";
+const EXECUTION_COLUMNS: &str = "id, handler, status, attempts, event, package, output, error, \
+     created_at, started_at, finished_at, duration_us";
+const SUMMARY_COLUMNS: &str =
+    "id, handler, status, event_id, event_source, event_type, attempts, created_at, duration_us";
+
+/// The state store in a SQLite file.
+pub struct SqliteStateStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStateStore {
+    /// Opens (creating it if needed) the database at `path` and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let path = path.to_path_buf();
+        let conn = tokio::task::spawn_blocking(move || open_connection(&path))
+            .await
+            .kind_context(ErrorKind::Internal, || {
+                "opening the state store failed".into()
+            })??;
+        Ok(SqliteStateStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking thread pool.
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut conn)
+        })
+        .await
+        .kind_context(ErrorKind::Internal, || "state store task failed".into())?
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::unavailable(format!("creating the directory of {}", path.display()))
+                .with_source(e)
+        })?;
+    }
+    let what = || format!("opening state database {}", path.display());
+    let mut conn = Connection::open(path).map_err(db(what()))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(db(what()))?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(db(what()))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(path = %path.display(), mode, "state database is not in wal mode");
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(db(what()))?;
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(db(what()))?;
+    migrate(&mut conn).map_err(|e| {
+        Error::new(
+            e.kind(),
+            format!("migrating state database {}", path.display()),
+        )
+        .with_source(e)
+    })?;
+    tracing::info!(path = %path.display(), schema = MIGRATIONS.len(), "state store opened");
+    Ok(conn)
+}
+
+/// Applies the migrations the database has not seen yet.
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(db("reading the schema version"))?;
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(Error::invalid(format!(
+            "schema version {current} is newer than this build knows ({known}): upgrade ferrisfx"
+        )));
+    }
+    for (step, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+        let version = step as i64 + 1;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Exclusive)
+            .map_err(db("starting a migration"))?;
+        tx.execute_batch(sql)
+            .map_err(db(format!("applying schema version {version}")))?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(db("recording the schema version"))?;
+        tx.commit()
+            .map_err(db(format!("committing schema version {version}")))?;
+        tracing::info!(version, "state schema migrated");
+    }
+    Ok(())
+}
+
+/// Wraps a SQLite error with `what`: busy, locked and I/O errors are `Unavailable` (retrying
+/// may work), everything else `Internal`.
+fn db(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> Error {
+    move |e| {
+        use rusqlite::ErrorCode as Code;
+        let kind = match e.sqlite_error_code() {
+            Some(
+                Code::DatabaseBusy
+                | Code::DatabaseLocked
+                | Code::DiskFull
+                | Code::SystemIoFailure
+                | Code::CannotOpen
+                | Code::ReadOnly,
+            ) => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
+        };
+        Error::new(kind, what).with_source(e)
+    }
+}
+
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+fn time(us: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(us)
+        .ok_or_else(|| Error::internal(format!("stored time {us} is out of range")))
+}
+
+fn to_json<T: serde::Serialize>(what: &str, value: &T) -> Result<String> {
+    serde_json::to_string(value).kind_context(ErrorKind::Internal, || format!("encoding {what}"))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T> {
+    serde_json::from_str(text).kind_context(ErrorKind::Internal, || {
+        format!("stored {what} is not valid json")
+    })
+}
+
+/// A `package_versions` row as stored.
+struct PackageRow {
+    name: String,
+    version: String,
+    digest: String,
+    size: i64,
+    manifest: String,
+    uploaded_at: i64,
+    uploaded_by: Option<String>,
+}
+
+impl PackageRow {
+    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(PackageRow {
+            name: row.get(0)?,
+            version: row.get(1)?,
+            digest: row.get(2)?,
+            size: row.get(3)?,
+            manifest: row.get(4)?,
+            uploaded_at: row.get(5)?,
+            uploaded_by: row.get(6)?,
+        })
+    }
+
+    fn decode(self) -> Result<PackageVersion> {
+        let what = format!("manifest of package {} version {}", self.name, self.version);
+        Ok(PackageVersion {
+            digest: crate::package::PackageDigest::parse(&self.digest)
+                .kind_context(ErrorKind::Internal, || format!("stored digest of {what}"))?,
+            size: u64::try_from(self.size).unwrap_or_default(),
+            manifest: from_json(&what, &self.manifest)?,
+            uploaded_at: time(self.uploaded_at)?,
+            uploaded_by: self.uploaded_by,
+            name: self.name,
+            version: self.version,
+        })
+    }
+}
+
+/// An `executions` row as stored.
+struct ExecutionRow {
+    id: String,
+    handler: String,
+    status: String,
+    attempts: i64,
+    event: String,
+    package: Option<String>,
+    output: String,
+    error: Option<String>,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    duration_us: Option<i64>,
+}
+
+impl ExecutionRow {
+    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(ExecutionRow {
+            id: row.get(0)?,
+            handler: row.get(1)?,
+            status: row.get(2)?,
+            attempts: row.get(3)?,
+            event: row.get(4)?,
+            package: row.get(5)?,
+            output: row.get(6)?,
+            error: row.get(7)?,
+            created_at: row.get(8)?,
+            started_at: row.get(9)?,
+            finished_at: row.get(10)?,
+            duration_us: row.get(11)?,
+        })
+    }
+
+    fn decode(self) -> Result<Execution> {
+        let id = stored_id(&self.id)?;
+        Ok(Execution {
+            handler: self.handler,
+            status: stored_status(&self.status)?,
+            attempts: u32::try_from(self.attempts).unwrap_or_default(),
+            event: from_json(&format!("event of execution {id}"), &self.event)?,
+            package: match self.package {
+                Some(text) => Some(from_json(&format!("package of execution {id}"), &text)?),
+                None => None,
+            },
+            output: from_json(&format!("output of execution {id}"), &self.output)?,
+            error: match self.error {
+                Some(text) => Some(from_json(&format!("error of execution {id}"), &text)?),
+                None => None,
+            },
+            created_at: time(self.created_at)?,
+            started_at: self.started_at.map(time).transpose()?,
+            finished_at: self.finished_at.map(time).transpose()?,
+            duration_us: self.duration_us.and_then(|d| u64::try_from(d).ok()),
+            id,
+        })
+    }
+}
+
+fn stored_id(text: &str) -> Result<ExecutionId> {
+    ExecutionId::parse(text).kind_context(ErrorKind::Internal, || "stored execution id".into())
+}
+
+fn stored_status(text: &str) -> Result<ExecutionStatus> {
+    ExecutionStatus::parse(text)
+        .kind_context(ErrorKind::Internal, || "stored execution status".into())
+}
+
+/// An executions list cursor: the `created_at` (microseconds) and id of the last item seen.
+fn encode_cursor(created_at: i64, id: &ExecutionId) -> String {
+    format!("{created_at}:{id}")
+}
+
+fn decode_cursor(cursor: &str) -> Result<(i64, String)> {
+    let malformed = || Error::invalid(format!("executions cursor {cursor:?} is malformed"));
+    let (at, id) = cursor.split_once(':').ok_or_else(malformed)?;
+    let at: i64 = at.parse().map_err(|_| malformed())?;
+    let id = ExecutionId::parse(id).map_err(|_| malformed())?;
+    Ok((at, id.as_str().to_string()))
+}
+
+#[async_trait]
+impl StateStore for SqliteStateStore {
+    async fn add_package_version(&self, version: &PackageVersion) -> Result<()> {
+        validate_name("package name", &version.name)?;
+        validate_version(&version.version)?;
+        let manifest = to_json("package manifest", &version.manifest)?;
+        let v = version.clone();
+        self.call(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db("starting a transaction"))?;
+            let inserted = tx
+                .execute(
+                    "INSERT INTO package_versions (name, version, digest, size, manifest, uploaded_at, uploaded_by)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (name, version) DO NOTHING",
+                    params![
+                        v.name,
+                        v.version,
+                        v.digest.as_str(),
+                        i64::try_from(v.size).unwrap_or(i64::MAX),
+                        manifest,
+                        micros(v.uploaded_at),
+                        v.uploaded_by
+                    ],
+                )
+                .map_err(db(format!("adding package {} version {}", v.name, v.version)))?;
+            if inserted == 0 {
+                return Err(Error::conflict(format!(
+                    "package {} version {} already exists",
+                    v.name, v.version
+                )));
+            }
+            tx.execute(
+                "INSERT INTO package_aliases (name, alias, version) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version",
+                params![v.name, LATEST_ALIAS, v.version],
+            )
+            .map_err(db(format!("pointing package {} alias latest at {}", v.name, v.version)))?;
+            tx.commit().map_err(db(format!("adding package {} version {}", v.name, v.version)))?;
+            tracing::info!(package = %v.name, version = %v.version, digest = %v.digest, "package version added");
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_package_versions(&self, name: Option<&str>) -> Result<Vec<PackageVersion>> {
+        let name = name.map(str::to_string);
+        self.call(move |conn| {
+            let sql = format!(
+                "SELECT {PACKAGE_COLUMNS} FROM package_versions WHERE ?1 IS NULL OR name = ?1
+                 ORDER BY uploaded_at DESC, name, version DESC"
+            );
+            let what = || "listing package versions".to_string();
+            let mut stmt = conn.prepare_cached(&sql).map_err(db(what()))?;
+            let rows = stmt
+                .query_map(params![name], PackageRow::read)
+                .map_err(db(what()))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db(what()))?;
+            rows.into_iter().map(PackageRow::decode).collect()
+        })
+        .await
+    }
+
+    async fn get_package_version(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<PackageVersion>> {
+        let (name, version) = (name.to_string(), version.to_string());
+        self.call(move |conn| exact_version(conn, &name, &version))
+            .await
+    }
+
+    async fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<()> {
+        validate_alias(alias)?;
+        let (name, alias, version) = (name.to_string(), alias.to_string(), version.to_string());
+        self.call(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db("starting a transaction"))?;
+            if exact_version(&tx, &name, &version)?.is_none() {
+                return Err(Error::not_found(format!(
+                    "package {name} version {version} not found"
+                )));
+            }
+            tx.execute(
+                "INSERT INTO package_aliases (name, alias, version) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version",
+                params![name, alias, version],
+            )
+            .map_err(db(format!("pointing package {name} alias {alias} at {version}")))?;
+            tx.commit().map_err(db(format!("setting package {name} alias {alias}")))?;
+            tracing::info!(package = %name, alias = %alias, version = %version, "package alias set");
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_aliases(&self, name: &str) -> Result<Vec<PackageAlias>> {
+        let name = name.to_string();
+        self.call(move |conn| {
+            let what = || format!("listing aliases of package {name}");
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT name, alias, version FROM package_aliases WHERE name = ?1 ORDER BY alias",
+                )
+                .map_err(db(what()))?;
+            let aliases = stmt
+                .query_map(params![name], |row| {
+                    Ok(PackageAlias {
+                        package: row.get(0)?,
+                        alias: row.get(1)?,
+                        version: row.get(2)?,
+                    })
+                })
+                .map_err(db(what()))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db(what()))?;
+            Ok(aliases)
+        })
+        .await
+    }
+
+    async fn resolve_package(&self, reference: &PackageRef) -> Result<PackageVersion> {
+        let reference = reference.clone();
+        self.call(move |conn| {
+            if let Some(found) = exact_version(conn, &reference.name, &reference.version)? {
+                return Ok(found);
+            }
+            let sql = format!(
+                "SELECT {} FROM package_aliases a JOIN package_versions v
+                   ON v.name = a.name AND v.version = a.version
+                 WHERE a.name = ?1 AND a.alias = ?2",
+                PACKAGE_COLUMNS
+                    .split(", ")
+                    .map(|c| format!("v.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let row = conn
+                .query_row(
+                    &sql,
+                    params![reference.name, reference.version],
+                    PackageRow::read,
+                )
+                .optional()
+                .map_err(db(format!("resolving package {reference}")))?;
+            match row {
+                Some(row) => row.decode(),
+                None => Err(Error::not_found(format!("package {reference} not found"))),
+            }
+        })
+        .await
+    }
+
+    async fn create_execution(&self, execution: &Execution) -> Result<Created> {
+        let summary = ExecutionSummary::from(execution);
+        let event = to_json("execution event", &execution.event)?;
+        let package = execution
+            .package
+            .as_ref()
+            .map(|p| to_json("execution package", p))
+            .transpose()?;
+        let created_at = micros(execution.created_at);
+        self.call(move |conn| {
+            let id = summary.id.as_str();
+            let what = || format!("creating execution {id}");
+            let inserted = conn
+                .execute(
+                    "INSERT INTO executions (id, handler, status, attempts, event_id, event_source,
+                        event_type, event, package, output, created_at)
+                     VALUES (?1, ?2, 'queued', 0, ?3, ?4, ?5, ?6, ?7, '[]', ?8)
+                     ON CONFLICT (id) DO NOTHING",
+                    params![
+                        id,
+                        summary.handler,
+                        summary.event_id,
+                        summary.event_source,
+                        summary.event_type,
+                        event,
+                        package,
+                        created_at
+                    ],
+                )
+                .map_err(db(what()))?;
+            if inserted == 1 {
+                return Ok(Created::New);
+            }
+            let status: String = conn
+                .query_row(
+                    "SELECT status FROM executions WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .map_err(db(what()))?;
+            Ok(Created::Existing(stored_status(&status)?))
+        })
+        .await
+    }
+
+    async fn apply_state(&self, event: &StateEvent) -> Result<()> {
+        let (sql, args): (&str, Vec<SqlValue>) = match event {
+            StateEvent::Log(_) => return Ok(()),
+            StateEvent::Started {
+                execution_id,
+                attempt,
+                at,
+                ..
+            } => (
+                // A later attempt, or the first start of a queued execution; never a replay.
+                "UPDATE executions SET status = 'running', attempts = ?2, started_at = ?3,
+                    finished_at = NULL, duration_us = NULL
+                 WHERE id = ?1 AND (attempts < ?2 OR (attempts = ?2 AND status = 'queued'))",
+                vec![
+                    execution_id.as_str().to_string().into(),
+                    i64::from(*attempt).into(),
+                    micros(*at).into(),
+                ],
+            ),
+            StateEvent::Succeeded {
+                execution_id,
+                attempt,
+                at,
+                duration_us,
+                output,
+            } => (
+                TERMINAL_UPDATE,
+                terminal_args(
+                    execution_id,
+                    *attempt,
+                    *at,
+                    *duration_us,
+                    ExecutionStatus::Succeeded,
+                )
+                .into_iter()
+                .chain([to_json("execution output", output)?.into(), SqlValue::Null])
+                .collect(),
+            ),
+            StateEvent::Failed {
+                execution_id,
+                attempt,
+                at,
+                duration_us,
+                failure,
+            } => (
+                TERMINAL_UPDATE,
+                terminal_args(
+                    execution_id,
+                    *attempt,
+                    *at,
+                    *duration_us,
+                    ExecutionStatus::Failed,
+                )
+                .into_iter()
+                .chain([
+                    "[]".to_string().into(),
+                    to_json("execution error", failure)?.into(),
+                ])
+                .collect(),
+            ),
+        };
+        let id = event.execution_id().clone();
+        let state = event.name();
+        self.call(move |conn| {
+            let what = || format!("applying state {state} to execution {id}");
+            let changed = conn
+                .execute(sql, rusqlite::params_from_iter(args))
+                .map_err(db(what()))?;
+            if changed == 0 {
+                let known: bool = conn
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM executions WHERE id = ?1)",
+                        params![id.as_str()],
+                        |r| r.get(0),
+                    )
+                    .map_err(db(what()))?;
+                if known {
+                    tracing::debug!(execution_id = %id, state, "state already applied or superseded, ignored");
+                } else {
+                    tracing::warn!(execution_id = %id, state, "state of an unknown execution, ignored");
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_execution(&self, id: &ExecutionId) -> Result<Option<Execution>> {
+        let id = id.clone();
+        self.call(move |conn| {
+            let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?1");
+            let row = conn
+                .query_row(&sql, params![id.as_str()], ExecutionRow::read)
+                .optional()
+                .map_err(db(format!("reading execution {id}")))?;
+            row.map(ExecutionRow::decode).transpose()
+        })
+        .await
+    }
+
+    async fn list_executions(&self, query: &ExecutionQuery) -> Result<Page<ExecutionSummary>> {
+        let mut clauses = Vec::new();
+        let mut args: Vec<SqlValue> = Vec::new();
+        if let Some(handler) = &query.handler {
+            clauses.push("handler = ?");
+            args.push(handler.clone().into());
+        }
+        if let Some(status) = query.status {
+            clauses.push("status = ?");
+            args.push(status.as_str().to_string().into());
+        }
+        if let Some(cursor) = &query.cursor {
+            let (at, id) = decode_cursor(cursor)?;
+            clauses.push("(created_at, id) < (?, ?)");
+            args.extend([at.into(), id.into()]);
+        }
+        let limit = query.page_size();
+        args.push(i64::from(limit + 1).into());
+        let filter = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS} FROM executions {filter} ORDER BY created_at DESC, id DESC LIMIT ?"
+        );
+        self.call(move |conn| {
+            let what = || "listing executions".to_string();
+            let mut stmt = conn.prepare_cached(&sql).map_err(db(what()))?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, String>(3)?,
+                        row.get::<_, String>(4)?,
+                        row.get::<_, String>(5)?,
+                        row.get::<_, i64>(6)?,
+                        row.get::<_, i64>(7)?,
+                        row.get::<_, Option<i64>>(8)?,
+                    ))
+                })
+                .map_err(db(what()))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db(what()))?;
+            let more = rows.len() > limit as usize;
+            let mut items = Vec::with_capacity(rows.len().min(limit as usize));
+            let mut last = None;
+            for (id, handler, status, event_id, event_source, event_type, attempts, at, duration) in
+                rows.into_iter().take(limit as usize)
+            {
+                let id = stored_id(&id)?;
+                last = Some((at, id.clone()));
+                items.push(ExecutionSummary {
+                    id,
+                    handler,
+                    status: stored_status(&status)?,
+                    event_id,
+                    event_source,
+                    event_type,
+                    attempts: u32::try_from(attempts).unwrap_or_default(),
+                    created_at: time(at)?,
+                    duration_us: duration.and_then(|d| u64::try_from(d).ok()),
+                });
+            }
+            let next_cursor = match (more, last) {
+                (true, Some((at, id))) => Some(encode_cursor(at, &id)),
+                _ => None,
+            };
+            Ok(Page { items, next_cursor })
+        })
+        .await
+    }
+}
+
+/// Records the terminal state of an attempt: a later attempt than the stored one, or the end of
+/// the stored attempt if it has not ended yet. A start that was never recorded is inferred from
+/// the end and the run time.
+const TERMINAL_UPDATE: &str = "UPDATE executions SET status = ?2, attempts = ?3, finished_at = ?4,
+        duration_us = ?5,
+        started_at = CASE WHEN attempts = ?3 AND started_at IS NOT NULL THEN started_at ELSE ?6 END,
+        output = ?7, error = ?8
+     WHERE id = ?1 AND (attempts < ?3 OR (attempts = ?3 AND status NOT IN ('succeeded', 'failed')))";
+
+fn terminal_args(
+    id: &ExecutionId,
+    attempt: u32,
+    at: DateTime<Utc>,
+    duration_us: u64,
+    status: ExecutionStatus,
+) -> Vec<SqlValue> {
+    let duration = i64::try_from(duration_us).unwrap_or(i64::MAX);
+    vec![
+        id.as_str().to_string().into(),
+        status.as_str().to_string().into(),
+        i64::from(attempt).into(),
+        micros(at).into(),
+        duration.into(),
+        micros(at).saturating_sub(duration).into(),
+    ]
+}
+
+fn exact_version(conn: &Connection, name: &str, version: &str) -> Result<Option<PackageVersion>> {
+    let sql =
+        format!("SELECT {PACKAGE_COLUMNS} FROM package_versions WHERE name = ?1 AND version = ?2");
+    conn.query_row(&sql, params![name, version], PackageRow::read)
+        .optional()
+        .map_err(db(format!("reading package {name} version {version}")))?
+        .map(PackageRow::decode)
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::event::new_json_event;
+
+    fn execution(n: u32, handler: &str, created_at: DateTime<Utc>) -> Execution {
+        let event = new_json_event(
+            n.to_string(),
+            "/test",
+            "com.example.t",
+            serde_json::json!({"n": n}),
+        )
+        .unwrap();
+        Execution {
+            id: ExecutionId::for_event(&event, handler),
+            handler: handler.to_string(),
+            package: None,
+            event,
+            status: ExecutionStatus::Queued,
+            attempts: 0,
+            output: vec![],
+            error: None,
+            created_at,
+            started_at: None,
+            finished_at: None,
+            duration_us: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStateStore::open(&dir.path().join("state.sqlite"))
+            .await
+            .unwrap();
+        crate::store::testsuite::run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn paging_through_a_thousand_executions_returns_each_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStateStore::open(&dir.path().join("state.sqlite"))
+            .await
+            .unwrap();
+        let base = time(1_700_000_000_000_000).unwrap();
+        let mut created = BTreeSet::new();
+        for n in 0..1000 {
+            // Ten executions share each timestamp, so the id breaks ties.
+            let at = base + chrono::Duration::microseconds(i64::from(n / 10));
+            let e = execution(n, if n % 2 == 0 { "even" } else { "odd" }, at);
+            assert_eq!(store.create_execution(&e).await.unwrap(), Created::New);
+            created.insert(e.id);
+        }
+        for (handler, size, expected) in [(None, 1000, 1000), (Some("even"), 500, 500)] {
+            let mut query = ExecutionQuery {
+                handler: handler.map(str::to_string),
+                limit: Some(37),
+                ..ExecutionQuery::default()
+            };
+            let mut seen = Vec::new();
+            loop {
+                let page = store.list_executions(&query).await.unwrap();
+                assert!(page.items.len() <= 37);
+                seen.extend(page.items);
+                match page.next_cursor {
+                    Some(cursor) => query.cursor = Some(cursor),
+                    None => break,
+                }
+            }
+            assert_eq!(seen.len(), expected);
+            let ids: BTreeSet<_> = seen.iter().map(|s| s.id.clone()).collect();
+            assert_eq!(ids.len(), size, "every execution exactly once");
+            assert!(ids.is_subset(&created));
+            let order: Vec<_> = seen.iter().map(|s| (s.created_at, s.id.clone())).collect();
+            let mut sorted = order.clone();
+            sorted.sort_by(|a, b| b.cmp(a));
+            assert_eq!(order, sorted, "newest first, ties by id");
+        }
+        // An exact final page has no next cursor.
+        let query = ExecutionQuery {
+            limit: Some(500),
+            ..ExecutionQuery::default()
+        };
+        let first = store.list_executions(&query).await.unwrap();
+        let second = store
+            .list_executions(&ExecutionQuery {
+                cursor: first.next_cursor,
+                ..query
+            })
+            .await
+            .unwrap();
+        assert_eq!(second.items.len(), 500);
+        assert_eq!(second.next_cursor, None);
+    }
+
+    #[tokio::test]
+    async fn state_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let store = SqliteStateStore::open(&path).await.unwrap();
+        let e = execution(1, "h", time(1_700_000_000_123_456).unwrap());
+        store.create_execution(&e).await.unwrap();
+        let at = time(1_700_000_001_000_000).unwrap();
+        store
+            .apply_state(&StateEvent::Started {
+                execution_id: e.id.clone(),
+                attempt: 1,
+                at,
+                executor: "x".into(),
+            })
+            .await
+            .unwrap();
+        let manifest =
+            crate::package::Manifest::parse("name = \"p\"\nversion = \"1.0.0\"\n").unwrap();
+        let version = PackageVersion {
+            name: "p".into(),
+            version: "1.0.0".into(),
+            digest: crate::package::PackageDigest::of(b"p"),
+            size: 1,
+            manifest,
+            uploaded_at: at,
+            uploaded_by: Some("me".into()),
+        };
+        store.add_package_version(&version).await.unwrap();
+        store.set_alias("p", "stable", "1.0.0").await.unwrap();
+        let before = store.get_execution(&e.id).await.unwrap().unwrap();
+        drop(store);
+
+        let store = SqliteStateStore::open(&path).await.unwrap();
+        assert_eq!(store.get_execution(&e.id).await.unwrap().unwrap(), before);
+        assert_eq!(before.status, ExecutionStatus::Running);
+        assert_eq!(
+            store.get_package_version("p", "1.0.0").await.unwrap(),
+            Some(version)
+        );
+        assert_eq!(store.list_aliases("p").await.unwrap().len(), 2);
+        assert_eq!(
+            store.create_execution(&e).await.unwrap(),
+            Created::Existing(ExecutionStatus::Running)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_schema_is_versioned_and_a_newer_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        drop(SqliteStateStore::open(&path).await.unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        conn.pragma_update(None, "user_version", version + 1)
+            .unwrap();
+        drop(conn);
+        let err = SqliteStateStore::open(&path).await.err().unwrap();
+        assert!(
+            err.chain().contains("newer than this build"),
+            "{}",
+            err.chain()
+        );
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_invalid() {
+        let id = ExecutionId::derive("/s", "1", "h");
+        let cursor = encode_cursor(42, &id);
+        assert_eq!(
+            decode_cursor(&cursor).unwrap(),
+            (42, id.as_str().to_string())
+        );
+        for bad in ["", "42", "x:y", "42:NOTHEX", "42:' OR 1=1 --"] {
+            assert_eq!(
+                decode_cursor(bad).unwrap_err().kind(),
+                ErrorKind::Invalid,
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The state store port: package metadata and aliases, executions and their attempts.
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::execution::{
+    Execution, ExecutionId, ExecutionQuery, ExecutionSummary, Page, StateEvent,
+};
+use crate::handler::PackageRef;
+use crate::package::{PackageAlias, PackageVersion};
+
+pub mod embedded;
+pub mod testsuite;
+
+/// What creating an execution found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// It is new.
+    New,
+    /// It existed already, with this status.
+    Existing(crate::execution::ExecutionStatus),
+}
+
+/// The state store.
+#[async_trait]
+pub trait StateStore: Send + Sync + 'static {
+    /// Records a new package version and points the `latest` alias at it. `Conflict` if the
+    /// version exists (versions are immutable).
+    async fn add_package_version(&self, version: &PackageVersion) -> Result<()>;
+
+    /// Every version of `name` (or of every package), newest first.
+    async fn list_package_versions(&self, name: Option<&str>) -> Result<Vec<PackageVersion>>;
+
+    /// One exact version.
+    async fn get_package_version(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<PackageVersion>>;
+
+    /// Points `alias` of package `name` at `version` (which must exist: `NotFound` otherwise).
+    async fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<()>;
+
+    /// The aliases of `name`.
+    async fn list_aliases(&self, name: &str) -> Result<Vec<PackageAlias>>;
+
+    /// Resolves a reference (exact version, or alias) to a version; `NotFound` naming the
+    /// reference when nothing matches.
+    async fn resolve_package(&self, reference: &PackageRef) -> Result<PackageVersion>;
+
+    /// Creates an execution in status `queued` unless one with the same id exists.
+    async fn create_execution(&self, execution: &Execution) -> Result<Created>;
+
+    /// Applies a state event. Idempotent: an event already applied, or one older than the
+    /// execution's latest attempt, changes nothing. `Log` events are ignored here (they go to
+    /// the operational sink).
+    async fn apply_state(&self, event: &StateEvent) -> Result<()>;
+
+    /// One execution.
+    async fn get_execution(&self, id: &ExecutionId) -> Result<Option<Execution>>;
+
+    /// Executions newest first, filtered and paged by cursor.
+    async fn list_executions(&self, query: &ExecutionQuery) -> Result<Page<ExecutionSummary>>;
+}

@@ -1,0 +1,522 @@
+//! The conformance suite of the state store port, run by every backend's tests.
+//!
+//! Package and handler names carry a unique suffix and listings are filtered by them, so the
+//! suite also runs against a shared database.
+
+// Test code that lives in the library so that every backend (in any crate) can run it; a
+// failed check panics, as in any test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Utc};
+
+use super::{Created, StateStore};
+use crate::error::ErrorKind;
+use crate::event::new_json_event;
+use crate::execution::{
+    Execution, ExecutionId, ExecutionQuery, ExecutionStatus, Failure, FailureKind, LogLevel,
+    LogLine, ResolvedPackage, StateEvent,
+};
+use crate::handler::PackageRef;
+use crate::package::{Manifest, PackageDigest, PackageVersion};
+
+/// Runs every check against `store`.
+pub async fn run(store: &dyn StateStore) {
+    package_versions_are_immutable_and_follow_latest(store).await;
+    aliases_point_at_existing_versions(store).await;
+    references_resolve_to_exact_versions_then_aliases(store).await;
+    concurrent_uploads_of_one_version_have_one_winner(store).await;
+    executions_are_created_once(store).await;
+    concurrent_creates_of_one_execution_have_one_winner(store).await;
+    state_events_apply_once_and_in_attempt_order(store).await;
+    a_terminal_state_without_a_start_is_applied(store).await;
+    state_of_an_unknown_execution_is_ignored(store).await;
+    executions_list_newest_first_filtered_and_paged(store).await;
+}
+
+fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("test-{prefix}-{nanos:x}-{}-{n}", std::process::id())
+}
+
+/// Now, to the microsecond (what every store keeps).
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap()
+}
+
+fn version(name: &str, version: &str, uploaded_at: DateTime<Utc>) -> PackageVersion {
+    let manifest =
+        Manifest::parse(&format!("name = \"{name}\"\nversion = \"{version}\"\n")).unwrap();
+    PackageVersion {
+        name: name.to_string(),
+        version: version.to_string(),
+        digest: PackageDigest::of(format!("{name}@{version}").as_bytes()),
+        size: 1234,
+        manifest,
+        uploaded_at,
+        uploaded_by: Some("conformance".into()),
+    }
+}
+
+fn execution(handler: &str, n: u32, created_at: DateTime<Utc>) -> Execution {
+    let event = new_json_event(
+        format!("{handler}-{n}"),
+        "/conformance",
+        "com.example.conformance",
+        serde_json::json!({ "n": n }),
+    )
+    .unwrap();
+    Execution {
+        id: ExecutionId::for_event(&event, handler),
+        handler: handler.to_string(),
+        package: Some(ResolvedPackage {
+            name: "hello".into(),
+            version: "1.0.0".into(),
+            digest: PackageDigest::of(b"hello"),
+        }),
+        event,
+        status: ExecutionStatus::Queued,
+        attempts: 0,
+        output: vec![],
+        error: None,
+        created_at,
+        started_at: None,
+        finished_at: None,
+        duration_us: None,
+    }
+}
+
+fn started(id: &ExecutionId, attempt: u32, at: DateTime<Utc>) -> StateEvent {
+    StateEvent::Started {
+        execution_id: id.clone(),
+        attempt,
+        at,
+        executor: "conformance".into(),
+    }
+}
+
+fn failed(id: &ExecutionId, attempt: u32, at: DateTime<Utc>, message: &str) -> StateEvent {
+    StateEvent::Failed {
+        execution_id: id.clone(),
+        attempt,
+        at,
+        duration_us: 10,
+        failure: Failure {
+            kind: FailureKind::Trap,
+            message: message.to_string(),
+        },
+    }
+}
+
+fn succeeded(id: &ExecutionId, attempt: u32, at: DateTime<Utc>) -> StateEvent {
+    let output = new_json_event("out-1", "/fn", "com.example.out", serde_json::json!({})).unwrap();
+    StateEvent::Succeeded {
+        execution_id: id.clone(),
+        attempt,
+        at,
+        duration_us: 20,
+        output: vec![output],
+    }
+}
+
+async fn package_versions_are_immutable_and_follow_latest(store: &dyn StateStore) {
+    let name = unique("pkg");
+    let t = now();
+    let v1 = version(&name, "1.0.0", t);
+    store.add_package_version(&v1).await.unwrap();
+    assert_eq!(
+        store.get_package_version(&name, "1.0.0").await.unwrap(),
+        Some(v1.clone())
+    );
+    assert_eq!(
+        store.get_package_version(&name, "9.9.9").await.unwrap(),
+        None
+    );
+
+    let err = store.add_package_version(&v1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert_eq!(
+        err.message(),
+        format!("package {name} version 1.0.0 already exists")
+    );
+
+    let v2 = version(&name, "2.0.0", t + chrono::Duration::seconds(1));
+    store.add_package_version(&v2).await.unwrap();
+    let listed = store.list_package_versions(Some(&name)).await.unwrap();
+    assert_eq!(listed, vec![v2.clone(), v1.clone()], "newest first");
+    let all = store.list_package_versions(None).await.unwrap();
+    assert!(all.contains(&v1) && all.contains(&v2));
+
+    let latest = PackageRef {
+        name: name.clone(),
+        version: "latest".into(),
+    };
+    let resolved = store.resolve_package(&latest).await.unwrap();
+    assert_eq!(resolved, v2, "latest follows the newest upload");
+    let aliases = store.list_aliases(&name).await.unwrap();
+    assert_eq!(aliases.len(), 1);
+    assert_eq!(
+        (aliases[0].alias.as_str(), aliases[0].version.as_str()),
+        ("latest", "2.0.0")
+    );
+}
+
+async fn aliases_point_at_existing_versions(store: &dyn StateStore) {
+    let name = unique("alias");
+    store
+        .add_package_version(&version(&name, "1.0.0", now()))
+        .await
+        .unwrap();
+    store
+        .add_package_version(&version(&name, "1.1.0", now()))
+        .await
+        .unwrap();
+
+    let err = store.set_alias(&name, "stable", "3.0.0").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    let err = store.set_alias(&name, "1bad", "1.0.0").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+    let err = store
+        .set_alias(&unique("nopkg"), "stable", "1.0.0")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+
+    store.set_alias(&name, "stable", "1.0.0").await.unwrap();
+    store.set_alias(&name, "stable", "1.1.0").await.unwrap();
+    // Rollback: latest moves back by hand.
+    store.set_alias(&name, "latest", "1.0.0").await.unwrap();
+    let aliases: Vec<_> = store
+        .list_aliases(&name)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.package, a.alias, a.version))
+        .collect();
+    assert_eq!(
+        aliases,
+        vec![
+            (name.clone(), "latest".into(), "1.0.0".into()),
+            (name.clone(), "stable".into(), "1.1.0".into()),
+        ]
+    );
+    assert!(store
+        .list_aliases(&unique("nopkg"))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn references_resolve_to_exact_versions_then_aliases(store: &dyn StateStore) {
+    let name = unique("resolve");
+    let v1 = version(&name, "1.0.0", now());
+    store.add_package_version(&v1).await.unwrap();
+    let reference = |v: &str| PackageRef {
+        name: name.clone(),
+        version: v.into(),
+    };
+    assert_eq!(
+        store.resolve_package(&reference("1.0.0")).await.unwrap(),
+        v1
+    );
+    assert_eq!(
+        store.resolve_package(&reference("latest")).await.unwrap(),
+        v1
+    );
+
+    let err = store
+        .resolve_package(&reference("2.0.0"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.message().contains(&format!("{name}@2.0.0")), "{err}");
+    let err = store.resolve_package(&reference("beta")).await.unwrap_err();
+    assert!(err.message().contains(&format!("{name}@beta")), "{err}");
+    let missing = PackageRef {
+        name: unique("none"),
+        version: "latest".into(),
+    };
+    assert_eq!(
+        store.resolve_package(&missing).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+async fn concurrent_uploads_of_one_version_have_one_winner(store: &dyn StateStore) {
+    let name = unique("race");
+    let v = version(&name, "1.0.0", now());
+    let results = futures::future::join_all((0..8).map(|_| store.add_package_version(&v))).await;
+    let wins = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(wins, 1, "exactly one upload wins: {results:?}");
+    for err in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    }
+    assert_eq!(
+        store.list_package_versions(Some(&name)).await.unwrap(),
+        vec![v]
+    );
+}
+
+async fn executions_are_created_once(store: &dyn StateStore) {
+    let handler = unique("create");
+    let e = execution(&handler, 1, now());
+    assert_eq!(store.get_execution(&e.id).await.unwrap(), None);
+    assert_eq!(store.create_execution(&e).await.unwrap(), Created::New);
+    assert_eq!(store.get_execution(&e.id).await.unwrap(), Some(e.clone()));
+    assert_eq!(
+        store.create_execution(&e).await.unwrap(),
+        Created::Existing(ExecutionStatus::Queued)
+    );
+    store.apply_state(&started(&e.id, 1, now())).await.unwrap();
+    assert_eq!(
+        store.create_execution(&e).await.unwrap(),
+        Created::Existing(ExecutionStatus::Running),
+        "a redelivered event finds the running execution"
+    );
+}
+
+async fn concurrent_creates_of_one_execution_have_one_winner(store: &dyn StateStore) {
+    let handler = unique("create-race");
+    let e = execution(&handler, 1, now());
+    let results = futures::future::join_all((0..8).map(|_| store.create_execution(&e))).await;
+    let results: Vec<Created> = results.into_iter().map(Result::unwrap).collect();
+    assert_eq!(
+        results.iter().filter(|c| **c == Created::New).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(results
+        .iter()
+        .all(|c| matches!(c, Created::New | Created::Existing(ExecutionStatus::Queued))));
+    let page = store
+        .list_executions(&ExecutionQuery {
+            handler: Some(handler),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+}
+
+async fn state_events_apply_once_and_in_attempt_order(store: &dyn StateStore) {
+    let handler = unique("state");
+    let e = execution(&handler, 1, now());
+    store.create_execution(&e).await.unwrap();
+    let get = || async { store.get_execution(&e.id).await.unwrap().unwrap() };
+    let t1 = now();
+
+    store.apply_state(&started(&e.id, 1, t1)).await.unwrap();
+    let running = get().await;
+    assert_eq!(
+        (running.status, running.attempts),
+        (ExecutionStatus::Running, 1)
+    );
+    assert_eq!(running.started_at, Some(t1));
+    // A replayed start changes nothing.
+    store
+        .apply_state(&started(&e.id, 1, t1 + chrono::Duration::seconds(5)))
+        .await
+        .unwrap();
+    assert_eq!(get().await, running);
+
+    let t2 = t1 + chrono::Duration::seconds(1);
+    store
+        .apply_state(&failed(&e.id, 1, t2, "boom"))
+        .await
+        .unwrap();
+    let first_failure = get().await;
+    assert_eq!(first_failure.status, ExecutionStatus::Failed);
+    assert_eq!(first_failure.error.as_ref().unwrap().message, "boom");
+    assert_eq!(
+        (first_failure.finished_at, first_failure.duration_us),
+        (Some(t2), Some(10))
+    );
+    // Replays of the first attempt, its start or its end, change nothing.
+    store.apply_state(&started(&e.id, 1, t2)).await.unwrap();
+    store
+        .apply_state(&failed(&e.id, 1, t2, "boom again"))
+        .await
+        .unwrap();
+    store.apply_state(&succeeded(&e.id, 1, t2)).await.unwrap();
+    assert_eq!(get().await, first_failure);
+
+    // A retry starts, then a late event of attempt 1 arrives: ignored.
+    let t3 = t2 + chrono::Duration::seconds(1);
+    store.apply_state(&started(&e.id, 2, t3)).await.unwrap();
+    store
+        .apply_state(&failed(&e.id, 1, t3, "late"))
+        .await
+        .unwrap();
+    let retrying = get().await;
+    assert_eq!(
+        (retrying.status, retrying.attempts),
+        (ExecutionStatus::Running, 2)
+    );
+    assert_eq!(retrying.started_at, Some(t3));
+    assert_eq!(retrying.finished_at, None);
+
+    let t4 = t3 + chrono::Duration::seconds(1);
+    let done = succeeded(&e.id, 2, t4);
+    store.apply_state(&done).await.unwrap();
+    let success = get().await;
+    assert_eq!(
+        (success.status, success.attempts),
+        (ExecutionStatus::Succeeded, 2)
+    );
+    assert_eq!(success.output.len(), 1);
+    assert_eq!(success.error, None);
+    assert_eq!(
+        (success.finished_at, success.duration_us),
+        (Some(t4), Some(20))
+    );
+    // Replays after the end, of any state of this or an earlier attempt, change nothing.
+    for replay in [
+        done,
+        started(&e.id, 2, t4),
+        failed(&e.id, 2, t4, "x"),
+        started(&e.id, 1, t4),
+    ] {
+        store.apply_state(&replay).await.unwrap();
+    }
+    let log = StateEvent::Log(LogLine {
+        execution_id: e.id.clone(),
+        handler: handler.clone(),
+        attempt: 2,
+        seq: 0,
+        at: t4,
+        level: LogLevel::Info,
+        message: "ignored by the state store".into(),
+        fields: Default::default(),
+    });
+    store.apply_state(&log).await.unwrap();
+    assert_eq!(get().await, success);
+}
+
+async fn a_terminal_state_without_a_start_is_applied(store: &dyn StateStore) {
+    let handler = unique("nostart");
+    let e = execution(&handler, 1, now());
+    store.create_execution(&e).await.unwrap();
+    let at = now();
+    store
+        .apply_state(&failed(&e.id, 3, at, "lost starts"))
+        .await
+        .unwrap();
+    let stored = store.get_execution(&e.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.attempts),
+        (ExecutionStatus::Failed, 3)
+    );
+    assert_eq!(
+        stored.started_at,
+        Some(at - chrono::Duration::microseconds(10))
+    );
+    // The start arriving late is older news.
+    store.apply_state(&started(&e.id, 3, at)).await.unwrap();
+    assert_eq!(store.get_execution(&e.id).await.unwrap().unwrap(), stored);
+}
+
+async fn state_of_an_unknown_execution_is_ignored(store: &dyn StateStore) {
+    let id = ExecutionId::derive("/conformance", &unique("ghost"), "nobody");
+    store.apply_state(&started(&id, 1, now())).await.unwrap();
+    store.apply_state(&succeeded(&id, 1, now())).await.unwrap();
+    assert_eq!(store.get_execution(&id).await.unwrap(), None);
+}
+
+async fn executions_list_newest_first_filtered_and_paged(store: &dyn StateStore) {
+    let handler = unique("list");
+    let other = unique("list-other");
+    let base = now();
+    let mut all = Vec::new();
+    for n in 0..7 {
+        // Pairs share a timestamp: the id orders them.
+        let e = execution(
+            &handler,
+            n,
+            base + chrono::Duration::microseconds(i64::from(n / 2)),
+        );
+        store.create_execution(&e).await.unwrap();
+        all.push(e);
+    }
+    store
+        .create_execution(&execution(&other, 0, base))
+        .await
+        .unwrap();
+    store
+        .apply_state(&started(&all[0].id, 1, base))
+        .await
+        .unwrap();
+    store
+        .apply_state(&succeeded(&all[0].id, 1, base))
+        .await
+        .unwrap();
+
+    let mut expected: Vec<_> = all.iter().map(|e| (e.created_at, e.id.clone())).collect();
+    expected.sort_by(|a, b| b.cmp(a));
+    let mut query = ExecutionQuery {
+        handler: Some(handler.clone()),
+        limit: Some(3),
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = store.list_executions(&query).await.unwrap();
+        pages += 1;
+        seen.extend(page.items.iter().map(|s| (s.created_at, s.id.clone())));
+        assert!(page.items.iter().all(|s| s.handler == handler));
+        match page.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3, "3 + 3 + 1, and no cursor after the last page");
+    assert_eq!(seen, expected);
+
+    let summary = store
+        .list_executions(&ExecutionQuery {
+            handler: Some(handler.clone()),
+            status: Some(ExecutionStatus::Succeeded),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(summary.items.len(), 1);
+    assert_eq!(summary.next_cursor, None);
+    let item = &summary.items[0];
+    assert_eq!(item.id, all[0].id);
+    assert_eq!((item.attempts, item.duration_us), (1, Some(20)));
+    assert_eq!(item.event_id, format!("{handler}-0"));
+    assert_eq!(
+        (item.event_source.as_str(), item.event_type.as_str()),
+        ("/conformance", "com.example.conformance")
+    );
+
+    let queued = store
+        .list_executions(&ExecutionQuery {
+            handler: Some(handler.clone()),
+            status: Some(ExecutionStatus::Queued),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(queued.items.len(), 6);
+    let ids: BTreeSet<_> = queued.items.iter().map(|s| &s.id).collect();
+    assert!(!ids.contains(&all[0].id));
+
+    let err = store
+        .list_executions(&ExecutionQuery {
+            cursor: Some("garbage".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+}

@@ -1,0 +1,193 @@
+//! FerrisFX executor: consumes the invocations of one executor pool and runs each function, a
+//! WebAssembly component, in a fresh Wasmtime sandbox with hard limits; reports `started`,
+//! `log`, `succeeded` / `failed` on `fx.state` and publishes output events on `fx.events`.
+//!
+//! - [`host`]: the host side of `sdk/wit/function.wit` (bindings, per-store state, events).
+//! - [`engine`]: the engine, epoch ticker, linker, and one run in a fresh store.
+//! - [`cache`]: fetch once, compile once per package digest, compiled artifacts on disk.
+//! - [`worker`]: the consumer loop with its concurrency limits and at-least-once commits.
+
+pub mod cache;
+pub mod engine;
+pub mod host;
+pub mod worker;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fx_core::bus::EventBus;
+use fx_core::event::Event;
+use fx_core::execution::{Failure, FailureKind, Invocation, LogLine};
+use fx_core::objects::PackageStore;
+use serde::{Deserialize, Serialize};
+
+pub use cache::CacheCounts;
+
+/// Executor settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorSettings {
+    /// The executor pool this executor serves (`fx.invocations.<pool>`).
+    #[serde(default = "default_pool")]
+    pub pool: String,
+    /// This executor's name in state events and logs (default: `executor-<pid>`).
+    #[serde(default)]
+    pub executor_id: String,
+    /// Where fetched packages and compiled components are cached (default under the data
+    /// directory in `ferrisfx dev`).
+    #[serde(default)]
+    pub cache_dir: PathBuf,
+    /// Invocations running at once on this executor.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: usize,
+    /// Granularity of timeouts (epoch interruption tick), in milliseconds.
+    #[serde(default = "default_tick")]
+    pub epoch_tick_ms: u64,
+}
+
+fn default_pool() -> String {
+    fx_core::handler::DEFAULT_POOL.into()
+}
+fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 4
+}
+fn default_tick() -> u64 {
+    5
+}
+
+impl Default for ExecutorSettings {
+    fn default() -> Self {
+        ExecutorSettings {
+            pool: default_pool(),
+            executor_id: String::new(),
+            cache_dir: PathBuf::new(),
+            max_concurrency: default_concurrency(),
+            epoch_tick_ms: default_tick(),
+        }
+    }
+}
+
+/// What one invocation produced.
+#[derive(Debug, Clone)]
+pub struct InvocationOutcome {
+    /// Output events, or why it failed.
+    pub result: Result<Vec<Event>, Failure>,
+    /// Log lines, numbered.
+    pub logs: Vec<LogLine>,
+    /// Run time (instantiate + call), zero when it never ran.
+    pub duration: Duration,
+}
+
+/// An executor: the engine, the compile cache and the worker loop of one pool. Cheap to
+/// clone (shared parts).
+#[derive(Clone)]
+pub struct Executor {
+    settings: ExecutorSettings,
+    runtime: Arc<engine::Runtime>,
+    cache: Arc<cache::CompileCache>,
+    packages: Arc<dyn PackageStore>,
+    bus: Arc<dyn EventBus>,
+}
+
+impl Executor {
+    /// An executor for `settings.pool`, fetching packages from `packages` and talking on `bus`.
+    pub fn new(
+        mut settings: ExecutorSettings,
+        packages: Arc<dyn PackageStore>,
+        bus: Arc<dyn EventBus>,
+    ) -> fx_core::Result<Executor> {
+        fx_core::handler::validate_name("executor pool", &settings.pool)?;
+        if settings.cache_dir.as_os_str().is_empty() {
+            return Err(fx_core::Error::invalid("executor cache_dir must be set"));
+        }
+        if settings.executor_id.is_empty() {
+            settings.executor_id = format!("executor-{}", std::process::id());
+        }
+        settings.max_concurrency = settings.max_concurrency.max(1);
+        let runtime = Arc::new(engine::Runtime::new(Duration::from_millis(
+            settings.epoch_tick_ms.max(1),
+        ))?);
+        let cache = Arc::new(cache::CompileCache::new(&settings.cache_dir, &runtime)?);
+        Ok(Executor {
+            settings,
+            runtime,
+            cache,
+            packages,
+            bus,
+        })
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &ExecutorSettings {
+        &self.settings
+    }
+
+    /// Compile-cache counters.
+    pub fn cache_counts(&self) -> CacheCounts {
+        self.cache.counts()
+    }
+
+    /// Runs one invocation without the bus: fetch/compile as needed, run, collect.
+    pub async fn invoke(&self, invocation: &Invocation) -> InvocationOutcome {
+        let pre = match self
+            .cache
+            .get(&invocation.package.digest, &self.runtime, &self.packages)
+            .await
+        {
+            Ok(pre) => pre,
+            Err(e) => {
+                return InvocationOutcome {
+                    result: Err(Failure {
+                        kind: FailureKind::Package,
+                        message: format!(
+                            "package {}@{} ({}) cannot be run: {}",
+                            invocation.package.name,
+                            invocation.package.version,
+                            invocation.package.digest.short(),
+                            e.chain()
+                        ),
+                    }),
+                    logs: Vec::new(),
+                    duration: Duration::ZERO,
+                }
+            }
+        };
+        let runtime = self.runtime.clone();
+        let (event, limits) = (invocation.event.clone(), invocation.limits);
+        let run = tokio::task::spawn_blocking(move || runtime.run(&pre, &event, &limits)).await;
+        let run = match run {
+            Ok(run) => run,
+            Err(e) => {
+                return InvocationOutcome {
+                    result: Err(Failure {
+                        kind: FailureKind::Internal,
+                        message: format!("invocation task failed: {e}"),
+                    }),
+                    logs: Vec::new(),
+                    duration: Duration::ZERO,
+                }
+            }
+        };
+        let logs = run
+            .logs
+            .into_iter()
+            .enumerate()
+            .map(|(seq, raw)| LogLine {
+                execution_id: invocation.execution_id.clone(),
+                handler: invocation.handler.name.clone(),
+                attempt: invocation.attempt,
+                seq: seq as u32,
+                at: raw.at,
+                level: raw.level,
+                message: raw.message,
+                fields: raw.fields.into_iter().collect(),
+            })
+            .collect();
+        InvocationOutcome {
+            result: run.outcome,
+            logs,
+            duration: run.duration,
+        }
+    }
+}

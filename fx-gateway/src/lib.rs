@@ -1,0 +1,95 @@
+//! FerrisFX gateway: consumes `fx.events`, matches each event against the live handler table
+//! and dispatches one invocation per match to the handler's executor pool; and, as the state
+//! router, consumes `fx.state` and writes execution state to the state store and log lines to
+//! the operational sink.
+//!
+//! - [`table`]: the handler table, kept live by watching the config store.
+//! - [`dispatch`]: events in, invocations out; malformed events to the dead-letter topic.
+//! - [`router`]: state events into the stores.
+
+pub mod dispatch;
+pub mod retry;
+pub mod router;
+pub mod table;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use fx_core::backends::Backends;
+
+/// Gateway settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// Consumer group of the dispatchers on `fx.events`.
+    #[serde(default = "default_group")]
+    pub group: String,
+    /// Consumer group of the state routers on `fx.state`.
+    #[serde(default = "default_state_group")]
+    pub state_group: String,
+    /// Whether this gateway also runs the state router.
+    #[serde(default = "yes")]
+    pub route_state: bool,
+}
+
+fn default_group() -> String {
+    "fx-gateway".into()
+}
+fn default_state_group() -> String {
+    "fx-state-router".into()
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            group: default_group(),
+            state_group: default_state_group(),
+            route_state: true,
+        }
+    }
+}
+
+/// Runs the gateway until `shutdown` is cancelled: the handler-table watch, the dispatcher
+/// and (when enabled) the state router.
+pub async fn run(
+    settings: GatewaySettings,
+    backends: Backends,
+    shutdown: CancellationToken,
+) -> fx_core::Result<()> {
+    let table = table::LiveTable::start(backends.registry.clone(), shutdown.clone()).await?;
+    let dispatcher = dispatch::Dispatcher::new(backends.clone(), table);
+    let mut tasks = tokio::task::JoinSet::new();
+    {
+        let shutdown = shutdown.clone();
+        let group = settings.group.clone();
+        tasks.spawn(async move { dispatcher.run(&group, shutdown).await });
+    }
+    if settings.route_state {
+        let router = router::StateRouter::new(backends.clone());
+        let shutdown = shutdown.clone();
+        let group = settings.state_group.clone();
+        tasks.spawn(async move { router.run(&group, shutdown).await });
+    }
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e.chain(), "gateway task failed");
+                shutdown.cancel();
+                result = Err(e);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "gateway task panicked");
+                shutdown.cancel();
+                result = Err(fx_core::Error::internal(format!(
+                    "gateway task panicked: {e}"
+                )));
+            }
+        }
+    }
+    result
+}

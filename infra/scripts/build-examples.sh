@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Builds the example functions (examples/, their own cargo workspace) for wasm32-wasip2 and packs
+# each into examples/dist/<name>.fxpkg: a gzipped tar holding exactly fx.toml and function.wasm.
+#
+#   bash infra/scripts/build-examples.sh                    # build and pack every example
+#   bash infra/scripts/build-examples.sh --update-prebuilt  # also refresh examples/prebuilt/hello.fxpkg,
+#                                                           # the package `ferrisfx dev` embeds
+#
+# Runs from any directory. Always builds into examples/target, never the host workspace's target.
+# Archives are reproducible (fixed owner, mode and mtime, no gzip timestamp), so an unchanged
+# function keeps its package digest.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+examples="$root/examples"
+target_dir="$examples/target"
+dist="$examples/dist"
+prebuilt="$examples/prebuilt"
+triple=wasm32-wasip2
+
+update_prebuilt=0
+for arg in "$@"; do
+  case "$arg" in
+    --update-prebuilt) update_prebuilt=1 ;;
+    -h | --help)
+      sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    *)
+      echo "build-examples: unknown argument: $arg" >&2
+      exit 2
+      ;;
+  esac
+done
+
+if ! rustup target list --installed | grep -qx "$triple"; then
+  echo "installing the $triple target" >&2
+  rustup target add "$triple"
+fi
+
+cargo build --manifest-path "$examples/Cargo.toml" --target "$triple" --release \
+  --target-dir "$target_dir"
+
+# Reads a top-level string key (`name = "..."`) from an fx.toml.
+manifest_string() {
+  sed -n "s/^[[:space:]]*$2[[:space:]]*=[[:space:]]*\"\([^\"]*\)\".*/\1/p" "$1" | head -n 1
+}
+
+staging="$(mktemp -d)"
+trap 'rm -rf "$staging"' EXIT
+mkdir -p "$dist"
+
+packed=0
+for manifest in "$examples"/*/fx.toml; do
+  crate_dir="$(dirname "$manifest")"
+  crate="$(manifest_string "$crate_dir/Cargo.toml" name)"
+  name="$(manifest_string "$manifest" name)"
+  if [ -z "$crate" ] || [ -z "$name" ]; then
+    echo "build-examples: no package name in $crate_dir/Cargo.toml or $manifest" >&2
+    exit 1
+  fi
+  wasm="$target_dir/$triple/release/${crate//-/_}.wasm"
+  if [ ! -f "$wasm" ]; then
+    echo "build-examples: $wasm was not built (is $crate a cdylib?)" >&2
+    exit 1
+  fi
+  if [ "$(head -c 8 "$wasm" | od -An -tx1 | tr -d ' \n')" != "0061736d0d000100" ]; then
+    echo "build-examples: $wasm is not a WebAssembly component" >&2
+    exit 1
+  fi
+
+  rm -f "$staging/fx.toml" "$staging/function.wasm"
+  cp "$manifest" "$staging/fx.toml"
+  cp "$wasm" "$staging/function.wasm"
+  touch -d @0 "$staging/fx.toml" "$staging/function.wasm"
+  package="$dist/$name.fxpkg"
+  tar --format=ustar --owner=0 --group=0 --numeric-owner --mode=0644 \
+    -cf - -C "$staging" fx.toml function.wasm | gzip -n -9 >"$package.tmp"
+  mv "$package.tmp" "$package"
+
+  size="$(wc -c <"$package" | tr -d ' ')"
+  digest="$(sha256sum "$package" | cut -d' ' -f1)"
+  printf '%-34s %8d bytes  sha256:%s  (component %d bytes)\n' \
+    "${package#"$root"/}" "$size" "$digest" "$(wc -c <"$wasm")"
+  packed=$((packed + 1))
+done
+
+if [ "$packed" -eq 0 ]; then
+  echo "build-examples: no examples/*/fx.toml found" >&2
+  exit 1
+fi
+
+if [ "$update_prebuilt" -eq 1 ]; then
+  mkdir -p "$prebuilt"
+  cp "$dist/hello.fxpkg" "$prebuilt/hello.fxpkg"
+  echo "updated ${prebuilt#"$root"/}/hello.fxpkg"
+fi

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what the tests need (only when missing),
+# builds the example functions, checks formatting and lints, and runs every test.
+#
+#   bash infra/scripts/test.sh            # everything
+#   FX_SKIP_LINT=1 bash infra/scripts/test.sh   # skip fmt/clippy (quicker local runs)
+#
+# Under CI=true a test whose backend is missing fails instead of skipping.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain"
+rustc --version
+cargo --version
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  step "installing the wasm32-wasip2 target"
+  rustup target add wasm32-wasip2
+fi
+
+step "building the example functions"
+bash infra/scripts/build-examples.sh
+
+if [ "${FX_SKIP_LINT:-}" != "1" ]; then
+  step "cargo fmt --check"
+  cargo fmt --all -- --check
+  step "cargo clippy"
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+fi
+
+step "cargo test"
+cargo test --workspace --locked -- --test-threads=2

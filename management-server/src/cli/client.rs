@@ -1,0 +1,294 @@
+//! The commands that talk to a running management server over its REST API.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use fx_core::handler::{AttributeMatch, Filter, Handler, PackageRef};
+use serde_json::Value;
+
+/// A client of the REST API.
+pub struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// Flags of `ferrisfx handler create`.
+#[derive(Debug, clap::Args)]
+pub struct HandlerArgs {
+    /// Read the whole handler (JSON) from this file instead of the flags below.
+    #[arg(long, conflicts_with_all = ["name", "package"])]
+    pub file: Option<PathBuf>,
+    /// Handler name.
+    #[arg(long, required_unless_present = "file")]
+    pub name: Option<String>,
+    /// Package to run, `name` or `name@version-or-alias` (default alias `latest`).
+    #[arg(long, required_unless_present = "file")]
+    pub package: Option<String>,
+    /// Match events whose `type` equals this.
+    #[arg(long = "type")]
+    pub event_type: Option<String>,
+    /// Match events whose `type` starts with this.
+    #[arg(long)]
+    pub type_prefix: Option<String>,
+    /// Match events whose `source` starts with this.
+    #[arg(long)]
+    pub source_prefix: Option<String>,
+    /// Executor pool.
+    #[arg(long, default_value = fx_core::handler::DEFAULT_POOL)]
+    pub pool: String,
+}
+
+/// Flags of `ferrisfx emit`.
+#[derive(Debug, clap::Args)]
+pub struct EmitArgs {
+    /// Event type.
+    #[arg(long = "type")]
+    pub event_type: String,
+    /// Event source.
+    #[arg(long, default_value = "/cli")]
+    pub source: String,
+    /// Event id (a random one when absent).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Event subject.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// JSON data.
+    #[arg(long)]
+    pub data: Option<String>,
+}
+
+impl Api {
+    /// A client of the server at `base` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(base: &str) -> Self {
+        Api {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.base)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let response = request.send().await.with_context(|| {
+            format!(
+                "cannot reach the management server at {}: is `ferrisfx dev` running?",
+                self.base
+            )
+        })?;
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .context("reading the server's response")?;
+        let value: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+        if !status.is_success() {
+            let message = value
+                .pointer("/error/message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| value.to_string());
+            bail!("server answered {status}: {message}");
+        }
+        Ok(value)
+    }
+
+    /// `package upload`.
+    pub async fn upload(&self, file: &Path) -> anyhow::Result<()> {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let v = self
+            .send(
+                self.http
+                    .post(self.url("/packages"))
+                    .header("content-type", "application/octet-stream")
+                    .body(bytes),
+            )
+            .await?;
+        println!(
+            "uploaded {}@{} (sha256 {})",
+            v["name"].as_str().unwrap_or("?"),
+            v["version"].as_str().unwrap_or("?"),
+            v["digest"].as_str().unwrap_or("?")
+        );
+        Ok(())
+    }
+
+    /// `package list`.
+    pub async fn list_packages(&self) -> anyhow::Result<()> {
+        let v = self.send(self.http.get(self.url("/packages"))).await?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        Ok(())
+    }
+
+    /// `package alias`.
+    pub async fn set_alias(&self, name: &str, alias: &str, version: &str) -> anyhow::Result<()> {
+        self.send(
+            self.http
+                .put(self.url(&format!("/packages/{name}/aliases/{alias}")))
+                .json(&serde_json::json!({ "version": version })),
+        )
+        .await?;
+        println!("{name}@{alias} -> {version}");
+        Ok(())
+    }
+
+    /// `handler create`.
+    pub async fn create_handler(&self, args: HandlerArgs) -> anyhow::Result<()> {
+        let handler: Value = match &args.file {
+            Some(file) => {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not valid JSON", file.display()))?
+            }
+            None => serde_json::to_value(handler_from_flags(&args)?)?,
+        };
+        let v = self
+            .send(self.http.post(self.url("/handlers")).json(&handler))
+            .await?;
+        println!(
+            "created handler {}",
+            v["handler"]["name"]
+                .as_str()
+                .or(handler["name"].as_str())
+                .unwrap_or("?")
+        );
+        Ok(())
+    }
+
+    /// `handler list`.
+    pub async fn list_handlers(&self) -> anyhow::Result<()> {
+        let v = self.send(self.http.get(self.url("/handlers"))).await?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        Ok(())
+    }
+
+    /// `handler delete`.
+    pub async fn delete_handler(&self, name: &str) -> anyhow::Result<()> {
+        self.send(self.http.delete(self.url(&format!("/handlers/{name}"))))
+            .await?;
+        println!("deleted handler {name}");
+        Ok(())
+    }
+
+    /// `emit`: sends a structured-mode CloudEvent.
+    pub async fn emit(&self, args: EmitArgs) -> anyhow::Result<()> {
+        let id = args.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let mut event = serde_json::json!({
+            "specversion": "1.0",
+            "id": id,
+            "source": args.source,
+            "type": args.event_type,
+        });
+        if let Some(subject) = args.subject {
+            event["subject"] = Value::String(subject);
+        }
+        if let Some(data) = args.data {
+            let data: Value = serde_json::from_str(&data).context("--data is not valid JSON")?;
+            event["datacontenttype"] = Value::String("application/json".into());
+            event["data"] = data;
+        }
+        self.send(
+            self.http
+                .post(self.url("/events"))
+                .header("content-type", fx_core::event::STRUCTURED_CONTENT_TYPE)
+                .body(event.to_string()),
+        )
+        .await?;
+        println!("sent event {id}");
+        Ok(())
+    }
+
+    /// `executions list`.
+    pub async fn list_executions(
+        &self,
+        handler: Option<String>,
+        status: Option<String>,
+        limit: u32,
+    ) -> anyhow::Result<()> {
+        let mut query = vec![("limit", limit.to_string())];
+        query.extend(handler.map(|h| ("handler", h)));
+        query.extend(status.map(|s| ("status", s)));
+        let v = self
+            .send(self.http.get(self.url("/executions")).query(&query))
+            .await?;
+        let items = v["items"].as_array().cloned().unwrap_or_default();
+        if items.is_empty() {
+            println!("no executions");
+        }
+        for e in items {
+            println!(
+                "{}  {:<9}  {:<20}  {}  {}",
+                e["id"].as_str().unwrap_or("?"),
+                e["status"].as_str().unwrap_or("?"),
+                e["handler"].as_str().unwrap_or("?"),
+                e["event_type"].as_str().unwrap_or("?"),
+                e["created_at"].as_str().unwrap_or("?"),
+            );
+        }
+        Ok(())
+    }
+
+    /// `executions show`.
+    pub async fn show_execution(&self, id: &str) -> anyhow::Result<()> {
+        let v = self
+            .send(self.http.get(self.url(&format!("/executions/{id}"))))
+            .await?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        Ok(())
+    }
+}
+
+/// Builds a handler from `handler create` flags.
+pub fn handler_from_flags(args: &HandlerArgs) -> anyhow::Result<Handler> {
+    let (Some(name), Some(package)) = (&args.name, &args.package) else {
+        bail!("--name and --package are required without --file");
+    };
+    let package = match package.split_once('@') {
+        Some((name, version)) => PackageRef {
+            name: name.into(),
+            version: version.into(),
+        },
+        None => PackageRef {
+            name: package.clone(),
+            version: fx_core::package::LATEST_ALIAS.into(),
+        },
+    };
+    let m = |attribute: &str, value: &String| AttributeMatch {
+        attribute: attribute.into(),
+        value: value.clone(),
+    };
+    let mut filters = Vec::new();
+    filters.extend(
+        args.event_type
+            .as_ref()
+            .map(|t| Filter::Exact(m("type", t))),
+    );
+    filters.extend(
+        args.type_prefix
+            .as_ref()
+            .map(|t| Filter::Prefix(m("type", t))),
+    );
+    filters.extend(
+        args.source_prefix
+            .as_ref()
+            .map(|s| Filter::Prefix(m("source", s))),
+    );
+    if filters.is_empty() {
+        bail!("give at least one of --type, --type-prefix, --source-prefix (or --file)");
+    }
+    let handler = Handler {
+        name: name.clone(),
+        description: String::new(),
+        filter: Filter::All(filters),
+        package,
+        pool: args.pool.clone(),
+        limits: Default::default(),
+        retry: Default::default(),
+        enabled: true,
+    };
+    handler.validate()?;
+    Ok(handler)
+}

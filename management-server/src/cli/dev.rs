@@ -1,0 +1,309 @@
+//! `ferrisfx dev`: the whole platform in one process (gateway, executor, management server)
+//! on embedded backends under one data directory, with an example function ready.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use fx_core::backends::{BackendSettings, Backends};
+use fx_executor::ExecutorSettings;
+use fx_gateway::GatewaySettings;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::{AppState, ServerSettings};
+
+/// The example package installed on first start (built from `examples/hello`; rebuilt by
+/// `infra/scripts/build-examples.sh --update-prebuilt`).
+pub const EXAMPLE_PACKAGE: &[u8] = include_bytes!("../../../examples/prebuilt/hello.fxpkg");
+/// The event type the example handler runs on.
+pub const EXAMPLE_EVENT_TYPE: &str = "com.example.hello";
+
+/// Flags of `ferrisfx dev`.
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// A TOML settings file (see `infra/config/dev.toml`).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Data directory (overrides the settings file and `FX_DATA_DIR`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Port of the web UI and API on 127.0.0.1 (overrides `listen`).
+    #[arg(long, short)]
+    pub port: Option<u16>,
+}
+
+/// Settings of `ferrisfx dev`: a TOML file, then `FX_*` environment variables (nested keys
+/// joined by `__`, e.g. `FX_EXECUTOR__MAX_CONCURRENCY=8`), then flags.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevSettings {
+    /// Where the embedded backends keep their files.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Address of the web UI and REST API.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Install the example package and handler on first start.
+    #[serde(default = "yes")]
+    pub example: bool,
+    /// Backends of every port (embedded by default).
+    #[serde(default)]
+    pub backends: BackendSettings,
+    /// Gateway settings.
+    #[serde(default)]
+    pub gateway: GatewaySettings,
+    /// Executor settings (its cache directory defaults to `<data_dir>/cache`).
+    #[serde(default)]
+    pub executor: ExecutorSettings,
+    /// Management server settings.
+    #[serde(default)]
+    pub server: ServerSettings,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(".fx-data")
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for DevSettings {
+    fn default() -> Self {
+        DevSettings {
+            data_dir: default_data_dir(),
+            listen: default_listen(),
+            example: true,
+            backends: BackendSettings::default(),
+            gateway: GatewaySettings::default(),
+            executor: ExecutorSettings::default(),
+            server: ServerSettings::default(),
+        }
+    }
+}
+
+impl DevSettings {
+    /// Loads settings: defaults, the file, `FX_*` variables, then flags.
+    pub fn load(args: &DevArgs) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(DevSettings::default()));
+        if let Some(path) = &args.config {
+            if !path.exists() {
+                anyhow::bail!("settings file {} does not exist", path.display());
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(
+            Env::prefixed("FX_")
+                .ignore(&["SERVER", "LOG", "LOG_JSON"])
+                .split("__"),
+        );
+        let mut settings: DevSettings = figment.extract().context("reading settings")?;
+        if let Some(dir) = &args.data_dir {
+            settings.data_dir = dir.clone();
+        }
+        if let Some(port) = args.port {
+            settings.listen.set_port(port);
+        }
+        Ok(settings)
+    }
+}
+
+/// A running platform.
+pub struct Platform {
+    /// Where the web UI and API listen.
+    pub addr: SocketAddr,
+    /// The backends every part shares.
+    pub backends: Backends,
+    shutdown: CancellationToken,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+impl Platform {
+    /// Starts every part on `listener`; stops when `shutdown` is cancelled.
+    pub async fn start(
+        settings: DevSettings,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Platform> {
+        let addr = listener
+            .local_addr()
+            .context("reading the listener's address")?;
+        let backends = settings
+            .backends
+            .build(&settings.data_dir)
+            .await
+            .with_context(|| {
+                format!("opening the data directory {}", settings.data_dir.display())
+            })?;
+        let mut executor_settings = settings.executor.clone();
+        if executor_settings.cache_dir.as_os_str().is_empty() {
+            executor_settings.cache_dir = settings.data_dir.join("cache");
+        }
+        let executor = fx_executor::Executor::new(
+            executor_settings,
+            backends.packages.clone(),
+            backends.bus.clone(),
+        )
+        .context("starting the executor")?;
+        let mut tasks = JoinSet::new();
+        {
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { executor.run(shutdown).await.context("executor stopped") });
+        }
+        {
+            let (gateway, backends, shutdown) =
+                (settings.gateway.clone(), backends.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                fx_gateway::run(gateway, backends, shutdown)
+                    .await
+                    .context("gateway stopped")
+            });
+        }
+        {
+            let state = AppState {
+                backends: backends.clone(),
+                settings: settings.server.clone(),
+            };
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                crate::serve(listener, state, shutdown)
+                    .await
+                    .context("management server stopped")
+            });
+        }
+        if settings.example {
+            install_example(&settings.data_dir, addr)
+                .await
+                .context("installing the example function")?;
+        }
+        tracing::info!(%addr, data_dir = %settings.data_dir.display(), "ferrisfx dev is up: open http://{addr}/");
+        Ok(Platform {
+            addr,
+            backends,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Waits until every part has stopped; the first failure stops the others.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        let mut result = Ok(());
+        while let Some(joined) = self.tasks.join_next().await {
+            let outcome = joined.map_err(anyhow::Error::from).and_then(|r| r);
+            if let Err(e) = outcome {
+                tracing::error!(error = %format!("{e:#}"), "stopping: a part of the platform failed");
+                self.shutdown.cancel();
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
+        }
+        result
+    }
+
+    /// Stops every part and waits for them.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+}
+
+/// Uploads the example package and creates its handler through the API, once per data
+/// directory.
+async fn install_example(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
+    let marker = data_dir.join(".example-installed");
+    if marker.exists() {
+        return Ok(());
+    }
+    let base = format!("http://{addr}/api/v1");
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!("{base}/packages"))
+        .header("content-type", "application/octet-stream")
+        .header("x-fx-user", "ferrisfx-dev")
+        .body(EXAMPLE_PACKAGE)
+        .send()
+        .await
+        .context("uploading the example package")?;
+    if !(response.status().is_success() || response.status() == reqwest::StatusCode::CONFLICT) {
+        anyhow::bail!(
+            "uploading the example package: {} {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
+    }
+    let handler = serde_json::json!({
+        "name": "hello",
+        "description": "The example: greets whoever sends a com.example.hello event",
+        "filter": {"exact": {"attribute": "type", "value": EXAMPLE_EVENT_TYPE}},
+        "package": {"name": "hello", "version": "latest"},
+    });
+    let response = http
+        .post(format!("{base}/handlers"))
+        .json(&handler)
+        .send()
+        .await
+        .context("creating the example handler")?;
+    if !(response.status().is_success() || response.status() == reqwest::StatusCode::CONFLICT) {
+        anyhow::bail!(
+            "creating the example handler: {} {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
+    }
+    std::fs::write(&marker, b"the example package and handler were installed\n")
+        .with_context(|| format!("writing {}", marker.display()))?;
+    tracing::info!(
+        "example installed: try `ferrisfx emit --type {EXAMPLE_EVENT_TYPE} --data '{{\"name\":\"Ferris\"}}'`"
+    );
+    Ok(())
+}
+
+/// `ferrisfx dev`: runs until Ctrl-C or SIGTERM.
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let settings = DevSettings::load(&args)?;
+    let listener = TcpListener::bind(settings.listen).await.with_context(|| {
+        format!(
+            "listening on {} (is the port in use? pass --port)",
+            settings.listen
+        )
+    })?;
+    let shutdown = CancellationToken::new();
+    let platform = Platform::start(settings, listener, shutdown.clone()).await?;
+    let stopper = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        stopper.cancel();
+    });
+    platform.wait().await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,151 @@
+//! The `ferrisfx` command line: `dev` runs every part of the platform in one process on
+//! embedded backends; the other commands talk to a running management server over its REST
+//! API (`--server`, or `FX_SERVER`).
+
+pub mod client;
+pub mod dev;
+pub mod package;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// FerrisFX: event-driven serverless functions on WebAssembly.
+#[derive(Debug, Parser)]
+#[command(name = "ferrisfx", version, about)]
+pub struct Cli {
+    /// The management server to talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "FX_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info,fx_executor=debug`.
+    #[arg(long, global = true, env = "FX_LOG", default_value = "info")]
+    pub log: String,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "FX_LOG_JSON")]
+    pub log_json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run gateway, executor and management server in one process on embedded backends.
+    Dev(dev::DevArgs),
+    /// Build, upload and list packages.
+    #[command(subcommand)]
+    Package(PackageCommand),
+    /// Create, list and delete handlers.
+    #[command(subcommand)]
+    Handler(HandlerCommand),
+    /// Send a CloudEvent to the server.
+    Emit(client::EmitArgs),
+    /// List executions or show one.
+    #[command(subcommand)]
+    Executions(ExecutionsCommand),
+}
+
+/// Package commands.
+#[derive(Debug, Subcommand)]
+pub enum PackageCommand {
+    /// Build a function crate for wasm32-wasip2 and pack it with its fx.toml into a .fxpkg.
+    Build(package::BuildArgs),
+    /// Upload a .fxpkg archive.
+    Upload {
+        /// The archive.
+        file: PathBuf,
+    },
+    /// List packages, their versions and aliases.
+    List,
+    /// Point an alias (e.g. `latest`) of a package at one of its versions.
+    Alias {
+        /// Package name.
+        name: String,
+        /// Alias name.
+        alias: String,
+        /// Version to point at.
+        version: String,
+    },
+}
+
+/// Handler commands.
+#[derive(Debug, Subcommand)]
+pub enum HandlerCommand {
+    /// Create a handler from flags or from a JSON file.
+    Create(client::HandlerArgs),
+    /// List handlers.
+    List,
+    /// Delete a handler.
+    Delete {
+        /// Handler name.
+        name: String,
+    },
+}
+
+/// Execution commands.
+#[derive(Debug, Subcommand)]
+pub enum ExecutionsCommand {
+    /// List executions, newest first.
+    List {
+        /// Only this handler's.
+        #[arg(long)]
+        handler: Option<String>,
+        /// Only this status (queued, running, succeeded, failed).
+        #[arg(long)]
+        status: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Show one execution with its event, output and logs.
+    Show {
+        /// Execution id.
+        id: String,
+    },
+}
+
+/// Sets up logging for the process.
+pub fn init_tracing(cli: &Cli) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let api = client::Api::new(&cli.server);
+    match cli.command {
+        Command::Dev(args) => dev::run(args).await,
+        Command::Package(PackageCommand::Build(args)) => package::build(args),
+        Command::Package(PackageCommand::Upload { file }) => api.upload(&file).await,
+        Command::Package(PackageCommand::List) => api.list_packages().await,
+        Command::Package(PackageCommand::Alias {
+            name,
+            alias,
+            version,
+        }) => api.set_alias(&name, &alias, &version).await,
+        Command::Handler(HandlerCommand::Create(args)) => api.create_handler(args).await,
+        Command::Handler(HandlerCommand::List) => api.list_handlers().await,
+        Command::Handler(HandlerCommand::Delete { name }) => api.delete_handler(&name).await,
+        Command::Emit(args) => api.emit(args).await,
+        Command::Executions(ExecutionsCommand::List {
+            handler,
+            status,
+            limit,
+        }) => api.list_executions(handler, status, limit).await,
+        Command::Executions(ExecutionsCommand::Show { id }) => api.show_execution(&id).await,
+    }
+}

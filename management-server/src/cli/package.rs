@@ -1,0 +1,101 @@
+//! `ferrisfx package build`: compile a function crate to a component and pack it with its
+//! manifest into a `.fxpkg` archive.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use fx_core::package::{Manifest, PackageArchive, MANIFEST_FILE};
+
+/// Flags of `ferrisfx package build`.
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// The function's folder (holding Cargo.toml and fx.toml).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Use this component instead of running cargo.
+    #[arg(long)]
+    pub wasm: Option<PathBuf>,
+    /// Where to write the archive (default `<name>-<version>.fxpkg` in the current folder).
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+/// Builds (unless `--wasm`) and packs.
+pub fn build(args: BuildArgs) -> anyhow::Result<()> {
+    let manifest_path = args.dir.join(MANIFEST_FILE);
+    let text = std::fs::read_to_string(&manifest_path).with_context(|| {
+        format!(
+            "reading {}: a function folder needs an fx.toml",
+            manifest_path.display()
+        )
+    })?;
+    let manifest =
+        Manifest::parse(&text).with_context(|| format!("checking {}", manifest_path.display()))?;
+    let wasm = match args.wasm {
+        Some(path) => path,
+        None => cargo_build(&args.dir)?,
+    };
+    let component = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
+    let bytes = PackageArchive::build(&manifest, &component)?;
+    let archive = PackageArchive::parse(&bytes, u64::MAX).context("checking the built package")?;
+    let output = args
+        .output
+        .unwrap_or_else(|| PathBuf::from(format!("{}-{}.fxpkg", manifest.name, manifest.version)));
+    std::fs::write(&output, &bytes).with_context(|| format!("writing {}", output.display()))?;
+    println!(
+        "built {} ({}@{}, {} bytes, sha256 {})",
+        output.display(),
+        manifest.name,
+        manifest.version,
+        bytes.len(),
+        archive.digest
+    );
+    Ok(())
+}
+
+fn cargo_build(dir: &Path) -> anyhow::Result<PathBuf> {
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .current_dir(dir)
+        .status()
+        .context("running cargo (is Rust installed?)")?;
+    if !status.success() {
+        bail!(
+            "cargo build failed in {} (is the target installed? `rustup target add wasm32-wasip2`)",
+            dir.display()
+        );
+    }
+    let output = Command::new("cargo")
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(dir)
+        .output()
+        .context("running cargo metadata")?;
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("reading cargo metadata")?;
+    let target_dir = metadata["target_directory"]
+        .as_str()
+        .context("cargo metadata has no target_directory")?;
+    let manifest = std::fs::canonicalize(dir.join("Cargo.toml"))
+        .with_context(|| format!("{} has no Cargo.toml", dir.display()))?;
+    let package = metadata["packages"]
+        .as_array()
+        .and_then(|ps| {
+            ps.iter().find(|p| {
+                p["manifest_path"].as_str().map(PathBuf::from).as_deref()
+                    == Some(manifest.as_path())
+            })
+        })
+        .context("cargo metadata does not list this crate")?;
+    let name = package["name"]
+        .as_str()
+        .context("crate without a name")?
+        .replace('-', "_");
+    let wasm = Path::new(target_dir)
+        .join("wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    if !wasm.exists() {
+        bail!("{} was not built: is the crate a cdylib?", wasm.display());
+    }
+    Ok(wasm)
+}

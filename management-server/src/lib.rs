@@ -1,0 +1,117 @@
+//! FerrisFX management server: the REST API and the web UI over the platform's ports.
+//!
+//! Layout:
+//!
+//! - [`router`] builds the whole application from an [`AppState`] (the backends and the
+//!   [`ServerSettings`]); [`serve`] runs it on a bound listener until a shutdown token fires, so
+//!   that tests and `ferrisfx dev` bind whatever port they like.
+//! - [`error`]: the API's one error type ([`ApiError`]), mapping each `fx_core::ErrorKind` to an
+//!   HTTP status with the body `{"error": {"kind", "message"}}`, and the extractors whose
+//!   rejections use it.
+//! - [`routes`]: the REST API under `/api/v1`, one module per resource: `packages` (upload,
+//!   list, aliases), `handlers` (CRUD with revisions), `executions` (list and detail with logs)
+//!   and `events` (CloudEvents over HTTP, published to `fx.events`; also at `POST /events`).
+//! - [`pages`]: the server-rendered web UI (askama templates in `templates/`, one stylesheet in
+//!   `static/` compiled into the binary): overview, packages, handlers, executions.
+//! - `GET /healthz` answers `ok`.
+
+pub mod cli;
+pub mod error;
+pub mod pages;
+pub mod routes;
+pub mod settings;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Instant;
+
+use anyhow::Context;
+use axum::extract::Request;
+use axum::http::{StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use fx_core::backends::Backends;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use error::ApiError;
+pub use settings::ServerSettings;
+
+/// What every request handler gets: the backends and the settings. Cheap to clone (the
+/// backends are `Arc`s).
+#[derive(Clone)]
+pub struct AppState {
+    /// The platform's ports.
+    pub backends: Backends,
+    /// The server's settings.
+    pub settings: ServerSettings,
+}
+
+/// The whole application: REST API, CloudEvents ingress, web UI and health check.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .nest("/api/v1", routes::api(&state.settings))
+        .route("/events", routes::events::ingress(&state.settings))
+        .route("/healthz", get(healthz))
+        .merge(pages::routes(&state.settings))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// Serves [`router`] on `listener` until `shutdown` is cancelled, then finishes the requests
+/// in flight.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    state
+        .settings
+        .validate()
+        .map_err(|e| anyhow::anyhow!(e.chain()))
+        .context("checking the management server settings")?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listener's address")?;
+    tracing::info!(%addr, "management server listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .context("serving http")?;
+    tracing::info!(%addr, "management server stopped");
+    Ok(())
+}
+
+/// Logs every request with its status and how long it took.
+async fn log_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    tracing::debug!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "http request"
+    );
+    response
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Unknown paths: a JSON error under `/api/`, a page elsewhere.
+async fn not_found(uri: Uri) -> Response {
+    let message = format!("no such path {}", uri.path());
+    if uri.path().starts_with("/api/") {
+        ApiError::not_found(message).into_response()
+    } else {
+        pages::error_page(StatusCode::NOT_FOUND, message)
+    }
+}

@@ -1,0 +1,274 @@
+//! `/executions` (filtered, paged by cursor) and `/executions/{id}` (one execution with its
+//! event, output and logs).
+
+use askama::Template;
+use axum::extract::{Path, State};
+use cloudevents::event::Data;
+use cloudevents::AttributesReader;
+use fx_core::event::{data_json, Event};
+use fx_core::execution::{ExecutionStatus, ExecutionSummary};
+
+use super::{show_duration, show_time, HtmlTemplate, PageError};
+use crate::error::ApiQuery;
+use crate::routes::executions::{execution_detail, ExecutionParams};
+use crate::AppState;
+
+/// One row of an execution table.
+pub struct ExecutionRow {
+    /// Execution id.
+    pub id: String,
+    /// Handler name.
+    pub handler: String,
+    /// Status name, also the badge's class.
+    pub status: &'static str,
+    /// The event's type.
+    pub event_type: String,
+    /// The event's source.
+    pub event_source: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// When it was created.
+    pub created_at: String,
+    /// Run time of the latest attempt, or empty.
+    pub duration: String,
+}
+
+impl From<&ExecutionSummary> for ExecutionRow {
+    fn from(e: &ExecutionSummary) -> Self {
+        ExecutionRow {
+            id: e.id.to_string(),
+            handler: e.handler.clone(),
+            status: e.status.as_str(),
+            event_type: e.event_type.clone(),
+            event_source: e.event_source.clone(),
+            attempts: e.attempts,
+            created_at: show_time(&e.created_at),
+            duration: e.duration_us.map(show_duration).unwrap_or_default(),
+        }
+    }
+}
+
+/// One option of a `<select>`.
+struct Choice {
+    /// The value (and label).
+    value: String,
+    /// Whether it is selected.
+    selected: bool,
+}
+
+/// The executions page.
+#[derive(Template)]
+#[template(path = "executions.html")]
+struct ExecutionsPage {
+    /// The highlighted navigation entry.
+    active: &'static str,
+    /// Handler filter choices.
+    handlers: Vec<Choice>,
+    /// Status filter choices.
+    statuses: Vec<Choice>,
+    /// This page of executions.
+    rows: Vec<ExecutionRow>,
+    /// Whether a filter is applied.
+    filtered: bool,
+    /// Whether this is the newest page.
+    first_page: bool,
+    /// Link to the next page, if any.
+    next: Option<String>,
+}
+
+/// `GET /executions?handler=&status=&cursor=`.
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(mut params): ApiQuery<ExecutionParams>,
+) -> Result<HtmlTemplate<impl Template>, PageError> {
+    params.limit = Some(params.limit.unwrap_or(state.settings.page_size));
+    let query = params.to_query()?;
+    let page = state.backends.state.list_executions(&query).await?;
+    let table = state.backends.registry.table().await?;
+    let selected_handler = query.handler.clone().unwrap_or_default();
+    let mut handlers: Vec<Choice> = table
+        .handlers
+        .iter()
+        .map(|h| Choice {
+            selected: h.handler.name == selected_handler,
+            value: h.handler.name.clone(),
+        })
+        .collect();
+    if !selected_handler.is_empty() && !handlers.iter().any(|c| c.selected) {
+        // A deleted handler's executions can still be listed.
+        handlers.push(Choice {
+            value: selected_handler,
+            selected: true,
+        });
+    }
+    let statuses = [
+        ExecutionStatus::Queued,
+        ExecutionStatus::Running,
+        ExecutionStatus::Succeeded,
+        ExecutionStatus::Failed,
+    ]
+    .into_iter()
+    .map(|s| Choice {
+        value: s.as_str().to_string(),
+        selected: query.status == Some(s),
+    })
+    .collect();
+    let next = page.next_cursor.as_ref().map(|cursor| {
+        let next = ExecutionParams {
+            cursor: Some(cursor.clone()),
+            ..params.clone()
+        };
+        format!(
+            "/executions?{}",
+            serde_urlencoded::to_string(&next).unwrap_or_default()
+        )
+    });
+    Ok(HtmlTemplate(ExecutionsPage {
+        active: "executions",
+        handlers,
+        statuses,
+        rows: page.items.iter().map(ExecutionRow::from).collect(),
+        filtered: query.handler.is_some() || query.status.is_some(),
+        first_page: query.cursor.is_none(),
+        next,
+    }))
+}
+
+/// An event as shown: its attributes and its data.
+struct EventView {
+    /// Attribute name and value, required ones first, then extensions.
+    attributes: Vec<(String, String)>,
+    /// The data: pretty JSON, text, or a note on binary data.
+    data: Option<String>,
+}
+
+impl From<&Event> for EventView {
+    fn from(event: &Event) -> Self {
+        let mut attributes = vec![
+            ("id".to_string(), event.id().to_string()),
+            ("source".to_string(), event.source().to_string()),
+            ("type".to_string(), event.ty().to_string()),
+            ("specversion".to_string(), event.specversion().to_string()),
+        ];
+        let optional = [
+            ("subject", event.subject().map(str::to_string)),
+            ("time", event.time().map(|t| t.to_rfc3339())),
+            (
+                "datacontenttype",
+                event.datacontenttype().map(str::to_string),
+            ),
+            ("dataschema", event.dataschema().map(|u| u.to_string())),
+        ];
+        for (name, value) in optional {
+            if let Some(value) = value {
+                attributes.push((name.to_string(), value));
+            }
+        }
+        for (name, value) in event.iter_extensions() {
+            attributes.push((name.to_string(), value.to_string()));
+        }
+        let data = match (data_json(event), event.data()) {
+            (Some(json), _) => Some(serde_json::to_string_pretty(&json).unwrap_or_default()),
+            (None, Some(Data::String(text))) => Some(text.clone()),
+            (None, Some(Data::Binary(bytes))) => Some(match std::str::from_utf8(bytes) {
+                Ok(text) => text.to_string(),
+                Err(_) => format!("({} bytes of binary data)", bytes.len()),
+            }),
+            (None, _) => None,
+        };
+        EventView { attributes, data }
+    }
+}
+
+/// A log line as shown.
+struct LogView {
+    /// Attempt number.
+    attempt: u32,
+    /// When it was written.
+    at: String,
+    /// Severity.
+    level: &'static str,
+    /// The text.
+    message: String,
+    /// Structured fields.
+    fields: Vec<(String, String)>,
+}
+
+/// The page of one execution.
+#[derive(Template)]
+#[template(path = "execution.html")]
+struct ExecutionPage {
+    /// The highlighted navigation entry.
+    active: &'static str,
+    /// Execution id.
+    id: String,
+    /// Handler name.
+    handler: String,
+    /// Status name.
+    status: &'static str,
+    /// `name@version (digest)` once resolved.
+    package: Option<String>,
+    /// Attempts started.
+    attempts: u32,
+    /// Creation time.
+    created_at: String,
+    /// Start of the latest attempt.
+    started_at: Option<String>,
+    /// When it reached a terminal status.
+    finished_at: Option<String>,
+    /// Run time of the latest attempt.
+    duration: Option<String>,
+    /// Kind and message of the last failure.
+    failure: Option<(String, String)>,
+    /// The triggering event.
+    event: EventView,
+    /// Events the function returned or emitted.
+    output: Vec<EventView>,
+    /// Log lines, by attempt then position.
+    logs: Vec<LogView>,
+}
+
+/// `GET /executions/{id}`.
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<HtmlTemplate<impl Template>, PageError> {
+    let detail = execution_detail(&state, &id).await?;
+    let e = detail.execution;
+    let failure = e.error.as_ref().map(|f| {
+        let kind = serde_json::to_value(f.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        (kind.replace('_', " "), f.message.clone())
+    });
+    Ok(HtmlTemplate(ExecutionPage {
+        active: "executions",
+        id: e.id.to_string(),
+        handler: e.handler.clone(),
+        status: e.status.as_str(),
+        package: e
+            .package
+            .as_ref()
+            .map(|p| format!("{}@{} ({})", p.name, p.version, p.digest.short())),
+        attempts: e.attempts,
+        created_at: show_time(&e.created_at),
+        started_at: e.started_at.as_ref().map(show_time),
+        finished_at: e.finished_at.as_ref().map(show_time),
+        duration: e.duration_us.map(show_duration),
+        failure,
+        event: EventView::from(&e.event),
+        output: e.output.iter().map(EventView::from).collect(),
+        logs: detail
+            .logs
+            .into_iter()
+            .map(|l| LogView {
+                attempt: l.attempt,
+                at: l.at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+                level: l.level.as_str(),
+                message: l.message,
+                fields: l.fields.into_iter().collect(),
+            })
+            .collect(),
+    }))
+}

@@ -1,0 +1,155 @@
+//! The server-rendered web UI: one module per page, askama templates in `templates/` (all
+//! extending `base.html`), and the stylesheet from `static/`, compiled into the binary.
+
+pub mod executions;
+pub mod handlers;
+pub mod overview;
+pub mod packages;
+
+use askama::Template;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+
+use crate::error::ApiError;
+use crate::{AppState, ServerSettings};
+
+/// The stylesheet, served at [`STYLESHEET_PATH`].
+pub const STYLESHEET: &str = include_str!("../../static/style.css");
+/// Where the stylesheet is served.
+pub const STYLESHEET_PATH: &str = "/static/style.css";
+
+/// The routes of the web UI.
+pub fn routes(settings: &ServerSettings) -> Router<AppState> {
+    Router::new()
+        .route("/", get(overview::show))
+        .route(
+            "/packages",
+            get(packages::show)
+                .post(packages::upload)
+                .layer(crate::routes::body_limit(settings.max_package_bytes)),
+        )
+        .route("/handlers", get(handlers::show))
+        .route("/executions", get(executions::list))
+        .route("/executions/{id}", get(executions::show))
+        .route(STYLESHEET_PATH, get(stylesheet))
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        STYLESHEET,
+    )
+}
+
+/// A page: renders its template, or answers 500 and logs why it could not.
+pub struct HtmlTemplate<T>(pub T);
+
+impl<T: Template> IntoResponse for HtmlTemplate<T> {
+    fn into_response(self) -> Response {
+        match self.0.render() {
+            Ok(html) => Html(html).into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, template = std::any::type_name::<T>(), "rendering a page");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error: the page could not be rendered",
+                )
+                    .into_response()
+            }
+        }
+    }
+}
+
+/// A page that could not be shown: rendered as the error page with the error's status.
+#[derive(Debug)]
+pub struct PageError(pub ApiError);
+
+impl<E: Into<ApiError>> From<E> for PageError {
+    fn from(err: E) -> Self {
+        PageError(err.into())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let err = self.0;
+        if err.status.is_server_error() {
+            tracing::error!(status = %err.status, error = %err.message, "page failed");
+        }
+        error_page(err.status, err.message)
+    }
+}
+
+/// The error page.
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    /// The highlighted navigation entry (none).
+    active: &'static str,
+    /// Status code and reason.
+    status: String,
+    /// What went wrong.
+    message: String,
+}
+
+/// Renders the error page with `status`.
+pub fn error_page(status: StatusCode, message: impl Into<String>) -> Response {
+    let page = ErrorPage {
+        active: "",
+        status: status.to_string(),
+        message: message.into(),
+    };
+    let mut response = HtmlTemplate(page).into_response();
+    if response.status().is_success() {
+        *response.status_mut() = status;
+    }
+    response
+}
+
+/// A time as shown in the UI.
+pub fn show_time(at: &DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// A duration in microseconds as shown in the UI.
+pub fn show_duration(us: u64) -> String {
+    match us {
+        0..=999 => format!("{us} µs"),
+        1_000..=999_999 => format!("{:.1} ms", us as f64 / 1_000.0),
+        _ => format!("{:.2} s", us as f64 / 1_000_000.0),
+    }
+}
+
+/// A size in bytes as shown in the UI.
+pub fn show_size(bytes: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let b = bytes as f64;
+    if b < KIB {
+        format!("{bytes} B")
+    } else if b < KIB * KIB {
+        format!("{:.1} KiB", b / KIB)
+    } else {
+        format!("{:.1} MiB", b / (KIB * KIB))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_read_well() {
+        assert_eq!(show_size(512), "512 B");
+        assert_eq!(show_size(2048), "2.0 KiB");
+        assert_eq!(show_size(3 * 1024 * 1024), "3.0 MiB");
+        assert_eq!(show_duration(12), "12 µs");
+        assert_eq!(show_duration(1_500), "1.5 ms");
+        assert_eq!(show_duration(2_500_000), "2.50 s");
+    }
+}

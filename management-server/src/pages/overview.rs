@@ -1,0 +1,62 @@
+//! `/`: counts, the latest executions, and how to get started on an empty platform.
+
+use askama::Template;
+use axum::extract::State;
+use fx_core::execution::{ExecutionQuery, ExecutionStatus};
+
+use super::executions::ExecutionRow;
+use super::{HtmlTemplate, PageError};
+use crate::AppState;
+
+/// How many executions the overview shows.
+const LATEST: u32 = 10;
+
+/// The overview page.
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewPage {
+    /// The highlighted navigation entry.
+    active: &'static str,
+    /// Distinct packages.
+    packages: usize,
+    /// Package versions.
+    versions: usize,
+    /// Valid handlers.
+    handlers: usize,
+    /// Invalid registry entries.
+    invalid_handlers: usize,
+    /// The latest executions.
+    rows: Vec<ExecutionRow>,
+    /// How many of them failed.
+    failed: usize,
+    /// Whether to show how to get started (no packages or no handlers yet).
+    getting_started: bool,
+}
+
+/// `GET /`.
+pub async fn show(State(state): State<AppState>) -> Result<HtmlTemplate<impl Template>, PageError> {
+    let versions = state.backends.state.list_package_versions(None).await?;
+    let mut names: Vec<&str> = versions.iter().map(|v| v.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let table = state.backends.registry.table().await?;
+    let query = ExecutionQuery {
+        limit: Some(LATEST),
+        ..ExecutionQuery::default()
+    };
+    let latest = state.backends.state.list_executions(&query).await?;
+    Ok(HtmlTemplate(OverviewPage {
+        active: "overview",
+        packages: names.len(),
+        versions: versions.len(),
+        handlers: table.handlers.len(),
+        invalid_handlers: table.invalid.len(),
+        failed: latest
+            .items
+            .iter()
+            .filter(|e| e.status == ExecutionStatus::Failed)
+            .count(),
+        rows: latest.items.iter().map(ExecutionRow::from).collect(),
+        getting_started: versions.is_empty() || table.handlers.is_empty(),
+    }))
+}

@@ -1,0 +1,163 @@
+//! `/packages`: every package with its versions and aliases, and an upload form.
+
+use askama::Template;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::{show_size, show_time, HtmlTemplate, PageError};
+use crate::routes::packages::{
+    package_summaries, read_upload, store_package, uploaded_by, PackageSummary, FILE_FIELD,
+};
+use crate::AppState;
+
+/// The packages page.
+#[derive(Template)]
+#[template(path = "packages.html")]
+struct PackagesPage {
+    /// The highlighted navigation entry.
+    active: &'static str,
+    /// Every package, by name.
+    packages: Vec<PackageView>,
+    /// The upload limit, readable.
+    max_size: String,
+    /// The form field holding the archive.
+    file_field: &'static str,
+    /// What just happened (an upload).
+    notice: Option<String>,
+    /// Why the last upload was refused.
+    error: Option<String>,
+}
+
+/// A package as shown.
+struct PackageView {
+    /// Package name.
+    name: String,
+    /// The newest version's description.
+    description: String,
+    /// Alias to version.
+    aliases: Vec<(String, String)>,
+    /// Versions, newest first.
+    versions: Vec<VersionView>,
+}
+
+/// A version as shown.
+struct VersionView {
+    /// Version.
+    version: String,
+    /// Full digest.
+    digest: String,
+    /// The first 12 hex digits of the digest.
+    digest_short: String,
+    /// Archive size, readable.
+    size: String,
+    /// Upload time.
+    uploaded_at: String,
+    /// Uploader, or empty.
+    uploaded_by: String,
+    /// The aliases pointing at it.
+    aliases: String,
+}
+
+impl From<PackageSummary> for PackageView {
+    fn from(p: PackageSummary) -> Self {
+        let versions = p
+            .versions
+            .iter()
+            .map(|v| VersionView {
+                version: v.version.clone(),
+                digest: v.digest.to_string(),
+                digest_short: v.digest.short().to_string(),
+                size: show_size(v.size),
+                uploaded_at: show_time(&v.uploaded_at),
+                uploaded_by: v.uploaded_by.clone().unwrap_or_default(),
+                aliases: p
+                    .aliases
+                    .iter()
+                    .filter(|(_, version)| **version == v.version)
+                    .map(|(alias, _)| alias.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+            .collect();
+        PackageView {
+            description: p
+                .versions
+                .first()
+                .map(|v| v.manifest.description.clone())
+                .unwrap_or_default(),
+            aliases: p.aliases.into_iter().collect(),
+            name: p.name,
+            versions,
+        }
+    }
+}
+
+/// Query parameters of the packages page.
+#[derive(Debug, Default, Deserialize)]
+pub struct PackagesParams {
+    /// `name@version` just uploaded, shown as a notice.
+    #[serde(default)]
+    pub uploaded: Option<String>,
+}
+
+async fn page(
+    state: &AppState,
+    notice: Option<String>,
+    error: Option<String>,
+) -> Result<PackagesPage, PageError> {
+    let packages = package_summaries(state).await?;
+    Ok(PackagesPage {
+        active: "packages",
+        packages: packages.into_iter().map(PackageView::from).collect(),
+        max_size: show_size(state.settings.max_package_bytes),
+        file_field: FILE_FIELD,
+        notice,
+        error,
+    })
+}
+
+/// `GET /packages`.
+pub async fn show(
+    State(state): State<AppState>,
+    params: Result<Query<PackagesParams>, QueryRejection>,
+) -> Result<HtmlTemplate<impl Template>, PageError> {
+    let notice = params
+        .ok()
+        .and_then(|Query(p)| p.uploaded)
+        .map(|what| format!("uploaded {what}"));
+    Ok(HtmlTemplate(page(&state, notice, None).await?))
+}
+
+/// `POST /packages`: the upload form; back to the list on success, the list with the
+/// reason (and the error's status) otherwise.
+pub async fn upload(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, PageError> {
+    let stored = match uploaded_by(&headers) {
+        Ok(user) => match read_upload(&state, request).await {
+            Ok(bytes) => store_package(&state, bytes, user).await,
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    match stored {
+        Ok(version) => {
+            let query = serde_urlencoded::to_string([(
+                "uploaded",
+                format!("{}@{}", version.name, version.version),
+            )])
+            .unwrap_or_default();
+            Ok(Redirect::to(&format!("/packages?{query}")).into_response())
+        }
+        Err(e) => {
+            let status = e.status;
+            let page = page(&state, None, Some(e.message)).await?;
+            Ok((status, HtmlTemplate(page)).into_response())
+        }
+    }
+}

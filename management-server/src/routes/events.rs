@@ -1,0 +1,74 @@
+//! `POST /api/v1/events` (and `POST /events`): CloudEvents over HTTP, published to
+//! `fx.events`. Binary mode (`ce-` headers, the body is the data) and structured mode
+//! (`application/cloudevents+json`) are accepted.
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{post, MethodRouter};
+use axum::Json;
+use bytes::Bytes;
+use cloudevents::AttributesReader;
+use fx_core::bus::topics;
+use fx_core::event::{decode_binding, encode_message};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::{AppState, ServerSettings};
+
+/// The header prefix of binary-mode attributes over HTTP.
+pub const HTTP_PREFIX: &str = "ce-";
+
+/// The answer to an accepted event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    /// The event's `id`.
+    pub id: String,
+    /// The event's `source`.
+    pub source: String,
+    /// The event's `type`.
+    #[serde(rename = "type")]
+    pub ty: String,
+}
+
+/// The route that accepts events, with its body limit.
+pub fn ingress(settings: &ServerSettings) -> MethodRouter<AppState> {
+    let limit = usize::try_from(settings.max_event_bytes).unwrap_or(usize::MAX);
+    post(ingest).layer(DefaultBodyLimit::max(limit))
+}
+
+/// Decodes one CloudEvent and publishes it to `fx.events`: 202 with its id, source and type,
+/// 400 with the reason when it is not a valid event.
+pub async fn ingest(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let body = body?;
+    let mut pairs = Vec::with_capacity(headers.len());
+    for (name, value) in &headers {
+        let name = name.as_str();
+        let relevant = name.starts_with(HTTP_PREFIX) || name == "content-type";
+        match value.to_str() {
+            Ok(value) => pairs.push((name, value)),
+            Err(_) if relevant => {
+                return Err(ApiError::invalid(format!(
+                    "header {name} is not visible ascii (percent-encode attribute values)"
+                )))
+            }
+            Err(_) => {}
+        }
+    }
+    let event = decode_binding(HTTP_PREFIX, pairs, &body)?;
+    let accepted = Accepted {
+        id: event.id().to_string(),
+        source: event.source().to_string(),
+        ty: event.ty().to_string(),
+    };
+    state
+        .backends
+        .bus
+        .publish(topics::EVENTS, encode_message(&event))
+        .await?;
+    tracing::info!(event_id = %accepted.id, source = %accepted.source, event_type = %accepted.ty, "event accepted");
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}

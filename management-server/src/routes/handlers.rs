@@ -1,0 +1,139 @@
+//! `/api/v1/handlers`: create, read, update and delete handlers, with revisions for
+//! check-and-set (`If-Match: <revision>`).
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use fx_core::handler::Handler;
+use fx_core::registry::{Expect, HandlerTable, StoredHandler};
+use fx_core::ErrorKind;
+
+use crate::error::{ApiError, ApiPath, JsonBody};
+use crate::AppState;
+
+/// `GET /api/v1/handlers`: every handler with its revision, and the invalid entries.
+pub async fn list(State(state): State<AppState>) -> Result<Json<HandlerTable>, ApiError> {
+    Ok(Json(state.backends.registry.table().await?))
+}
+
+/// `POST /api/v1/handlers`: creates a handler; 409 if the name exists.
+pub async fn create(
+    State(state): State<AppState>,
+    JsonBody(handler): JsonBody<Handler>,
+) -> Result<Response, ApiError> {
+    check(&state, &handler).await?;
+    let revision = state
+        .backends
+        .registry
+        .put(&handler, Expect::Absent)
+        .await?;
+    tracing::info!(handler = %handler.name, revision, "handler created");
+    Ok(stored(StatusCode::CREATED, handler, revision))
+}
+
+/// `GET /api/v1/handlers/{name}`; the revision is also the `ETag`.
+pub async fn get(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let Some(found) = state.backends.registry.get(&name).await? else {
+        return Err(no_such_handler(&name));
+    };
+    Ok(stored(StatusCode::OK, found.handler, found.revision))
+}
+
+/// `PUT /api/v1/handlers/{name}`: creates or replaces a handler; with `If-Match: <revision>`
+/// only if it is still at that revision (409 otherwise).
+pub async fn put(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    headers: HeaderMap,
+    JsonBody(handler): JsonBody<Handler>,
+) -> Result<Response, ApiError> {
+    if handler.name != name {
+        return Err(ApiError::invalid(format!(
+            "handler name in the path ({name:?}) differs from the one in the body ({:?})",
+            handler.name
+        )));
+    }
+    let expect = expectation(&headers)?;
+    check(&state, &handler).await?;
+    let revision = state
+        .backends
+        .registry
+        .put(&handler, expect)
+        .await
+        .map_err(|e| explain_revision(e, &name))?;
+    tracing::info!(handler = %handler.name, revision, "handler written");
+    Ok(stored(StatusCode::OK, handler, revision))
+}
+
+/// `DELETE /api/v1/handlers/{name}`, with an optional `If-Match: <revision>`.
+pub async fn delete(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let expect = expectation(&headers)?;
+    state
+        .backends
+        .registry
+        .delete(&name, expect)
+        .await
+        .map_err(|e| match e.kind() {
+            ErrorKind::NotFound => no_such_handler(&name),
+            _ => explain_revision(e, &name),
+        })?;
+    tracing::info!(handler = %name, "handler deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Validates a handler and checks that its package reference resolves.
+pub async fn check(state: &AppState, handler: &Handler) -> Result<(), ApiError> {
+    handler.validate()?;
+    match state.backends.state.resolve_package(&handler.package).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(ApiError::invalid(format!(
+            "package {} does not exist: upload it first",
+            handler.package
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The write expectation from `If-Match`: a revision, bare or quoted as an entity tag.
+fn expectation(headers: &HeaderMap) -> Result<Expect, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(Expect::Any);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    let bare = text.trim_start_matches("W/").trim_matches('"');
+    bare.parse::<u64>().map(Expect::Revision).map_err(|_| {
+        ApiError::invalid(format!(
+            "If-Match must be a handler revision (a number), got {text:?}"
+        ))
+    })
+}
+
+fn explain_revision(err: fx_core::Error, name: &str) -> ApiError {
+    match err.kind() {
+        ErrorKind::Conflict => ApiError::conflict(format!(
+            "handler {name:?} changed since the revision in If-Match: reload it and retry ({})",
+            err.chain()
+        )),
+        _ => err.into(),
+    }
+}
+
+fn no_such_handler(name: &str) -> ApiError {
+    ApiError::not_found(format!("handler {name:?} does not exist"))
+}
+
+fn stored(status: StatusCode, handler: Handler, revision: u64) -> Response {
+    let mut response = (status, Json(StoredHandler { handler, revision })).into_response();
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{revision}\"")) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}

@@ -1,0 +1,46 @@
+//! The REST API under `/api/v1`, one module per resource.
+
+pub mod events;
+pub mod executions;
+pub mod handlers;
+pub mod packages;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, put};
+use axum::Router;
+
+use crate::{AppState, ServerSettings};
+
+/// What a body may hold beyond the configured payload limit (multipart framing, headers of
+/// a part) before the server stops reading it: an upload a little too large is read whole and
+/// refused with the reason, one far too large is cut off with 413.
+pub const BODY_SLACK_BYTES: u64 = 64 * 1024;
+
+/// The body limit for payloads of at most `max_bytes`.
+pub fn body_limit(max_bytes: u64) -> DefaultBodyLimit {
+    let limit = max_bytes.saturating_add(BODY_SLACK_BYTES);
+    DefaultBodyLimit::max(usize::try_from(limit).unwrap_or(usize::MAX))
+}
+
+/// The routes under `/api/v1`.
+pub fn api(settings: &ServerSettings) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/packages",
+            get(packages::list)
+                .post(packages::upload)
+                .layer(body_limit(settings.max_package_bytes)),
+        )
+        .route("/packages/{name}", get(packages::get))
+        .route("/packages/{name}/aliases/{alias}", put(packages::set_alias))
+        .route("/handlers", get(handlers::list).post(handlers::create))
+        .route(
+            "/handlers/{name}",
+            get(handlers::get)
+                .put(handlers::put)
+                .delete(handlers::delete),
+        )
+        .route("/executions", get(executions::list))
+        .route("/executions/{id}", get(executions::get))
+        .route("/events", events::ingress(settings))
+}

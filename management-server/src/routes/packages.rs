@@ -1,0 +1,299 @@
+//! `/api/v1/packages`: upload archives, list versions, move aliases.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use chrono::Utc;
+use fx_core::package::{
+    validate_alias, PackageAlias, PackageArchive, PackageDigest, PackageVersion,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, ApiPath, JsonBody};
+use crate::AppState;
+
+/// The header naming who uploads a package.
+pub const USER_HEADER: &str = "x-fx-user";
+/// The multipart field holding the archive in a browser upload.
+pub const FILE_FIELD: &str = "file";
+
+/// A package with its versions (newest first) and aliases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PackageSummary {
+    /// Package name.
+    pub name: String,
+    /// Every version, newest first.
+    pub versions: Vec<PackageVersion>,
+    /// Alias name to the version it points at.
+    pub aliases: BTreeMap<String, String>,
+}
+
+/// The answer of `GET /api/v1/packages`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PackageList {
+    /// Every package, by name.
+    pub packages: Vec<PackageSummary>,
+}
+
+/// The body of `PUT /api/v1/packages/{name}/aliases/{alias}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AliasTarget {
+    /// The version the alias points at.
+    pub version: String,
+}
+
+/// `POST /api/v1/packages`: the raw archive, or a multipart form with a `file` field.
+pub async fn upload(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let user = uploaded_by(&headers)?;
+    let bytes = read_upload(&state, request).await?;
+    let version = store_package(&state, bytes, user).await?;
+    let mut response = (StatusCode::CREATED, Json(&version)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/packages/{}", version.name)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// `GET /api/v1/packages`: every package with its versions and aliases.
+pub async fn list(State(state): State<AppState>) -> Result<Json<PackageList>, ApiError> {
+    Ok(Json(PackageList {
+        packages: package_summaries(&state).await?,
+    }))
+}
+
+/// `GET /api/v1/packages/{name}`.
+pub async fn get(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<PackageSummary>, ApiError> {
+    let versions = state
+        .backends
+        .state
+        .list_package_versions(Some(&name))
+        .await?;
+    if versions.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "package {name:?} does not exist"
+        )));
+    }
+    let aliases = aliases_of(&state, &name).await?;
+    Ok(Json(PackageSummary {
+        name,
+        versions,
+        aliases,
+    }))
+}
+
+/// `PUT /api/v1/packages/{name}/aliases/{alias}` with `{"version": "1.0.0"}`.
+pub async fn set_alias(
+    State(state): State<AppState>,
+    ApiPath((name, alias)): ApiPath<(String, String)>,
+    JsonBody(target): JsonBody<AliasTarget>,
+) -> Result<Json<PackageAlias>, ApiError> {
+    validate_alias(&alias)?;
+    let store = &state.backends.state;
+    if store
+        .get_package_version(&name, &target.version)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found(format!(
+            "package {name}@{} does not exist: upload it first",
+            target.version
+        )));
+    }
+    store.set_alias(&name, &alias, &target.version).await?;
+    tracing::info!(package = %name, %alias, version = %target.version, "alias moved");
+    Ok(Json(PackageAlias {
+        package: name,
+        alias,
+        version: target.version,
+    }))
+}
+
+/// Every package, by name, with its versions and aliases.
+pub async fn package_summaries(state: &AppState) -> Result<Vec<PackageSummary>, ApiError> {
+    let versions = state.backends.state.list_package_versions(None).await?;
+    let mut by_name: BTreeMap<String, Vec<PackageVersion>> = BTreeMap::new();
+    for version in versions {
+        by_name
+            .entry(version.name.clone())
+            .or_default()
+            .push(version);
+    }
+    let mut packages = Vec::with_capacity(by_name.len());
+    for (name, versions) in by_name {
+        let aliases = aliases_of(state, &name).await?;
+        packages.push(PackageSummary {
+            name,
+            versions,
+            aliases,
+        });
+    }
+    Ok(packages)
+}
+
+async fn aliases_of(state: &AppState, name: &str) -> Result<BTreeMap<String, String>, ApiError> {
+    Ok(state
+        .backends
+        .state
+        .list_aliases(name)
+        .await?
+        .into_iter()
+        .map(|a| (a.alias, a.version))
+        .collect())
+}
+
+/// The uploader named by the `x-fx-user` header, if any.
+pub fn uploaded_by(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(USER_HEADER) else {
+        return Ok(None);
+    };
+    let user = value
+        .to_str()
+        .map_err(|_| ApiError::invalid(format!("header {USER_HEADER} is not visible ascii")))?
+        .trim();
+    if user.len() > 128 {
+        return Err(ApiError::invalid(format!(
+            "header {USER_HEADER} is longer than 128 characters"
+        )));
+    }
+    Ok((!user.is_empty()).then(|| user.to_string()))
+}
+
+/// The archive of an upload: the body itself, or the `file` field of a multipart form.
+pub async fn read_upload(state: &AppState, request: Request) -> Result<Bytes, ApiError> {
+    let is_multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        });
+    if !is_multipart {
+        return Ok(Bytes::from_request(request, state).await?);
+    }
+    let mut form = Multipart::from_request(request, state)
+        .await
+        .map_err(|e| ApiError::invalid(format!("reading the multipart form: {}", e.body_text())))?;
+    loop {
+        let field = form.next_field().await.map_err(multipart_error)?;
+        let Some(field) = field else {
+            return Err(ApiError::invalid(format!(
+                "the multipart form has no {FILE_FIELD:?} field holding the package"
+            )));
+        };
+        if field.name() == Some(FILE_FIELD) {
+            return field.bytes().await.map_err(multipart_error);
+        }
+    }
+}
+
+fn multipart_error(err: axum::extract::multipart::MultipartError) -> ApiError {
+    let status = err.status();
+    let mut error = ApiError::invalid(format!("reading the multipart form: {}", err.body_text()));
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        error.status = status;
+        error.message = "request body is over the size limit".into();
+    }
+    error
+}
+
+/// Validates an archive and stores it: bytes first, then the metadata. A version that exists
+/// is refused with 409 and nothing is stored; if recording the metadata fails, the bytes are
+/// removed again, so nothing is left half-stored.
+pub async fn store_package(
+    state: &AppState,
+    bytes: Bytes,
+    uploaded_by: Option<String>,
+) -> Result<PackageVersion, ApiError> {
+    let max_bytes = state.settings.max_package_bytes;
+    let parsed = {
+        let bytes = bytes.clone();
+        tokio::task::spawn_blocking(move || PackageArchive::parse(&bytes, max_bytes))
+            .await
+            .map_err(|e| {
+                ApiError::from(fx_core::Error::internal("validating package").with_source(e))
+            })??
+    };
+    let manifest = parsed.manifest;
+    let store = &state.backends.state;
+    if store
+        .get_package_version(&manifest.name, &manifest.version)
+        .await?
+        .is_some()
+    {
+        return Err(version_exists(&manifest.name, &manifest.version));
+    }
+    let version = PackageVersion {
+        name: manifest.name.clone(),
+        version: manifest.version.clone(),
+        digest: parsed.digest.clone(),
+        size: parsed.size,
+        manifest,
+        uploaded_at: Utc::now(),
+        uploaded_by,
+    };
+    state.backends.packages.put(&version.digest, bytes).await?;
+    if let Err(err) = store.add_package_version(&version).await {
+        forget_bytes(state, &version).await;
+        if err.kind() == fx_core::ErrorKind::Conflict {
+            return Err(version_exists(&version.name, &version.version));
+        }
+        return Err(err.into());
+    }
+    tracing::info!(
+        package = %version.name,
+        version = %version.version,
+        digest = %version.digest,
+        size = version.size,
+        "package uploaded"
+    );
+    Ok(version)
+}
+
+fn version_exists(name: &str, version: &str) -> ApiError {
+    ApiError::conflict(format!(
+        "package {name}@{version} exists: versions are immutable, upload a new version"
+    ))
+}
+
+/// Removes the bytes of a version whose metadata could not be recorded, unless a stored
+/// version uses them. The digest covers the manifest, so only the same name and version can
+/// share it: a concurrent upload of the same archive that won the race.
+async fn forget_bytes(state: &AppState, version: &PackageVersion) {
+    let digest: &PackageDigest = &version.digest;
+    match state
+        .backends
+        .state
+        .get_package_version(&version.name, &version.version)
+        .await
+    {
+        Ok(Some(stored)) if &stored.digest == digest => {
+            tracing::debug!(%digest, "keeping package bytes: a stored version uses them");
+        }
+        Ok(_) => {
+            if let Err(e) = state.backends.packages.delete(digest).await {
+                tracing::warn!(%digest, error = %e.chain(), "removing the bytes of a failed upload");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(
+                %digest,
+                error = %e.chain(),
+                "keeping the bytes of a failed upload: cannot tell whether a version uses them"
+            );
+        }
+    }
+}

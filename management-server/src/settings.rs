@@ -1,0 +1,64 @@
+//! Settings of the management server.
+
+use serde::{Deserialize, Serialize};
+
+/// Settings of the management server: the `[server]` table of the settings file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Largest package archive accepted by `POST /api/v1/packages`, in bytes. An upload a
+    /// little over it is refused with 400 and the reason; one far over it with 413.
+    pub max_package_bytes: u64,
+    /// Largest CloudEvent body accepted by `POST /api/v1/events` and `POST /events`, in bytes.
+    pub max_event_bytes: u64,
+    /// Rows per page on the executions page of the web UI.
+    pub page_size: u32,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            max_package_bytes: fx_core::package::DEFAULT_MAX_PACKAGE_BYTES,
+            max_event_bytes: 1024 * 1024,
+            page_size: 50,
+        }
+    }
+}
+
+impl ServerSettings {
+    /// Checks the settings; the message names the offending field.
+    pub fn validate(&self) -> fx_core::Result<()> {
+        if self.max_package_bytes == 0 {
+            return Err(fx_core::Error::invalid(
+                "server.max_package_bytes must be greater than 0",
+            ));
+        }
+        if self.max_event_bytes == 0 {
+            return Err(fx_core::Error::invalid(
+                "server.max_event_bytes must be greater than 0",
+            ));
+        }
+        if !(1..=500).contains(&self.page_size) {
+            return Err(fx_core::Error::invalid(format!(
+                "server.page_size must be 1 to 500, got {}",
+                self.page_size
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_refused_and_missing_ones_defaulted() {
+        let settings: ServerSettings =
+            serde_json::from_str(r#"{"max_package_bytes": 10}"#).unwrap();
+        assert_eq!(settings.max_package_bytes, 10);
+        assert_eq!(settings.page_size, ServerSettings::default().page_size);
+        assert!(serde_json::from_str::<ServerSettings>(r#"{"max_bytes": 10}"#).is_err());
+        assert!(ServerSettings::default().validate().is_ok());
+    }
+}

@@ -1,0 +1,197 @@
+//! Tests of [`crate::router`] over real embedded backends, one module per resource.
+
+mod events;
+mod executions;
+mod handlers;
+mod packages;
+mod pages;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use bytes::Bytes;
+use fx_core::backends::{BackendSettings, Backends};
+use fx_core::package::{Manifest, PackageArchive};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use crate::{router, AppState, ServerSettings};
+
+/// The smallest valid component: the preamble with the component layer.
+pub const EMPTY_COMPONENT: &[u8] = &[0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+/// The smallest core module: what a build for the wrong target gives.
+pub const EMPTY_MODULE: &[u8] = &[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+
+/// The application over embedded backends in a temporary directory.
+pub struct TestApp {
+    /// The backends, to seed and inspect.
+    pub backends: Backends,
+    router: Router,
+    _dir: tempfile::TempDir,
+}
+
+/// A response, read whole.
+pub struct TestResponse {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not json ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The message of an API error.
+    pub fn error_message(&self) -> String {
+        let json = self.json();
+        json["error"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not an api error: {json}"))
+            .to_string()
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: StatusCode) -> &Self {
+        assert_eq!(self.status, status, "body: {}", self.text());
+        self
+    }
+}
+
+impl TestApp {
+    pub async fn new() -> Self {
+        TestApp::with_settings(ServerSettings::default()).await
+    }
+
+    pub async fn with_settings(settings: ServerSettings) -> Self {
+        TestApp::with_backends(settings, |backends| backends).await
+    }
+
+    /// The application over embedded backends changed by `adapt` (to inject failures).
+    pub async fn with_backends(
+        settings: ServerSettings,
+        adapt: impl FnOnce(Backends) -> Backends,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let backends = BackendSettings::default().build(dir.path()).await.unwrap();
+        let backends = adapt(backends);
+        let router = router(AppState {
+            backends: backends.clone(),
+            settings,
+        });
+        TestApp {
+            backends,
+            router,
+            _dir: dir,
+        }
+    }
+
+    pub async fn call(&self, request: Request<Body>) -> TestResponse {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, uri: &str) -> TestResponse {
+        self.call(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+    }
+
+    pub async fn send_json(&self, method: Method, uri: &str, body: &Value) -> TestResponse {
+        self.call(
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// `POST /api/v1/packages` with the raw archive.
+    pub async fn upload(&self, archive: Vec<u8>) -> TestResponse {
+        self.call(
+            Request::post("/api/v1/packages")
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .body(Body::from(archive))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Uploads `name@version` and checks that it was created.
+    pub async fn upload_ok(&self, name: &str, version: &str) -> Value {
+        let response = self.upload(package(name, version)).await;
+        response.assert_status(StatusCode::CREATED);
+        response.json()
+    }
+
+    /// Creates a handler of `package` on events of type `event_type`.
+    pub async fn create_handler(&self, name: &str, package: &str, event_type: &str) -> Value {
+        let response = self
+            .send_json(
+                Method::POST,
+                "/api/v1/handlers",
+                &handler_json(name, package, event_type),
+            )
+            .await;
+        response.assert_status(StatusCode::CREATED);
+        response.json()
+    }
+}
+
+/// A manifest of `name@version`.
+pub fn manifest(name: &str, version: &str) -> Manifest {
+    Manifest::parse(&format!(
+        "name = \"{name}\"\nversion = \"{version}\"\ndescription = \"the {name} function\"\n"
+    ))
+    .unwrap()
+}
+
+/// A valid package archive of `name@version`.
+pub fn package(name: &str, version: &str) -> Vec<u8> {
+    PackageArchive::build(&manifest(name, version), EMPTY_COMPONENT).unwrap()
+}
+
+/// A handler's JSON.
+pub fn handler_json(name: &str, package: &str, event_type: &str) -> Value {
+    serde_json::json!({
+        "name": name,
+        "filter": {"exact": {"attribute": "type", "value": event_type}},
+        "package": {"name": package, "version": "latest"},
+    })
+}
+
+/// A multipart form body with one file field, and its content type.
+pub fn multipart(field: &str, file: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "fx-test-boundary-7d1f";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nignored\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"p.fxpkg\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}

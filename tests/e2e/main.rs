@@ -1,0 +1,8 @@
+//! End-to-end tests: the platform's whole path, driven through its HTTP API.
+//!
+//! Needs the example packages: run `bash infra/scripts/build-examples.sh` first (the test
+//! command `bash infra/scripts/test.sh` does).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod skeleton;
