@@ -42,7 +42,7 @@ fn now() -> DateTime<Utc> {
 
 fn line(id: &ExecutionId, attempt: u32, seq: u32) -> LogLine {
     let mut fields = BTreeMap::new();
-    if seq % 2 == 0 {
+    if seq.is_multiple_of(2) {
         fields.insert("seq".to_string(), seq.to_string());
         fields.insert(
             "note".to_string(),
@@ -55,7 +55,7 @@ fn line(id: &ExecutionId, attempt: u32, seq: u32) -> LogLine {
         attempt,
         seq,
         at: now(),
-        level: if seq % 3 == 0 {
+        level: if seq.is_multiple_of(3) {
             LogLevel::Error
         } else {
             LogLevel::Info

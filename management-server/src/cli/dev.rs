@@ -307,3 +307,41 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_settings_file_loads_and_matches_the_defaults() {
+        let args = DevArgs {
+            config: Some(PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../infra/config/dev.toml"
+            ))),
+            data_dir: None,
+            port: Some(9999),
+        };
+        let settings = DevSettings::load(&args).unwrap();
+        let defaults = DevSettings::default();
+        assert_eq!(settings.data_dir, defaults.data_dir);
+        assert_eq!(settings.backends, defaults.backends);
+        assert_eq!(settings.gateway, defaults.gateway);
+        assert_eq!(settings.server, defaults.server);
+        assert_eq!(settings.listen.port(), 9999, "flags win over the file");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[executor]\nmax_concurency = 3\n").unwrap();
+        let args = DevArgs {
+            config: Some(path),
+            data_dir: None,
+            port: None,
+        };
+        let err = format!("{:#}", DevSettings::load(&args).unwrap_err());
+        assert!(err.contains("max_concurency"), "{err}");
+    }
+}
