@@ -20,5 +20,6 @@ pub mod package;
 pub mod registry;
 pub mod sink;
 pub mod store;
+pub mod testenv;
 
 pub use error::{Error, ErrorKind, Result};

@@ -156,7 +156,9 @@ async fn malformed_events_are_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let fx = TestPlatform::start(dir.path(), false).await;
     let structured = [("content-type", "application/cloudevents+json")];
-    let cases: Vec<(&str, Vec<(&str, &str)>, &str, &str)> = vec![
+    // (case, headers, body, what the error must mention)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "missing id",
             structured.to_vec(),
