@@ -60,6 +60,9 @@ pub enum BusSettings {
         #[serde(default = "default_capacity")]
         capacity: usize,
     },
+    /// Kafka topics and consumer groups: durable, shared by every process of a deployment.
+    #[cfg(feature = "kafka")]
+    Kafka(crate::bus::kafka::KafkaSettings),
 }
 
 fn default_capacity() -> usize {
@@ -90,6 +93,9 @@ pub enum PackageStoreSettings {
     /// `packages/` in the data directory.
     #[default]
     Embedded,
+    /// An S3 bucket (MinIO, AWS S3 or another S3-compatible server).
+    #[cfg(feature = "s3")]
+    S3(crate::objects::s3::S3Settings),
 }
 
 /// State store backend.
@@ -99,6 +105,9 @@ pub enum StateStoreSettings {
     /// SQLite database `state.sqlite` in the data directory.
     #[default]
     Embedded,
+    /// A PostgreSQL database (tables in its `schema`, migrated at start).
+    #[cfg(feature = "postgres")]
+    Postgres(crate::store::postgres::PostgresSettings),
 }
 
 /// Operational-data sink backend.
@@ -108,6 +117,10 @@ pub enum SinkSettings {
     /// SQLite database `logs.sqlite` in the data directory.
     #[default]
     Embedded,
+    /// Log lines in a PostgreSQL table, where no Elasticsearch is configured (may share the
+    /// state store's database and schema).
+    #[cfg(feature = "postgres")]
+    Postgres(crate::store::postgres::PostgresSettings),
 }
 
 impl BackendSettings {
@@ -122,6 +135,10 @@ impl BackendSettings {
             BusSettings::Embedded { capacity } => {
                 Arc::new(crate::bus::embedded::EmbeddedBus::new(*capacity))
             }
+            #[cfg(feature = "kafka")]
+            BusSettings::Kafka(settings) => {
+                Arc::new(crate::bus::kafka::KafkaBus::connect(settings.clone()).await?)
+            }
         };
         let registry: Arc<dyn HandlerRegistry> = match &self.registry {
             RegistrySettings::Embedded => Arc::new(
@@ -132,15 +149,27 @@ impl BackendSettings {
             PackageStoreSettings::Embedded => {
                 Arc::new(crate::objects::local::LocalPackageStore::open(&path("packages")).await?)
             }
+            #[cfg(feature = "s3")]
+            PackageStoreSettings::S3(settings) => {
+                Arc::new(crate::objects::s3::S3PackageStore::open(settings).await?)
+            }
         };
         let state: Arc<dyn StateStore> = match &self.state {
             StateStoreSettings::Embedded => Arc::new(
                 crate::store::embedded::SqliteStateStore::open(&path("state.sqlite")).await?,
             ),
+            #[cfg(feature = "postgres")]
+            StateStoreSettings::Postgres(settings) => {
+                Arc::new(crate::store::postgres::PostgresStateStore::open(settings).await?)
+            }
         };
         let sink: Arc<dyn OperationalSink> = match &self.sink {
             SinkSettings::Embedded => {
                 Arc::new(crate::sink::embedded::SqliteSink::open(&path("logs.sqlite")).await?)
+            }
+            #[cfg(feature = "postgres")]
+            SinkSettings::Postgres(settings) => {
+                Arc::new(crate::sink::postgres::PostgresSink::open(settings).await?)
             }
         };
         Ok(Backends {

@@ -199,7 +199,8 @@ impl Dispatcher {
             limits: Limits::resolve(&version.manifest.limits, &handler.limits),
             dispatched_at: Utc::now(),
         };
-        let message = Message::json(Some(id.to_string()), &invocation)?;
+        // Keyed like the event, so invocations of related events stay in order per partition.
+        let message = Message::json(Some(fx_core::event::partition_key(event)), &invocation)?;
         let topic = topics::invocations(&handler.pool);
         until_available("publishing invocation", shutdown, || {
             self.backends.bus.publish(&topic, message.clone())

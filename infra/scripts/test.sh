@@ -31,5 +31,22 @@ if [ "${FX_SKIP_LINT:-}" != "1" ]; then
   cargo clippy --workspace --all-targets --locked -- -D warnings
 fi
 
+step "starting the real servers the tests use"
+cleanup() {
+  [ -n "${FX_TEST_KAFKA_PID:-}" ] && kill "$FX_TEST_KAFKA_PID" 2>/dev/null || true
+  [ -n "${FX_TEST_S3_PID:-}" ] && kill "$FX_TEST_S3_PID" 2>/dev/null || true
+  [ -n "${FX_TEST_POSTGRES_PGDATA:-}" ] && bash infra/scripts/stop-postgres.sh >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+for server in kafka postgres s3; do
+  if [ -f "infra/scripts/start-$server.sh" ]; then
+    eval "$(bash "infra/scripts/start-$server.sh")"
+  fi
+done
+env | grep '^FX_TEST_' | grep -v -i -E 'secret|key=' | sort || true
+
+step "building the ferrisfx binary (the distributed tests run it as separate processes)"
+cargo build --locked --bin ferrisfx
+
 step "cargo test"
 cargo test --workspace --locked -- --test-threads=2

@@ -9,6 +9,8 @@ use crate::error::Result;
 use crate::event::Message;
 
 pub mod embedded;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod testsuite;
 
 /// Topic names.

@@ -7,6 +7,8 @@ use crate::error::Result;
 use crate::package::PackageDigest;
 
 pub mod local;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod testsuite;
 
 /// Where package archives live.

@@ -6,6 +6,8 @@ use crate::error::Result;
 use crate::execution::{ExecutionId, LogLine};
 
 pub mod embedded;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod testsuite;
 
 /// Where log lines go.

@@ -314,11 +314,11 @@ fn stored_status(text: &str) -> Result<ExecutionStatus> {
 }
 
 /// An executions list cursor: the `created_at` (microseconds) and id of the last item seen.
-fn encode_cursor(created_at: i64, id: &ExecutionId) -> String {
+pub(crate) fn encode_cursor(created_at: i64, id: &ExecutionId) -> String {
     format!("{created_at}:{id}")
 }
 
-fn decode_cursor(cursor: &str) -> Result<(i64, String)> {
+pub(crate) fn decode_cursor(cursor: &str) -> Result<(i64, String)> {
     let malformed = || Error::invalid(format!("executions cursor {cursor:?} is malformed"));
     let (at, id) = cursor.split_once(':').ok_or_else(malformed)?;
     let at: i64 = at.parse().map_err(|_| malformed())?;

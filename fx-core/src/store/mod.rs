@@ -10,6 +10,8 @@ use crate::handler::PackageRef;
 use crate::package::{PackageAlias, PackageVersion};
 
 pub mod embedded;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod testsuite;
 
 /// What creating an execution found.

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use fx_core::backends::{BackendSettings, Backends};
 use fx_executor::ExecutorSettings;
@@ -32,7 +32,7 @@ pub struct DevArgs {
     /// Data directory (overrides the settings file and `FX_DATA_DIR`).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Port of the web UI and API on 127.0.0.1 (overrides `listen`).
+    /// Port of the web UI and API (overrides the port of `listen`).
     #[arg(long, short)]
     pub port: Option<u16>,
 }
@@ -92,7 +92,9 @@ impl Default for DevSettings {
 impl DevSettings {
     /// Loads settings: defaults, the file, `FX_*` variables, then flags.
     pub fn load(args: &DevArgs) -> anyhow::Result<Self> {
-        let mut figment = Figment::from(Serialized::defaults(DevSettings::default()));
+        // Every field has a serde default; no serialized defaults layer, which would merge
+        // the embedded backends' keys into a `kind = "kafka"` table.
+        let mut figment = Figment::new();
         if let Some(path) = &args.config {
             if !path.exists() {
                 anyhow::bail!("settings file {} does not exist", path.display());
@@ -101,7 +103,12 @@ impl DevSettings {
         }
         figment = figment.merge(
             Env::prefixed("FX_")
-                .ignore(&["SERVER", "LOG", "LOG_JSON"])
+                // FX_SERVER / FX_LOG* belong to the CLI, FX_TEST_* to the test command.
+                .filter(|key| {
+                    let key = key.as_str().to_ascii_lowercase();
+                    !(key.starts_with("test_")
+                        || matches!(key.as_str(), "server" | "log" | "log_json"))
+                })
                 .split("__"),
         );
         let mut settings: DevSettings = figment.extract().context("reading settings")?;
@@ -286,7 +293,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     platform.wait().await
 }
 
-async fn wait_for_signal() {
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -343,5 +351,30 @@ mod tests {
         };
         let err = format!("{:#}", DevSettings::load(&args).unwrap_err());
         assert!(err.contains("max_concurency"), "{err}");
+    }
+
+    #[test]
+    fn the_distributed_settings_file_selects_the_production_backends() {
+        let args = DevArgs {
+            config: Some(PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../infra/config/distributed.toml"
+            ))),
+            data_dir: None,
+            port: None,
+        };
+        let settings = DevSettings::load(&args).unwrap();
+        assert!(matches!(
+            settings.backends.bus,
+            fx_core::backends::BusSettings::Kafka(_)
+        ));
+        assert!(matches!(
+            settings.backends.state,
+            fx_core::backends::StateStoreSettings::Postgres(_)
+        ));
+        assert!(matches!(
+            settings.backends.packages,
+            fx_core::backends::PackageStoreSettings::S3(_)
+        ));
     }
 }

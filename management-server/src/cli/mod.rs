@@ -5,6 +5,7 @@
 pub mod client;
 pub mod dev;
 pub mod package;
+pub mod process;
 
 use std::path::PathBuf;
 
@@ -38,6 +39,19 @@ pub struct Cli {
 pub enum Command {
     /// Run gateway, executor and management server in one process on embedded backends.
     Dev(dev::DevArgs),
+    /// Run a gateway (dispatcher and state router) of a distributed deployment.
+    Gateway(dev::DevArgs),
+    /// Run an executor of a distributed deployment.
+    Executor {
+        /// Settings, as for `dev`.
+        #[command(flatten)]
+        args: dev::DevArgs,
+        /// The executor pool to serve (overrides `executor.pool`).
+        #[arg(long)]
+        pool: Option<String>,
+    },
+    /// Run the management server (web UI, REST API) of a distributed deployment.
+    Server(dev::DevArgs),
     /// Build, upload and list packages.
     #[command(subcommand)]
     Package(PackageCommand),
@@ -129,6 +143,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let api = client::Api::new(&cli.server);
     match cli.command {
         Command::Dev(args) => dev::run(args).await,
+        Command::Gateway(args) => process::run(process::Part::Gateway, args, None).await,
+        Command::Executor { args, pool } => process::run(process::Part::Executor, args, pool).await,
+        Command::Server(args) => process::run(process::Part::Server, args, None).await,
         Command::Package(PackageCommand::Build(args)) => package::build(args),
         Command::Package(PackageCommand::Upload { file }) => api.upload(&file).await,
         Command::Package(PackageCommand::List) => api.list_packages().await,

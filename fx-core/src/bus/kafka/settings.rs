@@ -1,0 +1,275 @@
+//! The settings of the Kafka event bus and the librdkafka configurations built from them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Kafka event bus: topics are Kafka topics, consumer groups are Kafka consumer groups.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Bootstrap brokers as `host:port`, separated by commas (librdkafka's `bootstrap.servers`).
+    pub brokers: String,
+    /// The client id the brokers see (in their logs, metrics and quotas).
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// Partitions of each topic the bus creates (topics that already exist are left as they are).
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    /// Replication factor of each topic the bus creates.
+    #[serde(default = "default_replication_factor")]
+    pub replication_factor: i32,
+    /// Prefixed to every topic name and consumer group id, so that several deployments can
+    /// share one cluster. Empty by default: topics are exactly `fx.events`, `fx.state`,
+    /// `fx.deadletter` and `fx.invocations.<pool>`.
+    #[serde(default)]
+    pub topic_prefix: String,
+    /// How long a consumer may go without heartbeats before the group hands its partitions to
+    /// the other members (librdkafka's `session.timeout.ms`).
+    #[serde(default = "default_session_timeout_ms")]
+    pub session_timeout_ms: u32,
+    /// How long connecting, creating a topic and subscribing wait for the brokers before they
+    /// fail as unavailable.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u32,
+    /// How long a publish waits for the brokers to acknowledge a message before it fails as
+    /// unavailable (librdkafka's `message.timeout.ms`).
+    #[serde(default = "default_delivery_timeout_ms")]
+    pub delivery_timeout_ms: u32,
+    /// Further librdkafka properties (`security.protocol`, `sasl.username`, `sasl.password`,
+    /// ...), given to the producer, the consumers and the admin client alike. Properties the
+    /// settings above or the bus's guarantees decide are refused. Values whose key contains
+    /// `password` or `secret` are redacted in logs.
+    #[serde(default)]
+    pub extra: BTreeMap<String, String>,
+}
+
+fn default_client_id() -> String {
+    "ferrisfx".into()
+}
+
+fn default_partitions() -> i32 {
+    3
+}
+
+fn default_replication_factor() -> i32 {
+    1
+}
+
+fn default_session_timeout_ms() -> u32 {
+    10_000
+}
+
+fn default_connect_timeout_ms() -> u32 {
+    10_000
+}
+
+fn default_delivery_timeout_ms() -> u32 {
+    30_000
+}
+
+/// librdkafka properties that dedicated settings or the bus's guarantees decide: `extra` may
+/// not set them.
+const RESERVED: &[&str] = &[
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "client.id",
+    "group.id",
+    "session.timeout.ms",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "acks",
+    "request.required.acks",
+    "enable.idempotence",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+];
+
+/// Whether a librdkafka property holds a secret.
+fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("password") || key.contains("secret")
+}
+
+impl KafkaSettings {
+    /// Settings for `brokers` with every other field at its default.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        KafkaSettings {
+            brokers: brokers.into(),
+            client_id: default_client_id(),
+            partitions: default_partitions(),
+            replication_factor: default_replication_factor(),
+            topic_prefix: String::new(),
+            session_timeout_ms: default_session_timeout_ms(),
+            connect_timeout_ms: default_connect_timeout_ms(),
+            delivery_timeout_ms: default_delivery_timeout_ms(),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// Checks the settings before any client is built.
+    pub fn validate(&self) -> Result<()> {
+        if self.brokers.split(',').all(|b| b.trim().is_empty()) {
+            return Err(Error::invalid("kafka settings: brokers must not be empty"));
+        }
+        if self.partitions < 1 {
+            return Err(Error::invalid(format!(
+                "kafka settings: partitions must be at least 1, not {}",
+                self.partitions
+            )));
+        }
+        if self.replication_factor < 1 {
+            return Err(Error::invalid(format!(
+                "kafka settings: replication_factor must be at least 1, not {}",
+                self.replication_factor
+            )));
+        }
+        if self.connect_timeout_ms == 0 || self.delivery_timeout_ms == 0 {
+            return Err(Error::invalid(
+                "kafka settings: connect_timeout_ms and delivery_timeout_ms must be positive",
+            ));
+        }
+        if !self.topic_prefix.chars().all(valid_name_char) {
+            return Err(Error::invalid(format!(
+                "kafka settings: topic_prefix {:?} may hold only letters, digits, '.', '_' and '-'",
+                self.topic_prefix
+            )));
+        }
+        if let Some(key) = self
+            .extra
+            .keys()
+            .find(|k| RESERVED.contains(&k.trim().to_ascii_lowercase().as_str()))
+        {
+            return Err(Error::invalid(format!(
+                "kafka settings: extra property {key:?} is decided by the bus or by a dedicated setting"
+            )));
+        }
+        Ok(())
+    }
+
+    /// How long connecting, topic creation and subscribing wait for the brokers.
+    pub(super) fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(u64::from(self.connect_timeout_ms))
+    }
+
+    /// How long a publish waits for its acknowledgement.
+    pub(super) fn delivery_timeout(&self) -> Duration {
+        Duration::from_millis(u64::from(self.delivery_timeout_ms))
+    }
+
+    /// The configuration every client shares: brokers, client id and `extra`.
+    fn common(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("client.id", &self.client_id)
+            // librdkafka's floor for this property is one second.
+            .set(
+                "socket.connection.setup.timeout.ms",
+                self.connect_timeout_ms.max(1_000).to_string(),
+            );
+        for (key, value) in &self.extra {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// The producer's configuration: acknowledged by every in-sync replica, idempotent.
+    pub(super) fn producer_config(&self) -> ClientConfig {
+        let mut config = self.common();
+        config
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", self.delivery_timeout_ms.to_string());
+        config
+    }
+
+    /// The admin client's configuration.
+    pub(super) fn admin_config(&self) -> ClientConfig {
+        self.common()
+    }
+
+    /// A consumer's configuration for Kafka group `group_id`: offsets are committed by the bus
+    /// only, and a new group starts at the beginning of the topic.
+    pub(super) fn consumer_config(&self, group_id: &str) -> ClientConfig {
+        let mut config = self.common();
+        config
+            .set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", self.session_timeout_ms.to_string());
+        config
+    }
+
+    /// The Kafka name of bus topic `topic`.
+    pub(super) fn kafka_topic(&self, topic: &str) -> Result<String> {
+        check_name("topic", topic)?;
+        let name = format!("{}{topic}", self.topic_prefix);
+        if name.len() > 249 {
+            return Err(Error::invalid(format!(
+                "topic name {name:?} is longer than kafka's 249 characters"
+            )));
+        }
+        if name == "." || name == ".." {
+            return Err(Error::invalid(format!(
+                "topic name {name:?} is not allowed"
+            )));
+        }
+        Ok(name)
+    }
+
+    /// The Kafka group id of bus consumer group `group`.
+    pub(super) fn kafka_group(&self, group: &str) -> Result<String> {
+        if group.is_empty() {
+            return Err(Error::invalid("consumer group name must not be empty"));
+        }
+        Ok(format!("{}{group}", self.topic_prefix))
+    }
+}
+
+fn valid_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
+fn check_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::invalid(format!("{what} name must not be empty")));
+    }
+    if !name.chars().all(valid_name_char) {
+        return Err(Error::invalid(format!(
+            "{what} name {name:?} may hold only letters, digits, '.', '_' and '-'"
+        )));
+    }
+    Ok(())
+}
+
+impl fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let extra: BTreeMap<&str, &str> = self
+            .extra
+            .iter()
+            .map(|(k, v)| {
+                let value = if is_secret(k) { "<redacted>" } else { v };
+                (k.as_str(), value)
+            })
+            .collect();
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("client_id", &self.client_id)
+            .field("partitions", &self.partitions)
+            .field("replication_factor", &self.replication_factor)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("session_timeout_ms", &self.session_timeout_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("delivery_timeout_ms", &self.delivery_timeout_ms)
+            .field("extra", &extra)
+            .finish()
+    }
+}

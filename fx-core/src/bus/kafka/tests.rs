@@ -1,0 +1,432 @@
+//! Tests of the Kafka bus. Those that need a broker read its address from `FX_TEST_KAFKA`
+//! (`infra/scripts/start-kafka.sh` starts one) and skip without it; each uses a topic prefix of
+//! its own, so runs against one broker do not collide.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cloudevents::AttributesReader;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::subscription::PartitionOffsets;
+use super::*;
+use crate::bus::{topics, Delivery, EventBus, Subscription};
+use crate::event::{self, Message};
+
+/// How long a check waits for a message, a commit or a rebalance.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn unique_prefix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("test-{nanos:x}-{}-{n}-", std::process::id())
+}
+
+/// A bus on the test broker with a topic prefix of its own, or `None` when there is none.
+async fn bus(test: &str) -> Option<KafkaBus> {
+    let brokers = crate::testenv::backend("FX_TEST_KAFKA", test)?;
+    let mut settings = KafkaSettings::new(brokers);
+    settings.topic_prefix = unique_prefix();
+    if let Ok(d) = std::env::var("FX_TEST_KAFKA_DEBUG") {
+        settings.extra.insert("debug".into(), d);
+        settings.extra.insert("log_level".into(), "7".into());
+    }
+    Some(KafkaBus::connect(settings).await.unwrap())
+}
+
+fn keyed(key: &str, text: &str) -> Message {
+    Message {
+        key: Some(key.to_string()),
+        headers: vec![],
+        payload: text.as_bytes().to_vec(),
+    }
+}
+
+async fn next(sub: &mut Box<dyn Subscription>) -> Delivery {
+    tokio::time::timeout(DEADLINE, sub.next())
+        .await
+        .expect("no message arrived before the deadline")
+        .unwrap()
+        .expect("the kafka bus never ends a stream")
+}
+
+/// The offset group `group` has committed on `partition` of bus topic `topic`, as a fresh
+/// consumer of that group would see it (without joining the group).
+async fn committed(bus: &KafkaBus, group: &str, topic: &str, partition: i32) -> Option<i64> {
+    let settings = bus.settings();
+    let config = settings.consumer_config(&settings.kafka_group(group).unwrap());
+    let topic = settings.kafka_topic(topic).unwrap();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config.create().unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&topic, partition);
+        let offsets = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .unwrap();
+        match offsets.find_partition(&topic, partition).unwrap().offset() {
+            Offset::Offset(offset) => Some(offset),
+            _ => None,
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits until group `group` has committed `expected` on the partition, or fails.
+async fn wait_committed(bus: &KafkaBus, group: &str, topic: &str, partition: i32, expected: i64) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let now = committed(bus, group, topic, partition).await;
+        if now == Some(expected) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "group {group} committed {now:?}, not {expected}, before the deadline"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn passes_the_conformance_suite() {
+    let Some(bus) = bus("kafka passes_the_conformance_suite").await else {
+        return;
+    };
+    crate::bus::testsuite::run(&bus).await;
+}
+
+#[tokio::test]
+async fn binary_cloudevent_keeps_ce_headers_and_key() {
+    let Some(bus) = bus("kafka binary_cloudevent_keeps_ce_headers_and_key").await else {
+        return;
+    };
+    let mut sub = bus.subscribe(topics::EVENTS, "g").await.unwrap();
+    let mut sent = event::new_json_event(
+        "e-1",
+        "/shop",
+        "com.example.order",
+        serde_json::json!({"n": 1}),
+    )
+    .unwrap();
+    cloudevents::AttributesWriter::set_subject(&mut sent, Some("order-7"));
+    sent.set_extension("partitionkey", "customer-9");
+    let message = event::encode_message(&sent);
+    bus.publish(topics::EVENTS, message.clone()).await.unwrap();
+
+    let delivery = next(&mut sub).await;
+    assert_eq!(delivery.topic, topics::EVENTS, "the prefix is not shown");
+    assert_eq!(
+        delivery.message, message,
+        "key, ce_ headers and data unchanged"
+    );
+    assert_eq!(delivery.message.key.as_deref(), Some("customer-9"));
+    assert_eq!(delivery.message.header("ce_id"), Some("e-1"));
+    let back = event::decode_message(&delivery.message).unwrap();
+    assert_eq!(back, sent);
+    sub.commit(&delivery).await.unwrap();
+}
+
+#[tokio::test]
+async fn structured_cloudevent_is_decoded() {
+    let Some(bus) = bus("kafka structured_cloudevent_is_decoded").await else {
+        return;
+    };
+    let mut sub = bus.subscribe(topics::EVENTS, "g").await.unwrap();
+    let sent =
+        event::new_json_event("e-2", "/shop", "com.example.paid", serde_json::json!(7)).unwrap();
+    let message = Message {
+        key: Some("/shop e-2".into()),
+        headers: vec![("content-type".into(), event::STRUCTURED_CONTENT_TYPE.into())],
+        payload: serde_json::to_vec(&sent).unwrap(),
+    };
+    bus.publish(topics::EVENTS, message.clone()).await.unwrap();
+
+    let delivery = next(&mut sub).await;
+    assert_eq!(delivery.message, message);
+    let back = event::decode_message(&delivery.message).unwrap();
+    assert_eq!(back.id(), "e-2");
+    assert_eq!(event::data_json(&back), Some(serde_json::json!(7)));
+}
+
+#[tokio::test]
+async fn non_utf8_headers_and_keys_are_converted_lossily() {
+    let Some(bus) = bus("kafka non_utf8_headers_and_keys_are_converted_lossily").await else {
+        return;
+    };
+    let mut sub = bus.subscribe("raw", "g").await.unwrap();
+    let topic = bus.settings().kafka_topic("raw").unwrap();
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "bad",
+            value: Some(&[b'o', b'k', 0xff][..]),
+        })
+        .insert(Header::<&[u8]> {
+            key: "null",
+            value: None,
+        });
+    let record = FutureRecord::to(&topic)
+        .key(&[0xfe_u8, b'k'][..])
+        .payload(&b"body"[..])
+        .headers(headers);
+    bus.inner
+        .producer
+        .send(record, Timeout::After(DEADLINE))
+        .await
+        .unwrap();
+
+    let delivery = next(&mut sub).await;
+    assert_eq!(delivery.message.key.as_deref(), Some("\u{fffd}k"));
+    assert_eq!(
+        delivery.message.headers,
+        vec![
+            ("bad".to_string(), "ok\u{fffd}".to_string()),
+            ("null".to_string(), String::new()),
+        ]
+    );
+    assert_eq!(delivery.message.payload, b"body");
+}
+
+#[tokio::test]
+async fn commits_cover_only_contiguous_completed_offsets() {
+    let Some(bus) = bus("kafka commits_cover_only_contiguous_completed_offsets").await else {
+        return;
+    };
+    // One key: every message lands on one partition, at offsets 0..4.
+    for i in 0..4 {
+        bus.publish("ordered", keyed("k", &i.to_string()))
+            .await
+            .unwrap();
+    }
+
+    // Group g: 2 then 0 completes; the group resumes at 1. Then 1 completes: resumes at 3.
+    let mut first = bus.subscribe("ordered", "g").await.unwrap();
+    let taken = [
+        next(&mut first).await,
+        next(&mut first).await,
+        next(&mut first).await,
+    ];
+    let partition = taken[0].partition;
+    assert!(taken.iter().all(|d| d.partition == partition));
+    assert_eq!(taken.each_ref().map(|d| d.offset), [0, 1, 2]);
+    first.commit(&taken[2]).await.unwrap();
+    first.commit(&taken[0]).await.unwrap();
+    wait_committed(&bus, "g", "ordered", partition, 1).await;
+    first.commit(&taken[1]).await.unwrap();
+    wait_committed(&bus, "g", "ordered", partition, 3).await;
+    drop(first);
+    let mut fresh = bus.subscribe("ordered", "g").await.unwrap();
+    let resumed = next(&mut fresh).await;
+    assert_eq!((resumed.partition, resumed.offset), (partition, 3));
+    assert_eq!(resumed.message.payload, b"3");
+
+    // Group h: the same, but its consumer goes away before offset 1 completes.
+    let mut first = bus.subscribe("ordered", "h").await.unwrap();
+    let taken = [
+        next(&mut first).await,
+        next(&mut first).await,
+        next(&mut first).await,
+    ];
+    first.commit(&taken[2]).await.unwrap();
+    first.commit(&taken[0]).await.unwrap();
+    wait_committed(&bus, "h", "ordered", partition, 1).await;
+    drop(first);
+    let mut fresh = bus.subscribe("ordered", "h").await.unwrap();
+    let resumed = next(&mut fresh).await;
+    assert_eq!(
+        (resumed.partition, resumed.offset),
+        (partition, 1),
+        "the group resumes at its lowest uncommitted offset"
+    );
+}
+
+#[tokio::test]
+async fn a_second_consumer_of_a_group_gets_partitions() {
+    let Some(bus) = bus("kafka a_second_consumer_of_a_group_gets_partitions").await else {
+        return;
+    };
+    let mut first = bus.subscribe("shared", "g").await.unwrap();
+    bus.publish("shared", keyed("k-0", "0")).await.unwrap();
+    let delivery = next(&mut first).await;
+    first.commit(&delivery).await.unwrap();
+
+    // The first consumer holds every partition; a second one joins and the group rebalances.
+    let mut second = bus.subscribe("shared", "g").await.unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let mut published = 1;
+    let got = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the second consumer got no message before the deadline"
+        );
+        let text = published.to_string();
+        bus.publish("shared", keyed(&format!("k-{text}"), &text))
+            .await
+            .unwrap();
+        published += 1;
+        tokio::select! {
+            d = first.next() => {
+                let d = d.unwrap().unwrap();
+                first.commit(&d).await.unwrap();
+            }
+            d = second.next() => break d.unwrap().unwrap(),
+            // Publish at a steady pace while the group settles.
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    };
+    assert_eq!(got.topic, "shared");
+    second.commit(&got).await.unwrap();
+}
+
+#[tokio::test]
+async fn oversized_messages_are_invalid() {
+    let Some(bus) = bus("kafka oversized_messages_are_invalid").await else {
+        return;
+    };
+    let message = Message {
+        key: None,
+        headers: vec![],
+        payload: vec![b'x'; 2_000_000],
+    };
+    let err = bus.publish("big", message).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{}", err.chain());
+}
+
+#[tokio::test]
+async fn invalid_topic_names_are_refused() {
+    let Some(bus) = bus("kafka invalid_topic_names_are_refused").await else {
+        return;
+    };
+    let err = bus.publish("no spaces", keyed("k", "x")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    let err = bus.subscribe("a/b", "g").await.err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+}
+
+/// A port on which nothing listens.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn unreachable_brokers_are_unavailable_within_the_connect_timeout() {
+    let brokers = format!("127.0.0.1:{}", closed_port());
+    let mut settings = KafkaSettings::new(&brokers);
+    settings.connect_timeout_ms = 2_000;
+    settings.delivery_timeout_ms = 2_000;
+
+    let started = Instant::now();
+    let err = KafkaBus::connect(settings.clone()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{}", err.chain());
+    assert!(err.message().contains(&brokers), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // A bus whose brokers went away after it was built: subscribing and publishing fail too.
+    let bus = KafkaBus::build(settings).unwrap();
+    let started = Instant::now();
+    let err = bus.subscribe(topics::EVENTS, "g").await.err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{}", err.chain());
+    assert!(err.message().contains(&brokers), "{err}");
+    let err = bus
+        .publish(topics::EVENTS, keyed("k", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{}", err.chain());
+    assert!(err.message().contains(&brokers), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn out_of_order_completion_commits_the_contiguous_prefix() {
+    let mut partition = PartitionOffsets::default();
+    for offset in [0, 1, 2, 5] {
+        partition.handed_out(offset);
+    }
+    assert_eq!(partition.complete(2), None, "0 and 1 are still outstanding");
+    assert_eq!(partition.complete(0), Some(1));
+    assert_eq!(
+        partition.complete(0),
+        None,
+        "committing twice changes nothing"
+    );
+    assert_eq!(partition.complete(7), None, "never handed out");
+    assert_eq!(partition.complete(1), Some(3), "1 and the completed 2");
+    assert_eq!(partition.outstanding(), 1);
+    assert_eq!(
+        partition.complete(5),
+        Some(6),
+        "gaps between offsets are fine"
+    );
+    assert_eq!(partition.outstanding(), 0);
+}
+
+#[test]
+fn settings_default_and_refuse_unknown_fields() {
+    let settings: crate::backends::BusSettings =
+        toml::from_str("kind = \"kafka\"\nbrokers = \"k1:9092,k2:9092\"\n").unwrap();
+    let crate::backends::BusSettings::Kafka(kafka) = settings else {
+        panic!("not the kafka bus: {settings:?}");
+    };
+    assert_eq!(kafka, KafkaSettings::new("k1:9092,k2:9092"));
+    assert_eq!(kafka.partitions, 3);
+    assert_eq!(kafka.replication_factor, 1);
+    assert_eq!(kafka.kafka_topic(topics::EVENTS).unwrap(), "fx.events");
+    assert_eq!(
+        kafka.kafka_topic(&topics::invocations("default")).unwrap(),
+        "fx.invocations.default"
+    );
+
+    let unknown = toml::from_str::<crate::backends::BusSettings>(
+        "kind = \"kafka\"\nbrokers = \"k:9092\"\npartition = 3\n",
+    );
+    assert!(unknown.is_err(), "a misspelt field is refused");
+}
+
+#[test]
+fn settings_redact_secrets_and_refuse_reserved_properties() {
+    let mut settings = KafkaSettings::new("k:9092");
+    settings
+        .extra
+        .insert("sasl.username".into(), "fx-user".into());
+    settings
+        .extra
+        .insert("sasl.password".into(), "hunter2".into());
+    settings
+        .extra
+        .insert("sasl.oauthbearer.client.secret".into(), "s3cr3t".into());
+    let shown = format!("{settings:?}");
+    assert!(shown.contains("fx-user"), "{shown}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("s3cr3t"),
+        "{shown}"
+    );
+    settings.validate().unwrap();
+
+    settings
+        .extra
+        .insert("enable.auto.commit".into(), "true".into());
+    assert_eq!(settings.validate().unwrap_err().kind(), ErrorKind::Invalid);
+
+    let mut settings = KafkaSettings::new(" ");
+    assert!(settings.validate().is_err(), "no brokers");
+    settings.brokers = "k:9092".into();
+    settings.partitions = 0;
+    assert!(settings.validate().is_err(), "no partitions");
+}
+
+#[test]
+fn unknown_librdkafka_properties_are_invalid() {
+    let mut settings = KafkaSettings::new("k:9092");
+    settings.extra.insert("no.such.property".into(), "1".into());
+    let err = KafkaBus::build(settings).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+}

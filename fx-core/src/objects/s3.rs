@@ -1,0 +1,719 @@
+//! The S3 package store (MinIO, AWS S3 or any S3-compatible server), through `rust-s3`:
+//! archives as objects `<prefix><first 2 hex digits>/<digest>.fxpkg` in one bucket, addressed
+//! path-style at a custom endpoint.
+//!
+//! Like the local store, `put` verifies the bytes against the digest before anything is sent
+//! and is a no-op when the object is already there; `get` verifies what it downloads, so a
+//! corrupt object is never handed out. Archives over 8 MiB go up as a multipart upload.
+//!
+//! Errors: an endpoint that refuses connections or times out is `Unavailable`, naming the
+//! endpoint; a missing object is `NotFound`; credentials the server refuses (HTTP 403, e.g. a
+//! signature mismatch) are `Unavailable` too, with a message saying so: the request itself is
+//! fine, the store is unusable until an operator fixes its settings, so callers retry later
+//! and the API answers 503 rather than blaming the user's package.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use s3::bucket::CHUNK_SIZE;
+use s3::creds::Credentials;
+use s3::error::S3Error;
+use s3::request::tokio_backend::ReqwestRequest;
+use s3::request::Request as _;
+use s3::{Bucket, BucketConfiguration, Region};
+use serde::{Deserialize, Serialize};
+
+use super::PackageStore;
+use crate::error::{Error, Result};
+use crate::package::PackageDigest;
+
+/// Archives larger than this go up as a multipart upload (`rust-s3`'s part size, 8 MiB).
+const STREAMING_THRESHOLD: usize = CHUNK_SIZE;
+
+/// Settings of the S3 package store.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// Base URL of the S3 API, e.g. `http://minio:9000` (`http` or `https`); buckets are
+    /// addressed path-style under it.
+    pub endpoint: String,
+    /// Region the requests are signed for; MinIO accepts any, AWS needs the bucket's.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Bucket holding the archives.
+    pub bucket: String,
+    /// Access key id.
+    pub access_key: String,
+    /// Secret access key: never logged, redacted in `Debug`.
+    pub secret_key: String,
+    /// Prefix of every object key, e.g. `packages/` (may be empty; must not start with `/`).
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// Create the bucket on start when it does not exist.
+    #[serde(default = "default_create_bucket")]
+    pub create_bucket: bool,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_prefix() -> String {
+    "packages/".into()
+}
+fn default_create_bucket() -> bool {
+    true
+}
+
+impl fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .field("prefix", &self.prefix)
+            .field("create_bucket", &self.create_bucket)
+            .finish()
+    }
+}
+
+impl S3Settings {
+    /// Checks the settings without contacting the server.
+    pub fn validate(&self) -> Result<()> {
+        let url = url::Url::parse(&self.endpoint).map_err(|e| {
+            Error::invalid(format!("s3 endpoint {:?} is not a url", self.endpoint)).with_source(e)
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(Error::invalid(format!(
+                "s3 endpoint {:?} is not an http or https url",
+                self.endpoint
+            )));
+        }
+        let name = &self.bucket;
+        let valid_name = (3..=63).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !valid_name {
+            return Err(Error::invalid(format!(
+                "s3 bucket name {name:?} is invalid: 3 to 63 lowercase letters, digits, dots and hyphens"
+            )));
+        }
+        if self.region.is_empty() {
+            return Err(Error::invalid("s3 region is empty"));
+        }
+        if self.access_key.is_empty() || self.secret_key.is_empty() {
+            return Err(Error::invalid(
+                "s3 access key and secret key must both be set",
+            ));
+        }
+        if self.prefix.starts_with('/') {
+            return Err(Error::invalid(format!(
+                "s3 key prefix {:?} must not start with '/'",
+                self.prefix
+            )));
+        }
+        Ok(())
+    }
+
+    /// The endpoint without a trailing slash, as the requests use it.
+    fn endpoint(&self) -> &str {
+        self.endpoint.trim_end_matches('/')
+    }
+}
+
+/// Package archives in an S3 bucket.
+pub struct S3PackageStore {
+    /// The bucket, path-style at the custom endpoint, with the credentials.
+    bucket: Box<Bucket>,
+    /// The endpoint, for messages.
+    endpoint: String,
+    /// Prefix of every key.
+    prefix: String,
+}
+
+impl fmt::Debug for S3PackageStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3PackageStore")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket.name())
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl S3PackageStore {
+    /// Connects to the bucket: checks that the server answers and accepts the credentials, and
+    /// creates the bucket when it is missing (with `create_bucket`; `NotFound` otherwise).
+    pub async fn open(settings: &S3Settings) -> Result<Self> {
+        settings.validate()?;
+        let store = S3PackageStore::new(settings)?;
+        let (status, body) = store.probe_bucket().await?;
+        match status {
+            200..=299 => {}
+            404 if settings.create_bucket => store.create_bucket(&settings.region).await?,
+            404 => {
+                return Err(Error::not_found(format!(
+                    "s3 bucket {} does not exist at {} and create_bucket is off",
+                    settings.bucket, store.endpoint
+                )))
+            }
+            _ => return Err(store.status_error("checking the bucket", status, &body)),
+        }
+        tracing::info!(
+            endpoint = %store.endpoint,
+            bucket = %settings.bucket,
+            prefix = %store.prefix,
+            "s3 package store ready"
+        );
+        Ok(store)
+    }
+
+    /// The client, without contacting the server.
+    fn new(settings: &S3Settings) -> Result<Self> {
+        let endpoint = settings.endpoint().to_string();
+        let region = Region::Custom {
+            region: settings.region.clone(),
+            endpoint: endpoint.clone(),
+        };
+        let credentials = Credentials::new(
+            Some(&settings.access_key),
+            Some(&settings.secret_key),
+            None,
+            None,
+            None,
+        )
+        .map_err(|e| Error::invalid("configuring s3 credentials").with_source(e))?;
+        let bucket = Bucket::new(&settings.bucket, region, credentials)
+            .map_err(|e| {
+                Error::invalid(format!("configuring s3 bucket {}", settings.bucket)).with_source(e)
+            })?
+            .with_path_style();
+        Ok(S3PackageStore {
+            bucket,
+            endpoint,
+            prefix: settings.prefix.clone(),
+        })
+    }
+
+    /// The object key of `digest`.
+    fn key_of(&self, digest: &PackageDigest) -> String {
+        let shard = digest.as_str().get(..2).unwrap_or("00");
+        format!("{}{shard}/{digest}.fxpkg", self.prefix)
+    }
+
+    /// Lists at most one key of the bucket: the status tells whether the bucket exists and
+    /// the credentials are accepted. Returns the status and the body.
+    async fn probe_bucket(&self) -> Result<(u16, String)> {
+        let command = s3::command::Command::ListObjectsV2 {
+            prefix: self.prefix.clone(),
+            delimiter: None,
+            continuation_token: None,
+            start_after: None,
+            max_keys: Some(1),
+        };
+        let request = ReqwestRequest::new(&self.bucket, "/", command)
+            .await
+            .map_err(|e| self.request_error("checking the bucket", e))?;
+        let response = request
+            .response_data(false)
+            .await
+            .map_err(|e| self.request_error("checking the bucket", e))?;
+        let body = String::from_utf8_lossy(response.as_slice()).into_owned();
+        Ok((response.status_code(), body))
+    }
+
+    /// Creates the bucket; one created meanwhile by someone else is fine.
+    async fn create_bucket(&self, region: &str) -> Result<()> {
+        let mut config = BucketConfiguration::default();
+        // us-east-1 takes no location constraint (AWS and moto reject one naming it).
+        if region != "us-east-1" {
+            config.set_region(self.bucket.region());
+        }
+        let command = s3::command::Command::CreateBucket { config };
+        let request = ReqwestRequest::new(&self.bucket, "", command)
+            .await
+            .map_err(|e| self.request_error("creating the bucket", e))?;
+        let response = request
+            .response_data(false)
+            .await
+            .map_err(|e| self.request_error("creating the bucket", e))?;
+        let status = response.status_code();
+        let body = String::from_utf8_lossy(response.as_slice());
+        match status {
+            200..=299 => {
+                tracing::info!(endpoint = %self.endpoint, bucket = %self.bucket.name(), "s3 bucket created");
+                Ok(())
+            }
+            409 if body.contains("BucketAlreadyOwnedByYou") => Ok(()),
+            _ => Err(self.status_error("creating the bucket", status, &body)),
+        }
+    }
+
+    /// The size of the object at `key`, or `None` if there is none.
+    async fn head(&self, key: &str, what: &str) -> Result<Option<u64>> {
+        let (head, status) = self
+            .bucket
+            .head_object(key)
+            .await
+            .map_err(|e| self.request_error(what, e))?;
+        match status {
+            200..=299 => Ok(Some(
+                head.content_length
+                    .and_then(|len| u64::try_from(len).ok())
+                    .unwrap_or_default(),
+            )),
+            404 => Ok(None),
+            _ => Err(self.status_error(what, status, "")),
+        }
+    }
+
+    /// Uploads `bytes` to `key`: one PUT, or a multipart upload for large archives.
+    async fn upload(&self, key: &str, bytes: &[u8], what: &str) -> Result<()> {
+        if bytes.len() > STREAMING_THRESHOLD {
+            let mut reader = bytes;
+            let response = self
+                .bucket
+                .put_object_stream(&mut reader, key)
+                .await
+                .map_err(|e| self.request_error(what, e))?;
+            let status = response.status_code();
+            if !(200..300).contains(&status) {
+                return Err(self.status_error(what, status, ""));
+            }
+        } else {
+            let response = self
+                .bucket
+                .put_object(key, bytes)
+                .await
+                .map_err(|e| self.request_error(what, e))?;
+            let status = response.status_code();
+            if !(200..300).contains(&status) {
+                let body = String::from_utf8_lossy(response.as_slice());
+                return Err(self.status_error(what, status, &body));
+            }
+        }
+        Ok(())
+    }
+
+    /// A request that got no HTTP answer (or one `rust-s3` turned into an error).
+    fn request_error(&self, what: &str, e: S3Error) -> Error {
+        let endpoint = &self.endpoint;
+        match e {
+            S3Error::HttpFailWithBody(status, body) => self.status_error(what, status, &body),
+            S3Error::Reqwest(e) if e.is_timeout() => {
+                Error::unavailable(format!("s3 endpoint {endpoint} timed out while {what}"))
+                    .with_source(e)
+            }
+            S3Error::Reqwest(e) if e.is_connect() => Error::unavailable(format!(
+                "s3 endpoint {endpoint} is unreachable while {what}"
+            ))
+            .with_source(e),
+            S3Error::Reqwest(e) => {
+                Error::unavailable(format!("s3 request to {endpoint} failed while {what}"))
+                    .with_source(e)
+            }
+            e => Error::internal(format!("s3 request to {endpoint} failed while {what}"))
+                .with_source(e),
+        }
+    }
+
+    /// An HTTP answer that is not a success; `body` is the S3 error document, if any.
+    fn status_error(&self, what: &str, status: u16, body: &str) -> Error {
+        let endpoint = &self.endpoint;
+        let bucket = self.bucket.name();
+        let code = error_code(body)
+            .map(|code| format!(", {code}"))
+            .unwrap_or_default();
+        match status {
+            403 => Error::unavailable(format!(
+                "s3 endpoint {endpoint} refused the credentials for bucket {bucket} while {what} (http 403{code})"
+            )),
+            404 => Error::not_found(format!(
+                "s3 endpoint {endpoint} found no bucket {bucket} or no such object while {what} (http 404{code})"
+            )),
+            408 | 429 | 500..=599 => Error::unavailable(format!(
+                "s3 endpoint {endpoint} failed while {what} in bucket {bucket} (http {status}{code})"
+            )),
+            _ => Error::internal(format!(
+                "s3 endpoint {endpoint} answered http {status}{code} while {what} in bucket {bucket}"
+            )),
+        }
+    }
+}
+
+/// The `<Code>` of an S3 error document.
+fn error_code(body: &str) -> Option<&str> {
+    let start = body.find("<Code>")? + "<Code>".len();
+    let len = body[start..].find("</Code>")?;
+    Some(&body[start..start + len])
+}
+
+#[async_trait]
+impl PackageStore for S3PackageStore {
+    async fn put(&self, digest: &PackageDigest, bytes: Bytes) -> Result<()> {
+        let verified = {
+            let bytes = bytes.clone();
+            let digest = digest.clone();
+            tokio::task::spawn_blocking(move || digest.verify(&bytes))
+                .await
+                .map_err(|e| Error::internal("package digest task failed").with_source(e))?
+        };
+        verified?;
+        let key = self.key_of(digest);
+        let what = format!("storing package {digest}");
+        // Same digest, same length: the same bytes are there already.
+        match self.head(&key, &what).await? {
+            Some(len) if len == bytes.len() as u64 => return Ok(()),
+            Some(len) => {
+                tracing::warn!(digest = %digest, key = %key, stored = len, size = bytes.len(), "stored package has the wrong size, replacing it");
+            }
+            None => {}
+        }
+        self.upload(&key, &bytes, &what).await?;
+        tracing::debug!(digest = %digest, key = %key, size = bytes.len(), "package stored");
+        Ok(())
+    }
+
+    async fn get(&self, digest: &PackageDigest) -> Result<Bytes> {
+        let key = self.key_of(digest);
+        let what = format!("reading package {digest}");
+        let response = self
+            .bucket
+            .get_object(&key)
+            .await
+            .map_err(|e| self.request_error(&what, e))?;
+        let status = response.status_code();
+        if !(200..300).contains(&status) {
+            let body = String::from_utf8_lossy(response.as_slice());
+            if status == 404 && error_code(&body) != Some("NoSuchBucket") {
+                return Err(Error::not_found(format!("package {digest} not found")));
+            }
+            return Err(self.status_error(&what, status, &body));
+        }
+        let bytes = response.bytes().clone();
+        let checked = {
+            let bytes = bytes.clone();
+            let digest = digest.clone();
+            tokio::task::spawn_blocking(move || digest.verify(&bytes))
+                .await
+                .map_err(|e| Error::internal("package digest task failed").with_source(e))?
+        };
+        if let Err(e) = checked {
+            tracing::error!(digest = %digest, key = %key, bucket = %self.bucket.name(), "stored package is corrupt");
+            return Err(Error::invalid(format!(
+                "stored bytes of package {digest} at s3 key {key} in bucket {} do not match the digest",
+                self.bucket.name()
+            ))
+            .with_source(e));
+        }
+        Ok(bytes)
+    }
+
+    async fn exists(&self, digest: &PackageDigest) -> Result<bool> {
+        let key = self.key_of(digest);
+        let what = format!("checking package {digest}");
+        Ok(self.head(&key, &what).await?.is_some())
+    }
+
+    async fn delete(&self, digest: &PackageDigest) -> Result<()> {
+        let key = self.key_of(digest);
+        let what = format!("deleting package {digest}");
+        let response = self
+            .bucket
+            .delete_object(&key)
+            .await
+            .map_err(|e| self.request_error(&what, e))?;
+        match response.status_code() {
+            // S3 answers 204 whether or not the object was there; some servers 404.
+            200..=299 | 404 => {
+                tracing::debug!(digest = %digest, key = %key, "package deleted");
+                Ok(())
+            }
+            status => {
+                let body = String::from_utf8_lossy(response.as_slice());
+                Err(self.status_error(&what, status, &body))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use super::*;
+    use crate::error::ErrorKind;
+
+    /// Settings for a fresh bucket on the test server, or `None` (skipped) without one.
+    fn settings(test: &str) -> Option<S3Settings> {
+        let endpoint = crate::testenv::backend("FX_TEST_S3_ENDPOINT", test)?;
+        let var = |name: &str| {
+            std::env::var(name)
+                .unwrap_or_else(|_| panic!("{name} must be set with FX_TEST_S3_ENDPOINT"))
+        };
+        Some(S3Settings {
+            endpoint,
+            region: default_region(),
+            bucket: fresh_bucket_name(),
+            access_key: var("FX_TEST_S3_ACCESS_KEY"),
+            secret_key: var("FX_TEST_S3_SECRET_KEY"),
+            prefix: default_prefix(),
+            create_bucket: true,
+        })
+    }
+
+    fn fresh_bucket_name() -> String {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        format!("fx-test-{nanos:x}-{:x}-{n}", std::process::id())
+    }
+
+    #[tokio::test]
+    async fn passes_the_conformance_suite() {
+        let Some(settings) = settings("s3::passes_the_conformance_suite") else {
+            return;
+        };
+        let store = S3PackageStore::open(&settings).await.unwrap();
+        crate::objects::testsuite::run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn archives_over_8_mib_round_trip_through_a_multipart_upload() {
+        let Some(settings) =
+            settings("s3::archives_over_8_mib_round_trip_through_a_multipart_upload")
+        else {
+            return;
+        };
+        let store = S3PackageStore::open(&settings).await.unwrap();
+        let mut bytes = fresh_bucket_name().into_bytes();
+        bytes.extend((0..9 * 1024 * 1024).map(|i: u32| (i % 253) as u8));
+        let bytes = Bytes::from(bytes);
+        assert!(bytes.len() > STREAMING_THRESHOLD);
+        let digest = PackageDigest::of(&bytes);
+
+        store.put(&digest, bytes.clone()).await.unwrap();
+        let (head, status) = store
+            .bucket
+            .head_object(store.key_of(&digest))
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(head.content_length, Some(bytes.len() as i64));
+        let etag = head.e_tag.unwrap_or_default();
+        assert!(
+            etag.trim_matches('"').ends_with("-2"),
+            "a two-part upload's etag: {etag}"
+        );
+        assert_eq!(store.get(&digest).await.unwrap(), bytes);
+        // Already there: a second put is a no-op.
+        store.put(&digest, bytes.clone()).await.unwrap();
+        store.delete(&digest).await.unwrap();
+        assert!(!store.exists(&digest).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn keys_hold_the_prefix_shard_and_digest() {
+        let Some(settings) = settings("s3::keys_hold_the_prefix_shard_and_digest") else {
+            return;
+        };
+        let store = S3PackageStore::open(&settings).await.unwrap();
+        let bytes = Bytes::from(fresh_bucket_name());
+        let digest = PackageDigest::of(&bytes);
+        store.put(&digest, bytes.clone()).await.unwrap();
+        let key = format!(
+            "packages/{}/{}.fxpkg",
+            &digest.as_str()[..2],
+            digest.as_str()
+        );
+        assert_eq!(store.key_of(&digest), key);
+        let raw = store.bucket.get_object(&key).await.unwrap();
+        assert_eq!(raw.status_code(), 200);
+        assert_eq!(raw.bytes(), &bytes);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_secret_key_is_refused_clearly() {
+        let Some(mut settings) = settings("s3::a_wrong_secret_key_is_refused_clearly") else {
+            return;
+        };
+        // The bucket exists, so the failure is the signature, not a missing bucket.
+        S3PackageStore::open(&settings).await.unwrap();
+        settings.secret_key.push_str("-wrong");
+        let err = S3PackageStore::open(&settings).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{}", err.chain());
+        assert!(err.message().contains("refused the credentials"), "{err}");
+        assert!(err.message().contains("SignatureDoesNotMatch"), "{err}");
+        assert!(err.message().contains(&settings.endpoint), "{err}");
+        assert!(
+            !err.chain().contains(&settings.secret_key),
+            "{}",
+            err.chain()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_that_is_down_is_unavailable_naming_the_endpoint() {
+        let Some(mut settings) =
+            settings("s3::a_server_that_is_down_is_unavailable_naming_the_endpoint")
+        else {
+            return;
+        };
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        settings.endpoint = format!("http://127.0.0.1:{port}");
+        let err = S3PackageStore::open(&settings).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{}", err.chain());
+        assert!(err.message().contains(&settings.endpoint), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_tampered_object_is_never_handed_out() {
+        let Some(settings) = settings("s3::a_tampered_object_is_never_handed_out") else {
+            return;
+        };
+        let store = S3PackageStore::open(&settings).await.unwrap();
+        let bytes = Bytes::from(format!("the real archive {}", fresh_bucket_name()));
+        let digest = PackageDigest::of(&bytes);
+        store.put(&digest, bytes.clone()).await.unwrap();
+
+        let mut tampered = bytes.to_vec();
+        tampered[0] = b'T';
+        let key = store.key_of(&digest);
+        store.bucket.put_object(&key, &tampered).await.unwrap();
+        let err = store.get(&digest).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+        assert!(err.message().contains("do not match the digest"), "{err}");
+        assert!(err.message().contains(digest.as_str()), "{err}");
+
+        // Storing the right bytes again repairs an object of the wrong size.
+        store.bucket.put_object(&key, b"truncated").await.unwrap();
+        store.put(&digest, bytes.clone()).await.unwrap();
+        assert_eq!(store.get(&digest).await.unwrap(), bytes);
+    }
+
+    #[tokio::test]
+    async fn a_missing_bucket_is_not_found_without_create_bucket() {
+        let Some(mut settings) =
+            settings("s3::a_missing_bucket_is_not_found_without_create_bucket")
+        else {
+            return;
+        };
+        settings.create_bucket = false;
+        let err = S3PackageStore::open(&settings).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{}", err.chain());
+        assert!(err.message().contains(&settings.bucket), "{err}");
+    }
+
+    #[test]
+    fn settings_reject_unknown_fields_and_redact_the_secret() {
+        let settings: S3Settings = toml::from_str(
+            r#"
+            endpoint = "http://127.0.0.1:9000"
+            bucket = "packages"
+            access_key = "fx"
+            secret_key = "very-secret"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(settings.region, "us-east-1");
+        assert_eq!(settings.prefix, "packages/");
+        assert!(settings.create_bucket);
+        settings.validate().unwrap();
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("very-secret"), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+
+        let unknown = toml::from_str::<S3Settings>(
+            r#"
+            endpoint = "http://127.0.0.1:9000"
+            bucket = "packages"
+            access_key = "fx"
+            secret_key = "s"
+            path_style = false
+            "#,
+        );
+        assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn the_package_store_setting_selects_s3_by_kind() {
+        use crate::backends::{BackendSettings, PackageStoreSettings};
+        let settings: BackendSettings = toml::from_str(
+            r#"
+            [packages]
+            kind = "s3"
+            endpoint = "http://minio:9000"
+            bucket = "fx-packages"
+            access_key = "fx"
+            secret_key = "very-secret"
+            create_bucket = false
+            "#,
+        )
+        .unwrap();
+        let PackageStoreSettings::S3(s3) = &settings.packages else {
+            panic!("not s3: {settings:?}");
+        };
+        assert_eq!(s3.endpoint, "http://minio:9000");
+        assert!(!s3.create_bucket);
+        assert!(!format!("{settings:?}").contains("very-secret"));
+        let typo = toml::from_str::<BackendSettings>(
+            "[packages]\nkind = \"s3\"\nendpoint = \"http://m\"\nbucket = \"b\"\naccess_key = \"a\"\nsecret_key = \"s\"\nbuckets = \"x\"\n",
+        );
+        assert!(typo.is_err());
+    }
+
+    #[test]
+    fn invalid_settings_are_refused_before_connecting() {
+        let good = S3Settings {
+            endpoint: "http://127.0.0.1:9000".into(),
+            region: default_region(),
+            bucket: "packages".into(),
+            access_key: "fx".into(),
+            secret_key: "s".into(),
+            prefix: default_prefix(),
+            create_bucket: true,
+        };
+        for bad in [
+            S3Settings {
+                endpoint: "127.0.0.1:9000".into(),
+                ..good.clone()
+            },
+            S3Settings {
+                bucket: "Packages_1".into(),
+                ..good.clone()
+            },
+            S3Settings {
+                secret_key: String::new(),
+                ..good.clone()
+            },
+            S3Settings {
+                prefix: "/packages/".into(),
+                ..good.clone()
+            },
+        ] {
+            assert_eq!(
+                bad.validate().unwrap_err().kind(),
+                ErrorKind::Invalid,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn error_codes_are_read_from_s3_error_documents() {
+        let body = "<?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>x</Message></Error>";
+        assert_eq!(error_code(body), Some("SignatureDoesNotMatch"));
+        assert_eq!(error_code(""), None);
+    }
+}

@@ -1,0 +1,151 @@
+//! Versioned schema migrations, applied at open.
+//!
+//! Each component (the state store, the log sink) has an ordered list of [`Migration`]s; the
+//! versions applied are rows of `fx_schema_migrations` in the configured schema. Every step runs
+//! in its own transaction that first takes a transaction-level advisory lock on the schema, so
+//! processes starting together apply each step exactly once. A database that has a newer
+//! version than this build knows is refused.
+
+use super::connection::PgDatabase;
+use crate::error::{Error, Result};
+
+/// One step of a component's schema. Never edit a released step: append a new one.
+pub(crate) struct Migration {
+    /// 1, 2, 3… in order, without gaps.
+    pub version: i32,
+    /// What it does, recorded alongside the version.
+    pub description: &'static str,
+    /// The statements.
+    pub sql: &'static str,
+}
+
+/// The state store's schema. Times are `timestamptz` (microseconds, like the embedded store);
+/// JSON documents are stored as text, exactly as encoded; keys and names compare bytewise
+/// (`COLLATE "C"`), so ordering matches the embedded store whatever the database's locale.
+pub(crate) const STATE: &[Migration] = &[Migration {
+    version: 1,
+    description: "packages, aliases and executions",
+    sql: r#"
+    CREATE TABLE package_versions (
+        name        text COLLATE "C" NOT NULL,
+        version     text COLLATE "C" NOT NULL,
+        digest      text NOT NULL,
+        size        bigint NOT NULL,
+        manifest    text NOT NULL,
+        uploaded_at timestamptz NOT NULL,
+        uploaded_by text,
+        PRIMARY KEY (name, version)
+    );
+    CREATE INDEX package_versions_newest ON package_versions (uploaded_at DESC);
+    CREATE TABLE package_aliases (
+        name    text COLLATE "C" NOT NULL,
+        alias   text COLLATE "C" NOT NULL,
+        version text COLLATE "C" NOT NULL,
+        PRIMARY KEY (name, alias),
+        FOREIGN KEY (name, version) REFERENCES package_versions (name, version)
+    );
+    CREATE TABLE executions (
+        id           text COLLATE "C" PRIMARY KEY,
+        handler      text COLLATE "C" NOT NULL,
+        status       text COLLATE "C" NOT NULL,
+        attempts     bigint NOT NULL,
+        event_id     text NOT NULL,
+        event_source text NOT NULL,
+        event_type   text NOT NULL,
+        event        text NOT NULL,
+        package      text,
+        output       text NOT NULL,
+        error        text,
+        created_at   timestamptz NOT NULL,
+        started_at   timestamptz,
+        finished_at  timestamptz,
+        duration_us  bigint
+    );
+    CREATE INDEX executions_newest ON executions (created_at DESC, id DESC);
+    CREATE INDEX executions_by_handler_status
+        ON executions (handler, status, created_at DESC, id DESC);
+    CREATE INDEX executions_by_handler ON executions (handler, created_at DESC, id DESC);
+    CREATE INDEX executions_by_status ON executions (status, created_at DESC, id DESC);
+"#,
+}];
+
+/// Brings `component`'s schema up to date with `migrations`.
+pub(crate) async fn migrate(
+    db: &PgDatabase,
+    component: &str,
+    migrations: &[Migration],
+) -> Result<()> {
+    let known = migrations.len() as i32;
+    let lock_key = format!("ferrisfx schema {}", db.schema());
+    // Created only when missing (`IF NOT EXISTS` would still need the right to create), so a
+    // role that may only use an up-to-date schema can open it.
+    let create_schema = format!("CREATE SCHEMA \"{}\"", db.schema());
+    let mut client = db.client().await?;
+    for step in migrations {
+        let version = step.version;
+        let what = || format!("migrating the {component} schema to version {version}");
+        let tx = client.transaction().await.map_err(db.error(what()))?;
+        tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&lock_key])
+            .await
+            .map_err(db.error(what()))?;
+        let found = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1),
+                        to_regclass(format('%I.fx_schema_migrations', $1)) IS NOT NULL",
+                &[&db.schema()],
+            )
+            .await
+            .map_err(db.error(what()))?;
+        let schema_exists: bool = found.try_get(0).map_err(db.error(what()))?;
+        let table_exists: bool = found.try_get(1).map_err(db.error(what()))?;
+        if !schema_exists {
+            tx.batch_execute(&create_schema)
+                .await
+                .map_err(db.error(what()))?;
+        }
+        if !table_exists {
+            tx.batch_execute(
+                "CREATE TABLE fx_schema_migrations (
+                     component   text NOT NULL,
+                     version     integer NOT NULL,
+                     description text NOT NULL,
+                     applied_at  timestamptz NOT NULL DEFAULT now(),
+                     PRIMARY KEY (component, version)
+                 )",
+            )
+            .await
+            .map_err(db.error(what()))?;
+        }
+        let current: i32 = tx
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM fx_schema_migrations WHERE component = $1",
+                &[&component],
+            )
+            .await
+            .map_err(db.error(what()))?
+            .try_get(0)
+            .map_err(db.error(what()))?;
+        if current > known {
+            return Err(Error::invalid(format!(
+                "the {component} schema in postgresql at {} (schema {}) has version {current}, newer than this build knows ({known}): upgrade ferrisfx",
+                db.target(),
+                db.schema()
+            )));
+        }
+        if current >= version {
+            // Applied already (by us earlier, or by another process); the rollback releases the
+            // lock.
+            continue;
+        }
+        tx.batch_execute(step.sql).await.map_err(db.error(what()))?;
+        tx.execute(
+            "INSERT INTO fx_schema_migrations (component, version, description) VALUES ($1, $2, $3)",
+            &[&component, &version, &step.description],
+        )
+        .await
+        .map_err(db.error(what()))?;
+        tx.commit().await.map_err(db.error(what()))?;
+        tracing::info!(component, version, database = %db.target(), schema = %db.schema(), "postgresql schema migrated");
+    }
+    Ok(())
+}

@@ -1,0 +1,600 @@
+//! The PostgreSQL state store: packages, aliases and executions in one schema of a shared
+//! database, for distributed deployments.
+//!
+//! Semantics are those of the embedded (SQLite) store, statement for statement: the schema
+//! mirrors it ([`migrations::STATE`]), the list cursor is the same (`created_at` micros and id,
+//! keyset paging, never `OFFSET`), and each write is one statement or one transaction, so
+//! concurrent writers (several gateways, redelivered events) are safe. A state event is one
+//! conditional `UPDATE`, so a replayed or superseded event changes nothing.
+//!
+//! - `connection`: settings, the pool and the error mapping (shared with the PostgreSQL log
+//!   sink).
+//! - [`migrations`]: the versioned schema, applied at open.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use super::embedded::{decode_cursor, encode_cursor};
+use super::{Created, StateStore};
+use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::execution::{
+    Execution, ExecutionId, ExecutionQuery, ExecutionStatus, ExecutionSummary, Page, StateEvent,
+};
+use crate::handler::{validate_name, PackageRef};
+use crate::package::{
+    validate_alias, validate_version, PackageAlias, PackageDigest, PackageVersion, LATEST_ALIAS,
+};
+
+mod connection;
+pub(crate) mod migrations;
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+pub(crate) use connection::testing;
+pub(crate) use connection::PgDatabase;
+pub use connection::PostgresSettings;
+
+const PACKAGE_COLUMNS: &str = "name, version, digest, size, manifest, uploaded_at, uploaded_by";
+const EXECUTION_COLUMNS: &str = "id, handler, status, attempts, event, package, output, error, \
+     created_at, started_at, finished_at, duration_us";
+const SUMMARY_COLUMNS: &str =
+    "id, handler, status, event_id, event_source, event_type, attempts, created_at, duration_us";
+
+/// PostgreSQL's first `timestamptz`, 4714-11-24 00:00 UTC BC, in microseconds since the epoch.
+const FIRST_TIMESTAMP_MICROS: i64 = -210_866_803_200_000_000;
+
+/// A query parameter.
+type Param = Box<dyn ToSql + Sync + Send>;
+
+/// The state store in a PostgreSQL schema.
+pub struct PostgresStateStore {
+    db: PgDatabase,
+}
+
+impl PostgresStateStore {
+    /// Connects (failing as `Unavailable` within the connect timeout when the database cannot
+    /// be reached) and brings the schema up to date.
+    pub async fn open(settings: &PostgresSettings) -> Result<Self> {
+        let db = PgDatabase::connect(settings).await?;
+        migrations::migrate(&db, "state", migrations::STATE).await?;
+        tracing::info!(database = %db.target(), schema = %db.schema(), "state store opened");
+        Ok(PostgresStateStore { db })
+    }
+}
+
+fn to_json<T: serde::Serialize>(what: &str, value: &T) -> Result<String> {
+    serde_json::to_string(value).kind_context(ErrorKind::Internal, || format!("encoding {what}"))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T> {
+    serde_json::from_str(text).kind_context(ErrorKind::Internal, || {
+        format!("stored {what} is not valid json")
+    })
+}
+
+/// Reads column `i` of `row`.
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
+    row.try_get(i)
+        .kind_context(ErrorKind::Internal, || format!("reading stored column {i}"))
+}
+
+fn stored_id(text: &str) -> Result<ExecutionId> {
+    ExecutionId::parse(text).kind_context(ErrorKind::Internal, || "stored execution id".into())
+}
+
+fn stored_status(text: &str) -> Result<ExecutionStatus> {
+    ExecutionStatus::parse(text)
+        .kind_context(ErrorKind::Internal, || "stored execution status".into())
+}
+
+fn time(us: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(us)
+        .ok_or_else(|| Error::internal(format!("stored time {us} is out of range")))
+}
+
+/// A `package_versions` row, columns in [`PACKAGE_COLUMNS`] order.
+fn package_version(row: &Row) -> Result<PackageVersion> {
+    let name: String = get(row, 0)?;
+    let version: String = get(row, 1)?;
+    let what = format!("manifest of package {name} version {version}");
+    let digest: String = get(row, 2)?;
+    let size: i64 = get(row, 3)?;
+    let manifest: String = get(row, 4)?;
+    Ok(PackageVersion {
+        digest: PackageDigest::parse(&digest)
+            .kind_context(ErrorKind::Internal, || format!("stored digest of {what}"))?,
+        size: u64::try_from(size).unwrap_or_default(),
+        manifest: from_json(&what, &manifest)?,
+        uploaded_at: get(row, 5)?,
+        uploaded_by: get(row, 6)?,
+        name,
+        version,
+    })
+}
+
+/// An `executions` row, columns in [`EXECUTION_COLUMNS`] order.
+fn execution(row: &Row) -> Result<Execution> {
+    let id = stored_id(&get::<String>(row, 0)?)?;
+    let package: Option<String> = get(row, 5)?;
+    let error: Option<String> = get(row, 7)?;
+    let attempts: i64 = get(row, 3)?;
+    let duration_us: Option<i64> = get(row, 11)?;
+    Ok(Execution {
+        handler: get(row, 1)?,
+        status: stored_status(&get::<String>(row, 2)?)?,
+        attempts: u32::try_from(attempts).unwrap_or_default(),
+        event: from_json(&format!("event of execution {id}"), &get::<String>(row, 4)?)?,
+        package: match package {
+            Some(text) => Some(from_json(&format!("package of execution {id}"), &text)?),
+            None => None,
+        },
+        output: from_json(
+            &format!("output of execution {id}"),
+            &get::<String>(row, 6)?,
+        )?,
+        error: match error {
+            Some(text) => Some(from_json(&format!("error of execution {id}"), &text)?),
+            None => None,
+        },
+        created_at: get(row, 8)?,
+        started_at: get(row, 9)?,
+        finished_at: get(row, 10)?,
+        duration_us: duration_us.and_then(|d| u64::try_from(d).ok()),
+        id,
+    })
+}
+
+/// An executions list row, columns in [`SUMMARY_COLUMNS`] order.
+fn summary(row: &Row) -> Result<ExecutionSummary> {
+    let attempts: i64 = get(row, 6)?;
+    let duration_us: Option<i64> = get(row, 8)?;
+    Ok(ExecutionSummary {
+        id: stored_id(&get::<String>(row, 0)?)?,
+        handler: get(row, 1)?,
+        status: stored_status(&get::<String>(row, 2)?)?,
+        event_id: get(row, 3)?,
+        event_source: get(row, 4)?,
+        event_type: get(row, 5)?,
+        attempts: u32::try_from(attempts).unwrap_or_default(),
+        created_at: get(row, 7)?,
+        duration_us: duration_us.and_then(|d| u64::try_from(d).ok()),
+    })
+}
+
+/// Moves a queued execution, or one on an earlier attempt, to `running`; never a replay. The
+/// second column tells an unknown execution from a stale event.
+const START: &str = "WITH applied AS (
+        UPDATE executions SET status = 'running', attempts = $2, started_at = $3,
+            finished_at = NULL, duration_us = NULL
+        WHERE id = $1 AND (attempts < $2 OR (attempts = $2 AND status = 'queued'))
+        RETURNING 1)
+    SELECT EXISTS (SELECT 1 FROM applied), EXISTS (SELECT 1 FROM executions WHERE id = $1)";
+
+/// Records the terminal state of an attempt: a later attempt than the stored one, or the end of
+/// the stored attempt if it has not ended yet. A start that was never recorded is inferred from
+/// the end and the run time.
+const FINISH: &str = "WITH applied AS (
+        UPDATE executions SET status = $2, attempts = $3, finished_at = $4, duration_us = $5,
+            started_at = CASE WHEN attempts = $3 AND started_at IS NOT NULL
+                THEN started_at ELSE $6 END,
+            output = $7, error = $8
+        WHERE id = $1
+            AND (attempts < $3 OR (attempts = $3 AND status NOT IN ('succeeded', 'failed')))
+        RETURNING 1)
+    SELECT EXISTS (SELECT 1 FROM applied), EXISTS (SELECT 1 FROM executions WHERE id = $1)";
+
+#[async_trait]
+impl StateStore for PostgresStateStore {
+    async fn add_package_version(&self, version: &PackageVersion) -> Result<()> {
+        validate_name("package name", &version.name)?;
+        validate_version(&version.version)?;
+        let manifest = to_json("package manifest", &version.manifest)?;
+        let v = version;
+        let what = || format!("adding package {} version {}", v.name, v.version);
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await.map_err(self.db.error(what()))?;
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO package_versions
+                    (name, version, digest, size, manifest, uploaded_at, uploaded_by)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name, version) DO NOTHING",
+            )
+            .await
+            .map_err(self.db.error(what()))?;
+        let inserted = tx
+            .execute(
+                &insert,
+                &[
+                    &v.name,
+                    &v.version,
+                    &v.digest.as_str(),
+                    &i64::try_from(v.size).unwrap_or(i64::MAX),
+                    &manifest,
+                    &v.uploaded_at,
+                    &v.uploaded_by,
+                ],
+            )
+            .await
+            .map_err(self.db.error(what()))?;
+        if inserted == 0 {
+            return Err(Error::conflict(format!(
+                "package {} version {} already exists",
+                v.name, v.version
+            )));
+        }
+        let point = tx
+            .prepare_cached(
+                "INSERT INTO package_aliases (name, alias, version) VALUES ($1, $2, $3)
+                 ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version",
+            )
+            .await
+            .map_err(self.db.error(what()))?;
+        tx.execute(&point, &[&v.name, &LATEST_ALIAS, &v.version])
+            .await
+            .map_err(self.db.error(format!(
+                "pointing package {} alias latest at {}",
+                v.name, v.version
+            )))?;
+        tx.commit().await.map_err(self.db.error(what()))?;
+        tracing::info!(package = %v.name, version = %v.version, digest = %v.digest, "package version added");
+        Ok(())
+    }
+
+    async fn list_package_versions(&self, name: Option<&str>) -> Result<Vec<PackageVersion>> {
+        let what = || "listing package versions".to_string();
+        let client = self.db.client().await?;
+        let sql = format!(
+            "SELECT {PACKAGE_COLUMNS} FROM package_versions
+             WHERE $1::text IS NULL OR name = $1::text
+             ORDER BY uploaded_at DESC, name, version DESC"
+        );
+        let stmt = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(self.db.error(what()))?;
+        let rows = client
+            .query(&stmt, &[&name])
+            .await
+            .map_err(self.db.error(what()))?;
+        rows.iter().map(package_version).collect()
+    }
+
+    async fn get_package_version(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<PackageVersion>> {
+        let what = || format!("reading package {name} version {version}");
+        let client = self.db.client().await?;
+        let sql = format!(
+            "SELECT {PACKAGE_COLUMNS} FROM package_versions WHERE name = $1 AND version = $2"
+        );
+        let stmt = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(self.db.error(what()))?;
+        let row = client
+            .query_opt(&stmt, &[&name, &version])
+            .await
+            .map_err(self.db.error(what()))?;
+        row.as_ref().map(package_version).transpose()
+    }
+
+    async fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<()> {
+        validate_alias(alias)?;
+        let what = || format!("pointing package {name} alias {alias} at {version}");
+        let client = self.db.client().await?;
+        // One statement: the alias is written only if the version exists.
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO package_aliases (name, alias, version)
+                 SELECT $1, $2, $3 WHERE EXISTS (
+                     SELECT 1 FROM package_versions WHERE name = $1 AND version = $3)
+                 ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version",
+            )
+            .await
+            .map_err(self.db.error(what()))?;
+        let written = client
+            .execute(&stmt, &[&name, &alias, &version])
+            .await
+            .map_err(self.db.error(what()))?;
+        if written == 0 {
+            return Err(Error::not_found(format!(
+                "package {name} version {version} not found"
+            )));
+        }
+        tracing::info!(package = %name, alias = %alias, version = %version, "package alias set");
+        Ok(())
+    }
+
+    async fn list_aliases(&self, name: &str) -> Result<Vec<PackageAlias>> {
+        let what = || format!("listing aliases of package {name}");
+        let client = self.db.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT name, alias, version FROM package_aliases WHERE name = $1 ORDER BY alias",
+            )
+            .await
+            .map_err(self.db.error(what()))?;
+        let rows = client
+            .query(&stmt, &[&name])
+            .await
+            .map_err(self.db.error(what()))?;
+        rows.iter()
+            .map(|row| {
+                Ok(PackageAlias {
+                    package: get(row, 0)?,
+                    alias: get(row, 1)?,
+                    version: get(row, 2)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn resolve_package(&self, reference: &PackageRef) -> Result<PackageVersion> {
+        let what = || format!("resolving package {reference}");
+        let client = self.db.client().await?;
+        let aliased = PACKAGE_COLUMNS
+            .split(", ")
+            .map(|c| format!("v.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // An exact version wins over an alias of the same name.
+        let sql = format!(
+            "SELECT {PACKAGE_COLUMNS} FROM (
+                 SELECT 0 AS rank, {PACKAGE_COLUMNS} FROM package_versions
+                 WHERE name = $1 AND version = $2
+                 UNION ALL
+                 SELECT 1, {aliased} FROM package_aliases a JOIN package_versions v
+                     ON v.name = a.name AND v.version = a.version
+                 WHERE a.name = $1 AND a.alias = $2
+             ) found ORDER BY rank LIMIT 1"
+        );
+        let stmt = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(self.db.error(what()))?;
+        let row = client
+            .query_opt(&stmt, &[&reference.name, &reference.version])
+            .await
+            .map_err(self.db.error(what()))?;
+        match row {
+            Some(row) => package_version(&row),
+            None => Err(Error::not_found(format!("package {reference} not found"))),
+        }
+    }
+
+    async fn create_execution(&self, execution: &Execution) -> Result<Created> {
+        let summary = ExecutionSummary::from(execution);
+        let event = to_json("execution event", &execution.event)?;
+        let package = execution
+            .package
+            .as_ref()
+            .map(|p| to_json("execution package", p))
+            .transpose()?;
+        let id = summary.id.as_str();
+        let what = || format!("creating execution {id}");
+        let client = self.db.client().await?;
+        let insert = client
+            .prepare_cached(
+                "INSERT INTO executions (id, handler, status, attempts, event_id, event_source,
+                    event_type, event, package, output, created_at)
+                 VALUES ($1, $2, 'queued', 0, $3, $4, $5, $6, $7, '[]', $8)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .await
+            .map_err(self.db.error(what()))?;
+        let inserted = client
+            .execute(
+                &insert,
+                &[
+                    &id,
+                    &summary.handler,
+                    &summary.event_id,
+                    &summary.event_source,
+                    &summary.event_type,
+                    &event,
+                    &package,
+                    &execution.created_at,
+                ],
+            )
+            .await
+            .map_err(self.db.error(what()))?;
+        if inserted == 1 {
+            return Ok(Created::New);
+        }
+        // A concurrent insert of the same id has committed by now (the insert above waited for
+        // it), and this statement's snapshot sees it.
+        let select = client
+            .prepare_cached("SELECT status FROM executions WHERE id = $1")
+            .await
+            .map_err(self.db.error(what()))?;
+        let row = client
+            .query_opt(&select, &[&id])
+            .await
+            .map_err(self.db.error(what()))?
+            .ok_or_else(|| Error::internal(format!("execution {id} vanished while created")))?;
+        Ok(Created::Existing(stored_status(&get::<String>(&row, 0)?)?))
+    }
+
+    async fn apply_state(&self, event: &StateEvent) -> Result<()> {
+        let (sql, args): (&str, Vec<Param>) = match event {
+            StateEvent::Log(_) => return Ok(()),
+            StateEvent::Started {
+                execution_id,
+                attempt,
+                at,
+                ..
+            } => (
+                START,
+                vec![
+                    Box::new(execution_id.as_str().to_string()),
+                    Box::new(i64::from(*attempt)),
+                    Box::new(*at),
+                ],
+            ),
+            StateEvent::Succeeded {
+                execution_id,
+                attempt,
+                at,
+                duration_us,
+                output,
+            } => {
+                let mut args = finish_args(
+                    execution_id,
+                    *attempt,
+                    *at,
+                    *duration_us,
+                    ExecutionStatus::Succeeded,
+                );
+                args.push(Box::new(to_json("execution output", output)?));
+                args.push(Box::new(None::<String>));
+                (FINISH, args)
+            }
+            StateEvent::Failed {
+                execution_id,
+                attempt,
+                at,
+                duration_us,
+                failure,
+            } => {
+                let mut args = finish_args(
+                    execution_id,
+                    *attempt,
+                    *at,
+                    *duration_us,
+                    ExecutionStatus::Failed,
+                );
+                args.push(Box::new("[]".to_string()));
+                args.push(Box::new(Some(to_json("execution error", failure)?)));
+                (FINISH, args)
+            }
+        };
+        let id = event.execution_id();
+        let state = event.name();
+        let what = || format!("applying state {state} to execution {id}");
+        let client = self.db.client().await?;
+        let stmt = client
+            .prepare_cached(sql)
+            .await
+            .map_err(self.db.error(what()))?;
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as _).collect();
+        let row = client
+            .query_one(&stmt, &params)
+            .await
+            .map_err(self.db.error(what()))?;
+        let (applied, known): (bool, bool) = (get(&row, 0)?, get(&row, 1)?);
+        if !applied {
+            if known {
+                tracing::debug!(execution_id = %id, state, "state already applied or superseded, ignored");
+            } else {
+                tracing::warn!(execution_id = %id, state, "state of an unknown execution, ignored");
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_execution(&self, id: &ExecutionId) -> Result<Option<Execution>> {
+        let what = || format!("reading execution {id}");
+        let client = self.db.client().await?;
+        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1");
+        let stmt = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(self.db.error(what()))?;
+        let row = client
+            .query_opt(&stmt, &[&id.as_str()])
+            .await
+            .map_err(self.db.error(what()))?;
+        row.as_ref().map(execution).transpose()
+    }
+
+    async fn list_executions(&self, query: &ExecutionQuery) -> Result<Page<ExecutionSummary>> {
+        let mut clauses = Vec::new();
+        let mut args: Vec<Param> = Vec::new();
+        if let Some(handler) = &query.handler {
+            args.push(Box::new(handler.clone()));
+            clauses.push(format!("handler = ${}", args.len()));
+        }
+        if let Some(status) = query.status {
+            args.push(Box::new(status.as_str().to_string()));
+            clauses.push(format!("status = ${}", args.len()));
+        }
+        if let Some(cursor) = &query.cursor {
+            let (at, id) = decode_cursor(cursor)?;
+            let at = time(at)
+                .ok()
+                .filter(|_| at >= FIRST_TIMESTAMP_MICROS)
+                .ok_or_else(|| {
+                    Error::invalid(format!("executions cursor {cursor:?} is malformed"))
+                })?;
+            args.push(Box::new(at));
+            args.push(Box::new(id));
+            // A row comparison: one index range, newest first.
+            clauses.push(format!(
+                "(created_at, id) < (${}, ${})",
+                args.len() - 1,
+                args.len()
+            ));
+        }
+        let limit = query.page_size();
+        args.push(Box::new(i64::from(limit) + 1));
+        let filter = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS} FROM executions {filter}
+             ORDER BY created_at DESC, id DESC LIMIT ${}",
+            args.len()
+        );
+        let what = || "listing executions".to_string();
+        let client = self.db.client().await?;
+        let stmt = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(self.db.error(what()))?;
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as _).collect();
+        let rows = client
+            .query(&stmt, &params)
+            .await
+            .map_err(self.db.error(what()))?;
+        let more = rows.len() > limit as usize;
+        let items = rows
+            .iter()
+            .take(limit as usize)
+            .map(summary)
+            .collect::<Result<Vec<_>>>()?;
+        let next_cursor = match (more, items.last()) {
+            (true, Some(last)) => Some(encode_cursor(last.created_at.timestamp_micros(), &last.id)),
+            _ => None,
+        };
+        Ok(Page { items, next_cursor })
+    }
+}
+
+/// The first six parameters of [`FINISH`].
+fn finish_args(
+    id: &ExecutionId,
+    attempt: u32,
+    at: DateTime<Utc>,
+    duration_us: u64,
+    status: ExecutionStatus,
+) -> Vec<Param> {
+    let duration = i64::try_from(duration_us).unwrap_or(i64::MAX);
+    let started = at
+        .checked_sub_signed(chrono::Duration::microseconds(duration))
+        .unwrap_or(at);
+    vec![
+        Box::new(id.as_str().to_string()),
+        Box::new(status.as_str().to_string()),
+        Box::new(i64::from(attempt)),
+        Box::new(at),
+        Box::new(duration),
+        Box::new(started),
+    ]
+}

@@ -1,0 +1,82 @@
+//! The distributed deployment: `ferrisfx gateway`, `ferrisfx executor --pool NAME` and
+//! `ferrisfx server`, each one part of the platform in its own process, configured like
+//! `ferrisfx dev` (a TOML file, `FX_*` variables, flags) and talking through the configured
+//! backends: Kafka for the bus, and shared stores. Any number of gateways and executors run
+//! side by side; Kafka's consumer groups spread the partitions across them.
+
+use anyhow::Context;
+use fx_core::backends::BusSettings;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::dev::{wait_for_signal, DevArgs, DevSettings};
+use crate::AppState;
+
+/// Which part to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Dispatcher and state router.
+    Gateway,
+    /// The executor of one pool.
+    Executor,
+    /// Web UI and REST API.
+    Server,
+}
+
+/// Runs one part until Ctrl-C or SIGTERM.
+pub async fn run(part: Part, args: DevArgs, pool: Option<String>) -> anyhow::Result<()> {
+    let mut settings = DevSettings::load(&args)?;
+    if let Some(pool) = pool {
+        settings.executor.pool = pool;
+    }
+    if matches!(settings.backends.bus, BusSettings::Embedded { .. }) {
+        tracing::warn!(
+            "backends.bus is embedded: this process only sees its own messages; set backends.bus.kind = \"kafka\" for a distributed deployment (see infra/config/distributed.toml)"
+        );
+    }
+    let backends = settings
+        .backends
+        .build(&settings.data_dir)
+        .await
+        .context("connecting to the backends")?;
+    let shutdown = CancellationToken::new();
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: finishing in-flight work");
+            shutdown.cancel();
+        });
+    }
+    match part {
+        Part::Gateway => fx_gateway::run(settings.gateway, backends, shutdown)
+            .await
+            .context("gateway stopped"),
+        Part::Executor => {
+            let mut executor_settings = settings.executor.clone();
+            if executor_settings.cache_dir.as_os_str().is_empty() {
+                executor_settings.cache_dir = settings.data_dir.join("cache");
+            }
+            let executor = fx_executor::Executor::new(
+                executor_settings,
+                backends.packages.clone(),
+                backends.bus.clone(),
+            )
+            .context("starting the executor")?;
+            executor.run(shutdown).await.context("executor stopped")
+        }
+        Part::Server => {
+            let listener = TcpListener::bind(settings.listen).await.with_context(|| {
+                format!("listening on {} (is the port in use?)", settings.listen)
+            })?;
+            tracing::info!(addr = %settings.listen, "management server listening");
+            let state = AppState {
+                backends,
+                settings: settings.server,
+            };
+            crate::serve(listener, state, shutdown)
+                .await
+                .context("management server stopped")
+        }
+    }
+}

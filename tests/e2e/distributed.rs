@@ -1,0 +1,322 @@
+//! The distributed deployment: `ferrisfx server`, two gateways and two executors as separate
+//! processes on a real Kafka-compatible broker (tansu), with PostgreSQL as the state store and
+//! the S3 server as the package store when the test command started them.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use cloudevents::{EventBuilder, EventBuilderV10};
+use fx_core::testenv;
+use fx_tests::example_package;
+use fx_tests::processes::Deployment;
+use serde_json::{json, Value};
+
+/// The `[backends.*]` tables for this run; unique topic prefix, schema and bucket per test.
+fn backends_toml(kafka: &str, run: &str) -> String {
+    let mut toml = format!(
+        "[backends.bus]\nkind = \"kafka\"\nbrokers = \"{kafka}\"\ntopic_prefix = \"{run}.\"\npartitions = 3\nsession_timeout_ms = 6000\n\n"
+    );
+    if let Ok(url) = std::env::var("FX_TEST_POSTGRES") {
+        toml.push_str(&format!(
+            "[backends.state]\nkind = \"postgres\"\nurl = \"{url}\"\nschema = \"{run}\"\n\n[backends.sink]\nkind = \"postgres\"\nurl = \"{url}\"\nschema = \"{run}\"\n\n"
+        ));
+    }
+    if let (Ok(endpoint), Ok(key), Ok(secret)) = (
+        std::env::var("FX_TEST_S3_ENDPOINT"),
+        std::env::var("FX_TEST_S3_ACCESS_KEY"),
+        std::env::var("FX_TEST_S3_SECRET_KEY"),
+    ) {
+        toml.push_str(&format!(
+            "[backends.packages]\nkind = \"s3\"\nendpoint = \"{endpoint}\"\nbucket = \"{run}\"\naccess_key = \"{key}\"\nsecret_key = \"{secret}\"\n\n"
+        ));
+    }
+    toml
+}
+
+fn run_id(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("fx{name}{nanos:x}")
+}
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn json(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn setup_echo_handler(&self) {
+        let (status, v) = self
+            .json(
+                self.http
+                    .post(format!("{}/api/v1/packages", self.base))
+                    .header("content-type", "application/octet-stream")
+                    .body(example_package("misbehave")),
+            )
+            .await;
+        assert_eq!(status, 201, "{v}");
+        let handler = json!({"name": "echo", "filter": {"exact": {"attribute": "type", "value": "fx.test.ok"}},
+            "package": {"name": "misbehave"}});
+        let (status, v) = self
+            .json(
+                self.http
+                    .post(format!("{}/api/v1/handlers", self.base))
+                    .json(&handler),
+            )
+            .await;
+        assert_eq!(status, 201, "{v}");
+    }
+
+    /// Every execution of `handler`, paging by cursor.
+    async fn executions(&self, handler: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut req = self
+                .http
+                .get(format!("{}/api/v1/executions", self.base))
+                .query(&[("handler", handler), ("limit", "500")]);
+            if let Some(c) = &cursor {
+                req = req.query(&[("cursor", c.as_str())]);
+            }
+            let (status, v) = self.json(req).await;
+            assert_eq!(status, 200, "{v}");
+            all.extend(v["items"].as_array().cloned().unwrap_or_default());
+            match v["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return all,
+            }
+        }
+    }
+
+    async fn wait_succeeded(
+        &self,
+        handler: &str,
+        count: usize,
+        deadline: Duration,
+        logs: impl Fn() -> String,
+    ) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            let all = self.executions(handler).await;
+            let done = all.iter().filter(|e| e["status"] == "succeeded").count();
+            if done >= count {
+                return all;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "{done} of {count} succeeded after {deadline:?} ({} executions)\n{}",
+                all.len(),
+                logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn order_event(i: usize) -> cloudevents::Event {
+    EventBuilderV10::new()
+        .id(format!("ev-{i:05}"))
+        .source("/tests/distributed")
+        .ty("fx.test.ok")
+        .extension("partitionkey", format!("key-{}", i % 10))
+        .data("application/json", json!({"seq": i}))
+        .build()
+        .unwrap()
+}
+
+fn check_exactly_once(executions: &[Value], expected: usize) {
+    let ids: HashSet<&str> = executions
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), expected, "one execution per event");
+    assert_eq!(executions.len(), expected, "no event recorded twice");
+    assert!(executions.iter().all(|e| e["status"] == "succeeded"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_through_kafka_run_exactly_once_with_two_gateways_and_two_executors() {
+    let Some(kafka) = testenv::backend("FX_TEST_KAFKA", "distributed e2e") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_id("a");
+    let mut d = Deployment::new(dir.path(), &backends_toml(&kafka, &run));
+    d.start("server", &[]);
+    d.wait_ready().await;
+    let api = Api {
+        base: d.base.clone(),
+        http: reqwest::Client::new(),
+    };
+    api.setup_echo_handler().await;
+    for _ in 0..2 {
+        d.start("gateway", &[]);
+        d.start("executor", &["--pool", "default"]);
+    }
+    let producer = ferrisfx_producer::KafkaProducer::new(&kafka)
+        .unwrap()
+        .with_topic(format!("{run}.fx.events"));
+    let n = 300;
+    for i in 0..n {
+        producer.emit(&order_event(i)).await.unwrap();
+    }
+    // Events posted over HTTP take the same path.
+    let http = ferrisfx_producer::HttpProducer::new(&d.base);
+    for i in n..n + 20 {
+        http.emit(&order_event(i)).await.unwrap();
+    }
+    let all = api
+        .wait_succeeded("echo", n + 20, Duration::from_secs(180), || d.all_logs())
+        .await;
+    check_exactly_once(&all, n + 20);
+
+    // Order within a partition key: the gateways dispatched each key's events in produced order.
+    let mut by_key: BTreeMap<usize, Vec<(String, usize)>> = BTreeMap::new();
+    for e in &all {
+        let seq: usize = e["event_id"].as_str().unwrap()[3..].parse().unwrap();
+        if seq < n {
+            by_key
+                .entry(seq % 10)
+                .or_default()
+                .push((e["created_at"].as_str().unwrap().to_string(), seq));
+        }
+    }
+    for (key, mut list) in by_key {
+        list.sort();
+        let seqs: Vec<usize> = list.iter().map(|(_, s)| *s).collect();
+        let mut sorted = seqs.clone();
+        sorted.sort();
+        assert_eq!(seqs, sorted, "key-{key} dispatched out of order");
+    }
+    for p in d.processes.iter_mut() {
+        p.terminate();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_gateway_and_an_executor_mid_stream_loses_nothing_and_duplicates_nothing() {
+    let Some(kafka) = testenv::backend("FX_TEST_KAFKA", "distributed kill -9") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_id("k");
+    let mut d = Deployment::new(dir.path(), &backends_toml(&kafka, &run));
+    d.start("server", &[]);
+    d.wait_ready().await;
+    let api = Api {
+        base: d.base.clone(),
+        http: reqwest::Client::new(),
+    };
+    api.setup_echo_handler().await;
+    let gateway = d.start("gateway", &[]);
+    let executor = d.start("executor", &[]);
+    d.start("gateway", &[]);
+    d.start("executor", &[]);
+    let producer = ferrisfx_producer::KafkaProducer::new(&kafka)
+        .unwrap()
+        .with_topic(format!("{run}.fx.events"));
+    let n = 300;
+    for i in 0..n {
+        if i == n / 3 {
+            d.processes[gateway].kill9();
+            d.processes[executor].kill9();
+        }
+        if i == 2 * n / 3 {
+            d.start("gateway", &[]);
+            d.start("executor", &[]);
+        }
+        producer.emit(&order_event(i)).await.unwrap();
+    }
+    let all = api
+        .wait_succeeded("echo", n, Duration::from_secs(240), || d.all_logs())
+        .await;
+    check_exactly_once(&all, n);
+    for p in d.processes.iter_mut() {
+        p.terminate();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_kafka_message_is_dead_lettered_and_does_not_stall_the_partition() {
+    let Some(kafka) = testenv::backend("FX_TEST_KAFKA", "distributed dead-letter") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_id("d");
+    let settings: fx_core::backends::BusSettings = toml_bus(&kafka, &run);
+    let bus = fx_core::backends::BackendSettings {
+        bus: settings,
+        ..Default::default()
+    }
+    .build(&dir.path().join("probe"))
+    .await
+    .unwrap()
+    .bus;
+    let mut dead = bus.subscribe("fx.deadletter", "test-reader").await.unwrap();
+    let mut d = Deployment::new(dir.path(), &backends_toml(&kafka, &run));
+    d.start("server", &[]);
+    d.wait_ready().await;
+    let api = Api {
+        base: d.base.clone(),
+        http: reqwest::Client::new(),
+    };
+    api.setup_echo_handler().await;
+    d.start("gateway", &[]);
+    d.start("executor", &[]);
+    let garbage = fx_core::event::Message {
+        key: Some("key-1".into()),
+        headers: vec![
+            ("ce_specversion".into(), "1.0".into()),
+            ("ce_type".into(), "fx.test.ok".into()),
+        ],
+        payload: b"{}".to_vec(),
+    };
+    bus.publish("fx.events", garbage).await.unwrap();
+    let producer = ferrisfx_producer::KafkaProducer::new(&kafka)
+        .unwrap()
+        .with_topic(format!("{run}.fx.events"));
+    for i in 0..10 {
+        producer.emit(&order_event(i * 10 + 1)).await.unwrap();
+    }
+    let delivery = tokio::time::timeout(Duration::from_secs(60), dead.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let reason = delivery
+        .message
+        .header("fx-deadletter-reason")
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.contains("\"id\""),
+        "reason names the missing attribute: {reason}"
+    );
+    let all = api
+        .wait_succeeded("echo", 10, Duration::from_secs(120), || d.all_logs())
+        .await;
+    check_exactly_once(&all, 10);
+    for p in d.processes.iter_mut() {
+        p.terminate();
+    }
+}
+
+fn toml_bus(kafka: &str, run: &str) -> fx_core::backends::BusSettings {
+    toml::from_str(&format!(
+        "kind = \"kafka\"\nbrokers = \"{kafka}\"\ntopic_prefix = \"{run}.\"\n"
+    ))
+    .unwrap()
+}
