@@ -138,7 +138,9 @@ impl CompileCache {
         let archive = self.archive(digest, packages).await?;
         let (rt, digest_text) = (runtime.clone(), digest.to_string());
         let compiled = blocking(move || -> Result<(Component, Vec<u8>)> {
-            let (_, component_bytes) = PackageArchive::component_of(&archive)?;
+            let (_, component_bytes) = PackageArchive::component_of(&archive).map_err(|e| {
+                Error::invalid(format!("reading package {digest_text}: {}", e.chain()))
+            })?;
             let component = Component::new(rt.engine(), &component_bytes)
                 .map_err(|e| Error::invalid(format!("compiling package {digest_text}: {e:#}")))?;
             let serialized = component.serialize().map_err(|e| {
@@ -188,7 +190,9 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 /// Writes a cache file via a temporary file and a rename; a failure only costs a recompile.
 async fn write_atomically(path: &Path, bytes: &[u8]) {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let unique = NEXT.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp-{}-{unique}", std::process::id()));
     let result = async {
         tokio::fs::write(&tmp, bytes).await?;
         tokio::fs::rename(&tmp, path).await

@@ -7,12 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fx_core::event::Event;
-use fx_core::execution::{Failure, FailureKind};
+use fx_core::execution::{Failure, FailureKind, LogLevel};
 use fx_core::handler::Limits;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
-use crate::host::{self, Function, FunctionPre, HostState, RawLog};
+use crate::convert::{from_wit, to_wit, wit_event_size};
+use crate::host::{Breach, Function, FunctionPre, HostState, RawLog, WitEvent};
+
+/// Bytes of stderr quoted in the reason of a trap.
+const STDERR_TAIL_BYTES: usize = 512;
 
 /// The result of running a function once.
 #[derive(Debug, Clone)]
@@ -35,7 +39,12 @@ pub struct Runtime {
 
 impl Runtime {
     /// An engine with the component model, epoch interruption and fuel metering, and a ticker
-    /// thread advancing the epoch every `tick`.
+    /// thread advancing the epoch every `tick` (stopped when the runtime is dropped).
+    ///
+    /// Fuel metering is always on and unmetered invocations get `u64::MAX` fuel: one engine
+    /// and one compiled artifact per package. Measured on a tight integer loop, metering cost
+    /// about 3.5% (188 ms vs 195 ms, best of 12); the instantiate-and-call time of `hello`
+    /// showed no difference within the noise.
     pub fn new(tick: Duration) -> fx_core::Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
@@ -53,12 +62,7 @@ impl Runtime {
             let (engine, stop) = (engine.clone(), ticker_stop.clone());
             std::thread::Builder::new()
                 .name("fx-epoch-ticker".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(tick);
-                        engine.increment_epoch();
-                    }
-                })
+                .spawn(move || tick_epochs(&engine, tick, &stop))
                 .map_err(|e| {
                     fx_core::Error::internal("starting the epoch ticker").with_source(e)
                 })?;
@@ -102,23 +106,18 @@ impl Runtime {
         })
     }
 
-    /// Runs `event` through a fresh instance with `limits`. Blocking: call it off the async
-    /// workers.
+    /// Runs `event` through a fresh store and instance with `limits`. Blocking: call it off the
+    /// async workers.
     pub fn run(&self, pre: &FunctionPre<HostState>, event: &Event, limits: &Limits) -> RunResult {
         let start = Instant::now();
         let mut store = Store::new(&self.engine, HostState::new(*limits));
         store.limiter(|state| &mut state.limiter);
-        let ticks = limits
-            .timeout_ms
-            .div_ceil(self.tick.as_millis().max(1) as u64)
-            + 1;
-        store.set_epoch_deadline(ticks);
+        store.set_epoch_deadline(self.deadline_ticks(limits.timeout_ms));
         store.epoch_deadline_trap();
-        let fuel = limits.fuel.unwrap_or(u64::MAX);
         let called = store
-            .set_fuel(fuel)
+            .set_fuel(limits.fuel.unwrap_or(u64::MAX))
             .and_then(|()| pre.instantiate(&mut store))
-            .and_then(|function| function.call_handle(&mut store, &host::to_wit(event)));
+            .and_then(|function| function.call_handle(&mut store, &to_wit(event)));
         let duration = start.elapsed();
         let outcome = match called {
             Ok(Ok(events)) => collect_output(store.data_mut(), &events),
@@ -131,32 +130,51 @@ impl Runtime {
         let state = store.into_data();
         let (stdout, stderr) = state.stdio();
         let mut logs = state.logs;
-        for (text, level) in [
-            (stdout, fx_core::execution::LogLevel::Info),
-            (stderr, fx_core::execution::LogLevel::Warn),
-        ] {
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                logs.push(RawLog {
-                    level,
-                    message: line.to_string(),
-                    fields: vec![(
-                        "stream".into(),
-                        if level == fx_core::execution::LogLevel::Info {
-                            "stdout"
-                        } else {
-                            "stderr"
-                        }
-                        .into(),
-                    )],
-                    at: chrono::Utc::now(),
-                });
-            }
-        }
+        logs.extend(stdio_lines(&stdout, "stdout", LogLevel::Info));
+        logs.extend(stdio_lines(&stderr, "stderr", LogLevel::Warn));
         RunResult {
             outcome,
             logs,
             duration,
         }
+    }
+
+    /// Epoch ticks for `timeout_ms`, rounded up, plus one: the first tick may come at once.
+    fn deadline_ticks(&self, timeout_ms: u64) -> u64 {
+        let tick_us = self.tick.as_micros().max(1) as u64;
+        timeout_ms.saturating_mul(1000).div_ceil(tick_us) + 1
+    }
+}
+
+/// The non-empty lines of a captured stream as log lines.
+fn stdio_lines(text: &str, stream: &str, level: LogLevel) -> Vec<RawLog> {
+    let at = chrono::Utc::now();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| RawLog {
+            level,
+            message: line.to_string(),
+            fields: vec![("stream".into(), stream.into())],
+            at,
+        })
+        .collect()
+}
+
+/// Advances the epoch every `tick` until `stop`. Ticks are due at fixed points in time from
+/// the start, so that a late wake-up (a busy machine) is caught up rather than accumulated
+/// and the epoch keeps pace with the wall clock.
+fn tick_epochs(engine: &Engine, tick: Duration, stop: &AtomicBool) {
+    let start = Instant::now();
+    let mut ticks: u128 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        ticks += 1;
+        let offset = u64::try_from(tick.as_nanos().saturating_mul(ticks)).unwrap_or(u64::MAX);
+        let due = start + Duration::from_nanos(offset);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        engine.increment_epoch();
     }
 }
 
@@ -166,24 +184,22 @@ impl Drop for Runtime {
     }
 }
 
-fn collect_output(
-    state: &mut HostState,
-    returned: &[host::WitEvent],
-) -> Result<Vec<Event>, Failure> {
+/// The emitted and returned events, within the output cap.
+fn collect_output(state: &mut HostState, returned: &[WitEvent]) -> Result<Vec<Event>, Failure> {
     let mut output = std::mem::take(&mut state.emitted);
-    for event in returned {
-        if let Err(breach) = state.add_output(host::wit_event_size(event)) {
+    for (n, event) in returned.iter().enumerate() {
+        if let Err(breach) = state.add_output(wit_event_size(event)) {
             return Err(Failure {
                 kind: FailureKind::OutputLimit,
                 message: breach.to_string(),
             });
         }
-        match host::from_wit(event) {
+        match from_wit(event) {
             Ok(event) => output.push(event),
             Err(e) => {
                 return Err(Failure {
                     kind: FailureKind::FunctionError,
-                    message: format!("returned event is invalid: {}", e.chain()),
+                    message: format!("returned event {n} is invalid: {}", e.chain()),
                 })
             }
         }
@@ -193,53 +209,70 @@ fn collect_output(
 
 /// Names the cause of a failed call: the limit it hit, or the trap.
 fn classify(error: &wasmtime::Error, state: &HostState, limits: &Limits) -> Failure {
-    if let Some(breach) = &state.breach {
+    let breach = state
+        .breach
+        .clone()
+        .or_else(|| error.downcast_ref::<Breach>().cloned());
+    if let Some(breach) = breach {
         let kind = match breach {
-            host::Breach::BadEvent(_) => FailureKind::FunctionError,
-            _ => FailureKind::OutputLimit,
+            Breach::BadEvent(_) => FailureKind::FunctionError,
+            Breach::Output(_) | Breach::Log(_) => FailureKind::OutputLimit,
         };
         return Failure {
             kind,
             message: breach.to_string(),
         };
     }
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => {
-            return Failure {
-                kind: FailureKind::Timeout,
-                message: format!("timed out after {} ms", limits.timeout_ms),
-            }
-        }
-        Some(Trap::OutOfFuel) => {
-            return Failure {
-                kind: FailureKind::FuelLimit,
-                message: format!("fuel budget of {} exhausted", limits.fuel.unwrap_or(0)),
-            }
-        }
-        Some(Trap::StackOverflow) => {
-            return Failure {
-                kind: FailureKind::Trap,
-                message: "stack overflow (wasm trap: call stack exhausted)".into(),
-            }
-        }
-        _ => {}
-    }
-    if state.limiter.memory_refused {
-        return Failure {
-            kind: FailureKind::MemoryLimit,
-            message: format!("memory limit of {} MiB exceeded", limits.memory_mb),
-        };
-    }
-    let (_, stderr) = state.stdio();
-    let mut message = match error.downcast_ref::<Trap>() {
-        Some(trap) => format!("wasm trap: {trap}"),
-        None => format!("{error:#}"),
+    let trap = error.downcast_ref::<Trap>();
+    let (kind, message) = match trap {
+        Some(Trap::Interrupt) => (
+            FailureKind::Timeout,
+            format!("timed out after {} ms", limits.timeout_ms),
+        ),
+        Some(Trap::OutOfFuel) => (
+            FailureKind::FuelLimit,
+            format!("fuel budget of {} exhausted", limits.fuel.unwrap_or(0)),
+        ),
+        Some(Trap::StackOverflow) => (
+            FailureKind::Trap,
+            format!("stack overflow ({})", Trap::StackOverflow),
+        ),
+        _ if state.limiter.memory_refused => (
+            FailureKind::MemoryLimit,
+            format!("memory limit of {} MiB exceeded", limits.memory_mb),
+        ),
+        Some(trap) => (FailureKind::Trap, trap.to_string()),
+        None => (FailureKind::Trap, format!("{error:#}")),
     };
-    if let Some(last) = stderr.lines().rev().find(|l| !l.trim().is_empty()) {
-        message.push_str(&format!(" (stderr: {})", last.trim()));
+    let mut message = message;
+    if kind == FailureKind::Trap {
+        let (_, stderr) = state.stdio();
+        if let Some(tail) = stderr_tail(&stderr) {
+            message.push_str(&format!(" (stderr: {tail})"));
+        }
     }
-    Failure {
-        kind: FailureKind::Trap,
-        message,
+    Failure { kind, message }
+}
+
+/// The last lines of stderr, where a guest that panics says why before it aborts
+/// (`thread '<unnamed>' panicked at src/lib.rs:7:5: requested trap`), without Rust's note
+/// about backtraces; at most [`STDERR_TAIL_BYTES`].
+fn stderr_tail(stderr: &str) -> Option<String> {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    let tail = lines[lines.len().saturating_sub(3)..].join(" ");
+    if tail.is_empty() {
+        return None;
     }
+    if tail.len() <= STDERR_TAIL_BYTES {
+        return Some(tail);
+    }
+    let mut start = tail.len() - STDERR_TAIL_BYTES;
+    while !tail.is_char_boundary(start) {
+        start += 1;
+    }
+    Some(format!("…{}", &tail[start..]))
 }

@@ -2,14 +2,18 @@
 //! WebAssembly component, in a fresh Wasmtime sandbox with hard limits; reports `started`,
 //! `log`, `succeeded` / `failed` on `fx.state` and publishes output events on `fx.events`.
 //!
-//! - [`host`]: the host side of `sdk/wit/function.wit` (bindings, per-store state, events).
+//! - [`host`]: the host side of `sdk/wit/function.wit` (bindings, per-store state, limits).
+//! - [`convert`]: the WIT `event` record to and from `cloudevents::Event`.
+//! - [`stdio`]: captured stdout/stderr, counted against the log budget.
 //! - [`engine`]: the engine, epoch ticker, linker, and one run in a fresh store.
 //! - [`cache`]: fetch once, compile once per package digest, compiled artifacts on disk.
 //! - [`worker`]: the consumer loop with its concurrency limits and at-least-once commits.
 
 pub mod cache;
+pub mod convert;
 pub mod engine;
 pub mod host;
+pub mod stdio;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -38,10 +42,11 @@ pub struct ExecutorSettings {
     /// directory in `ferrisfx dev`).
     #[serde(default)]
     pub cache_dir: PathBuf,
-    /// Invocations running at once on this executor.
+    /// Invocations running at once on this executor (default: four per CPU core).
     #[serde(default = "default_concurrency")]
     pub max_concurrency: usize,
-    /// Granularity of timeouts (epoch interruption tick), in milliseconds.
+    /// Granularity of timeouts (epoch interruption tick), in milliseconds: an invocation ends
+    /// at most one tick after its timeout.
     #[serde(default = "default_tick")]
     pub epoch_tick_ms: u64,
 }
@@ -54,6 +59,13 @@ fn default_concurrency() -> usize {
 }
 fn default_tick() -> u64 {
     5
+}
+
+impl ExecutorSettings {
+    /// The epoch tick as a duration (at least 1 ms).
+    pub fn epoch_tick(&self) -> Duration {
+        Duration::from_millis(self.epoch_tick_ms.max(1))
+    }
 }
 
 impl Default for ExecutorSettings {
@@ -105,9 +117,7 @@ impl Executor {
             settings.executor_id = format!("executor-{}", std::process::id());
         }
         settings.max_concurrency = settings.max_concurrency.max(1);
-        let runtime = Arc::new(engine::Runtime::new(Duration::from_millis(
-            settings.epoch_tick_ms.max(1),
-        ))?);
+        let runtime = Arc::new(engine::Runtime::new(settings.epoch_tick())?);
         let cache = Arc::new(cache::CompileCache::new(&settings.cache_dir, &runtime)?);
         Ok(Executor {
             settings,

@@ -1,16 +1,21 @@
 //! The worker loop: consume `fx.invocations.<pool>`, run up to `max_concurrency` invocations
 //! at once (and at most `limits.concurrency` of one handler), publish what each owes, then
-//! commit it. An invocation whose state could not be published is left uncommitted so that it
-//! is delivered again.
+//! commit it.
+//!
+//! Invocations finish out of order, but a commit marks everything before it on its partition
+//! as done; so a delivery is committed only once it and every delivery before it on its
+//! partition are done ([`CommitTracker`]). One that could not publish what it owes (shutdown,
+//! or a bus that refuses even the `failed` state) holds back its partition's commits, so that
+//! it and what follows are delivered again after a restart.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::Utc;
-use fx_core::bus::{topics, Delivery};
+use fx_core::bus::{topics, Delivery, Subscription};
 use fx_core::event::{encode_message, Message};
-use fx_core::execution::{Invocation, StateEvent};
+use fx_core::execution::{Failure, FailureKind, Invocation, StateEvent};
 use fx_core::Result;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -18,9 +23,38 @@ use tracing::Instrument;
 
 use crate::Executor;
 
+/// Whether a delivery's work was published onward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Everything it owes was published: it may be committed.
+    Done,
+    /// Something could not be published: it must be delivered again.
+    Abandoned,
+}
+
+/// Per-handler concurrency: one semaphore per handler, sized by its `limits.concurrency`.
+#[derive(Default)]
+struct HandlerSlots(Mutex<HashMap<String, (u32, Arc<Semaphore>)>>);
+
+impl HandlerSlots {
+    fn of(&self, handler: &str, concurrency: u32) -> Arc<Semaphore> {
+        let concurrency = concurrency.max(1);
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match map.get(handler) {
+            // A changed limit takes effect for new invocations; running ones keep theirs.
+            Some((size, slots)) if *size == concurrency => slots.clone(),
+            _ => {
+                let slots = Arc::new(Semaphore::new(concurrency as usize));
+                map.insert(handler.to_string(), (concurrency, slots.clone()));
+                slots
+            }
+        }
+    }
+}
+
 impl Executor {
     /// Consumes this executor's pool until `shutdown`; then stops taking invocations, lets the
-    /// running ones finish and commits them.
+    /// running ones finish, and commits them.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<()> {
         let topic = topics::invocations(&self.settings.pool);
         let group = format!("fx-executor-{}", self.settings.pool);
@@ -29,157 +63,179 @@ impl Executor {
                 Ok(s) => break s,
                 Err(e) if e.kind().is_retryable() && !shutdown.is_cancelled() => {
                     tracing::warn!(error = %e.chain(), %topic, "subscribing failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
                 }
                 Err(e) => return Err(e),
             }
         };
         tracing::info!(%topic, executor = %self.settings.executor_id, "executor consuming invocations");
-        let slots = Arc::new(Semaphore::new(self.settings.max_concurrency));
-        let per_handler: Arc<Mutex<HashMap<String, Arc<Semaphore>>>> = Arc::default();
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Delivery, bool)>();
-        let mut in_flight = 0usize;
-        loop {
-            tokio::select! {
+        let max = self.settings.max_concurrency;
+        // Deliveries taken but not finished: those running plus as many waiting for their
+        // handler's slot, so that one saturated handler does not idle the executor.
+        let taken = Arc::new(Semaphore::new(max.saturating_mul(2)));
+        let running = Arc::new(Semaphore::new(max));
+        let handler_slots = Arc::new(HandlerSlots::default());
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Delivery, Handled)>();
+        let mut tracker = CommitTracker::default();
+        'consume: loop {
+            // Wait for room to take another delivery, committing finished ones meanwhile.
+            let permit = tokio::select! {
                 biased;
-                Some((delivery, ok)) = done_rx.recv() => {
-                    in_flight -= 1;
-                    self.commit(subscription.as_mut(), &delivery, ok).await;
+                _ = shutdown.cancelled() => break 'consume,
+                Some((delivery, handled)) = done_rx.recv() => {
+                    self.finish(subscription.as_mut(), &mut tracker, &delivery, handled).await;
+                    continue 'consume;
                 }
-                _ = shutdown.cancelled() => break,
-                permit = slots.clone().acquire_owned() => {
-                    let Ok(permit) = permit else { break };
-                    let next = tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        next = subscription.next() => next,
-                    };
-                    let delivery = match next {
-                        Ok(Some(d)) => d,
-                        Ok(None) => break,
-                        Err(e) => {
-                            tracing::warn!(error = %e.chain(), "reading invocations failed; retrying");
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                            continue;
-                        }
-                    };
-                    in_flight += 1;
-                    let (this, done, per_handler, shutdown) =
-                        (self.clone(), done_tx.clone(), per_handler.clone(), shutdown.clone());
-                    tokio::spawn(async move {
-                        let ok = this.handle(&delivery, &per_handler, &shutdown).await;
-                        drop(permit);
-                        let _ = done.send((delivery, ok));
-                    });
+                permit = taken.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break 'consume,
+                },
+            };
+            let next = loop {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => break 'consume,
+                    Some((delivery, handled)) = done_rx.recv() => {
+                        self.finish(subscription.as_mut(), &mut tracker, &delivery, handled).await;
+                    }
+                    next = subscription.next() => break next,
                 }
-            }
+            };
+            let delivery = match next {
+                Ok(Some(d)) => d,
+                Ok(None) => break 'consume,
+                Err(e) => {
+                    tracing::warn!(error = %e.chain(), "reading invocations failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue 'consume;
+                }
+            };
+            tracker.taken(&delivery);
+            let (this, done, running, handler_slots, shutdown) = (
+                self.clone(),
+                done_tx.clone(),
+                running.clone(),
+                handler_slots.clone(),
+                shutdown.clone(),
+            );
+            tokio::spawn(async move {
+                let handled = this
+                    .handle(&delivery, &running, &handler_slots, &shutdown)
+                    .await;
+                drop(permit);
+                let _ = done.send((delivery, handled));
+            });
         }
+        let in_flight = tracker.in_flight();
         tracing::info!(
             in_flight,
             "executor stopping: finishing running invocations"
         );
-        while in_flight > 0 {
-            let Some((delivery, ok)) = done_rx.recv().await else {
+        drop(done_tx);
+        while tracker.in_flight() > 0 {
+            let Some((delivery, handled)) = done_rx.recv().await else {
                 break;
             };
-            in_flight -= 1;
-            self.commit(subscription.as_mut(), &delivery, ok).await;
+            self.finish(subscription.as_mut(), &mut tracker, &delivery, handled)
+                .await;
         }
+        tracing::info!("executor stopped");
         Ok(())
     }
 
-    async fn commit(
+    /// Records a finished delivery and commits what became committable.
+    async fn finish(
         &self,
-        subscription: &mut dyn fx_core::bus::Subscription,
+        subscription: &mut dyn Subscription,
+        tracker: &mut CommitTracker,
         delivery: &Delivery,
-        ok: bool,
+        handled: Handled,
     ) {
-        if !ok {
+        if handled == Handled::Abandoned {
             tracing::warn!(
+                partition = delivery.partition,
                 offset = delivery.offset,
                 "invocation left uncommitted: it will be delivered again"
             );
-            return;
         }
-        if let Err(e) = subscription.commit(delivery).await {
-            tracing::warn!(error = %e.chain(), offset = delivery.offset, "commit failed; the invocation may run again");
+        let Some(commit) = tracker.finished(delivery, handled) else {
+            return;
+        };
+        if let Err(e) = subscription.commit(&commit).await {
+            tracing::warn!(error = %e.chain(), partition = commit.partition, offset = commit.offset, "commit failed; invocations may run again");
         }
     }
 
-    /// Handles one delivery; true when everything it owes was published.
+    /// Handles one delivery: dead-letters it or runs it and publishes what it owes.
     async fn handle(
         &self,
         delivery: &Delivery,
-        per_handler: &Mutex<HashMap<String, Arc<Semaphore>>>,
+        running: &Semaphore,
+        handler_slots: &HandlerSlots,
         shutdown: &CancellationToken,
-    ) -> bool {
+    ) -> Handled {
         let invocation: Invocation = match delivery.message.decode_json() {
             Ok(i) => i,
             Err(e) => {
-                tracing::warn!(reason = %e.chain(), offset = delivery.offset, "undecodable invocation sent to the dead-letter topic");
+                let reason = format!("undecodable invocation: {}", e.chain());
+                tracing::warn!(%reason, offset = delivery.offset, "invocation sent to the dead-letter topic");
                 let message = delivery
                     .message
                     .clone()
-                    .with_header(
-                        topics::REASON_HEADER,
-                        format!("undecodable invocation: {}", e.chain()),
-                    )
+                    .with_header(topics::REASON_HEADER, reason)
                     .with_header("fx-original-topic", delivery.topic.clone());
                 return self.publish(topics::DEADLETTER, message, shutdown).await;
             }
         };
-        let handler_slots = {
-            let Ok(mut map) = per_handler.lock() else {
-                return false;
+        let span = tracing::info_span!(
+            "invocation",
+            execution_id = %invocation.execution_id,
+            handler = %invocation.handler.name,
+            attempt = invocation.attempt,
+        );
+        async {
+            let slots = handler_slots.of(&invocation.handler.name, invocation.limits.concurrency);
+            let (Ok(_handler_permit), Ok(_permit)) =
+                (slots.acquire_owned().await, running.acquire().await)
+            else {
+                return Handled::Abandoned;
             };
-            map.entry(invocation.handler.name.clone())
-                .or_insert_with(|| {
-                    Arc::new(Semaphore::new(invocation.limits.concurrency.max(1) as usize))
-                })
-                .clone()
-        };
-        let Ok(_permit) = handler_slots.acquire_owned().await else {
-            return false;
-        };
-        let span = tracing::info_span!("invocation", execution_id = %invocation.execution_id, handler = %invocation.handler.name, attempt = invocation.attempt);
-        self.execute(&invocation, shutdown).instrument(span).await
+            self.execute(&invocation, shutdown).await
+        }
+        .instrument(span)
+        .await
     }
 
-    async fn execute(&self, invocation: &Invocation, shutdown: &CancellationToken) -> bool {
-        let key = Some(invocation.execution_id.to_string());
-        let state = |event: &StateEvent| Message::json(key.clone(), event);
+    /// Publishes `started`, runs, publishes the log lines, the output events and `succeeded`,
+    /// or `failed`.
+    async fn execute(&self, invocation: &Invocation, shutdown: &CancellationToken) -> Handled {
         let started = StateEvent::Started {
             execution_id: invocation.execution_id.clone(),
             attempt: invocation.attempt,
             at: Utc::now(),
             executor: self.settings.executor_id.clone(),
         };
-        let Ok(message) = state(&started) else {
-            return false;
-        };
-        if !self.publish(topics::STATE, message, shutdown).await {
-            return false;
+        if self.publish_state(invocation, &started, shutdown).await == Handled::Abandoned {
+            return Handled::Abandoned;
         }
         let outcome = self.invoke(invocation).await;
-        for line in &outcome.logs {
-            let Ok(message) = state(&StateEvent::Log(line.clone())) else {
-                return false;
-            };
-            if !self.publish(topics::STATE, message, shutdown).await {
-                return false;
+        for line in outcome.logs {
+            let log = StateEvent::Log(line);
+            if self.publish_state(invocation, &log, shutdown).await == Handled::Abandoned {
+                return Handled::Abandoned;
             }
         }
-        let duration_us = outcome.duration.as_micros() as u64;
-        let last = match outcome.result {
+        let duration_us = u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX);
+        let result = match outcome.result {
+            Ok(output) => self.publish_output(output, shutdown).await,
+            Err(failure) => Err(failure),
+        };
+        let last = match result {
             Ok(output) => {
-                for event in &output {
-                    if !self
-                        .publish(topics::EVENTS, encode_message(event), shutdown)
-                        .await
-                    {
-                        return false;
-                    }
-                }
-                tracing::info!(duration_us, outputs = output.len(), "succeeded");
+                tracing::info!(duration_us, outputs = output.len(), "invocation succeeded");
                 StateEvent::Succeeded {
                     execution_id: invocation.execution_id.clone(),
                     attempt: invocation.attempt,
@@ -189,7 +245,7 @@ impl Executor {
                 }
             }
             Err(failure) => {
-                tracing::info!(duration_us, reason = %failure.message, "failed");
+                tracing::info!(duration_us, kind = ?failure.kind, reason = %failure.message, "invocation failed");
                 StateEvent::Failed {
                     execution_id: invocation.execution_id.clone(),
                     attempt: invocation.attempt,
@@ -199,28 +255,176 @@ impl Executor {
                 }
             }
         };
-        let Ok(message) = state(&last) else {
-            return false;
-        };
-        self.publish(topics::STATE, message, shutdown).await
+        self.publish_state(invocation, &last, shutdown).await
     }
 
-    /// Publishes, retrying while the bus is unavailable (until shutdown); true on success.
-    async fn publish(&self, topic: &str, message: Message, shutdown: &CancellationToken) -> bool {
+    /// Publishes the output events to `fx.events`; a bus that refuses one fails the
+    /// invocation (retrying the same event would fail again).
+    async fn publish_output(
+        &self,
+        output: Vec<fx_core::event::Event>,
+        shutdown: &CancellationToken,
+    ) -> std::result::Result<Vec<fx_core::event::Event>, Failure> {
+        for event in &output {
+            if let Err(e) = self
+                .publish_with_retry(topics::EVENTS, encode_message(event), shutdown)
+                .await
+            {
+                return Err(Failure {
+                    kind: FailureKind::Internal,
+                    message: format!(
+                        "publishing an output event to {}: {}",
+                        topics::EVENTS,
+                        e.chain()
+                    ),
+                });
+            }
+        }
+        Ok(output)
+    }
+
+    /// Publishes a state event keyed by its execution.
+    async fn publish_state(
+        &self,
+        invocation: &Invocation,
+        state: &StateEvent,
+        shutdown: &CancellationToken,
+    ) -> Handled {
+        match Message::json(Some(invocation.execution_id.to_string()), state) {
+            Ok(message) => self.publish(topics::STATE, message, shutdown).await,
+            Err(e) => {
+                tracing::error!(error = %e.chain(), state = state.name(), "encoding a state event failed");
+                Handled::Abandoned
+            }
+        }
+    }
+
+    async fn publish(
+        &self,
+        topic: &str,
+        message: Message,
+        shutdown: &CancellationToken,
+    ) -> Handled {
+        match self.publish_with_retry(topic, message, shutdown).await {
+            Ok(()) => Handled::Done,
+            Err(e) => {
+                tracing::error!(error = %e.chain(), %topic, "publish failed");
+                Handled::Abandoned
+            }
+        }
+    }
+
+    /// Publishes, retrying while the bus is unavailable, until shutdown.
+    async fn publish_with_retry(
+        &self,
+        topic: &str,
+        message: Message,
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
         let mut delay = Duration::from_millis(50);
         loop {
             match self.bus.publish(topic, message.clone()).await {
-                Ok(()) => return true,
                 Err(e) if e.kind().is_retryable() && !shutdown.is_cancelled() => {
                     tracing::warn!(error = %e.chain(), %topic, "publish failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
-                Err(e) => {
-                    tracing::error!(error = %e.chain(), %topic, "publish failed");
-                    return false;
-                }
+                result => return result,
             }
         }
+    }
+}
+
+/// Which deliveries may be committed: per partition, the offsets taken and whether each is
+/// done. A commit covers everything before it, so only the end of the run of done deliveries
+/// at the front of a partition is committed.
+#[derive(Debug, Default)]
+pub struct CommitTracker {
+    partitions: HashMap<(String, i32), BTreeMap<i64, Option<Handled>>>,
+}
+
+impl CommitTracker {
+    /// Records that `delivery` was taken.
+    pub fn taken(&mut self, delivery: &Delivery) {
+        self.partitions
+            .entry((delivery.topic.clone(), delivery.partition))
+            .or_default()
+            .insert(delivery.offset, None);
+    }
+
+    /// Records that `delivery` finished; returns the delivery to commit, if any.
+    pub fn finished(&mut self, delivery: &Delivery, handled: Handled) -> Option<Delivery> {
+        let key = (delivery.topic.clone(), delivery.partition);
+        let offsets = self.partitions.get_mut(&key)?;
+        offsets.insert(delivery.offset, Some(handled));
+        let mut commit = None;
+        while let Some(entry) = offsets.first_entry() {
+            if *entry.get() != Some(Handled::Done) {
+                break;
+            }
+            commit = Some(*entry.key());
+            entry.remove();
+        }
+        if offsets.is_empty() {
+            self.partitions.remove(&key);
+        }
+        commit.map(|offset| Delivery {
+            message: Message::default(),
+            topic: delivery.topic.clone(),
+            partition: delivery.partition,
+            offset,
+        })
+    }
+
+    /// Deliveries taken and not finished.
+    pub fn in_flight(&self) -> usize {
+        self.partitions
+            .values()
+            .flat_map(|offsets| offsets.values())
+            .filter(|state| state.is_none())
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(partition: i32, offset: i64) -> Delivery {
+        Delivery {
+            message: Message::default(),
+            topic: "fx.invocations.default".into(),
+            partition,
+            offset,
+        }
+    }
+
+    #[test]
+    fn out_of_order_completions_commit_only_the_done_prefix() {
+        let mut tracker = CommitTracker::default();
+        for offset in 0..4 {
+            tracker.taken(&delivery(0, offset));
+        }
+        tracker.taken(&delivery(1, 0));
+        assert_eq!(tracker.finished(&delivery(0, 2), Handled::Done), None);
+        assert_eq!(tracker.finished(&delivery(0, 1), Handled::Done), None);
+        let commit = tracker.finished(&delivery(0, 0), Handled::Done);
+        assert_eq!(commit.map(|d| d.offset), Some(2));
+        let other = tracker.finished(&delivery(1, 0), Handled::Done);
+        assert_eq!(other.map(|d| (d.partition, d.offset)), Some((1, 0)));
+        assert_eq!(tracker.in_flight(), 1);
+    }
+
+    #[test]
+    fn an_abandoned_delivery_holds_back_its_partition() {
+        let mut tracker = CommitTracker::default();
+        for offset in 10..13 {
+            tracker.taken(&delivery(0, offset));
+        }
+        let first = tracker.finished(&delivery(0, 10), Handled::Done);
+        assert_eq!(first.map(|d| d.offset), Some(10));
+        assert_eq!(tracker.finished(&delivery(0, 11), Handled::Abandoned), None);
+        assert_eq!(tracker.finished(&delivery(0, 12), Handled::Done), None);
+        assert_eq!(tracker.in_flight(), 0);
     }
 }

@@ -320,3 +320,33 @@ fn toml_bus(kafka: &str, run: &str) -> fx_core::backends::BusSettings {
     ))
     .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_started_before_kafka_is_reachable_waits_and_retries_instead_of_exiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = fx_tests::processes::free_port();
+    let toml = format!(
+        "[backends.bus]\nkind = \"kafka\"\nbrokers = \"127.0.0.1:{closed}\"\nconnect_timeout_ms = 1000\n"
+    );
+    let mut d = Deployment::new(dir.path(), &toml);
+    let gateway = d.start("gateway", &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = d.log_of(gateway);
+        if log.matches("retrying").count() >= 2 {
+            assert!(
+                log.contains(&format!("127.0.0.1:{closed}")),
+                "the log names the broker:\n{log}"
+            );
+            break;
+        }
+        assert!(
+            d.processes[gateway].is_running(),
+            "the gateway exited:\n{log}"
+        );
+        assert!(Instant::now() < deadline, "no retry logged:\n{log}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(d.processes[gateway].is_running(), "still waiting for Kafka");
+    d.processes[gateway].terminate();
+}

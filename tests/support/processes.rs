@@ -36,6 +36,11 @@ pub struct Process {
 }
 
 impl Process {
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Kills it with SIGKILL, as a crash would.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

@@ -23,6 +23,31 @@ pub enum Part {
     Server,
 }
 
+/// Connects to the backends; while one is unavailable (a broker or database not up yet), logs
+/// why and retries with backoff until it is, or until shutdown (`None`). Other errors (bad
+/// settings, refused credentials) end the process with the reason.
+async fn connect(
+    settings: &DevSettings,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<fx_core::backends::Backends>> {
+    let mut delay = std::time::Duration::from_millis(500);
+    loop {
+        match settings.backends.build(&settings.data_dir).await {
+            Ok(backends) => return Ok(Some(backends)),
+            Err(e) if e.kind().is_retryable() => {
+                tracing::warn!(error = %e.chain(), retry_in_ms = delay.as_millis() as u64,
+                    "a backend is unavailable; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(std::time::Duration::from_secs(30));
+            }
+            Err(e) => return Err(anyhow::Error::new(e)).context("connecting to the backends"),
+        }
+    }
+}
+
 /// Runs one part until Ctrl-C or SIGTERM.
 pub async fn run(part: Part, args: DevArgs, pool: Option<String>) -> anyhow::Result<()> {
     let mut settings = DevSettings::load(&args)?;
@@ -34,11 +59,6 @@ pub async fn run(part: Part, args: DevArgs, pool: Option<String>) -> anyhow::Res
             "backends.bus is embedded: this process only sees its own messages; set backends.bus.kind = \"kafka\" for a distributed deployment (see infra/config/distributed.toml)"
         );
     }
-    let backends = settings
-        .backends
-        .build(&settings.data_dir)
-        .await
-        .context("connecting to the backends")?;
     let shutdown = CancellationToken::new();
     {
         let shutdown = shutdown.clone();
@@ -48,6 +68,9 @@ pub async fn run(part: Part, args: DevArgs, pool: Option<String>) -> anyhow::Res
             shutdown.cancel();
         });
     }
+    let Some(backends) = connect(&settings, &shutdown).await? else {
+        return Ok(());
+    };
     match part {
         Part::Gateway => fx_gateway::run(settings.gateway, backends, shutdown)
             .await

@@ -1,0 +1,229 @@
+//! One invocation: output, logs, and every limit ending a misbehaving function with its cause.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cloudevents::{AttributesReader, Data};
+use fx_core::execution::FailureKind;
+use fx_core::handler::LimitOverrides;
+use serde_json::json;
+
+use crate::support::{invocation, Fixture};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_returns_its_greeting_and_logs_a_line() {
+    let fx = Fixture::new();
+    let digest = fx.add_example("hello");
+    let executor = fx.executor();
+    let inv = invocation(&digest, "com.example.hello", "1", Default::default());
+    let outcome = executor.invoke(&inv).await;
+    let output = outcome.result.unwrap();
+    assert_eq!(output.len(), 1);
+    assert_eq!(output[0].ty(), "com.ferrisfx.hello.greeted");
+    assert_eq!(output[0].id(), "1-greeting");
+    assert_eq!(
+        output[0].data(),
+        Some(&Data::Json(json!({"greeting": "Hello, test!"})))
+    );
+    let line = outcome
+        .logs
+        .iter()
+        .find(|l| l.message.contains("hello from FerrisFX"))
+        .unwrap_or_else(|| panic!("no greeting log line in {:?}", outcome.logs));
+    assert_eq!(line.execution_id, inv.execution_id);
+    assert_eq!(line.handler, "h");
+    assert_eq!(line.fields.get("event_id").map(String::as_str), Some("1"));
+    assert!(outcome.duration > Duration::ZERO);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_misbehaviour_fails_with_its_kind_and_cause_while_others_succeed() {
+    let fx = Fixture::new();
+    let digest = fx.add_example("misbehave");
+    let executor = Arc::new(fx.executor());
+    let limits = LimitOverrides {
+        timeout_ms: Some(2_000),
+        memory_mb: Some(32),
+        max_output_bytes: Some(256 * 1024),
+        max_log_bytes: Some(64 * 1024),
+        ..Default::default()
+    };
+    let cases = [
+        (
+            "fx.test.trap",
+            FailureKind::Trap,
+            "wasm trap: wasm `unreachable` instruction executed",
+        ),
+        (
+            "fx.test.membomb",
+            FailureKind::MemoryLimit,
+            "memory limit of 32 MiB exceeded",
+        ),
+        ("fx.test.recurse", FailureKind::Trap, "stack overflow"),
+        (
+            "fx.test.output-flood",
+            FailureKind::OutputLimit,
+            "output exceeded 262144 bytes",
+        ),
+        (
+            "fx.test.log-flood",
+            FailureKind::OutputLimit,
+            "log volume exceeded 65536 bytes",
+        ),
+        (
+            "fx.test.error",
+            FailureKind::FunctionError,
+            "requested failure",
+        ),
+    ];
+    let mut tasks = Vec::new();
+    for (i, (ty, kind, text)) in cases.into_iter().enumerate() {
+        let mut limits = limits.clone();
+        if ty == "fx.test.output-flood" {
+            // It builds 64 MiB of events before returning them: let it (memory and time), so
+            // that the output cap is what stops it.
+            limits.memory_mb = Some(256);
+            limits.timeout_ms = Some(20_000);
+        }
+        let (executor, inv) = (
+            executor.clone(),
+            invocation(&digest, ty, &format!("bad-{i}"), limits),
+        );
+        tasks.push(tokio::spawn(async move {
+            let outcome = executor.invoke(&inv).await;
+            let failure = outcome.result.unwrap_err();
+            assert_eq!(failure.kind, kind, "{ty}: {failure:?}");
+            assert!(
+                failure.message.contains(text),
+                "{ty}: {:?} should name {text:?}",
+                failure.message
+            );
+        }));
+    }
+    for i in 0..50 {
+        let (executor, inv) = (
+            executor.clone(),
+            invocation(&digest, "fx.test.ok", &format!("ok-{i}"), limits.clone()),
+        );
+        tasks.push(tokio::spawn(async move {
+            let output = executor.invoke(&inv).await.result.unwrap();
+            assert_eq!(output[0].ty(), "fx.test.echoed");
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_names_the_panic_the_function_wrote_to_stderr() {
+    let fx = Fixture::new();
+    let digest = fx.add_example("misbehave");
+    let outcome = fx
+        .executor()
+        .invoke(&invocation(
+            &digest,
+            "fx.test.trap",
+            "1",
+            Default::default(),
+        ))
+        .await;
+    let failure = outcome.result.unwrap_err();
+    assert!(failure.message.contains("requested trap"), "{failure:?}");
+    assert!(
+        outcome
+            .logs
+            .iter()
+            .any(|l| l.fields.get("stream").map(String::as_str) == Some("stderr")),
+        "{:?}",
+        outcome.logs
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_loop_times_out_on_time_while_a_well_behaved_call_succeeds() {
+    let fx = Fixture::new();
+    let digest = fx.add_example("misbehave");
+    let executor = Arc::new(fx.executor());
+    let limits = LimitOverrides {
+        timeout_ms: Some(200),
+        ..Default::default()
+    };
+    // Compile first, so that the timing below is the run alone.
+    let warm = invocation(&digest, "fx.test.ok", "warm", Default::default());
+    executor.invoke(&warm).await.result.unwrap();
+
+    let looping = {
+        let (executor, inv) = (
+            executor.clone(),
+            invocation(&digest, "fx.test.loop", "loop", limits),
+        );
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let outcome = executor.invoke(&inv).await;
+            (outcome, start.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let ok = invocation(&digest, "fx.test.ok", "ok", Default::default());
+    let start = Instant::now();
+    executor.invoke(&ok).await.result.unwrap();
+    let ok_elapsed = start.elapsed();
+
+    let (outcome, elapsed) = looping.await.unwrap();
+    let failure = outcome.result.unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Timeout, "{failure:?}");
+    assert_eq!(failure.message, "timed out after 200 ms");
+    assert!(
+        outcome.duration >= Duration::from_millis(200),
+        "{:?}",
+        outcome.duration
+    );
+    assert!(
+        elapsed < Duration::from_millis(200 + 150),
+        "took {elapsed:?}"
+    );
+    assert!(
+        ok_elapsed < Duration::from_millis(500),
+        "ok took {ok_elapsed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fuel_budget_stops_an_endless_loop() {
+    let fx = Fixture::new();
+    let digest = fx.add_example("misbehave");
+    let limits = LimitOverrides {
+        fuel: Some(10_000_000),
+        timeout_ms: Some(10_000),
+        ..Default::default()
+    };
+    let start = Instant::now();
+    let failure = fx
+        .executor()
+        .invoke(&invocation(&digest, "fx.test.loop", "1", limits))
+        .await
+        .result
+        .unwrap_err();
+    assert_eq!(failure.kind, FailureKind::FuelLimit, "{failure:?}");
+    assert_eq!(failure.message, "fuel budget of 10000000 exhausted");
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_cap_below_the_initial_memory_fails_as_memory_limit() {
+    let fx = Fixture::new();
+    let digest = fx.add_example("hello");
+    let limits = LimitOverrides {
+        memory_mb: Some(1),
+        ..Default::default()
+    };
+    let failure = fx
+        .executor()
+        .invoke(&invocation(&digest, "com.example.hello", "1", limits))
+        .await
+        .result
+        .unwrap_err();
+    assert_eq!(failure.kind, FailureKind::MemoryLimit, "{failure:?}");
+    assert_eq!(failure.message, "memory limit of 1 MiB exceeded");
+}

@@ -1,0 +1,260 @@
+//! The worker loop on the bus: what it publishes for each invocation, in which order, and when
+//! it commits.
+
+use std::time::Duration;
+
+use cloudevents::AttributesReader;
+use fx_core::bus::{topics, EventBus, Subscription};
+use fx_core::event::{decode_message, Message};
+use fx_core::execution::{FailureKind, StateEvent};
+use fx_core::handler::LimitOverrides;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{invocation, Fixture};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn subscribe(fx: &Fixture, topic: &str) -> Box<dyn Subscription> {
+    fx.bus
+        .inner
+        .subscribe(topic, "test-observer")
+        .await
+        .unwrap()
+}
+
+async fn next(sub: &mut Box<dyn Subscription>) -> Message {
+    tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("no message in time")
+        .unwrap()
+        .expect("bus closed")
+        .message
+}
+
+async fn next_state(sub: &mut Box<dyn Subscription>) -> StateEvent {
+    next(sub).await.decode_json().unwrap()
+}
+
+/// Waits until `check` holds, or fails after [`WAIT`].
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invocation_publishes_started_logs_output_and_succeeded_then_commits() {
+    let fx = Fixture::new();
+    let digest = fx.add_example("hello");
+    let mut state = subscribe(&fx, topics::STATE).await;
+    let mut events = subscribe(&fx, topics::EVENTS).await;
+    let inv = invocation(&digest, "com.example.hello", "1", Default::default());
+    let invocations = topics::invocations("default");
+    fx.bus
+        .publish(&invocations, Message::json(None, &inv).unwrap())
+        .await
+        .unwrap();
+
+    let executor = fx.executor();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { executor.run(shutdown).await }
+    });
+
+    let started = next(&mut state).await;
+    assert_eq!(started.key.as_deref(), Some(inv.execution_id.as_str()));
+    match started.decode_json().unwrap() {
+        StateEvent::Started {
+            execution_id,
+            attempt,
+            executor,
+            ..
+        } => {
+            assert_eq!(execution_id, inv.execution_id);
+            assert_eq!((attempt, executor.as_str()), (1, "test-executor"));
+        }
+        other => panic!("expected started, got {other:?}"),
+    }
+    match next_state(&mut state).await {
+        StateEvent::Log(line) => assert!(line.message.contains("hello from FerrisFX")),
+        other => panic!("expected a log line, got {other:?}"),
+    }
+    match next_state(&mut state).await {
+        StateEvent::Succeeded { output, .. } => {
+            assert_eq!(output.len(), 1);
+            assert_eq!(output[0].ty(), "com.ferrisfx.hello.greeted");
+        }
+        other => panic!("expected succeeded, got {other:?}"),
+    }
+    let greeting = decode_message(&next(&mut events).await).unwrap();
+    assert_eq!(greeting.id(), "1-greeting");
+    eventually("the commit", || fx.bus.committed(&invocations) == vec![0]).await;
+
+    shutdown.cancel();
+    tokio::time::timeout(WAIT, running)
+        .await
+        .expect("run did not stop")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_invocation_is_dead_lettered_and_committed() {
+    let fx = Fixture::new();
+    let mut deadletter = subscribe(&fx, topics::DEADLETTER).await;
+    let invocations = topics::invocations("default");
+    let garbage = Message {
+        key: Some("k".into()),
+        headers: vec![("x-trace".into(), "abc".into())],
+        payload: b"{not json".to_vec(),
+    };
+    fx.bus.publish(&invocations, garbage.clone()).await.unwrap();
+
+    let executor = fx.executor();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { executor.run(shutdown).await }
+    });
+
+    let dead = next(&mut deadletter).await;
+    assert_eq!(dead.payload, garbage.payload);
+    assert_eq!(dead.key, garbage.key);
+    assert_eq!(dead.header("x-trace"), Some("abc"));
+    let reason = dead.header(topics::REASON_HEADER).unwrap_or_default();
+    assert!(reason.contains("undecodable invocation"), "{reason}");
+    eventually("the commit", || fx.bus.committed(&invocations) == vec![0]).await;
+
+    shutdown.cancel();
+    tokio::time::timeout(WAIT, running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_the_running_invocation_and_commits_it() {
+    let fx = Fixture::new();
+    let digest = fx.add_example("misbehave");
+    let mut state = subscribe(&fx, topics::STATE).await;
+    let mut events = subscribe(&fx, topics::EVENTS).await;
+    let invocations = topics::invocations("default");
+    let limits = LimitOverrides {
+        timeout_ms: Some(500),
+        ..Default::default()
+    };
+    let looping = invocation(&digest, "fx.test.loop", "1", limits);
+    fx.bus
+        .publish(&invocations, Message::json(None, &looping).unwrap())
+        .await
+        .unwrap();
+
+    let executor = fx.executor();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { executor.run(shutdown).await }
+    });
+    assert!(matches!(
+        next_state(&mut state).await,
+        StateEvent::Started { .. }
+    ));
+    shutdown.cancel();
+    // Published after shutdown: not taken.
+    let later = invocation(&digest, "fx.test.ok", "2", Default::default());
+    fx.bus
+        .publish(&invocations, Message::json(None, &later).unwrap())
+        .await
+        .unwrap();
+
+    match next_state(&mut state).await {
+        StateEvent::Failed { failure, .. } => {
+            assert_eq!(failure.kind, FailureKind::Timeout, "{failure:?}");
+        }
+        other => panic!("expected failed, got {other:?}"),
+    }
+    tokio::time::timeout(WAIT, running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(fx.bus.committed(&invocations), vec![0]);
+    // Nothing else ran.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), state.next())
+            .await
+            .is_err()
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), events.next())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_with_concurrency_one_runs_its_invocations_one_after_another() {
+    let fx = Fixture::new();
+    let digest = fx.add_example("misbehave");
+    let mut state = subscribe(&fx, topics::STATE).await;
+    let invocations = topics::invocations("default");
+    let limits = LimitOverrides {
+        timeout_ms: Some(200),
+        concurrency: Some(1),
+        ..Default::default()
+    };
+    let (first, second) = (
+        invocation(&digest, "fx.test.loop", "1", limits.clone()),
+        invocation(&digest, "fx.test.loop", "2", limits),
+    );
+    for inv in [&first, &second] {
+        fx.bus
+            .publish(&invocations, Message::json(None, inv).unwrap())
+            .await
+            .unwrap();
+    }
+    let executor = fx.executor();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { executor.run(shutdown).await }
+    });
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let event = next_state(&mut state).await;
+        seen.push((event.name(), event.execution_id().clone()));
+    }
+    let (a, b) = (first.execution_id.clone(), second.execution_id.clone());
+    assert!(
+        seen == vec![
+            ("started", a.clone()),
+            ("failed", a.clone()),
+            ("started", b.clone()),
+            ("failed", b.clone())
+        ] || seen
+            == vec![
+                ("started", b.clone()),
+                ("failed", b),
+                ("started", a.clone()),
+                ("failed", a)
+            ],
+        "{seen:?}"
+    );
+    eventually("both commits", || {
+        fx.bus.committed(&invocations).last() == Some(&1)
+    })
+    .await;
+    shutdown.cancel();
+    tokio::time::timeout(WAIT, running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
