@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{Created, StateStore};
+use super::{Created, HandlerChange, StateStore};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::execution::{
     Execution, ExecutionId, ExecutionQuery, ExecutionStatus, ExecutionSummary, Page, StateEvent,
@@ -26,7 +26,8 @@ use crate::package::{
 
 /// The schema, one step per entry; entry `i` takes the database to `user_version` `i + 1`.
 /// Never edit a released step: append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE package_versions (
         name        TEXT NOT NULL,
         version     TEXT NOT NULL,
@@ -66,7 +67,19 @@ const MIGRATIONS: &[&str] = &[r#"
     CREATE INDEX executions_by_handler_status
         ON executions (handler, status, created_at DESC, id DESC);
     CREATE INDEX executions_by_handler ON executions (handler, created_at DESC, id DESC);
-"#];
+"#,
+    // 2: handlers' history (a NULL handler is a delete).
+    r#"
+    CREATE TABLE handler_history (
+        name       TEXT NOT NULL,
+        revision   INTEGER NOT NULL,
+        handler    TEXT,
+        changed_at INTEGER NOT NULL,
+        changed_by TEXT,
+        PRIMARY KEY (name, revision)
+    );
+"#,
+];
 
 const PACKAGE_COLUMNS: &str = "name, version, digest, size, manifest, uploaded_at, uploaded_by";
 const EXECUTION_COLUMNS: &str = "id, handler, status, attempts, event, package, output, error, \
@@ -701,6 +714,70 @@ impl StateStore for SqliteStateStore {
         })
         .await
     }
+
+    async fn record_handler_change(&self, change: &HandlerChange) -> Result<()> {
+        let revision = stored_revision(change)?;
+        let handler = change
+            .handler
+            .as_ref()
+            .map(|h| to_json("handler", h))
+            .transpose()?;
+        let c = change.clone();
+        self.call(move |conn| {
+            conn.execute(
+                "INSERT INTO handler_history (name, revision, handler, changed_at, changed_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name, revision) DO NOTHING",
+                params![c.name, revision, handler, micros(c.at), c.by],
+            )
+            .map_err(db(format!(
+                "recording change {} of handler {}",
+                c.revision, c.name
+            )))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn handler_history(&self, name: &str) -> Result<Vec<HandlerChange>> {
+        let name = name.to_string();
+        self.call(move |conn| {
+            let what = || format!("reading the history of handler {name}");
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT revision, handler, changed_at, changed_by FROM handler_history
+                     WHERE name = ?1 ORDER BY revision DESC",
+                )
+                .map_err(db(what()))?;
+            let rows = stmt
+                .query_map(params![name], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, Option<String>>(1)?,
+                        row.get::<_, i64>(2)?,
+                        row.get::<_, Option<String>>(3)?,
+                    ))
+                })
+                .map_err(db(what()))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db(what()))?;
+            rows.into_iter()
+                .map(|(revision, handler, at, by)| {
+                    Ok(HandlerChange {
+                        revision: u64::try_from(revision).unwrap_or_default(),
+                        handler: handler
+                            .map(|text| {
+                                from_json(&format!("handler {name} revision {revision}"), &text)
+                            })
+                            .transpose()?,
+                        at: time(at)?,
+                        by,
+                        name: name.clone(),
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
 }
 
 /// Records the terminal state of an attempt: a later attempt than the stored one, or the end of
@@ -728,6 +805,16 @@ fn terminal_args(
         duration.into(),
         micros(at).saturating_sub(duration).into(),
     ]
+}
+
+/// The revision of `change` as stored (a signed integer): `Invalid` past `i64::MAX`.
+pub(crate) fn stored_revision(change: &HandlerChange) -> Result<i64> {
+    i64::try_from(change.revision).map_err(|_| {
+        Error::invalid(format!(
+            "revision {} of handler {} is too large to record",
+            change.revision, change.name
+        ))
+    })
 }
 
 fn exact_version(conn: &Connection, name: &str, version: &str) -> Result<Option<PackageVersion>> {

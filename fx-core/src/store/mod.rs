@@ -23,6 +23,21 @@ pub enum Created {
     Existing(crate::execution::ExecutionStatus),
 }
 
+/// One change of a handler (a create, an update or a delete), as kept in its history.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HandlerChange {
+    /// The handler's name.
+    pub name: String,
+    /// The registry revision of the change; with `name`, it identifies the change.
+    pub revision: u64,
+    /// The handler as written, or `None` when it was deleted.
+    pub handler: Option<crate::handler::Handler>,
+    /// When the change was made.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Who made it (the `x-fx-user` of the request), if known.
+    pub by: Option<String>,
+}
+
 /// The state store.
 #[async_trait]
 pub trait StateStore: Send + Sync + 'static {
@@ -63,4 +78,12 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Executions newest first, filtered and paged by cursor.
     async fn list_executions(&self, query: &ExecutionQuery) -> Result<Page<ExecutionSummary>>;
+
+    /// Records a change of a handler. Idempotent on (`name`, `revision`): recording a change
+    /// that is already recorded changes nothing (the first record stays).
+    async fn record_handler_change(&self, change: &HandlerChange) -> Result<()>;
+
+    /// The recorded changes of handler `name`, newest (highest revision) first; empty for a
+    /// name never seen.
+    async fn handler_history(&self, name: &str) -> Result<Vec<HandlerChange>>;
 }

@@ -13,14 +13,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 
-use super::{Created, StateStore};
+use super::{Created, HandlerChange, StateStore};
 use crate::error::ErrorKind;
 use crate::event::new_json_event;
 use crate::execution::{
     Execution, ExecutionId, ExecutionQuery, ExecutionStatus, Failure, FailureKind, LogLevel,
     LogLine, ResolvedPackage, StateEvent,
 };
-use crate::handler::PackageRef;
+use crate::handler::{Filter, Handler, LimitOverrides, PackageRef, RetryPolicy};
 use crate::package::{Manifest, PackageDigest, PackageVersion};
 
 /// Runs every check against `store`.
@@ -35,6 +35,7 @@ pub async fn run(store: &dyn StateStore) {
     a_terminal_state_without_a_start_is_applied(store).await;
     state_of_an_unknown_execution_is_ignored(store).await;
     executions_list_newest_first_filtered_and_paged(store).await;
+    handler_history_is_recorded_once_and_listed_newest_first(store).await;
 }
 
 fn unique(prefix: &str) -> String {
@@ -516,6 +517,76 @@ async fn executions_list_newest_first_filtered_and_paged(store: &dyn StateStore)
             cursor: Some("garbage".into()),
             ..Default::default()
         })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+}
+
+fn handler(name: &str, event_type: &str) -> Handler {
+    Handler {
+        name: name.to_string(),
+        description: format!("runs on {event_type}"),
+        filter: Filter::type_is(event_type),
+        package: PackageRef {
+            name: "hello".into(),
+            version: "latest".into(),
+        },
+        pool: "default".into(),
+        limits: LimitOverrides::default(),
+        retry: RetryPolicy::default(),
+        enabled: true,
+    }
+}
+
+async fn handler_history_is_recorded_once_and_listed_newest_first(store: &dyn StateStore) {
+    let name = unique("history");
+    let other = unique("history-other");
+    assert!(store.handler_history(&name).await.unwrap().is_empty());
+    let t = now();
+    let change =
+        |revision: u64, handler: Option<Handler>, seconds: i64, by: Option<&str>| HandlerChange {
+            name: name.clone(),
+            revision,
+            handler,
+            at: t + chrono::Duration::seconds(seconds),
+            by: by.map(str::to_string),
+        };
+    let created = change(3, Some(handler(&name, "com.example.a")), 0, Some("ada"));
+    let updated = change(7, Some(handler(&name, "com.example.b")), 1, None);
+    let deleted = change(8, None, 2, Some("bob"));
+    // Recorded out of order, and the update twice: the second record (different contents,
+    // same revision) changes nothing.
+    store.record_handler_change(&updated).await.unwrap();
+    store.record_handler_change(&created).await.unwrap();
+    store.record_handler_change(&deleted).await.unwrap();
+    store.record_handler_change(&updated).await.unwrap();
+    let mut replay = updated.clone();
+    replay.by = Some("mallory".into());
+    store.record_handler_change(&replay).await.unwrap();
+    store
+        .record_handler_change(&HandlerChange {
+            name: other.clone(),
+            ..created.clone()
+        })
+        .await
+        .unwrap();
+
+    let history = store.handler_history(&name).await.unwrap();
+    assert_eq!(
+        history,
+        vec![deleted.clone(), updated.clone(), created.clone()],
+        "newest first, each change once"
+    );
+    assert_eq!(history[0].handler, None, "a delete has no handler");
+    assert_eq!(store.handler_history(&other).await.unwrap().len(), 1);
+
+    let results =
+        futures::future::join_all((0..8).map(|_| store.record_handler_change(&deleted))).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(store.handler_history(&name).await.unwrap().len(), 3);
+
+    let err = store
+        .record_handler_change(&change(u64::MAX, None, 3, None))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");

@@ -1,5 +1,5 @@
 //! `/api/v1/handlers`: create, read, update and delete handlers, with revisions for
-//! check-and-set (`If-Match: <revision>`).
+//! check-and-set (`If-Match: <revision>`), and each handler's history of changes.
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -7,9 +7,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use fx_core::handler::Handler;
 use fx_core::registry::{Expect, HandlerTable, StoredHandler};
+use fx_core::store::HandlerChange;
 use fx_core::ErrorKind;
 
 use crate::error::{ApiError, ApiPath, JsonBody};
+use crate::routes::packages::uploaded_by;
 use crate::AppState;
 
 /// `GET /api/v1/handlers`: every handler with its revision, and the invalid entries.
@@ -20,8 +22,10 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<HandlerTable>, A
 /// `POST /api/v1/handlers`: creates a handler; 409 if the name exists.
 pub async fn create(
     State(state): State<AppState>,
+    headers: HeaderMap,
     JsonBody(handler): JsonBody<Handler>,
 ) -> Result<Response, ApiError> {
+    let by = uploaded_by(&headers)?;
     check(&state, &handler).await?;
     let revision = state
         .backends
@@ -29,6 +33,7 @@ pub async fn create(
         .put(&handler, Expect::Absent)
         .await?;
     tracing::info!(handler = %handler.name, revision, "handler created");
+    record(&state, &handler.name, revision, Some(&handler), by).await;
     Ok(stored(StatusCode::CREATED, handler, revision))
 }
 
@@ -58,6 +63,7 @@ pub async fn put(
         )));
     }
     let expect = expectation(&headers)?;
+    let by = uploaded_by(&headers)?;
     check(&state, &handler).await?;
     let revision = state
         .backends
@@ -66,27 +72,94 @@ pub async fn put(
         .await
         .map_err(|e| explain_revision(e, &name))?;
     tracing::info!(handler = %handler.name, revision, "handler written");
+    record(&state, &name, revision, Some(&handler), by).await;
     Ok(stored(StatusCode::OK, handler, revision))
 }
 
 /// `DELETE /api/v1/handlers/{name}`, with an optional `If-Match: <revision>`.
+///
+/// The registry does not answer a delete with a revision, so the history records it at the
+/// revision of the handler deleted plus one: after every write of it, before any later one. To
+/// know that revision exactly, a delete without `If-Match` reads the handler and deletes it at
+/// the revision read, reading again (a few times) if it changed in between.
 pub async fn delete(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let expect = expectation(&headers)?;
-    state
-        .backends
-        .registry
-        .delete(&name, expect)
-        .await
-        .map_err(|e| match e.kind() {
-            ErrorKind::NotFound => no_such_handler(&name),
-            _ => explain_revision(e, &name),
-        })?;
+    let by = uploaded_by(&headers)?;
+    let registry = &state.backends.registry;
+    let explain = |e: fx_core::Error| match e.kind() {
+        ErrorKind::NotFound => no_such_handler(&name),
+        _ => explain_revision(e, &name),
+    };
+    let deleted = match expect {
+        Expect::Revision(revision) => {
+            registry.delete(&name, expect).await.map_err(explain)?;
+            revision
+        }
+        Expect::Any | Expect::Absent => {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let Some(found) = registry.get(&name).await? else {
+                    return Err(no_such_handler(&name));
+                };
+                match registry
+                    .delete(&name, Expect::Revision(found.revision))
+                    .await
+                {
+                    Ok(()) => break found.revision,
+                    // Changed since read: read again, or give up being exact and delete it.
+                    Err(e) if e.kind() == ErrorKind::Conflict && attempt < DELETE_ATTEMPTS => {}
+                    Err(e) if e.kind() == ErrorKind::Conflict => {
+                        let last = registry.get(&name).await?.map(|h| h.revision);
+                        registry.delete(&name, Expect::Any).await.map_err(explain)?;
+                        break last.unwrap_or(found.revision);
+                    }
+                    Err(e) => return Err(explain(e)),
+                }
+            }
+        }
+    };
     tracing::info!(handler = %name, "handler deleted");
+    record(&state, &name, deleted.saturating_add(1), None, by).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// How many times a delete without `If-Match` reads the handler before deleting it whatever
+/// its revision.
+const DELETE_ATTEMPTS: u32 = 3;
+
+/// `GET /api/v1/handlers/{name}/history`: the recorded changes of a handler, newest first
+/// (an empty list for a name never seen).
+pub async fn history(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<Vec<HandlerChange>>, ApiError> {
+    Ok(Json(state.backends.state.handler_history(&name).await?))
+}
+
+/// Records a change in the handler's history. The change itself is done: a failure to record
+/// it is logged, never returned.
+async fn record(
+    state: &AppState,
+    name: &str,
+    revision: u64,
+    handler: Option<&Handler>,
+    by: Option<String>,
+) {
+    let change = HandlerChange {
+        name: name.to_string(),
+        revision,
+        handler: handler.cloned(),
+        at: chrono::Utc::now(),
+        by,
+    };
+    if let Err(e) = state.backends.state.record_handler_change(&change).await {
+        tracing::warn!(handler = %name, revision, error = %e.chain(), "recording the handler change in its history failed");
+    }
 }
 
 /// Validates a handler and checks that its package reference resolves.

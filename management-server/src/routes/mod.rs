@@ -40,6 +40,7 @@ pub fn api(settings: &ServerSettings) -> Router<AppState> {
                 .put(handlers::put)
                 .delete(handlers::delete),
         )
+        .route("/handlers/{name}/history", get(handlers::history))
         .route("/executions", get(executions::list))
         .route("/executions/{id}", get(executions::get))
         .route("/events", events::ingress(settings))

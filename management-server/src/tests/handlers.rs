@@ -191,3 +191,62 @@ async fn path_and_body_must_name_the_same_handler() {
         response.text()
     );
 }
+
+#[tokio::test]
+async fn create_update_and_delete_are_kept_in_the_history_newest_first() {
+    let app = TestApp::new().await;
+    app.upload_ok("hello", "1.0.0").await;
+    let never = app.get("/api/v1/handlers/nobody/history").await;
+    never.assert_status(StatusCode::OK);
+    assert_eq!(never.json(), json!([]));
+
+    let created = app
+        .call(
+            Request::post("/api/v1/handlers")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header("x-fx-user", "ada")
+                .body(Body::from(
+                    handler_json("keeper", "hello", "com.example.a").to_string(),
+                ))
+                .unwrap(),
+        )
+        .await;
+    created.assert_status(StatusCode::CREATED);
+    let first = created.json()["revision"].as_u64().unwrap();
+    let changed = handler_json("keeper", "hello", "com.example.b");
+    let updated = put_with_revision(&app, &changed, None).await;
+    updated.assert_status(StatusCode::OK);
+    let second = updated.json()["revision"].as_u64().unwrap();
+    app.call(
+        Request::delete("/api/v1/handlers/keeper")
+            .header("x-fx-user", "bob")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .assert_status(StatusCode::NO_CONTENT);
+
+    let history = app.get("/api/v1/handlers/keeper/history").await;
+    history.assert_status(StatusCode::OK);
+    let history = history.json();
+    let history = history.as_array().unwrap();
+    assert_eq!(history.len(), 3, "{history:?}");
+    let revisions: Vec<u64> = history
+        .iter()
+        .map(|c| c["revision"].as_u64().unwrap())
+        .collect();
+    assert_eq!(revisions, vec![second + 1, second, first], "newest first");
+    assert_eq!(history[0]["handler"], Value::Null, "the delete");
+    assert_eq!(history[0]["by"], "bob");
+    assert_eq!(
+        history[1]["handler"]["filter"]["exact"]["value"],
+        "com.example.b"
+    );
+    assert_eq!(history[1]["by"], Value::Null);
+    assert_eq!(
+        history[2]["handler"]["filter"]["exact"]["value"],
+        "com.example.a"
+    );
+    assert_eq!(history[2]["by"], "ada");
+    assert!(history.iter().all(|c| c["name"] == "keeper"));
+}

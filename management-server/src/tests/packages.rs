@@ -360,6 +360,18 @@ impl fx_core::store::StateStore for MetadataDown {
     ) -> fx_core::Result<fx_core::execution::Page<fx_core::execution::ExecutionSummary>> {
         self.0.list_executions(query).await
     }
+    async fn record_handler_change(
+        &self,
+        change: &fx_core::store::HandlerChange,
+    ) -> fx_core::Result<()> {
+        self.0.record_handler_change(change).await
+    }
+    async fn handler_history(
+        &self,
+        name: &str,
+    ) -> fx_core::Result<Vec<fx_core::store::HandlerChange>> {
+        self.0.handler_history(name).await
+    }
 }
 
 #[tokio::test]

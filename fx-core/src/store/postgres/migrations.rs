@@ -22,10 +22,11 @@ pub(crate) struct Migration {
 /// The state store's schema. Times are `timestamptz` (microseconds, like the embedded store);
 /// JSON documents are stored as text, exactly as encoded; keys and names compare bytewise
 /// (`COLLATE "C"`), so ordering matches the embedded store whatever the database's locale.
-pub(crate) const STATE: &[Migration] = &[Migration {
-    version: 1,
-    description: "packages, aliases and executions",
-    sql: r#"
+pub(crate) const STATE: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "packages, aliases and executions",
+        sql: r#"
     CREATE TABLE package_versions (
         name        text COLLATE "C" NOT NULL,
         version     text COLLATE "C" NOT NULL,
@@ -67,7 +68,22 @@ pub(crate) const STATE: &[Migration] = &[Migration {
     CREATE INDEX executions_by_handler ON executions (handler, created_at DESC, id DESC);
     CREATE INDEX executions_by_status ON executions (status, created_at DESC, id DESC);
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        description: "handlers' history",
+        sql: r#"
+    CREATE TABLE handler_history (
+        name       text COLLATE "C" NOT NULL,
+        revision   bigint NOT NULL,
+        handler    text,
+        changed_at timestamptz NOT NULL,
+        changed_by text,
+        PRIMARY KEY (name, revision)
+    );
+"#,
+    },
+];
 
 /// Brings `component`'s schema up to date with `migrations`.
 pub(crate) async fn migrate(

@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::embedded::{decode_cursor, encode_cursor};
-use super::{Created, StateStore};
+use super::embedded::{decode_cursor, encode_cursor, stored_revision};
+use super::{Created, HandlerChange, StateStore};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::execution::{
     Execution, ExecutionId, ExecutionQuery, ExecutionStatus, ExecutionSummary, Page, StateEvent,
@@ -574,6 +574,70 @@ impl StateStore for PostgresStateStore {
             _ => None,
         };
         Ok(Page { items, next_cursor })
+    }
+
+    async fn record_handler_change(&self, change: &HandlerChange) -> Result<()> {
+        let revision = stored_revision(change)?;
+        let handler = change
+            .handler
+            .as_ref()
+            .map(|h| to_json("handler", h))
+            .transpose()?;
+        let what = || {
+            format!(
+                "recording change {} of handler {}",
+                change.revision, change.name
+            )
+        };
+        let client = self.db.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO handler_history (name, revision, handler, changed_at, changed_by)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, revision) DO NOTHING",
+            )
+            .await
+            .map_err(self.db.error(what()))?;
+        client
+            .execute(
+                &stmt,
+                &[&change.name, &revision, &handler, &change.at, &change.by],
+            )
+            .await
+            .map_err(self.db.error(what()))?;
+        Ok(())
+    }
+
+    async fn handler_history(&self, name: &str) -> Result<Vec<HandlerChange>> {
+        let what = || format!("reading the history of handler {name}");
+        let client = self.db.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT revision, handler, changed_at, changed_by FROM handler_history
+                 WHERE name = $1 ORDER BY revision DESC",
+            )
+            .await
+            .map_err(self.db.error(what()))?;
+        let rows = client
+            .query(&stmt, &[&name])
+            .await
+            .map_err(self.db.error(what()))?;
+        rows.iter()
+            .map(|row| {
+                let revision: i64 = get(row, 0)?;
+                let handler: Option<String> = get(row, 1)?;
+                Ok(HandlerChange {
+                    name: name.to_string(),
+                    revision: u64::try_from(revision).unwrap_or_default(),
+                    handler: handler
+                        .map(|text| {
+                            from_json(&format!("handler {name} revision {revision}"), &text)
+                        })
+                        .transpose()?,
+                    at: get(row, 2)?,
+                    by: get(row, 3)?,
+                })
+            })
+            .collect()
     }
 }
 
