@@ -11,10 +11,11 @@ pub fn ferrisfx_binary() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target.join("debug/ferrisfx");
+    let profile = std::env::var("FX_BENCH_PROFILE").unwrap_or_else(|_| "debug".into());
+    let path = target.join(profile).join("ferrisfx");
     assert!(
         path.exists(),
-        "{} is missing: run `cargo build --bin ferrisfx` (the test command does)",
+        "{} is missing: run `cargo build --bin ferrisfx` (the test command does; add --release with FX_BENCH_PROFILE=release)",
         path.display()
     );
     path
