@@ -19,6 +19,7 @@ pub mod objects;
 pub mod package;
 pub mod registry;
 pub mod sink;
+mod sqlite;
 pub mod store;
 pub mod testenv;
 

@@ -39,6 +39,12 @@ fn unique(prefix: &str) -> String {
     format!("fx.test.{prefix}.{nanos:x}.{}.{n}", std::process::id())
 }
 
+/// A consumer group of its own for each check, as a deployment has one group per topic and
+/// role: a Kafka group id is global, not per topic.
+fn group(topic: &str, name: &str) -> String {
+    format!("{topic}.{name}")
+}
+
 fn message(text: &str) -> Message {
     Message {
         key: Some(format!("key-{text}")),
@@ -76,7 +82,7 @@ async fn next(sub: &mut Box<dyn Subscription>) -> Delivery {
 
 async fn messages_keep_key_headers_and_payload(bus: &dyn EventBus) {
     let topic = unique("fidelity");
-    let mut sub = bus.subscribe(&topic, "g").await.unwrap();
+    let mut sub = bus.subscribe(&topic, &group(&topic, "g")).await.unwrap();
     let sent = message("hello");
     publish(bus, &topic, sent.clone()).await;
     let delivery = next(&mut sub).await;
@@ -89,8 +95,8 @@ async fn messages_keep_key_headers_and_payload(bus: &dyn EventBus) {
 
 async fn every_group_sees_every_message_in_offset_order(bus: &dyn EventBus) {
     let topic = unique("groups");
-    let mut a = bus.subscribe(&topic, "a").await.unwrap();
-    let mut b = bus.subscribe(&topic, "b").await.unwrap();
+    let mut a = bus.subscribe(&topic, &group(&topic, "a")).await.unwrap();
+    let mut b = bus.subscribe(&topic, &group(&topic, "b")).await.unwrap();
     for i in 0..5 {
         publish(bus, &topic, ordered(&i.to_string())).await;
     }
@@ -118,8 +124,8 @@ async fn every_group_sees_every_message_in_offset_order(bus: &dyn EventBus) {
 
 async fn consumers_of_one_group_share_its_messages(bus: &dyn EventBus) {
     let topic = unique("shared");
-    let mut one = bus.subscribe(&topic, "g").await.unwrap();
-    let mut two = bus.subscribe(&topic, "g").await.unwrap();
+    let mut one = bus.subscribe(&topic, &group(&topic, "g")).await.unwrap();
+    let mut two = bus.subscribe(&topic, &group(&topic, "g")).await.unwrap();
     let expected: BTreeSet<String> = (0..40).map(|i| i.to_string()).collect();
     let publish = async {
         for text in &expected {
@@ -156,7 +162,7 @@ async fn messages_published_before_any_group_reach_the_first_group(bus: &dyn Eve
     for i in 0..3 {
         publish(bus, &topic, ordered(&i.to_string())).await;
     }
-    let mut sub = bus.subscribe(&topic, "first").await.unwrap();
+    let mut sub = bus.subscribe(&topic, &group(&topic, "first")).await.unwrap();
     for i in 0..3 {
         assert_eq!(text(&next(&mut sub).await), i.to_string());
     }
@@ -164,7 +170,7 @@ async fn messages_published_before_any_group_reach_the_first_group(bus: &dyn Eve
 
 async fn concurrent_publishers_lose_nothing(bus: &dyn EventBus) {
     let topic = unique("concurrent");
-    let mut sub = bus.subscribe(&topic, "g").await.unwrap();
+    let mut sub = bus.subscribe(&topic, &group(&topic, "g")).await.unwrap();
     let publishers = futures::future::join_all((0..8).map(|p| {
         let topic = &topic;
         async move {

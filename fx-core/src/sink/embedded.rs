@@ -4,8 +4,6 @@
 //! is one transaction. The schema is versioned by `PRAGMA user_version`, as in the state store.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::DateTime;
@@ -14,6 +12,7 @@ use rusqlite::{params, Connection, TransactionBehavior};
 use super::OperationalSink;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::execution::{ExecutionId, LogLevel, LogLine};
+use crate::sqlite::{db, Database};
 
 /// The schema, one step per entry; entry `i` takes the database to `user_version` `i + 1`.
 const MIGRATIONS: &[&str] = &[r#"
@@ -33,20 +32,14 @@ const MIGRATIONS: &[&str] = &[r#"
 
 /// Log lines in a SQLite file.
 pub struct SqliteSink {
-    conn: Arc<Mutex<Connection>>,
+    db: Database,
 }
 
 impl SqliteSink {
     /// Opens (creating it if needed) the database at `path` and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Self> {
-        let path = path.to_path_buf();
-        let conn = tokio::task::spawn_blocking(move || open_connection(&path))
-            .await
-            .kind_context(ErrorKind::Internal, || {
-                "opening the log database failed".into()
-            })??;
         Ok(SqliteSink {
-            conn: Arc::new(Mutex::new(conn)),
+            db: Database::open(path, "log database", MIGRATIONS).await?,
         })
     }
 
@@ -55,76 +48,7 @@ impl SqliteSink {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut conn)
-        })
-        .await
-        .kind_context(ErrorKind::Internal, || "log database task failed".into())?
-    }
-}
-
-fn open_connection(path: &Path) -> Result<Connection> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Error::unavailable(format!("creating the directory of {}", path.display()))
-                .with_source(e)
-        })?;
-    }
-    let what = || format!("opening log database {}", path.display());
-    let mut conn = Connection::open(path).map_err(db(what()))?;
-    conn.busy_timeout(Duration::from_secs(5))
-        .map_err(db(what()))?;
-    conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
-        .map_err(db(what()))?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(db(what()))?;
-    let current: i64 = conn
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(db(what()))?;
-    let known = MIGRATIONS.len() as i64;
-    if current > known {
-        return Err(Error::invalid(format!(
-            "log database {} has schema version {current}, newer than this build knows ({known}): upgrade ferrisfx",
-            path.display()
-        )));
-    }
-    for (step, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
-        let version = step as i64 + 1;
-        let migrating = format!(
-            "migrating log database {} to version {version}",
-            path.display()
-        );
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Exclusive)
-            .map_err(db(migrating.clone()))?;
-        tx.execute_batch(sql).map_err(db(migrating.clone()))?;
-        tx.pragma_update(None, "user_version", version)
-            .map_err(db(migrating.clone()))?;
-        tx.commit().map_err(db(migrating))?;
-    }
-    tracing::info!(path = %path.display(), "log database opened");
-    Ok(conn)
-}
-
-/// Wraps a SQLite error with `what`: busy, locked and I/O errors are `Unavailable`, everything
-/// else `Internal`.
-fn db(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> Error {
-    move |e| {
-        use rusqlite::ErrorCode as Code;
-        let kind = match e.sqlite_error_code() {
-            Some(
-                Code::DatabaseBusy
-                | Code::DatabaseLocked
-                | Code::DiskFull
-                | Code::SystemIoFailure
-                | Code::CannotOpen
-                | Code::ReadOnly,
-            ) => ErrorKind::Unavailable,
-            _ => ErrorKind::Internal,
-        };
-        Error::new(kind, what).with_source(e)
+        self.db.call(f).await
     }
 }
 

@@ -6,8 +6,6 @@
 //! runs on the blocking thread pool, never on an async worker.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -23,6 +21,7 @@ use crate::handler::{validate_name, PackageRef};
 use crate::package::{
     validate_alias, validate_version, PackageAlias, PackageVersion, LATEST_ALIAS,
 };
+use crate::sqlite::{db, Database};
 
 /// The schema, one step per entry; entry `i` takes the database to `user_version` `i + 1`.
 /// Never edit a released step: append a new one.
@@ -89,20 +88,14 @@ const SUMMARY_COLUMNS: &str =
 
 /// The state store in a SQLite file.
 pub struct SqliteStateStore {
-    conn: Arc<Mutex<Connection>>,
+    db: Database,
 }
 
 impl SqliteStateStore {
     /// Opens (creating it if needed) the database at `path` and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Self> {
-        let path = path.to_path_buf();
-        let conn = tokio::task::spawn_blocking(move || open_connection(&path))
-            .await
-            .kind_context(ErrorKind::Internal, || {
-                "opening the state store failed".into()
-            })??;
         Ok(SqliteStateStore {
-            conn: Arc::new(Mutex::new(conn)),
+            db: Database::open(path, "state database", MIGRATIONS).await?,
         })
     }
 
@@ -111,92 +104,7 @@ impl SqliteStateStore {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut conn)
-        })
-        .await
-        .kind_context(ErrorKind::Internal, || "state store task failed".into())?
-    }
-}
-
-fn open_connection(path: &Path) -> Result<Connection> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Error::unavailable(format!("creating the directory of {}", path.display()))
-                .with_source(e)
-        })?;
-    }
-    let what = || format!("opening state database {}", path.display());
-    let mut conn = Connection::open(path).map_err(db(what()))?;
-    conn.busy_timeout(Duration::from_secs(5))
-        .map_err(db(what()))?;
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(db(what()))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        tracing::warn!(path = %path.display(), mode, "state database is not in wal mode");
-    }
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(db(what()))?;
-    conn.pragma_update(None, "foreign_keys", true)
-        .map_err(db(what()))?;
-    migrate(&mut conn).map_err(|e| {
-        Error::new(
-            e.kind(),
-            format!("migrating state database {}", path.display()),
-        )
-        .with_source(e)
-    })?;
-    tracing::info!(path = %path.display(), schema = MIGRATIONS.len(), "state store opened");
-    Ok(conn)
-}
-
-/// Applies the migrations the database has not seen yet.
-fn migrate(conn: &mut Connection) -> Result<()> {
-    let current: i64 = conn
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(db("reading the schema version"))?;
-    let known = MIGRATIONS.len() as i64;
-    if current > known {
-        return Err(Error::invalid(format!(
-            "schema version {current} is newer than this build knows ({known}): upgrade ferrisfx"
-        )));
-    }
-    for (step, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
-        let version = step as i64 + 1;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Exclusive)
-            .map_err(db("starting a migration"))?;
-        tx.execute_batch(sql)
-            .map_err(db(format!("applying schema version {version}")))?;
-        tx.pragma_update(None, "user_version", version)
-            .map_err(db("recording the schema version"))?;
-        tx.commit()
-            .map_err(db(format!("committing schema version {version}")))?;
-        tracing::info!(version, "state schema migrated");
-    }
-    Ok(())
-}
-
-/// Wraps a SQLite error with `what`: busy, locked and I/O errors are `Unavailable` (retrying
-/// may work), everything else `Internal`.
-fn db(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> Error {
-    move |e| {
-        use rusqlite::ErrorCode as Code;
-        let kind = match e.sqlite_error_code() {
-            Some(
-                Code::DatabaseBusy
-                | Code::DatabaseLocked
-                | Code::DiskFull
-                | Code::SystemIoFailure
-                | Code::CannotOpen
-                | Code::ReadOnly,
-            ) => ErrorKind::Unavailable,
-            _ => ErrorKind::Internal,
-        };
-        Error::new(kind, what).with_source(e)
+        self.db.call(f).await
     }
 }
 
