@@ -162,7 +162,10 @@ async fn messages_published_before_any_group_reach_the_first_group(bus: &dyn Eve
     for i in 0..3 {
         publish(bus, &topic, ordered(&i.to_string())).await;
     }
-    let mut sub = bus.subscribe(&topic, &group(&topic, "first")).await.unwrap();
+    let mut sub = bus
+        .subscribe(&topic, &group(&topic, "first"))
+        .await
+        .unwrap();
     for i in 0..3 {
         assert_eq!(text(&next(&mut sub).await), i.to_string());
     }

@@ -127,7 +127,7 @@ impl KafkaBus {
                 })?
                 .map_err(|e| {
                     Error::unavailable(format!(
-                        "kafka brokers {} did not answer within {} ms",
+                        "connecting to kafka brokers {} (waited at most {} ms)",
                         self.inner.settings.brokers, self.inner.settings.connect_timeout_ms
                     ))
                     .with_source(e)
@@ -308,11 +308,6 @@ impl ClientContext for LogContext {
 
 /// Logs one librdkafka log line at the matching level.
 fn log_line(level: RDKafkaLogLevel, facility: &str, line: &str) {
-    eprintln!(
-        "DEBUG {:?} {} {facility} {line}",
-        std::time::SystemTime::now(),
-        std::thread::current().name().unwrap_or("")
-    );
     match level {
         RDKafkaLogLevel::Emerg
         | RDKafkaLogLevel::Alert

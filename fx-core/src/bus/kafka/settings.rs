@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 
@@ -167,6 +168,7 @@ impl KafkaSettings {
     fn common(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
+            .set_log_level(log_level())
             .set("bootstrap.servers", &self.brokers)
             .set("client.id", &self.client_id)
             // librdkafka's floor for this property is one second.
@@ -231,6 +233,20 @@ impl KafkaSettings {
             return Err(Error::invalid("consumer group name must not be empty"));
         }
         Ok(format!("{}{group}", self.topic_prefix))
+    }
+}
+
+/// The most detailed librdkafka log level that `tracing` would record here: librdkafka drops
+/// finer lines before they reach us.
+fn log_level() -> RDKafkaLogLevel {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        RDKafkaLogLevel::Debug
+    } else if tracing::enabled!(tracing::Level::INFO) {
+        RDKafkaLogLevel::Info
+    } else if tracing::enabled!(tracing::Level::WARN) {
+        RDKafkaLogLevel::Warning
+    } else {
+        RDKafkaLogLevel::Error
     }
 }
 

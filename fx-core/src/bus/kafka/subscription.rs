@@ -107,11 +107,6 @@ impl ClientContext for SubscriptionContext {
 
 impl ConsumerContext for SubscriptionContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        eprintln!(
-            "DEBUG {:?} rebalance {} {rebalance:?}",
-            std::time::SystemTime::now(),
-            self.topic
-        );
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let partitions = self.partitions(tpl);

@@ -35,10 +35,6 @@ async fn bus(test: &str) -> Option<KafkaBus> {
     let brokers = crate::testenv::backend("FX_TEST_KAFKA", test)?;
     let mut settings = KafkaSettings::new(brokers);
     settings.topic_prefix = unique_prefix();
-    if let Ok(d) = std::env::var("FX_TEST_KAFKA_DEBUG") {
-        settings.extra.insert("debug".into(), d);
-        settings.extra.insert("log_level".into(), "7".into());
-    }
     Some(KafkaBus::connect(settings).await.unwrap())
 }
 
