@@ -115,6 +115,8 @@ impl Deployment {
             .arg(&self.config)
             .args(extra)
             .env("FX_LOG", "info")
+            // The harness's own variable, not a setting (unknown FX_* keys are refused).
+            .env_remove("FX_BENCH_PROFILE")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
