@@ -126,6 +126,20 @@ impl Api {
     }
 }
 
+/// A deployment on `kafka` with the management server up and the `echo` handler installed
+/// (gateways and executors are started by each test).
+async fn deployment_with_echo(dir: &std::path::Path, kafka: &str, run: &str) -> (Deployment, Api) {
+    let mut d = Deployment::new(dir, &backends_toml(kafka, run));
+    d.start("server", &[]);
+    d.wait_ready().await;
+    let api = Api {
+        base: d.base.clone(),
+        http: reqwest::Client::new(),
+    };
+    api.setup_echo_handler().await;
+    (d, api)
+}
+
 fn order_event(i: usize) -> cloudevents::Event {
     EventBuilderV10::new()
         .id(format!("ev-{i:05}"))
@@ -154,14 +168,7 @@ async fn events_through_kafka_run_exactly_once_with_two_gateways_and_two_executo
     };
     let dir = tempfile::tempdir().unwrap();
     let run = run_id("a");
-    let mut d = Deployment::new(dir.path(), &backends_toml(&kafka, &run));
-    d.start("server", &[]);
-    d.wait_ready().await;
-    let api = Api {
-        base: d.base.clone(),
-        http: reqwest::Client::new(),
-    };
-    api.setup_echo_handler().await;
+    let (mut d, api) = deployment_with_echo(dir.path(), &kafka, &run).await;
     for _ in 0..2 {
         d.start("gateway", &[]);
         d.start("executor", &["--pool", "default"]);
@@ -213,14 +220,7 @@ async fn killing_a_gateway_and_an_executor_mid_stream_loses_nothing_and_duplicat
     };
     let dir = tempfile::tempdir().unwrap();
     let run = run_id("k");
-    let mut d = Deployment::new(dir.path(), &backends_toml(&kafka, &run));
-    d.start("server", &[]);
-    d.wait_ready().await;
-    let api = Api {
-        base: d.base.clone(),
-        http: reqwest::Client::new(),
-    };
-    api.setup_echo_handler().await;
+    let (mut d, api) = deployment_with_echo(dir.path(), &kafka, &run).await;
     let gateway = d.start("gateway", &[]);
     let executor = d.start("executor", &[]);
     d.start("gateway", &[]);
@@ -266,14 +266,7 @@ async fn a_malformed_kafka_message_is_dead_lettered_and_does_not_stall_the_parti
     .unwrap()
     .bus;
     let mut dead = bus.subscribe("fx.deadletter", "test-reader").await.unwrap();
-    let mut d = Deployment::new(dir.path(), &backends_toml(&kafka, &run));
-    d.start("server", &[]);
-    d.wait_ready().await;
-    let api = Api {
-        base: d.base.clone(),
-        http: reqwest::Client::new(),
-    };
-    api.setup_echo_handler().await;
+    let (mut d, api) = deployment_with_echo(dir.path(), &kafka, &run).await;
     d.start("gateway", &[]);
     d.start("executor", &[]);
     let garbage = fx_core::event::Message {
