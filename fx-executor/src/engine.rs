@@ -10,7 +10,7 @@ use fx_core::event::Event;
 use fx_core::execution::{Failure, FailureKind, LogLevel};
 use fx_core::handler::Limits;
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
 
 use crate::convert::{from_wit, to_wit, wit_event_size};
 use crate::host::{Breach, Function, FunctionPre, HostState, RawLog, WitEvent};
@@ -113,7 +113,20 @@ impl Runtime {
         let mut store = Store::new(&self.engine, HostState::new(*limits));
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(self.deadline_ticks(limits.timeout_ms));
-        store.epoch_deadline_trap();
+        // The ticker catches up after a stall (several ticks at once), so a deadline in ticks
+        // can come early: the wall clock decides, and an early deadline is pushed back.
+        let (timeout, tick) = (Duration::from_millis(limits.timeout_ms), self.tick);
+        store.epoch_deadline_callback(move |_| {
+            let elapsed = start.elapsed();
+            if elapsed >= timeout {
+                return Err(Trap::Interrupt.into());
+            }
+            let left_us = (timeout - elapsed).as_micros();
+            let ticks = left_us.div_ceil(tick.as_micros().max(1));
+            Ok(UpdateDeadline::Continue(
+                u64::try_from(ticks).unwrap_or(u64::MAX).max(1),
+            ))
+        });
         let called = store
             .set_fuel(limits.fuel.unwrap_or(u64::MAX))
             .and_then(|()| pre.instantiate(&mut store))
@@ -139,7 +152,8 @@ impl Runtime {
         }
     }
 
-    /// Epoch ticks for `timeout_ms`, rounded up, plus one: the first tick may come at once.
+    /// Epoch ticks for `timeout_ms`, rounded up, plus one: the first tick may come at once. The
+    /// deadline callback checks the wall clock, so this is a first estimate, never a verdict.
     fn deadline_ticks(&self, timeout_ms: u64) -> u64 {
         let tick_us = self.tick.as_micros().max(1) as u64;
         timeout_ms.saturating_mul(1000).div_ceil(tick_us) + 1

@@ -371,7 +371,7 @@ async fn postgres_open_with_the_database_down_is_unavailable_and_names_it() {
     let started = Instant::now();
     let err = PostgresStateStore::open(&settings).await.err().unwrap();
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(10),
         "{:?}",
         started.elapsed()
     );
@@ -402,7 +402,7 @@ async fn postgres_open_against_a_silent_server_fails_within_the_connect_timeout(
     let err = PostgresStateStore::open(&settings).await.err().unwrap();
     let took = started.elapsed();
     assert!(
-        took >= Duration::from_millis(400) && took < Duration::from_secs(2),
+        took >= Duration::from_millis(400) && took < Duration::from_secs(10),
         "{took:?}"
     );
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{}", err.chain());
