@@ -32,21 +32,32 @@ if [ "${FX_SKIP_LINT:-}" != "1" ]; then
 fi
 
 step "starting the real servers the tests use"
+# Every infra/scripts/start-<server>.sh installs its server when missing, starts it on a spare
+# port and prints `export FX_TEST_...=...` lines: the address the tests read, and a
+# FX_TEST_<SERVER>_PID that is killed on exit (or a stop-<server>.sh that is run on exit).
 cleanup() {
-  [ -n "${FX_TEST_KAFKA_PID:-}" ] && kill "$FX_TEST_KAFKA_PID" 2>/dev/null || true
-  [ -n "${FX_TEST_S3_PID:-}" ] && kill "$FX_TEST_S3_PID" 2>/dev/null || true
-  [ -n "${FX_TEST_POSTGRES_PGDATA:-}" ] && bash infra/scripts/stop-postgres.sh >/dev/null 2>&1 || true
+  for var in $(compgen -v | grep -E '^FX_TEST_[A-Z0-9_]+_PID$' || true); do
+    kill "${!var}" 2>/dev/null || true
+  done
+  for stop in infra/scripts/stop-*.sh; do
+    [ -f "$stop" ] && bash "$stop" >/dev/null 2>&1 || true
+  done
 }
 trap cleanup EXIT
-for server in kafka postgres s3; do
-  if [ -f "infra/scripts/start-$server.sh" ]; then
-    eval "$(bash "infra/scripts/start-$server.sh")"
-  fi
+for start in infra/scripts/start-*.sh; do
+  eval "$(bash "$start")"
 done
 env | grep '^FX_TEST_' | grep -v -i -E 'secret|key=' | sort || true
 
 step "building the ferrisfx binary (the distributed tests run it as separate processes)"
 cargo build --locked --bin ferrisfx
+
+# Checks that are not cargo tests (deployment manifests and the like): infra/scripts/check-*.sh.
+for check in infra/scripts/check-*.sh; do
+  [ -f "$check" ] || continue
+  step "$(basename "$check")"
+  bash "$check"
+done
 
 step "cargo test"
 cargo test --workspace --locked -- --test-threads=2
