@@ -13,7 +13,8 @@
 //!   and `events` (CloudEvents over HTTP, published to `fx.events`; also at `POST /events`).
 //! - [`pages`]: the server-rendered web UI (askama templates in `templates/`, one stylesheet in
 //!   `static/` compiled into the binary): overview, packages, handlers, executions.
-//! - `GET /healthz` answers `ok`.
+//! - `GET /healthz` answers `ok`; `GET /readyz` answers 200 when the stores answer, else 503,
+//!   with the outcome of each check ([`cli::ops`], which also serves both on `ops.listen`).
 
 pub mod cli;
 pub mod error;
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", routes::api(&state.settings))
         .route("/events", routes::events::ingress(&state.settings))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .merge(pages::routes(&state.settings))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(log_request))
@@ -104,6 +106,14 @@ async fn log_request(request: Request, next: Next) -> Response {
 
 async fn healthz() -> &'static str {
     "ok"
+}
+
+/// The stores this server uses answer (the bus is checked on the operations listener, which
+/// knows the bus settings).
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    let readiness =
+        cli::ops::Readiness::for_part(cli::process::Part::Server, &state.backends, None);
+    cli::ops::ready_response(readiness.report().await)
 }
 
 /// Unknown paths: a JSON error under `/api/`, a page elsewhere.

@@ -63,6 +63,9 @@ pub struct DevSettings {
     /// Management server settings.
     #[serde(default)]
     pub server: ServerSettings,
+    /// The operations listener of `ferrisfx gateway|executor|server` (`/healthz`, `/readyz`).
+    #[serde(default)]
+    pub ops: super::ops::OpsSettings,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -85,6 +88,7 @@ impl Default for DevSettings {
             gateway: GatewaySettings::default(),
             executor: ExecutorSettings::default(),
             server: ServerSettings::default(),
+            ops: super::ops::OpsSettings::default(),
         }
     }
 }

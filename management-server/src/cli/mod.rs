@@ -4,8 +4,10 @@
 
 pub mod client;
 pub mod dev;
+pub mod ops;
 pub mod package;
 pub mod process;
+pub mod setup;
 
 use std::path::PathBuf;
 
@@ -52,6 +54,9 @@ pub enum Command {
     },
     /// Run the management server (web UI, REST API) of a distributed deployment.
     Server(dev::DevArgs),
+    /// Prepare a distributed deployment's backends: migrations, bucket, Kafka topics, and
+    /// optionally the Kibana saved objects (idempotent; the Helm chart's post-install job).
+    Setup(setup::SetupArgs),
     /// Build, upload and list packages.
     #[command(subcommand)]
     Package(PackageCommand),
@@ -146,6 +151,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gateway(args) => process::run(process::Part::Gateway, args, None).await,
         Command::Executor { args, pool } => process::run(process::Part::Executor, args, pool).await,
         Command::Server(args) => process::run(process::Part::Server, args, None).await,
+        Command::Setup(args) => setup::run(args).await,
         Command::Package(PackageCommand::Build(args)) => package::build(args),
         Command::Package(PackageCommand::Upload { file }) => api.upload(&file).await,
         Command::Package(PackageCommand::List) => api.list_packages().await,

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::dev::{wait_for_signal, DevArgs, DevSettings};
+use super::ops::{Ops, Readiness};
 use crate::AppState;
 
 /// Which part to run.
@@ -26,7 +27,7 @@ pub enum Part {
 /// Connects to the backends; while one is unavailable (a broker or database not up yet), logs
 /// why and retries with backoff until it is, or until shutdown (`None`). Other errors (bad
 /// settings, refused credentials) end the process with the reason.
-async fn connect(
+pub(super) async fn connect(
     settings: &DevSettings,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<fx_core::backends::Backends>> {
@@ -68,9 +69,36 @@ pub async fn run(part: Part, args: DevArgs, pool: Option<String>) -> anyhow::Res
             shutdown.cancel();
         });
     }
+    // The operations listener answers /healthz from the start, /readyz once connected.
+    let ops = Ops::new();
+    let ops_task = super::ops::start(&settings.ops, ops.clone(), shutdown.clone()).await?;
     let Some(backends) = connect(&settings, &shutdown).await? else {
         return Ok(());
     };
+    ops.connected(Readiness::for_part(
+        part,
+        &backends,
+        Some(&settings.backends.bus),
+    ));
+    let outcome = run_part(part, settings, backends, shutdown.clone()).await;
+    // The part has stopped: stop the operations listener with it.
+    shutdown.cancel();
+    if let Some(task) = ops_task {
+        match task.await {
+            Ok(Err(e)) if outcome.is_ok() => return Err(e),
+            _ => {}
+        }
+    }
+    outcome
+}
+
+/// Runs the connected part until `shutdown`.
+async fn run_part(
+    part: Part,
+    settings: DevSettings,
+    backends: fx_core::backends::Backends,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     match part {
         Part::Gateway => fx_gateway::run(settings.gateway, backends, shutdown)
             .await
