@@ -57,6 +57,9 @@ pub enum Command {
     /// Prepare a distributed deployment's backends: migrations, bucket, Kafka topics, and
     /// optionally the Kibana saved objects (idempotent; the Helm chart's post-install job).
     Setup(setup::SetupArgs),
+    /// Load and check the settings (file, `FX_*` variables) as every process does, then exit:
+    /// unknown keys, missing fields and invalid values fail with the reason.
+    CheckConfig(dev::DevArgs),
     /// Build, upload and list packages.
     #[command(subcommand)]
     Package(PackageCommand),
@@ -152,6 +155,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Executor { args, pool } => process::run(process::Part::Executor, args, pool).await,
         Command::Server(args) => process::run(process::Part::Server, args, None).await,
         Command::Setup(args) => setup::run(args).await,
+        Command::CheckConfig(args) => setup::check_config(&args),
         Command::Package(PackageCommand::Build(args)) => package::build(args),
         Command::Package(PackageCommand::Upload { file }) => api.upload(&file).await,
         Command::Package(PackageCommand::List) => api.list_packages().await,

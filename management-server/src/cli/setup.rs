@@ -67,6 +67,20 @@ pub async fn run(args: SetupArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `ferrisfx check-config`: loads the settings as every process does and checks what can be
+/// checked without the backends; prints `settings ok` (never the settings: they hold secrets).
+pub fn check_config(args: &DevArgs) -> anyhow::Result<()> {
+    let settings = DevSettings::load(args)?;
+    settings
+        .server
+        .validate()
+        .map_err(|e| anyhow::anyhow!(e.chain()))?;
+    fx_core::handler::validate_name("executor pool", &settings.executor.pool)
+        .map_err(|e| anyhow::anyhow!(e.chain()))?;
+    println!("settings ok");
+    Ok(())
+}
+
 /// Steps 1 and 2: migrations and bucket (by connecting), then topics.
 async fn prepare_backends(args: &SetupArgs, deadline: Instant) -> anyhow::Result<()> {
     let mut settings = DevSettings::load(&args.settings)?;
