@@ -30,8 +30,8 @@ struct Process {
 }
 
 fn rendered() -> Option<Vec<Process>> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/deploy-rendered/processes.json");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/deploy-rendered/processes.json");
     match std::fs::read_to_string(&path) {
         Ok(text) => Some(serde_json::from_str(&text).unwrap()),
         Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!(
@@ -67,7 +67,13 @@ fn check(process: &Process, dir: &tempfile::TempDir) -> Result<(), String> {
     let args: Vec<String> = process
         .args
         .iter()
-        .map(|a| if a == "{config}" { config.clone() } else { a.clone() })
+        .map(|a| {
+            if a == "{config}" {
+                config.clone()
+            } else {
+                a.clone()
+            }
+        })
         .collect();
     let mut help = args.clone();
     help.push("--help".into());
