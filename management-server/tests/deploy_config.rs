@@ -10,6 +10,9 @@
 //! subcommand and its flags parse) and `ferrisfx check-config` with that environment only.
 //! Without the file the test says it skipped; under `CI=true` that is a failure.
 
+// Test helpers fail by panicking.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Output};
