@@ -11,7 +11,7 @@ use crate::bus::EventBus;
 use crate::error::Result;
 use crate::objects::PackageStore;
 use crate::registry::HandlerRegistry;
-use crate::sink::OperationalSink;
+use crate::sink::{OperationalSink, StateRouting};
 use crate::store::StateStore;
 
 /// One instance of every port.
@@ -27,6 +27,8 @@ pub struct Backends {
     pub state: Arc<dyn StateStore>,
     /// Logs and metrics.
     pub sink: Arc<dyn OperationalSink>,
+    /// Which of `state` and `sink` each kind of state event goes to (validated).
+    pub routing: StateRouting,
 }
 
 /// Which backend each port uses.
@@ -48,6 +50,9 @@ pub struct BackendSettings {
     /// Logs and metrics.
     #[serde(default)]
     pub sink: SinkSettings,
+    /// Which kinds of state events go to the state store and which to the sink.
+    #[serde(default)]
+    pub routing: StateRouting,
 }
 
 /// Event bus backend.
@@ -121,11 +126,16 @@ pub enum SinkSettings {
     /// state store's database and schema).
     #[cfg(feature = "postgres")]
     Postgres(crate::store::postgres::PostgresSettings),
+    /// Log lines, metrics and execution documents in Elasticsearch, sent in bulk from a
+    /// bounded buffer, with the index templates the Kibana dashboards read.
+    #[cfg(feature = "elasticsearch")]
+    Elasticsearch(crate::sink::elasticsearch::ElasticsearchSettings),
 }
 
 impl BackendSettings {
     /// Builds every backend; embedded ones keep their files under `data_dir`.
     pub async fn build(&self, data_dir: &Path) -> Result<Backends> {
+        self.routing.validate()?;
         std::fs::create_dir_all(data_dir).map_err(|e| {
             crate::Error::unavailable(format!("creating data directory {}", data_dir.display()))
                 .with_source(e)
@@ -171,6 +181,10 @@ impl BackendSettings {
             SinkSettings::Postgres(settings) => {
                 Arc::new(crate::sink::postgres::PostgresSink::open(settings).await?)
             }
+            #[cfg(feature = "elasticsearch")]
+            SinkSettings::Elasticsearch(settings) => {
+                Arc::new(crate::sink::elasticsearch::ElasticsearchSink::open(settings).await?)
+            }
         };
         Ok(Backends {
             bus,
@@ -178,6 +192,7 @@ impl BackendSettings {
             packages,
             state,
             sink,
+            routing: self.routing.clone(),
         })
     }
 }

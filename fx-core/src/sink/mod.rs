@@ -1,22 +1,61 @@
-//! The operational-data port: function log lines (and later metrics), searchable.
+//! The operational-data port: function log lines, per-attempt metrics and execution documents
+//! for dashboards, searchable.
+//!
+//! Backends: [`embedded`] (SQLite, log lines only), `postgres` (log lines only) and
+//! `elasticsearch` (everything, with Kibana dashboards). [`routing`] says which state events
+//! the state router sends here; [`documents`] are the non-log documents it sends.
 
 use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::execution::{ExecutionId, LogLine};
 
+pub mod documents;
+#[cfg(feature = "elasticsearch")]
+pub mod elasticsearch;
 pub mod embedded;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod routing;
 pub mod testsuite;
 
-/// Where log lines go.
+pub use documents::{ExecutionDoc, MetricDoc};
+pub use routing::StateRouting;
+
+/// Where log lines, metrics and execution documents go.
 #[async_trait]
 pub trait OperationalSink: Send + Sync + 'static {
     /// Writes log lines. A line already written (same execution, attempt and seq) is not
-    /// duplicated.
+    /// duplicated. A buffering backend returns once the lines are buffered.
     async fn write_logs(&self, lines: &[LogLine]) -> Result<()>;
 
     /// The log lines of one execution, in order (attempt, then seq).
     async fn execution_logs(&self, id: &ExecutionId) -> Result<Vec<LogLine>>;
+
+    /// Writes the latest state of executions; a newer document replaces the older one of the
+    /// same execution. Backends without dashboards ignore them (the default).
+    async fn write_executions(&self, docs: &[ExecutionDoc]) -> Result<()> {
+        let _ = docs;
+        Ok(())
+    }
+
+    /// Writes the metrics of finished attempts; one already written (same execution and
+    /// attempt) is not counted twice. Backends without dashboards ignore them (the default).
+    async fn write_metrics(&self, metrics: &[MetricDoc]) -> Result<()> {
+        let _ = metrics;
+        Ok(())
+    }
+
+    /// Returns once everything written before the call is stored (delivered, or dropped for
+    /// good). It waits as long as the backend is down: bound it with a timeout at shutdown.
+    /// Backends that store on write return at once (the default).
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Documents dropped since start because a bounded buffer was full (the backend was
+    /// down or slow for too long). Backends without a buffer never drop (the default, 0).
+    fn dropped_total(&self) -> u64 {
+        0
+    }
 }

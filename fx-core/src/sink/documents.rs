@@ -1,0 +1,180 @@
+//! What the operational sink receives besides log lines: execution documents (the state store's
+//! record of an execution, projected for dashboards) and per-attempt metrics.
+//!
+//! Both are built by the state router from what it already has: an [`ExecutionDoc`] from the
+//! execution the state store holds after applying a state event, a [`MetricDoc`] from a
+//! `succeeded` or `failed` state event and the execution's handler.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::execution::{
+    Execution, ExecutionId, ExecutionStatus, FailureKind, ResolvedPackage, StateEvent,
+};
+
+/// One execution as the operational sink indexes it: its latest state. Writing a newer
+/// document for the same execution replaces the older one, so the router writes the state
+/// store's record after each state event it applied (a redelivered old event re-reads the
+/// store and writes the newest state again, never an older one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionDoc {
+    /// The execution.
+    pub execution_id: ExecutionId,
+    /// Handler name.
+    pub handler: String,
+    /// Latest status.
+    pub status: ExecutionStatus,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// The triggering event's `id`.
+    pub event_id: String,
+    /// The triggering event's `source`.
+    pub event_source: String,
+    /// The triggering event's `type`.
+    pub event_type: String,
+    /// The package that ran, once resolved.
+    pub package: Option<ResolvedPackage>,
+    /// When the gateway created it.
+    pub created_at: DateTime<Utc>,
+    /// When the latest attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it reached a terminal status.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Run time of the latest attempt in milliseconds.
+    pub duration_ms: Option<f64>,
+    /// Why the latest attempt failed.
+    pub failure_kind: Option<FailureKind>,
+    /// The failure's message.
+    pub failure_message: Option<String>,
+}
+
+impl From<&Execution> for ExecutionDoc {
+    fn from(e: &Execution) -> Self {
+        use cloudevents::AttributesReader;
+        ExecutionDoc {
+            execution_id: e.id.clone(),
+            handler: e.handler.clone(),
+            status: e.status,
+            attempts: e.attempts,
+            event_id: e.event.id().to_string(),
+            event_source: e.event.source().to_string(),
+            event_type: e.event.ty().to_string(),
+            package: e.package.clone(),
+            created_at: e.created_at,
+            started_at: e.started_at,
+            finished_at: e.finished_at,
+            duration_ms: e.duration_us.map(micros_to_millis),
+            failure_kind: e.error.as_ref().map(|f| f.kind),
+            failure_message: e.error.as_ref().map(|f| f.message.clone()),
+        }
+    }
+}
+
+/// The measurements of one finished attempt. Its identity is (execution, attempt): writing it
+/// again (a redelivered state event) does not count the attempt twice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricDoc {
+    /// The execution.
+    pub execution_id: ExecutionId,
+    /// Handler name.
+    pub handler: String,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// How the attempt ended: `succeeded` or `failed`.
+    pub status: ExecutionStatus,
+    /// When it ended.
+    pub at: DateTime<Utc>,
+    /// Run time in milliseconds.
+    pub duration_ms: f64,
+    /// Time between dispatch by the gateway and the start of the attempt, in milliseconds,
+    /// when the executor reports it (state events do not carry it yet).
+    pub queue_wait_ms: Option<f64>,
+    /// Why it failed.
+    pub failure_kind: Option<FailureKind>,
+}
+
+impl MetricDoc {
+    /// The metric of a `succeeded` or `failed` state event of an execution of `handler`;
+    /// `None` for other events.
+    pub fn from_state(event: &StateEvent, handler: &str) -> Option<MetricDoc> {
+        let (execution_id, attempt, at, duration_us, status, failure_kind) = match event {
+            StateEvent::Succeeded {
+                execution_id,
+                attempt,
+                at,
+                duration_us,
+                ..
+            } => (
+                execution_id,
+                attempt,
+                at,
+                duration_us,
+                ExecutionStatus::Succeeded,
+                None,
+            ),
+            StateEvent::Failed {
+                execution_id,
+                attempt,
+                at,
+                duration_us,
+                failure,
+            } => (
+                execution_id,
+                attempt,
+                at,
+                duration_us,
+                ExecutionStatus::Failed,
+                Some(failure.kind),
+            ),
+            StateEvent::Started { .. } | StateEvent::Log(_) => return None,
+        };
+        Some(MetricDoc {
+            execution_id: execution_id.clone(),
+            handler: handler.to_string(),
+            attempt: *attempt,
+            status,
+            at: *at,
+            duration_ms: micros_to_millis(*duration_us),
+            queue_wait_ms: None,
+            failure_kind,
+        })
+    }
+}
+
+fn micros_to_millis(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::execution::Failure;
+
+    #[test]
+    fn metrics_come_from_finished_attempts_only() {
+        let id = ExecutionId::derive("/s", "1", "h");
+        let at = Utc::now();
+        let failed = StateEvent::Failed {
+            execution_id: id.clone(),
+            attempt: 2,
+            at,
+            duration_us: 1_500,
+            failure: Failure {
+                kind: FailureKind::Timeout,
+                message: "timed out after 1 ms".into(),
+            },
+        };
+        let metric = MetricDoc::from_state(&failed, "h").unwrap();
+        assert_eq!(metric.attempt, 2);
+        assert_eq!(metric.status, ExecutionStatus::Failed);
+        assert_eq!(metric.duration_ms, 1.5);
+        assert_eq!(metric.failure_kind, Some(FailureKind::Timeout));
+        let started = StateEvent::Started {
+            execution_id: id,
+            attempt: 1,
+            at,
+            executor: "x".into(),
+        };
+        assert!(MetricDoc::from_state(&started, "h").is_none());
+    }
+}

@@ -1,0 +1,343 @@
+//! The indices the Elasticsearch sink writes: their names, the index templates (with explicit
+//! mappings) installed on start, and the JSON documents that go into them.
+//!
+//! Three families of daily indices, each under one composable index template:
+//!
+//! | index | one document per | `_id` | bulk op |
+//! | --- | --- | --- | --- |
+//! | `<prefix>-logs-YYYY.MM.DD` (day of the line) | log line | `<execution>-<attempt>-<seq>` | `create` |
+//! | `<prefix>-metrics-YYYY.MM.DD` (day it ended) | finished attempt | `<execution>-<attempt>` | `create` |
+//! | `<prefix>-executions-YYYY.MM.DD` (day created) | execution | `<execution>` | `index` |
+//!
+//! Log lines and metrics never change, so they are created once and a repeated write is a
+//! conflict the sink treats as done; an execution document is replaced by its newer state.
+//! The mappings are `dynamic: false`: a field that is not mapped stays in `_source` but is
+//! not indexed, so a newer writer cannot break an older day's index.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::execution::{ExecutionId, ExecutionStatus, FailureKind, LogLevel, LogLine};
+use crate::sink::documents::{ExecutionDoc, MetricDoc};
+
+/// The three index families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// Function log lines.
+    Logs,
+    /// Per-attempt metrics.
+    Metrics,
+    /// Executions' latest state.
+    Executions,
+}
+
+impl Family {
+    /// Every family.
+    pub const ALL: [Family; 3] = [Family::Logs, Family::Metrics, Family::Executions];
+
+    /// The name inside index names: `logs`, `metrics`, `executions`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Logs => "logs",
+            Family::Metrics => "metrics",
+            Family::Executions => "executions",
+        }
+    }
+
+    /// The template's name, `<prefix>-<family>`.
+    pub fn template_name(self, prefix: &str) -> String {
+        format!("{prefix}-{}", self.name())
+    }
+
+    /// The pattern of every index of the family, `<prefix>-<family>-*`.
+    pub fn pattern(self, prefix: &str) -> String {
+        format!("{prefix}-{}-*", self.name())
+    }
+
+    /// The index for a document dated `at`.
+    pub fn index(self, prefix: &str, at: DateTime<Utc>) -> String {
+        format!("{prefix}-{}-{}", self.name(), at.format("%Y.%m.%d"))
+    }
+}
+
+/// How the server indexes an object of arbitrary string keys (a log line's `fields`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyValueType {
+    /// Elasticsearch's `flattened`.
+    Flattened,
+    /// OpenSearch's `flat_object`.
+    FlatObject,
+}
+
+impl KeyValueType {
+    /// The type for the server whose `GET /` answered `root`: `flat_object` on OpenSearch
+    /// (and servers speaking its API), `flattened` otherwise.
+    pub fn for_server(root: &Value) -> Self {
+        if root["version"]["distribution"].as_str() == Some("opensearch") {
+            KeyValueType::FlatObject
+        } else {
+            KeyValueType::Flattened
+        }
+    }
+
+    fn mapping(self) -> Value {
+        match self {
+            KeyValueType::Flattened => json!({ "type": "flattened" }),
+            KeyValueType::FlatObject => json!({ "type": "flat_object" }),
+        }
+    }
+}
+
+/// The field mappings of a family (the `properties` object).
+pub fn properties(family: Family, key_values: KeyValueType) -> Value {
+    let keyword = || json!({ "type": "keyword" });
+    let date = || json!({ "type": "date" });
+    let integer = || json!({ "type": "integer" });
+    let double = || json!({ "type": "double" });
+    match family {
+        Family::Logs => json!({
+            "@timestamp": date(),
+            "execution_id": keyword(),
+            "handler": keyword(),
+            "attempt": integer(),
+            "seq": integer(),
+            "level": keyword(),
+            "message": { "type": "text" },
+            "fields": key_values.mapping(),
+        }),
+        Family::Metrics => json!({
+            "@timestamp": date(),
+            "execution_id": keyword(),
+            "handler": keyword(),
+            "attempt": integer(),
+            "status": keyword(),
+            "duration_ms": double(),
+            "queue_wait_ms": double(),
+            "failure_kind": keyword(),
+        }),
+        Family::Executions => json!({
+            "@timestamp": date(),
+            "execution_id": keyword(),
+            "handler": keyword(),
+            "status": keyword(),
+            "attempts": integer(),
+            "event_id": keyword(),
+            "event_source": keyword(),
+            "event_type": keyword(),
+            "package_name": keyword(),
+            "package_version": keyword(),
+            "package_digest": keyword(),
+            "started_at": date(),
+            "finished_at": date(),
+            "duration_ms": double(),
+            "failure_kind": keyword(),
+            "failure_message": { "type": "text" },
+        }),
+    }
+}
+
+/// The mappings of a family's indices.
+pub fn mappings(family: Family, key_values: KeyValueType) -> Value {
+    json!({
+        "dynamic": false,
+        "properties": properties(family, key_values),
+    })
+}
+
+/// The body of `PUT _index_template/<prefix>-<family>`.
+pub fn composable_template(family: Family, prefix: &str, key_values: KeyValueType) -> Value {
+    json!({
+        "index_patterns": [family.pattern(prefix)],
+        // Above the built-in templates' 100, so that ours decides for our indices.
+        "priority": 200,
+        "template": { "mappings": mappings(family, key_values) },
+        "_meta": { "managed_by": "ferrisfx", "description": format!("FerrisFX {} (see docs/configuration.md)", family.name()) },
+    })
+}
+
+/// The body of the legacy `PUT _template/<prefix>-<family>`, for servers without composable
+/// templates.
+pub fn legacy_template(family: Family, prefix: &str, key_values: KeyValueType) -> Value {
+    json!({
+        "index_patterns": [family.pattern(prefix)],
+        "order": 200,
+        "mappings": mappings(family, key_values),
+    })
+}
+
+/// A log line as indexed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogSource {
+    /// When it was written (microseconds kept in `_source`).
+    #[serde(rename = "@timestamp")]
+    pub timestamp: DateTime<Utc>,
+    /// Execution.
+    pub execution_id: ExecutionId,
+    /// Handler.
+    pub handler: String,
+    /// Attempt.
+    pub attempt: u32,
+    /// Position in the attempt.
+    pub seq: u32,
+    /// Severity.
+    pub level: LogLevel,
+    /// Text.
+    pub message: String,
+    /// Structured fields.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub fields: std::collections::BTreeMap<String, String>,
+}
+
+impl From<&LogLine> for LogSource {
+    fn from(l: &LogLine) -> Self {
+        LogSource {
+            timestamp: l.at,
+            execution_id: l.execution_id.clone(),
+            handler: l.handler.clone(),
+            attempt: l.attempt,
+            seq: l.seq,
+            level: l.level,
+            message: l.message.clone(),
+            fields: l.fields.clone(),
+        }
+    }
+}
+
+impl From<LogSource> for LogLine {
+    fn from(s: LogSource) -> Self {
+        LogLine {
+            execution_id: s.execution_id,
+            handler: s.handler,
+            attempt: s.attempt,
+            seq: s.seq,
+            at: s.timestamp,
+            level: s.level,
+            message: s.message,
+            fields: s.fields,
+        }
+    }
+}
+
+/// A finished attempt as indexed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSource {
+    /// When the attempt ended.
+    #[serde(rename = "@timestamp")]
+    pub timestamp: DateTime<Utc>,
+    /// Execution.
+    pub execution_id: ExecutionId,
+    /// Handler.
+    pub handler: String,
+    /// Attempt.
+    pub attempt: u32,
+    /// `succeeded` or `failed`.
+    pub status: ExecutionStatus,
+    /// Run time.
+    pub duration_ms: f64,
+    /// Queue wait, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_wait_ms: Option<f64>,
+    /// Failure kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_kind: Option<FailureKind>,
+}
+
+impl From<&MetricDoc> for MetricSource {
+    fn from(m: &MetricDoc) -> Self {
+        MetricSource {
+            timestamp: m.at,
+            execution_id: m.execution_id.clone(),
+            handler: m.handler.clone(),
+            attempt: m.attempt,
+            status: m.status,
+            duration_ms: m.duration_ms,
+            queue_wait_ms: m.queue_wait_ms,
+            failure_kind: m.failure_kind,
+        }
+    }
+}
+
+/// An execution as indexed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionSource {
+    /// When it was created.
+    #[serde(rename = "@timestamp")]
+    pub timestamp: DateTime<Utc>,
+    /// Execution.
+    pub execution_id: ExecutionId,
+    /// Handler.
+    pub handler: String,
+    /// Latest status.
+    pub status: ExecutionStatus,
+    /// Attempts started.
+    pub attempts: u32,
+    /// Event `id`.
+    pub event_id: String,
+    /// Event `source`.
+    pub event_source: String,
+    /// Event `type`.
+    pub event_type: String,
+    /// Package name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_name: Option<String>,
+    /// Package version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_version: Option<String>,
+    /// Package digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_digest: Option<String>,
+    /// Latest attempt's start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// End.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Latest attempt's run time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+    /// Failure kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_kind: Option<FailureKind>,
+    /// Failure message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_message: Option<String>,
+}
+
+impl From<&ExecutionDoc> for ExecutionSource {
+    fn from(e: &ExecutionDoc) -> Self {
+        ExecutionSource {
+            timestamp: e.created_at,
+            execution_id: e.execution_id.clone(),
+            handler: e.handler.clone(),
+            status: e.status,
+            attempts: e.attempts,
+            event_id: e.event_id.clone(),
+            event_source: e.event_source.clone(),
+            event_type: e.event_type.clone(),
+            package_name: e.package.as_ref().map(|p| p.name.clone()),
+            package_version: e.package.as_ref().map(|p| p.version.clone()),
+            package_digest: e.package.as_ref().map(|p| p.digest.to_string()),
+            started_at: e.started_at,
+            finished_at: e.finished_at,
+            duration_ms: e.duration_ms,
+            failure_kind: e.failure_kind,
+            failure_message: e.failure_message.clone(),
+        }
+    }
+}
+
+/// The `_id` of a log line.
+pub fn log_id(line: &LogLine) -> String {
+    format!("{}-{}-{}", line.execution_id, line.attempt, line.seq)
+}
+
+/// The `_id` of a metric.
+pub fn metric_id(metric: &MetricDoc) -> String {
+    format!("{}-{}", metric.execution_id, metric.attempt)
+}
+
+/// The `_id` of an execution document.
+pub fn execution_id(doc: &ExecutionDoc) -> String {
+    doc.execution_id.to_string()
+}
