@@ -60,7 +60,8 @@ pub struct ElasticsearchSink {
 /// What writers, readers and the flusher share.
 struct Shared {
     buffer: Mutex<Buffer>,
-    /// Wakes the flusher: a batch is full, or a flush was asked for.
+    /// Wakes the flusher: a document arrived in an empty buffer, a batch is full, or a flush
+    /// was asked for.
     wake: Notify,
     /// Documents written before this position are to be sent now (a flush was asked for).
     flush_before: AtomicU64,
@@ -138,23 +139,28 @@ impl ElasticsearchSink {
         self.shared.buffer().len()
     }
 
-    /// Appends documents to the buffer and wakes the flusher when a batch is full.
+    /// Appends documents to the buffer and wakes the flusher when it has to arm its timer or
+    /// a batch is full.
     fn enqueue(&self, ops: Vec<NewOp>) {
         if ops.is_empty() {
             return;
         }
         let mut buffer = self.shared.buffer();
+        // A flusher that found the buffer empty sleeps without a deadline: it learns of the
+        // first document here, and of a full batch.
+        let was_empty = buffer.is_empty();
         let mut dropped = 0;
         for op in ops {
             dropped += buffer.push(op);
         }
-        let full = buffer.len() >= self.shared.batch_max_docs
+        let wake = was_empty
+            || buffer.len() >= self.shared.batch_max_docs
             || buffer.bytes() >= self.shared.batch_max_bytes;
         if dropped > 0 {
             self.shared.progress.send_replace(buffer.done_before());
         }
         drop(buffer);
-        if full {
+        if wake {
             self.shared.wake.notify_one();
         }
     }
@@ -287,6 +293,11 @@ async fn flush_loop(shared: Arc<Shared>, cluster: Cluster, mut templates: Option
         if templates.is_none() {
             match cluster.install_templates().await {
                 Ok(kind) => templates = Some(kind),
+                Err(e) if e.kind() != ErrorKind::Unavailable => {
+                    // Retrying the same refused templates cannot help: send without them.
+                    tracing::error!(error = %e.chain(), "elasticsearch refused the index templates; sending documents with the cluster's dynamic mappings");
+                    templates = Some(Templates::Refused);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e.chain(), retry_in_ms = backoff.as_millis() as u64, "installing elasticsearch index templates failed; retrying");
                     report_drops(&shared);
@@ -354,6 +365,9 @@ async fn flush_loop(shared: Arc<Shared>, cluster: Cluster, mut templates: Option
             }
             Err(e) if e.kind() == ErrorKind::Unavailable => {
                 tracing::warn!(error = %e.chain(), documents = batch.len(), retry_in_ms = backoff.as_millis() as u64, "bulk request failed; retrying");
+                // The cluster may come back rebuilt: put the templates again (idempotent)
+                // before the next batch creates an index without them.
+                templates = None;
                 (batch, true)
             }
             Err(e) => {

@@ -42,6 +42,8 @@ pub enum Templates {
     Composable,
     /// Legacy `_template`, on a cluster without composable templates.
     Legacy,
+    /// None: the cluster refused them (the sink logged why and writes without them).
+    Refused,
 }
 
 /// What became of a bulk batch.

@@ -208,6 +208,9 @@ async fn writes_are_sent_when_a_batch_is_full_or_has_waited_the_flush_interval()
     settings.batch_max_docs = 1_000;
     settings.flush_interval_ms = 100;
     let sink = ElasticsearchSink::open(&settings).await.unwrap();
+    // The flusher has gone idle on an empty buffer (no deadline to wait for).
+    flushed(&sink).await;
+    tokio::task::yield_now().await;
     let other = execution("timed");
     sink.write_logs(&[line(&other, 1, 0)]).await.unwrap();
     let query = json!({ "term": { "execution_id": other.as_str() } });
@@ -382,6 +385,57 @@ async fn logs_written_while_elasticsearch_is_down_arrive_once_it_is_back() {
         .await
         .unwrap();
     assert!(template.status_code().is_success());
+}
+
+#[tokio::test]
+async fn logs_written_during_an_outage_arrive_once_elasticsearch_is_back() {
+    let test = "elasticsearch::logs_written_during_an_outage_arrive";
+    if crate::testenv::backend("FX_TEST_ELASTICSEARCH_BIN", test).is_none() {
+        return;
+    }
+    let port = spare_port();
+    let Some(server) = OwnServer::start(test, port).await else {
+        return;
+    };
+    let mut settings = quick(ElasticsearchSettings::new(format!(
+        "http://127.0.0.1:{port}"
+    )));
+    settings.request_timeout_ms = 500;
+    let sink = ElasticsearchSink::open(&settings).await.unwrap();
+    let id = execution("mid-run");
+    let lines: Vec<LogLine> = (0..6).map(|seq| line(&id, 1, seq)).collect();
+    sink.write_logs(&lines[..3]).await.unwrap();
+    flushed(&sink).await;
+    assert_eq!(sink.execution_logs(&id).await.unwrap(), lines[..3]);
+
+    // Elasticsearch goes away; the next lines wait in the buffer.
+    drop(server);
+    sink.write_logs(&lines[3..]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.buffered(), 3);
+
+    // It comes back empty (osmem-server keeps nothing): the sink puts its templates again,
+    // then delivers what it buffered.
+    let Some(_server) = OwnServer::start(test, port).await else {
+        return;
+    };
+    flushed(&sink).await;
+    assert_eq!(sink.execution_logs(&id).await.unwrap(), lines[3..]);
+    let index = Family::Logs.index(&settings.index_prefix, lines[3].at);
+    let response = sink
+        .cluster
+        .client()
+        .indices()
+        .get_mapping(IndicesGetMappingParts::Index(&[&index]))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body[&index]["mappings"]["properties"]["execution_id"]["type"],
+        "keyword"
+    );
+    assert_eq!(sink.dropped_total(), 0);
 }
 
 #[tokio::test]
