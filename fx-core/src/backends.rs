@@ -89,6 +89,10 @@ pub enum RegistrySettings {
     /// `handlers.json` in the data directory, watched for changes.
     #[default]
     Embedded,
+    /// Consul KV: one key per handler under a prefix, watched with blocking queries; shared by
+    /// every process of a deployment.
+    #[cfg(feature = "consul")]
+    Consul(crate::registry::consul::ConsulSettings),
 }
 
 /// Package store backend.
@@ -154,6 +158,10 @@ impl BackendSettings {
             RegistrySettings::Embedded => Arc::new(
                 crate::registry::embedded::FileRegistry::open(&path("handlers.json")).await?,
             ),
+            #[cfg(feature = "consul")]
+            RegistrySettings::Consul(settings) => {
+                Arc::new(crate::registry::consul::ConsulRegistry::new(settings)?)
+            }
         };
         let packages: Arc<dyn PackageStore> = match &self.packages {
             PackageStoreSettings::Embedded => {

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::handler::Handler;
 
+#[cfg(feature = "consul")]
+pub mod consul;
+#[cfg(feature = "consul")]
+pub mod consul_double;
 pub mod embedded;
 pub mod testsuite;
 

@@ -1,0 +1,637 @@
+//! The Consul handler registry: one key per handler under a prefix of Consul KV, the handler
+//! as JSON in the value, its revision the key's `ModifyIndex`.
+//!
+//! A thin client over Consul's HTTP API with `reqwest`: the `consul-rs` crate has no blocking
+//! queries with an index and no check-and-set, the two things this port is built on.
+//!
+//! - [`HandlerRegistry::table`] lists the prefix (`GET /v1/kv/<prefix>?recurse`); a 404 is an
+//!   empty table; the table's revision is the `X-Consul-Index` of the listing.
+//! - [`HandlerRegistry::watch`] is the same listing as a blocking query (`?index=<n>&wait=<d>`).
+//!   A return with an unchanged index (a timeout, or an idempotent write) waits again for the
+//!   rest of the caller's wait; an index lower than the caller's (a snapshot restore, tombstones
+//!   reaped) is a reset, as Consul's documentation prescribes: the table is returned at once, so
+//!   the caller continues from the lower index.
+//! - [`HandlerRegistry::put`] writes through the transaction endpoint (`PUT /v1/txn`) with the
+//!   `set` or `cas` verb (index 0 to create only, the stored `ModifyIndex` to update), because
+//!   its result carries the new `ModifyIndex`: `PUT /v1/kv/<key>?cas=` answers only `true` or
+//!   `false`, and reading the index afterwards could return another editor's write.
+//! - [`HandlerRegistry::delete`] reads the key (Consul deletes a missing key without complaint)
+//!   and deletes it with `DELETE /v1/kv/<key>?cas=<ModifyIndex>`.
+//!
+//! An entry that is not a valid handler (hand-written, written by a newer version) is listed in
+//! [`HandlerTable::invalid`] with the reason and logged once, never an error. The ACL token goes
+//! in the `X-Consul-Token` header, marked sensitive, and appears in no message or log.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use reqwest::header::{HeaderValue, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use url::Url;
+
+use super::{Expect, HandlerRegistry, HandlerTable, InvalidHandler, StoredHandler};
+use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::handler::Handler;
+
+/// The header carrying Consul's index of a read.
+const INDEX_HEADER: &str = "x-consul-index";
+/// The header carrying the ACL token.
+const TOKEN_HEADER: &str = "x-consul-token";
+/// The longest wait Consul accepts for a blocking query.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+/// How often an unconditional delete retries when the handler keeps changing under it.
+const DELETE_ATTEMPTS: usize = 5;
+
+/// Settings of the Consul handler registry.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsulSettings {
+    /// Base URL of a Consul agent's HTTP API, e.g. `http://127.0.0.1:8500` (`http` or `https`).
+    #[serde(default = "default_address")]
+    pub address: String,
+    /// Key prefix of the handlers: handler `name` is the key `<prefix><name>`. A `/` is added
+    /// when missing; must not start with `/`.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// ACL token, sent as `X-Consul-Token`; needs `key_prefix` read (gateways) or write
+    /// (management server) on the prefix. Never logged, redacted in `Debug`; better given as
+    /// `FX_BACKENDS__REGISTRY__TOKEN` than in a file.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Datacenter to query (`?dc=`); the agent's own when unset.
+    #[serde(default)]
+    pub datacenter: Option<String>,
+    /// Timeout of a request, in milliseconds; a blocking query gets its wait on top.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_address() -> String {
+    "http://127.0.0.1:8500".into()
+}
+fn default_prefix() -> String {
+    "ferrisfx/handlers/".into()
+}
+fn default_timeout_ms() -> u64 {
+    5_000
+}
+
+impl Default for ConsulSettings {
+    fn default() -> Self {
+        ConsulSettings {
+            address: default_address(),
+            prefix: default_prefix(),
+            token: None,
+            datacenter: None,
+            timeout_ms: default_timeout_ms(),
+        }
+    }
+}
+
+impl fmt::Debug for ConsulSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsulSettings")
+            .field("address", &self.address)
+            .field("prefix", &self.prefix)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("datacenter", &self.datacenter)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+impl ConsulSettings {
+    /// Checks the settings without contacting Consul.
+    pub fn validate(&self) -> Result<()> {
+        let url = Url::parse(&self.address).map_err(|e| {
+            Error::invalid(format!("consul address {:?} is not a url", self.address)).with_source(e)
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(Error::invalid(format!(
+                "consul address {:?} is not an http or https url",
+                self.address
+            )));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(Error::invalid(format!(
+                "consul address {:?} must not have a query or fragment",
+                self.address
+            )));
+        }
+        if self.prefix.trim_matches('/').is_empty() || self.prefix.starts_with('/') {
+            return Err(Error::invalid(format!(
+                "consul key prefix {:?} must be a key path such as \"ferrisfx/handlers/\"",
+                self.prefix
+            )));
+        }
+        if let Some(token) = &self.token {
+            if HeaderValue::from_str(token).is_err() {
+                return Err(Error::invalid(
+                    "consul token contains characters not allowed in an http header",
+                ));
+            }
+        }
+        if self.datacenter.as_deref() == Some("") {
+            return Err(Error::invalid(
+                "consul datacenter must not be empty; leave it out for the agent's own",
+            ));
+        }
+        if self.timeout_ms == 0 {
+            return Err(Error::invalid("consul timeout_ms must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Handlers in Consul KV.
+pub struct ConsulRegistry {
+    http: reqwest::Client,
+    /// The agent's base URL.
+    base: Url,
+    /// The address for messages: the base URL without user info.
+    shown: String,
+    /// The key prefix, ending with `/`.
+    prefix: String,
+    token: Option<HeaderValue>,
+    datacenter: Option<String>,
+    timeout: Duration,
+    /// Invalid entries already logged, with the index they were logged at.
+    logged_invalid: Mutex<BTreeMap<String, u64>>,
+}
+
+/// One entry of a KV read, as Consul encodes it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct KvEntry {
+    key: String,
+    value: Option<String>,
+    modify_index: u64,
+}
+
+/// The answer of `PUT /v1/txn`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TxnResponse {
+    #[serde(default)]
+    results: Option<Vec<TxnResult>>,
+    #[serde(default)]
+    errors: Option<Vec<TxnError>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TxnResult {
+    #[serde(rename = "KV")]
+    kv: Option<KvEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TxnError {
+    what: String,
+}
+
+impl ConsulRegistry {
+    /// A registry over the Consul agent of `settings`; validates the settings but does not
+    /// contact Consul (an unreachable agent shows in the first call, as `Unavailable`).
+    pub fn new(settings: &ConsulSettings) -> Result<Self> {
+        settings.validate()?;
+        let base = Url::parse(&settings.address).map_err(|e| {
+            Error::invalid(format!(
+                "consul address {:?} is not a url",
+                settings.address
+            ))
+            .with_source(e)
+        })?;
+        let mut shown = base.clone();
+        // Neither can fail on an http(s) URL with a host, which validate checked.
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        let shown = shown.as_str().trim_end_matches('/').to_string();
+        let token = match &settings.token {
+            Some(token) => {
+                let mut value = HeaderValue::from_str(token).map_err(|_| {
+                    Error::invalid("consul token contains characters not allowed in an http header")
+                })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        let timeout = Duration::from_millis(settings.timeout_ms);
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .build()
+            .kind_context(ErrorKind::Internal, || {
+                format!("building the http client of consul at {shown}")
+            })?;
+        let mut prefix = settings.prefix.clone();
+        if !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        tracing::info!(address = %shown, prefix = %prefix, datacenter = ?settings.datacenter, "consul handler registry configured");
+        Ok(ConsulRegistry {
+            http,
+            base,
+            shown,
+            prefix,
+            token,
+            datacenter: settings.datacenter.clone(),
+            timeout,
+            logged_invalid: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The URL of `/v1/<path…>/<key>` (no key: `/v1/<path…>`) with the datacenter set.
+    fn url(&self, path: &[&str], key: &str) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().extend(path);
+            if !key.is_empty() {
+                segments.extend(key.split('/'));
+            }
+        }
+        if let Some(dc) = &self.datacenter {
+            url.query_pairs_mut().append_pair("dc", dc);
+        }
+        url
+    }
+
+    fn request(&self, method: Method, url: Url, timeout: Duration) -> reqwest::RequestBuilder {
+        let mut request = self.http.request(method, url).timeout(timeout);
+        if let Some(token) = &self.token {
+            request = request.header(TOKEN_HEADER, token.clone());
+        }
+        request
+    }
+
+    /// Sends `request`; a failure to reach Consul is `Unavailable`, naming the address.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<reqwest::Response> {
+        request.send().await.map_err(|e| {
+            let reason = if e.is_timeout() {
+                "timed out"
+            } else {
+                "unreachable"
+            };
+            Error::unavailable(format!("{what}: consul at {} {reason}", self.shown)).with_source(e)
+        })
+    }
+
+    /// The error of an unexpected answer, with the start of its body.
+    async fn unexpected(&self, response: reqwest::Response, what: &str) -> Error {
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        let body: String = body.trim().chars().take(200).collect();
+        let message = format!("{what}: consul at {} answered {status}: {body}", self.shown);
+        match status {
+            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => Error::unavailable(format!(
+                "{message} (check the acl token's key_prefix policy on {:?})",
+                self.prefix
+            )),
+            StatusCode::PAYLOAD_TOO_LARGE => Error::invalid(message),
+            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
+                Error::unavailable(message)
+            }
+            _ => Error::internal(message),
+        }
+    }
+
+    /// Lists the prefix; with `block = Some((index, wait))` as a blocking query. Returns the
+    /// listing's index (at least 1, as Consul's documentation prescribes) and its entries.
+    async fn list(&self, block: Option<(u64, Duration)>) -> Result<(u64, Vec<KvEntry>)> {
+        let mut url = self.url(&["v1", "kv"], &self.prefix);
+        url.query_pairs_mut().append_key_only("recurse");
+        let mut timeout = self.timeout;
+        if let Some((index, wait)) = block {
+            url.query_pairs_mut()
+                .append_pair("index", &index.to_string())
+                .append_pair("wait", &format!("{}ms", wait.as_millis()));
+            // Consul adds up to wait/16 of jitter to a blocking query.
+            timeout += wait + wait / 16;
+        }
+        let what = format!("listing handlers under {:?}", self.prefix);
+        let response = self
+            .send(self.request(Method::GET, url, timeout), &what)
+            .await?;
+        let status = response.status();
+        if !(status == StatusCode::OK || status == StatusCode::NOT_FOUND) {
+            return Err(self.unexpected(response, &what).await);
+        }
+        let index = consul_index(&response, &what, &self.shown)?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok((index, Vec::new()));
+        }
+        let entries = response.json().await.map_err(|e| {
+            Error::unavailable(format!(
+                "{what}: reading the answer of consul at {}",
+                self.shown
+            ))
+            .with_source(e)
+        })?;
+        Ok((index, entries))
+    }
+
+    /// The raw entry of handler `name`, valid or not.
+    async fn entry(&self, name: &str) -> Result<Option<KvEntry>> {
+        let key = format!("{}{name}", self.prefix);
+        let what = format!("reading handler {name} (key {key:?})");
+        let response = self
+            .send(
+                self.request(Method::GET, self.url(&["v1", "kv"], &key), self.timeout),
+                &what,
+            )
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            StatusCode::OK => {
+                let entries: Vec<KvEntry> = response.json().await.map_err(|e| {
+                    Error::unavailable(format!(
+                        "{what}: reading the answer of consul at {}",
+                        self.shown
+                    ))
+                    .with_source(e)
+                })?;
+                Ok(entries.into_iter().find(|e| e.key == key))
+            }
+            _ => Err(self.unexpected(response, &what).await),
+        }
+    }
+
+    /// The table of a listing; logs invalid entries not logged before at their index.
+    fn table_of(&self, index: u64, entries: Vec<KvEntry>) -> HandlerTable {
+        let mut table = HandlerTable {
+            revision: index,
+            ..HandlerTable::default()
+        };
+        let mut invalid_at = BTreeMap::new();
+        for entry in entries {
+            let Some(name) = entry.key.strip_prefix(&self.prefix) else {
+                continue;
+            };
+            // The prefix itself, created as a folder by Consul's UI.
+            if name.is_empty() {
+                continue;
+            }
+            match parse_entry(name, &entry) {
+                Ok(handler) => table.handlers.push(StoredHandler {
+                    handler,
+                    revision: entry.modify_index,
+                }),
+                Err(reason) => {
+                    invalid_at.insert(name.to_string(), entry.modify_index);
+                    table.invalid.push(InvalidHandler {
+                        name: name.to_string(),
+                        reason,
+                    });
+                }
+            }
+        }
+        table
+            .handlers
+            .sort_by(|a, b| a.handler.name.cmp(&b.handler.name));
+        let mut logged = self
+            .logged_invalid
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for invalid in &table.invalid {
+            let index = invalid_at.get(&invalid.name).copied();
+            if logged.get(&invalid.name).copied() != index {
+                tracing::warn!(handler = %invalid.name, key = %format!("{}{}", self.prefix, invalid.name), reason = %invalid.reason, "invalid handler entry in consul skipped");
+            }
+        }
+        *logged = invalid_at;
+        table
+    }
+
+    /// Writes `value` as handler `name` in a transaction; returns the new `ModifyIndex`, or
+    /// `None` when the check-and-set failed.
+    async fn write(&self, name: &str, value: &[u8], cas: Option<u64>) -> Result<Option<u64>> {
+        let key = format!("{}{name}", self.prefix);
+        let value = base64::engine::general_purpose::STANDARD.encode(value);
+        let op = match cas {
+            None => json!({ "KV": { "Verb": "set", "Key": key, "Value": value } }),
+            Some(index) => {
+                json!({ "KV": { "Verb": "cas", "Key": key, "Value": value, "Index": index } })
+            }
+        };
+        let what = format!("writing handler {name} (key {key:?})");
+        let request = self
+            .request(Method::PUT, self.url(&["v1", "txn"], ""), self.timeout)
+            .header(CONTENT_TYPE, "application/json")
+            .body(json!([op]).to_string());
+        let response = self.send(request, &what).await?;
+        let status = response.status();
+        if !(status == StatusCode::OK || status == StatusCode::CONFLICT) {
+            return Err(self.unexpected(response, &what).await);
+        }
+        let answer: TxnResponse = response.json().await.map_err(|e| {
+            Error::unavailable(format!(
+                "{what}: reading the answer of consul at {}",
+                self.shown
+            ))
+            .with_source(e)
+        })?;
+        if status == StatusCode::CONFLICT {
+            let errors = answer.errors.unwrap_or_default();
+            // A transaction rolled back for another reason than a stale index is a failure.
+            if cas.is_some() && errors.iter().all(|e| e.what.contains("index is stale")) {
+                return Ok(None);
+            }
+            let reasons: Vec<String> = errors.into_iter().map(|e| e.what).collect();
+            return Err(Error::internal(format!(
+                "{what}: consul at {} rolled the write back: {}",
+                self.shown,
+                reasons.join("; ")
+            )));
+        }
+        answer
+            .results
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|r| r.kv)
+            .map(|kv| Some(kv.modify_index))
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "{what}: consul at {} did not return the written entry",
+                    self.shown
+                ))
+            })
+    }
+
+    /// Deletes handler `name` if its `ModifyIndex` is still `index`; whether it was.
+    async fn delete_at(&self, name: &str, index: u64) -> Result<bool> {
+        let key = format!("{}{name}", self.prefix);
+        let mut url = self.url(&["v1", "kv"], &key);
+        url.query_pairs_mut().append_pair("cas", &index.to_string());
+        let what = format!("deleting handler {name} (key {key:?})");
+        let response = self
+            .send(self.request(Method::DELETE, url, self.timeout), &what)
+            .await?;
+        if response.status() != StatusCode::OK {
+            return Err(self.unexpected(response, &what).await);
+        }
+        let text = response.text().await.map_err(|e| {
+            Error::unavailable(format!(
+                "{what}: reading the answer of consul at {}",
+                self.shown
+            ))
+            .with_source(e)
+        })?;
+        Ok(text.trim() == "true")
+    }
+
+    /// The error of a failed check-and-set on handler `name` that expected `expect`.
+    async fn refused(&self, name: &str, expect: Expect) -> Result<Error> {
+        Ok(match (expect, self.entry(name).await?) {
+            (Expect::Absent, _) => Error::conflict(format!("handler {name} already exists")),
+            (_, None) => Error::not_found(format!("handler {name} not found")),
+            (Expect::Revision(expected), Some(entry)) => Error::conflict(format!(
+                "handler {name} changed since revision {expected}: it is at revision {}",
+                entry.modify_index
+            )),
+            (Expect::Any, Some(entry)) => Error::conflict(format!(
+                "handler {name} kept changing while being written (now at revision {})",
+                entry.modify_index
+            )),
+        })
+    }
+}
+
+/// The `X-Consul-Index` of a read, at least 1.
+fn consul_index(response: &reqwest::Response, what: &str, shown: &str) -> Result<u64> {
+    let index = response
+        .headers()
+        .get(INDEX_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| {
+            Error::internal(format!(
+                "{what}: the answer of consul at {shown} has no valid X-Consul-Index header"
+            ))
+        })?;
+    Ok(index.max(1))
+}
+
+/// The handler in a KV entry, or why it is not one.
+fn parse_entry(name: &str, entry: &KvEntry) -> std::result::Result<Handler, String> {
+    let Some(value) = &entry.value else {
+        return Err("the key has no value".into());
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .map_err(|e| format!("the value is not base64 as consul sends it: {e}"))?;
+    let handler: Handler =
+        serde_json::from_slice(&bytes).map_err(|e| format!("not a valid handler: {e}"))?;
+    if handler.name != name {
+        return Err(format!(
+            "handler name {:?} does not match its key {name:?}",
+            handler.name
+        ));
+    }
+    handler.validate().map_err(|e| e.message().to_string())?;
+    Ok(handler)
+}
+
+#[async_trait]
+impl HandlerRegistry for ConsulRegistry {
+    async fn table(&self) -> Result<HandlerTable> {
+        let (index, entries) = self.list(None).await?;
+        Ok(self.table_of(index, entries))
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<StoredHandler>> {
+        let Some(entry) = self.entry(name).await? else {
+            return Ok(None);
+        };
+        Ok(parse_entry(name, &entry).ok().map(|handler| StoredHandler {
+            handler,
+            revision: entry.modify_index,
+        }))
+    }
+
+    async fn put(&self, handler: &Handler, expect: Expect) -> Result<u64> {
+        handler.validate()?;
+        let name = &handler.name;
+        let value = serde_json::to_vec(handler).kind_context(ErrorKind::Internal, || {
+            format!("encoding handler {name} as json")
+        })?;
+        let cas = match expect {
+            Expect::Any => None,
+            Expect::Absent => Some(0),
+            // No stored handler is at revision 0, and `cas=0` would mean "create".
+            Expect::Revision(0) => return Err(self.refused(name, expect).await?),
+            Expect::Revision(revision) => Some(revision),
+        };
+        match self.write(name, &value, cas).await? {
+            Some(revision) => {
+                tracing::info!(handler = %name, revision, "handler stored in consul");
+                Ok(revision)
+            }
+            None => Err(self.refused(name, expect).await?),
+        }
+    }
+
+    async fn delete(&self, name: &str, expect: Expect) -> Result<()> {
+        for _ in 0..DELETE_ATTEMPTS {
+            let Some(entry) = self.entry(name).await? else {
+                return Err(Error::not_found(format!("handler {name} not found")));
+            };
+            let index = match expect {
+                Expect::Absent => {
+                    return Err(Error::conflict(format!("handler {name} already exists")))
+                }
+                Expect::Revision(expected) if expected != entry.modify_index => {
+                    return Err(Error::conflict(format!(
+                        "handler {name} changed since revision {expected}: it is at revision {}",
+                        entry.modify_index
+                    )))
+                }
+                Expect::Revision(_) | Expect::Any => entry.modify_index,
+            };
+            if self.delete_at(name, index).await? {
+                tracing::info!(handler = %name, "handler deleted from consul");
+                return Ok(());
+            }
+            if let Expect::Revision(_) = expect {
+                return Err(self.refused(name, expect).await?);
+            }
+        }
+        Err(self.refused(name, expect).await?)
+    }
+
+    async fn watch(&self, after_revision: u64, wait: Duration) -> Result<HandlerTable> {
+        let deadline = Instant::now() + wait.min(MAX_WAIT);
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            // `wait=0` would mean Consul's default of five minutes: read without blocking.
+            if remaining < Duration::from_millis(1) || after_revision == 0 {
+                return self.table().await;
+            }
+            let (index, entries) = self.list(Some((after_revision, remaining))).await?;
+            if index < after_revision {
+                tracing::debug!(
+                    index,
+                    after_revision,
+                    "consul index went backwards; watching from the lower index"
+                );
+            }
+            if index != after_revision || Instant::now() >= deadline {
+                return Ok(self.table_of(index, entries));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "consul_tests.rs"]
+mod tests;
