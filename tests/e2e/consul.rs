@@ -1,0 +1,235 @@
+//! Handlers in Consul: two running platforms (`ferrisfx dev` in-process, each with its own
+//! gateway, executor and management server) share one handler registry, an in-process double
+//! of Consul's KV HTTP API. A handler created through one's API takes effect in both gateways
+//! within a second, and a deleted one stops matching within a second, without a restart.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use fx_core::backends::RegistrySettings;
+use fx_core::registry::consul::ConsulSettings;
+use fx_core::registry::consul_double::ConsulDouble;
+use fx_tests::example_package;
+use management_server::cli::dev::{DevSettings, Platform};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+/// How soon a change in Consul must take effect in every gateway.
+const PROPAGATION: Duration = Duration::from_secs(1);
+const GREET: &str = "fx.test.consul.greet";
+const SENTINEL: &str = "fx.test.consul.sentinel";
+
+/// One running platform whose handler registry is Consul.
+struct Node {
+    name: &'static str,
+    base: String,
+    http: reqwest::Client,
+    platform: Platform,
+    shutdown: CancellationToken,
+}
+
+impl Node {
+    async fn start(name: &'static str, data_dir: &Path, consul: &str) -> Node {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("FX_TEST_LOG")
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_test_writer()
+            .try_init();
+        let settings = DevSettings {
+            data_dir: data_dir.to_path_buf(),
+            example: false,
+            backends: fx_core::backends::BackendSettings {
+                registry: RegistrySettings::Consul(ConsulSettings {
+                    address: consul.to_string(),
+                    ..ConsulSettings::default()
+                }),
+                ..Default::default()
+            },
+            ..DevSettings::default()
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let shutdown = CancellationToken::new();
+        let platform = Platform::start(settings, listener, shutdown.clone())
+            .await
+            .expect("platform starts");
+        Node {
+            name,
+            base: format!("http://{}", platform.addr),
+            http: reqwest::Client::new(),
+            platform,
+            shutdown,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.platform.wait().await.expect("platform stops cleanly");
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn upload_hello(&self) {
+        let (status, v) = self
+            .send(
+                self.http
+                    .post(format!("{}/api/v1/packages", self.base))
+                    .header("content-type", "application/octet-stream")
+                    .body(example_package("hello")),
+            )
+            .await;
+        assert_eq!(status, 201, "{}: uploading hello: {v}", self.name);
+    }
+
+    async fn create_handler(&self, name: &str, event_type: &str) {
+        let body = json!({
+            "name": name,
+            "filter": {"exact": {"attribute": "type", "value": event_type}},
+            "package": {"name": "hello"},
+        });
+        let (status, v) = self
+            .send(
+                self.http
+                    .post(format!("{}/api/v1/handlers", self.base))
+                    .json(&body),
+            )
+            .await;
+        assert_eq!(status, 201, "{}: creating handler {name}: {v}", self.name);
+    }
+
+    async fn delete_handler(&self, name: &str) {
+        let (status, v) = self
+            .send(
+                self.http
+                    .delete(format!("{}/api/v1/handlers/{name}", self.base)),
+            )
+            .await;
+        assert!(
+            (200..300).contains(&status),
+            "{}: deleting handler {name}: {status} {v}",
+            self.name
+        );
+    }
+
+    async fn emit(&self, id: &str, event_type: &str) {
+        let event = json!({
+            "specversion": "1.0", "id": id, "source": "/tests/consul", "type": event_type,
+            "datacontenttype": "application/json", "data": {"name": self.name},
+        });
+        let (status, v) = self
+            .send(
+                self.http
+                    .post(format!("{}/events", self.base))
+                    .header("content-type", "application/cloudevents+json")
+                    .body(event.to_string()),
+            )
+            .await;
+        assert_eq!(status, 202, "{}: event {id} refused: {v}", self.name);
+    }
+
+    async fn executions(&self, handler: &str) -> Vec<Value> {
+        let (status, v) = self
+            .send(
+                self.http
+                    .get(format!("{}/api/v1/executions", self.base))
+                    .query(&[("handler", handler), ("limit", "500")]),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until the execution of `handler` on event `event_id` succeeded.
+    async fn wait_succeeded(&self, handler: &str, event_id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let executions = self.executions(handler).await;
+            let execution = executions.iter().find(|e| e["event_id"] == event_id);
+            if execution.is_some_and(|e| e["status"] == "succeeded") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: event {event_id} did not run {handler}: {executions:#?}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Sleeps until `PROPAGATION` after `since`: what the test checks is the state at that moment.
+async fn until_propagated(since: Instant) {
+    tokio::time::sleep_until((since + PROPAGATION).into()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_handler_created_in_consul_runs_in_two_gateways_within_a_second_and_stops_when_deleted() {
+    let consul = ConsulDouble::start().await.unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Node::start("a", dir_a.path(), &consul.address()).await;
+    let b = Node::start("b", dir_b.path(), &consul.address()).await;
+    // Each platform has its own package and state stores; the registry is what they share.
+    for node in [&a, &b] {
+        node.upload_hello().await;
+    }
+    // A handler present all along: an event for it, sent after another, proves the other was
+    // dispatched (the dispatcher consumes in order).
+    a.create_handler("sentinel", SENTINEL).await;
+    until_propagated(Instant::now()).await;
+    for node in [&a, &b] {
+        node.emit(&format!("{}-sentinel-0", node.name), SENTINEL)
+            .await;
+        node.wait_succeeded("sentinel", &format!("{}-sentinel-0", node.name))
+            .await;
+    }
+
+    // Created through a's API: within a second both gateways run it on the next event.
+    a.create_handler("greeter", GREET).await;
+    let created = Instant::now();
+    until_propagated(created).await;
+    for node in [&a, &b] {
+        node.emit(&format!("{}-greet-1", node.name), GREET).await;
+    }
+    for node in [&a, &b] {
+        node.wait_succeeded("greeter", &format!("{}-greet-1", node.name))
+            .await;
+    }
+
+    // Deleted through b's API: a second later neither gateway matches it any more.
+    b.delete_handler("greeter").await;
+    let deleted = Instant::now();
+    until_propagated(deleted).await;
+    for node in [&a, &b] {
+        node.emit(&format!("{}-greet-2", node.name), GREET).await;
+        node.emit(&format!("{}-sentinel-1", node.name), SENTINEL)
+            .await;
+    }
+    for node in [&a, &b] {
+        node.wait_succeeded("sentinel", &format!("{}-sentinel-1", node.name))
+            .await;
+        let ran: Vec<Value> = node
+            .executions("greeter")
+            .await
+            .into_iter()
+            .map(|e| e["event_id"].clone())
+            .collect();
+        assert_eq!(
+            ran,
+            [json!(format!("{}-greet-1", node.name))],
+            "{}: the deleted handler still matched",
+            node.name
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+}
