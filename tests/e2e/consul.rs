@@ -233,3 +233,43 @@ async fn a_handler_created_in_consul_runs_in_two_gateways_within_a_second_and_st
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_consul_down_the_gateway_keeps_its_handlers_and_catches_up_once_it_is_back() {
+    let mut consul = ConsulDouble::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start("a", dir.path(), &consul.address()).await;
+    node.upload_hello().await;
+    node.create_handler("greeter", GREET).await;
+    until_propagated(Instant::now()).await;
+
+    consul.go_down();
+    // The API cannot reach the store and says so; the gateway runs on its last good table.
+    let (status, v) = node
+        .send(node.http.get(format!("{}/api/v1/handlers", node.base)))
+        .await;
+    assert_eq!(status, 503, "{v}");
+    assert!(v.to_string().contains(&consul.address()), "{v}");
+    node.emit("greet-during-outage", GREET).await;
+    node.wait_succeeded("greeter", "greet-during-outage").await;
+
+    // Back up: a handler created now reaches the gateway once its retry (backoff of at most
+    // ten seconds) gets through.
+    consul.come_back().await.unwrap();
+    node.create_handler("late", SENTINEL).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for attempt in 0.. {
+        let id = format!("late-{attempt}");
+        node.emit(&id, SENTINEL).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if !node.executions("late").await.is_empty() {
+            node.wait_succeeded("late", &id).await;
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not pick up a handler created after consul came back"
+        );
+    }
+    node.stop().await;
+}

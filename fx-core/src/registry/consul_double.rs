@@ -123,6 +123,20 @@ impl ConsulDouble {
         self.shared.lock().index
     }
 
+    /// Goes down as a stopped agent does: the listener closes and open connections (blocking
+    /// queries among them) drop; the stored keys are kept for [`ConsulDouble::come_back`].
+    pub fn go_down(&mut self) {
+        self.server.abort();
+    }
+
+    /// Listens again on the same address, with the keys and indexes it had.
+    pub async fn come_back(&mut self) -> std::io::Result<()> {
+        self.server.abort();
+        let listener = TcpListener::bind(self.addr).await?;
+        self.server = tokio::spawn(accept_loop(listener, Arc::clone(&self.shared)));
+        Ok(())
+    }
+
     /// Forgets every tombstone, as Consul's reaping does; a listing's index may go backwards.
     pub fn reap_tombstones(&self) {
         self.shared.lock().tombstones.clear();

@@ -269,6 +269,32 @@ async fn an_index_going_backwards_resets_the_watch() {
 }
 
 #[tokio::test]
+async fn a_watch_fails_when_consul_goes_down_and_works_once_it_is_back() {
+    let (mut double, registry) = double_and_registry().await;
+    let revision = registry.put(&handler("a"), Expect::Absent).await.unwrap();
+    let watching = tokio::spawn(async move {
+        let result = registry.watch(revision, Duration::from_secs(30)).await;
+        (registry, result)
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    double.go_down();
+    let (registry, result) = watching.await.unwrap();
+    let err = result.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{}", err.chain());
+    assert!(err.message().contains(&double.address()), "{}", err.chain());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the watch noticed late"
+    );
+
+    double.come_back().await.unwrap();
+    let table = registry.table().await.unwrap();
+    assert_eq!(table.revision, revision, "the keys survived the outage");
+    assert_eq!(table.handlers.len(), 1);
+}
+
+#[tokio::test]
 async fn the_acl_token_is_sent_and_never_shown() {
     let double = ConsulDouble::start_with_token("s3cret-token")
         .await
