@@ -209,8 +209,9 @@ impl Executor {
         .await
     }
 
-    /// Publishes `started`, runs, publishes the log lines, the output events and `succeeded`,
-    /// or `failed`.
+    /// Publishes `started` while the function runs; then the log lines and output events in
+    /// one batch, then `succeeded` (or `failed`). Three round trips to the bus at most, two of
+    /// them after the run.
     async fn execute(&self, invocation: &Invocation, shutdown: &CancellationToken) -> Handled {
         let started = StateEvent::Started {
             execution_id: invocation.execution_id.clone(),
@@ -218,20 +219,42 @@ impl Executor {
             at: Utc::now(),
             executor: self.settings.executor_id.clone(),
         };
-        if self.publish_state(invocation, &started, shutdown).await == Handled::Abandoned {
+        // `join!` polls the publish first, so `started` is handed to the bus before the run
+        // begins, and both end before anything else of this execution is published.
+        let (published, outcome) = tokio::join!(
+            self.publish_state(invocation, &started, shutdown),
+            self.invoke(invocation)
+        );
+        if published == Handled::Abandoned {
             return Handled::Abandoned;
         }
-        let outcome = self.invoke(invocation).await;
+        let mut owed = Vec::with_capacity(outcome.logs.len());
         for line in outcome.logs {
-            let log = StateEvent::Log(line);
-            if self.publish_state(invocation, &log, shutdown).await == Handled::Abandoned {
-                return Handled::Abandoned;
+            match state_message(invocation, &StateEvent::Log(line)) {
+                Some(message) => owed.push((topics::STATE.to_string(), message)),
+                None => return Handled::Abandoned,
             }
         }
         let duration_us = u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX);
         let result = match outcome.result {
-            Ok(output) => self.publish_output(output, shutdown).await,
+            Ok(output) => {
+                owed.extend(
+                    output
+                        .iter()
+                        .map(|event| (topics::EVENTS.to_string(), encode_message(event))),
+                );
+                Ok(output)
+            }
             Err(failure) => Err(failure),
+        };
+        let result = match self.publish_all_with_retry(owed, shutdown).await {
+            Ok(()) => result,
+            Err(_) if shutdown.is_cancelled() => return Handled::Abandoned,
+            // Not retryable (a message the bus refuses): publishing again would fail again.
+            Err(e) => Err(Failure {
+                kind: FailureKind::Internal,
+                message: format!("publishing the output events and log lines: {}", e.chain()),
+            }),
         };
         let last = match result {
             Ok(output) => {
@@ -258,31 +281,6 @@ impl Executor {
         self.publish_state(invocation, &last, shutdown).await
     }
 
-    /// Publishes the output events to `fx.events`; a bus that refuses one fails the
-    /// invocation (retrying the same event would fail again).
-    async fn publish_output(
-        &self,
-        output: Vec<fx_core::event::Event>,
-        shutdown: &CancellationToken,
-    ) -> std::result::Result<Vec<fx_core::event::Event>, Failure> {
-        for event in &output {
-            if let Err(e) = self
-                .publish_with_retry(topics::EVENTS, encode_message(event), shutdown)
-                .await
-            {
-                return Err(Failure {
-                    kind: FailureKind::Internal,
-                    message: format!(
-                        "publishing an output event to {}: {}",
-                        topics::EVENTS,
-                        e.chain()
-                    ),
-                });
-            }
-        }
-        Ok(output)
-    }
-
     /// Publishes a state event keyed by its execution.
     async fn publish_state(
         &self,
@@ -290,12 +288,9 @@ impl Executor {
         state: &StateEvent,
         shutdown: &CancellationToken,
     ) -> Handled {
-        match Message::json(Some(invocation.execution_id.to_string()), state) {
-            Ok(message) => self.publish(topics::STATE, message, shutdown).await,
-            Err(e) => {
-                tracing::error!(error = %e.chain(), state = state.name(), "encoding a state event failed");
-                Handled::Abandoned
-            }
+        match state_message(invocation, state) {
+            Some(message) => self.publish(topics::STATE, message, shutdown).await,
+            None => Handled::Abandoned,
         }
     }
 
@@ -321,16 +316,42 @@ impl Executor {
         message: Message,
         shutdown: &CancellationToken,
     ) -> Result<()> {
+        self.publish_all_with_retry(vec![(topic.to_string(), message)], shutdown)
+            .await
+    }
+
+    /// Publishes `messages` as one batch, retrying the batch while the bus is unavailable,
+    /// until shutdown.
+    async fn publish_all_with_retry(
+        &self,
+        messages: Vec<(String, Message)>,
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
         let mut delay = Duration::from_millis(50);
         loop {
-            match self.bus.publish(topic, message.clone()).await {
+            match self.bus.publish_all(messages.clone()).await {
                 Err(e) if e.kind().is_retryable() && !shutdown.is_cancelled() => {
-                    tracing::warn!(error = %e.chain(), %topic, "publish failed; retrying");
+                    tracing::warn!(error = %e.chain(), messages = messages.len(), "publish failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
                 result => return result,
             }
+        }
+    }
+}
+
+/// The message of state event `state`, keyed by its execution so that one execution's events
+/// keep their order.
+fn state_message(invocation: &Invocation, state: &StateEvent) -> Option<Message> {
+    match Message::json(Some(invocation.execution_id.to_string()), state) {
+        Ok(message) => Some(message),
+        Err(e) => {
+            tracing::error!(error = %e.chain(), state = state.name(), "encoding a state event failed");
+            None
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use chrono::Utc;
 use cloudevents::AttributesReader;
+use futures::{StreamExt, TryStreamExt};
 use fx_core::backends::Backends;
 use fx_core::bus::{topics, Delivery};
 use fx_core::event::{decode_message, Event, Message};
@@ -13,6 +14,7 @@ use fx_core::execution::{
     StateEvent,
 };
 use fx_core::handler::{Handler, Limits};
+use fx_core::registry::HandlerTable;
 use fx_core::store::Created;
 use fx_core::{ErrorKind, Result};
 use tokio_util::sync::CancellationToken;
@@ -39,6 +41,14 @@ pub struct Dispatcher {
     table: LiveTable,
 }
 
+/// Deliveries taken from `fx.events` at once: what is already waiting, up to this many.
+const BATCH: usize = 256;
+/// Partition keys of one batch whose events are matched and recorded at the same time.
+const CONCURRENT_KEYS: usize = 16;
+
+/// A message owed for a delivery: (topic, message).
+type Outgoing = (String, Message);
+
 impl Dispatcher {
     /// A dispatcher over `backends` using the live handler `table`.
     pub fn new(backends: Backends, table: LiveTable) -> Self {
@@ -46,6 +56,10 @@ impl Dispatcher {
     }
 
     /// Consumes `fx.events` as group `group` until `shutdown`.
+    ///
+    /// Takes the deliveries already waiting as one batch, records their executions a few at a
+    /// time, publishes everything the batch owes in delivery order in one go (so invocations
+    /// of one partition key keep their order), then commits the batch.
     pub async fn run(&self, group: &str, shutdown: CancellationToken) -> Result<()> {
         let mut subscription = until_available("subscribing to fx.events", &shutdown, || {
             self.backends.bus.subscribe(topics::EVENTS, group)
@@ -53,55 +67,86 @@ impl Dispatcher {
         .await?;
         tracing::info!(group, "dispatcher consuming fx.events");
         loop {
-            let delivery = tokio::select! {
+            let batch = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                next = subscription.next() => next,
+                next = subscription.next_batch(BATCH) => next,
             };
-            let delivery = match delivery {
-                Ok(Some(d)) => d,
-                Ok(None) => return Ok(()),
+            let batch = match batch {
+                Ok(batch) if batch.is_empty() => return Ok(()),
+                Ok(batch) => batch,
                 Err(e) => {
                     tracing::warn!(error = %e.chain(), "reading fx.events failed; retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                     continue;
                 }
             };
-            match self.handle_delivery(&delivery, &shutdown).await {
+            match self.handle_batch(&batch, &shutdown).await {
                 Ok(()) => {}
-                // Shutting down mid-way: leave the delivery uncommitted so it is seen again.
+                // Shutting down mid-way: leave the batch uncommitted so it is seen again.
                 Err(e) if shutdown.is_cancelled() => {
-                    tracing::info!(error = %e.chain(), offset = delivery.offset, "left uncommitted at shutdown");
+                    tracing::info!(error = %e.chain(), deliveries = batch.len(), "left uncommitted at shutdown");
                     return Ok(());
                 }
                 Err(e) => return Err(e),
             }
-            crate::retry::commit(subscription.as_mut(), &delivery, &shutdown).await?;
+            for delivery in &batch {
+                crate::retry::commit(subscription.as_mut(), delivery, &shutdown).await?;
+            }
         }
     }
 
-    async fn handle_delivery(
-        &self,
-        delivery: &Delivery,
-        shutdown: &CancellationToken,
-    ) -> Result<()> {
-        let event = match decode_message(&delivery.message) {
-            Ok(event) => event,
-            Err(e) => {
-                tracing::warn!(reason = %e.chain(), offset = delivery.offset, "malformed event sent to the dead-letter topic");
-                let message = delivery
-                    .message
-                    .clone()
-                    .with_header(topics::REASON_HEADER, e.chain())
-                    .with_header("fx-original-topic", delivery.topic.clone());
-                return until_available("publishing to fx.deadletter", shutdown, || {
-                    self.backends
-                        .bus
-                        .publish(topics::DEADLETTER, message.clone())
-                })
-                .await;
+    async fn handle_batch(&self, batch: &[Delivery], shutdown: &CancellationToken) -> Result<()> {
+        let table = self.table.current();
+        // Events of one partition key are recorded one after another, in order (so their
+        // executions' creation order is the events' order); different keys side by side.
+        let mut owed: Vec<Vec<Outgoing>> = vec![Vec::new(); batch.len()];
+        let mut keys: Vec<Vec<(usize, Event)>> = Vec::new();
+        let mut key_index = std::collections::HashMap::new();
+        for (i, delivery) in batch.iter().enumerate() {
+            match decode_message(&delivery.message) {
+                Ok(event) => {
+                    let key = fx_core::event::partition_key(&event);
+                    let slot = *key_index.entry(key).or_insert_with(|| {
+                        keys.push(Vec::new());
+                        keys.len() - 1
+                    });
+                    keys[slot].push((i, event));
+                }
+                Err(e) => owed[i] = vec![dead_letter(delivery, &e)],
             }
-        };
-        self.dispatch(&event, shutdown).await.map(|_| ())
+        }
+        let table = &table;
+        let groups: Vec<_> = keys
+            .into_iter()
+            .map(|events| async move {
+                let mut planned = Vec::with_capacity(events.len());
+                for (i, event) in events {
+                    let outgoing = self.plan(table, &event, shutdown).await?;
+                    let outgoing: Vec<Outgoing> =
+                        outgoing.into_iter().filter_map(|(_, out)| out).collect();
+                    planned.push((i, outgoing));
+                }
+                Ok::<Vec<(usize, Vec<Outgoing>)>, fx_core::Error>(planned)
+            })
+            .collect();
+        let planned: Vec<Vec<(usize, Vec<Outgoing>)>> = futures::stream::iter(groups)
+            .buffer_unordered(CONCURRENT_KEYS)
+            .try_collect()
+            .await?;
+        for (i, outgoing) in planned.into_iter().flatten() {
+            owed[i] = outgoing;
+        }
+        let outgoing: Vec<Outgoing> = owed.into_iter().flatten().collect();
+        if outgoing.is_empty() {
+            return Ok(());
+        }
+        let published = outgoing.len();
+        until_available("publishing invocations", shutdown, || {
+            self.backends.bus.publish_all(outgoing.clone())
+        })
+        .await?;
+        tracing::debug!(deliveries = batch.len(), published, "batch dispatched");
+        Ok(())
     }
 
     /// Dispatches `event` to every matching handler; returns what happened per handler.
@@ -111,10 +156,29 @@ impl Dispatcher {
         shutdown: &CancellationToken,
     ) -> Result<Vec<Dispatched>> {
         let table = self.table.current();
+        let planned = self.plan(&table, event, shutdown).await?;
+        let (results, outgoing): (Vec<_>, Vec<_>) = planned.into_iter().unzip();
+        let outgoing: Vec<Outgoing> = outgoing.into_iter().flatten().collect();
+        if !outgoing.is_empty() {
+            until_available("publishing invocations", shutdown, || {
+                self.backends.bus.publish_all(outgoing.clone())
+            })
+            .await?;
+        }
+        Ok(results)
+    }
+
+    /// Records an execution per handler that matches `event`; returns what happened per
+    /// handler and the invocation it owes, if any (not yet published).
+    async fn plan(
+        &self,
+        table: &HandlerTable,
+        event: &Event,
+        shutdown: &CancellationToken,
+    ) -> Result<Vec<(Dispatched, Option<Outgoing>)>> {
         let mut results = Vec::new();
         for stored in table.handlers.iter().filter(|h| h.handler.matches(event)) {
-            let outcome = self.dispatch_to(&stored.handler, event, shutdown).await?;
-            results.push(outcome);
+            results.push(self.dispatch_to(&stored.handler, event, shutdown).await?);
         }
         if results.is_empty() {
             tracing::debug!(event_id = %event.id(), event_type = %event.ty(), "no handler matched");
@@ -127,7 +191,7 @@ impl Dispatcher {
         handler: &Handler,
         event: &Event,
         shutdown: &CancellationToken,
-    ) -> Result<Dispatched> {
+    ) -> Result<(Dispatched, Option<Outgoing>)> {
         let id = ExecutionId::for_event(event, &handler.name);
         let state = &self.backends.state;
         let resolved = until_available("resolving package", shutdown, || {
@@ -166,7 +230,7 @@ impl Dispatcher {
             Created::Existing(ExecutionStatus::Queued) => true,
             Created::Existing(status) => {
                 tracing::info!(execution_id = %id, handler = %handler.name, %status, "duplicate event: execution exists");
-                return Ok(Dispatched::Duplicate(id));
+                return Ok((Dispatched::Duplicate(id), None));
             }
         };
         let (Some(version), Some(package)) = (version, execution.package.clone()) else {
@@ -188,7 +252,7 @@ impl Dispatcher {
             })
             .await?;
             tracing::warn!(execution_id = %id, handler = %handler.name, package = %handler.package, "handler's package does not exist");
-            return Ok(Dispatched::PackageMissing(id));
+            return Ok((Dispatched::PackageMissing(id), None));
         };
         let invocation = Invocation {
             execution_id: id.clone(),
@@ -202,15 +266,23 @@ impl Dispatcher {
         // Keyed like the event, so invocations of related events stay in order per partition.
         let message = Message::json(Some(fx_core::event::partition_key(event)), &invocation)?;
         let topic = topics::invocations(&handler.pool);
-        until_available("publishing invocation", shutdown, || {
-            self.backends.bus.publish(&topic, message.clone())
-        })
-        .await?;
-        tracing::info!(execution_id = %id, handler = %handler.name, pool = %handler.pool, event_id = %event.id(), "dispatched");
-        Ok(if redispatch {
+        tracing::info!(execution_id = %id, handler = %handler.name, pool = %handler.pool, event_id = %event.id(), "dispatching");
+        let dispatched = if redispatch {
             Dispatched::Redispatched(id)
         } else {
             Dispatched::New(id)
-        })
+        };
+        Ok((dispatched, Some((topic, message))))
     }
+}
+
+/// The dead-letter message of a delivery that is not a valid CloudEvent.
+fn dead_letter(delivery: &Delivery, error: &fx_core::Error) -> Outgoing {
+    tracing::warn!(reason = %error.chain(), offset = delivery.offset, "malformed event sent to the dead-letter topic");
+    let message = delivery
+        .message
+        .clone()
+        .with_header(topics::REASON_HEADER, error.chain())
+        .with_header("fx-original-topic", delivery.topic.clone());
+    (topics::DEADLETTER.to_string(), message)
 }

@@ -2,6 +2,7 @@
 //! log lines to the operational sink. Applying a state event twice changes nothing, so a
 //! redelivery after a crash is harmless.
 
+use futures::{StreamExt, TryStreamExt};
 use fx_core::backends::Backends;
 use fx_core::bus::{topics, Delivery};
 use fx_core::execution::StateEvent;
@@ -15,6 +16,11 @@ pub struct StateRouter {
     backends: Backends,
 }
 
+/// State events taken from `fx.state` at once: what is already waiting, up to this many.
+const BATCH: usize = 512;
+/// Executions whose state events of one batch are applied at the same time.
+const CONCURRENT_EXECUTIONS: usize = 16;
+
 impl StateRouter {
     /// A router over `backends`.
     pub fn new(backends: Backends) -> Self {
@@ -22,6 +28,10 @@ impl StateRouter {
     }
 
     /// Consumes `fx.state` as group `group` until `shutdown`.
+    ///
+    /// Takes the events already waiting as one batch: their log lines go to the sink in one
+    /// write, their state events to the state store (in order per execution, several
+    /// executions at a time); then the batch is committed.
     pub async fn run(&self, group: &str, shutdown: CancellationToken) -> Result<()> {
         let mut subscription = until_available("subscribing to fx.state", &shutdown, || {
             self.backends.bus.subscribe(topics::STATE, group)
@@ -29,53 +39,89 @@ impl StateRouter {
         .await?;
         tracing::info!(group, "state router consuming fx.state");
         loop {
-            let delivery = tokio::select! {
+            let batch = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                next = subscription.next() => next,
+                next = subscription.next_batch(BATCH) => next,
             };
-            let delivery = match delivery {
-                Ok(Some(d)) => d,
-                Ok(None) => return Ok(()),
+            let batch = match batch {
+                Ok(batch) if batch.is_empty() => return Ok(()),
+                Ok(batch) => batch,
                 Err(e) => {
                     tracing::warn!(error = %e.chain(), "reading fx.state failed; retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                     continue;
                 }
             };
-            match self.route(&delivery, &shutdown).await {
+            match self.route(&batch, &shutdown).await {
                 Ok(()) => {}
                 Err(e) if shutdown.is_cancelled() => {
-                    tracing::info!(error = %e.chain(), "state event left uncommitted at shutdown");
+                    tracing::info!(error = %e.chain(), deliveries = batch.len(), "state events left uncommitted at shutdown");
                     return Ok(());
                 }
                 Err(e) => return Err(e),
             }
-            crate::retry::commit(subscription.as_mut(), &delivery, &shutdown).await?;
+            for delivery in &batch {
+                crate::retry::commit(subscription.as_mut(), delivery, &shutdown).await?;
+            }
         }
     }
 
-    async fn route(&self, delivery: &Delivery, shutdown: &CancellationToken) -> Result<()> {
-        let event: StateEvent = match delivery.message.decode_json() {
-            Ok(event) => event,
-            Err(e) => {
-                tracing::warn!(reason = %e.chain(), offset = delivery.offset, "malformed state event sent to the dead-letter topic");
-                let message = delivery
-                    .message
-                    .clone()
-                    .with_header(
-                        topics::REASON_HEADER,
-                        format!("malformed state event: {}", e.chain()),
-                    )
-                    .with_header("fx-original-topic", delivery.topic.clone());
-                return until_available("publishing to fx.deadletter", shutdown, || {
-                    self.backends
-                        .bus
-                        .publish(topics::DEADLETTER, message.clone())
-                })
-                .await;
+    async fn route(&self, batch: &[Delivery], shutdown: &CancellationToken) -> Result<()> {
+        let mut logs = Vec::new();
+        let mut states = Vec::new();
+        let mut dead = Vec::new();
+        for delivery in batch {
+            match delivery.message.decode_json::<StateEvent>() {
+                Ok(StateEvent::Log(line)) => logs.push(line),
+                Ok(state) => states.push(state),
+                Err(e) => {
+                    tracing::warn!(reason = %e.chain(), offset = delivery.offset, "malformed state event sent to the dead-letter topic");
+                    let message = delivery
+                        .message
+                        .clone()
+                        .with_header(
+                            topics::REASON_HEADER,
+                            format!("malformed state event: {}", e.chain()),
+                        )
+                        .with_header("fx-original-topic", delivery.topic.clone());
+                    dead.push((topics::DEADLETTER.to_string(), message));
+                }
             }
-        };
-        self.apply(&event, shutdown).await
+        }
+        if !dead.is_empty() {
+            until_available("publishing to fx.deadletter", shutdown, || {
+                self.backends.bus.publish_all(dead.clone())
+            })
+            .await?;
+        }
+        if !logs.is_empty() {
+            until_available("writing log lines", shutdown, || {
+                self.backends.sink.write_logs(&logs)
+            })
+            .await?;
+        }
+        // One execution's events in their order; different executions side by side.
+        let mut by_execution: Vec<Vec<StateEvent>> = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        for state in states {
+            let slot = *index
+                .entry(state.execution_id().clone())
+                .or_insert_with(|| {
+                    by_execution.push(Vec::new());
+                    by_execution.len() - 1
+                });
+            by_execution[slot].push(state);
+        }
+        futures::stream::iter(by_execution)
+            .map(|events| async move {
+                for event in &events {
+                    self.apply(event, shutdown).await?;
+                }
+                Ok::<(), fx_core::Error>(())
+            })
+            .buffer_unordered(CONCURRENT_EXECUTIONS)
+            .try_collect::<()>()
+            .await
     }
 
     /// Writes one state event where it belongs.

@@ -26,6 +26,7 @@ pub async fn run(bus: &dyn EventBus) {
     consumers_of_one_group_share_its_messages(bus).await;
     messages_published_before_any_group_reach_the_first_group(bus).await;
     concurrent_publishers_lose_nothing(bus).await;
+    a_published_batch_keeps_its_order_and_arrives_in_batches(bus).await;
     empty_names_are_refused(bus).await;
 }
 
@@ -120,6 +121,35 @@ async fn every_group_sees_every_message_in_offset_order(bus: &dyn EventBus) {
             sub.commit(&delivery).await.unwrap();
         }
     }
+}
+
+async fn a_published_batch_keeps_its_order_and_arrives_in_batches(bus: &dyn EventBus) {
+    let topic = unique("batch");
+    let mut sub = bus.subscribe(&topic, &group(&topic, "g")).await.unwrap();
+    let batch: Vec<(String, Message)> = (0..50)
+        .map(|i| (topic.clone(), ordered(&i.to_string())))
+        .collect();
+    // Published while consumed: a bounded bus makes a publisher wait for room.
+    let publishing = bus.publish_all(batch);
+    let mut seen = Vec::new();
+    let consuming = async {
+        while seen.len() < 50 {
+            let deliveries = tokio::time::timeout(DEADLINE, sub.next_batch(16))
+                .await
+                .expect("no message arrived before the deadline")
+                .unwrap();
+            assert!(!deliveries.is_empty(), "the bus ended the stream");
+            assert!(deliveries.len() <= 16, "a batch holds at most its maximum");
+            for delivery in deliveries {
+                sub.commit(&delivery).await.unwrap();
+                seen.push(text(&delivery));
+            }
+        }
+    };
+    let (published, ()) = tokio::join!(publishing, consuming);
+    published.unwrap();
+    let expected: Vec<String> = (0..50).map(|i| i.to_string()).collect();
+    assert_eq!(seen, expected, "a published batch keeps its order");
 }
 
 async fn consumers_of_one_group_share_its_messages(bus: &dyn EventBus) {

@@ -6,7 +6,8 @@
 //! headers) by [`crate::event::encode_message`], and structured mode passes through untouched.
 //!
 //! - Publishing waits for the delivery report of an idempotent producer with `acks=all`, so it
-//!   returns only once the message is durable.
+//!   returns only once the message is durable. `publish_all` enqueues a whole batch before
+//!   waiting, so a batch costs about one round trip (plus `linger.ms`) instead of one each.
 //! - A subscription is one consumer of a Kafka consumer group with auto-commit off. Its
 //!   deliveries complete out of order, so it commits a partition only up to its lowest
 //!   delivery still outstanding ([`subscription`]). Dropping it leaves the group.
@@ -30,7 +31,6 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::util::Timeout;
 
 pub use self::settings::KafkaSettings;
 use self::subscription::{KafkaSubscription, SubscriptionContext};
@@ -236,34 +236,57 @@ fn is_invalid_request(code: RDKafkaErrorCode) -> bool {
 #[async_trait]
 impl EventBus for KafkaBus {
     async fn publish(&self, topic: &str, message: Message) -> Result<()> {
-        let name = self.inner.settings.kafka_topic(topic)?;
-        self.ensure_topic(&name).await?;
-        let mut headers = OwnedHeaders::new_with_capacity(message.headers.len());
-        for (key, value) in &message.headers {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value.as_bytes()),
-            });
+        self.publish_all(vec![(topic.to_string(), message)]).await
+    }
+
+    /// Hands every message to the producer first (librdkafka batches them per partition and
+    /// keeps their order), then waits for all the delivery reports.
+    async fn publish_all(&self, messages: Vec<(String, Message)>) -> Result<()> {
+        let mut names = Vec::with_capacity(messages.len());
+        for (topic, _) in &messages {
+            let name = self.inner.settings.kafka_topic(topic)?;
+            self.ensure_topic(&name).await?;
+            names.push(name);
         }
-        let mut record = FutureRecord::<str, [u8]>::to(&name)
-            .payload(&message.payload)
-            .headers(headers);
-        if let Some(key) = &message.key {
-            record = record.key(key.as_str());
+        let mut pending = Vec::with_capacity(messages.len());
+        let enqueue_by = std::time::Instant::now() + self.inner.settings.delivery_timeout();
+        for (name, (_, message)) in names.iter().zip(&messages) {
+            let mut record = record(name, message);
+            let report = loop {
+                match self.inner.producer.send_result(record) {
+                    Ok(report) => break report,
+                    // The producer's local queue is full: let deliveries drain, then retry.
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                        if std::time::Instant::now() < enqueue_by =>
+                    {
+                        record = back;
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => return Err(self.error(format!("publishing to topic {name}"), e)),
+                }
+            };
+            pending.push((name, report));
         }
-        let timeout = Timeout::After(self.inner.settings.delivery_timeout());
-        match self.inner.producer.send(record, timeout).await {
-            Ok(delivery) => {
-                tracing::trace!(
-                    topic = name,
-                    partition = delivery.partition,
-                    offset = delivery.offset,
-                    "published"
-                );
-                Ok(())
-            }
-            Err((e, _)) => Err(self.error(format!("publishing to topic {name}"), e)),
+        let mut first_error = None;
+        for (name, report) in pending {
+            let error = match report.await {
+                Ok(Ok(delivery)) => {
+                    tracing::trace!(
+                        topic = name,
+                        partition = delivery.partition,
+                        offset = delivery.offset,
+                        "published"
+                    );
+                    continue;
+                }
+                Ok(Err((e, _))) => self.error(format!("publishing to topic {name}"), e),
+                Err(_) => Error::unavailable(format!(
+                    "publishing to topic {name}: the producer was closed before it reported delivery"
+                )),
+            };
+            first_error.get_or_insert(error);
         }
+        first_error.map_or(Ok(()), Err)
     }
 
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>> {
@@ -290,6 +313,24 @@ impl EventBus for KafkaBus {
             topic, name, consumer, offsets,
         )))
     }
+}
+
+/// The Kafka record of `message` for topic `name`: its key, headers and payload as they are.
+fn record<'a>(name: &'a str, message: &'a Message) -> FutureRecord<'a, str, [u8]> {
+    let mut headers = OwnedHeaders::new_with_capacity(message.headers.len());
+    for (key, value) in &message.headers {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value.as_bytes()),
+        });
+    }
+    let mut record = FutureRecord::<str, [u8]>::to(name)
+        .payload(&message.payload)
+        .headers(headers);
+    if let Some(key) = &message.key {
+        record = record.key(key.as_str());
+    }
+    record
 }
 
 /// Forwards librdkafka's log lines and client errors to `tracing`.
