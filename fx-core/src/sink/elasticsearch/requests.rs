@@ -105,12 +105,7 @@ impl Cluster {
             .send()
             .await
             .map_err(|e| self.transport_error(e, what()))?;
-        let root: Value = self
-            .ok(response, what)
-            .await?
-            .json()
-            .await
-            .map_err(|e| self.transport_error(e, what()))?;
+        let root = self.ok_json(response, what).await?;
         let key_values = KeyValueType::for_server(&root);
         let mut kind = Templates::Composable;
         for family in Family::ALL {
@@ -182,12 +177,7 @@ impl Cluster {
             .send()
             .await
             .map_err(|e| self.transport_error(e, what()))?;
-        let body: Value = self
-            .ok(response, what)
-            .await?
-            .json()
-            .await
-            .map_err(|e| self.transport_error(e, what()))?;
+        let body = self.ok_json(response, what).await?;
         let mut outcome = BulkOutcome::default();
         if body["errors"].as_bool() == Some(false) {
             return Ok(outcome);
@@ -260,12 +250,7 @@ impl Cluster {
                 .send()
                 .await
                 .map_err(|e| self.transport_error(e, what()))?;
-            let body: Value = self
-                .ok(response, what)
-                .await?
-                .json()
-                .await
-                .map_err(|e| self.transport_error(e, what()))?;
+            let body = self.ok_json(response, what).await?;
             let hits = body["hits"]["hits"]
                 .as_array()
                 .map(Vec::as_slice)
@@ -293,6 +278,15 @@ impl Cluster {
     #[cfg(test)]
     pub fn client(&self) -> &Elasticsearch {
         &self.client
+    }
+
+    /// The JSON body of `response` when it is a success; otherwise as [`Self::ok`].
+    async fn ok_json(&self, response: Response, what: impl Fn() -> String) -> Result<Value> {
+        self.ok(response, &what)
+            .await?
+            .json()
+            .await
+            .map_err(|e| self.transport_error(e, what()))
     }
 
     /// `response` when it is a success; otherwise an error of the kind its status calls for,
