@@ -151,6 +151,15 @@ fn order_event(i: usize) -> cloudevents::Event {
         .unwrap()
 }
 
+fn created_at(execution: &Value) -> chrono::DateTime<chrono::Utc> {
+    let text = execution["created_at"]
+        .as_str()
+        .expect("created_at is a string");
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("created_at {text:?} is not RFC 3339: {e}"))
+        .with_timezone(&chrono::Utc)
+}
+
 fn check_exactly_once(executions: &[Value], expected: usize) {
     let ids: HashSet<&str> = executions
         .iter()
@@ -191,14 +200,16 @@ async fn events_through_kafka_run_exactly_once_with_two_gateways_and_two_executo
     check_exactly_once(&all, n + 20);
 
     // Order within a partition key: the gateways dispatched each key's events in produced order.
-    let mut by_key: BTreeMap<usize, Vec<(String, usize)>> = BTreeMap::new();
+    // Timestamps are compared parsed: as text, RFC 3339 with a varying number of fraction digits
+    // ("…:34.123Z" against "…:34.123456Z") sorts wrongly within one millisecond.
+    let mut by_key: BTreeMap<usize, Vec<(chrono::DateTime<chrono::Utc>, usize)>> = BTreeMap::new();
     for e in &all {
         let seq: usize = e["event_id"].as_str().unwrap()[3..].parse().unwrap();
         if seq < n {
             by_key
                 .entry(seq % 10)
                 .or_default()
-                .push((e["created_at"].as_str().unwrap().to_string(), seq));
+                .push((created_at(e), seq));
         }
     }
     for (key, mut list) in by_key {
