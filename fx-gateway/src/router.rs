@@ -1,15 +1,25 @@
-//! The state router: consumes `fx.state` and writes execution state to the state store and
-//! log lines to the operational sink. Applying a state event twice changes nothing, so a
+//! The state router: consumes `fx.state` and writes each kind of state event where
+//! [`StateRouting`](fx_core::sink::StateRouting) sends it: execution state to the state store,
+//! log lines, per-attempt metrics and (when configured) execution documents to the operational
+//! sink. Applying a state event twice changes nothing, so a
 //! redelivery after a crash is harmless.
 
 use futures::{StreamExt, TryStreamExt};
 use fx_core::backends::Backends;
 use fx_core::bus::{topics, Delivery};
 use fx_core::execution::StateEvent;
+use fx_core::sink::{ExecutionDoc, MetricDoc};
 use fx_core::Result;
 use tokio_util::sync::CancellationToken;
 
 use crate::retry::until_available;
+
+/// The sink documents one execution's state events of a batch yield.
+#[derive(Default)]
+struct SinkDocuments {
+    metrics: Vec<MetricDoc>,
+    execution: Option<ExecutionDoc>,
+}
 
 /// Routes state events into the stores.
 pub struct StateRouter {
@@ -18,6 +28,8 @@ pub struct StateRouter {
 
 /// State events taken from `fx.state` at once: what is already waiting, up to this many.
 const BATCH: usize = 512;
+/// How long the router waits at shutdown for the sink to store what it buffered.
+pub const FLUSH_AT_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(5);
 /// Executions whose state events of one batch are applied at the same time.
 const CONCURRENT_EXECUTIONS: usize = 16;
 
@@ -32,7 +44,24 @@ impl StateRouter {
     /// Takes the events already waiting as one batch: their log lines go to the sink in one
     /// write, their state events to the state store (in order per execution, several
     /// executions at a time); then the batch is committed.
+    ///
+    /// When it stops, it gives the sink up to [`FLUSH_AT_SHUTDOWN`] to store what it buffered.
     pub async fn run(&self, group: &str, shutdown: CancellationToken) -> Result<()> {
+        let result = self.consume(group, &shutdown).await;
+        match tokio::time::timeout(FLUSH_AT_SHUTDOWN, self.backends.sink.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e.chain(), "flushing the sink at shutdown failed"),
+            Err(_) => tracing::warn!(
+                timeout_s = FLUSH_AT_SHUTDOWN.as_secs(),
+                dropped_total = self.backends.sink.dropped_total(),
+                "the sink did not store its buffered documents before the shutdown timeout; they are lost"
+            ),
+        }
+        result
+    }
+
+    async fn consume(&self, group: &str, shutdown: &CancellationToken) -> Result<()> {
+        let shutdown = shutdown.clone();
         let mut subscription = until_available("subscribing to fx.state", &shutdown, || {
             self.backends.bus.subscribe(topics::STATE, group)
         })
@@ -94,7 +123,7 @@ impl StateRouter {
             })
             .await?;
         }
-        if !logs.is_empty() {
+        if !logs.is_empty() && self.backends.routing.logs_to_sink() {
             until_available("writing log lines", shutdown, || {
                 self.backends.sink.write_logs(&logs)
             })
@@ -112,21 +141,85 @@ impl StateRouter {
                 });
             by_execution[slot].push(state);
         }
-        futures::stream::iter(by_execution)
+        let documents: Vec<SinkDocuments> = futures::stream::iter(by_execution)
             .map(|events| async move {
                 for event in &events {
                     self.apply(event, shutdown).await?;
                 }
-                Ok::<(), fx_core::Error>(())
+                self.sink_documents(&events, shutdown).await
             })
             .buffer_unordered(CONCURRENT_EXECUTIONS)
-            .try_collect::<()>()
-            .await
+            .try_collect()
+            .await?;
+        let (metrics, executions): (Vec<_>, Vec<_>) = documents
+            .into_iter()
+            .map(|d| (d.metrics, d.execution))
+            .unzip();
+        let metrics: Vec<MetricDoc> = metrics.into_iter().flatten().collect();
+        let executions: Vec<ExecutionDoc> = executions.into_iter().flatten().collect();
+        if !metrics.is_empty() {
+            until_available("writing metrics", shutdown, || {
+                self.backends.sink.write_metrics(&metrics)
+            })
+            .await?;
+        }
+        if !executions.is_empty() {
+            until_available("writing execution documents", shutdown, || {
+                self.backends.sink.write_executions(&executions)
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// What the sink gets for one execution's state events of a batch (already applied to the
+    /// state store): the metric of each finished attempt, and the execution's latest state as
+    /// a document when the routing sends its events there.
+    async fn sink_documents(
+        &self,
+        events: &[StateEvent],
+        shutdown: &CancellationToken,
+    ) -> Result<SinkDocuments> {
+        let routing = &self.backends.routing;
+        let finished = |e: &&StateEvent| {
+            matches!(
+                e,
+                StateEvent::Succeeded { .. } | StateEvent::Failed { .. }
+            )
+        };
+        let wants_metrics = routing.metric_to_sink() && events.iter().any(|e| finished(&e));
+        let wants_document = events.iter().any(|e| routing.to_sink(e));
+        let Some(first) = events.first() else {
+            return Ok(SinkDocuments::default());
+        };
+        if !wants_metrics && !wants_document {
+            return Ok(SinkDocuments::default());
+        }
+        let id = first.execution_id();
+        let execution = until_available("reading the execution for the sink", shutdown, || {
+            self.backends.state.get_execution(id)
+        })
+        .await?;
+        let Some(execution) = execution else {
+            tracing::warn!(execution_id = %id, "state applied but the execution is not in the state store; nothing sent to the sink");
+            return Ok(SinkDocuments::default());
+        };
+        let metrics = if wants_metrics {
+            events
+                .iter()
+                .filter_map(|e| MetricDoc::from_state(e, &execution.handler))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let execution = wants_document.then(|| ExecutionDoc::from(&execution));
+        Ok(SinkDocuments { metrics, execution })
     }
 
     /// Writes one state event where it belongs.
     pub async fn apply(&self, event: &StateEvent, shutdown: &CancellationToken) -> Result<()> {
         match event {
+            StateEvent::Log(_) if !self.backends.routing.logs_to_sink() => Ok(()),
             StateEvent::Log(line) => {
                 let lines = std::slice::from_ref(line);
                 until_available("writing log line", shutdown, || {

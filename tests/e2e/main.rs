@@ -7,4 +7,5 @@
 
 mod consul;
 mod distributed;
+mod elasticsearch;
 mod skeleton;

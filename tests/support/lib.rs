@@ -49,12 +49,18 @@ fn init_logs() {
 impl TestPlatform {
     /// Starts a platform on a fresh data directory (without the example unless `example`).
     pub async fn start(data_dir: &Path, example: bool) -> TestPlatform {
-        init_logs();
-        let settings = DevSettings {
+        TestPlatform::start_with(DevSettings {
             data_dir: data_dir.to_path_buf(),
             example,
             ..DevSettings::default()
-        };
+        })
+        .await
+    }
+
+    /// Starts a platform with `settings` (its listen address is replaced by a free port).
+    pub async fn start_with(settings: DevSettings) -> TestPlatform {
+        init_logs();
+        let data_dir = settings.data_dir.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let shutdown = CancellationToken::new();
         let platform = Platform::start(settings, listener, shutdown.clone())
@@ -62,7 +68,7 @@ impl TestPlatform {
             .expect("platform starts");
         TestPlatform {
             base: format!("http://{}", platform.addr),
-            data_dir: data_dir.to_path_buf(),
+            data_dir,
             platform: Some(platform),
             shutdown,
             http: reqwest::Client::new(),

@@ -113,6 +113,11 @@ impl StateRouting {
         self.destinations(event).contains(&Destination::Sink)
     }
 
+    /// Whether log lines go to the sink (otherwise they are discarded).
+    pub fn logs_to_sink(&self) -> bool {
+        self.log.contains(&Destination::Sink)
+    }
+
     /// Whether the metric of a finished attempt goes to the sink.
     pub fn metric_to_sink(&self) -> bool {
         self.metric.contains(&Destination::Sink)
