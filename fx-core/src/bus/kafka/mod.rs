@@ -47,8 +47,10 @@ pub struct KafkaBus {
 struct Inner {
     /// The validated settings.
     settings: KafkaSettings,
-    /// The one producer of the process.
-    producer: FutureProducer<LogContext>,
+    /// The one producer of the process; replaced by a new one when librdkafka reports a fatal
+    /// error (e.g. `ProducerFenced` after the cluster lost the idempotent producer's state),
+    /// after which the old one can never deliver again.
+    producer: std::sync::RwLock<FutureProducer<LogContext>>,
     /// Creates missing topics.
     admin: AdminClient<LogContext>,
     /// Kafka topics known to exist, so that each is looked up or created once.
@@ -82,15 +84,7 @@ impl KafkaBus {
     /// Validates `settings` and builds the clients, without contacting the brokers.
     fn build(settings: KafkaSettings) -> Result<Self> {
         settings.validate()?;
-        let producer =
-            FutureProducer::from_config_and_context(&settings.producer_config(), LogContext)
-                .map_err(|e| {
-                    Error::invalid(format!(
-                        "creating the kafka producer for brokers {}",
-                        settings.brokers
-                    ))
-                    .with_source(e)
-                })?;
+        let producer = new_producer(&settings)?;
         let admin = AdminClient::from_config_and_context(&settings.admin_config(), LogContext)
             .map_err(|e| {
                 Error::invalid(format!(
@@ -102,11 +96,113 @@ impl KafkaBus {
         Ok(KafkaBus {
             inner: Arc::new(Inner {
                 settings,
-                producer,
+                producer: std::sync::RwLock::new(producer),
                 admin,
                 topics: Mutex::new(HashSet::new()),
             }),
         })
+    }
+
+    /// The current producer (a cheap clone of a shared handle).
+    fn producer(&self) -> FutureProducer<LogContext> {
+        self.inner
+            .producer
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces `failed` with a new producer when it cannot deliver again: librdkafka declared
+    /// it dead (a fatal error), or the cluster refused its producer id (`fenced`: the cluster
+    /// lost the idempotent producer's state, e.g. a broker that came back empty). Another caller
+    /// may have replaced it already.
+    fn replace_if_dead(
+        &self,
+        failed: &FutureProducer<LogContext>,
+        fenced: Option<RDKafkaErrorCode>,
+    ) {
+        let Some((code, reason)) = failed.client().fatal_error().or_else(|| {
+            fenced.map(|code| (code, "the cluster refused the producer's id".to_string()))
+        }) else {
+            return;
+        };
+        let mut current = self
+            .inner
+            .producer
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if current.client().native_ptr() != failed.client().native_ptr() {
+            return;
+        }
+        match new_producer(&self.inner.settings) {
+            Ok(fresh) => {
+                tracing::warn!(
+                    brokers = %self.inner.settings.brokers,
+                    error = %code,
+                    reason,
+                    "the kafka producer hit a fatal error; replaced it with a new one"
+                );
+                *current = fresh;
+            }
+            Err(e) => {
+                tracing::error!(error = %e.chain(), "replacing the failed kafka producer failed; will try again on the next publish");
+            }
+        }
+    }
+
+    /// Enqueues every message on `producer`, then awaits every delivery report; the first
+    /// error is returned, and `refused` is set when the cluster refused the producer's id.
+    async fn send_all(
+        &self,
+        producer: &FutureProducer<LogContext>,
+        names: &[String],
+        messages: &[(String, Message)],
+        refused: &mut Option<RDKafkaErrorCode>,
+    ) -> Result<()> {
+        let mut pending = Vec::with_capacity(messages.len());
+        let enqueue_by = std::time::Instant::now() + self.inner.settings.delivery_timeout();
+        for (name, (_, message)) in names.iter().zip(messages) {
+            let mut record = record(name, message);
+            let report = loop {
+                match producer.send_result(record) {
+                    Ok(report) => break report,
+                    // The producer's local queue is full: let deliveries drain, then retry.
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                        if std::time::Instant::now() < enqueue_by =>
+                    {
+                        record = back;
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => return Err(self.error(format!("publishing to topic {name}"), e)),
+                }
+            };
+            pending.push((name, report));
+        }
+        let mut first_error = None;
+        for (name, report) in pending {
+            let error = match report.await {
+                Ok(Ok(delivery)) => {
+                    tracing::trace!(
+                        topic = name,
+                        partition = delivery.partition,
+                        offset = delivery.offset,
+                        "published"
+                    );
+                    continue;
+                }
+                Ok(Err((e, _))) => {
+                    if let Some(code) = e.rdkafka_error_code().filter(|c| is_producer_id_refused(*c)) {
+                        *refused = Some(code);
+                    }
+                    self.error(format!("publishing to topic {name}"), e)
+                }
+                Err(_) => Error::unavailable(format!(
+                    "publishing to topic {name}: the producer was closed before it reported delivery"
+                )),
+            };
+            first_error.get_or_insert(error);
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// The settings the bus was built from.
@@ -117,7 +213,7 @@ impl KafkaBus {
     /// The names of the topics the cluster holds; fails as unavailable when the brokers do not
     /// answer within `connect_timeout_ms`.
     async fn fetch_topics(&self) -> Result<Vec<String>> {
-        let producer = self.inner.producer.clone();
+        let producer = self.producer();
         let timeout = self.inner.settings.connect_timeout();
         let metadata =
             tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout))
@@ -212,6 +308,31 @@ impl KafkaBus {
     }
 }
 
+/// The process's producer for `settings`.
+fn new_producer(settings: &KafkaSettings) -> Result<FutureProducer<LogContext>> {
+    FutureProducer::from_config_and_context(&settings.producer_config(), LogContext).map_err(|e| {
+        Error::invalid(format!(
+            "creating the kafka producer for brokers {}",
+            settings.brokers
+        ))
+        .with_source(e)
+    })
+}
+
+/// Whether a Kafka error code means the cluster no longer accepts the idempotent producer's
+/// id and sequence: the producer must be replaced to deliver again.
+fn is_producer_id_refused(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::ProducerFenced
+            | C::UnknownProducerId
+            | C::InvalidProducerEpoch
+            | C::OutOfOrderSequenceNumber
+            | C::InvalidProducerIdMapping
+    )
+}
+
 /// Whether a Kafka error code means the request itself is wrong, so retrying cannot help.
 fn is_invalid_request(code: RDKafkaErrorCode) -> bool {
     use RDKafkaErrorCode as C;
@@ -248,45 +369,15 @@ impl EventBus for KafkaBus {
             self.ensure_topic(&name).await?;
             names.push(name);
         }
-        let mut pending = Vec::with_capacity(messages.len());
-        let enqueue_by = std::time::Instant::now() + self.inner.settings.delivery_timeout();
-        for (name, (_, message)) in names.iter().zip(&messages) {
-            let mut record = record(name, message);
-            let report = loop {
-                match self.inner.producer.send_result(record) {
-                    Ok(report) => break report,
-                    // The producer's local queue is full: let deliveries drain, then retry.
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                        if std::time::Instant::now() < enqueue_by =>
-                    {
-                        record = back;
-                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                    }
-                    Err((e, _)) => return Err(self.error(format!("publishing to topic {name}"), e)),
-                }
-            };
-            pending.push((name, report));
+        let producer = self.producer();
+        let mut refused = None;
+        let result = self
+            .send_all(&producer, &names, &messages, &mut refused)
+            .await;
+        if result.is_err() {
+            self.replace_if_dead(&producer, refused);
         }
-        let mut first_error = None;
-        for (name, report) in pending {
-            let error = match report.await {
-                Ok(Ok(delivery)) => {
-                    tracing::trace!(
-                        topic = name,
-                        partition = delivery.partition,
-                        offset = delivery.offset,
-                        "published"
-                    );
-                    continue;
-                }
-                Ok(Err((e, _))) => self.error(format!("publishing to topic {name}"), e),
-                Err(_) => Error::unavailable(format!(
-                    "publishing to topic {name}: the producer was closed before it reported delivery"
-                )),
-            };
-            first_error.get_or_insert(error);
-        }
-        first_error.map_or(Ok(()), Err)
+        result
     }
 
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>> {

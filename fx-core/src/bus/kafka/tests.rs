@@ -173,8 +173,7 @@ async fn non_utf8_headers_and_keys_are_converted_lossily() {
         .key(&[0xfe_u8, b'k'][..])
         .payload(&b"body"[..])
         .headers(headers);
-    bus.inner
-        .producer
+    bus.producer()
         .send(record, Timeout::After(DEADLINE))
         .await
         .unwrap();
