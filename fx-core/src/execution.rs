@@ -66,6 +66,9 @@ pub enum ExecutionStatus {
     Queued,
     /// An executor is running an attempt.
     Running,
+    /// An attempt failed and another is scheduled by the retry policy; `error` says why the
+    /// last one failed.
+    Retrying,
     /// The function returned its output.
     Succeeded,
     /// The last attempt failed; `error` says why.
@@ -78,6 +81,7 @@ impl ExecutionStatus {
         match self {
             ExecutionStatus::Queued => "queued",
             ExecutionStatus::Running => "running",
+            ExecutionStatus::Retrying => "retrying",
             ExecutionStatus::Succeeded => "succeeded",
             ExecutionStatus::Failed => "failed",
         }
@@ -88,10 +92,11 @@ impl ExecutionStatus {
         match text {
             "queued" => Ok(ExecutionStatus::Queued),
             "running" => Ok(ExecutionStatus::Running),
+            "retrying" => Ok(ExecutionStatus::Retrying),
             "succeeded" => Ok(ExecutionStatus::Succeeded),
             "failed" => Ok(ExecutionStatus::Failed),
             other => Err(Error::invalid(format!(
-                "unknown execution status {other:?}: use queued, running, succeeded or failed"
+                "unknown execution status {other:?}: use queued, running, retrying, succeeded or failed"
             ))),
         }
     }
@@ -276,6 +281,13 @@ pub struct Invocation {
     pub limits: Limits,
     /// When the gateway dispatched it (for queue-wait metrics).
     pub dispatched_at: DateTime<Utc>,
+    /// Do not start before this time: a retry waiting out its backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
+    /// Attempts made before this drive of the execution (0, or the attempts before a
+    /// re-drive): the retry policy counts `attempt - attempt_base`.
+    #[serde(default)]
+    pub attempt_base: u32,
 }
 
 /// Severity of a log line.
@@ -384,6 +396,10 @@ pub enum StateEvent {
         duration_us: u64,
         /// Why.
         failure: Failure,
+        /// When the retry policy schedules the next attempt: the execution is `retrying`
+        /// until then; `None` when this was the last attempt (the execution is `failed`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_at: Option<DateTime<Utc>>,
     },
 }
 

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::event::{attribute, Event};
+use crate::execution::FailureKind;
 
 /// The executor pool a handler runs in when none is named.
 pub const DEFAULT_POOL: &str = "default";
@@ -343,6 +344,11 @@ pub struct RetryPolicy {
     /// Upper bound of the delay.
     #[serde(default = "max_backoff")]
     pub max_backoff_ms: u64,
+    /// Whether an attempt that broke a limit (memory, fuel, output or log volume) is retried.
+    /// Traps, timeouts, errors the function returns and platform failures always are; a
+    /// package that cannot be fetched or compiled never is.
+    #[serde(default)]
+    pub retry_limit_breaches: bool,
 }
 
 fn one() -> u32 {
@@ -361,11 +367,44 @@ impl Default for RetryPolicy {
             max_attempts: one(),
             backoff_ms: initial_backoff(),
             max_backoff_ms: max_backoff(),
+            retry_limit_breaches: false,
         }
     }
 }
 
 impl RetryPolicy {
+    /// Whether a failure of `kind` in attempt `attempt` of this drive (from 1) is retried.
+    pub fn retries(&self, kind: FailureKind, attempt: u32) -> bool {
+        if attempt >= self.max_attempts {
+            return false;
+        }
+        match kind {
+            FailureKind::Trap
+            | FailureKind::Timeout
+            | FailureKind::FunctionError
+            | FailureKind::Internal => true,
+            FailureKind::MemoryLimit | FailureKind::FuelLimit | FailureKind::OutputLimit => {
+                self.retry_limit_breaches
+            }
+            FailureKind::Package => false,
+        }
+    }
+
+    /// The delay before the attempt that follows attempt `attempt` (from 1): `backoff_ms`
+    /// doubled per earlier retry, capped at `max_backoff_ms`, with "equal jitter": half of it
+    /// fixed, the other half scaled by `jitter` (in 0..=1; pass a random number), so that
+    /// retries of many executions spread out but never come sooner than half the backoff.
+    pub fn delay_after(&self, attempt: u32, jitter: f64) -> std::time::Duration {
+        let doublings = attempt.saturating_sub(1).min(32);
+        let backoff = self
+            .backoff_ms
+            .saturating_mul(1u64 << doublings)
+            .min(self.max_backoff_ms);
+        let half = backoff as f64 / 2.0;
+        let ms = half + half * jitter.clamp(0.0, 1.0);
+        std::time::Duration::from_micros((ms * 1000.0) as u64)
+    }
+
     fn validate(&self) -> Result<()> {
         check_bound("retry.max_attempts", Some(self.max_attempts.into()), 1, 100)?;
         if self.backoff_ms > self.max_backoff_ms {
@@ -382,6 +421,61 @@ impl RetryPolicy {
 mod tests {
     use super::*;
     use crate::event::new_json_event;
+
+    #[test]
+    fn retry_delays_double_up_to_the_cap_with_at_most_half_of_them_jittered() {
+        let policy = RetryPolicy {
+            max_attempts: 10,
+            backoff_ms: 100,
+            max_backoff_ms: 1_000,
+            retry_limit_breaches: false,
+        };
+        let ms = |attempt, jitter| policy.delay_after(attempt, jitter).as_millis();
+        assert_eq!(
+            [ms(1, 1.0), ms(2, 1.0), ms(3, 1.0), ms(4, 1.0), ms(5, 1.0)],
+            [100, 200, 400, 800, 1_000]
+        );
+        assert_eq!([ms(1, 0.0), ms(3, 0.0), ms(9, 0.0)], [50, 200, 500]);
+        assert_eq!(ms(2, 0.5), 150);
+        assert_eq!(ms(u32::MAX, 1.0), 1_000, "no overflow");
+    }
+
+    #[test]
+    fn which_failures_are_retried_follows_the_policy() {
+        let mut policy = RetryPolicy {
+            max_attempts: 3,
+            ..RetryPolicy::default()
+        };
+        for kind in [
+            FailureKind::Trap,
+            FailureKind::Timeout,
+            FailureKind::FunctionError,
+            FailureKind::Internal,
+        ] {
+            assert!(
+                policy.retries(kind, 1) && policy.retries(kind, 2),
+                "{kind:?}"
+            );
+            assert!(
+                !policy.retries(kind, 3),
+                "{kind:?}: the last attempt is not retried"
+            );
+        }
+        assert!(!policy.retries(FailureKind::Package, 1));
+        for kind in [
+            FailureKind::MemoryLimit,
+            FailureKind::FuelLimit,
+            FailureKind::OutputLimit,
+        ] {
+            assert!(!policy.retries(kind, 1), "{kind:?}");
+        }
+        policy.retry_limit_breaches = true;
+        assert!(policy.retries(FailureKind::MemoryLimit, 1));
+        assert!(
+            !RetryPolicy::default().retries(FailureKind::Trap, 1),
+            "one attempt by default"
+        );
+    }
 
     fn event() -> Event {
         let mut e = new_json_event(

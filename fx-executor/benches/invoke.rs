@@ -59,6 +59,8 @@ fn invocation(digest: &PackageDigest) -> Invocation {
         attempt: 1,
         limits: Limits::DEFAULT,
         dispatched_at: chrono::Utc::now(),
+        attempt_base: 0,
+        not_before: None,
     }
 }
 

@@ -17,7 +17,7 @@ use fx_core::bus::{topics, Delivery, Subscription};
 use fx_core::event::{encode_message, Message};
 use fx_core::execution::{Failure, FailureKind, Invocation, StateEvent};
 use fx_core::Result;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -123,9 +123,8 @@ impl Executor {
             );
             tokio::spawn(async move {
                 let handled = this
-                    .handle(&delivery, &running, &handler_slots, &shutdown)
+                    .handle(&delivery, permit, &running, &handler_slots, &shutdown)
                     .await;
-                drop(permit);
                 let _ = done.send((delivery, handled));
             });
         }
@@ -169,10 +168,13 @@ impl Executor {
         }
     }
 
-    /// Handles one delivery: dead-letters it or runs it and publishes what it owes.
+    /// Handles one delivery: dead-letters it or runs it and publishes what it owes. `taken`
+    /// counts it against the deliveries taken; a retry waiting out its backoff gives it up
+    /// while it waits, so that waiting retries never idle the executor.
     async fn handle(
         &self,
         delivery: &Delivery,
+        taken: OwnedSemaphorePermit,
         running: &Semaphore,
         handler_slots: &HandlerSlots,
         shutdown: &CancellationToken,
@@ -197,6 +199,20 @@ impl Executor {
             attempt = invocation.attempt,
         );
         async {
+            if let Some(wait) = invocation
+                .not_before
+                .and_then(|at| (at - Utc::now()).to_std().ok())
+            {
+                drop(taken);
+                tracing::debug!(
+                    wait_ms = wait.as_millis() as u64,
+                    "retry waiting out its backoff"
+                );
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Handled::Abandoned,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
             let slots = handler_slots.of(&invocation.handler.name, invocation.limits.concurrency);
             let (Ok(_handler_permit), Ok(_permit)) =
                 (slots.acquire_owned().await, running.acquire().await)
@@ -267,18 +283,77 @@ impl Executor {
                     output,
                 }
             }
-            Err(failure) => {
-                tracing::info!(duration_us, kind = ?failure.kind, reason = %failure.message, "invocation failed");
-                StateEvent::Failed {
-                    execution_id: invocation.execution_id.clone(),
-                    attempt: invocation.attempt,
-                    at: Utc::now(),
-                    duration_us,
-                    failure,
+            Err(failure) => return self.fail(invocation, failure, duration_us, shutdown).await,
+        };
+        self.publish_state(invocation, &last, shutdown).await
+    }
+
+    /// Ends a failed attempt: records it, and hands the execution on as the handler's retry
+    /// policy says: to the next attempt after the backoff (published to this pool's topic
+    /// with `not_before`, so that it survives a restart), or to the dead-letter topic with its
+    /// reason after the last one (`POST /api/v1/executions/{id}/redrive` runs it again).
+    async fn fail(
+        &self,
+        invocation: &Invocation,
+        failure: Failure,
+        duration_us: u64,
+        shutdown: &CancellationToken,
+    ) -> Handled {
+        let policy = &invocation.handler.retry;
+        let attempt_in_drive = invocation.attempt.saturating_sub(invocation.attempt_base);
+        let now = Utc::now();
+        let next = if policy.retries(failure.kind, attempt_in_drive) {
+            let delay = policy.delay_after(attempt_in_drive, fastrand::f64());
+            let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
+            tracing::info!(duration_us, kind = ?failure.kind, reason = %failure.message, retry_in_ms = delay.as_millis() as u64, "invocation failed; retrying");
+            let retry = Invocation {
+                attempt: invocation.attempt + 1,
+                not_before: Some(at),
+                dispatched_at: now,
+                ..invocation.clone()
+            };
+            let key = fx_core::event::partition_key(&invocation.event);
+            match Message::json(Some(key), &retry) {
+                Ok(message) => Some((at, (topics::invocations(&invocation.handler.pool), message))),
+                Err(e) => {
+                    tracing::error!(error = %e.chain(), "encoding the retry failed; dead-lettering instead");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let (retry_at, onward) = match next {
+            Some((at, message)) => (Some(at), message),
+            None => {
+                tracing::info!(duration_us, kind = ?failure.kind, reason = %failure.message, attempts = attempt_in_drive, "invocation failed; dead-lettered");
+                match dead_letter(invocation, &failure) {
+                    Some(message) => (None, (topics::DEADLETTER.to_string(), message)),
+                    None => return Handled::Abandoned,
                 }
             }
         };
-        self.publish_state(invocation, &last, shutdown).await
+        let last = StateEvent::Failed {
+            execution_id: invocation.execution_id.clone(),
+            attempt: invocation.attempt,
+            at: now,
+            duration_us,
+            failure,
+            retry_at,
+        };
+        let Some(state) = state_message(invocation, &last) else {
+            return Handled::Abandoned;
+        };
+        match self
+            .publish_all_with_retry(vec![(topics::STATE.to_string(), state), onward], shutdown)
+            .await
+        {
+            Ok(()) => Handled::Done,
+            Err(e) => {
+                tracing::error!(error = %e.chain(), "publishing the failure failed");
+                Handled::Abandoned
+            }
+        }
     }
 
     /// Publishes a state event keyed by its execution.
@@ -340,6 +415,30 @@ impl Executor {
                 }
                 result => return result,
             }
+        }
+    }
+}
+
+/// The dead-letter message of an execution whose last attempt failed: the invocation, with
+/// the reason, the attempts and where it came from in headers.
+fn dead_letter(invocation: &Invocation, failure: &Failure) -> Option<Message> {
+    match Message::json(Some(invocation.execution_id.to_string()), invocation) {
+        Ok(message) => Some(
+            message
+                .with_header(
+                    topics::REASON_HEADER,
+                    format!("{:?}: {}", failure.kind, failure.message),
+                )
+                .with_header(
+                    "fx-original-topic",
+                    topics::invocations(&invocation.handler.pool),
+                )
+                .with_header("fx-execution-id", invocation.execution_id.to_string())
+                .with_header("fx-attempts", invocation.attempt.to_string()),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e.chain(), "encoding the dead-letter message failed");
+            None
         }
     }
 }

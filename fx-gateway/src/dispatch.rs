@@ -245,8 +245,7 @@ impl Dispatcher {
                         "package {} does not exist: upload it or point the handler at another version",
                         handler.package
                     ),
-                },
-            };
+                }, retry_at: None, };
             until_available("recording execution failure", shutdown, || {
                 state.apply_state(&failed)
             })
@@ -262,6 +261,8 @@ impl Dispatcher {
             attempt: 1,
             limits: Limits::resolve(&version.manifest.limits, &handler.limits),
             dispatched_at: Utc::now(),
+            attempt_base: 0,
+            not_before: None,
         };
         // Keyed like the event, so invocations of related events stay in order per partition.
         let message = Message::json(Some(fx_core::event::partition_key(event)), &invocation)?;

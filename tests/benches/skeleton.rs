@@ -70,6 +70,8 @@ async fn warm_invocation_latency() {
         attempt: 1,
         limits: Limits::DEFAULT,
         dispatched_at: chrono::Utc::now(),
+        attempt_base: 0,
+        not_before: None,
     };
     let cold = Instant::now();
     assert!(executor.invoke(&invocation).await.result.is_ok());

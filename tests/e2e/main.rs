@@ -8,4 +8,5 @@
 mod consul;
 mod distributed;
 mod elasticsearch;
+mod retries;
 mod skeleton;

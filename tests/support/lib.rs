@@ -75,6 +75,23 @@ impl TestPlatform {
         }
     }
 
+    /// The platform's backends (its bus, stores and registry).
+    pub fn backends(&self) -> &fx_core::backends::Backends {
+        &self.platform.as_ref().expect("platform running").backends
+    }
+
+    /// `PUT path` with a JSON body.
+    pub async fn put_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        decode(r).await
+    }
+
     /// Stops it and waits until every part has stopped.
     pub async fn stop(mut self) {
         self.shutdown.cancel();

@@ -118,6 +118,7 @@ impl MetricDoc {
                 at,
                 duration_us,
                 failure,
+                ..
             } => (
                 execution_id,
                 attempt,
@@ -163,6 +164,7 @@ mod tests {
                 kind: FailureKind::Timeout,
                 message: "timed out after 1 ms".into(),
             },
+            retry_at: None,
         };
         let metric = MetricDoc::from_state(&failed, "h").unwrap();
         assert_eq!(metric.attempt, 2);

@@ -492,6 +492,7 @@ impl StateStore for SqliteStateStore {
                 at,
                 duration_us,
                 failure,
+                retry_at,
             } => (
                 TERMINAL_UPDATE,
                 terminal_args(
@@ -499,7 +500,11 @@ impl StateStore for SqliteStateStore {
                     *attempt,
                     *at,
                     *duration_us,
-                    ExecutionStatus::Failed,
+                    if retry_at.is_some() {
+                        ExecutionStatus::Retrying
+                    } else {
+                        ExecutionStatus::Failed
+                    },
                 )
                 .into_iter()
                 .chain([

@@ -114,6 +114,7 @@ fn failed(id: &ExecutionId, attempt: u32, at: DateTime<Utc>, message: &str) -> S
             kind: FailureKind::Trap,
             message: message.to_string(),
         },
+        retry_at: None,
     }
 }
 

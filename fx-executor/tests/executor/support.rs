@@ -225,5 +225,7 @@ pub fn invocation(
         attempt: 1,
         limits: Limits::resolve(&LimitOverrides::default(), &limits),
         dispatched_at: chrono::Utc::now(),
+        attempt_base: 0,
+        not_before: None,
     }
 }

@@ -1,10 +1,18 @@
-//! `/api/v1/executions`: executions newest first, and one with its log lines.
+//! `/api/v1/executions`: executions newest first, one with its log lines, and re-driving a
+//! failed one.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
+use chrono::Utc;
+use fx_core::bus::topics;
+use fx_core::event::Message;
 use fx_core::execution::{
-    Execution, ExecutionId, ExecutionQuery, ExecutionStatus, ExecutionSummary, LogLine, Page,
+    Execution, ExecutionId, ExecutionQuery, ExecutionStatus, ExecutionSummary, Invocation, LogLine,
+    Page, ResolvedPackage,
 };
+use fx_core::handler::Limits;
+use fx_core::ErrorKind;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiPath, ApiQuery};
@@ -17,7 +25,7 @@ pub struct ExecutionParams {
     /// Only this handler's executions.
     #[serde(default)]
     pub handler: Option<String>,
-    /// Only this status: `queued`, `running`, `succeeded` or `failed`.
+    /// Only this status: `queued`, `running`, `retrying`, `succeeded` or `failed`.
     #[serde(default)]
     pub status: Option<String>,
     /// Continue after this cursor (`next_cursor` of the previous page).
@@ -85,4 +93,91 @@ pub async fn execution_detail(state: &AppState, id: &str) -> Result<ExecutionDet
     };
     let logs = state.backends.sink.execution_logs(&id).await?;
     Ok(ExecutionDetail { execution, logs })
+}
+
+/// The answer of `POST /api/v1/executions/{id}/redrive`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Redriven {
+    /// The execution.
+    pub execution_id: ExecutionId,
+    /// The attempt that will run.
+    pub attempt: u32,
+    /// The handler, as it is now.
+    pub handler: String,
+    /// The package version that will run (the handler's reference resolved now).
+    pub package: ResolvedPackage,
+}
+
+/// `POST /api/v1/executions/{id}/redrive`: runs a failed execution (typically one in the
+/// dead-letter topic) again, with the handler and package as they are now and a fresh retry
+/// budget. 202 once the invocation is published; 404 if unknown; 409 unless it failed, or
+/// when its handler or package no longer exists.
+pub async fn redrive(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<(StatusCode, Json<Redriven>), ApiError> {
+    let id = ExecutionId::parse(&id)?;
+    let Some(execution) = state.backends.state.get_execution(&id).await? else {
+        return Err(ApiError::not_found(format!(
+            "execution {id} does not exist"
+        )));
+    };
+    if execution.status != ExecutionStatus::Failed {
+        return Err(ApiError::conflict(format!(
+            "execution {id} is {}: only a failed execution can be re-driven",
+            execution.status
+        )));
+    }
+    let Some(stored) = state.backends.registry.get(&execution.handler).await? else {
+        return Err(ApiError::conflict(format!(
+            "handler {} of execution {id} no longer exists: create it again to re-drive",
+            execution.handler
+        )));
+    };
+    let handler = stored.handler;
+    let version = match state.backends.state.resolve_package(&handler.package).await {
+        Ok(version) => version,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(ApiError::conflict(format!(
+                "package {} of handler {} does not exist: upload it or point the handler at another version",
+                handler.package, handler.name
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let package = ResolvedPackage {
+        name: version.name.clone(),
+        version: version.version.clone(),
+        digest: version.digest.clone(),
+    };
+    let invocation = Invocation {
+        execution_id: id.clone(),
+        limits: Limits::resolve(&version.manifest.limits, &handler.limits),
+        handler,
+        package: package.clone(),
+        event: execution.event.clone(),
+        attempt: execution.attempts + 1,
+        dispatched_at: Utc::now(),
+        not_before: None,
+        attempt_base: execution.attempts,
+    };
+    let message = Message::json(
+        Some(fx_core::event::partition_key(&invocation.event)),
+        &invocation,
+    )?;
+    state
+        .backends
+        .bus
+        .publish(&topics::invocations(&invocation.handler.pool), message)
+        .await?;
+    tracing::info!(execution_id = %id, handler = %invocation.handler.name, attempt = invocation.attempt, "execution re-driven");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Redriven {
+            execution_id: id,
+            attempt: invocation.attempt,
+            handler: invocation.handler.name,
+            package,
+        }),
+    ))
 }

@@ -6,7 +6,7 @@ pub mod handlers;
 pub mod packages;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::Router;
 
 use crate::{AppState, ServerSettings};
@@ -43,5 +43,6 @@ pub fn api(settings: &ServerSettings) -> Router<AppState> {
         .route("/handlers/{name}/history", get(handlers::history))
         .route("/executions", get(executions::list))
         .route("/executions/{id}", get(executions::get))
+        .route("/executions/{id}/redrive", post(executions::redrive))
         .route("/events", events::ingress(settings))
 }

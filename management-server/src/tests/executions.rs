@@ -69,6 +69,7 @@ pub async fn fail_execution(app: &TestApp, id: &ExecutionId, handler: &str, reas
                 kind: FailureKind::FunctionError,
                 message: reason.into(),
             },
+            retry_at: None,
         })
         .await
         .unwrap();

@@ -460,13 +460,18 @@ impl StateStore for PostgresStateStore {
                 at,
                 duration_us,
                 failure,
+                retry_at,
             } => {
                 let mut args = finish_args(
                     execution_id,
                     *attempt,
                     *at,
                     *duration_us,
-                    ExecutionStatus::Failed,
+                    if retry_at.is_some() {
+                        ExecutionStatus::Retrying
+                    } else {
+                        ExecutionStatus::Failed
+                    },
                 );
                 args.push(Box::new("[]".to_string()));
                 args.push(Box::new(Some(to_json("execution error", failure)?)));
