@@ -8,12 +8,12 @@ use fx_core::package::PackageDigest;
 use crate::support::{example, invocation, Fixture};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_package_invoked_twenty_times_at_once_is_fetched_and_compiled_once() {
+async fn a_new_package_invoked_fifty_times_at_once_is_fetched_and_compiled_once() {
     let fx = Fixture::new();
     let digest = fx.add_example("hello");
     let executor = Arc::new(fx.executor());
     let mut tasks = Vec::new();
-    for i in 0..20 {
+    for i in 0..50 {
         let (executor, inv) = (
             executor.clone(),
             invocation(

@@ -60,6 +60,7 @@ async fn every_misbehaviour_fails_with_its_kind_and_cause_while_others_succeed()
             "memory limit of 32 MiB exceeded",
         ),
         ("fx.test.recurse", FailureKind::Trap, "stack overflow"),
+        ("fx.test.loop", FailureKind::Timeout, "timed out after 2000 ms"),
         (
             "fx.test.output-flood",
             FailureKind::OutputLimit,
@@ -100,7 +101,7 @@ async fn every_misbehaviour_fails_with_its_kind_and_cause_while_others_succeed()
             );
         }));
     }
-    for i in 0..50 {
+    for i in 0..100 {
         let (executor, inv) = (
             executor.clone(),
             invocation(&digest, "fx.test.ok", &format!("ok-{i}"), limits.clone()),
