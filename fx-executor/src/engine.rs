@@ -10,7 +10,10 @@ use fx_core::event::Event;
 use fx_core::execution::{Failure, FailureKind, LogLevel};
 use fx_core::handler::Limits;
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
 
 use crate::convert::{from_wit, to_wit, wit_event_size};
 use crate::host::{Breach, Function, FunctionPre, HostState, RawLog, WitEvent};
@@ -27,6 +30,19 @@ pub struct RunResult {
     pub logs: Vec<RawLog>,
     /// Wall time of instantiate + call.
     pub duration: Duration,
+}
+
+/// How to build the engine (from [`crate::ExecutorSettings::engine`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// The epoch tick.
+    pub tick: Duration,
+    /// Pooling or on-demand allocation.
+    pub allocator: crate::Allocator,
+    /// Component instances the pool holds at once.
+    pub pool_instances: u32,
+    /// The largest linear memory of a pool slot, in MiB.
+    pub pool_max_memory_mb: u32,
 }
 
 /// One Wasmtime engine and what every invocation shares.
@@ -46,13 +62,50 @@ impl Runtime {
     /// about 3.5% (188 ms vs 195 ms, best of 12); the instantiate-and-call time of `hello`
     /// showed no difference within the noise.
     pub fn new(tick: Duration) -> fx_core::Result<Self> {
+        Runtime::with_settings(&EngineSettings {
+            tick,
+            allocator: crate::Allocator::OnDemand,
+            pool_instances: 0,
+            pool_max_memory_mb: 0,
+        })
+    }
+
+    /// As [`Runtime::new`], with the allocator `settings` ask for. When the pooling allocator
+    /// cannot reserve its slots (a virtual-memory limit), the engine falls back to on-demand
+    /// allocation with a warning.
+    pub fn with_settings(settings: &EngineSettings) -> fx_core::Result<Self> {
+        let tick = settings.tick;
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.consume_fuel(true);
-        let engine = Engine::new(&config).map_err(|e| {
-            fx_core::Error::internal(format!("creating the wasmtime engine: {e:#}"))
-        })?;
+        let engine = match settings.allocator {
+            crate::Allocator::Pooling => {
+                let mut pooled = config.clone();
+                pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(settings)));
+                match Engine::new(&pooled) {
+                    Ok(engine) => {
+                        tracing::info!(
+                            instances = settings.pool_instances,
+                            max_memory_mb = settings.pool_max_memory_mb,
+                            "wasmtime pooling allocator ready"
+                        );
+                        Some(engine)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "the pooling allocator cannot reserve its slots; allocating instances on demand (set executor.pool_instances lower, or executor.allocator = \"on_demand\")");
+                        None
+                    }
+                }
+            }
+            crate::Allocator::OnDemand => None,
+        };
+        let engine = match engine {
+            Some(engine) => engine,
+            None => Engine::new(&config).map_err(|e| {
+                fx_core::Error::internal(format!("creating the wasmtime engine: {e:#}"))
+            })?,
+        };
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .and_then(|()| Function::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
@@ -158,6 +211,21 @@ impl Runtime {
         let tick_us = self.tick.as_micros().max(1) as u64;
         timeout_ms.saturating_mul(1000).div_ceil(tick_us) + 1
     }
+}
+
+/// The pool for `settings`: `pool_instances` component instances, each with room for a few
+/// core instances, memories and tables (a Rust component has about five core instances,
+/// one memory and two tables).
+fn pooling(settings: &EngineSettings) -> PoolingAllocationConfig {
+    let instances = settings.pool_instances.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(16))
+        .total_memories(instances.saturating_mul(2))
+        .total_tables(instances.saturating_mul(4))
+        .max_memory_size((settings.pool_max_memory_mb as usize).saturating_mul(1024 * 1024))
+        .table_elements(crate::host::MAX_TABLE_ELEMENTS);
+    pool
 }
 
 /// The non-empty lines of a captured stream as log lines.

@@ -28,7 +28,7 @@ pub use ferrisfx::function::types::Event as WitEvent;
 use ferrisfx::function::types::Level;
 
 /// Table elements a function may grow its tables to.
-const MAX_TABLE_ELEMENTS: usize = 100_000;
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 /// Why the host stopped an invocation from inside an import.
 #[derive(Debug, Clone, PartialEq, Eq)]

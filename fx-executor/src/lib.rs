@@ -49,6 +49,34 @@ pub struct ExecutorSettings {
     /// at most one tick after its timeout.
     #[serde(default = "default_tick")]
     pub epoch_tick_ms: u64,
+    /// How instances get their memory: `pooling` (default: slots reserved at start and
+    /// reused, so an instantiation costs microseconds) or `on_demand` (mmap per instance;
+    /// for machines that limit virtual memory).
+    #[serde(default)]
+    pub allocator: Allocator,
+    /// Instances the pool holds at once (default: four per `max_concurrency`, at least 256).
+    /// An instantiation beyond fails the attempt as an internal error, which is retried.
+    #[serde(default)]
+    pub pool_instances: u32,
+    /// The largest linear memory a pool slot holds, in MiB (default 4096, the largest
+    /// `memory_mb` a handler may ask for). Slots are virtual address space, not RAM.
+    #[serde(default = "default_pool_memory")]
+    pub pool_max_memory_mb: u32,
+}
+
+/// How the engine allocates instances.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Allocator {
+    /// Wasmtime's pooling allocator.
+    #[default]
+    Pooling,
+    /// A fresh mapping per instance.
+    OnDemand,
+}
+
+fn default_pool_memory() -> u32 {
+    fx_core::handler::Limits::MAX.memory_mb
 }
 
 fn default_pool() -> String {
@@ -62,6 +90,23 @@ fn default_tick() -> u64 {
 }
 
 impl ExecutorSettings {
+    /// The engine settings these executor settings ask for.
+    pub fn engine(&self) -> engine::EngineSettings {
+        let instances = if self.pool_instances == 0 {
+            u32::try_from(self.max_concurrency.saturating_mul(4))
+                .unwrap_or(u32::MAX)
+                .max(256)
+        } else {
+            self.pool_instances
+        };
+        engine::EngineSettings {
+            tick: self.epoch_tick(),
+            allocator: self.allocator,
+            pool_instances: instances,
+            pool_max_memory_mb: self.pool_max_memory_mb.max(1),
+        }
+    }
+
     /// The epoch tick as a duration (at least 1 ms).
     pub fn epoch_tick(&self) -> Duration {
         Duration::from_millis(self.epoch_tick_ms.max(1))
@@ -76,6 +121,9 @@ impl Default for ExecutorSettings {
             cache_dir: PathBuf::new(),
             max_concurrency: default_concurrency(),
             epoch_tick_ms: default_tick(),
+            allocator: Allocator::default(),
+            pool_instances: 0,
+            pool_max_memory_mb: default_pool_memory(),
         }
     }
 }
@@ -117,7 +165,7 @@ impl Executor {
             settings.executor_id = format!("executor-{}", std::process::id());
         }
         settings.max_concurrency = settings.max_concurrency.max(1);
-        let runtime = Arc::new(engine::Runtime::new(settings.epoch_tick())?);
+        let runtime = Arc::new(engine::Runtime::with_settings(&settings.engine())?);
         let cache = Arc::new(cache::CompileCache::new(&settings.cache_dir, &runtime)?);
         Ok(Executor {
             settings,
