@@ -144,6 +144,22 @@ pub enum FailureKind {
     Internal,
 }
 
+impl FailureKind {
+    /// The snake_case name used in JSON, metrics and the UI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Trap => "trap",
+            FailureKind::Timeout => "timeout",
+            FailureKind::MemoryLimit => "memory_limit",
+            FailureKind::FuelLimit => "fuel_limit",
+            FailureKind::OutputLimit => "output_limit",
+            FailureKind::FunctionError => "function_error",
+            FailureKind::Package => "package",
+            FailureKind::Internal => "internal",
+        }
+    }
+}
+
 /// One execution: an event run by a handler, with its outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Execution {
@@ -442,6 +458,23 @@ mod tests {
         );
         assert_eq!(ExecutionId::parse(a.as_str()).unwrap(), a);
         assert!(ExecutionId::parse("xyz").is_err());
+    }
+
+    #[test]
+    fn failure_kind_names_are_their_json_names() {
+        use FailureKind::*;
+        for kind in [
+            Trap,
+            Timeout,
+            MemoryLimit,
+            FuelLimit,
+            OutputLimit,
+            FunctionError,
+            Package,
+            Internal,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod registry;
 pub mod sink;
 mod sqlite;
 pub mod store;
+pub mod telemetry;
 pub mod testenv;
 
 pub use error::{Error, ErrorKind, Result};

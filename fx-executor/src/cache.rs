@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use fx_core::objects::PackageStore;
 use fx_core::package::{PackageArchive, PackageDigest};
+use fx_core::telemetry;
 use fx_core::{Error, Result};
 use tokio::sync::OnceCell;
 use wasmtime::component::Component;
@@ -99,6 +100,7 @@ impl CompileCache {
         };
         if let Some(pre) = slot.get() {
             self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(telemetry::COMPILE_CACHE, "result" => "memory_hit").increment(1);
             return Ok(pre.clone());
         }
         slot.get_or_try_init(|| self.load(digest, runtime, packages))
@@ -126,6 +128,8 @@ impl CompileCache {
             match loaded {
                 Ok(component) => {
                     self.stats.disk_hits.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(telemetry::COMPILE_CACHE, "result" => "disk_hit")
+                        .increment(1);
                     tracing::debug!(%digest, "compiled component loaded from disk");
                     return runtime.prepare(&component).map(Arc::new);
                 }
@@ -150,6 +154,7 @@ impl CompileCache {
         })
         .await??;
         self.stats.compiles.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(telemetry::COMPILE_CACHE, "result" => "compiled").increment(1);
         let (component, serialized) = compiled;
         write_atomically(&compiled_path, &serialized).await;
         tracing::info!(%digest, "package compiled");

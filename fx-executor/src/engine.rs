@@ -30,6 +30,10 @@ pub struct RunResult {
     pub logs: Vec<RawLog>,
     /// Wall time of instantiate + call.
     pub duration: Duration,
+    /// Linear memory the function grew to, in bytes.
+    pub peak_memory_bytes: u64,
+    /// Fuel used, when the invocation had a fuel budget.
+    pub fuel_used: Option<u64>,
 }
 
 /// How to build the engine (from [`crate::ExecutorSettings::engine`]).
@@ -193,7 +197,14 @@ impl Runtime {
             }),
             Err(error) => Err(classify(&error, store.data(), limits)),
         };
+        let fuel_used = limits.fuel.and_then(|budget| {
+            store
+                .get_fuel()
+                .ok()
+                .map(|left| budget.saturating_sub(left))
+        });
         let state = store.into_data();
+        let peak_memory_bytes = state.limiter.used_bytes() as u64;
         let (stdout, stderr) = state.stdio();
         let mut logs = state.logs;
         logs.extend(stdio_lines(&stdout, "stdout", LogLevel::Info));
@@ -202,6 +213,8 @@ impl Runtime {
             outcome,
             logs,
             duration,
+            peak_memory_bytes,
+            fuel_used,
         }
     }
 

@@ -79,6 +79,13 @@ impl Limiter {
     }
 }
 
+impl Limiter {
+    /// Linear memory granted so far, in bytes (memories never shrink: this is the peak).
+    pub fn used_bytes(&self) -> usize {
+        self.used_bytes
+    }
+}
+
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,

@@ -24,6 +24,7 @@ use fx_core::bus::EventBus;
 use fx_core::event::Event;
 use fx_core::execution::{Failure, FailureKind, Invocation, LogLine};
 use fx_core::objects::PackageStore;
+use fx_core::telemetry;
 use serde::{Deserialize, Serialize};
 
 pub use cache::CacheCounts;
@@ -227,6 +228,14 @@ impl Executor {
                 }
             }
         };
+        let handler = invocation.handler.name.clone();
+        metrics::histogram!(telemetry::INVOCATION_DURATION, "handler" => handler.clone())
+            .record(run.duration.as_secs_f64());
+        metrics::histogram!(telemetry::PEAK_MEMORY, "handler" => handler.clone())
+            .record(run.peak_memory_bytes as f64);
+        if let Some(fuel) = run.fuel_used {
+            metrics::histogram!(telemetry::FUEL_USED, "handler" => handler).record(fuel as f64);
+        }
         let logs = run
             .logs
             .into_iter()

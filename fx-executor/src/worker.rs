@@ -16,6 +16,7 @@ use chrono::Utc;
 use fx_core::bus::{topics, Delivery, Subscription};
 use fx_core::event::{encode_message, Message};
 use fx_core::execution::{Failure, FailureKind, Invocation, StateEvent};
+use fx_core::telemetry;
 use fx_core::Result;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -229,6 +230,14 @@ impl Executor {
     /// one batch, then `succeeded` (or `failed`). Three round trips to the bus at most, two of
     /// them after the run.
     async fn execute(&self, invocation: &Invocation, shutdown: &CancellationToken) -> Handled {
+        let queued_since = invocation
+            .not_before
+            .map_or(invocation.dispatched_at, |at| {
+                at.max(invocation.dispatched_at)
+            });
+        let wait = (Utc::now() - queued_since).to_std().unwrap_or_default();
+        metrics::histogram!(telemetry::QUEUE_WAIT, "handler" => invocation.handler.name.clone())
+            .record(wait.as_secs_f64());
         let started = StateEvent::Started {
             execution_id: invocation.execution_id.clone(),
             attempt: invocation.attempt,
@@ -275,6 +284,7 @@ impl Executor {
         let last = match result {
             Ok(output) => {
                 tracing::info!(duration_us, outputs = output.len(), "invocation succeeded");
+                metrics::counter!(telemetry::INVOCATIONS, "handler" => invocation.handler.name.clone(), "status" => "succeeded").increment(1);
                 StateEvent::Succeeded {
                     execution_id: invocation.execution_id.clone(),
                     attempt: invocation.attempt,
@@ -299,6 +309,9 @@ impl Executor {
         duration_us: u64,
         shutdown: &CancellationToken,
     ) -> Handled {
+        let handler = invocation.handler.name.clone();
+        metrics::counter!(telemetry::INVOCATIONS, "handler" => handler.clone(), "status" => "failed").increment(1);
+        metrics::counter!(telemetry::FAILURES, "handler" => handler.clone(), "kind" => failure.kind.as_str()).increment(1);
         let policy = &invocation.handler.retry;
         let attempt_in_drive = invocation.attempt.saturating_sub(invocation.attempt_base);
         let now = Utc::now();
@@ -306,6 +319,7 @@ impl Executor {
             let delay = policy.delay_after(attempt_in_drive, fastrand::f64());
             let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
             tracing::info!(duration_us, kind = ?failure.kind, reason = %failure.message, retry_in_ms = delay.as_millis() as u64, "invocation failed; retrying");
+            metrics::counter!(telemetry::RETRIES, "handler" => handler.clone()).increment(1);
             let retry = Invocation {
                 attempt: invocation.attempt + 1,
                 not_before: Some(at),
@@ -327,6 +341,7 @@ impl Executor {
             Some((at, message)) => (Some(at), message),
             None => {
                 tracing::info!(duration_us, kind = ?failure.kind, reason = %failure.message, attempts = attempt_in_drive, "invocation failed; dead-lettered");
+                metrics::counter!(telemetry::DEADLETTERED, "handler" => handler).increment(1);
                 match dead_letter(invocation, &failure) {
                     Some(message) => (None, (topics::DEADLETTER.to_string(), message)),
                     None => return Handled::Abandoned,

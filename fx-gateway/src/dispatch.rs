@@ -16,6 +16,7 @@ use fx_core::execution::{
 use fx_core::handler::{Handler, Limits};
 use fx_core::registry::HandlerTable;
 use fx_core::store::Created;
+use fx_core::telemetry;
 use fx_core::{ErrorKind, Result};
 use tokio_util::sync::CancellationToken;
 
@@ -182,6 +183,9 @@ impl Dispatcher {
         }
         if results.is_empty() {
             tracing::debug!(event_id = %event.id(), event_type = %event.ty(), "no handler matched");
+            metrics::counter!(telemetry::EVENTS, "outcome" => "unmatched").increment(1);
+        } else {
+            metrics::counter!(telemetry::EVENTS, "outcome" => "dispatched").increment(1);
         }
         Ok(results)
     }
@@ -268,6 +272,7 @@ impl Dispatcher {
         let message = Message::json(Some(fx_core::event::partition_key(event)), &invocation)?;
         let topic = topics::invocations(&handler.pool);
         tracing::info!(execution_id = %id, handler = %handler.name, pool = %handler.pool, event_id = %event.id(), "dispatching");
+        metrics::counter!(telemetry::DISPATCHED, "pool" => handler.pool.clone()).increment(1);
         let dispatched = if redispatch {
             Dispatched::Redispatched(id)
         } else {
@@ -280,6 +285,7 @@ impl Dispatcher {
 /// The dead-letter message of a delivery that is not a valid CloudEvent.
 fn dead_letter(delivery: &Delivery, error: &fx_core::Error) -> Outgoing {
     tracing::warn!(reason = %error.chain(), offset = delivery.offset, "malformed event sent to the dead-letter topic");
+    metrics::counter!(telemetry::EVENTS, "outcome" => "deadlettered").increment(1);
     let message = delivery
         .message
         .clone()

@@ -9,6 +9,7 @@ use fx_core::backends::Backends;
 use fx_core::bus::{topics, Delivery};
 use fx_core::execution::StateEvent;
 use fx_core::sink::{ExecutionDoc, MetricDoc};
+use fx_core::telemetry;
 use fx_core::Result;
 use tokio_util::sync::CancellationToken;
 
@@ -230,6 +231,8 @@ impl StateRouter {
                 .await;
                 if result.is_ok() {
                     tracing::debug!(execution_id = %other.execution_id(), state = other.name(), "state applied");
+                    metrics::counter!(telemetry::STATE_EVENTS, "state" => other.name())
+                        .increment(1);
                 }
                 result
             }

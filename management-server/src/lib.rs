@@ -18,6 +18,7 @@
 
 pub mod cli;
 pub mod error;
+pub mod metrics;
 pub mod pages;
 pub mod routes;
 pub mod settings;
@@ -28,7 +29,7 @@ mod tests;
 use std::time::Instant;
 
 use anyhow::Context;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -58,10 +59,16 @@ pub fn router(state: AppState) -> Router {
         .route("/events", routes::events::ingress(&state.settings))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_route))
         .merge(pages::routes(&state.settings))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// `GET /metrics`: this process's Prometheus metrics ([`metrics`]).
+async fn metrics_route(State(state): State<AppState>) -> Response {
+    metrics::render(Some(state.backends.sink.as_ref()))
 }
 
 /// Serves [`router`] on `listener` until `shutdown` is cancelled, then finishes the requests

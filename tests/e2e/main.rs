@@ -8,5 +8,6 @@
 mod consul;
 mod distributed;
 mod elasticsearch;
+mod metrics;
 mod retries;
 mod skeleton;

@@ -60,6 +60,8 @@ impl TestPlatform {
     /// Starts a platform with `settings` (its listen address is replaced by a free port).
     pub async fn start_with(settings: DevSettings) -> TestPlatform {
         init_logs();
+        // As `ferrisfx` does at start: one Prometheus recorder for the process.
+        management_server::metrics::install();
         let data_dir = settings.data_dir.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let shutdown = CancellationToken::new();

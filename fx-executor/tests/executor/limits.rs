@@ -60,7 +60,11 @@ async fn every_misbehaviour_fails_with_its_kind_and_cause_while_others_succeed()
             "memory limit of 32 MiB exceeded",
         ),
         ("fx.test.recurse", FailureKind::Trap, "stack overflow"),
-        ("fx.test.loop", FailureKind::Timeout, "timed out after 2000 ms"),
+        (
+            "fx.test.loop",
+            FailureKind::Timeout,
+            "timed out after 2000 ms",
+        ),
         (
             "fx.test.output-flood",
             FailureKind::OutputLimit,

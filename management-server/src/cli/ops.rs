@@ -4,8 +4,8 @@
 //! The management server answers both on its own port too ([`crate::router`]). The gateway and
 //! the executor have no HTTP port of their own, so `ferrisfx gateway|executor|server` start a
 //! small listener on `ops.listen` when it is set (off by default; the Helm chart and the
-//! compose file set it to `0.0.0.0:9090`). [`router`] is that listener's whole application:
-//! `/metrics` joins it as one more route.
+//! compose file set it to `0.0.0.0:9090`). [`router`] is that listener's whole application,
+//! with `GET /metrics` ([`crate::metrics`]).
 //!
 //! Readiness, per part:
 //!
@@ -63,6 +63,8 @@ type Check =
 #[derive(Clone, Default)]
 pub struct Readiness {
     checks: BTreeMap<&'static str, Check>,
+    /// The part's operational sink, whose dropped-document count `/metrics` reports.
+    sink: Option<Arc<dyn fx_core::sink::OperationalSink>>,
 }
 
 /// What `/readyz` answers: whether every check passed, and each check's outcome (`ok` or the
@@ -80,7 +82,10 @@ impl Readiness {
     /// bus is checked by connecting to a bootstrap broker; `None` skips the bus check, as the
     /// management server's own port does, which does not know the bus settings).
     pub fn for_part(part: Part, backends: &Backends, bus: Option<&BusSettings>) -> Readiness {
-        let mut readiness = Readiness::default();
+        let mut readiness = Readiness {
+            sink: Some(backends.sink.clone()),
+            ..Readiness::default()
+        };
         if let Some(bus) = bus {
             readiness.add("bus", bus_check(bus));
         }
@@ -251,7 +256,14 @@ pub fn router(ops: Ops) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(ops)
+}
+
+/// `GET /metrics`: this process's Prometheus metrics.
+async fn metrics(State(ops): State<Ops>) -> Response {
+    let sink = ops.readiness.get().and_then(|r| r.sink.clone());
+    crate::metrics::render(sink.as_deref())
 }
 
 /// `GET /healthz`: the process is alive and serving.

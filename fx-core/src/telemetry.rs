@@ -1,0 +1,101 @@
+//! The Prometheus metrics of the platform: their names, labels and descriptions, in one place.
+//!
+//! Parts record through the [`metrics`] facade (a no-op until a process installs a recorder);
+//! `ferrisfx` installs the Prometheus recorder and serves it on `/metrics` of the management
+//! server and of the operations listener of every process.
+
+/// Invocations finished by an executor; labels `handler`, `status` (`succeeded`, `failed`).
+pub const INVOCATIONS: &str = "fx_invocations_total";
+/// Run time (instantiate and call) of invocations, in seconds; label `handler`.
+pub const INVOCATION_DURATION: &str = "fx_invocation_duration_seconds";
+/// Time from dispatch (or the end of a retry's backoff) to the start of the run, in seconds;
+/// label `handler`.
+pub const QUEUE_WAIT: &str = "fx_invocation_queue_wait_seconds";
+/// Linear memory an invocation grew to, in bytes; label `handler`.
+pub const PEAK_MEMORY: &str = "fx_invocation_peak_memory_bytes";
+/// Fuel an invocation used, when its handler sets a fuel budget; label `handler`.
+pub const FUEL_USED: &str = "fx_invocation_fuel_used";
+/// Failed invocations by failure kind; labels `handler`, `kind`.
+pub const FAILURES: &str = "fx_invocation_failures_total";
+/// Attempts scheduled again by a retry policy; label `handler`.
+pub const RETRIES: &str = "fx_retries_total";
+/// Executions sent to the dead-letter topic after their last attempt; label `handler`.
+pub const DEADLETTERED: &str = "fx_executions_deadlettered_total";
+/// Compile-cache lookups; label `result`: `memory_hit`, `disk_hit`, `compiled`.
+pub const COMPILE_CACHE: &str = "fx_compile_cache_lookups_total";
+/// Events consumed by gateways; label `outcome`: `dispatched` (matched at least one handler),
+/// `unmatched`, `deadlettered` (not a valid CloudEvent).
+pub const EVENTS: &str = "fx_gateway_events_total";
+/// Invocations published by gateways; label `pool`.
+pub const DISPATCHED: &str = "fx_gateway_invocations_total";
+/// State events applied by the state router; label `state`.
+pub const STATE_EVENTS: &str = "fx_router_state_events_total";
+/// Documents the operational sink dropped because its buffer was full (read at scrape time).
+pub const SINK_DROPPED: &str = "fx_sink_dropped_total";
+
+/// Histogram buckets of durations in seconds: 10 µs to 60 s.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Histogram buckets of memory in bytes: 64 KiB to 4 GiB, by powers of four.
+pub const MEMORY_BUCKETS: &[f64] = &[
+    65536.0,
+    262144.0,
+    1048576.0,
+    4194304.0,
+    16777216.0,
+    67108864.0,
+    268435456.0,
+    1073741824.0,
+    4294967296.0,
+];
+
+/// Registers the descriptions (the `# HELP` lines) with the installed recorder.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(INVOCATIONS, "Invocations finished, by handler and status.");
+    describe_histogram!(
+        INVOCATION_DURATION,
+        Unit::Seconds,
+        "Run time of invocations (instantiate and call)."
+    );
+    describe_histogram!(
+        QUEUE_WAIT,
+        Unit::Seconds,
+        "Time from dispatch to the start of the run."
+    );
+    describe_histogram!(
+        PEAK_MEMORY,
+        Unit::Bytes,
+        "Linear memory an invocation grew to."
+    );
+    describe_histogram!(
+        FUEL_USED,
+        "Fuel an invocation used, when its handler meters fuel."
+    );
+    describe_counter!(FAILURES, "Failed invocations, by handler and failure kind.");
+    describe_counter!(RETRIES, "Attempts scheduled again by a retry policy.");
+    describe_counter!(
+        DEADLETTERED,
+        "Executions dead-lettered after their last attempt."
+    );
+    describe_counter!(
+        COMPILE_CACHE,
+        "Compile-cache lookups: memory_hit, disk_hit or compiled."
+    );
+    describe_counter!(EVENTS, "Events consumed by gateways, by outcome.");
+    describe_counter!(
+        DISPATCHED,
+        "Invocations published by gateways, by executor pool."
+    );
+    describe_counter!(
+        STATE_EVENTS,
+        "State events applied by the state router, by state."
+    );
+    describe_gauge!(
+        SINK_DROPPED,
+        "Documents the operational sink dropped because its buffer was full."
+    );
+}
