@@ -34,6 +34,12 @@ pub struct Handler {
     /// A disabled handler matches nothing.
     #[serde(default = "enabled_default")]
     pub enabled: bool,
+    /// Run events in warm instances kept from earlier events instead of a fresh instance per
+    /// event (faster, but memory and globals survive from one event to the next, so one event
+    /// can see another's data): only for trusted functions. An instance that trapped or broke
+    /// a limit is never reused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reuse_instances: bool,
 }
 
 fn default_pool() -> String {
@@ -544,6 +550,7 @@ mod tests {
             limits: LimitOverrides::default(),
             retry: RetryPolicy::default(),
             enabled: true,
+            reuse_instances: false,
         };
         assert!(h.validate().unwrap_err().message().contains("handler name"));
         h.name = "ok".into();

@@ -141,6 +141,7 @@ impl Manifest {
             limits: self.limits.clone(),
             retry: Default::default(),
             enabled: true,
+            reuse_instances: false,
         }
         .validate()
     }

@@ -49,6 +49,7 @@ fn invocation(digest: &PackageDigest) -> Invocation {
             limits: Default::default(),
             retry: Default::default(),
             enabled: true,
+            reuse_instances: false,
         },
         package: ResolvedPackage {
             name: "hello".into(),

@@ -49,12 +49,26 @@ pub struct EngineSettings {
     pub pool_max_memory_mb: u32,
 }
 
+/// Which warm instances an invocation may use: the handler's name and the package digest.
+pub type WarmKey = (String, fx_core::package::PackageDigest);
+
+/// Idle warm instances kept per key, and in all.
+const MAX_WARM_PER_KEY: usize = 16;
+const MAX_WARM: usize = 128;
+
+/// An instance kept for the next invocation of a handler that reuses instances.
+struct Warm {
+    store: Store<HostState>,
+    function: Function,
+}
+
 /// One Wasmtime engine and what every invocation shares.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     tick: Duration,
     ticker_stop: Arc<AtomicBool>,
+    warm: std::sync::Mutex<std::collections::HashMap<WarmKey, Vec<Warm>>>,
 }
 
 impl Runtime {
@@ -129,6 +143,7 @@ impl Runtime {
             linker,
             tick,
             ticker_stop,
+            warm: Default::default(),
         })
     }
 
@@ -167,8 +182,113 @@ impl Runtime {
     /// async workers.
     pub fn run(&self, pre: &FunctionPre<HostState>, event: &Event, limits: &Limits) -> RunResult {
         let start = Instant::now();
+        let mut store = self.store(limits);
+        let called = self
+            .arm(&mut store, limits, start)
+            .and_then(|()| pre.instantiate(&mut store))
+            .and_then(|function| function.call_handle(&mut store, &to_wit(event)));
+        let duration = start.elapsed();
+        self.finish(&mut store, called, duration, limits)
+    }
+
+    /// Runs `event` in a warm instance of `key` (the handler's name and package digest) kept
+    /// from an earlier invocation with the same limits, or in a new one that is kept
+    /// afterwards. Memory and globals survive from one event to the next: only for handlers
+    /// that opt in (`reuse_instances`). An instance that trapped or broke a limit is dropped,
+    /// never reused. Blocking: call it off the async workers.
+    pub fn run_warm(
+        &self,
+        key: &WarmKey,
+        pre: &FunctionPre<HostState>,
+        event: &Event,
+        limits: &Limits,
+    ) -> RunResult {
+        let start = Instant::now();
+        let warm = self.take_warm(key, limits);
+        let (mut store, function) = match warm {
+            Some(warm) => (warm.store, Ok(warm.function)),
+            None => {
+                let mut store = self.store(limits);
+                let function = self
+                    .arm(&mut store, limits, start)
+                    .and_then(|()| pre.instantiate(&mut store));
+                (store, function)
+            }
+        };
+        store.data_mut().reset_for_next_call();
+        let called = match function {
+            Ok(function) => self
+                .arm(&mut store, limits, start)
+                .and_then(|()| function.call_handle(&mut store, &to_wit(event)))
+                .map(|result| (result, function)),
+            Err(e) => Err(e),
+        };
+        let duration = start.elapsed();
+        let (called, function) = match called {
+            Ok((result, function)) => (Ok(result), Some(function)),
+            Err(e) => (Err(e), None),
+        };
+        let result = self.finish(&mut store, called, duration, limits);
+        let reusable = store.data().breach.is_none()
+            && !store.data().limiter.memory_refused
+            && !matches!(&result.outcome, Err(f) if f.kind != FailureKind::FunctionError);
+        if let (true, Some(function)) = (reusable, function) {
+            self.put_warm(key.clone(), Warm { store, function });
+        }
+        result
+    }
+
+    /// Idle warm instances in all.
+    pub fn warm_instances(&self) -> usize {
+        self.warm
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .map(Vec::len)
+            .sum()
+    }
+
+    fn take_warm(&self, key: &WarmKey, limits: &Limits) -> Option<Warm> {
+        let mut idle = self
+            .warm
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let list = idle.get_mut(key)?;
+        // Limits are fixed when a store is made: one made with other limits is dropped.
+        while let Some(warm) = list.pop() {
+            if warm.store.data().limits() == limits {
+                return Some(warm);
+            }
+        }
+        None
+    }
+
+    fn put_warm(&self, key: WarmKey, warm: Warm) {
+        let mut idle = self
+            .warm
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let total: usize = idle.values().map(Vec::len).sum();
+        let list = idle.entry(key).or_default();
+        if list.len() < MAX_WARM_PER_KEY && total < MAX_WARM {
+            list.push(warm);
+        }
+    }
+
+    /// A new store for one invocation (or one warm instance) with `limits`.
+    fn store(&self, limits: &Limits) -> Store<HostState> {
         let mut store = Store::new(&self.engine, HostState::new(*limits));
         store.limiter(|state| &mut state.limiter);
+        store
+    }
+
+    /// Sets the fuel budget and the timeout of a call starting at `start`.
+    fn arm(
+        &self,
+        store: &mut Store<HostState>,
+        limits: &Limits,
+        start: Instant,
+    ) -> wasmtime::Result<()> {
         store.set_epoch_deadline(self.deadline_ticks(limits.timeout_ms));
         // The ticker catches up after a stall (several ticks at once), so a deadline in ticks
         // can come early: the wall clock decides, and an early deadline is pushed back.
@@ -184,11 +304,17 @@ impl Runtime {
                 u64::try_from(ticks).unwrap_or(u64::MAX).max(1),
             ))
         });
-        let called = store
-            .set_fuel(limits.fuel.unwrap_or(u64::MAX))
-            .and_then(|()| pre.instantiate(&mut store))
-            .and_then(|function| function.call_handle(&mut store, &to_wit(event)));
-        let duration = start.elapsed();
+        store.set_fuel(limits.fuel.unwrap_or(u64::MAX))
+    }
+
+    /// What a call produced: its outcome, logs (with stdout and stderr) and measurements.
+    fn finish(
+        &self,
+        store: &mut Store<HostState>,
+        called: wasmtime::Result<Result<Vec<WitEvent>, String>>,
+        duration: Duration,
+        limits: &Limits,
+    ) -> RunResult {
         let outcome = match called {
             Ok(Ok(events)) => collect_output(store.data_mut(), &events),
             Ok(Err(message)) => Err(Failure {
@@ -203,10 +329,10 @@ impl Runtime {
                 .ok()
                 .map(|left| budget.saturating_sub(left))
         });
-        let state = store.into_data();
+        let state = store.data_mut();
         let peak_memory_bytes = state.limiter.used_bytes() as u64;
         let (stdout, stderr) = state.stdio();
-        let mut logs = state.logs;
+        let mut logs = std::mem::take(&mut state.logs);
         logs.extend(stdio_lines(&stdout, "stdout", LogLevel::Info));
         logs.extend(stdio_lines(&stderr, "stderr", LogLevel::Warn));
         RunResult {

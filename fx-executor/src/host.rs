@@ -187,6 +187,24 @@ impl HostState {
         }
     }
 
+    /// Clears what the last invocation produced, so that a warm instance starts its next one
+    /// with empty logs, output and budgets (its memory and globals are kept).
+    pub fn reset_for_next_call(&mut self) {
+        self.log_budget.reset();
+        self.stdout.clear();
+        self.stderr.clear();
+        self.logs.clear();
+        self.emitted.clear();
+        self.output_bytes = 0;
+        self.breach = None;
+        self.limiter.memory_refused = false;
+    }
+
+    /// The limits the store was made with.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// What the function wrote to stdout and stderr, as text.
     pub fn stdio(&self) -> (String, String) {
         (self.stdout.text(), self.stderr.text())

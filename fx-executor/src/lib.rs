@@ -182,6 +182,11 @@ impl Executor {
         &self.settings
     }
 
+    /// Idle warm instances kept for handlers that reuse instances.
+    pub fn warm_instances(&self) -> usize {
+        self.runtime.warm_instances()
+    }
+
     /// Compile-cache counters.
     pub fn cache_counts(&self) -> CacheCounts {
         self.cache.counts()
@@ -214,7 +219,17 @@ impl Executor {
         };
         let runtime = self.runtime.clone();
         let (event, limits) = (invocation.event.clone(), invocation.limits);
-        let run = tokio::task::spawn_blocking(move || runtime.run(&pre, &event, &limits)).await;
+        let warm = invocation.handler.reuse_instances.then(|| {
+            (
+                invocation.handler.name.clone(),
+                invocation.package.digest.clone(),
+            )
+        });
+        let run = tokio::task::spawn_blocking(move || match warm {
+            Some(key) => runtime.run_warm(&key, &pre, &event, &limits),
+            None => runtime.run(&pre, &event, &limits),
+        })
+        .await;
         let run = match run {
             Ok(run) => run,
             Err(e) => {

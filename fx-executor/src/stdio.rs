@@ -33,6 +33,11 @@ impl LogBudget {
         }
     }
 
+    /// Starts counting from zero again (a warm instance's next invocation).
+    pub fn reset(&self) {
+        self.used.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Counts `bytes` against the budget; the breach when it is exceeded.
     pub fn charge(&self, bytes: usize) -> Result<(), Breach> {
         let bytes = bytes as u64;
@@ -58,6 +63,14 @@ impl CapturedOutput {
             buffer: Arc::default(),
             budget,
         }
+    }
+
+    /// Forgets what was written (a warm instance's next invocation).
+    pub fn clear(&self) {
+        self.buffer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     /// What was written, as text (invalid UTF-8 replaced).

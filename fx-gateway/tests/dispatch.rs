@@ -29,6 +29,7 @@ fn handler(name: &str, ty: &str, package: &str) -> Handler {
         limits: Default::default(),
         retry: Default::default(),
         enabled: true,
+        reuse_instances: false,
     }
 }
 

@@ -60,6 +60,7 @@ async fn warm_invocation_latency() {
             limits: Default::default(),
             retry: Default::default(),
             enabled: true,
+            reuse_instances: false,
         },
         package: ResolvedPackage {
             name: "hello".into(),

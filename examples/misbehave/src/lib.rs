@@ -12,17 +12,22 @@
 //! | `fx.test.output-flood` | returns 1,000 events of 64 KiB of data each (output limit) |
 //! | `fx.test.log-flood` | logs 1,000,000 lines of 200 bytes (log limit) |
 //! | `fx.test.error` | fails with `requested failure` |
+//! | `fx.test.count` | returns one event (`fx.test.counted`, id `<id>-count`) whose JSON data `{"count": n}` counts the calls this instance has handled: 1 in a fresh instance, more in a reused one |
 //! | `fx.test.echo-size` | returns one event (`fx.test.echoed`, id `<id>-echo`) with the input's data only, for size benchmarks |
 //!
 //! Any other type fails with a message naming it.
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::hint::black_box;
 
 use ferrisfx_guest::{log, Error, Event};
 
 /// The source of the events this function produces.
 const SOURCE: &str = "/functions/misbehave";
+
+/// Calls this instance has handled (`fx.test.count`): state that survives in a reused instance.
+static CALLS: AtomicU64 = AtomicU64::new(0);
 
 /// The type of echoed events.
 const ECHOED: &str = "fx.test.echoed";
@@ -46,6 +51,12 @@ fn handle(event: Event) -> Result<Vec<Event>, Error> {
             Ok(Vec::new())
         }
         "fx.test.error" => Err(Error::new("requested failure")),
+        "fx.test.count" => {
+            let count = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+            let out = Event::new(format!("{}-count", event.id()), SOURCE, "fx.test.counted")
+                .with_data("application/json", format!("{{\"count\":{count}}}").into_bytes());
+            Ok(vec![out])
+        }
         "fx.test.echo-size" => {
             let id = format!("{}-echo", event.id());
             let content_type = event

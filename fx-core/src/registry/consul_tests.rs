@@ -29,6 +29,7 @@ fn handler(name: &str) -> Handler {
         limits: Default::default(),
         retry: Default::default(),
         enabled: true,
+        reuse_instances: false,
     }
 }
 

@@ -53,6 +53,7 @@ fn handler(name: &str) -> Handler {
         },
         retry: RetryPolicy::default(),
         enabled: true,
+        reuse_instances: false,
     }
 }
 

@@ -536,6 +536,7 @@ fn handler(name: &str, event_type: &str) -> Handler {
         limits: LimitOverrides::default(),
         retry: RetryPolicy::default(),
         enabled: true,
+        reuse_instances: false,
     }
 }
 

@@ -7,4 +7,5 @@
 mod cache;
 mod limits;
 mod support;
+mod warm;
 mod worker;

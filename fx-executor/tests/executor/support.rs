@@ -212,6 +212,7 @@ pub fn invocation(
         limits: limits.clone(),
         retry: Default::default(),
         enabled: true,
+        reuse_instances: false,
     };
     Invocation {
         execution_id: ExecutionId::for_event(&event, "h"),

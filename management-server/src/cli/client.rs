@@ -288,6 +288,7 @@ pub fn handler_from_flags(args: &HandlerArgs) -> anyhow::Result<Handler> {
         limits: Default::default(),
         retry: Default::default(),
         enabled: true,
+        reuse_instances: false,
     };
     handler.validate()?;
     Ok(handler)
