@@ -31,6 +31,10 @@ struct OverviewPage {
     failed: usize,
     /// Whether to show how to get started (no packages or no handlers yet).
     getting_started: bool,
+    /// The live stream of the latest executions.
+    live: Option<String>,
+    /// What the list says when empty.
+    empty: String,
 }
 
 /// `GET /`.
@@ -45,8 +49,19 @@ pub async fn show(State(state): State<AppState>) -> Result<HtmlTemplate<impl Tem
         ..ExecutionQuery::default()
     };
     let latest = state.backends.state.list_executions(&query).await?;
+    let empty = "No executions yet.".to_string();
+    let live = Some(format!(
+        "/live/executions?{}",
+        super::executions::live_query(&super::live::LiveListParams {
+            limit: Some(LATEST),
+            empty: Some(empty.clone()),
+            ..Default::default()
+        })
+    ));
     Ok(HtmlTemplate(OverviewPage {
         active: "overview",
+        live,
+        empty,
         packages: names.len(),
         versions: versions.len(),
         handlers: table.handlers.len(),
