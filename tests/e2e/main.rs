@@ -9,3 +9,4 @@ mod consul;
 mod distributed;
 mod elasticsearch;
 mod skeleton;
+mod ui;
