@@ -72,6 +72,7 @@ await run(async (page) => {
   await page.locator('tr[data-handler="hello-ui"]').first().waitFor();
   await shot(page, shots, "executions");
   await page.goto(base);
+  await page.locator("#dashboard", { hasText: "hello-ui" }).waitFor();
   await shot(page, shots, "overview");
   await page.emulateMedia({ colorScheme: "dark" });
   await page.goto(`${base}/handlers/hello-ui/edit`);

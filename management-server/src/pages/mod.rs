@@ -6,6 +6,7 @@
 //! `static/app.js` add live updates (server-sent events from [`live`]), the handler form's
 //! preview, and the upload's progress bar.
 
+pub mod dashboard;
 pub mod executions;
 pub mod handler_form;
 pub mod handlers;
@@ -37,6 +38,7 @@ pub const APP_SCRIPT: &str = include_str!("../../static/app.js");
 pub fn routes(settings: &ServerSettings) -> Router<AppState> {
     Router::new()
         .route("/", get(overview::show))
+        .route("/dashboard", get(dashboard::show))
         .route(
             "/packages",
             get(packages::show)

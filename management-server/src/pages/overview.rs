@@ -35,6 +35,8 @@ struct OverviewPage {
     live: Option<String>,
     /// What the list says when empty.
     empty: String,
+    /// The last hour's figures, rendered (refreshed by the page).
+    dashboard: String,
 }
 
 /// `GET /`.
@@ -58,8 +60,13 @@ pub async fn show(State(state): State<AppState>) -> Result<HtmlTemplate<impl Tem
             ..Default::default()
         })
     ));
+    let dashboard = super::dashboard::compute(&state)
+        .await?
+        .render()
+        .unwrap_or_default();
     Ok(HtmlTemplate(OverviewPage {
         active: "overview",
+        dashboard,
         live,
         empty,
         packages: names.len(),

@@ -181,3 +181,21 @@ async fn htmx_and_the_ui_script_are_served_from_the_binary() {
     assert!(page.contains("/static/htmx.min.js") && page.contains("/static/app.js"));
     assert!(!page.contains("https://"), "no CDN");
 }
+
+#[tokio::test]
+async fn dashboard_counts_the_last_hour_by_status_and_handler() {
+    let app = TestApp::new().await;
+    let empty = app.get("/dashboard").await;
+    empty.assert_status(StatusCode::OK);
+    assert!(empty.text().contains("No executions in the last hour"));
+
+    seed_execution(&app, "greeter", "d-1", json!({})).await;
+    let failed = seed_execution(&app, "greeter", "d-2", json!({})).await;
+    super::executions::fail_execution(&app, &failed, "greeter", "broken").await;
+    let html = app.get("/dashboard").await.text();
+    assert!(html.contains("2 executions"), "{html}");
+    assert!(html.contains("1 failed"), "{html}");
+    assert!(html.contains("greeter"), "{html}");
+    assert!(html.contains("100.0 %"), "one finished, failed: {html}");
+    assert!(app.get("/").await.text().contains("id=\"dashboard\""));
+}
