@@ -51,6 +51,11 @@ pub struct AppState {
     pub settings: ServerSettings,
 }
 
+/// The server's shutdown signal, given to the handlers that hold a response open (the UI's
+/// live streams end with it, so that a graceful shutdown does not wait for open browser tabs).
+#[derive(Clone, Debug, Default)]
+pub struct Shutdown(pub CancellationToken);
+
 /// The whole application: REST API, CloudEvents ingress, web UI and health check.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -80,7 +85,8 @@ pub async fn serve(
         .local_addr()
         .context("reading the listener's address")?;
     tracing::info!(%addr, "management server listening");
-    axum::serve(listener, router(state))
+    let app = router(state).layer(axum::Extension(Shutdown(shutdown.clone())));
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .context("serving http")?;

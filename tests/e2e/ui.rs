@@ -149,3 +149,20 @@ async fn moving_latest_back_in_the_browser_makes_the_next_event_run_the_earlier_
     assert_eq!(package["aliases"]["latest"], "1.0.0", "{package}");
     fx.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_the_live_streams_of_open_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = platform(dir.path()).await;
+    let mut live = reqwest::get(format!("{}/live/executions", fx.base))
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let first = live.chunk().await.unwrap().expect("a first event");
+    assert!(String::from_utf8_lossy(&first).contains("event: rows"));
+    // A browser tab left open must not hold the graceful shutdown.
+    tokio::time::timeout(Duration::from_secs(30), fx.stop())
+        .await
+        .expect("the platform stops with a live stream open");
+    drop(live);
+}

@@ -17,14 +17,15 @@ use std::time::Duration;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use futures::Stream;
+use axum::Extension;
+use futures::{Stream, StreamExt};
 use fx_core::execution::{ExecutionId, ExecutionQuery, ExecutionStatus};
 use serde::Deserialize;
 
 use super::executions::ExecutionRow;
 use super::PageError;
 use crate::error::{ApiError, ApiQuery};
-use crate::AppState;
+use crate::{AppState, Shutdown};
 
 /// How often a live stream reads the state store.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -73,6 +74,7 @@ enum Followed {
 /// `GET /live/executions`.
 pub async fn executions(
     State(state): State<AppState>,
+    shutdown: Option<Extension<Shutdown>>,
     ApiQuery(params): ApiQuery<LiveListParams>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, PageError> {
     let followed = match params.ids.as_deref().filter(|s| !s.is_empty()) {
@@ -115,7 +117,17 @@ pub async fn executions(
             }
         }
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(stream.take_until(stopped(shutdown))).keep_alive(KeepAlive::default()))
+}
+
+/// Resolves when the server shuts down (never without a [`Shutdown`], as in router tests).
+fn stopped(
+    shutdown: Option<Extension<Shutdown>>,
+) -> tokio_util::sync::WaitForCancellationFutureOwned {
+    shutdown
+        .map(|Extension(Shutdown(token))| token)
+        .unwrap_or_default()
+        .cancelled_owned()
 }
 
 async fn render_list(
@@ -160,6 +172,7 @@ pub struct LiveExecutionParams {
 /// `GET /live/executions/{id}`.
 pub async fn execution(
     State(state): State<AppState>,
+    shutdown: Option<Extension<Shutdown>>,
     Path(id): Path<String>,
     ApiQuery(params): ApiQuery<LiveExecutionParams>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, PageError> {
@@ -182,5 +195,5 @@ pub async fn execution(
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(stream.take_until(stopped(shutdown))).keep_alive(KeepAlive::default()))
 }
