@@ -625,6 +625,41 @@ pub async fn delete(
     Ok(Redirect::to(&format!("/handlers?{query}")).into_response())
 }
 
+/// `POST /handlers/{name}/toggle`: enables a disabled handler or disables an enabled one (the
+/// handlers list's one-click switch), at the revision read.
+pub async fn toggle(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, PageError> {
+    let Some(found) = state.backends.registry.get(&name).await? else {
+        return Err(PageError(ApiError::not_found(format!(
+            "handler {name:?} does not exist"
+        ))));
+    };
+    let mut handler = found.handler;
+    handler.enabled = !handler.enabled;
+    let revision = state
+        .backends
+        .registry
+        .put(&handler, Expect::Revision(found.revision))
+        .await
+        .map_err(|e| match e.kind() {
+            ErrorKind::Conflict => ApiError::conflict(format!(
+                "handler {name:?} changed meanwhile: look at it again and retry"
+            )),
+            _ => e.into(),
+        })?;
+    let what = if handler.enabled {
+        "enabled"
+    } else {
+        "disabled"
+    };
+    tracing::info!(handler = %name, revision, what, "handler switched from the ui");
+    record(&state, &name, revision, Some(&handler), None).await;
+    let query = serde_urlencoded::to_string([("saved", name.as_str())]).unwrap_or_default();
+    Ok(Redirect::to(&format!("/handlers?{query}")).into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

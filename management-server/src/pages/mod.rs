@@ -63,6 +63,10 @@ pub fn routes(settings: &ServerSettings) -> Router<AppState> {
             get(handler_form::edit).post(handler_form::update),
         )
         .route(
+            "/handlers/{name}/toggle",
+            axum::routing::post(handler_form::toggle),
+        )
+        .route(
             "/handlers/{name}/delete",
             axum::routing::post(handler_form::delete),
         )

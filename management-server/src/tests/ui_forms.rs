@@ -64,6 +64,12 @@ async fn handler_form_refuses_an_invalid_filter_with_the_reason_and_saves_a_vali
     again.assert_status(StatusCode::UNPROCESSABLE_ENTITY);
     assert!(again.text().contains("exists"));
 
+    let disabled = post_form(&app, "/handlers/greeter/toggle", &[]).await;
+    disabled.assert_status(StatusCode::SEE_OTHER);
+    let stored = app.get("/api/v1/handlers/greeter").await.json();
+    assert_eq!(stored["handler"]["enabled"], false, "{stored}");
+    assert!(app.get("/handlers").await.text().contains(">Enable<"));
+
     let edit = app.get("/handlers/greeter/edit").await;
     edit.assert_status(StatusCode::OK);
     assert!(edit.text().contains("com.example.hello"));
