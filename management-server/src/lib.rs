@@ -18,6 +18,7 @@
 
 pub mod cli;
 pub mod error;
+pub mod openapi;
 pub mod pages;
 pub mod routes;
 pub mod settings;
@@ -61,6 +62,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", routes::api(&state.settings))
         .route("/events", routes::events::ingress(&state.settings))
+        .route("/api/openapi.json", get(openapi::document))
+        .route("/api/docs", get(openapi::viewer))
+        .route("/api/docs/rapidoc.js", get(openapi::rapidoc))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(pages::routes(&state.settings))

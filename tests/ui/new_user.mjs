@@ -74,6 +74,12 @@ await run(async (page) => {
   await page.goto(base);
   await page.locator("#dashboard", { hasText: "hello-ui" }).waitFor();
   await shot(page, shots, "overview");
+  // The API reference, rendered from the generated OpenAPI document by the bundled viewer.
+  await page.goto(`${base}/api/docs`);
+  await page.getByText("FerrisFX management API").first().waitFor();
+  await page.getByText("/api/v1/handlers/{name}").first().waitFor();
+  await shot(page, shots, "api-docs");
+
   await page.emulateMedia({ colorScheme: "dark" });
   await page.goto(`${base}/handlers/hello-ui/edit`);
   await shot(page, shots, "handler-edit-dark");
