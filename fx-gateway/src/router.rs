@@ -181,12 +181,8 @@ impl StateRouter {
         shutdown: &CancellationToken,
     ) -> Result<SinkDocuments> {
         let routing = &self.backends.routing;
-        let finished = |e: &&StateEvent| {
-            matches!(
-                e,
-                StateEvent::Succeeded { .. } | StateEvent::Failed { .. }
-            )
-        };
+        let finished =
+            |e: &&StateEvent| matches!(e, StateEvent::Succeeded { .. } | StateEvent::Failed { .. });
         let wants_metrics = routing.metric_to_sink() && events.iter().any(|e| finished(&e));
         let wants_document = events.iter().any(|e| routing.to_sink(e));
         let Some(first) = events.first() else {

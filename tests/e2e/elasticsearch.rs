@@ -35,8 +35,7 @@ fn terms(handler: &str, status: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_metrics_and_execution_documents_reach_elasticsearch_through_the_router() {
-    let Some(url) = fx_core::testenv::backend("FX_TEST_ELASTICSEARCH", "e2e elasticsearch")
-    else {
+    let Some(url) = fx_core::testenv::backend("FX_TEST_ELASTICSEARCH", "e2e elasticsearch") else {
         return;
     };
     let nanos = SystemTime::now()
@@ -71,10 +70,15 @@ async fn logs_metrics_and_execution_documents_reach_elasticsearch_through_the_ro
     let limits = json!({"timeout_ms": 5000, "memory_mb": 32});
     fx.handler("greet", "hello", "fx.test.es.greet", limits.clone())
         .await;
-    fx.handler("trap", "misbehave", "fx.test.trap", limits).await;
+    fx.handler("trap", "misbehave", "fx.test.trap", limits)
+        .await;
     for i in 0..3 {
-        fx.emit(&format!("greet-{i}"), "fx.test.es.greet", json!({"name": "es"}))
-            .await;
+        fx.emit(
+            &format!("greet-{i}"),
+            "fx.test.es.greet",
+            json!({"name": "es"}),
+        )
+        .await;
     }
     for i in 0..2 {
         fx.emit(&format!("trap-{i}"), "fx.test.trap", json!({}))
@@ -89,7 +93,9 @@ async fn logs_metrics_and_execution_documents_reach_elasticsearch_through_the_ro
         .map(|e| e["logs"].as_array().map_or(0, Vec::len))
         .sum();
     assert!(
-        greeted.iter().all(|e| !e["logs"].as_array().unwrap().is_empty()),
+        greeted
+            .iter()
+            .all(|e| !e["logs"].as_array().unwrap().is_empty()),
         "every greeting logs: {greeted:?}"
     );
 
