@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 pub mod pages;
 pub mod routes;
 pub mod settings;
@@ -52,11 +53,19 @@ pub struct AppState {
     pub settings: ServerSettings,
 }
 
+/// The server's shutdown signal, given to the handlers that hold a response open (the UI's
+/// live streams end with it, so that a graceful shutdown does not wait for open browser tabs).
+#[derive(Clone, Debug, Default)]
+pub struct Shutdown(pub CancellationToken);
+
 /// The whole application: REST API, CloudEvents ingress, web UI and health check.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", routes::api(&state.settings))
         .route("/events", routes::events::ingress(&state.settings))
+        .route("/api/openapi.json", get(openapi::document))
+        .route("/api/docs", get(openapi::viewer))
+        .route("/api/docs/rapidoc.js", get(openapi::rapidoc))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_route))
@@ -87,7 +96,8 @@ pub async fn serve(
         .local_addr()
         .context("reading the listener's address")?;
     tracing::info!(%addr, "management server listening");
-    axum::serve(listener, router(state))
+    let app = router(state).layer(axum::Extension(Shutdown(shutdown.clone())));
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .context("serving http")?;

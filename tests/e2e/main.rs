@@ -11,3 +11,4 @@ mod elasticsearch;
 mod metrics;
 mod retries;
 mod skeleton;
+mod ui;

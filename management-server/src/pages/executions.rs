@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use cloudevents::event::Data;
 use cloudevents::AttributesReader;
 use fx_core::event::{data_json, Event};
-use fx_core::execution::{ExecutionStatus, ExecutionSummary};
+use fx_core::execution::{Execution, ExecutionStatus, ExecutionSummary};
 
 use super::{show_duration, show_time, HtmlTemplate, PageError};
 use crate::error::ApiQuery;
@@ -48,6 +48,21 @@ impl From<&ExecutionSummary> for ExecutionRow {
     }
 }
 
+impl From<&Execution> for ExecutionRow {
+    fn from(e: &Execution) -> Self {
+        ExecutionRow {
+            id: e.id.to_string(),
+            handler: e.handler.clone(),
+            status: e.status.as_str(),
+            event_type: e.event.ty().to_string(),
+            event_source: e.event.source().to_string(),
+            attempts: e.attempts,
+            created_at: show_time(&e.created_at),
+            duration: e.duration_us.map(show_duration).unwrap_or_default(),
+        }
+    }
+}
+
 /// One option of a `<select>`.
 struct Choice {
     /// The value (and label).
@@ -74,6 +89,10 @@ struct ExecutionsPage {
     first_page: bool,
     /// Link to the next page, if any.
     next: Option<String>,
+    /// The live stream of this list (the first page only).
+    live: Option<String>,
+    /// What the list says when empty.
+    empty: String,
 }
 
 /// `GET /executions?handler=&status=&cursor=`.
@@ -123,15 +142,52 @@ pub async fn list(
             serde_urlencoded::to_string(&next).unwrap_or_default()
         )
     });
+    let filtered = query.handler.is_some() || query.status.is_some();
+    let empty = match (query.cursor.is_none(), filtered) {
+        (true, false) => {
+            "No executions yet. Send an event from the Send event page to run a handler."
+                .to_string()
+        }
+        (true, true) => "No executions match these filters.".to_string(),
+        (false, _) => "No more executions.".to_string(),
+    };
+    let live = query.cursor.is_none().then(|| {
+        let live = crate::pages::live::LiveListParams {
+            handler: query.handler.clone(),
+            status: query.status.map(|s| s.as_str().to_string()),
+            limit: query.limit,
+            ids: None,
+            empty: Some(empty.clone()),
+        };
+        format!("/live/executions?{}", live_query(&live))
+    });
     Ok(HtmlTemplate(ExecutionsPage {
         active: "executions",
+        live,
+        empty,
         handlers,
         statuses,
         rows: page.items.iter().map(ExecutionRow::from).collect(),
-        filtered: query.handler.is_some() || query.status.is_some(),
+        filtered,
         first_page: query.cursor.is_none(),
         next,
     }))
+}
+
+/// The query string of a live list stream.
+pub fn live_query(params: &crate::pages::live::LiveListParams) -> String {
+    let pairs = [
+        ("handler", params.handler.clone()),
+        ("status", params.status.clone()),
+        ("limit", params.limit.map(|l| l.to_string())),
+        ("ids", params.ids.clone()),
+        ("empty", params.empty.clone()),
+    ];
+    let present: Vec<(&str, String)> = pairs
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+    serde_urlencoded::to_string(present).unwrap_or_default()
 }
 
 /// An event as shown: its attributes and its data.
@@ -226,6 +282,8 @@ struct ExecutionPage {
     output: Vec<EventView>,
     /// Log lines, by attempt then position.
     logs: Vec<LogView>,
+    /// The live stream that tells the page to reload, while the execution is not finished.
+    live: Option<String>,
 }
 
 /// `GET /executions/{id}`.
@@ -235,6 +293,14 @@ pub async fn show(
 ) -> Result<HtmlTemplate<impl Template>, PageError> {
     let detail = execution_detail(&state, &id).await?;
     let e = detail.execution;
+    let live = (!e.status.is_terminal()).then(|| {
+        format!(
+            "/live/executions/{}?status={}&attempts={}",
+            e.id,
+            e.status.as_str(),
+            e.attempts
+        )
+    });
     let failure = e.error.as_ref().map(|f| {
         let kind = serde_json::to_value(f.kind)
             .ok()
@@ -244,6 +310,7 @@ pub async fn show(
     });
     Ok(HtmlTemplate(ExecutionPage {
         active: "executions",
+        live,
         id: e.id.to_string(),
         handler: e.handler.clone(),
         status: e.status.as_str(),

@@ -20,6 +20,19 @@ struct HandlersPage {
     handlers: Vec<HandlerView>,
     /// Invalid entries: name and reason.
     invalid: Vec<(String, String)>,
+    /// What just happened (a save or a delete).
+    notice: Option<String>,
+}
+
+/// Query parameters of the handlers page.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct HandlersParams {
+    /// The handler just saved.
+    #[serde(default)]
+    pub saved: Option<String>,
+    /// The handler just deleted.
+    #[serde(default)]
+    pub deleted: Option<String>,
 }
 
 /// A handler as shown.
@@ -47,7 +60,15 @@ struct HandlerView {
 }
 
 /// `GET /handlers`.
-pub async fn show(State(state): State<AppState>) -> Result<HtmlTemplate<impl Template>, PageError> {
+pub async fn show(
+    State(state): State<AppState>,
+    params: Result<axum::extract::Query<HandlersParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<HtmlTemplate<impl Template>, PageError> {
+    let notice = params.ok().and_then(|axum::extract::Query(p)| {
+        p.saved
+            .map(|name| format!("saved handler {name}"))
+            .or(p.deleted.map(|name| format!("deleted handler {name}")))
+    });
     let table = state.backends.registry.table().await?;
     let mut handlers = Vec::with_capacity(table.handlers.len());
     for stored in table.handlers {
@@ -55,6 +76,7 @@ pub async fn show(State(state): State<AppState>) -> Result<HtmlTemplate<impl Tem
     }
     Ok(HtmlTemplate(HandlersPage {
         active: "handlers",
+        notice,
         revision: table.revision,
         handlers,
         invalid: table

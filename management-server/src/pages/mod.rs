@@ -1,10 +1,19 @@
 //! The server-rendered web UI: one module per page, askama templates in `templates/` (all
-//! extending `base.html`), and the stylesheet from `static/`, compiled into the binary.
+//! extending `base.html`), and the static files from `static/` (the stylesheet, htmx and the
+//! UI's own small script), compiled into the binary: no CDN, no front-end build step.
+//!
+//! Every page works without JavaScript (plain forms and links); with it, htmx and
+//! `static/app.js` add live updates (server-sent events from [`live`]), the handler form's
+//! preview, and the upload's progress bar.
 
+pub mod dashboard;
 pub mod executions;
+pub mod handler_form;
 pub mod handlers;
+pub mod live;
 pub mod overview;
 pub mod packages;
+pub mod send;
 
 use askama::Template;
 use axum::http::{header, StatusCode};
@@ -20,21 +29,75 @@ use crate::{AppState, ServerSettings};
 pub const STYLESHEET: &str = include_str!("../../static/style.css");
 /// Where the stylesheet is served.
 pub const STYLESHEET_PATH: &str = "/static/style.css";
+/// htmx (0BSD licence, `static/vendor/htmx-LICENSE`), served at `/static/htmx.min.js`.
+pub const HTMX: &[u8] = include_bytes!("../../static/vendor/htmx-2.0.4.min.js");
+/// The UI's own script: live updates, upload progress, drag and drop, the filter rows.
+pub const APP_SCRIPT: &str = include_str!("../../static/app.js");
 
 /// The routes of the web UI.
 pub fn routes(settings: &ServerSettings) -> Router<AppState> {
     Router::new()
         .route("/", get(overview::show))
+        .route("/dashboard", get(dashboard::show))
         .route(
             "/packages",
             get(packages::show)
                 .post(packages::upload)
                 .layer(crate::routes::body_limit(settings.max_package_bytes)),
         )
+        .route(
+            "/packages/{name}/aliases",
+            axum::routing::post(packages::move_alias),
+        )
         .route("/handlers", get(handlers::show))
+        .route(
+            "/handlers/new",
+            get(handler_form::new).post(handler_form::create),
+        )
+        .route(
+            "/handlers/preview",
+            axum::routing::post(handler_form::preview),
+        )
+        .route(
+            "/handlers/{name}/edit",
+            get(handler_form::edit).post(handler_form::update),
+        )
+        .route(
+            "/handlers/{name}/toggle",
+            axum::routing::post(handler_form::toggle),
+        )
+        .route(
+            "/handlers/{name}/delete",
+            axum::routing::post(handler_form::delete),
+        )
+        .route("/send", get(send::show).post(send::send))
         .route("/executions", get(executions::list))
         .route("/executions/{id}", get(executions::show))
+        .route("/live/executions", get(live::executions))
+        .route("/live/executions/{id}", get(live::execution))
         .route(STYLESHEET_PATH, get(stylesheet))
+        .route("/static/htmx.min.js", get(htmx))
+        .route("/static/app.js", get(app_script))
+}
+
+async fn htmx() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        HTMX,
+    )
+}
+
+async fn app_script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        APP_SCRIPT,
+    )
 }
 
 async fn stylesheet() -> impl IntoResponse {

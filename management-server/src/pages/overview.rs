@@ -31,6 +31,12 @@ struct OverviewPage {
     failed: usize,
     /// Whether to show how to get started (no packages or no handlers yet).
     getting_started: bool,
+    /// The live stream of the latest executions.
+    live: Option<String>,
+    /// What the list says when empty.
+    empty: String,
+    /// The last hour's figures, rendered (refreshed by the page).
+    dashboard: String,
 }
 
 /// `GET /`.
@@ -45,8 +51,24 @@ pub async fn show(State(state): State<AppState>) -> Result<HtmlTemplate<impl Tem
         ..ExecutionQuery::default()
     };
     let latest = state.backends.state.list_executions(&query).await?;
+    let empty = "No executions yet.".to_string();
+    let live = Some(format!(
+        "/live/executions?{}",
+        super::executions::live_query(&super::live::LiveListParams {
+            limit: Some(LATEST),
+            empty: Some(empty.clone()),
+            ..Default::default()
+        })
+    ));
+    let dashboard = super::dashboard::compute(&state)
+        .await?
+        .render()
+        .unwrap_or_default();
     Ok(HtmlTemplate(OverviewPage {
         active: "overview",
+        dashboard,
+        live,
+        empty,
         packages: names.len(),
         versions: versions.len(),
         handlers: table.handlers.len(),

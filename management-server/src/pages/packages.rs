@@ -1,10 +1,13 @@
-//! `/packages`: every package with its versions and aliases, and an upload form.
+//! `/packages`: every package with its versions, aliases and the handlers using it, an upload
+//! form (file picker or drag and drop, with progress when JavaScript runs), and one-click alias
+//! moves (`POST /packages/{name}/aliases`): pointing `latest` at an earlier version is a rollback.
 
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
 use serde::Deserialize;
 
 use super::{show_size, show_time, HtmlTemplate, PageError};
@@ -41,6 +44,8 @@ struct PackageView {
     aliases: Vec<(String, String)>,
     /// Versions, newest first.
     versions: Vec<VersionView>,
+    /// Handlers referring to it: name and the version or alias they name.
+    used_by: Vec<(String, String)>,
 }
 
 /// A version as shown.
@@ -59,6 +64,8 @@ struct VersionView {
     uploaded_by: String,
     /// The aliases pointing at it.
     aliases: String,
+    /// Whether `latest` points at it.
+    is_latest: bool,
 }
 
 impl From<PackageSummary> for PackageView {
@@ -80,6 +87,7 @@ impl From<PackageSummary> for PackageView {
                     .map(|(alias, _)| alias.as_str())
                     .collect::<Vec<_>>()
                     .join(", "),
+                is_latest: p.aliases.get(fx_core::package::LATEST_ALIAS) == Some(&v.version),
             })
             .collect();
         PackageView {
@@ -91,6 +99,7 @@ impl From<PackageSummary> for PackageView {
             aliases: p.aliases.into_iter().collect(),
             name: p.name,
             versions,
+            used_by: Vec::new(),
         }
     }
 }
@@ -101,6 +110,18 @@ pub struct PackagesParams {
     /// `name@version` just uploaded, shown as a notice.
     #[serde(default)]
     pub uploaded: Option<String>,
+    /// `name alias → version` just moved, shown as a notice.
+    #[serde(default)]
+    pub moved: Option<String>,
+}
+
+/// The alias form of the packages page.
+#[derive(Debug, Deserialize)]
+pub struct AliasForm {
+    /// The alias to move (`latest` from the one-click buttons).
+    pub alias: String,
+    /// The version it points at from now on.
+    pub version: String,
 }
 
 async fn page(
@@ -109,9 +130,23 @@ async fn page(
     error: Option<String>,
 ) -> Result<PackagesPage, PageError> {
     let packages = package_summaries(state).await?;
+    let table = state.backends.registry.table().await?;
+    let packages = packages
+        .into_iter()
+        .map(|p| {
+            let mut view = PackageView::from(p);
+            view.used_by = table
+                .handlers
+                .iter()
+                .filter(|h| h.handler.package.name == view.name)
+                .map(|h| (h.handler.name.clone(), h.handler.package.version.clone()))
+                .collect();
+            view
+        })
+        .collect();
     Ok(PackagesPage {
         active: "packages",
-        packages: packages.into_iter().map(PackageView::from).collect(),
+        packages,
         max_size: show_size(state.settings.max_package_bytes),
         file_field: FILE_FIELD,
         notice,
@@ -124,11 +159,42 @@ pub async fn show(
     State(state): State<AppState>,
     params: Result<Query<PackagesParams>, QueryRejection>,
 ) -> Result<HtmlTemplate<impl Template>, PageError> {
-    let notice = params
-        .ok()
-        .and_then(|Query(p)| p.uploaded)
-        .map(|what| format!("uploaded {what}"));
+    let notice = params.ok().and_then(|Query(p)| {
+        p.uploaded
+            .map(|what| format!("uploaded {what}"))
+            .or(p.moved.map(|what| format!("moved {what}")))
+    });
     Ok(HtmlTemplate(page(&state, notice, None).await?))
+}
+
+/// `POST /packages/{name}/aliases`: moves an alias, then back to the list with a notice (or
+/// the list with the reason and the error's status).
+pub async fn move_alias(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Form(form): Form<AliasForm>,
+) -> Result<Response, PageError> {
+    let alias = form.alias.trim();
+    match crate::routes::packages::move_alias(&state, &name, alias, form.version.trim()).await {
+        Ok(moved) => {
+            let query = serde_urlencoded::to_string([(
+                "moved",
+                format!("{} {} → {}", moved.package, moved.alias, moved.version),
+            )])
+            .unwrap_or_default();
+            Ok(Redirect::to(&format!("/packages?{query}#package-{name}")).into_response())
+        }
+        Err(e) => {
+            let status = e.status;
+            let page = page(
+                &state,
+                None,
+                Some(format!("Alias not moved: {}", e.message)),
+            )
+            .await?;
+            Ok((status, HtmlTemplate(page)).into_response())
+        }
+    }
 }
 
 /// `POST /packages`: the upload form; back to the list on success, the list with the
@@ -156,7 +222,7 @@ pub async fn upload(
         }
         Err(e) => {
             let status = e.status;
-            let page = page(&state, None, Some(e.message)).await?;
+            let page = page(&state, None, Some(format!("Upload refused: {}", e.message))).await?;
             Ok((status, HtmlTemplate(page)).into_response())
         }
     }

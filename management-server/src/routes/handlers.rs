@@ -143,7 +143,7 @@ pub async fn history(
 
 /// Records a change in the handler's history. The change itself is done: a failure to record
 /// it is logged, never returned.
-async fn record(
+pub(crate) async fn record(
     state: &AppState,
     name: &str,
     revision: u64,

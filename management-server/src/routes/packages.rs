@@ -99,25 +99,33 @@ pub async fn set_alias(
     ApiPath((name, alias)): ApiPath<(String, String)>,
     JsonBody(target): JsonBody<AliasTarget>,
 ) -> Result<Json<PackageAlias>, ApiError> {
-    validate_alias(&alias)?;
+    Ok(Json(
+        move_alias(&state, &name, &alias, &target.version).await?,
+    ))
+}
+
+/// Points `alias` of package `name` at `version` (which must exist): the next invocation of
+/// a handler referring to the alias runs that version. Used by the API and the packages page.
+pub async fn move_alias(
+    state: &AppState,
+    name: &str,
+    alias: &str,
+    version: &str,
+) -> Result<PackageAlias, ApiError> {
+    validate_alias(alias)?;
     let store = &state.backends.state;
-    if store
-        .get_package_version(&name, &target.version)
-        .await?
-        .is_none()
-    {
+    if store.get_package_version(name, version).await?.is_none() {
         return Err(ApiError::not_found(format!(
-            "package {name}@{} does not exist: upload it first",
-            target.version
+            "package {name}@{version} does not exist: upload it first"
         )));
     }
-    store.set_alias(&name, &alias, &target.version).await?;
-    tracing::info!(package = %name, %alias, version = %target.version, "alias moved");
-    Ok(Json(PackageAlias {
-        package: name,
-        alias,
-        version: target.version,
-    }))
+    store.set_alias(name, alias, version).await?;
+    tracing::info!(package = %name, %alias, %version, "alias moved");
+    Ok(PackageAlias {
+        package: name.to_string(),
+        alias: alias.to_string(),
+        version: version.to_string(),
+    })
 }
 
 /// Every package, by name, with its versions and aliases.

@@ -3,8 +3,10 @@
 mod events;
 mod executions;
 mod handlers;
+mod openapi;
 mod packages;
 mod pages;
+mod ui_forms;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
@@ -109,6 +111,14 @@ impl TestApp {
             headers,
             body,
         }
+    }
+
+    /// The response with its body unread (for streams).
+    pub async fn router_call_streaming(
+        &self,
+        request: Request<Body>,
+    ) -> axum::http::Response<axum::body::Body> {
+        self.router.clone().oneshot(request).await.unwrap()
     }
 
     pub async fn get(&self, uri: &str) -> TestResponse {

@@ -1,0 +1,228 @@
+//! The OpenAPI document of the REST API, generated with `utoipa` and served at
+//! `/api/openapi.json`, with an interactive viewer (RapiDoc 9.3.8, MIT, compiled into the
+//! binary from `static/vendor/`) at `/api/docs`.
+//!
+//! The operations are declared here on stubs, next to one another, rather than on the route
+//! functions; the test `openapi_document_matches_the_routes` calls every documented operation
+//! on the real router, so a route renamed or removed without this file fails it, and it checks
+//! that every route of [`crate::routes::api`] is documented.
+
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
+use axum::Json;
+use utoipa::OpenApi;
+
+/// RapiDoc, gzipped (served with `Content-Encoding: gzip`).
+const RAPIDOC_GZ: &[u8] = include_bytes!("../static/vendor/rapidoc-9.3.8.min.js.gz");
+
+/// Every operation the REST API serves: method and path, as in the document.
+pub const OPERATIONS: &[(&str, &str)] = &[
+    ("get", "/api/v1/packages"),
+    ("post", "/api/v1/packages"),
+    ("get", "/api/v1/packages/{name}"),
+    ("put", "/api/v1/packages/{name}/aliases/{alias}"),
+    ("get", "/api/v1/handlers"),
+    ("post", "/api/v1/handlers"),
+    ("get", "/api/v1/handlers/{name}"),
+    ("put", "/api/v1/handlers/{name}"),
+    ("delete", "/api/v1/handlers/{name}"),
+    ("get", "/api/v1/handlers/{name}/history"),
+    ("get", "/api/v1/executions"),
+    ("get", "/api/v1/executions/{id}"),
+    ("post", "/api/v1/executions/{id}/redrive"),
+    ("post", "/api/v1/events"),
+    ("post", "/events"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+];
+
+/// The REST API's document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "FerrisFX management API",
+        description = "Packages, handlers, executions and CloudEvents ingress. Errors answer `{\"error\": {\"kind\", \"message\"}}`; see docs/api.md."
+    ),
+    paths(
+        list_packages, upload_package, get_package, set_alias,
+        list_handlers, create_handler, get_handler, put_handler, delete_handler, handler_history,
+        list_executions, get_execution, redrive_execution,
+        post_event, post_event_root, healthz, readyz, metrics
+    ),
+    tags(
+        (name = "packages", description = "function packages: upload, versions, aliases"),
+        (name = "handlers", description = "which events run which package"),
+        (name = "executions", description = "one per event and handler, with logs"),
+        (name = "events", description = "CloudEvents over HTTP, published to fx.events"),
+        (name = "health", description = "liveness and readiness")
+    )
+)]
+pub struct ApiDoc;
+
+/// `GET /api/openapi.json`.
+pub async fn document() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+/// `GET /api/docs`: the interactive viewer.
+pub async fn viewer() -> Html<&'static str> {
+    Html(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>FerrisFX API</title>
+<link rel="icon" href="data:,">
+<script type="module" src="/api/docs/rapidoc.js"></script></head>
+<body><rapi-doc spec-url="/api/openapi.json" render-style="read" show-header="false"
+  regular-font="system-ui, sans-serif" mono-font="ui-monospace, monospace"
+  allow-try="true" theme="light"><a slot="nav-logo" href="/">← FerrisFX</a></rapi-doc></body></html>"#,
+    )
+}
+
+/// `GET /api/docs/rapidoc.js`.
+pub async fn rapidoc() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CONTENT_ENCODING, "gzip"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        RAPIDOC_GZ,
+    )
+}
+
+// The operations. Bodies and answers are JSON as described in docs/api.md; `Object` keeps
+// this file free of schema derives on the core types.
+
+/// Every package with its versions (newest first) and aliases.
+#[utoipa::path(get, path = "/api/v1/packages", tag = "packages",
+    responses((status = 200, description = "`{\"packages\": [...]}`", body = Object)))]
+pub fn list_packages() {}
+
+/// Uploads a package archive: the raw bytes, or a multipart form with a `file` field.
+#[utoipa::path(post, path = "/api/v1/packages", tag = "packages",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the .fxpkg archive (gzipped tar with fx.toml and the component)"),
+    params(("x-fx-user" = Option<String>, Header, description = "who uploads")),
+    responses(
+        (status = 201, description = "the stored version", body = Object),
+        (status = 400, description = "not a valid package, with the reason", body = Object),
+        (status = 409, description = "this name and version exist (versions are immutable)", body = Object),
+        (status = 413, description = "larger than the configured limit", body = Object)))]
+pub fn upload_package() {}
+
+/// One package with its versions and aliases.
+#[utoipa::path(get, path = "/api/v1/packages/{name}", tag = "packages",
+    params(("name" = String, Path, description = "package name")),
+    responses((status = 200, description = "the package", body = Object),
+        (status = 404, description = "no such package", body = Object)))]
+pub fn get_package() {}
+
+/// Points an alias (e.g. `latest`) at a version: rollback and promotion.
+#[utoipa::path(put, path = "/api/v1/packages/{name}/aliases/{alias}", tag = "packages",
+    params(("name" = String, Path, description = "package name"), ("alias" = String, Path, description = "alias name")),
+    request_body(content = Object, description = "`{\"version\": \"1.0.0\"}`"),
+    responses((status = 200, description = "the alias", body = Object),
+        (status = 404, description = "no such version", body = Object)))]
+pub fn set_alias() {}
+
+/// Every handler with its revision, and the registry entries that are not valid handlers.
+#[utoipa::path(get, path = "/api/v1/handlers", tag = "handlers",
+    responses((status = 200, description = "the handler table", body = Object)))]
+pub fn list_handlers() {}
+
+/// Creates a handler.
+#[utoipa::path(post, path = "/api/v1/handlers", tag = "handlers",
+    request_body(content = Object, description = "the handler (name, filter, package, pool, limits, retry, enabled)"),
+    responses((status = 201, description = "created, with its revision (also the ETag)", body = Object),
+        (status = 400, description = "invalid, with the reason", body = Object),
+        (status = 409, description = "the name exists", body = Object)))]
+pub fn create_handler() {}
+
+/// One handler; its revision is also the `ETag`.
+#[utoipa::path(get, path = "/api/v1/handlers/{name}", tag = "handlers",
+    params(("name" = String, Path, description = "handler name")),
+    responses((status = 200, description = "the handler and its revision", body = Object),
+        (status = 404, description = "no such handler", body = Object)))]
+pub fn get_handler() {}
+
+/// Creates or replaces a handler; with `If-Match: <revision>` only at that revision.
+#[utoipa::path(put, path = "/api/v1/handlers/{name}", tag = "handlers",
+    params(("name" = String, Path, description = "handler name"),
+        ("If-Match" = Option<String>, Header, description = "the revision expected")),
+    request_body(content = Object, description = "the handler"),
+    responses((status = 200, description = "written, with its revision", body = Object),
+        (status = 400, description = "invalid, with the reason", body = Object),
+        (status = 409, description = "changed since the revision in If-Match", body = Object)))]
+pub fn put_handler() {}
+
+/// Deletes a handler; with `If-Match: <revision>` only at that revision.
+#[utoipa::path(delete, path = "/api/v1/handlers/{name}", tag = "handlers",
+    params(("name" = String, Path, description = "handler name"),
+        ("If-Match" = Option<String>, Header, description = "the revision expected")),
+    responses((status = 204, description = "deleted"),
+        (status = 404, description = "no such handler", body = Object),
+        (status = 409, description = "changed since the revision in If-Match", body = Object)))]
+pub fn delete_handler() {}
+
+/// The recorded changes of a handler, newest first.
+#[utoipa::path(get, path = "/api/v1/handlers/{name}/history", tag = "handlers",
+    params(("name" = String, Path, description = "handler name")),
+    responses((status = 200, description = "the changes (empty for a name never seen)", body = Object)))]
+pub fn handler_history() {}
+
+/// Executions, newest first, filtered and paged by cursor.
+#[utoipa::path(get, path = "/api/v1/executions", tag = "executions",
+    params(("handler" = Option<String>, Query, description = "only this handler's"),
+        ("status" = Option<String>, Query, description = "queued, running, retrying, succeeded or failed"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("limit" = Option<u32>, Query, description = "page size, 1 to 500")),
+    responses((status = 200, description = "`{\"items\": [...], \"next_cursor\"}`", body = Object),
+        (status = 400, description = "an unknown status or a bad cursor", body = Object)))]
+pub fn list_executions() {}
+
+/// One execution with its event, output, failure and log lines.
+#[utoipa::path(get, path = "/api/v1/executions/{id}", tag = "executions",
+    params(("id" = String, Path, description = "32 hex digits")),
+    responses((status = 200, description = "`{\"execution\", \"logs\"}`", body = Object),
+        (status = 400, description = "not an execution id", body = Object),
+        (status = 404, description = "no such execution", body = Object)))]
+pub fn get_execution() {}
+
+/// Runs a failed execution again (typically one in the dead-letter topic) with the handler as
+/// it is now and a fresh retry budget.
+#[utoipa::path(post, path = "/api/v1/executions/{id}/redrive", tag = "executions",
+    params(("id" = String, Path, description = "32 hex digits")),
+    responses((status = 202, description = "`{\"execution_id\", \"attempt\", \"handler\", \"package\"}`: the invocation is published", body = Object),
+        (status = 400, description = "not an execution id", body = Object),
+        (status = 404, description = "no such execution", body = Object),
+        (status = 409, description = "not failed, or its handler or package is gone", body = Object)))]
+pub fn redrive_execution() {}
+
+/// Accepts one CloudEvent (binary mode with `ce-` headers, or structured mode) and publishes it.
+#[utoipa::path(post, path = "/api/v1/events", tag = "events",
+    request_body(content = Object, content_type = "application/cloudevents+json", description = "a structured-mode CloudEvent, or the data with ce- headers"),
+    responses((status = 202, description = "`{\"id\", \"source\", \"type\"}`", body = Object),
+        (status = 400, description = "not a valid CloudEvent, with the reason", body = Object)))]
+pub fn post_event() {}
+
+/// The same as `POST /api/v1/events`, at the root for producers.
+#[utoipa::path(post, path = "/events", tag = "events",
+    request_body(content = Object, content_type = "application/cloudevents+json", description = "a CloudEvent"),
+    responses((status = 202, description = "accepted", body = Object),
+        (status = 400, description = "not a valid CloudEvent", body = Object)))]
+pub fn post_event_root() {}
+
+/// Liveness: answers `ok`.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "ok", body = String)))]
+pub fn healthz() {}
+
+/// Readiness: 200 when the stores answer, else 503, with each check's outcome.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, description = "ready", body = Object),
+        (status = 503, description = "a store does not answer", body = Object)))]
+pub fn readyz() {}
+
+/// This process's metrics in the Prometheus text format (see docs/operations.md).
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
+pub fn metrics() {}

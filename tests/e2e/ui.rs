@@ -1,0 +1,168 @@
+//! The web UI in a real browser: each test starts the platform in this process and runs a
+//! scenario of `tests/ui/*.mjs` in headless Chromium (driven by playwright-core), which
+//! exits non-zero with the reason when a step fails. Screenshots go to
+//! `target/ui-screenshots/<scenario>/`.
+//!
+//! Needs `FX_TEST_CHROMIUM` and `FX_TEST_PLAYWRIGHT` (`infra/scripts/start-browser.sh`
+//! installs both and prints them; the test command runs it).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fx_core::testenv::backend;
+use fx_tests::{example_package, TestPlatform};
+use management_server::cli::dev::DevSettings;
+
+/// How long one scenario may take (a cold compile of the component included).
+const SCENARIO_DEADLINE: Duration = Duration::from_secs(300);
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `tests/ui/<scenario>.mjs <base> <screenshots> <args…>`, failing with its output.
+async fn scenario(name: &str, chromium: &str, playwright: &str, base: &str, args: &[&Path]) {
+    let shots = repo().join("target/ui-screenshots").join(name);
+    let script = repo().join("tests/ui").join(format!("{name}.mjs"));
+    let mut command = tokio::process::Command::new("node");
+    command
+        .arg(&script)
+        .arg(base)
+        .arg(&shots)
+        .args(args)
+        .env("FX_TEST_CHROMIUM", chromium)
+        .env("FX_TEST_PLAYWRIGHT", playwright)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(SCENARIO_DEADLINE, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("scenario {name} did not finish in {SCENARIO_DEADLINE:?}"))
+        .unwrap_or_else(|e| panic!("running node {}: {e}", script.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "scenario {name} failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(stdout.contains("scenario passed"), "{stdout}\n{stderr}");
+}
+
+fn browser(test: &str) -> Option<(String, String)> {
+    let chromium = backend("FX_TEST_CHROMIUM", test)?;
+    let playwright = backend("FX_TEST_PLAYWRIGHT", test)?;
+    Some((chromium, playwright))
+}
+
+async fn platform(dir: &Path) -> TestPlatform {
+    TestPlatform::start_with(DevSettings {
+        data_dir: dir.join("data"),
+        example: false,
+        ..DevSettings::default()
+    })
+    .await
+}
+
+/// `archive` (a package) with its manifest renamed to `name` at `version`.
+fn repackage(archive: &[u8], name: &str, version: &str) -> Vec<u8> {
+    let mut entries = tar::Archive::new(flate2::read::GzDecoder::new(archive));
+    let mut out = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    for entry in entries.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().into_owned();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        if path == Path::new("fx.toml") {
+            let mut manifest: toml::Table = toml::from_str(std::str::from_utf8(&bytes).unwrap())
+                .expect("example manifest parses");
+            manifest.insert("name".into(), name.into());
+            manifest.insert("version".into(), version.into());
+            bytes = toml::to_string(&manifest).unwrap().into_bytes();
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        out.append_data(&mut header, &path, bytes.as_slice())
+            .unwrap();
+    }
+    out.into_inner().unwrap().finish().unwrap()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::File::create(&path)
+        .and_then(|mut f| f.write_all(bytes))
+        .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_user_uploads_creates_a_handler_sends_an_event_and_reads_its_log_in_the_browser() {
+    let Some((chromium, playwright)) = browser("ui new_user") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let hello = write(dir.path(), "hello.fxpkg", &example_package("hello"));
+    let bad = write(
+        dir.path(),
+        "not-a-package.fxpkg",
+        b"this is a text file, not a package archive",
+    );
+    let fx = platform(dir.path()).await;
+    scenario(
+        "new_user",
+        &chromium,
+        &playwright,
+        &fx.base,
+        &[&hello, &bad],
+    )
+    .await;
+    // What the browser did is what the platform holds.
+    let (_, handler) = fx.get("/api/v1/handlers/hello-ui").await;
+    assert_eq!(handler["handler"]["package"]["name"], "hello", "{handler}");
+    let (_, packages) = fx.get("/api/v1/packages").await;
+    assert_eq!(
+        packages["packages"].as_array().unwrap().len(),
+        1,
+        "{packages}"
+    );
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_latest_back_in_the_browser_makes_the_next_event_run_the_earlier_version() {
+    let Some((chromium, playwright)) = browser("ui rollback") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = repackage(&example_package("hello"), "greeter", "1.0.0");
+    let v2 = repackage(&example_package("order-pricing"), "greeter", "2.0.0");
+    let v1 = write(dir.path(), "greeter-1.0.0.fxpkg", &v1);
+    let v2 = write(dir.path(), "greeter-2.0.0.fxpkg", &v2);
+    let fx = platform(dir.path()).await;
+    scenario("rollback", &chromium, &playwright, &fx.base, &[&v1, &v2]).await;
+    let (_, package) = fx.get("/api/v1/packages/greeter").await;
+    assert_eq!(package["aliases"]["latest"], "1.0.0", "{package}");
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_the_live_streams_of_open_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = platform(dir.path()).await;
+    let mut live = reqwest::get(format!("{}/live/executions", fx.base))
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let first = live.chunk().await.unwrap().expect("a first event");
+    assert!(String::from_utf8_lossy(&first).contains("event: rows"));
+    // A browser tab left open must not hold the graceful shutdown.
+    tokio::time::timeout(Duration::from_secs(30), fx.stop())
+        .await
+        .expect("the platform stops with a live stream open");
+    drop(live);
+}
