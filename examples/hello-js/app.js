@@ -27,8 +27,7 @@ function nameOf(event) {
   return 'world';
 }
 
-// Handles one event. Return the events to publish; throw to fail the execution (the thrown
-// value's message becomes the reason).
+// Handles one event. Return the events to publish; throw to fail the execution.
 export function handle(event) {
   log('info', 'hello from FerrisFX', [
     ['event_id', event.id],
