@@ -10,6 +10,9 @@
 #                                                           # the package `ferrisfx dev` embeds
 #
 # Runs from any directory. Always builds into examples/target, never the host workspace's target.
+# Also scaffolds a function in each language with `ferrisfx new` and builds and packs it
+# (examples/dist/scaffold-<lang>.fxpkg), to check the templates.
+#
 # Archives are reproducible (fixed owner, mode and mtime, no gzip timestamp), so an unchanged
 # function keeps its package digest. componentize-py and componentize-js do not produce
 # byte-identical components from identical inputs (their pre-initialised heap snapshot varies),
@@ -34,7 +37,7 @@ for arg in "$@"; do
   case "$arg" in
     --update-prebuilt) update_prebuilt=1 ;;
     -h | --help)
-      sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | grep '^#' | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
@@ -111,6 +114,25 @@ python_wasm="$(build_python "$examples/hello-python" "$root/sdk/wit" "$guests")"
 pack "$examples/hello-python/fx.toml" "$python_wasm"
 js_wasm="$(build_js "$examples/hello-js" "$root/sdk/wit" "$guests")"
 pack "$examples/hello-js/fx.toml" "$js_wasm"
+
+# What `ferrisfx new --lang rust|python|js` scaffolds builds as its README says: each language's
+# project, scaffolded into a temporary folder, built (Rust with the examples' lock file and
+# target folder, so only the function itself compiles) and packed as
+# examples/dist/scaffold-<lang>.fxpkg, which the end-to-end tests run.
+scaffolds="$staging/scaffolds"
+mkdir -p "$scaffolds"
+for lang in rust python js; do
+  cargo run --quiet --manifest-path "$root/Cargo.toml" --bin ferrisfx -- \
+    new --lang "$lang" "scaffold-$lang" --dir "$scaffolds/$lang" >/dev/null
+done
+cp "$examples/Cargo.lock" "$scaffolds/rust/Cargo.lock"
+cargo build --quiet --manifest-path "$scaffolds/rust/Cargo.toml" --target "$triple" --release \
+  --target-dir "$target_dir"
+pack "$scaffolds/rust/fx.toml" "$target_dir/$triple/release/scaffold_rust.wasm"
+python_wasm="$(build_python "$scaffolds/python" "$scaffolds/python/wit" "$guests")"
+pack "$scaffolds/python/fx.toml" "$python_wasm"
+js_wasm="$(build_js "$scaffolds/js" "$scaffolds/js/wit" "$guests")"
+pack "$scaffolds/js/fx.toml" "$js_wasm"
 
 if [ "$packed" -eq 0 ]; then
   echo "build-examples: no examples/*/fx.toml found" >&2

@@ -1,9 +1,10 @@
 //! Functions written in Python and JavaScript run end to end like the Rust `hello`: the same
-//! event gives the same greeting and the same log line.
+//! event gives the same greeting and the same log line. So do the projects `ferrisfx new`
+//! scaffolds in each language.
 //!
 //! Their packages are built by `bash infra/scripts/build-examples.sh` (which installs
-//! componentize-py and componentize-js when missing); without them the tests say they skipped,
-//! and under `CI=true` they fail with the command to run.
+//! componentize-py and componentize-js when missing, and scaffolds `scaffold-<lang>`); without
+//! them the tests say they skipped, and under `CI=true` they fail with the command to run.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -33,8 +34,9 @@ fn guest_package(name: &str) -> Option<Vec<u8>> {
 }
 
 /// Uploads `package`, runs one event through a handler of it, and checks what `hello` does:
-/// the greeting event and the log line, and the world greeted when the data has no name.
-async fn greets_like_hello(package: &str) {
+/// the greeting event (from `source`, of type `greeted`) and the log line, and the world greeted
+/// when the data has no name.
+async fn greets(package: &str, source: &str, greeted: &str) {
     let Some(bytes) = guest_package(package) else {
         return;
     };
@@ -55,8 +57,8 @@ async fn greets_like_hello(package: &str) {
     let output = execution["output"].as_array().unwrap();
     assert_eq!(output.len(), 1, "{execution:#}");
     assert_eq!(output[0]["id"], "greet-1-greeting");
-    assert_eq!(output[0]["source"], "/functions/hello");
-    assert_eq!(output[0]["type"], "com.ferrisfx.hello.greeted");
+    assert_eq!(output[0]["source"], source);
+    assert_eq!(output[0]["type"], greeted);
     assert_eq!(output[0]["data"]["greeting"], "Hello, Ferris!");
     let logs = details[0]["logs"].as_array().unwrap();
     let line = logs
@@ -83,6 +85,17 @@ async fn greets_like_hello(package: &str) {
     fx.stop().await;
 }
 
+/// What `examples/hello` answers with.
+async fn greets_like_hello(package: &str) {
+    greets(package, "/functions/hello", "com.ferrisfx.hello.greeted").await;
+}
+
+/// What a project scaffolded by `ferrisfx new` as `name` answers with.
+async fn greets_as_scaffolded(name: &str) {
+    let greeted = format!("com.example.{name}.greeted");
+    greets(name, &format!("/functions/{name}"), &greeted).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_hello_greets_like_the_rust_one() {
     greets_like_hello("hello-python").await;
@@ -91,4 +104,11 @@ async fn python_hello_greets_like_the_rust_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn javascript_hello_greets_like_the_rust_one() {
     greets_like_hello("hello-js").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaffolded_functions_of_every_language_build_and_run() {
+    for lang in ["rust", "python", "js"] {
+        greets_as_scaffolded(&format!("scaffold-{lang}")).await;
+    }
 }
