@@ -122,17 +122,17 @@ pack "$examples/hello-js/fx.toml" "$js_wasm"
 scaffolds="$staging/scaffolds"
 mkdir -p "$scaffolds"
 for lang in rust python js; do
-  cargo run --quiet --manifest-path "$root/Cargo.toml" --bin ferrisfx -- \
-    new --lang "$lang" "scaffold-$lang" --dir "$scaffolds/$lang" >/dev/null
+  cargo run --quiet --locked --manifest-path "$root/Cargo.toml" --bin ferrisfx -- \
+    new --lang "$lang" "scaffold-$lang" --dir "$scaffolds/scaffold-$lang" >/dev/null
 done
-cp "$examples/Cargo.lock" "$scaffolds/rust/Cargo.lock"
-cargo build --quiet --manifest-path "$scaffolds/rust/Cargo.toml" --target "$triple" --release \
+cp "$examples/Cargo.lock" "$scaffolds/scaffold-rust/Cargo.lock"
+cargo build --quiet --manifest-path "$scaffolds/scaffold-rust/Cargo.toml" --target "$triple" --release \
   --target-dir "$target_dir"
-pack "$scaffolds/rust/fx.toml" "$target_dir/$triple/release/scaffold_rust.wasm"
-python_wasm="$(build_python "$scaffolds/python" "$scaffolds/python/wit" "$guests")"
-pack "$scaffolds/python/fx.toml" "$python_wasm"
-js_wasm="$(build_js "$scaffolds/js" "$scaffolds/js/wit" "$guests")"
-pack "$scaffolds/js/fx.toml" "$js_wasm"
+pack "$scaffolds/scaffold-rust/fx.toml" "$target_dir/$triple/release/scaffold_rust.wasm"
+python_wasm="$(build_python "$scaffolds/scaffold-python" "$scaffolds/scaffold-python/wit" "$guests")"
+pack "$scaffolds/scaffold-python/fx.toml" "$python_wasm"
+js_wasm="$(build_js "$scaffolds/scaffold-js" "$scaffolds/scaffold-js/wit" "$guests")"
+pack "$scaffolds/scaffold-js/fx.toml" "$js_wasm"
 
 if [ "$packed" -eq 0 ]; then
   echo "build-examples: no examples/*/fx.toml found" >&2

@@ -62,6 +62,8 @@ build_python() {
     (cd "$dir" && "$tool" -d "$wit" -w function componentize app -p . -o "$out.tmp") >&2 || return 1
     mv "$out.tmp" "$out"
     echo "guest-tools: built $out in $((SECONDS - start)) s" >&2
+    # Earlier builds of this function are stale now.
+    find "$cache" -maxdepth 1 -name "$(basename "$dir")-*.wasm" ! -name "$(basename "$out")" -delete
   fi
   echo "$out"
 }
@@ -106,6 +108,8 @@ build_js() {
     (cd "$dir" && node build.mjs "$wit" "$out.tmp") >&2 || return 1
     mv "$out.tmp" "$out"
     echo "guest-tools: built $out in $((SECONDS - start)) s" >&2
+    # Earlier builds of this function are stale now.
+    find "$cache" -maxdepth 1 -name "$(basename "$dir")-*.wasm" ! -name "$(basename "$out")" -delete
   fi
   echo "$out"
 }
