@@ -1,13 +1,15 @@
 //! End-to-end tests: the platform's whole path, driven through its HTTP API.
 //!
-//! Needs the example packages: run `bash infra/scripts/build-examples.sh` first (the test
-//! command `bash infra/scripts/test.sh` does).
+//! Needs the example packages, the Python and JavaScript ones included: run
+//! `bash infra/scripts/build-examples.sh` first (the test command `bash infra/scripts/test.sh`
+//! does).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod consul;
 mod distributed;
 mod elasticsearch;
+mod guests;
 mod metrics;
 mod retries;
 mod skeleton;

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod dev;
+pub mod new;
 pub mod ops;
 pub mod package;
 pub mod process;
@@ -60,6 +61,8 @@ pub enum Command {
     /// Load and check the settings (file, `FX_*` variables) as every process does, then exit:
     /// unknown keys, missing fields and invalid values fail with the reason.
     CheckConfig(dev::DevArgs),
+    /// Scaffold a new function project in Rust, Python or JavaScript.
+    New(new::NewArgs),
     /// Build, upload and list packages.
     #[command(subcommand)]
     Package(PackageCommand),
@@ -76,7 +79,8 @@ pub enum Command {
 /// Package commands.
 #[derive(Debug, Subcommand)]
 pub enum PackageCommand {
-    /// Build a function crate for wasm32-wasip2 and pack it with its fx.toml into a .fxpkg.
+    /// Build a function crate for wasm32-wasip2 (or take a built component, `--wasm`) and pack
+    /// it with its fx.toml into a .fxpkg.
     Build(package::BuildArgs),
     /// Upload a .fxpkg archive.
     Upload {
@@ -156,6 +160,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(args) => process::run(process::Part::Server, args, None).await,
         Command::Setup(args) => setup::run(args).await,
         Command::CheckConfig(args) => setup::check_config(&args),
+        Command::New(args) => new::run(args),
         Command::Package(PackageCommand::Build(args)) => package::build(args),
         Command::Package(PackageCommand::Upload { file }) => api.upload(&file).await,
         Command::Package(PackageCommand::List) => api.list_packages().await,

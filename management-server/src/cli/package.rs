@@ -1,5 +1,6 @@
-//! `ferrisfx package build`: compile a function crate to a component and pack it with its
-//! manifest into a `.fxpkg` archive.
+//! `ferrisfx package build`: compile a function crate to a component (or take a component
+//! built by componentize-py or componentize-js) and pack it with its manifest into a `.fxpkg`
+//! archive.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,7 +14,8 @@ pub struct BuildArgs {
     /// The function's folder (holding Cargo.toml and fx.toml).
     #[arg(default_value = ".")]
     pub dir: PathBuf,
-    /// Use this component instead of running cargo.
+    /// Use this component instead of running cargo (Python and JavaScript functions: the
+    /// component their build wrote, e.g. `function.wasm`).
     #[arg(long)]
     pub wasm: Option<PathBuf>,
     /// Where to write the archive (default `<name>-<version>.fxpkg` in the current folder).
@@ -34,6 +36,11 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
         Manifest::parse(&text).with_context(|| format!("checking {}", manifest_path.display()))?;
     let wasm = match args.wasm {
         Some(path) => path,
+        None if !args.dir.join("Cargo.toml").is_file() => bail!(
+            "{} has no Cargo.toml to build: for a Python or JavaScript function, build the \
+             component as its README says and pass it with --wasm function.wasm",
+            args.dir.display()
+        ),
         None => cargo_build(&args.dir)?,
     };
     let component = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
