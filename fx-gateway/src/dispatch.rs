@@ -182,6 +182,14 @@ impl Dispatcher {
             results.push(self.dispatch_to(&stored.handler, event, shutdown).await?);
         }
         if results.is_empty() {
+            // The watch may lag a handler created a moment ago: look at the store itself.
+            if let Some(fresh) = self.table.refreshed_if_stale().await {
+                for stored in fresh.handlers.iter().filter(|h| h.handler.matches(event)) {
+                    results.push(self.dispatch_to(&stored.handler, event, shutdown).await?);
+                }
+            }
+        }
+        if results.is_empty() {
             tracing::debug!(event_id = %event.id(), event_type = %event.ty(), "no handler matched");
             metrics::counter!(telemetry::EVENTS, "outcome" => "unmatched").increment(1);
         } else {

@@ -15,7 +15,21 @@ const WATCH_WAIT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct LiveTable {
     current: watch::Receiver<Arc<HandlerTable>>,
+    refresh: Option<Arc<Refresh>>,
 }
+
+/// Reading the store directly, for an event that matched nothing: the watch may not have
+/// brought a handler created a moment ago yet.
+struct Refresh {
+    registry: Arc<dyn HandlerRegistry>,
+    tx: Arc<watch::Sender<Arc<HandlerTable>>>,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// At most one direct read of the store per this interval (unmatched events can be many).
+const REFRESH_EVERY: Duration = Duration::from_millis(250);
+/// How long a direct read may take before the event is treated as unmatched.
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl LiveTable {
     /// Loads the table (retrying while the store is unavailable) and starts watching it.
@@ -28,19 +42,64 @@ impl LiveTable {
                 .await?;
         log_table(&first);
         let (tx, rx) = watch::channel(Arc::new(first));
-        tokio::spawn(watch_loop(registry, tx, shutdown));
-        Ok(LiveTable { current: rx })
+        let tx = Arc::new(tx);
+        tokio::spawn(watch_loop(registry.clone(), tx.clone(), shutdown));
+        Ok(LiveTable {
+            current: rx,
+            refresh: Some(Arc::new(Refresh {
+                registry,
+                tx,
+                last: std::sync::Mutex::new(None),
+            })),
+        })
     }
 
     /// A table that never changes, for tests.
     pub fn fixed(table: HandlerTable) -> Self {
         let (_tx, rx) = watch::channel(Arc::new(table));
-        LiveTable { current: rx }
+        LiveTable {
+            current: rx,
+            refresh: None,
+        }
     }
 
     /// The table in force now.
     pub fn current(&self) -> Arc<HandlerTable> {
         self.current.borrow().clone()
+    }
+
+    /// For an event that matched no handler: reads the store directly (at most every 250 ms)
+    /// and returns the newer table if the watch has not brought it yet, so that an event sent
+    /// right after its handler was created still runs. `None` when nothing is newer.
+    pub async fn refreshed_if_stale(&self) -> Option<Arc<HandlerTable>> {
+        let refresh = self.refresh.as_ref()?;
+        {
+            let mut last = refresh
+                .last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = std::time::Instant::now();
+            if last.is_some_and(|at| now.duration_since(at) < REFRESH_EVERY) {
+                return None;
+            }
+            *last = Some(now);
+        }
+        let table = tokio::time::timeout(REFRESH_TIMEOUT, refresh.registry.table())
+            .await
+            .ok()?
+            .ok()?;
+        let mut newer = None;
+        refresh.tx.send_if_modified(|current| {
+            if table.revision > current.revision {
+                log_table(&table);
+                *current = Arc::new(table);
+                newer = Some(current.clone());
+                true
+            } else {
+                false
+            }
+        });
+        newer
     }
 
     /// Waits until the table reaches at least `revision` (for tests and callers that just wrote).
@@ -54,7 +113,7 @@ impl LiveTable {
 
 async fn watch_loop(
     registry: Arc<dyn HandlerRegistry>,
-    tx: watch::Sender<Arc<HandlerTable>>,
+    tx: Arc<watch::Sender<Arc<HandlerTable>>>,
     shutdown: CancellationToken,
 ) {
     let mut delay = Duration::from_millis(100);
@@ -67,7 +126,10 @@ async fn watch_loop(
         match next {
             Ok(table) => {
                 delay = Duration::from_millis(100);
-                if table.revision != revision {
+                // A direct read (`refreshed_if_stale`) may have brought it (or a newer one)
+                // already; a revision below the one watched from is a store that was reset.
+                let current = tx.borrow().revision;
+                if table.revision > current || table.revision < revision {
                     log_table(&table);
                     tx.send_replace(Arc::new(table));
                 }

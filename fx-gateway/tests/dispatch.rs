@@ -196,3 +196,60 @@ async fn an_unresolvable_package_records_a_failed_execution_naming_it() {
     assert_eq!(execution.status, ExecutionStatus::Failed);
     assert!(execution.error.unwrap().message.contains("hello@9.9.9"));
 }
+
+/// A registry whose watch never reports a change (a lagging or slow watch): only direct reads
+/// see new handlers.
+struct DeafWatch(std::sync::Arc<dyn fx_core::registry::HandlerRegistry>);
+
+#[async_trait::async_trait]
+impl fx_core::registry::HandlerRegistry for DeafWatch {
+    async fn table(&self) -> fx_core::Result<fx_core::registry::HandlerTable> {
+        self.0.table().await
+    }
+    async fn get(&self, name: &str) -> fx_core::Result<Option<fx_core::registry::StoredHandler>> {
+        self.0.get(name).await
+    }
+    async fn put(&self, handler: &Handler, expect: Expect) -> fx_core::Result<u64> {
+        self.0.put(handler, expect).await
+    }
+    async fn delete(&self, name: &str, expect: Expect) -> fx_core::Result<()> {
+        self.0.delete(name, expect).await
+    }
+    async fn watch(
+        &self,
+        _after_revision: u64,
+        wait: Duration,
+    ) -> fx_core::Result<fx_core::registry::HandlerTable> {
+        tokio::time::sleep(wait).await;
+        Err(fx_core::Error::unavailable("this watch never answers"))
+    }
+}
+
+#[tokio::test]
+async fn an_event_right_after_its_handler_was_created_runs_even_if_the_watch_lags() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = backends(dir.path()).await;
+    let registry: std::sync::Arc<dyn fx_core::registry::HandlerRegistry> =
+        std::sync::Arc::new(DeafWatch(b.registry.clone()));
+    let shutdown = CancellationToken::new();
+    let table = LiveTable::start(registry.clone(), shutdown.clone())
+        .await
+        .unwrap();
+    let dispatcher = Dispatcher::new(b.clone(), table.clone());
+    registry
+        .put(&handler("late", "t.late", "hello"), Expect::Absent)
+        .await
+        .unwrap();
+    let event = new_json_event("e-late", "/t", "t.late", serde_json::json!({})).unwrap();
+    let result = dispatcher.dispatch(&event, &shutdown).await.unwrap();
+    assert!(
+        matches!(result.as_slice(), [Dispatched::New(_)]),
+        "{result:?}"
+    );
+    assert_eq!(
+        table.current().handlers.len(),
+        1,
+        "the table took the new handler"
+    );
+    shutdown.cancel();
+}

@@ -339,3 +339,15 @@ pub async fn show(
             .collect(),
     }))
 }
+
+/// `POST /executions/{id}/redrive` (the button on a failed execution): re-drives it with the
+/// handler as it is now, then shows it again (it updates live as the new attempt runs).
+pub async fn redrive(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::response::Redirect, PageError> {
+    crate::routes::executions::redrive_execution(&state, &id)
+        .await
+        .map_err(PageError)?;
+    Ok(axum::response::Redirect::to(&format!("/executions/{id}")))
+}

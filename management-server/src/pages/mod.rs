@@ -73,6 +73,10 @@ pub fn routes(settings: &ServerSettings) -> Router<AppState> {
         .route("/send", get(send::show).post(send::send))
         .route("/executions", get(executions::list))
         .route("/executions/{id}", get(executions::show))
+        .route(
+            "/executions/{id}/redrive",
+            axum::routing::post(executions::redrive),
+        )
         .route("/live/executions", get(live::executions))
         .route("/live/executions/{id}", get(live::execution))
         .route(STYLESHEET_PATH, get(stylesheet))

@@ -116,7 +116,15 @@ pub async fn redrive(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Redriven>), ApiError> {
-    let id = ExecutionId::parse(&id)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(redrive_execution(&state, &id).await?),
+    ))
+}
+
+/// Re-drives failed execution `id` (see [`redrive`]); shared by the API and the web UI.
+pub async fn redrive_execution(state: &AppState, id: &str) -> Result<Redriven, ApiError> {
+    let id = ExecutionId::parse(id)?;
     let Some(execution) = state.backends.state.get_execution(&id).await? else {
         return Err(ApiError::not_found(format!(
             "execution {id} does not exist"
@@ -171,13 +179,10 @@ pub async fn redrive(
         .publish(&topics::invocations(&invocation.handler.pool), message)
         .await?;
     tracing::info!(execution_id = %id, handler = %invocation.handler.name, attempt = invocation.attempt, "execution re-driven");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Redriven {
-            execution_id: id,
-            attempt: invocation.attempt,
-            handler: invocation.handler.name,
-            package,
-        }),
-    ))
+    Ok(Redriven {
+        execution_id: id,
+        attempt: invocation.attempt,
+        handler: invocation.handler.name,
+        package,
+    })
 }
