@@ -251,9 +251,34 @@ pub struct ExecutionQuery {
     /// Page size; the store caps it at 500 and defaults to 50.
     #[serde(default)]
     pub limit: Option<u32>,
+    /// Only those created at or after this time.
+    #[serde(default)]
+    pub since: Option<DateTime<Utc>>,
+    /// Only those created before this time.
+    #[serde(default)]
+    pub until: Option<DateTime<Utc>>,
+    /// Only those whose event id or event source contains this text (ASCII case ignored).
+    #[serde(default)]
+    pub text: Option<String>,
 }
 
 impl ExecutionQuery {
+    /// `text` as a `LIKE` pattern: `%`, `_` and `\` escaped (with `ESCAPE '\'`), wrapped in `%`.
+    pub fn text_pattern(&self) -> Option<String> {
+        self.text.as_ref().map(|text| {
+            let mut pattern = String::with_capacity(text.len() + 2);
+            pattern.push('%');
+            for c in text.chars() {
+                if matches!(c, '%' | '_' | '\\') {
+                    pattern.push('\\');
+                }
+                pattern.push(c);
+            }
+            pattern.push('%');
+            pattern
+        })
+    }
+
     /// The page size to use.
     pub fn page_size(&self) -> u32 {
         self.limit.unwrap_or(50).clamp(1, 500)

@@ -174,9 +174,12 @@ pub fn handler_history() {}
     params(("handler" = Option<String>, Query, description = "only this handler's"),
         ("status" = Option<String>, Query, description = "queued, running, retrying, succeeded or failed"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
-        ("limit" = Option<u32>, Query, description = "page size, 1 to 500")),
+        ("limit" = Option<u32>, Query, description = "page size, 1 to 500"),
+        ("since" = Option<String>, Query, description = "created at or after: RFC 3339, or YYYY-MM-DDTHH:MM in UTC"),
+        ("until" = Option<String>, Query, description = "created before (as since)"),
+        ("text" = Option<String>, Query, description = "event id or source contains this (ASCII case ignored)")),
     responses((status = 200, description = "`{\"items\": [...], \"next_cursor\"}`", body = Object),
-        (status = 400, description = "an unknown status or a bad cursor", body = Object)))]
+        (status = 400, description = "an unknown status, a bad time or a bad cursor", body = Object)))]
 pub fn list_executions() {}
 
 /// One execution with its event, output, failure and log lines.

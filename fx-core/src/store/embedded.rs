@@ -564,6 +564,18 @@ impl StateStore for SqliteStateStore {
             clauses.push("status = ?");
             args.push(status.as_str().to_string().into());
         }
+        if let Some(since) = query.since {
+            clauses.push("created_at >= ?");
+            args.push(micros(since).into());
+        }
+        if let Some(until) = query.until {
+            clauses.push("created_at < ?");
+            args.push(micros(until).into());
+        }
+        if let Some(pattern) = query.text_pattern() {
+            clauses.push("(event_id LIKE ? ESCAPE '\\' OR event_source LIKE ? ESCAPE '\\')");
+            args.extend([pattern.clone().into(), pattern.into()]);
+        }
         if let Some(cursor) = &query.cursor {
             let (at, id) = decode_cursor(cursor)?;
             clauses.push("(created_at, id) < (?, ?)");

@@ -35,6 +35,8 @@ pub async fn run(store: &dyn StateStore) {
     a_terminal_state_without_a_start_is_applied(store).await;
     state_of_an_unknown_execution_is_ignored(store).await;
     executions_list_newest_first_filtered_and_paged(store).await;
+    executions_filter_by_time_range_and_text(store).await;
+    a_retrying_attempt_is_not_terminal_and_the_next_attempt_runs(store).await;
     handler_history_is_recorded_once_and_listed_newest_first(store).await;
 }
 
@@ -538,6 +540,72 @@ fn handler(name: &str, event_type: &str) -> Handler {
         enabled: true,
         reuse_instances: false,
     }
+}
+
+async fn executions_filter_by_time_range_and_text(store: &dyn StateStore) {
+    let handler = unique("window");
+    let base = now();
+    let at = |seconds: i64| base + chrono::Duration::seconds(seconds);
+    let mut ids = Vec::new();
+    for n in 0..5u32 {
+        let e = execution(&handler, n, at(i64::from(n) * 10));
+        store.create_execution(&e).await.unwrap();
+        ids.push(e.id.clone());
+    }
+    let list = |query: ExecutionQuery| async move {
+        let page = store.list_executions(&query).await.unwrap();
+        page.items.into_iter().map(|e| e.id).collect::<Vec<_>>()
+    };
+    let query = |since: Option<i64>, until: Option<i64>, text: Option<&str>| ExecutionQuery {
+        handler: Some(handler.clone()),
+        since: since.map(at),
+        until: until.map(at),
+        text: text.map(str::to_string),
+        ..Default::default()
+    };
+    // [10 s, 30 s): executions 1 and 2, newest first.
+    assert_eq!(
+        list(query(Some(10), Some(30), None)).await,
+        [ids[2].clone(), ids[1].clone()]
+    );
+    assert_eq!(list(query(Some(40), None, None)).await, [ids[4].clone()]);
+    assert_eq!(list(query(None, Some(1), None)).await, [ids[0].clone()]);
+    // Text in the event id (`<handler>-<n>`), ASCII case ignored; in the source.
+    let id_text = format!("{}-3", handler.to_uppercase());
+    assert_eq!(
+        list(query(None, None, Some(&id_text))).await,
+        [ids[3].clone()]
+    );
+    assert_eq!(list(query(None, None, Some("/conformance"))).await.len(), 5);
+    // `%` and `_` are plain characters, not wildcards.
+    assert!(list(query(None, None, Some("%"))).await.is_empty());
+    assert!(list(query(None, None, Some("_"))).await.is_empty());
+}
+
+async fn a_retrying_attempt_is_not_terminal_and_the_next_attempt_runs(store: &dyn StateStore) {
+    let e = execution(&unique("retry"), 0, now());
+    store.create_execution(&e).await.unwrap();
+    let base = now();
+    store.apply_state(&started(&e.id, 1, base)).await.unwrap();
+    let mut failed = failed(&e.id, 1, base, "first");
+    if let StateEvent::Failed { retry_at, .. } = &mut failed {
+        *retry_at = Some(base + chrono::Duration::seconds(1));
+    }
+    store.apply_state(&failed).await.unwrap();
+    let stored = store.get_execution(&e.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, ExecutionStatus::Retrying);
+    assert_eq!(stored.error.unwrap().message, "first");
+    store.apply_state(&started(&e.id, 2, base)).await.unwrap();
+    store.apply_state(&succeeded(&e.id, 2, base)).await.unwrap();
+    let stored = store.get_execution(&e.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.attempts),
+        (ExecutionStatus::Succeeded, 2)
+    );
+    // The retried attempt's failure arriving again changes nothing.
+    store.apply_state(&failed).await.unwrap();
+    let stored = store.get_execution(&e.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, ExecutionStatus::Succeeded);
 }
 
 async fn handler_history_is_recorded_once_and_listed_newest_first(store: &dyn StateStore) {

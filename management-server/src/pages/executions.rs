@@ -81,6 +81,12 @@ struct ExecutionsPage {
     handlers: Vec<Choice>,
     /// Status filter choices.
     statuses: Vec<Choice>,
+    /// The `since` filter as submitted.
+    since: String,
+    /// The `until` filter as submitted.
+    until: String,
+    /// The text filter as submitted.
+    text: String,
     /// This page of executions.
     rows: Vec<ExecutionRow>,
     /// Whether a filter is applied.
@@ -123,6 +129,7 @@ pub async fn list(
     let statuses = [
         ExecutionStatus::Queued,
         ExecutionStatus::Running,
+        ExecutionStatus::Retrying,
         ExecutionStatus::Succeeded,
         ExecutionStatus::Failed,
     ]
@@ -142,7 +149,8 @@ pub async fn list(
             serde_urlencoded::to_string(&next).unwrap_or_default()
         )
     });
-    let filtered = query.handler.is_some() || query.status.is_some();
+    let narrowed = query.since.is_some() || query.until.is_some() || query.text.is_some();
+    let filtered = query.handler.is_some() || query.status.is_some() || narrowed;
     let empty = match (query.cursor.is_none(), filtered) {
         (true, false) => {
             "No executions yet. Send an event from the Send event page to run a handler."
@@ -151,7 +159,9 @@ pub async fn list(
         (true, true) => "No executions match these filters.".to_string(),
         (false, _) => "No more executions.".to_string(),
     };
-    let live = query.cursor.is_none().then(|| {
+    // The live stream follows handler and status; a list narrowed by time or text is a
+    // snapshot (reload to refresh).
+    let live = (query.cursor.is_none() && !narrowed).then(|| {
         let live = crate::pages::live::LiveListParams {
             handler: query.handler.clone(),
             status: query.status.map(|s| s.as_str().to_string()),
@@ -167,6 +177,9 @@ pub async fn list(
         empty,
         handlers,
         statuses,
+        since: params.since.clone().unwrap_or_default(),
+        until: params.until.clone().unwrap_or_default(),
+        text: params.text.clone().unwrap_or_default(),
         rows: page.items.iter().map(ExecutionRow::from).collect(),
         filtered,
         first_page: query.cursor.is_none(),

@@ -90,6 +90,9 @@ pub async fn executions(
                 status: params.status.clone(),
                 cursor: None,
                 limit: Some(params.limit.unwrap_or(state.settings.page_size)),
+                since: None,
+                text: None,
+                until: None,
             };
             Followed::Query(list.to_query()?)
         }

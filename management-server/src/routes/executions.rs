@@ -34,6 +34,31 @@ pub struct ExecutionParams {
     /// Page size (1 to 500, 50 by default).
     #[serde(default)]
     pub limit: Option<u32>,
+    /// Only those created at or after this time: RFC 3339, or `YYYY-MM-DDTHH:MM[:SS]` in UTC
+    /// (what an HTML `datetime-local` field sends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Only those created before this time (as `since`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// Only those whose event id or source contains this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// A time filter: RFC 3339, or a date and time without zone taken as UTC.
+fn parse_time(name: &str, text: &str) -> Result<chrono::DateTime<Utc>, ApiError> {
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        if let Ok(at) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return Ok(at.and_utc());
+        }
+    }
+    Err(ApiError::invalid(format!(
+        "{name} {text:?} is not a time: use RFC 3339 (2026-12-01T04:00:00Z) or YYYY-MM-DDTHH:MM in UTC"
+    )))
 }
 
 impl ExecutionParams {
@@ -48,11 +73,20 @@ impl ExecutionParams {
         let status = non_empty(&self.status)
             .map(|s| ExecutionStatus::parse(&s))
             .transpose()?;
+        let since = non_empty(&self.since)
+            .map(|t| parse_time("since", &t))
+            .transpose()?;
+        let until = non_empty(&self.until)
+            .map(|t| parse_time("until", &t))
+            .transpose()?;
         Ok(ExecutionQuery {
             handler: non_empty(&self.handler),
             status,
             cursor: non_empty(&self.cursor),
             limit: self.limit,
+            since,
+            until,
+            text: non_empty(&self.text),
         })
     }
 }

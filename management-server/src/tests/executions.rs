@@ -165,4 +165,48 @@ async fn bad_execution_filters_are_400() {
     let response = app.get("/api/v1/executions?limit=lots").await;
     response.assert_status(StatusCode::BAD_REQUEST);
     assert_eq!(response.json()["error"]["kind"], "invalid");
+
+    let response = app.get("/api/v1/executions?since=yesterday").await;
+    response.assert_status(StatusCode::BAD_REQUEST);
+    assert!(response
+        .error_message()
+        .contains("since \"yesterday\" is not a time"));
+}
+
+#[tokio::test]
+async fn executions_filter_by_time_and_text_in_the_api_and_the_page() {
+    let app = TestApp::new().await;
+    let before = Utc::now() - chrono::Duration::seconds(1);
+    seed_execution(&app, "greeter", "order-41", json!({})).await;
+    let wanted = seed_execution(&app, "greeter", "order-42", json!({})).await;
+    let after = Utc::now() + chrono::Duration::seconds(1);
+
+    let query = serde_urlencoded::to_string([
+        ("since", before.to_rfc3339()),
+        ("until", after.to_rfc3339()),
+        ("text", "ORDER-42".to_string()),
+    ])
+    .unwrap();
+    let found = app.get(&format!("/api/v1/executions?{query}")).await.json();
+    let items = found["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{found}");
+    assert_eq!(items[0]["id"], wanted.as_str());
+
+    // What an HTML datetime-local field sends: no zone, taken as UTC.
+    let later = (after + chrono::Duration::seconds(60)).format("%Y-%m-%dT%H:%M");
+    let none = app
+        .get(&format!("/api/v1/executions?since={later}"))
+        .await
+        .json();
+    assert_eq!(none["items"].as_array().unwrap().len(), 0, "{none}");
+
+    let page = app.get("/executions?text=order-42").await;
+    page.assert_status(StatusCode::OK);
+    let html = page.text();
+    assert!(html.contains(wanted.as_str()), "the page lists the match");
+    assert!(!html.contains("order-41"), "and not the other one");
+    assert!(
+        html.contains(r#"value="order-42""#),
+        "the filter stays filled in"
+    );
 }

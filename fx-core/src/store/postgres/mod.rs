@@ -528,6 +528,21 @@ impl StateStore for PostgresStateStore {
             args.push(Box::new(status.as_str().to_string()));
             clauses.push(format!("status = ${}", args.len()));
         }
+        if let Some(since) = query.since {
+            args.push(Box::new(since));
+            clauses.push(format!("created_at >= ${}", args.len()));
+        }
+        if let Some(until) = query.until {
+            args.push(Box::new(until));
+            clauses.push(format!("created_at < ${}", args.len()));
+        }
+        if let Some(pattern) = query.text_pattern() {
+            args.push(Box::new(pattern));
+            let n = args.len();
+            clauses.push(format!(
+                "(event_id ILIKE ${n} ESCAPE '\\' OR event_source ILIKE ${n} ESCAPE '\\')"
+            ));
+        }
         if let Some(cursor) = &query.cursor {
             let (at, id) = decode_cursor(cursor)?;
             let at = time(at)
