@@ -30,6 +30,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("get", "/api/v1/executions"),
     ("get", "/api/v1/executions/{id}"),
     ("post", "/api/v1/executions/{id}/redrive"),
+    ("post", "/api/v1/executions/{id}/rerun"),
     ("post", "/api/v1/events"),
     ("post", "/events"),
     ("get", "/healthz"),
@@ -47,7 +48,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     paths(
         list_packages, upload_package, get_package, set_alias,
         list_handlers, create_handler, get_handler, put_handler, delete_handler, handler_history,
-        list_executions, get_execution, redrive_execution,
+        list_executions, get_execution, redrive_execution, rerun_execution,
         post_event, post_event_root, healthz, readyz, metrics
     ),
     tags(
@@ -199,6 +200,15 @@ pub fn get_execution() {}
         (status = 404, description = "no such execution", body = Object),
         (status = 409, description = "not failed, or its handler or package is gone", body = Object)))]
 pub fn redrive_execution() {}
+
+/// Runs a finished execution (succeeded or failed) again with the handler as it is now.
+#[utoipa::path(post, path = "/api/v1/executions/{id}/rerun", tag = "executions",
+    params(("id" = String, Path, description = "32 hex digits")),
+    responses((status = 202, description = "`{\"execution_id\", \"attempt\", \"handler\", \"package\"}`: the invocation is published", body = Object),
+        (status = 400, description = "not an execution id", body = Object),
+        (status = 404, description = "no such execution", body = Object),
+        (status = 409, description = "still queued, running or retrying, or its handler or package is gone", body = Object)))]
+pub fn rerun_execution() {}
 
 /// Accepts one CloudEvent (binary mode with `ce-` headers, or structured mode) and publishes it.
 #[utoipa::path(post, path = "/api/v1/events", tag = "events",

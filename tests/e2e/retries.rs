@@ -146,12 +146,31 @@ async fn failures_are_retried_with_backoff_then_dead_lettered_and_a_redrive_runs
         "{detail}"
     );
 
-    // Only a failed execution can be re-driven; an unknown one is 404.
+    // Only a failed execution can be re-driven; a succeeded one can be re-run.
     let (code, v) = fx
         .post_json(&format!("/api/v1/executions/{id}/redrive"), &json!({}))
         .await;
     assert_eq!(code, 409, "{v}");
     assert!(v.to_string().contains("only a failed execution"), "{v}");
+    let (code, v) = fx
+        .post_json(&format!("/api/v1/executions/{id}/rerun"), &json!({}))
+        .await;
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(v["attempt"], 5, "{v}");
+    let start = Instant::now();
+    loop {
+        let (_, detail) = fx.get(&format!("/api/v1/executions/{id}")).await;
+        let e = &detail["execution"];
+        if e["attempts"] == 5 && e["status"] == "succeeded" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "re-run did not finish: {detail}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // An unknown one is 404.
     let unknown = "0".repeat(32);
     let (code, _) = fx
         .post_json(&format!("/api/v1/executions/{unknown}/redrive"), &json!({}))

@@ -10,7 +10,7 @@ use fx_core::execution::{Execution, ExecutionStatus, ExecutionSummary};
 
 use super::{show_duration, show_time, HtmlTemplate, PageError};
 use crate::error::ApiQuery;
-use crate::routes::executions::{execution_detail, ExecutionParams};
+use crate::routes::executions::{execution_detail, Again, ExecutionParams};
 use crate::AppState;
 
 /// One row of an execution table.
@@ -359,7 +359,18 @@ pub async fn redrive(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::response::Redirect, PageError> {
-    crate::routes::executions::redrive_execution(&state, &id)
+    crate::routes::executions::redrive_execution(&state, &id, Again::Redrive)
+        .await
+        .map_err(PageError)?;
+    Ok(axum::response::Redirect::to(&format!("/executions/{id}")))
+}
+
+/// `POST /executions/{id}/rerun` (the button on a succeeded execution): runs it again.
+pub async fn rerun(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::response::Redirect, PageError> {
+    crate::routes::executions::redrive_execution(&state, &id, Again::Rerun)
         .await
         .map_err(PageError)?;
     Ok(axum::response::Redirect::to(&format!("/executions/{id}")))

@@ -77,6 +77,10 @@ pub fn routes(settings: &ServerSettings) -> Router<AppState> {
             "/executions/{id}/redrive",
             axum::routing::post(executions::redrive),
         )
+        .route(
+            "/executions/{id}/rerun",
+            axum::routing::post(executions::rerun),
+        )
         .route("/live/executions", get(live::executions))
         .route("/live/executions/{id}", get(live::execution))
         .route(STYLESHEET_PATH, get(stylesheet))

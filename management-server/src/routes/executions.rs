@@ -152,23 +152,56 @@ pub async fn redrive(
 ) -> Result<(StatusCode, Json<Redriven>), ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(redrive_execution(&state, &id).await?),
+        Json(redrive_execution(&state, &id, Again::Redrive).await?),
     ))
 }
 
-/// Re-drives failed execution `id` (see [`redrive`]); shared by the API and the web UI.
-pub async fn redrive_execution(state: &AppState, id: &str) -> Result<Redriven, ApiError> {
+/// `POST /api/v1/executions/{id}/rerun`: runs a finished execution (succeeded or failed)
+/// again, as [`redrive`] does; 409 while it is still queued, running or retrying.
+pub async fn rerun(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<(StatusCode, Json<Redriven>), ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(redrive_execution(&state, &id, Again::Rerun).await?),
+    ))
+}
+
+/// Which executions may run again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Again {
+    /// Failed ones only (re-drive from the dead-letter topic).
+    Redrive,
+    /// Any finished one.
+    Rerun,
+}
+
+/// Runs execution `id` again (see [`redrive`] and [`rerun`]); shared by the API and the UI.
+pub async fn redrive_execution(
+    state: &AppState,
+    id: &str,
+    again: Again,
+) -> Result<Redriven, ApiError> {
     let id = ExecutionId::parse(id)?;
     let Some(execution) = state.backends.state.get_execution(&id).await? else {
         return Err(ApiError::not_found(format!(
             "execution {id} does not exist"
         )));
     };
-    if execution.status != ExecutionStatus::Failed {
-        return Err(ApiError::conflict(format!(
-            "execution {id} is {}: only a failed execution can be re-driven",
-            execution.status
-        )));
+    match (again, execution.status) {
+        (Again::Redrive, ExecutionStatus::Failed) => {}
+        (Again::Redrive, status) => {
+            return Err(ApiError::conflict(format!(
+                "execution {id} is {status}: only a failed execution can be re-driven (re-run a succeeded one)"
+            )));
+        }
+        (Again::Rerun, status) if status.is_terminal() => {}
+        (Again::Rerun, status) => {
+            return Err(ApiError::conflict(format!(
+                "execution {id} is {status}: only a finished execution can be re-run"
+            )));
+        }
     }
     let Some(stored) = state.backends.registry.get(&execution.handler).await? else {
         return Err(ApiError::conflict(format!(
@@ -212,7 +245,7 @@ pub async fn redrive_execution(state: &AppState, id: &str) -> Result<Redriven, A
         .bus
         .publish(&topics::invocations(&invocation.handler.pool), message)
         .await?;
-    tracing::info!(execution_id = %id, handler = %invocation.handler.name, attempt = invocation.attempt, "execution re-driven");
+    tracing::info!(execution_id = %id, handler = %invocation.handler.name, attempt = invocation.attempt, ?again, "execution runs again");
     Ok(Redriven {
         execution_id: id,
         attempt: invocation.attempt,

@@ -44,5 +44,6 @@ pub fn api(settings: &ServerSettings) -> Router<AppState> {
         .route("/executions", get(executions::list))
         .route("/executions/{id}", get(executions::get))
         .route("/executions/{id}/redrive", post(executions::redrive))
+        .route("/executions/{id}/rerun", post(executions::rerun))
         .route("/events", events::ingress(settings))
 }
