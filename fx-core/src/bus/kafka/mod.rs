@@ -112,17 +112,18 @@ impl KafkaBus {
             .clone()
     }
 
-    /// Replaces `failed` with a new producer when it cannot deliver again: librdkafka declared
-    /// it dead (a fatal error), or the cluster refused its producer id (`fenced`: the cluster
-    /// lost the idempotent producer's state, e.g. a broker that came back empty). Another caller
-    /// may have replaced it already.
+    /// Replaces `failed` with a new producer when it may not deliver again: librdkafka
+    /// declared it dead (a fatal error), the cluster refused its producer id, or a message timed
+    /// out (`stuck`: after a broker came back without the idempotent producer's state, the old
+    /// producer can keep timing out without ever reporting why; a new one costs little).
+    /// Another caller may have replaced it already.
     fn replace_if_dead(
         &self,
         failed: &FutureProducer<LogContext>,
-        fenced: Option<RDKafkaErrorCode>,
+        stuck: Option<RDKafkaErrorCode>,
     ) {
         let Some((code, reason)) = failed.client().fatal_error().or_else(|| {
-            fenced.map(|code| (code, "the cluster refused the producer's id".to_string()))
+            stuck.and_then(|code| producer_stuck(code).map(|why| (code, why.to_string())))
         }) else {
             return;
         };
@@ -140,9 +141,12 @@ impl KafkaBus {
                     brokers = %self.inner.settings.brokers,
                     error = %code,
                     reason,
-                    "the kafka producer hit a fatal error; replaced it with a new one"
+                    "the kafka producer may not deliver again; replaced it with a new one"
                 );
-                *current = fresh;
+                let old = std::mem::replace(&mut *current, fresh);
+                drop(current);
+                // Destroying a producer waits for its outstanding requests: not on this thread.
+                std::thread::spawn(move || drop(old));
             }
             Err(e) => {
                 tracing::error!(error = %e.chain(), "replacing the failed kafka producer failed; will try again on the next publish");
@@ -151,13 +155,13 @@ impl KafkaBus {
     }
 
     /// Enqueues every message on `producer`, then awaits every delivery report; the first
-    /// error is returned, and `refused` is set when the cluster refused the producer's id.
+    /// error is returned, and `stuck` is set to a delivery error that calls for a new producer.
     async fn send_all(
         &self,
         producer: &FutureProducer<LogContext>,
         names: &[String],
         messages: &[(String, Message)],
-        refused: &mut Option<RDKafkaErrorCode>,
+        stuck: &mut Option<RDKafkaErrorCode>,
     ) -> Result<()> {
         let mut pending = Vec::with_capacity(messages.len());
         let enqueue_by = std::time::Instant::now() + self.inner.settings.delivery_timeout();
@@ -191,8 +195,11 @@ impl KafkaBus {
                     continue;
                 }
                 Ok(Err((e, _))) => {
-                    if let Some(code) = e.rdkafka_error_code().filter(|c| is_producer_id_refused(*c)) {
-                        *refused = Some(code);
+                    if let Some(code) = e
+                        .rdkafka_error_code()
+                        .filter(|c| producer_stuck(*c).is_some())
+                    {
+                        *stuck = Some(code);
                     }
                     self.error(format!("publishing to topic {name}"), e)
                 }
@@ -319,18 +326,20 @@ fn new_producer(settings: &KafkaSettings) -> Result<FutureProducer<LogContext>> 
     })
 }
 
-/// Whether a Kafka error code means the cluster no longer accepts the idempotent producer's
-/// id and sequence: the producer must be replaced to deliver again.
-fn is_producer_id_refused(code: RDKafkaErrorCode) -> bool {
+/// Why a delivery error of `code` calls for a new producer, if it does: the cluster no longer
+/// accepts the idempotent producer's id and sequence, or a message timed out (which the old
+/// producer may keep doing after the cluster lost its state).
+fn producer_stuck(code: RDKafkaErrorCode) -> Option<&'static str> {
     use RDKafkaErrorCode as C;
-    matches!(
-        code,
+    match code {
         C::ProducerFenced
-            | C::UnknownProducerId
-            | C::InvalidProducerEpoch
-            | C::OutOfOrderSequenceNumber
-            | C::InvalidProducerIdMapping
-    )
+        | C::UnknownProducerId
+        | C::InvalidProducerEpoch
+        | C::OutOfOrderSequenceNumber
+        | C::InvalidProducerIdMapping => Some("the cluster refused the producer's id"),
+        C::MessageTimedOut => Some("a message timed out undelivered"),
+        _ => None,
+    }
 }
 
 /// Whether a Kafka error code means the request itself is wrong, so retrying cannot help.
@@ -370,12 +379,12 @@ impl EventBus for KafkaBus {
             names.push(name);
         }
         let producer = self.producer();
-        let mut refused = None;
+        let mut stuck = None;
         let result = self
-            .send_all(&producer, &names, &messages, &mut refused)
+            .send_all(&producer, &names, &messages, &mut stuck)
             .await;
         if result.is_err() {
-            self.replace_if_dead(&producer, refused);
+            self.replace_if_dead(&producer, stuck);
         }
         result
     }
