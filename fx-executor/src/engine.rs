@@ -352,6 +352,9 @@ impl Runtime {
     }
 }
 
+/// Bytes of a reused memory or table slot kept mapped between instances.
+const KEEP_RESIDENT_BYTES: usize = 1024 * 1024;
+
 /// The pool for `settings`: `pool_instances` component instances, each with room for a few
 /// core instances, memories and tables (a Rust component has about five core instances,
 /// one memory and two tables).
@@ -363,7 +366,11 @@ fn pooling(settings: &EngineSettings) -> PoolingAllocationConfig {
         .total_memories(instances.saturating_mul(2))
         .total_tables(instances.saturating_mul(4))
         .max_memory_size((settings.pool_max_memory_mb as usize).saturating_mul(1024 * 1024))
-        .table_elements(crate::host::MAX_TABLE_ELEMENTS);
+        .table_elements(crate::host::MAX_TABLE_ELEMENTS)
+        // A reused slot keeps its first pages mapped (zeroed with memset) instead of being
+        // decommitted and faulted in again: most functions touch little memory.
+        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        .table_keep_resident(KEEP_RESIDENT_BYTES);
     pool
 }
 
