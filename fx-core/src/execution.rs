@@ -76,6 +76,15 @@ pub enum ExecutionStatus {
 }
 
 impl ExecutionStatus {
+    /// Every status, in the order of an execution's life.
+    pub const ALL: [ExecutionStatus; 5] = [
+        ExecutionStatus::Queued,
+        ExecutionStatus::Running,
+        ExecutionStatus::Retrying,
+        ExecutionStatus::Succeeded,
+        ExecutionStatus::Failed,
+    ];
+
     /// The lowercase name used in the API and the store.
     pub fn as_str(self) -> &'static str {
         match self {

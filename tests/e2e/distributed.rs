@@ -129,7 +129,12 @@ impl Api {
 /// A deployment on `kafka` with the management server up and the `echo` handler installed
 /// (gateways and executors are started by each test).
 async fn deployment_with_echo(dir: &std::path::Path, kafka: &str, run: &str) -> (Deployment, Api) {
-    let mut d = Deployment::new(dir, &backends_toml(kafka, run));
+    deployment_with_echo_on(dir, &backends_toml(kafka, run)).await
+}
+
+/// As [`deployment_with_echo`], with the `[backends.*]` tables `toml`.
+async fn deployment_with_echo_on(dir: &std::path::Path, toml: &str) -> (Deployment, Api) {
+    let mut d = Deployment::new(dir, toml);
     d.start("server", &[]);
     d.wait_ready().await;
     let api = Api {
@@ -456,14 +461,7 @@ async fn kafka_going_away_mid_run_refuses_new_events_and_the_platform_resumes_wh
         "session_timeout_ms = 6000\ndelivery_timeout_ms = 3000\nconnect_timeout_ms = 2000\n",
         1,
     );
-    let mut d = Deployment::new(dir.path(), &toml);
-    d.start("server", &[]);
-    d.wait_ready().await;
-    let api = Api {
-        base: d.base.clone(),
-        http: reqwest::Client::new(),
-    };
-    api.setup_echo_handler().await;
+    let (mut d, api) = deployment_with_echo_on(dir.path(), &toml).await;
     let gateway = d.start("gateway", &[]);
     let executor = d.start("executor", &[]);
     for i in 0..10 {

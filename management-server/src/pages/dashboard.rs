@@ -97,13 +97,7 @@ fn rate(failed: usize, finished: usize) -> String {
 impl Dashboard {
     /// The figures of `executions` (those of the last hour).
     pub fn of(executions: &[ExecutionSummary], truncated: bool) -> Self {
-        let statuses = [
-            ExecutionStatus::Queued,
-            ExecutionStatus::Running,
-            ExecutionStatus::Retrying,
-            ExecutionStatus::Succeeded,
-            ExecutionStatus::Failed,
-        ];
+        let statuses = ExecutionStatus::ALL;
         let by_status = statuses
             .iter()
             .map(|s| {

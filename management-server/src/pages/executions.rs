@@ -126,19 +126,13 @@ pub async fn list(
             selected: true,
         });
     }
-    let statuses = [
-        ExecutionStatus::Queued,
-        ExecutionStatus::Running,
-        ExecutionStatus::Retrying,
-        ExecutionStatus::Succeeded,
-        ExecutionStatus::Failed,
-    ]
-    .into_iter()
-    .map(|s| Choice {
-        value: s.as_str().to_string(),
-        selected: query.status == Some(s),
-    })
-    .collect();
+    let statuses = ExecutionStatus::ALL
+        .into_iter()
+        .map(|s| Choice {
+            value: s.as_str().to_string(),
+            selected: query.status == Some(s),
+        })
+        .collect();
     let next = page.next_cursor.as_ref().map(|cursor| {
         let next = ExecutionParams {
             cursor: Some(cursor.clone()),

@@ -529,16 +529,24 @@ pub async fn create(
     save(&state, form, false).await
 }
 
+/// The stored handler `name`, or a 404 page.
+async fn stored_handler(
+    state: &AppState,
+    name: &str,
+) -> Result<fx_core::registry::StoredHandler, PageError> {
+    state.backends.registry.get(name).await?.ok_or_else(|| {
+        PageError(ApiError::not_found(format!(
+            "handler {name:?} does not exist"
+        )))
+    })
+}
+
 /// `GET /handlers/{name}/edit`.
 pub async fn edit(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, PageError> {
-    let Some(stored) = state.backends.registry.get(&name).await? else {
-        return Err(PageError(ApiError::not_found(format!(
-            "handler {name:?} does not exist"
-        ))));
-    };
+    let stored = stored_handler(&state, &name).await?;
     let form = HandlerForm::of(&stored.handler, stored.revision);
     let page = form_page(&state, true, form, FieldErrors::new()).await?;
     Ok(HtmlTemplate(page).into_response())
@@ -613,11 +621,7 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, PageError> {
-    let Some(found) = state.backends.registry.get(&name).await? else {
-        return Err(PageError(ApiError::not_found(format!(
-            "handler {name:?} does not exist"
-        ))));
-    };
+    let found = stored_handler(&state, &name).await?;
     state
         .backends
         .registry
@@ -641,11 +645,7 @@ pub async fn toggle(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, PageError> {
-    let Some(found) = state.backends.registry.get(&name).await? else {
-        return Err(PageError(ApiError::not_found(format!(
-            "handler {name:?} does not exist"
-        ))));
-    };
+    let found = stored_handler(&state, &name).await?;
     let mut handler = found.handler;
     handler.enabled = !handler.enabled;
     let revision = state
