@@ -184,8 +184,11 @@ impl StateRouter {
         let routing = &self.backends.routing;
         let finished =
             |e: &&StateEvent| matches!(e, StateEvent::Succeeded { .. } | StateEvent::Failed { .. });
-        let wants_metrics = routing.metric_to_sink() && events.iter().any(|e| finished(&e));
-        let wants_document = events.iter().any(|e| routing.to_sink(e));
+        // Building them costs a read of the execution: only for a sink that stores them.
+        let stores = self.backends.sink.stores_documents();
+        let wants_metrics =
+            stores && routing.metric_to_sink() && events.iter().any(|e| finished(&e));
+        let wants_document = stores && events.iter().any(|e| routing.to_sink(e));
         let Some(first) = events.first() else {
             return Ok(SinkDocuments::default());
         };

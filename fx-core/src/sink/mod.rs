@@ -32,6 +32,12 @@ pub trait OperationalSink: Send + Sync + 'static {
     /// The log lines of one execution, in order (attempt, then seq).
     async fn execution_logs(&self, id: &ExecutionId) -> Result<Vec<LogLine>>;
 
+    /// Whether the backend stores metrics and execution documents. The state router reads an
+    /// execution back to build them only for a backend that does (default: no).
+    fn stores_documents(&self) -> bool {
+        false
+    }
+
     /// Writes the latest state of executions; a newer document replaces the older one of the
     /// same execution. Backends without dashboards ignore them (the default).
     async fn write_executions(&self, docs: &[ExecutionDoc]) -> Result<()> {

@@ -280,6 +280,10 @@ impl OperationalSink for ElasticsearchSink {
         Ok(())
     }
 
+    fn stores_documents(&self) -> bool {
+        true
+    }
+
     fn dropped_total(&self) -> u64 {
         self.shared.buffer().dropped_total()
     }
