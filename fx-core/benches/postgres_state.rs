@@ -52,6 +52,7 @@ fn execution(n: usize, created_at: DateTime<Utc>) -> BenchResult<Execution> {
         started_at: None,
         finished_at: None,
         duration_us: None,
+        attempt_history: vec![],
     })
 }
 
@@ -70,6 +71,7 @@ fn lifecycle(id: &ExecutionId, attempt: u32, at: DateTime<Utc>) -> Vec<StateEven
             at: at + chrono::Duration::milliseconds(3),
             duration_us: 3_000,
             output: vec![],
+            measurements: None,
         },
     ]
 }

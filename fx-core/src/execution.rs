@@ -169,6 +169,115 @@ impl FailureKind {
     }
 }
 
+/// Where an attempt found its compiled function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheLookup {
+    /// Linked and ready in the executor's memory: a hit.
+    Memory,
+    /// Compiled earlier, loaded from the executor's disk cache.
+    Disk,
+    /// Fetched and compiled for this attempt (or for one running beside it): a miss.
+    Compiled,
+}
+
+impl CacheLookup {
+    /// The snake_case name used in JSON, metrics and the UI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheLookup::Memory => "memory",
+            CacheLookup::Disk => "disk",
+            CacheLookup::Compiled => "compiled",
+        }
+    }
+}
+
+/// What the executor measured of one attempt (the run time is `duration_us` beside it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Measurements {
+    /// Which executor ran it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub executor: String,
+    /// From the gateway's dispatch (or the end of a retry's backoff) to the start of the run,
+    /// in microseconds.
+    pub queue_wait_us: u64,
+    /// Where the compiled function came from; `None` when the package could not be loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compile_cache: Option<CacheLookup>,
+    /// Linear memory the function grew to, in bytes.
+    pub peak_memory_bytes: u64,
+    /// Fuel used, when the handler set a fuel budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel_used: Option<u64>,
+}
+
+/// One finished attempt of an execution, as kept in its history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// `succeeded`, `retrying` (failed, another attempt scheduled) or `failed`.
+    pub status: ExecutionStatus,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+    /// Run time in microseconds.
+    pub duration_us: u64,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// When the next attempt was scheduled, for one that is retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
+    /// What the executor measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measurements: Option<Measurements>,
+}
+
+impl AttemptRecord {
+    /// The record of a `succeeded` or `failed` state event; `None` for other events.
+    pub fn from_state(event: &StateEvent) -> Option<AttemptRecord> {
+        match event {
+            StateEvent::Succeeded {
+                attempt,
+                at,
+                duration_us,
+                measurements,
+                ..
+            } => Some(AttemptRecord {
+                attempt: *attempt,
+                status: ExecutionStatus::Succeeded,
+                finished_at: *at,
+                duration_us: *duration_us,
+                failure: None,
+                retry_at: None,
+                measurements: measurements.clone(),
+            }),
+            StateEvent::Failed {
+                attempt,
+                at,
+                duration_us,
+                failure,
+                retry_at,
+                measurements,
+                ..
+            } => Some(AttemptRecord {
+                attempt: *attempt,
+                status: if retry_at.is_some() {
+                    ExecutionStatus::Retrying
+                } else {
+                    ExecutionStatus::Failed
+                },
+                finished_at: *at,
+                duration_us: *duration_us,
+                failure: Some(failure.clone()),
+                retry_at: *retry_at,
+                measurements: measurements.clone(),
+            }),
+            StateEvent::Started { .. } | StateEvent::Log(_) => None,
+        }
+    }
+}
+
 /// One execution: an event run by a handler, with its outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Execution {
@@ -202,6 +311,9 @@ pub struct Execution {
     /// Run time of the latest attempt in microseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_us: Option<u64>,
+    /// The finished attempts, oldest first, with what the executor measured of each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempt_history: Vec<AttemptRecord>,
 }
 
 /// The list view of an execution.
@@ -433,6 +545,9 @@ pub enum StateEvent {
         duration_us: u64,
         /// Returned and emitted events.
         output: Vec<Event>,
+        /// What the executor measured (absent in events of older executors).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        measurements: Option<Measurements>,
     },
     /// The attempt failed.
     Failed {
@@ -450,6 +565,9 @@ pub enum StateEvent {
         /// until then; `None` when this was the last attempt (the execution is `failed`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_at: Option<DateTime<Utc>>,
+        /// What the executor measured (absent in events of older executors).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        measurements: Option<Measurements>,
     },
 }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use fx_core::execution::CacheLookup;
 use fx_core::objects::PackageStore;
 use fx_core::package::{PackageArchive, PackageDigest};
 use fx_core::telemetry;
@@ -44,7 +45,9 @@ pub struct CacheCounts {
     pub memory_hits: u64,
 }
 
-type Slot = Arc<OnceCell<Arc<FunctionPre<HostState>>>>;
+/// A linked function, with where its loader found it.
+type Loaded = (Arc<FunctionPre<HostState>>, CacheLookup);
+type Slot = Arc<OnceCell<Loaded>>;
 
 /// Compiled functions by package digest.
 pub struct CompileCache {
@@ -84,13 +87,15 @@ impl CompileCache {
         }
     }
 
-    /// The linked function for `digest`, fetching and compiling it if needed.
+    /// The linked function for `digest`, fetching and compiling it if needed, and where it
+    /// was found: in memory, or what the load this call waited for did (from disk, or
+    /// compiled).
     pub async fn get(
         &self,
         digest: &PackageDigest,
         runtime: &Arc<Runtime>,
         packages: &Arc<dyn PackageStore>,
-    ) -> Result<Arc<FunctionPre<HostState>>> {
+    ) -> Result<Loaded> {
         let slot = {
             let mut slots = self
                 .slots
@@ -98,10 +103,10 @@ impl CompileCache {
                 .map_err(|_| Error::internal("compile cache lock poisoned"))?;
             slots.entry(digest.clone()).or_default().clone()
         };
-        if let Some(pre) = slot.get() {
+        if let Some((pre, _)) = slot.get() {
             self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(telemetry::COMPILE_CACHE, "result" => "memory_hit").increment(1);
-            return Ok(pre.clone());
+            return Ok((pre.clone(), CacheLookup::Memory));
         }
         slot.get_or_try_init(|| self.load(digest, runtime, packages))
             .await
@@ -113,7 +118,7 @@ impl CompileCache {
         digest: &PackageDigest,
         runtime: &Arc<Runtime>,
         packages: &Arc<dyn PackageStore>,
-    ) -> Result<Arc<FunctionPre<HostState>>> {
+    ) -> Result<Loaded> {
         let compiled_path = self
             .dir
             .join("compiled")
@@ -131,7 +136,7 @@ impl CompileCache {
                     metrics::counter!(telemetry::COMPILE_CACHE, "result" => "disk_hit")
                         .increment(1);
                     tracing::debug!(%digest, "compiled component loaded from disk");
-                    return runtime.prepare(&component).map(Arc::new);
+                    return Ok((Arc::new(runtime.prepare(&component)?), CacheLookup::Disk));
                 }
                 Err(e) => {
                     tracing::warn!(%digest, error = %format!("{e:#}"), "discarding unreadable compiled component");
@@ -158,7 +163,10 @@ impl CompileCache {
         let (component, serialized) = compiled;
         write_atomically(&compiled_path, &serialized).await;
         tracing::info!(%digest, "package compiled");
-        runtime.prepare(&component).map(Arc::new)
+        Ok((
+            Arc::new(runtime.prepare(&component)?),
+            CacheLookup::Compiled,
+        ))
     }
 
     async fn archive(

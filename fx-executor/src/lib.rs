@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use fx_core::bus::EventBus;
 use fx_core::event::Event;
-use fx_core::execution::{Failure, FailureKind, Invocation, LogLine};
+use fx_core::execution::{CacheLookup, Failure, FailureKind, Invocation, LogLine};
 use fx_core::objects::PackageStore;
 use fx_core::telemetry;
 use serde::{Deserialize, Serialize};
@@ -138,6 +138,26 @@ pub struct InvocationOutcome {
     pub logs: Vec<LogLine>,
     /// Run time (instantiate + call), zero when it never ran.
     pub duration: Duration,
+    /// Where the compiled function came from; `None` when the package could not be loaded.
+    pub compile_cache: Option<CacheLookup>,
+    /// Linear memory the function grew to, in bytes.
+    pub peak_memory_bytes: u64,
+    /// Fuel used, when the invocation had a fuel budget.
+    pub fuel_used: Option<u64>,
+}
+
+impl InvocationOutcome {
+    /// An invocation that failed before its function ran.
+    fn not_run(failure: Failure, compile_cache: Option<CacheLookup>) -> Self {
+        InvocationOutcome {
+            result: Err(failure),
+            logs: Vec::new(),
+            duration: Duration::ZERO,
+            compile_cache,
+            peak_memory_bytes: 0,
+            fuel_used: None,
+        }
+    }
 }
 
 /// An executor: the engine, the compile cache and the worker loop of one pool. Cheap to
@@ -194,15 +214,15 @@ impl Executor {
 
     /// Runs one invocation without the bus: fetch/compile as needed, run, collect.
     pub async fn invoke(&self, invocation: &Invocation) -> InvocationOutcome {
-        let pre = match self
+        let (pre, lookup) = match self
             .cache
             .get(&invocation.package.digest, &self.runtime, &self.packages)
             .await
         {
-            Ok(pre) => pre,
+            Ok(found) => found,
             Err(e) => {
-                return InvocationOutcome {
-                    result: Err(Failure {
+                return InvocationOutcome::not_run(
+                    Failure {
                         kind: FailureKind::Package,
                         message: format!(
                             "package {}@{} ({}) cannot be run: {}",
@@ -211,10 +231,9 @@ impl Executor {
                             invocation.package.digest.short(),
                             e.chain()
                         ),
-                    }),
-                    logs: Vec::new(),
-                    duration: Duration::ZERO,
-                }
+                    },
+                    None,
+                )
             }
         };
         let runtime = self.runtime.clone();
@@ -233,14 +252,13 @@ impl Executor {
         let run = match run {
             Ok(run) => run,
             Err(e) => {
-                return InvocationOutcome {
-                    result: Err(Failure {
+                return InvocationOutcome::not_run(
+                    Failure {
                         kind: FailureKind::Internal,
                         message: format!("invocation task failed: {e}"),
-                    }),
-                    logs: Vec::new(),
-                    duration: Duration::ZERO,
-                }
+                    },
+                    Some(lookup),
+                )
             }
         };
         let handler = invocation.handler.name.clone();
@@ -270,6 +288,9 @@ impl Executor {
             result: run.outcome,
             logs,
             duration: run.duration,
+            compile_cache: Some(lookup),
+            peak_memory_bytes: run.peak_memory_bytes,
+            fuel_used: run.fuel_used,
         }
     }
 }

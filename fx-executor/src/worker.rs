@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::Utc;
 use fx_core::bus::{topics, Delivery, Subscription};
 use fx_core::event::{encode_message, Message};
-use fx_core::execution::{Failure, FailureKind, Invocation, StateEvent};
+use fx_core::execution::{Failure, FailureKind, Invocation, Measurements, StateEvent};
 use fx_core::telemetry;
 use fx_core::Result;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -236,6 +236,7 @@ impl Executor {
                 at.max(invocation.dispatched_at)
             });
         let wait = (Utc::now() - queued_since).to_std().unwrap_or_default();
+        let queue_wait_us = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
         metrics::histogram!(telemetry::QUEUE_WAIT, "handler" => invocation.handler.name.clone())
             .record(wait.as_secs_f64());
         let started = StateEvent::Started {
@@ -261,6 +262,13 @@ impl Executor {
             }
         }
         let duration_us = u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX);
+        let measurements = Measurements {
+            executor: self.settings.executor_id.clone(),
+            queue_wait_us,
+            compile_cache: outcome.compile_cache,
+            peak_memory_bytes: outcome.peak_memory_bytes,
+            fuel_used: outcome.fuel_used,
+        };
         let result = match outcome.result {
             Ok(output) => {
                 owed.extend(
@@ -291,9 +299,14 @@ impl Executor {
                     at: Utc::now(),
                     duration_us,
                     output,
+                    measurements: Some(measurements),
                 }
             }
-            Err(failure) => return self.fail(invocation, failure, duration_us, shutdown).await,
+            Err(failure) => {
+                return self
+                    .fail(invocation, failure, duration_us, measurements, shutdown)
+                    .await
+            }
         };
         self.publish_state(invocation, &last, shutdown).await
     }
@@ -307,6 +320,7 @@ impl Executor {
         invocation: &Invocation,
         failure: Failure,
         duration_us: u64,
+        measurements: Measurements,
         shutdown: &CancellationToken,
     ) -> Handled {
         let handler = invocation.handler.name.clone();
@@ -355,6 +369,7 @@ impl Executor {
             duration_us,
             failure,
             retry_at,
+            measurements: Some(measurements),
         };
         let Some(state) = state_message(invocation, &last) else {
             return Handled::Abandoned;

@@ -232,6 +232,7 @@ impl Dispatcher {
             started_at: None,
             finished_at: None,
             duration_us: None,
+            attempt_history: vec![],
         };
         let created = until_available("recording execution", shutdown, || {
             state.create_execution(&execution)
@@ -257,7 +258,7 @@ impl Dispatcher {
                         "package {} does not exist: upload it or point the handler at another version",
                         handler.package
                     ),
-                }, retry_at: None, };
+                }, retry_at: None, measurements: None, };
             until_available("recording execution failure", shutdown, || {
                 state.apply_state(&failed)
             })

@@ -103,6 +103,33 @@ async fn failures_are_retried_with_backoff_then_dead_lettered_and_a_redrive_runs
         gap(2, 3)
     );
     assert!(gap(1, 3) < 30_000, "retries took {} ms", gap(1, 3));
+    // Every attempt is recorded on the execution with what the executor measured.
+    let history = execution["attempt_history"].as_array().unwrap();
+    let statuses: Vec<(u64, &str)> = history
+        .iter()
+        .map(|a| {
+            (
+                a["attempt"].as_u64().unwrap(),
+                a["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [(1, "retrying"), (2, "retrying"), (3, "failed")],
+        "{detail}"
+    );
+    for attempt in history {
+        assert_eq!(attempt["failure"]["kind"], "trap", "{attempt}");
+        let measured = &attempt["measurements"];
+        assert!(
+            measured["peak_memory_bytes"].as_u64().unwrap() > 0,
+            "{attempt}"
+        );
+        assert!(measured["queue_wait_us"].is_u64(), "{attempt}");
+        assert!(measured["compile_cache"].is_string(), "{attempt}");
+    }
+    assert!(attempt_history_has_retry_times(history), "{detail}");
 
     // After the last attempt, the invocation is in the dead-letter topic with its reason.
     let delivery = tokio::time::timeout(Duration::from_secs(30), dead.next())
@@ -141,6 +168,22 @@ async fn failures_are_retried_with_backoff_then_dead_lettered_and_a_redrive_runs
     assert_eq!(v["package"]["name"], "hello", "{v}");
     let detail = wait_status(&fx, &id, "succeeded", &mut seen).await;
     assert_eq!(detail["execution"]["attempts"], 4, "{detail}");
+    let history = detail["execution"]["attempt_history"].as_array().unwrap();
+    assert_eq!(history.len(), 4, "{detail}");
+    assert_eq!(history[3]["status"], "succeeded", "{detail}");
+    assert_eq!(
+        history[3]["measurements"]["compile_cache"], "compiled",
+        "the fixed handler's package ran for the first time: {detail}"
+    );
+    // The execution page shows the attempts.
+    let (code, page) = fx.get_text(&format!("/executions/{id}")).await;
+    assert_eq!(code, 200);
+    assert!(page.contains("<h2>Attempts</h2>"), "{page}");
+    assert_eq!(
+        page.matches("status-retrying\">retrying").count(),
+        2,
+        "{page}"
+    );
     assert_eq!(
         detail["execution"]["output"][0]["data"]["greeting"], "Hello, world!",
         "{detail}"
@@ -177,4 +220,10 @@ async fn failures_are_retried_with_backoff_then_dead_lettered_and_a_redrive_runs
         .await;
     assert_eq!(code, 404);
     fx.stop().await;
+}
+
+/// Whether the retried attempts say when the next one was due, and the last one does not.
+fn attempt_history_has_retry_times(history: &[Value]) -> bool {
+    let (last, retried) = history.split_last().unwrap();
+    retried.iter().all(|a| a["retry_at"].is_string()) && last["retry_at"].is_null()
 }

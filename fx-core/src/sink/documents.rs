@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::execution::{
-    Execution, ExecutionId, ExecutionStatus, FailureKind, ResolvedPackage, StateEvent,
+    CacheLookup, Execution, ExecutionId, ExecutionStatus, FailureKind, ResolvedPackage, StateEvent,
 };
 
 /// One execution as the operational sink indexes it: its latest state. Writing a newer
@@ -87,22 +87,35 @@ pub struct MetricDoc {
     /// Run time in milliseconds.
     pub duration_ms: f64,
     /// Time between dispatch by the gateway and the start of the attempt, in milliseconds,
-    /// when the executor reports it (state events do not carry it yet).
+    /// when the executor reports it.
     pub queue_wait_ms: Option<f64>,
     /// Why it failed.
     pub failure_kind: Option<FailureKind>,
+    /// Where the compiled function came from, when the executor reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compile_cache: Option<CacheLookup>,
+    /// Linear memory the function grew to, in bytes, when the executor reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes: Option<u64>,
+    /// Fuel used, when the handler set a fuel budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel_used: Option<u64>,
+    /// The executor that ran it, when it reports itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<String>,
 }
 
 impl MetricDoc {
     /// The metric of a `succeeded` or `failed` state event of an execution of `handler`;
     /// `None` for other events.
     pub fn from_state(event: &StateEvent, handler: &str) -> Option<MetricDoc> {
-        let (execution_id, attempt, at, duration_us, status, failure_kind) = match event {
+        let (execution_id, attempt, at, duration_us, status, failure_kind, measured) = match event {
             StateEvent::Succeeded {
                 execution_id,
                 attempt,
                 at,
                 duration_us,
+                measurements,
                 ..
             } => (
                 execution_id,
@@ -111,6 +124,7 @@ impl MetricDoc {
                 duration_us,
                 ExecutionStatus::Succeeded,
                 None,
+                measurements,
             ),
             StateEvent::Failed {
                 execution_id,
@@ -118,6 +132,7 @@ impl MetricDoc {
                 at,
                 duration_us,
                 failure,
+                measurements,
                 ..
             } => (
                 execution_id,
@@ -126,6 +141,7 @@ impl MetricDoc {
                 duration_us,
                 ExecutionStatus::Failed,
                 Some(failure.kind),
+                measurements,
             ),
             StateEvent::Started { .. } | StateEvent::Log(_) => return None,
         };
@@ -136,8 +152,15 @@ impl MetricDoc {
             status,
             at: *at,
             duration_ms: micros_to_millis(*duration_us),
-            queue_wait_ms: None,
+            queue_wait_ms: measured.as_ref().map(|m| micros_to_millis(m.queue_wait_us)),
             failure_kind,
+            compile_cache: measured.as_ref().and_then(|m| m.compile_cache),
+            peak_memory_bytes: measured.as_ref().map(|m| m.peak_memory_bytes),
+            fuel_used: measured.as_ref().and_then(|m| m.fuel_used),
+            executor: measured
+                .as_ref()
+                .map(|m| m.executor.clone())
+                .filter(|e| !e.is_empty()),
         })
     }
 }
@@ -165,6 +188,7 @@ mod tests {
                 message: "timed out after 1 ms".into(),
             },
             retry_at: None,
+            measurements: None,
         };
         let metric = MetricDoc::from_state(&failed, "h").unwrap();
         assert_eq!(metric.attempt, 2);

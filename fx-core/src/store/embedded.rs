@@ -15,7 +15,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use super::{Created, HandlerChange, StateStore};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::execution::{
-    Execution, ExecutionId, ExecutionQuery, ExecutionStatus, ExecutionSummary, Page, StateEvent,
+    AttemptRecord, Execution, ExecutionId, ExecutionQuery, ExecutionStatus, ExecutionSummary, Page,
+    StateEvent,
 };
 use crate::handler::{validate_name, PackageRef};
 use crate::package::{
@@ -76,6 +77,15 @@ const MIGRATIONS: &[&str] = &[
         changed_at INTEGER NOT NULL,
         changed_by TEXT,
         PRIMARY KEY (name, revision)
+    );
+"#,
+    // 3: every finished attempt of an execution, with what the executor measured.
+    r#"
+    CREATE TABLE execution_attempts (
+        execution_id TEXT NOT NULL,
+        attempt      INTEGER NOT NULL,
+        record       TEXT NOT NULL,
+        PRIMARY KEY (execution_id, attempt)
     );
 "#,
 ];
@@ -220,6 +230,7 @@ impl ExecutionRow {
             started_at: self.started_at.map(time).transpose()?,
             finished_at: self.finished_at.map(time).transpose()?,
             duration_us: self.duration_us.and_then(|d| u64::try_from(d).ok()),
+            attempt_history: Vec::new(),
             id,
         })
     }
@@ -473,6 +484,7 @@ impl StateStore for SqliteStateStore {
                 at,
                 duration_us,
                 output,
+                ..
             } => (
                 TERMINAL_UPDATE,
                 terminal_args(
@@ -493,6 +505,7 @@ impl StateStore for SqliteStateStore {
                 duration_us,
                 failure,
                 retry_at,
+                ..
             } => (
                 TERMINAL_UPDATE,
                 terminal_args(
@@ -514,13 +527,32 @@ impl StateStore for SqliteStateStore {
                 .collect(),
             ),
         };
+        let record = AttemptRecord::from_state(event)
+            .map(|r| to_json("attempt record", &r).map(|json| (r.attempt, json)))
+            .transpose()?;
         let id = event.execution_id().clone();
         let state = event.name();
         self.call(move |conn| {
             let what = || format!("applying state {state} to execution {id}");
-            let changed = conn
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db(what()))?;
+            let changed = tx
                 .execute(sql, rusqlite::params_from_iter(args))
                 .map_err(db(what()))?;
+            // The first report of an attempt's end is its record, kept even when the
+            // execution has moved on (a late report of an earlier attempt); a replay changes
+            // nothing.
+            if let Some((attempt, json)) = record {
+                tx.execute(
+                    "INSERT INTO execution_attempts (execution_id, attempt, record)
+                     SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM executions WHERE id = ?1)
+                     ON CONFLICT (execution_id, attempt) DO NOTHING",
+                    params![id.as_str(), i64::from(attempt), json],
+                )
+                .map_err(db(what()))?;
+            }
+            tx.commit().map_err(db(what()))?;
             if changed == 0 {
                 let known: bool = conn
                     .query_row(
@@ -548,7 +580,23 @@ impl StateStore for SqliteStateStore {
                 .query_row(&sql, params![id.as_str()], ExecutionRow::read)
                 .optional()
                 .map_err(db(format!("reading execution {id}")))?;
-            row.map(ExecutionRow::decode).transpose()
+            let Some(mut execution) = row.map(ExecutionRow::decode).transpose()? else {
+                return Ok(None);
+            };
+            let mut attempts = conn
+                .prepare_cached(
+                    "SELECT record FROM execution_attempts WHERE execution_id = ?1 ORDER BY attempt",
+                )
+                .map_err(db(format!("reading the attempts of execution {id}")))?;
+            let records = attempts
+                .query_map(params![id.as_str()], |r| r.get::<_, String>(0))
+                .and_then(Iterator::collect::<rusqlite::Result<Vec<String>>>)
+                .map_err(db(format!("reading the attempts of execution {id}")))?;
+            execution.attempt_history = records
+                .iter()
+                .map(|text| from_json(&format!("attempt record of execution {id}"), text))
+                .collect::<Result<_>>()?;
+            Ok(Some(execution))
         })
         .await
     }
@@ -780,6 +828,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             duration_us: None,
+            attempt_history: vec![],
         }
     }
 

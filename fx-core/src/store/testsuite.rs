@@ -17,8 +17,8 @@ use super::{Created, HandlerChange, StateStore};
 use crate::error::ErrorKind;
 use crate::event::new_json_event;
 use crate::execution::{
-    Execution, ExecutionId, ExecutionQuery, ExecutionStatus, Failure, FailureKind, LogLevel,
-    LogLine, ResolvedPackage, StateEvent,
+    CacheLookup, Execution, ExecutionId, ExecutionQuery, ExecutionStatus, Failure, FailureKind,
+    LogLevel, LogLine, Measurements, ResolvedPackage, StateEvent,
 };
 use crate::handler::{Filter, Handler, LimitOverrides, PackageRef, RetryPolicy};
 use crate::package::{Manifest, PackageDigest, PackageVersion};
@@ -94,6 +94,7 @@ fn execution(handler: &str, n: u32, created_at: DateTime<Utc>) -> Execution {
         started_at: None,
         finished_at: None,
         duration_us: None,
+        attempt_history: vec![],
     }
 }
 
@@ -117,6 +118,7 @@ fn failed(id: &ExecutionId, attempt: u32, at: DateTime<Utc>, message: &str) -> S
             message: message.to_string(),
         },
         retry_at: None,
+        measurements: None,
     }
 }
 
@@ -128,6 +130,13 @@ fn succeeded(id: &ExecutionId, attempt: u32, at: DateTime<Utc>) -> StateEvent {
         at,
         duration_us: 20,
         output: vec![output],
+        measurements: Some(Measurements {
+            executor: "conformance".into(),
+            queue_wait_us: 1500,
+            compile_cache: Some(CacheLookup::Disk),
+            peak_memory_bytes: 1 << 20,
+            fuel_used: Some(42),
+        }),
     }
 }
 
@@ -402,6 +411,37 @@ async fn state_events_apply_once_and_in_attempt_order(store: &dyn StateStore) {
     });
     store.apply_state(&log).await.unwrap();
     assert_eq!(get().await, success);
+
+    // Every attempt is kept as first reported, oldest first, with its measurements.
+    let history: Vec<_> = success
+        .attempt_history
+        .iter()
+        .map(|r| {
+            (
+                r.attempt,
+                r.status,
+                r.finished_at,
+                r.failure.as_ref().map(|f| f.message.as_str()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        history,
+        vec![
+            (1, ExecutionStatus::Failed, t2, Some("boom")),
+            (2, ExecutionStatus::Succeeded, t4, None),
+        ]
+    );
+    let measured = success.attempt_history[1].measurements.as_ref().unwrap();
+    assert_eq!(
+        (
+            measured.queue_wait_us,
+            measured.compile_cache,
+            measured.fuel_used
+        ),
+        (1500, Some(CacheLookup::Disk), Some(42))
+    );
+    assert_eq!(success.attempt_history[0].measurements, None);
 }
 
 async fn a_terminal_state_without_a_start_is_applied(store: &dyn StateStore) {
@@ -606,6 +646,18 @@ async fn a_retrying_attempt_is_not_terminal_and_the_next_attempt_runs(store: &dy
     store.apply_state(&failed).await.unwrap();
     let stored = store.get_execution(&e.id).await.unwrap().unwrap();
     assert_eq!(stored.status, ExecutionStatus::Succeeded);
+    let statuses: Vec<_> = stored
+        .attempt_history
+        .iter()
+        .map(|r| (r.attempt, r.status, r.retry_at.is_some()))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            (1, ExecutionStatus::Retrying, true),
+            (2, ExecutionStatus::Succeeded, false)
+        ]
+    );
 }
 
 async fn handler_history_is_recorded_once_and_listed_newest_first(store: &dyn StateStore) {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use cloudevents::AttributesReader;
 use fx_core::bus::{topics, EventBus, Subscription};
 use fx_core::event::{decode_message, Message};
-use fx_core::execution::{FailureKind, StateEvent};
+use fx_core::execution::{CacheLookup, FailureKind, StateEvent};
 use fx_core::handler::LimitOverrides;
 use tokio_util::sync::CancellationToken;
 
@@ -86,15 +86,47 @@ async fn an_invocation_publishes_started_logs_output_and_succeeded_then_commits(
         other => panic!("expected a log line, got {other:?}"),
     }
     match next_state(&mut state).await {
-        StateEvent::Succeeded { output, .. } => {
+        StateEvent::Succeeded {
+            output,
+            measurements,
+            ..
+        } => {
             assert_eq!(output.len(), 1);
             assert_eq!(output[0].ty(), "com.ferrisfx.hello.greeted");
+            // The first invocation of a package compiles it; no fuel budget, none counted.
+            let m = measurements.expect("the executor reports its measurements");
+            assert_eq!(m.executor, "test-executor");
+            assert_eq!(m.compile_cache, Some(CacheLookup::Compiled));
+            assert!(m.peak_memory_bytes >= 64 * 1024, "{m:?}");
+            assert_eq!(m.fuel_used, None);
         }
         other => panic!("expected succeeded, got {other:?}"),
     }
     let greeting = decode_message(&next(&mut events).await).unwrap();
     assert_eq!(greeting.id(), "1-greeting");
     eventually("the commit", || fx.bus.committed(&invocations) == vec![0]).await;
+
+    // The next one finds the function in memory, and counts its fuel when it has a budget.
+    let metered = LimitOverrides {
+        fuel: Some(1_000_000_000),
+        ..Default::default()
+    };
+    let mut second = invocation(&digest, "com.example.hello", "2", metered);
+    second.dispatched_at = chrono::Utc::now() - chrono::Duration::milliseconds(250);
+    fx.bus
+        .publish(&invocations, Message::json(None, &second).unwrap())
+        .await
+        .unwrap();
+    let measured = loop {
+        match next_state(&mut state).await {
+            StateEvent::Succeeded { measurements, .. } => break measurements.unwrap(),
+            StateEvent::Started { .. } | StateEvent::Log(_) => {}
+            other => panic!("expected succeeded, got {other:?}"),
+        }
+    };
+    assert_eq!(measured.compile_cache, Some(CacheLookup::Memory));
+    assert!(measured.fuel_used.is_some_and(|f| f > 0), "{measured:?}");
+    assert!(measured.queue_wait_us >= 250_000, "{measured:?}");
 
     shutdown.cancel();
     tokio::time::timeout(WAIT, running)

@@ -6,9 +6,9 @@ use axum::extract::{Path, State};
 use cloudevents::event::Data;
 use cloudevents::AttributesReader;
 use fx_core::event::{data_json, Event};
-use fx_core::execution::{Execution, ExecutionStatus, ExecutionSummary};
+use fx_core::execution::{AttemptRecord, Execution, ExecutionStatus, ExecutionSummary};
 
-use super::{show_duration, show_time, HtmlTemplate, PageError};
+use super::{show_duration, show_size, show_time, HtmlTemplate, PageError};
 use crate::error::ApiQuery;
 use crate::routes::executions::{execution_detail, Again, ExecutionParams};
 use crate::AppState;
@@ -257,6 +257,58 @@ struct LogView {
     fields: Vec<(String, String)>,
 }
 
+/// A finished attempt as shown, with what the executor measured.
+struct AttemptView {
+    /// Attempt number.
+    attempt: u32,
+    /// `succeeded`, `retrying` or `failed`.
+    status: &'static str,
+    /// When it ended.
+    finished_at: String,
+    /// Run time.
+    duration: String,
+    /// Dispatch to start.
+    queue_wait: String,
+    /// `memory`, `disk` or `compiled`.
+    compile_cache: String,
+    /// Peak linear memory.
+    peak_memory: String,
+    /// Fuel used, when metered.
+    fuel_used: String,
+    /// Which executor ran it.
+    executor: String,
+    /// Why it failed.
+    failure: String,
+}
+
+impl From<&AttemptRecord> for AttemptView {
+    fn from(r: &AttemptRecord) -> Self {
+        let m = r.measurements.as_ref();
+        let unknown = || "–".to_string();
+        AttemptView {
+            attempt: r.attempt,
+            status: r.status.as_str(),
+            finished_at: show_time(&r.finished_at),
+            duration: show_duration(r.duration_us),
+            queue_wait: m.map_or_else(unknown, |m| show_duration(m.queue_wait_us)),
+            compile_cache: m
+                .and_then(|m| m.compile_cache)
+                .map_or_else(unknown, |c| c.as_str().to_string()),
+            peak_memory: m.map_or_else(unknown, |m| show_size(m.peak_memory_bytes)),
+            fuel_used: m
+                .and_then(|m| m.fuel_used)
+                .map_or_else(unknown, |f| f.to_string()),
+            executor: m
+                .map(|m| m.executor.clone())
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(unknown),
+            failure: r.failure.as_ref().map_or_else(String::new, |f| {
+                format!("{}: {}", f.kind.as_str().replace('_', " "), f.message)
+            }),
+        }
+    }
+}
+
 /// The page of one execution.
 #[derive(Template)]
 #[template(path = "execution.html")]
@@ -289,6 +341,8 @@ struct ExecutionPage {
     output: Vec<EventView>,
     /// Log lines, by attempt then position.
     logs: Vec<LogView>,
+    /// Finished attempts, oldest first.
+    attempt_rows: Vec<AttemptView>,
     /// The live stream that tells the page to reload, while the execution is not finished.
     live: Option<String>,
 }
@@ -333,6 +387,7 @@ pub async fn show(
         failure,
         event: EventView::from(&e.event),
         output: e.output.iter().map(EventView::from).collect(),
+        attempt_rows: e.attempt_history.iter().map(AttemptView::from).collect(),
         logs: detail
             .logs
             .into_iter()

@@ -38,6 +38,7 @@ pub async fn seed_execution(
         started_at: None,
         finished_at: None,
         duration_us: None,
+        attempt_history: vec![],
     };
     app.backends
         .state
@@ -70,6 +71,7 @@ pub async fn fail_execution(app: &TestApp, id: &ExecutionId, handler: &str, reas
                 message: reason.into(),
             },
             retry_at: None,
+            measurements: None,
         })
         .await
         .unwrap();

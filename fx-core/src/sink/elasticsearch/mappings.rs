@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::execution::{ExecutionId, ExecutionStatus, FailureKind, LogLevel, LogLine};
+use crate::execution::{CacheLookup, ExecutionId, ExecutionStatus, FailureKind, LogLevel, LogLine};
 use crate::sink::documents::{ExecutionDoc, MetricDoc};
 
 /// The three index families.
@@ -115,6 +115,10 @@ pub fn properties(family: Family, key_values: KeyValueType) -> Value {
             "duration_ms": double(),
             "queue_wait_ms": double(),
             "failure_kind": keyword(),
+            "compile_cache": keyword(),
+            "peak_memory_bytes": json!({ "type": "long" }),
+            "fuel_used": json!({ "type": "long" }),
+            "executor": keyword(),
         }),
         Family::Executions => json!({
             "@timestamp": date(),
@@ -241,6 +245,18 @@ pub struct MetricSource {
     /// Failure kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_kind: Option<FailureKind>,
+    /// `memory`, `disk` or `compiled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compile_cache: Option<CacheLookup>,
+    /// Peak linear memory in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes: Option<u64>,
+    /// Fuel used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel_used: Option<u64>,
+    /// Executor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<String>,
 }
 
 impl From<&MetricDoc> for MetricSource {
@@ -254,6 +270,10 @@ impl From<&MetricDoc> for MetricSource {
             duration_ms: m.duration_ms,
             queue_wait_ms: m.queue_wait_ms,
             failure_kind: m.failure_kind,
+            compile_cache: m.compile_cache,
+            peak_memory_bytes: m.peak_memory_bytes,
+            fuel_used: m.fuel_used,
+            executor: m.executor.clone(),
         }
     }
 }

@@ -238,8 +238,12 @@ async fn metrics_are_counted_once_and_executions_keep_their_latest_state() {
         status: ExecutionStatus::Succeeded,
         at: Utc::now(),
         duration_ms: 12.5,
-        queue_wait_ms: None,
+        queue_wait_ms: Some(3.5),
         failure_kind: None,
+        compile_cache: Some(crate::execution::CacheLookup::Disk),
+        executor: Some("executor-es".into()),
+        fuel_used: None,
+        peak_memory_bytes: Some(1 << 20),
     };
     sink.write_metrics(&[metric.clone(), metric.clone()])
         .await
@@ -280,6 +284,15 @@ async fn metrics_are_counted_once_and_executions_keep_their_latest_state() {
         count(&sink.cluster, Family::Executions, by_id.clone()).await,
         1
     );
+    // The executor's measurements are searchable fields.
+    let measured = json!({ "bool": { "filter": [
+        by_id.clone(),
+        { "term": { "compile_cache": "disk" } },
+        { "term": { "executor": "executor-es" } },
+        { "range": { "peak_memory_bytes": { "gte": 1048576 } } },
+        { "range": { "queue_wait_ms": { "gt": 3.0 } } },
+    ] } });
+    assert_eq!(count(&sink.cluster, Family::Metrics, measured).await, 1);
     let succeeded = json!({ "bool": { "filter": [by_id, { "term": { "status": "succeeded" } }] } });
     assert_eq!(count(&sink.cluster, Family::Executions, succeeded).await, 1);
     assert_eq!(sink.rejected_total(), 0);

@@ -83,6 +83,18 @@ pub(crate) const STATE: &[Migration] = &[
     );
 "#,
     },
+    Migration {
+        version: 3,
+        description: "every finished attempt of an execution, with its measurements",
+        sql: r#"
+    CREATE TABLE execution_attempts (
+        execution_id text COLLATE "C" NOT NULL,
+        attempt      bigint NOT NULL,
+        record       text NOT NULL,
+        PRIMARY KEY (execution_id, attempt)
+    );
+"#,
+    },
 ];
 
 /// Brings `component`'s schema up to date with `migrations`.

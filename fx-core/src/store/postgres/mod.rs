@@ -20,7 +20,8 @@ use super::embedded::{decode_cursor, encode_cursor, stored_revision};
 use super::{Created, HandlerChange, StateStore};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::execution::{
-    Execution, ExecutionId, ExecutionQuery, ExecutionStatus, ExecutionSummary, Page, StateEvent,
+    AttemptRecord, Execution, ExecutionId, ExecutionQuery, ExecutionStatus, ExecutionSummary, Page,
+    StateEvent,
 };
 use crate::handler::{validate_name, PackageRef};
 use crate::package::{
@@ -39,7 +40,9 @@ pub use connection::PostgresSettings;
 
 const PACKAGE_COLUMNS: &str = "name, version, digest, size, manifest, uploaded_at, uploaded_by";
 const EXECUTION_COLUMNS: &str = "id, handler, status, attempts, event, package, output, error, \
-     created_at, started_at, finished_at, duration_us";
+     created_at, started_at, finished_at, duration_us, \
+     (SELECT string_agg(record, ',' ORDER BY attempt) FROM execution_attempts \
+        WHERE execution_id = executions.id)";
 const SUMMARY_COLUMNS: &str =
     "id, handler, status, event_id, event_source, event_type, attempts, created_at, duration_us";
 
@@ -122,6 +125,13 @@ fn execution(row: &Row) -> Result<Execution> {
     let error: Option<String> = get(row, 7)?;
     let attempts: i64 = get(row, 3)?;
     let duration_us: Option<i64> = get(row, 11)?;
+    let attempt_history = match get::<Option<String>>(row, 12)? {
+        Some(records) => from_json(
+            &format!("attempt records of execution {id}"),
+            &format!("[{records}]"),
+        )?,
+        None => Vec::new(),
+    };
     Ok(Execution {
         handler: get(row, 1)?,
         status: stored_status(&get::<String>(row, 2)?)?,
@@ -143,6 +153,7 @@ fn execution(row: &Row) -> Result<Execution> {
         started_at: get(row, 9)?,
         finished_at: get(row, 10)?,
         duration_us: duration_us.and_then(|d| u64::try_from(d).ok()),
+        attempt_history,
         id,
     })
 }
@@ -183,6 +194,11 @@ const FINISH: &str = "WITH applied AS (
             output = $7, error = $8
         WHERE id = $1
             AND (attempts < $3 OR (attempts = $3 AND status NOT IN ('succeeded', 'failed')))
+        RETURNING 1),
+    recorded AS (
+        INSERT INTO execution_attempts (execution_id, attempt, record)
+        SELECT $1, $3, $9 WHERE EXISTS (SELECT 1 FROM executions WHERE id = $1)
+        ON CONFLICT (execution_id, attempt) DO NOTHING
         RETURNING 1)
     SELECT EXISTS (SELECT 1 FROM applied), EXISTS (SELECT 1 FROM executions WHERE id = $1)";
 
@@ -442,6 +458,7 @@ impl StateStore for PostgresStateStore {
                 at,
                 duration_us,
                 output,
+                ..
             } => {
                 let mut args = finish_args(
                     execution_id,
@@ -452,6 +469,7 @@ impl StateStore for PostgresStateStore {
                 );
                 args.push(Box::new(to_json("execution output", output)?));
                 args.push(Box::new(None::<String>));
+                args.push(Box::new(attempt_record(event)?));
                 (FINISH, args)
             }
             StateEvent::Failed {
@@ -461,6 +479,7 @@ impl StateStore for PostgresStateStore {
                 duration_us,
                 failure,
                 retry_at,
+                ..
             } => {
                 let mut args = finish_args(
                     execution_id,
@@ -475,6 +494,7 @@ impl StateStore for PostgresStateStore {
                 );
                 args.push(Box::new("[]".to_string()));
                 args.push(Box::new(Some(to_json("execution error", failure)?)));
+                args.push(Box::new(attempt_record(event)?));
                 (FINISH, args)
             }
         };
@@ -659,6 +679,13 @@ impl StateStore for PostgresStateStore {
             })
             .collect()
     }
+}
+
+/// The attempt record of a terminal state event, as JSON (parameter 9 of [`FINISH`]).
+fn attempt_record(event: &StateEvent) -> Result<String> {
+    let record = AttemptRecord::from_state(event)
+        .ok_or_else(|| Error::internal("an attempt record of a state that ends no attempt"))?;
+    to_json("attempt record", &record)
 }
 
 /// The first six parameters of [`FINISH`].

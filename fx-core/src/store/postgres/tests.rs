@@ -30,6 +30,7 @@ fn execution(n: u32, handler: &str, created_at: DateTime<Utc>) -> Execution {
         started_at: None,
         finished_at: None,
         duration_us: None,
+        attempt_history: vec![],
     }
 }
 
@@ -224,6 +225,7 @@ async fn postgres_paging_through_100000_executions_returns_each_once() {
                 at: base,
                 duration_us: 5,
                 output: vec![],
+                measurements: None,
             })
             .await
             .unwrap();

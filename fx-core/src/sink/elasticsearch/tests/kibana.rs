@@ -367,6 +367,10 @@ async fn write_known_executions(sink: &ElasticsearchSink) {
                 duration_ms,
                 queue_wait_ms: None,
                 failure_kind,
+                compile_cache: None,
+                executor: None,
+                fuel_used: None,
+                peak_memory_bytes: None,
             };
             // Redelivered: still one per attempt.
             sink.write_metrics(&[metric.clone(), metric]).await.unwrap();
