@@ -1,7 +1,7 @@
 //! The handler table, kept live by a blocking watch on the config store.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fx_core::registry::{HandlerRegistry, HandlerTable};
 use tokio::sync::watch;
@@ -23,11 +23,24 @@ pub struct LiveTable {
 struct Refresh {
     registry: Arc<dyn HandlerRegistry>,
     tx: Arc<watch::Sender<Arc<HandlerTable>>>,
-    last: std::sync::Mutex<Option<std::time::Instant>>,
+    /// One read at a time; holds when the last one started and the read budget.
+    reads: tokio::sync::Mutex<Reads>,
 }
 
-/// At most one direct read of the store per this interval (unmatched events can be many).
-const REFRESH_EVERY: Duration = Duration::from_millis(250);
+/// The direct reads made so far.
+struct Reads {
+    /// When the last completed read started: it saw every handler written before then.
+    last_start: Option<Instant>,
+    /// Reads that may be made now (a token bucket).
+    budget: f64,
+    /// When the budget was last topped up.
+    topped_up: Instant,
+}
+
+/// Direct reads of the store allowed in a burst (unmatched events can be many) …
+const REFRESH_BURST: f64 = 20.0;
+/// … and per second after it.
+const REFRESH_PER_SECOND: f64 = 4.0;
 /// How long a direct read may take before the event is treated as unmatched.
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -49,7 +62,11 @@ impl LiveTable {
             refresh: Some(Arc::new(Refresh {
                 registry,
                 tx,
-                last: std::sync::Mutex::new(None),
+                reads: tokio::sync::Mutex::new(Reads {
+                    last_start: None,
+                    budget: REFRESH_BURST,
+                    topped_up: Instant::now(),
+                }),
             })),
         })
     }
@@ -68,38 +85,48 @@ impl LiveTable {
         self.current.borrow().clone()
     }
 
-    /// For an event that matched no handler: reads the store directly (at most every 250 ms)
-    /// and returns the newer table if the watch has not brought it yet, so that an event sent
-    /// right after its handler was created still runs. `None` when nothing is newer.
-    pub async fn refreshed_if_stale(&self) -> Option<Arc<HandlerTable>> {
+    /// For an event that arrived at `arrived` and matched no handler in the table at revision
+    /// `seen`: a newer table, if there is one, so that an event sent right after its handler
+    /// was created still runs although the watch has not brought the handler yet.
+    ///
+    /// The watch may have brought a newer table meanwhile; otherwise the store is read
+    /// directly, unless a read that started after the event arrived has already been made (it
+    /// saw everything written before the event). Reads go one at a time, within a budget of
+    /// [`REFRESH_BURST`] at once and [`REFRESH_PER_SECOND`] after: an event beyond the budget
+    /// is matched against the table as it is. `None` when nothing is newer.
+    pub async fn newer_than(&self, seen: u64, arrived: Instant) -> Option<Arc<HandlerTable>> {
+        let newer = |table: Arc<HandlerTable>| (table.revision > seen).then_some(table);
         let refresh = self.refresh.as_ref()?;
-        {
-            let mut last = refresh
-                .last
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let now = std::time::Instant::now();
-            if last.is_some_and(|at| now.duration_since(at) < REFRESH_EVERY) {
-                return None;
-            }
-            *last = Some(now);
+        if let Some(table) = newer(self.current()) {
+            return Some(table);
         }
-        let table = tokio::time::timeout(REFRESH_TIMEOUT, refresh.registry.table())
-            .await
-            .ok()?
-            .ok()?;
-        let mut newer = None;
+        let mut reads = refresh.reads.lock().await;
+        if reads.last_start.is_some_and(|at| at >= arrived) {
+            return newer(self.current());
+        }
+        let now = Instant::now();
+        let earned = now.duration_since(reads.topped_up).as_secs_f64() * REFRESH_PER_SECOND;
+        reads.budget = (reads.budget + earned).min(REFRESH_BURST);
+        reads.topped_up = now;
+        if reads.budget < 1.0 {
+            return newer(self.current());
+        }
+        reads.budget -= 1.0;
+        let read = tokio::time::timeout(REFRESH_TIMEOUT, refresh.registry.table()).await;
+        let Ok(Ok(table)) = read else {
+            return newer(self.current());
+        };
+        reads.last_start = Some(now);
         refresh.tx.send_if_modified(|current| {
             if table.revision > current.revision {
                 log_table(&table);
                 *current = Arc::new(table);
-                newer = Some(current.clone());
                 true
             } else {
                 false
             }
         });
-        newer
+        newer(self.current())
     }
 
     /// Waits until the table reaches at least `revision` (for tests and callers that just wrote).
@@ -126,7 +153,7 @@ async fn watch_loop(
         match next {
             Ok(table) => {
                 delay = Duration::from_millis(100);
-                // A direct read (`refreshed_if_stale`) may have brought it (or a newer one)
+                // A direct read (`newer_than`) may have brought it (or a newer one)
                 // already; a revision below the one watched from is a store that was reset.
                 let current = tx.borrow().revision;
                 if table.revision > current || table.revision < revision {

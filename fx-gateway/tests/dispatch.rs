@@ -30,6 +30,8 @@ fn handler(name: &str, ty: &str, package: &str) -> Handler {
         retry: Default::default(),
         enabled: true,
         reuse_instances: false,
+        config: Default::default(),
+        secrets: Default::default(),
     }
 }
 
@@ -250,6 +252,32 @@ async fn an_event_right_after_its_handler_was_created_runs_even_if_the_watch_lag
         table.current().handlers.len(),
         1,
         "the table took the new handler"
+    );
+    // Unmatched events that nothing new would match cost no more than one read each, and
+    // another handler created right after (no pause) is still found.
+    for n in 0..5 {
+        let stray = new_json_event(
+            format!("e-stray-{n}"),
+            "/t",
+            "t.none",
+            serde_json::json!({}),
+        )
+        .unwrap();
+        assert!(dispatcher
+            .dispatch(&stray, &shutdown)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+    registry
+        .put(&handler("later", "t.later", "hello"), Expect::Absent)
+        .await
+        .unwrap();
+    let event = new_json_event("e-later", "/t", "t.later", serde_json::json!({})).unwrap();
+    let result = dispatcher.dispatch(&event, &shutdown).await.unwrap();
+    assert!(
+        matches!(result.as_slice(), [Dispatched::New(_)]),
+        "an event right after another unmatched one: {result:?}"
     );
     shutdown.cancel();
 }
