@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::handler::{Handler, Limits};
+use crate::handler::{Grants, Handler, Limits};
 use crate::package::PackageDigest;
 
 /// Identity of an execution, derived from the event (`source` + `id`) and the handler, so that
@@ -450,6 +450,9 @@ pub struct Invocation {
     /// re-drive): the retry policy counts `attempt - attempt_base`.
     #[serde(default)]
     pub attempt_base: u32,
+    /// Configuration values and the names of the secrets the function may read.
+    #[serde(default, skip_serializing_if = "Grants::is_empty")]
+    pub grants: Grants,
 }
 
 /// Severity of a log line.

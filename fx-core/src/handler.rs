@@ -1,5 +1,7 @@
 //! Handlers: which events run which package, where, and within what limits.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -40,6 +42,15 @@ pub struct Handler {
     /// a limit is never reused.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reuse_instances: bool,
+    /// Configuration values handed to the function (`config.get` in the WIT world), over the
+    /// defaults in the package's manifest. Anyone who can read the handler sees them: put
+    /// credentials in `secrets`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// Names of the executor's secrets this handler grants its function (`config.secret`). The
+    /// package's manifest must declare each; the values never leave the executor.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub secrets: BTreeSet<String>,
 }
 
 fn default_pool() -> String {
@@ -59,6 +70,8 @@ impl Handler {
         self.package.validate()?;
         self.limits.validate()?;
         self.retry.validate()?;
+        validate_config("handler config", &self.config)?;
+        validate_secret_names("handler secrets", &self.secrets)?;
         Ok(())
     }
 
@@ -337,6 +350,115 @@ impl Default for Limits {
     }
 }
 
+/// Configuration entries a handler or manifest may set.
+pub const MAX_CONFIG_ENTRIES: usize = 100;
+/// Bytes of one configuration value.
+pub const MAX_CONFIG_VALUE_BYTES: usize = 16 * 1024;
+/// Bytes of all configuration keys and values together.
+pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
+
+/// Checks a configuration key or secret name: 1 to 128 ASCII letters, digits, `_`, `-`, `.`,
+/// not starting with `.` (so that a Kubernetes secret volume's own files never match).
+pub fn validate_key(what: &str, key: &str) -> Result<()> {
+    let ok = !key.is_empty()
+        && key.len() <= 128
+        && !key.starts_with('.')
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "{what}: {key:?} must be 1 to 128 ASCII letters, digits, '_', '-' or '.', not starting with '.'"
+        )))
+    }
+}
+
+/// Checks configuration entries: keys by [`validate_key`], and the sizes.
+pub fn validate_config(what: &str, config: &BTreeMap<String, String>) -> Result<()> {
+    if config.len() > MAX_CONFIG_ENTRIES {
+        return Err(Error::invalid(format!(
+            "{what} has {} entries; at most {MAX_CONFIG_ENTRIES}",
+            config.len()
+        )));
+    }
+    let mut total = 0;
+    for (key, value) in config {
+        validate_key(what, key)?;
+        if value.len() > MAX_CONFIG_VALUE_BYTES {
+            return Err(Error::invalid(format!(
+                "{what}: the value of {key:?} is {} bytes; at most {MAX_CONFIG_VALUE_BYTES}",
+                value.len()
+            )));
+        }
+        total += key.len() + value.len();
+    }
+    if total > MAX_CONFIG_BYTES {
+        return Err(Error::invalid(format!(
+            "{what} is {total} bytes in all; at most {MAX_CONFIG_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks secret names by [`validate_key`].
+pub fn validate_secret_names(what: &str, names: &BTreeSet<String>) -> Result<()> {
+    if names.len() > MAX_CONFIG_ENTRIES {
+        return Err(Error::invalid(format!(
+            "{what} names {} secrets; at most {MAX_CONFIG_ENTRIES}",
+            names.len()
+        )));
+    }
+    names.iter().try_for_each(|name| validate_key(what, name))
+}
+
+/// What an invocation hands its function besides the event: the configuration values (the
+/// manifest's defaults under the handler's values) and the names of the secrets it may read
+/// (granted by the handler and declared by the manifest). Secret values are looked up by the
+/// executor, never carried here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grants {
+    /// Configuration keys and values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// Secret names.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub secrets: BTreeSet<String>,
+}
+
+impl Grants {
+    /// The grants of `handler` running a package with `manifest`. A secret the handler grants
+    /// but the manifest does not declare is left out (the management server refuses such a
+    /// handler; an alias moved to a version that stopped declaring it can still get here).
+    pub fn resolve(manifest: &crate::package::Manifest, handler: &Handler) -> Grants {
+        let mut config = manifest.config.clone();
+        config.extend(handler.config.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Grants {
+            config,
+            secrets: handler
+                .secrets
+                .intersection(&manifest.secrets)
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// The secrets `handler` grants that `manifest` does not declare.
+    pub fn undeclared(manifest: &crate::package::Manifest, handler: &Handler) -> Vec<String> {
+        handler
+            .secrets
+            .difference(&manifest.secrets)
+            .cloned()
+            .collect()
+    }
+
+    /// Whether nothing is granted.
+    pub fn is_empty(&self) -> bool {
+        self.config.is_empty() && self.secrets.is_empty()
+    }
+}
+
 /// What happens when an execution fails.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -427,6 +549,70 @@ impl RetryPolicy {
 mod tests {
     use super::*;
     use crate::event::new_json_event;
+
+    #[test]
+    fn grants_put_the_handler_config_over_the_manifest_and_keep_only_declared_secrets() {
+        let manifest = crate::package::Manifest::parse(
+            "name = \"p\"\nversion = \"1.0.0\"\nsecrets = [\"api-token\", \"db-url\"]\n\
+             [config]\ngreeting = \"Hello\"\nregion = \"eu\"\n",
+        )
+        .unwrap();
+        let handler: Handler = serde_json::from_value(serde_json::json!({
+            "name": "h",
+            "filter": {"all": []},
+            "package": {"name": "p"},
+            "config": {"greeting": "Howdy", "mode": "strict"},
+            "secrets": ["api-token", "stolen"],
+        }))
+        .unwrap();
+        handler.validate().unwrap();
+        let grants = Grants::resolve(&manifest, &handler);
+        let config: Vec<(&str, &str)> = grants
+            .config
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            config,
+            [("greeting", "Howdy"), ("mode", "strict"), ("region", "eu")]
+        );
+        assert_eq!(grants.secrets, BTreeSet::from(["api-token".to_string()]));
+        assert_eq!(Grants::undeclared(&manifest, &handler), ["stolen"]);
+    }
+
+    #[test]
+    fn config_keys_secret_names_and_sizes_are_checked() {
+        let mut handler: Handler = serde_json::from_value(serde_json::json!({
+            "name": "h", "filter": {"all": []}, "package": {"name": "p"},
+        }))
+        .unwrap();
+        handler.config.insert("bad key".into(), "x".into());
+        assert!(handler
+            .validate()
+            .unwrap_err()
+            .message()
+            .contains("\"bad key\""));
+        handler.config.clear();
+        handler
+            .config
+            .insert("big".into(), "x".repeat(MAX_CONFIG_VALUE_BYTES + 1));
+        assert!(handler
+            .validate()
+            .unwrap_err()
+            .message()
+            .contains("at most"));
+        handler.config.clear();
+        handler.secrets.insert("..data".into());
+        assert!(handler
+            .validate()
+            .unwrap_err()
+            .message()
+            .contains("not starting with '.'"));
+        let manifest = crate::package::Manifest::parse(
+            "name = \"p\"\nversion = \"1.0.0\"\n[config]\n\"a b\" = \"x\"\n",
+        );
+        assert!(manifest.unwrap_err().message().contains("fx.toml [config]"));
+    }
 
     #[test]
     fn retry_delays_double_up_to_the_cap_with_at_most_half_of_them_jittered() {
@@ -551,6 +737,8 @@ mod tests {
             retry: RetryPolicy::default(),
             enabled: true,
             reuse_instances: false,
+            config: Default::default(),
+            secrets: Default::default(),
         };
         assert!(h.validate().unwrap_err().message().contains("handler name"));
         h.name = "ok".into();

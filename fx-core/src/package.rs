@@ -104,6 +104,13 @@ pub struct Manifest {
     /// Capabilities the function asks for (none are granted yet beyond logging and emitting).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capabilities: Vec<String>,
+    /// Default configuration values (`[config]`); a handler's `config` overrides them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub config: std::collections::BTreeMap<String, String>,
+    /// The secrets the function may ask for. A handler grants each by name; the executor holds
+    /// the values.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub secrets: std::collections::BTreeSet<String>,
 }
 
 fn default_component() -> String {
@@ -142,8 +149,12 @@ impl Manifest {
             retry: Default::default(),
             enabled: true,
             reuse_instances: false,
+            config: Default::default(),
+            secrets: Default::default(),
         }
-        .validate()
+        .validate()?;
+        crate::handler::validate_config("fx.toml [config]", &self.config)?;
+        crate::handler::validate_secret_names("fx.toml secrets", &self.secrets)
     }
 }
 

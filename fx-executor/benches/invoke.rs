@@ -71,6 +71,8 @@ fn invocation(digest: &PackageDigest, reuse: bool) -> Invocation {
             retry: Default::default(),
             enabled: true,
             reuse_instances: reuse,
+            config: Default::default(),
+            secrets: Default::default(),
         },
         package: ResolvedPackage {
             name: "misbehave".into(),
@@ -83,6 +85,7 @@ fn invocation(digest: &PackageDigest, reuse: bool) -> Invocation {
         dispatched_at: chrono::Utc::now(),
         attempt_base: 0,
         not_before: None,
+        grants: Default::default(),
     }
 }
 

@@ -17,6 +17,7 @@ use wasmtime::{
 
 use crate::convert::{from_wit, to_wit, wit_event_size};
 use crate::host::{Breach, Function, FunctionPre, HostState, RawLog, WitEvent};
+use crate::secrets::FunctionGrants;
 
 /// Bytes of stderr quoted in the reason of a trap.
 const STDERR_TAIL_BYTES: usize = 512;
@@ -178,11 +179,18 @@ impl Runtime {
         })
     }
 
-    /// Runs `event` through a fresh store and instance with `limits`. Blocking: call it off the
-    /// async workers.
-    pub fn run(&self, pre: &FunctionPre<HostState>, event: &Event, limits: &Limits) -> RunResult {
+    /// Runs `event` through a fresh store and instance with `limits`, handing the function
+    /// `grants`. Blocking: call it off the async workers.
+    pub fn run(
+        &self,
+        pre: &FunctionPre<HostState>,
+        event: &Event,
+        limits: &Limits,
+        grants: &Arc<FunctionGrants>,
+    ) -> RunResult {
         let start = Instant::now();
         let mut store = self.store(limits);
+        store.data_mut().set_grants(grants.clone());
         let called = self
             .arm(&mut store, limits, start)
             .and_then(|()| pre.instantiate(&mut store))
@@ -202,6 +210,7 @@ impl Runtime {
         pre: &FunctionPre<HostState>,
         event: &Event,
         limits: &Limits,
+        grants: &Arc<FunctionGrants>,
     ) -> RunResult {
         let start = Instant::now();
         let warm = self.take_warm(key, limits);
@@ -216,6 +225,7 @@ impl Runtime {
             }
         };
         store.data_mut().reset_for_next_call();
+        store.data_mut().set_grants(grants.clone());
         let called = match function {
             Ok(function) => self
                 .arm(&mut store, limits, start)

@@ -9,7 +9,10 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use std::sync::Arc;
+
 use crate::convert::{from_wit, wit_event_size};
+use crate::secrets::FunctionGrants;
 use crate::stdio::{CapturedOutput, LogBudget};
 
 /// Bindings generated from `sdk/wit/function.wit`.
@@ -156,6 +159,8 @@ pub struct HostState {
     pub breach: Option<Breach>,
     stdout: CapturedOutput,
     stderr: CapturedOutput,
+    /// Configuration values and secrets the function may read.
+    grants: Arc<FunctionGrants>,
 }
 
 impl HostState {
@@ -184,7 +189,13 @@ impl HostState {
             breach: None,
             stdout,
             stderr,
+            grants: FunctionGrants::none(),
         }
+    }
+
+    /// Hands the function `grants` for its next call.
+    pub fn set_grants(&mut self, grants: Arc<FunctionGrants>) {
+        self.grants = grants;
     }
 
     /// Clears what the last invocation produced, so that a warm instance starts its next one
@@ -235,6 +246,25 @@ impl WasiView for HostState {
 }
 
 impl ferrisfx::function::types::Host for HostState {}
+
+impl ferrisfx::function::config::Host for HostState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.grants.config.get(&key).cloned())
+    }
+
+    fn get_all(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
+        Ok(self
+            .grants
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn secret(&mut self, name: String) -> wasmtime::Result<Result<String, String>> {
+        Ok(self.grants.secret(&name))
+    }
+}
 
 impl ferrisfx::function::host::Host for HostState {
     fn log(

@@ -7,12 +7,14 @@
 //! - [`stdio`]: captured stdout/stderr, counted against the log budget.
 //! - [`engine`]: the engine, epoch ticker, linker, and one run in a fresh store.
 //! - [`cache`]: fetch once, compile once per package digest, compiled artifacts on disk.
+//! - [`secrets`]: configuration values and the secrets a handler grants its function.
 //! - [`worker`]: the consumer loop with its concurrency limits and at-least-once commits.
 
 pub mod cache;
 pub mod convert;
 pub mod engine;
 pub mod host;
+pub mod secrets;
 pub mod stdio;
 pub mod worker;
 
@@ -63,6 +65,11 @@ pub struct ExecutorSettings {
     /// `memory_mb` a handler may ask for). Slots are virtual address space, not RAM.
     #[serde(default = "default_pool_memory")]
     pub pool_max_memory_mb: u32,
+    /// A directory of secrets, one file per secret named like it (a Kubernetes Secret mounted
+    /// as a volume). A function reads a secret only when its package declares it and its
+    /// handler grants it. None by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_dir: Option<PathBuf>,
 }
 
 /// How the engine allocates instances.
@@ -125,6 +132,7 @@ impl Default for ExecutorSettings {
             allocator: Allocator::default(),
             pool_instances: 0,
             pool_max_memory_mb: default_pool_memory(),
+            secrets_dir: None,
         }
     }
 }
@@ -167,6 +175,7 @@ pub struct Executor {
     settings: ExecutorSettings,
     runtime: Arc<engine::Runtime>,
     cache: Arc<cache::CompileCache>,
+    secrets: Arc<secrets::SecretStore>,
     packages: Arc<dyn PackageStore>,
     bus: Arc<dyn EventBus>,
 }
@@ -188,10 +197,12 @@ impl Executor {
         settings.max_concurrency = settings.max_concurrency.max(1);
         let runtime = Arc::new(engine::Runtime::with_settings(&settings.engine())?);
         let cache = Arc::new(cache::CompileCache::new(&settings.cache_dir, &runtime)?);
+        let secrets = Arc::new(secrets::SecretStore::new(settings.secrets_dir.clone()));
         Ok(Executor {
             settings,
             runtime,
             cache,
+            secrets,
             packages,
             bus,
         })
@@ -244,9 +255,13 @@ impl Executor {
                 invocation.package.digest.clone(),
             )
         });
-        let run = tokio::task::spawn_blocking(move || match warm {
-            Some(key) => runtime.run_warm(&key, &pre, &event, &limits),
-            None => runtime.run(&pre, &event, &limits),
+        let (secrets, wanted) = (self.secrets.clone(), invocation.grants.clone());
+        let run = tokio::task::spawn_blocking(move || {
+            let grants = secrets.resolve(&wanted);
+            match warm {
+                Some(key) => runtime.run_warm(&key, &pre, &event, &limits, &grants),
+                None => runtime.run(&pre, &event, &limits, &grants),
+            }
         })
         .await;
         let run = match run {

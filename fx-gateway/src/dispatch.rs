@@ -13,7 +13,7 @@ use fx_core::execution::{
     Execution, ExecutionId, ExecutionStatus, Failure, FailureKind, Invocation, ResolvedPackage,
     StateEvent,
 };
-use fx_core::handler::{Handler, Limits};
+use fx_core::handler::{Grants, Handler, Limits};
 use fx_core::registry::HandlerTable;
 use fx_core::store::Created;
 use fx_core::telemetry;
@@ -177,13 +177,14 @@ impl Dispatcher {
         event: &Event,
         shutdown: &CancellationToken,
     ) -> Result<Vec<(Dispatched, Option<Outgoing>)>> {
+        let arrived = std::time::Instant::now();
         let mut results = Vec::new();
         for stored in table.handlers.iter().filter(|h| h.handler.matches(event)) {
             results.push(self.dispatch_to(&stored.handler, event, shutdown).await?);
         }
         if results.is_empty() {
             // The watch may lag a handler created a moment ago: look at the store itself.
-            if let Some(fresh) = self.table.refreshed_if_stale().await {
+            if let Some(fresh) = self.table.newer_than(table.revision, arrived).await {
                 for stored in fresh.handlers.iter().filter(|h| h.handler.matches(event)) {
                     results.push(self.dispatch_to(&stored.handler, event, shutdown).await?);
                 }
@@ -258,7 +259,10 @@ impl Dispatcher {
                         "package {} does not exist: upload it or point the handler at another version",
                         handler.package
                     ),
-                }, retry_at: None, measurements: None, };
+                },
+                retry_at: None,
+                measurements: None,
+            };
             until_available("recording execution failure", shutdown, || {
                 state.apply_state(&failed)
             })
@@ -276,6 +280,7 @@ impl Dispatcher {
             dispatched_at: Utc::now(),
             attempt_base: 0,
             not_before: None,
+            grants: Grants::resolve(&version.manifest, handler),
         };
         // Keyed like the event, so invocations of related events stay in order per partition.
         let message = Message::json(Some(fx_core::event::partition_key(event)), &invocation)?;

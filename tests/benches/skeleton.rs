@@ -61,6 +61,8 @@ async fn warm_invocation_latency() {
             retry: Default::default(),
             enabled: true,
             reuse_instances: false,
+            config: Default::default(),
+            secrets: Default::default(),
         },
         package: ResolvedPackage {
             name: "hello".into(),
@@ -73,6 +75,7 @@ async fn warm_invocation_latency() {
         dispatched_at: chrono::Utc::now(),
         attempt_base: 0,
         not_before: None,
+        grants: Default::default(),
     };
     let cold = Instant::now();
     assert!(executor.invoke(&invocation).await.result.is_ok());

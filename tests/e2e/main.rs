@@ -9,6 +9,7 @@
 mod consul;
 mod distributed;
 mod elasticsearch;
+mod grants;
 mod guests;
 mod metrics;
 mod retries;

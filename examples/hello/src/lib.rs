@@ -2,9 +2,10 @@
 //!
 //! Answers any event with one `com.ferrisfx.hello.greeted` event whose JSON data is
 //! `{"greeting": "Hello, <name>!"}`, where `<name>` is the `name` string of the input's JSON data,
-//! or `world` when there is none.
+//! or `world` when there is none. The handler may change the greeting word with its `greeting`
+//! configuration value (default `Hello`, from `fx.toml`).
 
-use ferrisfx_guest::{log, Error, Event};
+use ferrisfx_guest::{config, log, Error, Event};
 use serde_json::{json, Value};
 
 /// The source of the events this function produces.
@@ -20,8 +21,13 @@ fn handle(event: Event) -> Result<Vec<Event>, Error> {
     );
     let name = name_of(&event);
     let greeting = Event::new(format!("{}-greeting", event.id()), SOURCE, GREETED)
-        .with_json(&json!({ "greeting": format!("Hello, {name}!") }))?;
+        .with_json(&json!({ "greeting": format!("{}, {name}!", greeting_word()) }))?;
     Ok(vec![greeting])
+}
+
+/// The `greeting` configuration value, `Hello` when none is set.
+fn greeting_word() -> String {
+    config::get("greeting").unwrap_or_else(|| "Hello".to_owned())
 }
 
 /// `data.name` when the data is JSON with a `name` string, else `world`.

@@ -13,6 +13,7 @@
 //! | `fx.test.log-flood` | logs 1,000,000 lines of 200 bytes (log limit) |
 //! | `fx.test.error` | fails with `requested failure` |
 //! | `fx.test.count` | returns one event (`fx.test.counted`, id `<id>-count`) whose JSON data `{"count": n}` counts the calls this instance has handled: 1 in a fresh instance, more in a reused one |
+//! | `fx.test.grants` | returns one event (`fx.test.granted`, id `<id>-grants`) whose data is `config=<k>=<v>;…` then, per name in the input's data (a comma-separated list), a line `secret <name>: ok <value>` or `secret <name>: error <message>` |
 //! | `fx.test.echo-size` | returns one event (`fx.test.echoed`, id `<id>-echo`) with the input's data only, for size benchmarks |
 //!
 //! Any other type fails with a message naming it.
@@ -21,7 +22,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::hint::black_box;
 
-use ferrisfx_guest::{log, Error, Event};
+use ferrisfx_guest::{config, log, Error, Event};
 
 /// The source of the events this function produces.
 const SOURCE: &str = "/functions/misbehave";
@@ -55,6 +56,23 @@ fn handle(event: Event) -> Result<Vec<Event>, Error> {
             let count = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
             let out = Event::new(format!("{}-count", event.id()), SOURCE, "fx.test.counted")
                 .with_data("application/json", format!("{{\"count\":{count}}}").into_bytes());
+            Ok(vec![out])
+        }
+        "fx.test.grants" => {
+            let mut text = String::from("config=");
+            for (key, value) in config::all() {
+                let _ = write!(text, "{key}={value};");
+            }
+            let names = event.data_text().unwrap_or_default();
+            for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                match config::secret(name) {
+                    Ok(value) => write!(text, "\nsecret {name}: ok {value}"),
+                    Err(e) => write!(text, "\nsecret {name}: error {e}"),
+                }
+                .map_err(|e| Error::new(e.to_string()))?;
+            }
+            let out = Event::new(format!("{}-grants", event.id()), SOURCE, "fx.test.granted")
+                .with_data("text/plain", text.into_bytes());
             Ok(vec![out])
         }
         "fx.test.echo-size" => {

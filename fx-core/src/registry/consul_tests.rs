@@ -30,6 +30,8 @@ fn handler(name: &str) -> Handler {
         retry: Default::default(),
         enabled: true,
         reuse_instances: false,
+        config: Default::default(),
+        secrets: Default::default(),
     }
 }
 

@@ -54,6 +54,8 @@ fn handler(name: &str) -> Handler {
         retry: RetryPolicy::default(),
         enabled: true,
         reuse_instances: false,
+        config: Default::default(),
+        secrets: Default::default(),
     }
 }
 

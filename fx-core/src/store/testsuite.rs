@@ -579,6 +579,8 @@ fn handler(name: &str, event_type: &str) -> Handler {
         retry: RetryPolicy::default(),
         enabled: true,
         reuse_instances: false,
+        config: Default::default(),
+        secrets: Default::default(),
     }
 }
 

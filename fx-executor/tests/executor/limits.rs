@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use cloudevents::{AttributesReader, Data};
 use fx_core::execution::FailureKind;
 use fx_core::handler::LimitOverrides;
+use fx_executor::secrets::FunctionGrants;
 use serde_json::json;
 
 use crate::support::{invocation, Fixture};
@@ -248,7 +249,7 @@ fn a_burst_of_epoch_ticks_does_not_end_a_run_before_its_timeout() {
 
     let running = std::thread::spawn({
         let runtime = Arc::clone(&runtime);
-        move || runtime.run(&pre, &event, &limits)
+        move || runtime.run(&pre, &event, &limits, &FunctionGrants::none())
     });
     std::thread::sleep(Duration::from_millis(30));
     // Far more ticks than the deadline holds, all at once.

@@ -180,11 +180,17 @@ impl Fixture {
         self.dir.path().join("cache")
     }
 
+    /// The executor's secrets directory (created on first use by the test that wants it).
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.dir.path().join("secrets")
+    }
+
     /// A new executor on the fixture's store, bus and cache directory.
     pub fn executor(&self) -> Executor {
         let settings = ExecutorSettings {
             executor_id: "test-executor".into(),
             cache_dir: self.cache_dir(),
+            secrets_dir: Some(self.secrets_dir()),
             ..ExecutorSettings::default()
         };
         Executor::new(settings, self.packages.clone(), Arc::new(self.bus.clone())).unwrap()
@@ -213,6 +219,8 @@ pub fn invocation(
         retry: Default::default(),
         enabled: true,
         reuse_instances: false,
+        config: Default::default(),
+        secrets: Default::default(),
     };
     Invocation {
         execution_id: ExecutionId::for_event(&event, "h"),
@@ -228,5 +236,6 @@ pub fn invocation(
         dispatched_at: chrono::Utc::now(),
         attempt_base: 0,
         not_before: None,
+        grants: Default::default(),
     }
 }

@@ -36,6 +36,13 @@ pub struct HandlerArgs {
     /// Executor pool.
     #[arg(long, default_value = fx_core::handler::DEFAULT_POOL)]
     pub pool: String,
+    /// A configuration value handed to the function, `key=value` (repeat for more).
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    pub config: Vec<String>,
+    /// A secret the handler grants its function, by name (repeat for more); the package must
+    /// declare it and the executors hold its value.
+    #[arg(long = "secret", value_name = "NAME")]
+    pub secrets: Vec<String>,
 }
 
 /// Flags of `ferrisfx emit`.
@@ -289,6 +296,15 @@ pub fn handler_from_flags(args: &HandlerArgs) -> anyhow::Result<Handler> {
         retry: Default::default(),
         enabled: true,
         reuse_instances: false,
+        config: args
+            .config
+            .iter()
+            .map(|pair| match pair.split_once('=') {
+                Some((k, v)) => Ok((k.to_string(), v.to_string())),
+                None => bail!("--config wants key=value, got {pair:?}"),
+            })
+            .collect::<anyhow::Result<_>>()?,
+        secrets: args.secrets.iter().cloned().collect(),
     };
     handler.validate()?;
     Ok(handler)

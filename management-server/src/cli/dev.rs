@@ -157,6 +157,13 @@ impl Platform {
         if executor_settings.cache_dir.as_os_str().is_empty() {
             executor_settings.cache_dir = settings.data_dir.join("cache");
         }
+        if executor_settings.secrets_dir.is_none() {
+            // One file per secret, named like it: `echo -n value > <data_dir>/secrets/name`.
+            let dir = settings.data_dir.join("secrets");
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("creating the secrets directory {}", dir.display()))?;
+            executor_settings.secrets_dir = Some(dir);
+        }
         let executor = fx_executor::Executor::new(
             executor_settings,
             backends.packages.clone(),

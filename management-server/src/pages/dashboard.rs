@@ -291,6 +291,8 @@ mod tests {
                 retry: Default::default(),
                 enabled: true,
                 reuse_instances: false,
+                config: Default::default(),
+                secrets: Default::default(),
             },
             revision: 1,
         };

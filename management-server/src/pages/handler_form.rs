@@ -7,7 +7,7 @@
 //! each reason next to its field (422). With JavaScript, `POST /handlers/preview` shows the
 //! handler's JSON and the same reasons while typing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -15,8 +15,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use fx_core::handler::{
-    validate_name, AttributeMatch, Filter, Handler, LimitOverrides, PackageRef, RetryPolicy,
-    DEFAULT_POOL,
+    validate_name, validate_secret_names, AttributeMatch, Filter, Handler, LimitOverrides,
+    PackageRef, RetryPolicy, DEFAULT_POOL,
 };
 use fx_core::package::LATEST_ALIAS;
 use fx_core::registry::Expect;
@@ -86,6 +86,14 @@ pub struct HandlerForm {
     pub concurrency: String,
     /// Fuel budget, or empty.
     pub fuel: String,
+    /// Output bytes per invocation, or empty.
+    pub max_output_bytes: String,
+    /// Log bytes per invocation, or empty.
+    pub max_log_bytes: String,
+    /// Configuration values, one `key=value` per line.
+    pub config: String,
+    /// Granted secret names, separated by commas or spaces.
+    pub secrets: String,
     /// Attempts in all.
     pub max_attempts: String,
     /// First retry delay in milliseconds.
@@ -141,6 +149,10 @@ impl HandlerForm {
                 "timeout_ms" => form.timeout_ms = value,
                 "concurrency" => form.concurrency = value,
                 "fuel" => form.fuel = value,
+                "max_output_bytes" => form.max_output_bytes = value,
+                "max_log_bytes" => form.max_log_bytes = value,
+                "config" => form.config = value,
+                "secrets" => form.secrets = value,
                 "max_attempts" => form.max_attempts = value,
                 "backoff_ms" => form.backoff_ms = value,
                 "max_backoff_ms" => form.max_backoff_ms = value,
@@ -200,6 +212,19 @@ impl HandlerForm {
             timeout_ms: opt(handler.limits.timeout_ms),
             concurrency: opt(handler.limits.concurrency.map(u64::from)),
             fuel: opt(handler.limits.fuel),
+            max_output_bytes: opt(handler.limits.max_output_bytes),
+            max_log_bytes: opt(handler.limits.max_log_bytes),
+            config: handler
+                .config
+                .iter()
+                .map(|(k, v)| format!("{k}={v}\n"))
+                .collect(),
+            secrets: handler
+                .secrets
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
             max_attempts: handler.retry.max_attempts.to_string(),
             backoff_ms: handler.retry.backoff_ms.to_string(),
             max_backoff_ms: handler.retry.max_backoff_ms.to_string(),
@@ -253,7 +278,8 @@ impl HandlerForm {
                 timeout_ms: number(&self.timeout_ms, "timeout (ms)")?,
                 concurrency: number(&self.concurrency, "concurrency")?,
                 fuel: number(&self.fuel, "fuel")?,
-                ..LimitOverrides::default()
+                max_output_bytes: number(&self.max_output_bytes, "output (bytes)")?,
+                max_log_bytes: number(&self.max_log_bytes, "log volume (bytes)")?,
             })
         })();
         let limits = limits.unwrap_or_else(|reason| {
@@ -276,6 +302,19 @@ impl HandlerForm {
             errors.insert("retry", reason);
             defaults
         });
+        let config = self.config_values().unwrap_or_else(|reason| {
+            errors.insert("config", reason);
+            BTreeMap::new()
+        });
+        let secrets: BTreeSet<String> = self
+            .secrets
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        if let Err(e) = validate_secret_names("secrets", &secrets) {
+            errors.insert("secrets", e.chain());
+        }
         let Some(filter) = filter else {
             return Err(errors);
         };
@@ -295,12 +334,17 @@ impl HandlerForm {
             retry,
             enabled: self.enabled,
             reuse_instances: self.reuse_instances,
+            config,
+            secrets,
         };
         if let Err(e) = handler.validate() {
-            // Name, filter, package and pool passed above: what is left is limits or retry.
+            // Name, filter, package, pool and secrets passed above: what is left is limits,
+            // retry or config.
             let message = e.chain();
             let field = if message.starts_with("retry") {
                 "retry"
+            } else if message.starts_with("handler config") {
+                "config"
             } else {
                 "limits"
             };
@@ -352,6 +396,28 @@ impl HandlerForm {
             "any" => Filter::Any(leaves),
             _ => Filter::All(leaves),
         })
+    }
+}
+
+impl HandlerForm {
+    /// The configuration field's `key=value` lines (blank lines and lines starting with `#`
+    /// skipped).
+    fn config_values(&self) -> Result<BTreeMap<String, String>, String> {
+        let mut values = BTreeMap::new();
+        for (n, line) in self.config.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(format!(
+                    "configuration line {} is not key=value: {line:?}",
+                    n + 1
+                ));
+            };
+            values.insert(key.trim().to_string(), value.trim().to_string());
+        }
+        Ok(values)
     }
 }
 
@@ -576,7 +642,12 @@ async fn save(state: &AppState, form: HandlerForm, editing: bool) -> Result<Resp
         if e.status.is_server_error() {
             return Err(PageError(e));
         }
-        return refused(FieldErrors::from([("package", e.message)]), form).await;
+        let field = if e.message.contains("grants secret") {
+            "secrets"
+        } else {
+            "package"
+        };
+        return refused(FieldErrors::from([(field, e.message)]), form).await;
     }
     let expect = if !editing {
         Expect::Absent
@@ -738,6 +809,46 @@ mod tests {
         assert!(errors["limits"].contains("whole number"), "{errors:?}");
         let no_conditions = HandlerForm::from_pairs(pairs(&[("name", "x"), ("package", "p")]));
         assert!(no_conditions.to_handler().unwrap_err()["filter"].contains("at least one"));
+    }
+
+    #[test]
+    fn configuration_secrets_and_every_limit_survive_a_round_trip() {
+        let form = HandlerForm::from_pairs(pairs(&[
+            ("name", "configured"),
+            ("cond.0.attribute", "type"),
+            ("cond.0.op", "exact"),
+            ("cond.0.value", "t"),
+            ("package", "hello"),
+            ("max_output_bytes", "2048"),
+            ("max_log_bytes", "4096"),
+            (
+                "config",
+                "greeting = Howdy\n# a comment\n\nurl=https://x.test/?a=b\n",
+            ),
+            ("secrets", "api-token, db-url"),
+        ]));
+        let handler = form.to_handler().unwrap();
+        assert_eq!(handler.config["greeting"], "Howdy");
+        assert_eq!(handler.config["url"], "https://x.test/?a=b");
+        assert_eq!(handler.secrets.len(), 2);
+        assert_eq!(
+            (
+                handler.limits.max_output_bytes,
+                handler.limits.max_log_bytes
+            ),
+            (Some(2048), Some(4096))
+        );
+        assert_eq!(HandlerForm::of(&handler, 1).to_handler().unwrap(), handler);
+
+        let bad = HandlerForm::from_pairs(pairs(&[
+            ("name", "x"),
+            ("package", "p"),
+            ("config", "no equals sign"),
+            ("secrets", "..data"),
+        ]));
+        let errors = bad.to_handler().unwrap_err();
+        assert!(errors["config"].contains("line 1"), "{errors:?}");
+        assert!(errors["secrets"].contains("..data"), "{errors:?}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use fx_core::execution::{
     Execution, ExecutionId, ExecutionQuery, ExecutionStatus, ExecutionSummary, Invocation, LogLine,
     Page, ResolvedPackage,
 };
-use fx_core::handler::Limits;
+use fx_core::handler::{Grants, Limits};
 use fx_core::ErrorKind;
 use serde::{Deserialize, Serialize};
 
@@ -228,6 +228,7 @@ pub async fn redrive_execution(
     let invocation = Invocation {
         execution_id: id.clone(),
         limits: Limits::resolve(&version.manifest.limits, &handler.limits),
+        grants: Grants::resolve(&version.manifest, &handler),
         handler,
         package: package.clone(),
         event: execution.event.clone(),

@@ -27,6 +27,10 @@
 //!   execution's log and searchable in the UI. Standard output and error are not the log.
 //! - [`emit`]: sends an event to `fx.events` in the middle of a run. Emitted and returned events are
 //!   published together, and only when the invocation succeeds: a failed run publishes nothing.
+//! - [`config`]: configuration values set on the handler (over the manifest's defaults), and the
+//!   secrets the handler grants.
+//!
+//! Nothing else of the host is visible: no files, environment variables, network or arguments.
 //!
 //! # Limits
 //!
@@ -41,6 +45,7 @@
 //! pack the component as `function.wasm` next to an `fx.toml` manifest in a gzipped tar (`.fxpkg`);
 //! `infra/scripts/build-examples.sh` shows how.
 
+pub mod config;
 mod error;
 mod event;
 pub mod log;

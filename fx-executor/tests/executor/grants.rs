@@ -1,0 +1,98 @@
+//! What a function is handed besides its event: configuration values, and the secrets its
+//! handler grants, read from the executor's secrets directory.
+
+use cloudevents::AttributesReader;
+use fx_core::handler::Grants;
+use serde_json::Value;
+
+use crate::support::{invocation, Fixture};
+
+fn grants(config: &[(&str, &str)], secrets: &[&str]) -> Grants {
+    Grants {
+        config: config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        secrets: secrets.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// The single output event's data as text.
+fn output_text(outcome: &fx_executor::InvocationOutcome) -> String {
+    let events = outcome.result.as_ref().expect("the invocation succeeds");
+    assert_eq!(events.len(), 1, "{events:?}");
+    match events[0].data() {
+        Some(cloudevents::Data::String(s)) => s.clone(),
+        Some(cloudevents::Data::Binary(b)) => String::from_utf8(b.clone()).unwrap(),
+        Some(cloudevents::Data::Json(v)) => v.to_string(),
+        None => String::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_values_reach_the_function() {
+    let fx = Fixture::new();
+    let digest = fx.add_example("hello");
+    let executor = fx.executor();
+    let mut inv = invocation(&digest, "com.example.hello", "1", Default::default());
+    let plain = executor.invoke(&inv).await;
+    let greeting: Value = serde_json::from_str(&output_text(&plain)).unwrap();
+    assert_eq!(greeting["greeting"], "Hello, test!");
+
+    inv.grants = grants(&[("greeting", "Howdy")], &[]);
+    let configured = executor.invoke(&inv).await;
+    let greeting: Value = serde_json::from_str(&output_text(&configured)).unwrap();
+    assert_eq!(greeting["greeting"], "Howdy, test!");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_reads_only_the_secrets_granted_to_it_and_learns_why_not_otherwise() {
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.secrets_dir()).unwrap();
+    std::fs::write(fx.secrets_dir().join("test-token"), "tok-123").unwrap();
+    std::fs::write(fx.secrets_dir().join("other-token"), "never seen").unwrap();
+    let digest = fx.add_example("misbehave");
+    let executor = fx.executor();
+    let mut inv = invocation(&digest, "fx.test.grants", "1", Default::default());
+    inv.event.set_data(
+        "text/plain",
+        "test-token,test-missing,other-token".to_string(),
+    );
+    inv.grants = grants(
+        &[("mode", "strict"), ("region", "eu")],
+        &["test-token", "test-missing"],
+    );
+    let outcome = executor.invoke(&inv).await;
+    let text = output_text(&outcome);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "config=mode=strict;region=eu;", "{text}");
+    assert_eq!(lines[1], "secret test-token: ok tok-123", "{text}");
+    assert!(
+        lines[2].starts_with("secret test-missing: error")
+            && lines[2].contains("no file \"test-missing\" in its secrets directory"),
+        "{text}"
+    );
+    assert!(
+        lines[3].starts_with("secret other-token: error")
+            && lines[3].contains("not granted to this function"),
+        "{text}"
+    );
+    // The values never reach the logs.
+    assert!(
+        outcome.logs.iter().all(|l| !l.message.contains("tok-123")),
+        "{:?}",
+        outcome.logs
+    );
+    assert_eq!(outcome.result.as_ref().unwrap()[0].ty(), "fx.test.granted");
+
+    // Without grants, nothing.
+    inv.grants = Grants::default();
+    let text = output_text(&executor.invoke(&inv).await);
+    assert!(text.starts_with("config=\n"), "{text}");
+    assert!(
+        text.lines()
+            .skip(1)
+            .all(|l| l.contains("not granted to this function")),
+        "{text}"
+    );
+}
