@@ -41,8 +41,9 @@ fn guest_package(name: &str) -> Option<Vec<u8>> {
 
 /// Uploads `package`, runs one event through a handler of it, and checks what `hello` does:
 /// the greeting event (from `source`, of type `greeted`) and the log line, and the world greeted
-/// when the data has no name.
-async fn greets(package: &str, source: &str, greeted: &str) {
+/// when the data has no name; when `configurable`, also the greeting word the handler's
+/// `greeting` configuration value sets.
+async fn greets(package: &str, source: &str, greeted: &str, configurable: bool) {
     let Some(bytes) = guest_package(package) else {
         return;
     };
@@ -85,6 +86,30 @@ async fn greets(package: &str, source: &str, greeted: &str) {
         .unwrap();
     assert_eq!(second["status"], "succeeded", "{second:#}");
     assert_eq!(second["output"][0]["data"]["greeting"], "Hello, world!");
+    if configurable {
+        let handler = json!({
+            "name": package,
+            "filter": {"exact": {"attribute": "type", "value": "com.example.hello"}},
+            "package": {"name": package},
+            "config": {"greeting": "Howdy"},
+        });
+        let (status, v) = fx
+            .put_json(&format!("/api/v1/handlers/{package}"), &handler)
+            .await;
+        assert_eq!(status, 200, "{v}");
+        fx.emit("greet-3", "com.example.hello", json!({"name": "Ferris"}))
+            .await;
+        let details = fx.wait_finished(package, 3, Duration::from_secs(60)).await;
+        let third = details
+            .iter()
+            .map(|d| &d["execution"])
+            .find(|e| e["event"]["id"] == "greet-3")
+            .unwrap();
+        assert_eq!(
+            third["output"][0]["data"]["greeting"], "Howdy, Ferris!",
+            "{third:#}"
+        );
+    }
     eprintln!(
         "{package}: first event done in {first:?} (fetch, compile, run); runs took {} us and {} us",
         execution["duration_us"], second["duration_us"]
@@ -94,13 +119,19 @@ async fn greets(package: &str, source: &str, greeted: &str) {
 
 /// What `examples/hello` answers with.
 async fn greets_like_hello(package: &str) {
-    greets(package, "/functions/hello", "com.ferrisfx.hello.greeted").await;
+    greets(
+        package,
+        "/functions/hello",
+        "com.ferrisfx.hello.greeted",
+        true,
+    )
+    .await;
 }
 
 /// What a project scaffolded by `ferrisfx new` as `name` answers with.
 async fn greets_as_scaffolded(name: &str) {
     let greeted = format!("com.example.{name}.greeted");
-    greets(name, &format!("/functions/{name}"), &greeted).await;
+    greets(name, &format!("/functions/{name}"), &greeted, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
