@@ -572,6 +572,26 @@ impl StateStore for SqliteStateStore {
         .await
     }
 
+    async fn transition(
+        &self,
+        id: &ExecutionId,
+        attempts: u32,
+        from: ExecutionStatus,
+        to: ExecutionStatus,
+    ) -> Result<bool> {
+        let id = id.clone();
+        self.call(move |conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE executions SET status = ?4 WHERE id = ?1 AND attempts = ?2 AND status = ?3",
+                    params![id.as_str(), i64::from(attempts), from.as_str(), to.as_str()],
+                )
+                .map_err(db(format!("moving execution {id} from {from} to {to}")))?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
     async fn get_execution(&self, id: &ExecutionId) -> Result<Option<Execution>> {
         let id = id.clone();
         self.call(move |conn| {

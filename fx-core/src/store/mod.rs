@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::execution::{
-    Execution, ExecutionId, ExecutionQuery, ExecutionSummary, Page, StateEvent,
+    Execution, ExecutionId, ExecutionQuery, ExecutionStatus, ExecutionSummary, Page, StateEvent,
 };
 use crate::handler::PackageRef;
 use crate::package::{PackageAlias, PackageVersion};
@@ -72,6 +72,17 @@ pub trait StateStore: Send + Sync + 'static {
     /// execution's latest attempt, changes nothing. `Log` events are ignored here (they go to
     /// the operational sink).
     async fn apply_state(&self, event: &StateEvent) -> Result<()>;
+
+    /// Moves execution `id` from status `from` to `to` if it is still at `attempts` attempts
+    /// and in status `from`; `false` when it changed meanwhile. A re-drive moves a finished
+    /// execution back to `queued` with this, so that of two re-drives at once only one runs.
+    async fn transition(
+        &self,
+        id: &ExecutionId,
+        attempts: u32,
+        from: ExecutionStatus,
+        to: ExecutionStatus,
+    ) -> Result<bool>;
 
     /// One execution.
     async fn get_execution(&self, id: &ExecutionId) -> Result<Option<Execution>>;

@@ -37,6 +37,7 @@ pub async fn run(store: &dyn StateStore) {
     executions_list_newest_first_filtered_and_paged(store).await;
     executions_filter_by_time_range_and_text(store).await;
     a_retrying_attempt_is_not_terminal_and_the_next_attempt_runs(store).await;
+    of_two_transitions_at_once_one_wins(store).await;
     handler_history_is_recorded_once_and_listed_newest_first(store).await;
 }
 
@@ -659,6 +660,35 @@ async fn a_retrying_attempt_is_not_terminal_and_the_next_attempt_runs(store: &dy
             (1, ExecutionStatus::Retrying, true),
             (2, ExecutionStatus::Succeeded, false)
         ]
+    );
+}
+
+async fn of_two_transitions_at_once_one_wins(store: &dyn StateStore) {
+    let e = execution(&unique("redrive"), 0, now());
+    store.create_execution(&e).await.unwrap();
+    let at = now();
+    store.apply_state(&started(&e.id, 1, at)).await.unwrap();
+    store.apply_state(&failed(&e.id, 1, at, "x")).await.unwrap();
+    let (failed, queued) = (ExecutionStatus::Failed, ExecutionStatus::Queued);
+    let (a, b) = tokio::join!(
+        store.transition(&e.id, 1, failed, queued),
+        store.transition(&e.id, 1, failed, queued)
+    );
+    assert_eq!(
+        [a.unwrap(), b.unwrap()].iter().filter(|won| **won).count(),
+        1
+    );
+    let stored = store.get_execution(&e.id).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.attempts), (queued, 1));
+    // The wrong attempt count or status changes nothing.
+    assert!(!store.transition(&e.id, 2, queued, failed).await.unwrap());
+    assert!(!store.transition(&e.id, 1, failed, queued).await.unwrap());
+    // The next attempt starts from `queued`.
+    store.apply_state(&started(&e.id, 2, now())).await.unwrap();
+    let stored = store.get_execution(&e.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.attempts),
+        (ExecutionStatus::Running, 2)
     );
 }
 

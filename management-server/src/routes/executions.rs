@@ -241,11 +241,32 @@ pub async fn redrive_execution(
         Some(fx_core::event::partition_key(&invocation.event)),
         &invocation,
     )?;
-    state
+    // Claim the execution first: of two re-drives at once (a double click), one runs.
+    let store = &state.backends.state;
+    let (attempts, status) = (execution.attempts, execution.status);
+    if !store
+        .transition(&id, attempts, status, ExecutionStatus::Queued)
+        .await?
+    {
+        return Err(ApiError::conflict(format!(
+            "execution {id} changed meanwhile (another re-drive or re-run?): reload it"
+        )));
+    }
+    let published = state
         .backends
         .bus
         .publish(&topics::invocations(&invocation.handler.pool), message)
-        .await?;
+        .await;
+    if let Err(e) = published {
+        // Nothing will run it: give it back its status, so that it can be re-driven later.
+        if let Err(undo) = store
+            .transition(&id, attempts, ExecutionStatus::Queued, status)
+            .await
+        {
+            tracing::error!(execution_id = %id, error = %undo.chain(), "the execution stays queued although its re-drive was not published");
+        }
+        return Err(e.into());
+    }
     tracing::info!(execution_id = %id, handler = %invocation.handler.name, attempt = invocation.attempt, ?again, "execution runs again");
     Ok(Redriven {
         execution_id: id,

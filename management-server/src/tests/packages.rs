@@ -348,6 +348,15 @@ impl fx_core::store::StateStore for MetadataDown {
     async fn apply_state(&self, event: &fx_core::execution::StateEvent) -> fx_core::Result<()> {
         self.0.apply_state(event).await
     }
+    async fn transition(
+        &self,
+        id: &fx_core::execution::ExecutionId,
+        attempts: u32,
+        from: fx_core::execution::ExecutionStatus,
+        to: fx_core::execution::ExecutionStatus,
+    ) -> fx_core::Result<bool> {
+        self.0.transition(id, attempts, from, to).await
+    }
     async fn get_execution(
         &self,
         id: &fx_core::execution::ExecutionId,

@@ -522,6 +522,36 @@ impl StateStore for PostgresStateStore {
         Ok(())
     }
 
+    async fn transition(
+        &self,
+        id: &ExecutionId,
+        attempts: u32,
+        from: ExecutionStatus,
+        to: ExecutionStatus,
+    ) -> Result<bool> {
+        let what = || format!("moving execution {id} from {from} to {to}");
+        let client = self.db.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE executions SET status = $4 WHERE id = $1 AND attempts = $2 AND status = $3",
+            )
+            .await
+            .map_err(self.db.error(what()))?;
+        let changed = client
+            .execute(
+                &stmt,
+                &[
+                    &id.as_str(),
+                    &i64::from(attempts),
+                    &from.as_str(),
+                    &to.as_str(),
+                ],
+            )
+            .await
+            .map_err(self.db.error(what()))?;
+        Ok(changed == 1)
+    }
+
     async fn get_execution(&self, id: &ExecutionId) -> Result<Option<Execution>> {
         let what = || format!("reading execution {id}");
         let client = self.db.client().await?;
