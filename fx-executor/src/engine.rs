@@ -345,7 +345,8 @@ impl Runtime {
     }
 }
 
-/// Bytes of a reused memory or table slot kept mapped between instances.
+/// Bytes of what an instance wrote to a memory or table slot that are reset by hand and stay
+/// mapped for the next instance; pages written past this are decommitted.
 const KEEP_RESIDENT_BYTES: usize = 1024 * 1024;
 
 /// The pool for `settings`: `pool_instances` component instances, each with room for a few
