@@ -43,8 +43,77 @@ pub fn to_wit(event: &Event) -> WitEvent {
             .iter_extensions()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
-        data: data_bytes(event),
+        data: data_of(event),
     }
+}
+
+/// The data of `event` as bytes, as [`fx_core::event::data_bytes`] gives them; JSON data is
+/// written by [`write_json`], byte for byte what `serde_json::to_vec` writes, faster.
+fn data_of(event: &Event) -> Option<Vec<u8>> {
+    match event.data()? {
+        Data::Json(value) => {
+            let mut out = Vec::with_capacity(JSON_CAPACITY);
+            write_json(&mut out, value);
+            Some(out)
+        }
+        Data::Binary(_) | Data::String(_) => data_bytes(event),
+    }
+}
+
+/// Bytes reserved up front for the JSON data of an event.
+const JSON_CAPACITY: usize = 1024;
+
+/// Appends `value` as compact JSON, exactly as `serde_json::to_vec` writes it. Strings with
+/// nothing to escape (the usual case) are copied whole instead of byte by byte.
+fn write_json(out: &mut Vec<u8>, value: &serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => write_json_string(out, text),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (n, item) in items.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                write_json(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(fields) => {
+            out.push(b'{');
+            for (n, (name, item)) in fields.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                write_json_string(out, name);
+                out.push(b':');
+                write_json(out, item);
+            }
+            out.push(b'}');
+        }
+        // Writing null, a boolean or a number to a `Vec` cannot fail.
+        Value::Null | Value::Bool(_) | Value::Number(_) => {
+            let _ = serde_json::to_writer(out, value);
+        }
+    }
+}
+
+/// Appends `text` as a JSON string: copied as is between quotes when it holds nothing JSON
+/// escapes (control characters, `"` and `\`), else escaped by serde_json.
+fn write_json_string(out: &mut Vec<u8>, text: &str) {
+    // No early exit: the whole string is checked, which the compiler vectorises.
+    let needs_escape = text.as_bytes().iter().fold(false, |found, &b| {
+        found | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if needs_escape {
+        // Writing a string to a `Vec` cannot fail.
+        let _ = serde_json::to_writer(out, text);
+        return;
+    }
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
 }
 
 /// A function's event as a validated CloudEvent.
@@ -201,6 +270,36 @@ mod tests {
             fx_core::event::attribute(&back, "tenant").as_deref(),
             Some("acme")
         );
+    }
+
+    #[test]
+    fn json_data_is_written_as_serde_json_writes_it() {
+        let values = [
+            json!({"payload": "x".repeat(1000), "n": 1, "f": 1.5, "neg": -7, "big": u64::MAX}),
+            json!({"quote": "say \"hi\"", "slash": "a\\b", "ctl": "tab\tnew\nline\u{1}", "del": "\u{7f}"}),
+            json!([
+                "ünïcödé",
+                "日本語",
+                "emoji 🦀",
+                null,
+                true,
+                false,
+                [],
+                {},
+                [[1, [2.25e-8]]]
+            ]),
+            json!({"nested": {"a": [{"b": {"c": "d"}}]}, "": ""}),
+            json!("just a string"),
+            json!(null),
+        ];
+        for value in values {
+            let event = new_json_event("e-1", "/s", "t", value.clone()).unwrap();
+            assert_eq!(
+                to_wit(&event).data,
+                Some(serde_json::to_vec(&value).unwrap()),
+                "{value}"
+            );
+        }
     }
 
     #[test]
