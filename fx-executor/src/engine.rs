@@ -582,7 +582,10 @@ mod tests {
     /// The calls the instance that ran `fx.test.count` had handled.
     fn count(runtime: &Runtime, pre: &FunctionPre<HostState>) -> u64 {
         let event = new_json_event("c-1", "/test", "fx.test.count", json!({})).unwrap();
-        let output = runtime.run(pre, &event, &Limits::DEFAULT).outcome.unwrap();
+        let output = runtime
+            .run(pre, &event, &Limits::DEFAULT, &FunctionGrants::none())
+            .outcome
+            .unwrap();
         match output[0].data() {
             Some(Data::Json(value)) => value["count"].as_u64().unwrap(),
             other => panic!("no JSON data: {other:?} ({})", output[0].ty()),
@@ -609,7 +612,10 @@ mod tests {
             memory_mb: 16,
             ..Limits::DEFAULT
         };
-        let failure = runtime.run(&pre, &bomb, &limits).outcome.unwrap_err();
+        let failure = runtime
+            .run(&pre, &bomb, &limits, &FunctionGrants::none())
+            .outcome
+            .unwrap_err();
         assert_eq!(failure.kind, FailureKind::MemoryLimit, "{failure:?}");
         for _ in 0..3 {
             assert_eq!(count(&runtime, &pre), 1, "a fresh instance after the bomb");
