@@ -11,9 +11,14 @@
 //!
 //! | part | checks |
 //! | --- | --- |
-//! | gateway | bus, registry, state, sink |
+//! | gateway | bus, registry, state, sink (soft) |
 //! | executor | bus, packages |
 //! | server | bus, registry, packages, state, sink |
+//!
+//! A soft check that fails leaves the process ready and reports `degraded: <reason>`: the
+//! gateway's state router buffers log lines and metrics while the sink is down (and counts what
+//! it has to drop in `fx_sink_dropped_total`), so an Elasticsearch outage must not take the
+//! gateways out of their Service and stop event ingestion.
 //!
 //! Each check is bounded by [`CHECK_TIMEOUT`] and they run concurrently. Before the process has
 //! connected to its backends `/readyz` answers 503 with `connecting`. The bus check for Kafka
@@ -42,6 +47,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::process::Part;
 
+/// The start of a failed soft check's outcome.
+const DEGRADED: &str = "degraded: ";
+
 /// How long one readiness check may take before it counts as failed.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -63,6 +71,8 @@ type Check =
 #[derive(Clone, Default)]
 pub struct Readiness {
     checks: BTreeMap<&'static str, Check>,
+    /// Checks whose failure degrades the process without making it unready.
+    soft: std::collections::BTreeSet<&'static str>,
     /// The part's operational sink, whose dropped-document count `/metrics` reports.
     sink: Option<Arc<dyn fx_core::sink::OperationalSink>>,
 }
@@ -135,6 +145,9 @@ impl Readiness {
                     Box::pin(async move { sink.execution_logs(&probe_id()).await.map(|_| ()) })
                 }),
             );
+            if part == Part::Gateway {
+                readiness.soft.insert("sink");
+            }
         }
         readiness
     }
@@ -149,12 +162,17 @@ impl Readiness {
         let mut tasks = tokio::task::JoinSet::new();
         for (name, check) in &self.checks {
             let future = check();
-            let name = *name;
+            let (name, soft) = (*name, self.soft.contains(name));
             tasks.spawn(async move {
                 let outcome = match tokio::time::timeout(CHECK_TIMEOUT, future).await {
                     Ok(Ok(())) => "ok".to_string(),
                     Ok(Err(e)) => e.chain(),
                     Err(_) => format!("no answer within {} ms", CHECK_TIMEOUT.as_millis()),
+                };
+                let outcome = if soft && outcome != "ok" {
+                    format!("{DEGRADED}{outcome}")
+                } else {
+                    outcome
                 };
                 (name, outcome)
             });
@@ -171,7 +189,9 @@ impl Readiness {
             }
         }
         ReadyReport {
-            ready: checks.values().all(|outcome| outcome == "ok"),
+            ready: checks
+                .values()
+                .all(|outcome| outcome == "ok" || outcome.starts_with(DEGRADED)),
             checks,
         }
     }
@@ -441,6 +461,46 @@ mod tests {
         let (status, body) = get(router(ops), "/readyz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         assert!(body.contains("minio:9000 is down"), "{body}");
+    }
+
+    /// A sink that is down, as Elasticsearch in an outage.
+    struct DownSink;
+
+    #[async_trait::async_trait]
+    impl fx_core::sink::OperationalSink for DownSink {
+        async fn write_logs(&self, _: &[fx_core::execution::LogLine]) -> fx_core::Result<()> {
+            Err(fx_core::Error::unavailable(
+                "elasticsearch at http://es:9200 is down",
+            ))
+        }
+        async fn execution_logs(
+            &self,
+            _: &ExecutionId,
+        ) -> fx_core::Result<Vec<fx_core::execution::LogLine>> {
+            Err(fx_core::Error::unavailable(
+                "elasticsearch at http://es:9200 is down",
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sink_outage_degrades_the_gateway_but_makes_the_server_unready() {
+        let (mut backends, _dir) = embedded().await;
+        backends.sink = Arc::new(DownSink);
+        let bus = BusSettings::default();
+        let gateway = Readiness::for_part(Part::Gateway, &backends, Some(&bus))
+            .report()
+            .await;
+        assert!(gateway.ready, "{gateway:?}");
+        assert!(
+            gateway.checks["sink"].starts_with("degraded: ")
+                && gateway.checks["sink"].contains("es:9200 is down"),
+            "{gateway:?}"
+        );
+        let server = Readiness::for_part(Part::Server, &backends, Some(&bus))
+            .report()
+            .await;
+        assert!(!server.ready, "{server:?}");
     }
 
     #[tokio::test]
