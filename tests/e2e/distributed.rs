@@ -323,6 +323,99 @@ async fn a_malformed_kafka_message_is_dead_lettered_and_does_not_stall_the_parti
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapping_function_is_retried_over_kafka_then_dead_lettered_while_its_partition_flows() {
+    let Some(kafka) = testenv::backend("FX_TEST_KAFKA", "distributed retries") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_id("r");
+    let bus = fx_core::backends::BackendSettings {
+        bus: toml_bus(&kafka, &run),
+        ..Default::default()
+    }
+    .build(&dir.path().join("probe"))
+    .await
+    .unwrap()
+    .bus;
+    let mut dead = bus.subscribe("fx.deadletter", "test-reader").await.unwrap();
+    let (mut d, api) = deployment_with_echo(dir.path(), &kafka, &run).await;
+    let flaky = json!({
+        "name": "flaky",
+        "filter": {"exact": {"attribute": "type", "value": "fx.test.trap"}},
+        "package": {"name": "misbehave"},
+        "retry": {"max_attempts": 3, "backoff_ms": 300, "max_backoff_ms": 2000},
+    });
+    let (status, v) = api
+        .json(
+            api.http
+                .post(format!("{}/api/v1/handlers", api.base))
+                .json(&flaky),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    d.start("gateway", &[]);
+    d.start("executor", &[]);
+    let producer = ferrisfx_producer::KafkaProducer::new(&kafka)
+        .unwrap()
+        .with_topic(format!("{run}.fx.events"));
+    // The trap shares its partition key with echo events sent before and after it: waiting
+    // retries must not hold them up.
+    let trap = EventBuilderV10::new()
+        .id("trap-1")
+        .source("/tests/distributed")
+        .ty("fx.test.trap")
+        .extension("partitionkey", "key-1")
+        .build()
+        .unwrap();
+    producer.emit(&order_event(1)).await.unwrap();
+    producer.emit(&trap).await.unwrap();
+    for i in 1..10 {
+        producer.emit(&order_event(i * 10 + 1)).await.unwrap();
+    }
+    let all = api
+        .wait_succeeded("echo", 10, Duration::from_secs(120), || d.all_logs())
+        .await;
+    check_exactly_once(&all, 10);
+
+    let delivery = tokio::time::timeout(Duration::from_secs(90), dead.next())
+        .await
+        .unwrap_or_else(|_| panic!("no dead-letter message in 90 s\n{}", d.all_logs()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(delivery.message.header("fx-attempts"), Some("3"));
+    let id = delivery
+        .message
+        .header("fx-execution-id")
+        .unwrap()
+        .to_string();
+    let (status, detail) = api
+        .json(api.http.get(format!("{}/api/v1/executions/{id}", api.base)))
+        .await;
+    assert_eq!(status, 200, "{detail}");
+    let execution = &detail["execution"];
+    assert_eq!(execution["status"], "failed", "{detail:#}");
+    let history: Vec<(u64, &str)> = execution["attempt_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["attempt"].as_u64().unwrap(),
+                a["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        history,
+        [(1, "retrying"), (2, "retrying"), (3, "failed")],
+        "{detail:#}"
+    );
+    for p in d.processes.iter_mut() {
+        p.terminate();
+    }
+}
+
 fn toml_bus(kafka: &str, run: &str) -> fx_core::backends::BusSettings {
     toml::from_str(&format!(
         "kind = \"kafka\"\nbrokers = \"{kafka}\"\ntopic_prefix = \"{run}.\"\n"
