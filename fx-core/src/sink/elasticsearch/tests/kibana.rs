@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::super::mappings::{properties, Family, KeyValueType};
 use super::*;
-use crate::execution::{ExecutionStatus, FailureKind};
+use crate::execution::{CacheLookup, ExecutionStatus, FailureKind};
 
 /// Every saved object of every file in `infra/kibana/`.
 fn saved_objects() -> Vec<Value> {
@@ -209,6 +209,8 @@ fn the_dashboard_shows_executions_durations_error_rate_and_logs() {
         "ferrisfx-duration-percentiles",
         "ferrisfx-error-rate",
         "ferrisfx-log-search",
+        "ferrisfx-compile-cache-by-handler",
+        "ferrisfx-resources-by-handler",
     ] {
         assert!(panels.contains(id), "the dashboard lacks {id}");
     }
@@ -329,6 +331,7 @@ async fn write_known_executions(sink: &ElasticsearchSink) {
         ("beta", "b1", vec![failed(100.0, FailureKind::Trap)]),
         ("beta", "b2", vec![ok(200.0)]),
     ];
+    let mut seen_handlers = BTreeSet::new();
     for (handler, name, attempts) in executions {
         let id = ExecutionId::derive("/dashboard", name, handler);
         let mut doc = ExecutionDoc {
@@ -352,6 +355,13 @@ async fn write_known_executions(sink: &ElasticsearchSink) {
             .unwrap();
         for (n, (status, duration_ms, failure_kind)) in attempts.into_iter().enumerate() {
             let attempt = n as u32 + 1;
+            // The first attempt of a handler compiles its package; the others find it in
+            // memory. Memory and queue wait grow with the run time.
+            let compile_cache = if seen_handlers.insert(handler) {
+                CacheLookup::Compiled
+            } else {
+                CacheLookup::Memory
+            };
             doc.status = ExecutionStatus::Running;
             doc.attempts = attempt;
             doc.started_at = Some(now);
@@ -365,12 +375,12 @@ async fn write_known_executions(sink: &ElasticsearchSink) {
                 status,
                 at: now,
                 duration_ms,
-                queue_wait_ms: None,
+                queue_wait_ms: Some(duration_ms / 10.0),
                 failure_kind,
-                compile_cache: None,
-                executor: None,
+                compile_cache: Some(compile_cache),
+                executor: Some("executor-1".into()),
                 fuel_used: None,
-                peak_memory_bytes: None,
+                peak_memory_bytes: Some((duration_ms as u64) << 16),
             };
             // Redelivered: still one per attempt.
             sink.write_metrics(&[metric.clone(), metric]).await.unwrap();
@@ -479,6 +489,30 @@ pub async fn dashboard_counts_match(sink: &ElasticsearchSink) {
         kinds,
         BTreeMap::from([("timeout".into(), 1), ("trap".into(), 2)])
     );
+
+    let lookups = run_visualization(sink, &objects, "ferrisfx-compile-cache-by-handler").await;
+    assert_eq!(
+        counts_by(&lookups),
+        expected(&[
+            ("alpha", &[("compiled", 1), ("memory", 5)]),
+            ("beta", &[("compiled", 1), ("memory", 1)]),
+        ])
+    );
+
+    // alpha's peak memory is 10..60 × 64 KiB, its queue wait 1..6 ms.
+    let resources = run_visualization(sink, &objects, "ferrisfx-resources-by-handler").await;
+    let alpha = resources["2"]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["key"] == "alpha")
+        .unwrap_or_else(|| panic!("no alpha bucket: {resources}"));
+    let p50 = |agg: &str| alpha[agg]["values"]["50.0"].as_f64().unwrap();
+    assert!(
+        (30.0 * 65536.0..=40.0 * 65536.0).contains(&p50("1")),
+        "{alpha}"
+    );
+    assert!((3.0..=4.0).contains(&p50("3")), "{alpha}");
 }
 
 #[tokio::test]
