@@ -51,6 +51,11 @@ pub struct Handler {
     /// package's manifest must declare each; the values never leave the executor.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub secrets: BTreeSet<String>,
+    /// Hosts the function may send HTTP requests to through `wasi:http`: `api.example.com`
+    /// (any port) or `api.example.com:8443`. The package's manifest must declare the
+    /// `wasi:http` capability; without an entry here no request leaves the sandbox.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub http_allow: BTreeSet<String>,
 }
 
 fn default_pool() -> String {
@@ -72,6 +77,9 @@ impl Handler {
         self.retry.validate()?;
         validate_config("handler config", &self.config)?;
         validate_secret_names("handler secrets", &self.secrets)?;
+        self.http_allow
+            .iter()
+            .try_for_each(|host| validate_http_host(host))?;
         Ok(())
     }
 
@@ -402,6 +410,30 @@ pub fn validate_config(what: &str, config: &BTreeMap<String, String>) -> Result<
     Ok(())
 }
 
+/// The capability a manifest declares to make outbound HTTP requests.
+pub const HTTP_CAPABILITY: &str = "wasi:http";
+
+/// Checks an `http_allow` entry: a lowercase host name or IPv4 address, optionally `:port`.
+pub fn validate_http_host(entry: &str) -> Result<()> {
+    let (host, port) = match entry.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (entry, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-'));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    if host_ok && port_ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "handler http_allow: {entry:?} must be a lowercase host name or IPv4 address, optionally with :port (e.g. api.example.com or 10.0.0.5:8080)"
+        )))
+    }
+}
+
 /// Checks secret names by [`validate_key`].
 pub fn validate_secret_names(what: &str, names: &BTreeSet<String>) -> Result<()> {
     if names.len() > MAX_CONFIG_ENTRIES {
@@ -425,6 +457,9 @@ pub struct Grants {
     /// Secret names.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub secrets: BTreeSet<String>,
+    /// Hosts the function may send HTTP requests to.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub http_allow: BTreeSet<String>,
 }
 
 impl Grants {
@@ -441,7 +476,35 @@ impl Grants {
                 .intersection(&manifest.secrets)
                 .cloned()
                 .collect(),
+            http_allow: if manifest.declares(HTTP_CAPABILITY) {
+                handler.http_allow.clone()
+            } else {
+                BTreeSet::new()
+            },
         }
+    }
+
+    /// Why `handler` cannot run a package with `manifest` as written: secrets it grants that
+    /// the manifest does not declare, or HTTP hosts it allows to a package that does not
+    /// declare `wasi:http`. `None` when it can.
+    pub fn refusal(manifest: &crate::package::Manifest, handler: &Handler) -> Option<String> {
+        let undeclared = Grants::undeclared(manifest, handler);
+        if !undeclared.is_empty() {
+            return Some(format!(
+                "handler {} grants secret(s) {} that package {}@{} does not declare: add them to `secrets` in its fx.toml, or remove them from the handler",
+                handler.name,
+                undeclared.join(", "),
+                manifest.name,
+                manifest.version
+            ));
+        }
+        if !handler.http_allow.is_empty() && !manifest.declares(HTTP_CAPABILITY) {
+            return Some(format!(
+                "handler {} allows HTTP requests, but package {}@{} does not declare the {HTTP_CAPABILITY} capability: add `capabilities = [\"{HTTP_CAPABILITY}\"]` to its fx.toml, or remove http_allow from the handler",
+                handler.name, manifest.name, manifest.version
+            ));
+        }
+        None
     }
 
     /// The secrets `handler` grants that `manifest` does not declare.
@@ -455,7 +518,7 @@ impl Grants {
 
     /// Whether nothing is granted.
     pub fn is_empty(&self) -> bool {
-        self.config.is_empty() && self.secrets.is_empty()
+        self.config.is_empty() && self.secrets.is_empty() && self.http_allow.is_empty()
     }
 }
 
@@ -578,6 +641,50 @@ mod tests {
         );
         assert_eq!(grants.secrets, BTreeSet::from(["api-token".to_string()]));
         assert_eq!(Grants::undeclared(&manifest, &handler), ["stolen"]);
+    }
+
+    #[test]
+    fn http_hosts_are_granted_only_to_packages_that_declare_wasi_http() {
+        for ok in ["api.example.com", "127.0.0.1:8080", "a-b.c"] {
+            validate_http_host(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "API.example.com",
+            "x:0",
+            "x:99999",
+            "http://x",
+            "a b",
+            "[::1]:80",
+        ] {
+            assert!(validate_http_host(bad).is_err(), "{bad:?}");
+        }
+        let handler: Handler = serde_json::from_value(serde_json::json!({
+            "name": "h", "filter": {"all": []}, "package": {"name": "p"},
+            "http_allow": ["api.example.com"],
+        }))
+        .unwrap();
+        let plain = crate::package::Manifest::parse("name = \"p\"\nversion = \"1.0.0\"\n").unwrap();
+        assert!(Grants::resolve(&plain, &handler).http_allow.is_empty());
+        assert!(Grants::refusal(&plain, &handler)
+            .unwrap()
+            .contains("does not declare the wasi:http capability"));
+        let networked = crate::package::Manifest::parse(
+            "name = \"p\"\nversion = \"1.0.0\"\ncapabilities = [\"wasi:http\"]\n",
+        )
+        .unwrap();
+        assert_eq!(Grants::refusal(&networked, &handler), None);
+        assert_eq!(
+            Grants::resolve(&networked, &handler).http_allow,
+            handler.http_allow
+        );
+        let unknown = crate::package::Manifest::parse(
+            "name = \"p\"\nversion = \"1.0.0\"\ncapabilities = [\"wasi:sockets\"]\n",
+        );
+        assert!(unknown
+            .unwrap_err()
+            .message()
+            .contains("not a capability FerrisFX offers"));
     }
 
     #[test]
@@ -739,6 +846,7 @@ mod tests {
             reuse_instances: false,
             config: Default::default(),
             secrets: Default::default(),
+            http_allow: Default::default(),
         };
         assert!(h.validate().unwrap_err().message().contains("handler name"));
         h.name = "ok".into();

@@ -101,7 +101,9 @@ pub struct Manifest {
     /// Default limits for handlers running this package.
     #[serde(default, skip_serializing_if = "LimitOverrides::is_empty")]
     pub limits: LimitOverrides,
-    /// Capabilities the function asks for (none are granted yet beyond logging and emitting).
+    /// Capabilities beyond logging, emitting and configuration that the function needs; a
+    /// handler still has to grant each. Known: `wasi:http` (outbound HTTP to the hosts the
+    /// handler's `http_allow` lists).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capabilities: Vec<String>,
     /// Default configuration values (`[config]`); a handler's `config` overrides them.
@@ -118,6 +120,11 @@ fn default_component() -> String {
 }
 
 impl Manifest {
+    /// Whether the manifest declares `capability`.
+    pub fn declares(&self, capability: &str) -> bool {
+        self.capabilities.iter().any(|c| c == capability)
+    }
+
     /// Parses and validates `fx.toml`.
     pub fn parse(text: &str) -> Result<Self> {
         let manifest: Manifest = toml::from_str(text)
@@ -151,10 +158,22 @@ impl Manifest {
             reuse_instances: false,
             config: Default::default(),
             secrets: Default::default(),
+            http_allow: Default::default(),
         }
         .validate()?;
         crate::handler::validate_config("fx.toml [config]", &self.config)?;
-        crate::handler::validate_secret_names("fx.toml secrets", &self.secrets)
+        crate::handler::validate_secret_names("fx.toml secrets", &self.secrets)?;
+        if let Some(unknown) = self
+            .capabilities
+            .iter()
+            .find(|c| c.as_str() != crate::handler::HTTP_CAPABILITY)
+        {
+            return Err(Error::invalid(format!(
+                "fx.toml capabilities: {unknown:?} is not a capability FerrisFX offers (known: {})",
+                crate::handler::HTTP_CAPABILITY
+            )));
+        }
+        Ok(())
     }
 }
 

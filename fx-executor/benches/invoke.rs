@@ -73,6 +73,7 @@ fn invocation(digest: &PackageDigest, reuse: bool) -> Invocation {
             reuse_instances: reuse,
             config: Default::default(),
             secrets: Default::default(),
+            http_allow: Default::default(),
         },
         package: ResolvedPackage {
             name: "misbehave".into(),

@@ -129,6 +129,7 @@ impl Runtime {
         };
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker))
             .and_then(|()| Function::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
             .map_err(|e| fx_core::Error::internal(format!("linking host imports: {e:#}")))?;
         let ticker = Ticker::start(&engine, tick)?;
@@ -293,6 +294,9 @@ impl Runtime {
         start: Instant,
     ) -> wasmtime::Result<()> {
         store.set_epoch_deadline(self.deadline_ticks(limits.timeout_ms));
+        store
+            .data_mut()
+            .set_deadline(start + Duration::from_millis(limits.timeout_ms));
         // The ticker catches up after a stall (several ticks at once), so a deadline in ticks
         // can come early: the wall clock decides, and an early deadline is pushed back.
         let (timeout, tick) = (Duration::from_millis(limits.timeout_ms), self.tick);

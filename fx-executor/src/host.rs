@@ -8,8 +8,10 @@ use fx_core::handler::Limits;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::convert::{from_wit, wit_event_size};
 use crate::secrets::FunctionGrants;
@@ -161,6 +163,9 @@ pub struct HostState {
     stderr: CapturedOutput,
     /// Configuration values and secrets the function may read.
     grants: Arc<FunctionGrants>,
+    http: WasiHttpCtx,
+    /// Decides which outgoing HTTP requests leave the sandbox.
+    http_gate: HttpGate,
 }
 
 impl HostState {
@@ -190,12 +195,23 @@ impl HostState {
             stdout,
             stderr,
             grants: FunctionGrants::none(),
+            http: WasiHttpCtx::new(),
+            http_gate: HttpGate {
+                grants: FunctionGrants::none(),
+                deadline: None,
+            },
         }
     }
 
     /// Hands the function `grants` for its next call.
     pub fn set_grants(&mut self, grants: Arc<FunctionGrants>) {
+        self.http_gate.grants = grants.clone();
         self.grants = grants;
+    }
+
+    /// When the running call must end: outgoing HTTP requests wait no longer.
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.http_gate.deadline = Some(deadline);
     }
 
     /// Clears what the last invocation produced, so that a warm instance starts its next one
@@ -242,6 +258,96 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            hooks: &mut self.http_gate,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
+    }
+}
+
+/// The outgoing-HTTP policy of one store: a request leaves only for a host the handler allows
+/// (`http_allow`, given to packages that declare `wasi:http`), and waits no longer than the
+/// invocation may run (host calls are not interrupted by the epoch, so the timeouts are).
+struct HttpGate {
+    grants: Arc<FunctionGrants>,
+    deadline: Option<Instant>,
+}
+
+impl HttpGate {
+    /// Whether the handler allows requests to `host` on `port`.
+    fn allows(&self, host: &str, port: u16) -> bool {
+        let host = host.to_ascii_lowercase();
+        self.grants
+            .http_allow
+            .iter()
+            .any(|entry| *entry == host || *entry == format!("{host}:{port}"))
+    }
+}
+
+/// What `WasiHttpHooks::send_request` returns.
+type SendFuture = Box<
+    dyn std::future::Future<
+            Output = Result<
+                (
+                    http::Response<wasmtime_wasi_http::WasiBody>,
+                    Box<
+                        dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>>
+                            + Send,
+                    >,
+                ),
+                wasmtime_wasi_http::Error,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for HttpGate {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> SendFuture {
+        let uri = request.uri();
+        let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+            Some("http") => 80,
+            _ => 443,
+        });
+        let host = uri.host().unwrap_or_default().to_string();
+        if !self.allows(&host, port) {
+            tracing::debug!(%host, port, "outgoing http request denied");
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        let left = self
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_secs(1));
+        if left.is_zero() {
+            return Box::new(async { Err(wasmtime_wasi_http::Error::ConnectionTimeout) });
+        }
+        let options = options.unwrap_or_default();
+        let cap = |t: Option<Duration>| Some(t.map_or(left, |t| t.min(left)));
+        let options = wasmtime_wasi_http::RequestOptions {
+            connect_timeout: cap(options.connect_timeout),
+            first_byte_timeout: cap(options.first_byte_timeout),
+            between_bytes_timeout: cap(options.between_bytes_timeout),
+        };
+        tracing::debug!(%host, port, "outgoing http request");
+        let _ = fut;
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) =
+                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
+            ))
+        })
     }
 }
 

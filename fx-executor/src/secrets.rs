@@ -30,6 +30,8 @@ pub struct FunctionGrants {
     pub config: BTreeMap<String, String>,
     /// Granted secrets: the value, or why there is none.
     pub secrets: BTreeMap<String, Result<String, String>>,
+    /// Hosts the function may send HTTP requests to (`host` or `host:port`).
+    pub http_allow: std::collections::BTreeSet<String>,
 }
 
 impl FunctionGrants {
@@ -99,6 +101,7 @@ impl SecretStore {
         Arc::new(FunctionGrants {
             config: grants.config.clone(),
             secrets,
+            http_allow: grants.http_allow.clone(),
         })
     }
 
@@ -172,6 +175,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             secrets: secrets.iter().map(|s| s.to_string()).collect(),
+            http_allow: Default::default(),
         }
     }
 

@@ -63,6 +63,7 @@ async fn warm_invocation_latency() {
             reuse_instances: false,
             config: Default::default(),
             secrets: Default::default(),
+            http_allow: Default::default(),
         },
         package: ResolvedPackage {
             name: "hello".into(),

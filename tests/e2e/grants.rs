@@ -54,6 +54,14 @@ async fn handler_config_and_granted_secrets_reach_the_function_and_undeclared_on
         "{v}"
     );
 
+    // Outbound HTTP only for packages that declare it: hello does not.
+    let mut greeter_online = greeter.clone();
+    greeter_online["name"] = json!("greeter-online");
+    greeter_online["http_allow"] = json!(["api.example.com"]);
+    let (code, v) = fx.post_json("/api/v1/handlers", &greeter_online).await;
+    assert_eq!(code, 400, "{v}");
+    assert!(v.to_string().contains("wasi:http"), "{v}");
+
     // A declared and granted one reaches the function; the handler shows its name only.
     vault["secrets"] = json!(["test-token"]);
     let (code, v) = fx.post_json("/api/v1/handlers", &vault).await;

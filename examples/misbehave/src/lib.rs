@@ -14,6 +14,7 @@
 //! | `fx.test.error` | fails with `requested failure` |
 //! | `fx.test.count` | returns one event (`fx.test.counted`, id `<id>-count`) whose JSON data `{"count": n}` counts the calls this instance has handled: 1 in a fresh instance, more in a reused one |
 //! | `fx.test.grants` | returns one event (`fx.test.granted`, id `<id>-grants`) whose data is `config=<k>=<v>;…` then, per name in the input's data (a comma-separated list), a line `secret <name>: ok <value>` or `secret <name>: error <message>` |
+//! | `fx.test.http-get` | sends `GET` to the URL in the input's data (text) through `wasi:http`; returns one event (`fx.test.fetched`, id `<id>-http`) whose data is `status <code>: <body>` or `error <reason>` |
 //! | `fx.test.echo-size` | returns one event (`fx.test.echoed`, id `<id>-echo`) with the input's data only, for size benchmarks |
 //!
 //! Any other type fails with a message naming it.
@@ -72,6 +73,16 @@ fn handle(event: Event) -> Result<Vec<Event>, Error> {
                 .map_err(|e| Error::new(e.to_string()))?;
             }
             let out = Event::new(format!("{}-grants", event.id()), SOURCE, "fx.test.granted")
+                .with_data("text/plain", text.into_bytes());
+            Ok(vec![out])
+        }
+        "fx.test.http-get" => {
+            let url = event.data_text().unwrap_or_default().trim().to_owned();
+            let text = match http_get(&url) {
+                Ok((status, body)) => format!("status {status}: {body}"),
+                Err(reason) => format!("error {reason}"),
+            };
+            let out = Event::new(format!("{}-http", event.id()), SOURCE, "fx.test.fetched")
                 .with_data("text/plain", text.into_bytes());
             Ok(vec![out])
         }
@@ -155,6 +166,51 @@ fn log_flood() {
         }
         log::info(&line);
     }
+}
+
+/// `GET url` through `wasi:http`: the status and the body as text, or why it failed.
+fn http_get(url: &str) -> Result<(u16, String), String> {
+    use wasi::http::outgoing_handler;
+    use wasi::http::types::{Fields, OutgoingRequest, Scheme};
+
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("{url:?} has no scheme"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let request = OutgoingRequest::new(Fields::new());
+    let scheme = if scheme == "https" {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
+    request
+        .set_scheme(Some(&scheme))
+        .and_then(|()| request.set_authority(Some(authority)))
+        .and_then(|()| request.set_path_with_query(Some(path)))
+        .map_err(|()| format!("{url:?} is not a valid request"))?;
+    let pending = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
+    pending.subscribe().block();
+    let response = pending
+        .get()
+        .ok_or("no response")?
+        .map_err(|()| "response taken twice")?
+        .map_err(|e| format!("{e:?}"))?;
+    let status = response.status();
+    let body = response.consume().map_err(|()| "no body")?;
+    let stream = body.stream().map_err(|()| "no body stream")?;
+    let mut bytes = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => bytes.extend(chunk),
+            Err(wasi::io::streams::StreamError::Closed) => break,
+            Err(e) => return Err(format!("reading the body: {e:?}")),
+        }
+    }
+    drop(stream);
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 ferrisfx_guest::export_handler!(handle);

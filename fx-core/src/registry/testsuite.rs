@@ -56,6 +56,7 @@ fn handler(name: &str) -> Handler {
         reuse_instances: false,
         config: Default::default(),
         secrets: Default::default(),
+        http_allow: Default::default(),
     }
 }
 

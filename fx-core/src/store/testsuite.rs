@@ -582,6 +582,7 @@ fn handler(name: &str, event_type: &str) -> Handler {
         reuse_instances: false,
         config: Default::default(),
         secrets: Default::default(),
+        http_allow: Default::default(),
     }
 }
 

@@ -14,6 +14,7 @@ fn grants(config: &[(&str, &str)], secrets: &[&str]) -> Grants {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         secrets: secrets.iter().map(|s| s.to_string()).collect(),
+        http_allow: Default::default(),
     }
 }
 

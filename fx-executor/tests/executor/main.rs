@@ -6,6 +6,7 @@
 
 mod cache;
 mod grants;
+mod http;
 mod limits;
 mod support;
 mod warm;

@@ -221,6 +221,7 @@ pub fn invocation(
         reuse_instances: false,
         config: Default::default(),
         secrets: Default::default(),
+        http_allow: Default::default(),
     };
     Invocation {
         execution_id: ExecutionId::for_event(&event, "h"),

@@ -43,6 +43,10 @@ pub struct HandlerArgs {
     /// declare it and the executors hold its value.
     #[arg(long = "secret", value_name = "NAME")]
     pub secrets: Vec<String>,
+    /// A host the function may send HTTP requests to, `host` or `host:port` (repeat for more);
+    /// the package must declare the `wasi:http` capability.
+    #[arg(long = "allow-http", value_name = "HOST")]
+    pub http_allow: Vec<String>,
 }
 
 /// Flags of `ferrisfx emit`.
@@ -305,6 +309,7 @@ pub fn handler_from_flags(args: &HandlerArgs) -> anyhow::Result<Handler> {
             })
             .collect::<anyhow::Result<_>>()?,
         secrets: args.secrets.iter().cloned().collect(),
+        http_allow: args.http_allow.iter().cloned().collect(),
     };
     handler.validate()?;
     Ok(handler)

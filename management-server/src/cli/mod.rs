@@ -104,7 +104,7 @@ pub enum PackageCommand {
 #[derive(Debug, Subcommand)]
 pub enum HandlerCommand {
     /// Create a handler from flags or from a JSON file.
-    Create(client::HandlerArgs),
+    Create(Box<client::HandlerArgs>),
     /// List handlers.
     List,
     /// Delete a handler.
@@ -169,7 +169,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             alias,
             version,
         }) => api.set_alias(&name, &alias, &version).await,
-        Command::Handler(HandlerCommand::Create(args)) => api.create_handler(args).await,
+        Command::Handler(HandlerCommand::Create(args)) => api.create_handler(*args).await,
         Command::Handler(HandlerCommand::List) => api.list_handlers().await,
         Command::Handler(HandlerCommand::Delete { name }) => api.delete_handler(&name).await,
         Command::Emit(args) => api.emit(args).await,

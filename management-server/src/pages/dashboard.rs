@@ -293,6 +293,7 @@ mod tests {
                 reuse_instances: false,
                 config: Default::default(),
                 secrets: Default::default(),
+                http_allow: Default::default(),
             },
             revision: 1,
         };

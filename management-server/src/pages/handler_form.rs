@@ -15,8 +15,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use fx_core::handler::{
-    validate_name, validate_secret_names, AttributeMatch, Filter, Handler, LimitOverrides,
-    PackageRef, RetryPolicy, DEFAULT_POOL,
+    validate_http_host, validate_name, validate_secret_names, AttributeMatch, Filter, Handler,
+    LimitOverrides, PackageRef, RetryPolicy, DEFAULT_POOL,
 };
 use fx_core::package::LATEST_ALIAS;
 use fx_core::registry::Expect;
@@ -94,6 +94,8 @@ pub struct HandlerForm {
     pub config: String,
     /// Granted secret names, separated by commas or spaces.
     pub secrets: String,
+    /// Hosts the function may send HTTP requests to, separated by commas or spaces.
+    pub http_allow: String,
     /// Attempts in all.
     pub max_attempts: String,
     /// First retry delay in milliseconds.
@@ -153,6 +155,7 @@ impl HandlerForm {
                 "max_log_bytes" => form.max_log_bytes = value,
                 "config" => form.config = value,
                 "secrets" => form.secrets = value,
+                "http_allow" => form.http_allow = value,
                 "max_attempts" => form.max_attempts = value,
                 "backoff_ms" => form.backoff_ms = value,
                 "max_backoff_ms" => form.max_backoff_ms = value,
@@ -221,6 +224,12 @@ impl HandlerForm {
                 .collect(),
             secrets: handler
                 .secrets
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            http_allow: handler
+                .http_allow
                 .iter()
                 .cloned()
                 .collect::<Vec<_>>()
@@ -306,14 +315,13 @@ impl HandlerForm {
             errors.insert("config", reason);
             BTreeMap::new()
         });
-        let secrets: BTreeSet<String> = self
-            .secrets
-            .split(|c: char| c == ',' || c.is_whitespace())
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect();
+        let secrets: BTreeSet<String> = list(&self.secrets);
         if let Err(e) = validate_secret_names("secrets", &secrets) {
             errors.insert("secrets", e.chain());
+        }
+        let http_allow: BTreeSet<String> = list(&self.http_allow);
+        if let Some(e) = http_allow.iter().find_map(|h| validate_http_host(h).err()) {
+            errors.insert("http_allow", e.chain());
         }
         let Some(filter) = filter else {
             return Err(errors);
@@ -336,6 +344,7 @@ impl HandlerForm {
             reuse_instances: self.reuse_instances,
             config,
             secrets,
+            http_allow,
         };
         if let Err(e) = handler.validate() {
             // Name, filter, package, pool and secrets passed above: what is left is limits,
@@ -419,6 +428,14 @@ impl HandlerForm {
         }
         Ok(values)
     }
+}
+
+/// A field listing names, separated by commas or white space.
+fn list(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// A number field: empty is `None`.
@@ -642,7 +659,7 @@ async fn save(state: &AppState, form: HandlerForm, editing: bool) -> Result<Resp
         if e.status.is_server_error() {
             return Err(PageError(e));
         }
-        let field = if e.message.contains("grants secret") {
+        let field = if e.message.contains("grants secret") || e.message.contains("HTTP") {
             "secrets"
         } else {
             "package"
@@ -826,11 +843,13 @@ mod tests {
                 "greeting = Howdy\n# a comment\n\nurl=https://x.test/?a=b\n",
             ),
             ("secrets", "api-token, db-url"),
+            ("http_allow", "api.example.com 127.0.0.1:8080"),
         ]));
         let handler = form.to_handler().unwrap();
         assert_eq!(handler.config["greeting"], "Howdy");
         assert_eq!(handler.config["url"], "https://x.test/?a=b");
         assert_eq!(handler.secrets.len(), 2);
+        assert_eq!(handler.http_allow.len(), 2);
         assert_eq!(
             (
                 handler.limits.max_output_bytes,

@@ -163,23 +163,14 @@ pub(crate) async fn record(
 }
 
 /// Validates a handler and checks that its package reference resolves, and that the package
-/// declares every secret the handler grants.
+/// declares every secret and capability the handler grants.
 pub async fn check(state: &AppState, handler: &Handler) -> Result<(), ApiError> {
     handler.validate()?;
     match state.backends.state.resolve_package(&handler.package).await {
-        Ok(version) => {
-            let undeclared = fx_core::handler::Grants::undeclared(&version.manifest, handler);
-            if undeclared.is_empty() {
-                return Ok(());
-            }
-            Err(ApiError::invalid(format!(
-                "handler {} grants secret(s) {} that package {}@{} does not declare: add them to `secrets` in its fx.toml, or remove them from the handler",
-                handler.name,
-                undeclared.join(", "),
-                version.name,
-                version.version
-            )))
-        }
+        Ok(version) => match fx_core::handler::Grants::refusal(&version.manifest, handler) {
+            None => Ok(()),
+            Some(reason) => Err(ApiError::invalid(reason)),
+        },
         Err(e) if e.kind() == ErrorKind::NotFound => Err(ApiError::invalid(format!(
             "package {} does not exist: upload it first",
             handler.package
