@@ -272,16 +272,7 @@ async fn a_malformed_kafka_message_is_dead_lettered_and_does_not_stall_the_parti
     };
     let dir = tempfile::tempdir().unwrap();
     let run = run_id("d");
-    let settings: fx_core::backends::BusSettings = toml_bus(&kafka, &run);
-    let bus = fx_core::backends::BackendSettings {
-        bus: settings,
-        ..Default::default()
-    }
-    .build(&dir.path().join("probe"))
-    .await
-    .unwrap()
-    .bus;
-    let mut dead = bus.subscribe("fx.deadletter", "test-reader").await.unwrap();
+    let (bus, mut dead) = bus_and_dead_letters(dir.path(), &kafka, &run).await;
     let (mut d, api) = deployment_with_echo(dir.path(), &kafka, &run).await;
     d.start("gateway", &[]);
     d.start("executor", &[]);
@@ -330,15 +321,7 @@ async fn a_trapping_function_is_retried_over_kafka_then_dead_lettered_while_its_
     };
     let dir = tempfile::tempdir().unwrap();
     let run = run_id("r");
-    let bus = fx_core::backends::BackendSettings {
-        bus: toml_bus(&kafka, &run),
-        ..Default::default()
-    }
-    .build(&dir.path().join("probe"))
-    .await
-    .unwrap()
-    .bus;
-    let mut dead = bus.subscribe("fx.deadletter", "test-reader").await.unwrap();
+    let (_bus, mut dead) = bus_and_dead_letters(dir.path(), &kafka, &run).await;
     let (mut d, api) = deployment_with_echo(dir.path(), &kafka, &run).await;
     let flaky = json!({
         "name": "flaky",
@@ -414,6 +397,28 @@ async fn a_trapping_function_is_retried_over_kafka_then_dead_lettered_while_its_
     for p in d.processes.iter_mut() {
         p.terminate();
     }
+}
+
+/// A client of this run's topics on `kafka`, and a reader of its dead-letter topic that
+/// subscribed before anything was dead-lettered.
+async fn bus_and_dead_letters(
+    dir: &std::path::Path,
+    kafka: &str,
+    run: &str,
+) -> (
+    std::sync::Arc<dyn fx_core::bus::EventBus>,
+    Box<dyn fx_core::bus::Subscription>,
+) {
+    let bus = fx_core::backends::BackendSettings {
+        bus: toml_bus(kafka, run),
+        ..Default::default()
+    }
+    .build(&dir.join("probe"))
+    .await
+    .unwrap()
+    .bus;
+    let dead = bus.subscribe("fx.deadletter", "test-reader").await.unwrap();
+    (bus, dead)
 }
 
 fn toml_bus(kafka: &str, run: &str) -> fx_core::backends::BusSettings {
