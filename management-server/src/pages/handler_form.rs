@@ -659,8 +659,10 @@ async fn save(state: &AppState, form: HandlerForm, editing: bool) -> Result<Resp
         if e.status.is_server_error() {
             return Err(PageError(e));
         }
-        let field = if e.message.contains("grants secret") || e.message.contains("HTTP") {
+        let field = if e.message.contains("grants secret") {
             "secrets"
+        } else if e.message.contains("allows HTTP") {
+            "http_allow"
         } else {
             "package"
         };

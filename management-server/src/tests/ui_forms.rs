@@ -205,3 +205,47 @@ async fn dashboard_counts_the_last_hour_by_status_and_handler() {
     assert!(html.contains("100.0 %"), "one finished, failed: {html}");
     assert!(app.get("/").await.text().contains("id=\"dashboard\""));
 }
+
+#[tokio::test]
+async fn handler_form_saves_config_and_refuses_grants_the_package_does_not_declare() {
+    let app = TestApp::new().await;
+    app.upload_ok("hello", "1.0.0").await;
+    let mut form = vec![
+        ("name", "greeter"),
+        ("combine", "all"),
+        ("cond.0.attribute", "type"),
+        ("cond.0.op", "exact"),
+        ("cond.0.value", "com.example.hello"),
+        ("package", "hello"),
+        ("version", "latest"),
+        ("enabled", "on"),
+        ("config", "greeting=Howdy"),
+        ("max_output_bytes", "4096"),
+        ("http_allow", "api.example.com"),
+    ];
+    // The package declares neither wasi:http nor any secret.
+    let refused = post_form(&app, "/handlers/new", &form).await;
+    refused.assert_status(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused
+            .text()
+            .contains("does not declare the wasi:http capability"),
+        "{}",
+        refused.text()
+    );
+    form[10] = ("http_allow", "");
+    form.push(("secrets", "api-token"));
+    let refused = post_form(&app, "/handlers/new", &form).await;
+    refused.assert_status(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.text().contains("grants secret(s) api-token"));
+
+    form.pop();
+    let saved = post_form(&app, "/handlers/new", &form).await;
+    saved.assert_status(StatusCode::SEE_OTHER);
+    let stored = app.get("/api/v1/handlers/greeter").await.json();
+    assert_eq!(stored["handler"]["config"], json!({"greeting": "Howdy"}));
+    assert_eq!(stored["handler"]["limits"]["max_output_bytes"], 4096);
+    // Editing shows them again.
+    let edit = app.get("/handlers/greeter/edit").await.text();
+    assert!(edit.contains("greeting=Howdy"), "{edit}");
+}
