@@ -131,7 +131,7 @@ async fn greets_like_hello(package: &str) {
 /// What a project scaffolded by `ferrisfx new` as `name` answers with.
 async fn greets_as_scaffolded(name: &str) {
     let greeted = format!("com.example.{name}.greeted");
-    greets(name, &format!("/functions/{name}"), &greeted, false).await;
+    greets(name, &format!("/functions/{name}"), &greeted, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,11 +2,14 @@
 //
 // Answers any event with one `com.example.{{name}}.greeted` event whose JSON data is
 // `{"greeting": "Hello, <name>!"}`, where `<name>` is the `name` string of the input's JSON data,
-// or `world` when there is none. Logs `hello from FerrisFX` with the event's id and type.
+// or `world` when there is none. Logs `hello from FerrisFX` with the event's id and type. The
+// greeting word is the `greeting` configuration value (default `Hello`, in `fx.toml`; a handler
+// can set another).
 //
 // Built into a component by componentize-js against `wit/function.wit` (world `function`):
 // `npm run build` (see build.mjs).
 
+import { get as configValue } from 'ferrisfx:function/config@0.1.0';
 import { log } from 'ferrisfx:function/host@0.1.0';
 
 // The source of the events this function produces.
@@ -33,7 +36,8 @@ export function handle(event) {
     ['event_id', event.id],
     ['event_type', event.type],
   ]);
-  const greeting = JSON.stringify({ greeting: `Hello, ${nameOf(event)}!` });
+  const word = configValue('greeting') ?? 'Hello';
+  const greeting = JSON.stringify({ greeting: `${word}, ${nameOf(event)}!` });
   return [
     {
       id: `${event.id}-greeting`,
