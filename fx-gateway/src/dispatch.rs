@@ -62,41 +62,22 @@ impl Dispatcher {
     /// time, publishes everything the batch owes in delivery order in one go (so invocations
     /// of one partition key keep their order), then commits the batch.
     pub async fn run(&self, group: &str, shutdown: CancellationToken) -> Result<()> {
-        let mut subscription = until_available("subscribing to fx.events", &shutdown, || {
-            self.backends.bus.subscribe(topics::EVENTS, group)
-        })
-        .await?;
-        tracing::info!(group, "dispatcher consuming fx.events");
-        loop {
-            let batch = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                next = subscription.next_batch(BATCH) => next,
-            };
-            let batch = match batch {
-                Ok(batch) if batch.is_empty() => return Ok(()),
-                Ok(batch) => batch,
-                Err(e) => {
-                    tracing::warn!(error = %e.chain(), "reading fx.events failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            match self.handle_batch(&batch, &shutdown).await {
-                Ok(()) => {}
-                // Shutting down mid-way: leave the batch uncommitted so it is seen again.
-                Err(e) if shutdown.is_cancelled() => {
-                    tracing::info!(error = %e.chain(), deliveries = batch.len(), "left uncommitted at shutdown");
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
-            }
-            for delivery in &batch {
-                crate::retry::commit(subscription.as_mut(), delivery, &shutdown).await?;
-            }
-        }
+        crate::consume::batches(
+            &self.backends.bus,
+            topics::EVENTS,
+            group,
+            "dispatcher",
+            BATCH,
+            &shutdown,
+            self,
+        )
+        .await
     }
+}
 
-    async fn handle_batch(&self, batch: &[Delivery], shutdown: &CancellationToken) -> Result<()> {
+#[async_trait::async_trait]
+impl crate::consume::BatchHandler for Dispatcher {
+    async fn handle(&self, batch: &[Delivery], shutdown: &CancellationToken) -> Result<()> {
         let table = self.table.current();
         // Events of one partition key are recorded one after another, in order (so their
         // executions' creation order is the events' order); different keys side by side.
@@ -149,7 +130,9 @@ impl Dispatcher {
         tracing::debug!(deliveries = batch.len(), published, "batch dispatched");
         Ok(())
     }
+}
 
+impl Dispatcher {
     /// Dispatches `event` to every matching handler; returns what happened per handler.
     pub async fn dispatch(
         &self,

@@ -7,6 +7,7 @@
 //! - [`dispatch`]: events in, invocations out; malformed events to the dead-letter topic.
 //! - [`router`]: state events into the stores.
 
+pub mod consume;
 pub mod dispatch;
 pub mod retry;
 pub mod router;

@@ -62,41 +62,24 @@ impl StateRouter {
     }
 
     async fn consume(&self, group: &str, shutdown: &CancellationToken) -> Result<()> {
-        let shutdown = shutdown.clone();
-        let mut subscription = until_available("subscribing to fx.state", &shutdown, || {
-            self.backends.bus.subscribe(topics::STATE, group)
-        })
-        .await?;
-        tracing::info!(group, "state router consuming fx.state");
-        loop {
-            let batch = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                next = subscription.next_batch(BATCH) => next,
-            };
-            let batch = match batch {
-                Ok(batch) if batch.is_empty() => return Ok(()),
-                Ok(batch) => batch,
-                Err(e) => {
-                    tracing::warn!(error = %e.chain(), "reading fx.state failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            match self.route(&batch, &shutdown).await {
-                Ok(()) => {}
-                Err(e) if shutdown.is_cancelled() => {
-                    tracing::info!(error = %e.chain(), deliveries = batch.len(), "state events left uncommitted at shutdown");
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
-            }
-            for delivery in &batch {
-                crate::retry::commit(subscription.as_mut(), delivery, &shutdown).await?;
-            }
-        }
+        crate::consume::batches(
+            &self.backends.bus,
+            topics::STATE,
+            group,
+            "state router",
+            BATCH,
+            shutdown,
+            self,
+        )
+        .await
     }
+}
 
-    async fn route(&self, batch: &[Delivery], shutdown: &CancellationToken) -> Result<()> {
+#[async_trait::async_trait]
+impl crate::consume::BatchHandler for StateRouter {
+    /// Routes one batch: log lines to the sink, state events to the store (and the sink's
+    /// documents), malformed ones to the dead-letter topic.
+    async fn handle(&self, batch: &[Delivery], shutdown: &CancellationToken) -> Result<()> {
         let mut logs = Vec::new();
         let mut states = Vec::new();
         let mut dead = Vec::new();
@@ -172,7 +155,9 @@ impl StateRouter {
         }
         Ok(())
     }
+}
 
+impl StateRouter {
     /// What the sink gets for one execution's state events of a batch (already applied to the
     /// state store): the metric of each finished attempt, and the execution's latest state as
     /// a document when the routing sends its events there.
