@@ -378,17 +378,7 @@ async fn a_trapping_function_is_retried_over_kafka_then_dead_lettered_while_its_
     assert_eq!(status, 200, "{detail}");
     let execution = &detail["execution"];
     assert_eq!(execution["status"], "failed", "{detail:#}");
-    let history: Vec<(u64, &str)> = execution["attempt_history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            (
-                a["attempt"].as_u64().unwrap(),
-                a["status"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let history = fx_tests::attempt_statuses(execution);
     assert_eq!(
         history,
         [(1, "retrying"), (2, "retrying"), (3, "failed")],

@@ -105,15 +105,7 @@ async fn failures_are_retried_with_backoff_then_dead_lettered_and_a_redrive_runs
     assert!(gap(1, 3) < 30_000, "retries took {} ms", gap(1, 3));
     // Every attempt is recorded on the execution with what the executor measured.
     let history = execution["attempt_history"].as_array().unwrap();
-    let statuses: Vec<(u64, &str)> = history
-        .iter()
-        .map(|a| {
-            (
-                a["attempt"].as_u64().unwrap(),
-                a["status"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let statuses = fx_tests::attempt_statuses(execution);
     assert_eq!(
         statuses,
         [(1, "retrying"), (2, "retrying"), (3, "failed")],

@@ -23,6 +23,21 @@ pub struct TestPlatform {
     http: reqwest::Client,
 }
 
+/// The (attempt, status) of each finished attempt of an execution as the API shows it.
+pub fn attempt_statuses(execution: &Value) -> Vec<(u64, &str)> {
+    execution["attempt_history"]
+        .as_array()
+        .expect("an attempt history")
+        .iter()
+        .map(|a| {
+            (
+                a["attempt"].as_u64().expect("an attempt number"),
+                a["status"].as_str().expect("a status"),
+            )
+        })
+        .collect()
+}
+
 /// Where the examples are packaged by `infra/scripts/build-examples.sh`.
 pub fn example_package(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
