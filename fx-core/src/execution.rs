@@ -8,8 +8,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::bus::topics;
 use crate::error::{Error, Result};
-use crate::event::Event;
+use crate::event::{Event, Message};
 use crate::handler::{Grants, Handler, Limits};
 use crate::package::PackageDigest;
 
@@ -151,6 +152,9 @@ pub enum FailureKind {
     Package,
     /// Something on the platform's side.
     Internal,
+    /// The executor refused the invocation: it asks for more than the executor's pool allows,
+    /// or for grants its package does not declare. Never retried.
+    Refused,
 }
 
 impl FailureKind {
@@ -165,6 +169,7 @@ impl FailureKind {
             FailureKind::FunctionError => "function_error",
             FailureKind::Package => "package",
             FailureKind::Internal => "internal",
+            FailureKind::Refused => "refused",
         }
     }
 }
@@ -571,7 +576,35 @@ pub enum StateEvent {
         /// What the executor measured (absent in events of older executors).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         measurements: Option<Measurements>,
+        /// The invocation to dead-letter once this failure is recorded: set on the last
+        /// attempt of an execution that the retry policy hands to `fx.deadletter`. The state
+        /// router publishes it only after the state store holds the failure, so a dead-letter
+        /// reader always finds the execution `failed`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dead_letter: Option<Box<Invocation>>,
     },
+}
+
+/// The dead-letter message of an execution whose last attempt failed: the invocation as
+/// JSON, keyed by the execution, with the reason, the attempts and where it came from in
+/// headers.
+pub fn dead_letter_message(invocation: &Invocation, failure: &Failure) -> Result<Message> {
+    Ok(
+        Message::json(Some(invocation.execution_id.to_string()), invocation)?
+            .with_header(
+                topics::REASON_HEADER,
+                format!("{:?}: {}", failure.kind, failure.message),
+            )
+            .with_header(
+                topics::ORIGINAL_TOPIC_HEADER,
+                topics::invocations(&invocation.handler.pool),
+            )
+            .with_header(
+                topics::EXECUTION_ID_HEADER,
+                invocation.execution_id.to_string(),
+            )
+            .with_header(topics::ATTEMPTS_HEADER, invocation.attempt.to_string()),
+    )
 }
 
 impl StateEvent {

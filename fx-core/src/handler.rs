@@ -577,7 +577,7 @@ impl RetryPolicy {
             FailureKind::MemoryLimit | FailureKind::FuelLimit | FailureKind::OutputLimit => {
                 self.retry_limit_breaches
             }
-            FailureKind::Package => false,
+            FailureKind::Package | FailureKind::Refused => false,
         }
     }
 
@@ -596,8 +596,42 @@ impl RetryPolicy {
         std::time::Duration::from_micros((ms * 1000.0) as u64)
     }
 
+    /// The longest backoff a policy may ask for: a day.
+    pub const MAX_BACKOFF_MS: u64 = 24 * 60 * 60 * 1000;
+    /// The most attempts a policy may ask for.
+    pub const MAX_ATTEMPTS: u32 = 100;
+
+    /// This policy within the bounds [`RetryPolicy::validate`] enforces: what an executor uses,
+    /// since an invocation message may not have been validated.
+    pub fn bounded(&self) -> RetryPolicy {
+        let max_backoff_ms = self.max_backoff_ms.min(Self::MAX_BACKOFF_MS);
+        RetryPolicy {
+            max_attempts: self.max_attempts.clamp(1, Self::MAX_ATTEMPTS),
+            backoff_ms: self.backoff_ms.min(max_backoff_ms),
+            max_backoff_ms,
+            retry_limit_breaches: self.retry_limit_breaches,
+        }
+    }
+
     fn validate(&self) -> Result<()> {
-        check_bound("retry.max_attempts", Some(self.max_attempts.into()), 1, 100)?;
+        check_bound(
+            "retry.max_attempts",
+            Some(self.max_attempts.into()),
+            1,
+            Self::MAX_ATTEMPTS.into(),
+        )?;
+        check_bound(
+            "retry.backoff_ms",
+            Some(self.backoff_ms),
+            0,
+            Self::MAX_BACKOFF_MS,
+        )?;
+        check_bound(
+            "retry.max_backoff_ms",
+            Some(self.max_backoff_ms),
+            0,
+            Self::MAX_BACKOFF_MS,
+        )?;
         if self.backoff_ms > self.max_backoff_ms {
             return Err(Error::invalid(format!(
                 "retry.backoff_ms ({}) is larger than retry.max_backoff_ms ({})",
@@ -612,6 +646,50 @@ impl RetryPolicy {
 mod tests {
     use super::*;
     use crate::event::new_json_event;
+
+    #[test]
+    fn retry_policies_beyond_a_day_of_backoff_are_refused_and_executors_bound_them() {
+        let handler = |retry: serde_json::Value| -> Handler {
+            serde_json::from_value(serde_json::json!({
+                "name": "h",
+                "filter": {"all": []},
+                "package": {"name": "p"},
+                "retry": retry,
+            }))
+            .unwrap()
+        };
+        for retry in [
+            serde_json::json!({"max_attempts": 3, "backoff_ms": 1000, "max_backoff_ms": 1_000_000_000_000_000u64}),
+            serde_json::json!({"max_attempts": 3, "backoff_ms": u64::MAX, "max_backoff_ms": u64::MAX}),
+            serde_json::json!({"max_attempts": 1000}),
+        ] {
+            let err = handler(retry.clone()).validate().unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Invalid, "{retry}");
+            assert!(err.message().contains("retry."), "{retry}: {err}");
+        }
+        handler(serde_json::json!({"max_attempts": 100, "backoff_ms": 1000, "max_backoff_ms": RetryPolicy::MAX_BACKOFF_MS}))
+            .validate()
+            .unwrap();
+        // What an unvalidated invocation carries is bounded where it is used, and no delay
+        // arithmetic overflows.
+        let wild = RetryPolicy {
+            max_attempts: u32::MAX,
+            backoff_ms: u64::MAX,
+            max_backoff_ms: u64::MAX,
+            retry_limit_breaches: false,
+        };
+        let bounded = wild.bounded();
+        assert_eq!(bounded.max_attempts, RetryPolicy::MAX_ATTEMPTS);
+        assert_eq!(bounded.max_backoff_ms, RetryPolicy::MAX_BACKOFF_MS);
+        for attempt in [0, 1, 2, 63, u32::MAX] {
+            let delay = bounded.delay_after(attempt, 1.0);
+            assert!(delay <= std::time::Duration::from_millis(RetryPolicy::MAX_BACKOFF_MS));
+            let _ = wild.delay_after(attempt, 1.0);
+        }
+        let at = chrono::Utc::now()
+            + chrono::Duration::from_std(bounded.delay_after(u32::MAX, 1.0)).unwrap();
+        assert!(at > chrono::Utc::now());
+    }
 
     #[test]
     fn grants_put_the_handler_config_over_the_manifest_and_keep_only_declared_secrets() {

@@ -24,4 +24,7 @@ pub mod store;
 pub mod telemetry;
 pub mod testenv;
 
+#[cfg(test)]
+mod proptests;
+
 pub use error::{Error, ErrorKind, Result};

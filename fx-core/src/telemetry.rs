@@ -30,6 +30,9 @@ pub const EVENTS: &str = "fx_gateway_events_total";
 pub const DISPATCHED: &str = "fx_gateway_invocations_total";
 /// State events applied by the state router; label `state`.
 pub const STATE_EVENTS: &str = "fx_router_state_events_total";
+/// Messages a consumer sent to the dead-letter topic because handling them failed on their own
+/// (a value a backend refuses, say) while the rest of their batch went on; label `topic`.
+pub const POISONED: &str = "fx_consumer_deadlettered_total";
 /// Documents the operational sink dropped because its buffer was full (read at scrape time).
 pub const SINK_DROPPED: &str = "fx_sink_dropped_total";
 

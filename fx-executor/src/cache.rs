@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use fx_core::execution::CacheLookup;
 use fx_core::objects::PackageStore;
-use fx_core::package::{PackageArchive, PackageDigest};
+use fx_core::package::{Manifest, PackageArchive, PackageDigest};
 use fx_core::telemetry;
 use fx_core::{Error, Result};
 use tokio::sync::OnceCell;
@@ -45,8 +45,9 @@ pub struct CacheCounts {
     pub memory_hits: u64,
 }
 
-/// A linked function, with where its loader found it.
-type Loaded = (Arc<FunctionPre<HostState>>, CacheLookup);
+/// A linked function, with where its loader found it and its package's manifest (what the
+/// executor checks an invocation's grants against).
+type Loaded = (Arc<FunctionPre<HostState>>, CacheLookup, Arc<Manifest>);
 type Slot = Arc<OnceCell<Loaded>>;
 
 /// Compiled functions by package digest.
@@ -103,10 +104,10 @@ impl CompileCache {
                 .map_err(|_| Error::internal("compile cache lock poisoned"))?;
             slots.entry(digest.clone()).or_default().clone()
         };
-        if let Some((pre, _)) = slot.get() {
+        if let Some((pre, _, manifest)) = slot.get() {
             self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(telemetry::COMPILE_CACHE, "result" => "memory_hit").increment(1);
-            return Ok((pre.clone(), CacheLookup::Memory));
+            return Ok((pre.clone(), CacheLookup::Memory, manifest.clone()));
         }
         slot.get_or_try_init(|| self.load(digest, runtime, packages))
             .await
@@ -123,7 +124,14 @@ impl CompileCache {
             .dir
             .join("compiled")
             .join(format!("{digest}-{}.cwasm", self.engine_hash));
-        if compiled_path.exists() {
+        // The manifest beside it: a compiled component without one (written by an older
+        // executor) is compiled again.
+        let manifest_path = self.dir.join("compiled").join(format!("{digest}.fx.toml"));
+        let kept_manifest = tokio::fs::read_to_string(&manifest_path)
+            .await
+            .ok()
+            .and_then(|text| Manifest::parse(&text).ok());
+        if let (true, Some(manifest)) = (compiled_path.exists(), kept_manifest) {
             let (rt, path) = (runtime.clone(), compiled_path.clone());
             // SAFETY: the file was written by `Component::serialize` of an engine with the same
             // compatibility hash, in a directory only this executor writes.
@@ -136,7 +144,11 @@ impl CompileCache {
                     metrics::counter!(telemetry::COMPILE_CACHE, "result" => "disk_hit")
                         .increment(1);
                     tracing::debug!(%digest, "compiled component loaded from disk");
-                    return Ok((Arc::new(runtime.prepare(&component)?), CacheLookup::Disk));
+                    return Ok((
+                        Arc::new(runtime.prepare(&component)?),
+                        CacheLookup::Disk,
+                        Arc::new(manifest),
+                    ));
                 }
                 Err(e) => {
                     tracing::warn!(%digest, error = %format!("{e:#}"), "discarding unreadable compiled component");
@@ -146,26 +158,34 @@ impl CompileCache {
         }
         let archive = self.archive(digest, packages).await?;
         let (rt, digest_text) = (runtime.clone(), digest.to_string());
-        let compiled = blocking(move || -> Result<(Component, Vec<u8>)> {
-            let (_, component_bytes) = PackageArchive::component_of(&archive).map_err(|e| {
-                Error::invalid(format!("reading package {digest_text}: {}", e.chain()))
-            })?;
+        let compiled = blocking(move || -> Result<(Component, Vec<u8>, Manifest)> {
+            let (manifest, component_bytes) =
+                PackageArchive::component_of(&archive).map_err(|e| {
+                    Error::invalid(format!("reading package {digest_text}: {}", e.chain()))
+                })?;
             let component = Component::new(rt.engine(), &component_bytes)
                 .map_err(|e| Error::invalid(format!("compiling package {digest_text}: {e:#}")))?;
             let serialized = component.serialize().map_err(|e| {
                 Error::internal(format!("serializing package {digest_text}: {e:#}"))
             })?;
-            Ok((component, serialized))
+            Ok((component, serialized, manifest))
         })
         .await??;
         self.stats.compiles.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(telemetry::COMPILE_CACHE, "result" => "compiled").increment(1);
-        let (component, serialized) = compiled;
+        let (component, serialized, manifest) = compiled;
         write_atomically(&compiled_path, &serialized).await;
+        match toml::to_string(&manifest) {
+            Ok(text) => write_atomically(&manifest_path, text.as_bytes()).await,
+            Err(e) => {
+                tracing::warn!(%digest, error = %e, "could not encode the manifest for the cache")
+            }
+        }
         tracing::info!(%digest, "package compiled");
         Ok((
             Arc::new(runtime.prepare(&component)?),
             CacheLookup::Compiled,
+            Arc::new(manifest),
         ))
     }
 

@@ -2,7 +2,7 @@
 //! epoch ticker thread, a linker with WASI p2 (nothing ambient) and the host imports, the
 //! compile cache, and running one invocation in a fresh store.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,24 @@ pub struct Runtime {
     /// Held for its `Drop`: stops the epoch ticker with the runtime.
     _ticker: Ticker,
     warm: std::sync::Mutex<std::collections::HashMap<WarmKey, Vec<Warm>>>,
+    /// Instances running a call now (armed with their deadline).
+    running: AtomicUsize,
+}
+
+/// Counts an instance as running while it lives.
+struct Running<'a>(&'a AtomicUsize);
+
+impl<'a> Running<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Running(counter)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Runtime {
@@ -131,6 +149,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker))
             .and_then(|()| Function::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
+            .and_then(|()| crate::waits::bound_blocking_waits(&mut linker))
             .map_err(|e| fx_core::Error::internal(format!("linking host imports: {e:#}")))?;
         let ticker = Ticker::start(&engine, tick)?;
         Ok(Runtime {
@@ -139,6 +158,7 @@ impl Runtime {
             tick,
             _ticker: ticker,
             warm: Default::default(),
+            running: AtomicUsize::new(0),
         })
     }
 
@@ -185,12 +205,18 @@ impl Runtime {
         let start = Instant::now();
         let mut store = self.store(limits);
         store.data_mut().set_grants(grants.clone());
-        let called = self
-            .arm(&mut store, limits, start)
-            .and_then(|()| pre.instantiate(&mut store))
-            .and_then(|function| function.call_handle(&mut store, &to_wit(event)));
+        let called = self.arm(&mut store, limits, start).and_then(|()| {
+            let _running = Running::enter(&self.running);
+            pre.instantiate(&mut store)
+                .and_then(|function| function.call_handle(&mut store, &to_wit(event)))
+        });
         let duration = start.elapsed();
         self.finish(&mut store, called, duration, limits)
+    }
+
+    /// Instances running a call now, their deadline armed.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Relaxed)
     }
 
     /// Runs `event` in a warm instance of `key` (the handler's name and package digest) kept
@@ -223,7 +249,10 @@ impl Runtime {
         let called = match function {
             Ok(function) => self
                 .arm(&mut store, limits, start)
-                .and_then(|()| function.call_handle(&mut store, &to_wit(event)))
+                .and_then(|()| {
+                    let _running = Running::enter(&self.running);
+                    function.call_handle(&mut store, &to_wit(event))
+                })
                 .map(|result| (result, function)),
             Err(e) => Err(e),
         };

@@ -214,6 +214,18 @@ impl HostState {
         self.http_gate.deadline = Some(deadline);
     }
 
+    /// What is left of the running call's time, if it has a deadline.
+    pub fn time_left(&self) -> Option<Duration> {
+        self.http_gate
+            .deadline
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// The store's resource table (pollables and streams among them).
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
     /// Clears what the last invocation produced, so that a warm instance starts its next one
     /// with empty logs, output and budgets (its memory and globals are kept).
     pub fn reset_for_next_call(&mut self) {

@@ -10,12 +10,14 @@
 //! - [`secrets`]: configuration values and the secrets a handler grants its function.
 //! - [`worker`]: the consumer loop with its concurrency limits and at-least-once commits.
 
+pub mod admission;
 pub mod cache;
 pub mod convert;
 pub mod engine;
 pub mod host;
 pub mod secrets;
 pub mod stdio;
+pub mod waits;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -70,6 +72,12 @@ pub struct ExecutorSettings {
     /// handler grants it. None by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets_dir: Option<PathBuf>,
+    /// The most one invocation may ask for (`memory_mb`, `timeout_ms`, `max_output_bytes`,
+    /// `max_log_bytes`; default: the largest a handler may set). The executor checks every
+    /// invocation against these and against its package's manifest (declared secrets and
+    /// capabilities): one that asks for more fails as `refused`.
+    #[serde(default)]
+    pub ceilings: admission::PoolCeilings,
 }
 
 /// How the engine allocates instances.
@@ -133,6 +141,7 @@ impl Default for ExecutorSettings {
             pool_instances: 0,
             pool_max_memory_mb: default_pool_memory(),
             secrets_dir: None,
+            ceilings: Default::default(),
         }
     }
 }
@@ -218,6 +227,11 @@ impl Executor {
         self.runtime.warm_instances()
     }
 
+    /// Instances running a call now.
+    pub fn running_instances(&self) -> usize {
+        self.runtime.running()
+    }
+
     /// Compile-cache counters.
     pub fn cache_counts(&self) -> CacheCounts {
         self.cache.counts()
@@ -225,7 +239,7 @@ impl Executor {
 
     /// Runs one invocation without the bus: fetch/compile as needed, run, collect.
     pub async fn invoke(&self, invocation: &Invocation) -> InvocationOutcome {
-        let (pre, lookup) = match self
+        let (pre, lookup, manifest) = match self
             .cache
             .get(&invocation.package.digest, &self.runtime, &self.packages)
             .await
@@ -247,6 +261,19 @@ impl Executor {
                 )
             }
         };
+        if let Err(refused) = admission::admit(
+            invocation,
+            &manifest,
+            &self.settings.ceilings,
+            match self.settings.allocator {
+                // A pool slot holds no more memory than this.
+                Allocator::Pooling => self.settings.pool_max_memory_mb.max(1),
+                Allocator::OnDemand => u32::MAX,
+            },
+        ) {
+            tracing::warn!(reason = %refused.message, "invocation refused");
+            return InvocationOutcome::not_run(refused, Some(lookup));
+        }
         let runtime = self.runtime.clone();
         let (event, limits) = (invocation.event.clone(), invocation.limits);
         let warm = invocation.handler.reuse_instances.then(|| {

@@ -15,7 +15,9 @@ use std::time::Duration;
 use chrono::Utc;
 use fx_core::bus::{topics, Delivery, Subscription};
 use fx_core::event::{encode_message, Message};
-use fx_core::execution::{Failure, FailureKind, Invocation, Measurements, StateEvent};
+use fx_core::execution::{
+    dead_letter_message, Failure, FailureKind, Invocation, Measurements, StateEvent,
+};
 use fx_core::telemetry;
 use fx_core::Result;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -189,7 +191,7 @@ impl Executor {
                     .message
                     .clone()
                     .with_header(topics::REASON_HEADER, reason)
-                    .with_header("fx-original-topic", delivery.topic.clone());
+                    .with_header(topics::ORIGINAL_TOPIC_HEADER, delivery.topic.clone());
                 return self.publish(topics::DEADLETTER, message, shutdown).await;
             }
         };
@@ -255,7 +257,12 @@ impl Executor {
             return Handled::Abandoned;
         }
         let mut owed = Vec::with_capacity(outcome.logs.len());
-        for line in outcome.logs {
+        for mut line in outcome.logs {
+            // A line too long for one bus message is cut (it can only be that long when
+            // max_log_bytes is above the bus's message size).
+            if line.message.len() > self.room() / 2 {
+                line.message = truncated(&line.message, self.room() / 2);
+            }
             match state_message(invocation, &StateEvent::Log(line)) {
                 Some(message) => owed.push((topics::STATE.to_string(), message)),
                 None => return Handled::Abandoned,
@@ -270,14 +277,17 @@ impl Executor {
             fuel_used: outcome.fuel_used,
         };
         let result = match outcome.result {
-            Ok(output) => {
-                owed.extend(
-                    output
-                        .iter()
-                        .map(|event| (topics::EVENTS.to_string(), encode_message(event))),
-                );
-                Ok(output)
-            }
+            Ok(output) => match self.output_messages(invocation, &output, duration_us) {
+                Ok(messages) => {
+                    owed.extend(
+                        messages
+                            .into_iter()
+                            .map(|message| (topics::EVENTS.to_string(), message)),
+                    );
+                    Ok(output)
+                }
+                Err(failure) => Err(failure),
+            },
             Err(failure) => Err(failure),
         };
         let result = match self.publish_all_with_retry(owed, shutdown).await {
@@ -311,6 +321,66 @@ impl Executor {
         self.publish_state(invocation, &last, shutdown).await
     }
 
+    /// Bytes one bus message may hold, less room for what the bus adds (headers, record
+    /// framing).
+    fn room(&self) -> usize {
+        self.bus
+            .max_message_bytes()
+            .saturating_sub(MESSAGE_OVERHEAD)
+    }
+
+    /// The messages of a successful attempt's output events for `fx.events`, when the output
+    /// fits the bus: each event as one message, and all of them in its `succeeded` state
+    /// event. An output beyond fails the attempt as `output_limit`, naming the sizes, before
+    /// anything of it is published (so nothing of it runs twice when the attempt is retried).
+    fn output_messages(
+        &self,
+        invocation: &Invocation,
+        output: &[fx_core::event::Event],
+        duration_us: u64,
+    ) -> std::result::Result<Vec<Message>, Failure> {
+        let room = self.room();
+        let too_large = |what: String, bytes: usize| {
+            Failure {
+            kind: FailureKind::OutputLimit,
+            message: format!(
+                "{what} is {bytes} bytes encoded; the event bus carries messages of at most {} bytes (lower the output, or raise the bus's message size)",
+                self.bus.max_message_bytes()
+            ),
+        }
+        };
+        let messages: Vec<Message> = output.iter().map(encode_message).collect();
+        let mut total = 0usize;
+        for (event, message) in output.iter().zip(&messages) {
+            let size = encoded_size(message);
+            if size > room {
+                let id = fx_core::event::attribute(event, "id").unwrap_or_default();
+                return Err(too_large(format!("output event {id:?}"), size));
+            }
+            total = total.saturating_add(size);
+        }
+        // The state event's JSON is at most about twice the messages' size (base64 of binary
+        // data, escaping): only an output near the limit is encoded to be sure.
+        if total.saturating_mul(2) < room {
+            return Ok(messages);
+        }
+        let succeeded = StateEvent::Succeeded {
+            execution_id: invocation.execution_id.clone(),
+            attempt: invocation.attempt,
+            at: Utc::now(),
+            duration_us,
+            output: output.to_vec(),
+            measurements: None,
+        };
+        match serde_json::to_vec(&succeeded) {
+            Ok(bytes) if bytes.len() > room => Err(too_large(
+                format!("the output of {} events", output.len()),
+                bytes.len(),
+            )),
+            _ => Ok(messages),
+        }
+    }
+
     /// Ends a failed attempt: records it, and hands the execution on as the handler's retry
     /// policy says: to the next attempt after the backoff (published to this pool's topic
     /// with `not_before`, so that it survives a restart), or to the dead-letter topic with its
@@ -326,7 +396,8 @@ impl Executor {
         let handler = invocation.handler.name.clone();
         metrics::counter!(telemetry::INVOCATIONS, "handler" => handler.clone(), "status" => "failed").increment(1);
         metrics::counter!(telemetry::FAILURES, "handler" => handler.clone(), "kind" => failure.kind.as_str()).increment(1);
-        let policy = &invocation.handler.retry;
+        // The invocation message was not validated here: use the policy within its bounds.
+        let policy = invocation.handler.retry.bounded();
         let attempt_in_drive = invocation.attempt.saturating_sub(invocation.attempt_base);
         let now = Utc::now();
         let next = if policy.retries(failure.kind, attempt_in_drive) {
@@ -335,7 +406,7 @@ impl Executor {
             tracing::info!(duration_us, kind = ?failure.kind, reason = %failure.message, retry_in_ms = delay.as_millis() as u64, "invocation failed; retrying");
             metrics::counter!(telemetry::RETRIES, "handler" => handler.clone()).increment(1);
             let retry = Invocation {
-                attempt: invocation.attempt + 1,
+                attempt: invocation.attempt.saturating_add(1),
                 not_before: Some(at),
                 dispatched_at: now,
                 ..invocation.clone()
@@ -351,18 +422,18 @@ impl Executor {
         } else {
             None
         };
-        let (retry_at, onward) = match next {
-            Some((at, message)) => (Some(at), message),
+        // After the last attempt the failure carries the invocation: the state router
+        // dead-letters it once the state store holds the failure, so that a dead-letter
+        // reader always finds the execution `failed`.
+        let (retry_at, onward, dead_letter) = match next {
+            Some((at, message)) => (Some(at), Some(message), None),
             None => {
                 tracing::info!(duration_us, kind = ?failure.kind, reason = %failure.message, attempts = attempt_in_drive, "invocation failed; dead-lettered");
                 metrics::counter!(telemetry::DEADLETTERED, "handler" => handler).increment(1);
-                match dead_letter(invocation, &failure) {
-                    Some(message) => (None, (topics::DEADLETTER.to_string(), message)),
-                    None => return Handled::Abandoned,
-                }
+                (None, None, Some(Box::new(invocation.clone())))
             }
         };
-        let last = StateEvent::Failed {
+        let mut last = StateEvent::Failed {
             execution_id: invocation.execution_id.clone(),
             attempt: invocation.attempt,
             at: now,
@@ -370,14 +441,41 @@ impl Executor {
             failure,
             retry_at,
             measurements: Some(measurements),
+            dead_letter,
         };
-        let Some(state) = state_message(invocation, &last) else {
+        let Some(mut state) = state_message(invocation, &last) else {
             return Handled::Abandoned;
         };
-        match self
-            .publish_all_with_retry(vec![(topics::STATE.to_string(), state), onward], shutdown)
-            .await
-        {
+        let mut owed = Vec::with_capacity(3);
+        if encoded_size(&state) > self.room() {
+            // The invocation it carries for the dead-letter topic makes it too large (an
+            // event at the bus's limit): record the failure without it and dead-letter the
+            // invocation from here.
+            if let StateEvent::Failed {
+                dead_letter: dead @ Some(_),
+                failure,
+                ..
+            } = &mut last
+            {
+                match dead
+                    .take()
+                    .map(|carried| dead_letter_message(&carried, failure))
+                {
+                    Some(Ok(message)) => owed.push((topics::DEADLETTER.to_string(), message)),
+                    Some(Err(e)) => {
+                        tracing::error!(error = %e.chain(), "encoding the dead-letter message failed")
+                    }
+                    None => {}
+                }
+            }
+            let Some(smaller) = state_message(invocation, &last) else {
+                return Handled::Abandoned;
+            };
+            state = smaller;
+        }
+        owed.insert(0, (topics::STATE.to_string(), state));
+        owed.extend(onward);
+        match self.publish_all_with_retry(owed, shutdown).await {
             Ok(()) => Handled::Done,
             Err(e) => {
                 tracing::error!(error = %e.chain(), "publishing the failure failed");
@@ -449,28 +547,28 @@ impl Executor {
     }
 }
 
-/// The dead-letter message of an execution whose last attempt failed: the invocation, with
-/// the reason, the attempts and where it came from in headers.
-fn dead_letter(invocation: &Invocation, failure: &Failure) -> Option<Message> {
-    match Message::json(Some(invocation.execution_id.to_string()), invocation) {
-        Ok(message) => Some(
-            message
-                .with_header(
-                    topics::REASON_HEADER,
-                    format!("{:?}: {}", failure.kind, failure.message),
-                )
-                .with_header(
-                    "fx-original-topic",
-                    topics::invocations(&invocation.handler.pool),
-                )
-                .with_header("fx-execution-id", invocation.execution_id.to_string())
-                .with_header("fx-attempts", invocation.attempt.to_string()),
-        ),
-        Err(e) => {
-            tracing::error!(error = %e.chain(), "encoding the dead-letter message failed");
-            None
-        }
+/// Bytes of a bus message kept free for what the bus adds to it (record framing, headers it
+/// sets); a message is published only when it fits the bus's size less this.
+const MESSAGE_OVERHEAD: usize = 4 * 1024;
+
+/// The bytes a message takes on the bus: key, headers and payload.
+fn encoded_size(message: &Message) -> usize {
+    message.key.as_ref().map_or(0, String::len)
+        + message
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 8)
+            .sum::<usize>()
+        + message.payload.len()
+}
+
+/// `text` cut to about `bytes` bytes (on a character boundary), saying how long it was.
+fn truncated(text: &str, bytes: usize) -> String {
+    let mut end = bytes.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
     }
+    format!("{}… (truncated from {} bytes)", &text[..end], text.len())
 }
 
 /// The message of state event `state`, keyed by its execution so that one execution's events

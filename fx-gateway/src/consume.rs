@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fx_core::bus::{Delivery, EventBus};
+use fx_core::bus::{topics, Delivery, EventBus};
 use fx_core::Result;
 use tokio_util::sync::CancellationToken;
 
@@ -13,8 +13,46 @@ use crate::retry::{commit, until_available};
 /// What handles one batch of deliveries.
 #[async_trait::async_trait]
 pub trait BatchHandler: Send + Sync {
-    /// Handles `batch`; an error leaves it uncommitted.
+    /// Handles `batch`. It waits out an unavailable backend itself (the error it returns then
+    /// is that shutdown came first); any other error concerns a message of the batch.
     async fn handle(&self, batch: &[Delivery], shutdown: &CancellationToken) -> Result<()>;
+
+    /// Called for a delivery that failed on its own with `error` (a value a backend refuses,
+    /// say), before it is dead-lettered and committed: records what can be recorded, such as
+    /// the execution it concerns as failed with the reason.
+    async fn poisoned(
+        &self,
+        delivery: &Delivery,
+        error: &fx_core::Error,
+        shutdown: &CancellationToken,
+    ) {
+        let _ = (delivery, error, shutdown);
+    }
+}
+
+/// What the consume loop does with an error of a batch: the one place that decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Shutting down: leave the batch uncommitted, to be delivered again after a restart.
+    LeaveUncommitted,
+    /// A backend is unavailable: wait and handle the batch again.
+    Retry,
+    /// The error concerns a message (invalid data, a value a backend refuses, a message too
+    /// large for the bus): find it, dead-letter it with the reason, commit and go on.
+    DeadLetter,
+}
+
+impl OnError {
+    /// The decision for `error`.
+    pub fn of(error: &fx_core::Error, shutdown: &CancellationToken) -> OnError {
+        if shutdown.is_cancelled() {
+            OnError::LeaveUncommitted
+        } else if error.kind().is_retryable() {
+            OnError::Retry
+        } else {
+            OnError::DeadLetter
+        }
+    }
 }
 
 /// Consumes `topic` as `group` until `shutdown`: each batch of waiting deliveries (up to
@@ -49,16 +87,77 @@ pub async fn batches(
                 continue;
             }
         };
-        match handler.handle(&deliveries, shutdown).await {
-            Ok(()) => {}
-            Err(e) if shutdown.is_cancelled() => {
-                tracing::info!(error = %e.chain(), topic, deliveries = deliveries.len(), "left uncommitted at shutdown");
-                return Ok(());
+        let handled = until_available(&format!("handling a batch of {topic}"), shutdown, || {
+            handler.handle(&deliveries, shutdown)
+        })
+        .await;
+        if let Err(e) = handled {
+            match OnError::of(&e, shutdown) {
+                OnError::LeaveUncommitted | OnError::Retry => {
+                    tracing::info!(error = %e.chain(), topic, deliveries = deliveries.len(), "left uncommitted at shutdown");
+                    return Ok(());
+                }
+                OnError::DeadLetter => {
+                    tracing::warn!(error = %e.chain(), topic, deliveries = deliveries.len(), "a message of the batch failed; handling them one at a time");
+                    if !one_at_a_time(bus, topic, &deliveries, shutdown, handler).await {
+                        return Ok(());
+                    }
+                }
             }
-            Err(e) => return Err(e),
         }
         for delivery in &deliveries {
             commit(subscription.as_mut(), delivery, shutdown).await?;
         }
     }
+}
+
+/// Handles `deliveries` one at a time after their batch failed: a delivery that fails on its
+/// own goes to `fx.deadletter` with the reason (after [`BatchHandler::poisoned`]), so that
+/// it never stops the consumer. Handling is idempotent, so those of the batch that had been
+/// handled are handled again harmlessly. Returns `false` when shutdown came first (the batch
+/// is then left uncommitted).
+async fn one_at_a_time(
+    bus: &Arc<dyn EventBus>,
+    topic: &str,
+    deliveries: &[Delivery],
+    shutdown: &CancellationToken,
+    handler: &dyn BatchHandler,
+) -> bool {
+    for delivery in deliveries {
+        let single = std::slice::from_ref(delivery);
+        let Err(e) = until_available(&format!("handling a message of {topic}"), shutdown, || {
+            handler.handle(single, shutdown)
+        })
+        .await
+        else {
+            continue;
+        };
+        if OnError::of(&e, shutdown) != OnError::DeadLetter {
+            return false;
+        }
+        tracing::warn!(reason = %e.chain(), topic, partition = delivery.partition, offset = delivery.offset, "message sent to the dead-letter topic");
+        metrics::counter!(fx_core::telemetry::POISONED, "topic" => topic.to_string()).increment(1);
+        handler.poisoned(delivery, &e, shutdown).await;
+        let message = delivery
+            .message
+            .clone()
+            .with_header(topics::REASON_HEADER, topics::reason(e.chain()))
+            .with_header(topics::ORIGINAL_TOPIC_HEADER, delivery.topic.clone());
+        if until_available("publishing to fx.deadletter", shutdown, || {
+            bus.publish(topics::DEADLETTER, message.clone())
+        })
+        .await
+        .is_err()
+        {
+            // Shutdown, or a message the bus refuses even as a dead-letter: leave the batch
+            // uncommitted rather than lose it.
+            tracing::error!(
+                topic,
+                offset = delivery.offset,
+                "dead-lettering a message failed; leaving its batch uncommitted"
+            );
+            return false;
+        }
+    }
+    true
 }

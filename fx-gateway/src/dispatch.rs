@@ -77,6 +77,53 @@ impl Dispatcher {
 
 #[async_trait::async_trait]
 impl crate::consume::BatchHandler for Dispatcher {
+    /// Records the executions the event already has as failed, naming why it could not be
+    /// dispatched (an invocation the bus refuses, say).
+    async fn poisoned(
+        &self,
+        delivery: &Delivery,
+        error: &fx_core::Error,
+        shutdown: &CancellationToken,
+    ) {
+        let Ok(event) = decode_message(&delivery.message) else {
+            return;
+        };
+        let table = self.table.current();
+        for stored in table.handlers.iter().filter(|h| h.handler.matches(&event)) {
+            let id = ExecutionId::for_event(&event, &stored.handler.name);
+            let state = &self.backends.state;
+            let Ok(Some(execution)) = state.get_execution(&id).await else {
+                continue;
+            };
+            if execution.status != ExecutionStatus::Queued {
+                continue;
+            }
+            let failed = StateEvent::Failed {
+                execution_id: id.clone(),
+                attempt: execution.attempts.max(1),
+                at: Utc::now(),
+                duration_us: 0,
+                failure: Failure {
+                    kind: FailureKind::Internal,
+                    message: fx_core::bus::topics::reason(format!(
+                        "the event could not be dispatched: {}",
+                        error.chain()
+                    )),
+                },
+                retry_at: None,
+                measurements: None,
+                dead_letter: None,
+            };
+            if let Err(e) = until_available("recording an undispatchable event", shutdown, || {
+                state.apply_state(&failed)
+            })
+            .await
+            {
+                tracing::error!(error = %e.chain(), execution_id = %id, "recording an undispatchable event as failed failed");
+            }
+        }
+    }
+
     async fn handle(&self, batch: &[Delivery], shutdown: &CancellationToken) -> Result<()> {
         let table = self.table.current();
         // Events of one partition key are recorded one after another, in order (so their
@@ -245,6 +292,7 @@ impl Dispatcher {
                 },
                 retry_at: None,
                 measurements: None,
+                dead_letter: None,
             };
             until_available("recording execution failure", shutdown, || {
                 state.apply_state(&failed)
@@ -287,6 +335,6 @@ fn dead_letter(delivery: &Delivery, error: &fx_core::Error) -> Outgoing {
         .message
         .clone()
         .with_header(topics::REASON_HEADER, error.chain())
-        .with_header("fx-original-topic", delivery.topic.clone());
+        .with_header(topics::ORIGINAL_TOPIC_HEADER, delivery.topic.clone());
     (topics::DEADLETTER.to_string(), message)
 }

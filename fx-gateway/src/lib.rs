@@ -61,6 +61,17 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> fx_core::Result<()> {
     let table = table::LiveTable::start(backends.registry.clone(), shutdown.clone()).await?;
+    run_with_table(settings, backends, table, shutdown).await
+}
+
+/// As [`run`], matching against `table` (started by the caller, who may keep a clone to see
+/// which revision of the handlers the gateway matches against).
+pub async fn run_with_table(
+    settings: GatewaySettings,
+    backends: Backends,
+    table: table::LiveTable,
+    shutdown: CancellationToken,
+) -> fx_core::Result<()> {
     let dispatcher = dispatch::Dispatcher::new(backends.clone(), table);
     let mut tasks = tokio::task::JoinSet::new();
     {

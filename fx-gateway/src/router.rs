@@ -7,7 +7,8 @@
 use futures::{StreamExt, TryStreamExt};
 use fx_core::backends::Backends;
 use fx_core::bus::{topics, Delivery};
-use fx_core::execution::StateEvent;
+use fx_core::event::Message;
+use fx_core::execution::{dead_letter_message, Failure, FailureKind, StateEvent};
 use fx_core::sink::{ExecutionDoc, MetricDoc};
 use fx_core::telemetry;
 use fx_core::Result;
@@ -75,8 +76,26 @@ impl StateRouter {
     }
 }
 
+/// `text` without control characters (which a store may refuse too), cut to 4 KiB.
+fn storable(text: &str) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    topics::reason(clean)
+}
+
 #[async_trait::async_trait]
 impl crate::consume::BatchHandler for StateRouter {
+    async fn poisoned(
+        &self,
+        delivery: &Delivery,
+        error: &fx_core::Error,
+        shutdown: &CancellationToken,
+    ) {
+        self.record_refused(delivery, error, shutdown).await;
+    }
+
     /// Routes one batch: log lines to the sink, state events to the store (and the sink's
     /// documents), malformed ones to the dead-letter topic.
     async fn handle(&self, batch: &[Delivery], shutdown: &CancellationToken) -> Result<()> {
@@ -96,7 +115,7 @@ impl crate::consume::BatchHandler for StateRouter {
                             topics::REASON_HEADER,
                             format!("malformed state event: {}", e.chain()),
                         )
-                        .with_header("fx-original-topic", delivery.topic.clone());
+                        .with_header(topics::ORIGINAL_TOPIC_HEADER, delivery.topic.clone());
                     dead.push((topics::DEADLETTER.to_string(), message));
                 }
             }
@@ -113,6 +132,9 @@ impl crate::consume::BatchHandler for StateRouter {
             })
             .await?;
         }
+        // Executions whose last attempt failed are dead-lettered once their failure is in
+        // the state store (below), so that a dead-letter reader finds them `failed`.
+        let exhausted = dead_letters(&states);
         // One execution's events in their order; different executions side by side.
         let mut by_execution: Vec<Vec<StateEvent>> = Vec::new();
         let mut index = std::collections::HashMap::new();
@@ -135,6 +157,14 @@ impl crate::consume::BatchHandler for StateRouter {
             .buffer_unordered(CONCURRENT_EXECUTIONS)
             .try_collect()
             .await?;
+        if !exhausted.is_empty() {
+            until_available(
+                "publishing exhausted executions to fx.deadletter",
+                shutdown,
+                || self.backends.bus.publish_all(exhausted.clone()),
+            )
+            .await?;
+        }
         let (metrics, executions): (Vec<_>, Vec<_>) = documents
             .into_iter()
             .map(|d| (d.metrics, d.execution))
@@ -157,7 +187,77 @@ impl crate::consume::BatchHandler for StateRouter {
     }
 }
 
+/// The dead-letter messages the `failed` events of `states` carry (their executions' last
+/// attempts).
+fn dead_letters(states: &[StateEvent]) -> Vec<(String, Message)> {
+    states
+        .iter()
+        .filter_map(|state| match state {
+            StateEvent::Failed {
+                failure,
+                dead_letter: Some(invocation),
+                ..
+            } => match dead_letter_message(invocation, failure) {
+                Ok(message) => Some((topics::DEADLETTER.to_string(), message)),
+                Err(e) => {
+                    tracing::error!(error = %e.chain(), execution_id = %invocation.execution_id, "encoding the dead-letter message failed; the execution is failed but not dead-lettered");
+                    None
+                }
+            },
+            _ => None,
+        })
+        .collect()
+}
+
 impl StateRouter {
+    /// Records the execution of a state event the state store refused as `failed`, naming the
+    /// refusal, so that it does not stay `running` for good.
+    async fn record_refused(
+        &self,
+        delivery: &Delivery,
+        error: &fx_core::Error,
+        shutdown: &CancellationToken,
+    ) {
+        let Ok(state) = delivery.message.decode_json::<StateEvent>() else {
+            return;
+        };
+        let attempt = match &state {
+            StateEvent::Started { attempt, .. }
+            | StateEvent::Succeeded { attempt, .. }
+            | StateEvent::Failed { attempt, .. } => *attempt,
+            StateEvent::Log(_) => return,
+        };
+        let failed = StateEvent::Failed {
+            execution_id: state.execution_id().clone(),
+            attempt,
+            at: chrono::Utc::now(),
+            duration_us: 0,
+            failure: Failure {
+                kind: FailureKind::Internal,
+                message: storable(&format!(
+                    "the platform could not record this attempt's {} state: {}",
+                    state.name(),
+                    error.chain()
+                )),
+            },
+            retry_at: None,
+            measurements: None,
+            dead_letter: None,
+        };
+        match until_available("recording a refused state as failed", shutdown, || {
+            self.backends.state.apply_state(&failed)
+        })
+        .await
+        {
+            Ok(()) => {
+                tracing::warn!(execution_id = %state.execution_id(), "execution recorded as failed: its state was refused")
+            }
+            Err(e) => {
+                tracing::error!(error = %e.chain(), execution_id = %state.execution_id(), "recording a refused state as failed failed too")
+            }
+        }
+    }
+
     /// What the sink gets for one execution's state events of a batch (already applied to the
     /// state store): the metric of each finished attempt, and the execution's latest state as
     /// a document when the routing sends its events there.

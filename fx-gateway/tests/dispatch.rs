@@ -282,3 +282,301 @@ async fn an_event_right_after_its_handler_was_created_runs_even_if_the_watch_lag
     );
     shutdown.cancel();
 }
+
+/// The dead-letter contract: an execution that exhausted its retries is `failed` in the state
+/// store before its dead-letter message can be read, because the state router publishes the
+/// dead-letter only once it has recorded the failure.
+#[tokio::test]
+async fn an_exhausted_execution_is_failed_in_the_store_before_its_dead_letter_can_be_read() {
+    use fx_core::execution::{Failure, FailureKind, StateEvent};
+    let dir = tempfile::tempdir().unwrap();
+    let b = backends(dir.path()).await;
+    b.registry
+        .put(&handler("doomed", "t.doomed", "hello"), Expect::Absent)
+        .await
+        .unwrap();
+    let mut dead = b.bus.subscribe(topics::DEADLETTER, "test").await.unwrap();
+    let mut invocations = b
+        .bus
+        .subscribe(&topics::invocations("default"), "test")
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let gateway = tokio::spawn(fx_gateway::run(
+        Default::default(),
+        b.clone(),
+        shutdown.clone(),
+    ));
+    let event = new_json_event("e-dl", "/t", "t.doomed", serde_json::json!({})).unwrap();
+    b.bus
+        .publish(topics::EVENTS, encode_message(&event))
+        .await
+        .unwrap();
+    let delivery = tokio::time::timeout(Duration::from_secs(10), invocations.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let invocation: Invocation = delivery.message.decode_json().unwrap();
+    let id = invocation.execution_id.clone();
+    let state = |event: &StateEvent| Message::json(Some(id.to_string()), event).unwrap();
+    let started = StateEvent::Started {
+        execution_id: id.clone(),
+        attempt: 1,
+        at: Utc::now(),
+        executor: "test".into(),
+    };
+    let failure = Failure {
+        kind: FailureKind::Trap,
+        message: "wasm trap: unreachable".into(),
+    };
+    let failed = StateEvent::Failed {
+        execution_id: id.clone(),
+        attempt: 1,
+        at: Utc::now(),
+        duration_us: 10,
+        failure: failure.clone(),
+        retry_at: None,
+        measurements: None,
+        dead_letter: Some(Box::new(invocation.clone())),
+    };
+    b.bus
+        .publish_all(vec![
+            (topics::STATE.to_string(), state(&started)),
+            (topics::STATE.to_string(), state(&failed)),
+        ])
+        .await
+        .unwrap();
+
+    let d = tokio::time::timeout(Duration::from_secs(10), dead.next())
+        .await
+        .expect("a dead-letter message within 10 s")
+        .unwrap()
+        .unwrap();
+    // Read right away: the failure is already recorded.
+    let execution = b.state.get_execution(&id).await.unwrap().unwrap();
+    assert_eq!(execution.status, ExecutionStatus::Failed, "{execution:?}");
+    assert_eq!(
+        d.message.header(topics::EXECUTION_ID_HEADER),
+        Some(id.to_string().as_str())
+    );
+    assert_eq!(d.message.header(topics::ATTEMPTS_HEADER), Some("1"));
+    assert_eq!(
+        d.message.header(topics::ORIGINAL_TOPIC_HEADER),
+        Some("fx.invocations.default")
+    );
+    assert!(d
+        .message
+        .header(topics::REASON_HEADER)
+        .unwrap()
+        .contains("unreachable"));
+    let body: Invocation = d.message.decode_json().unwrap();
+    assert_eq!(body.execution_id, id);
+    assert_eq!(
+        fx_core::event::attribute(&body.event, "id").as_deref(),
+        Some("e-dl")
+    );
+
+    // A retried attempt (retry_at set, no dead-letter) is not dead-lettered: the next
+    // dead-letter message is the one of the attempt after it, not of the retried one.
+    let retried = StateEvent::Failed {
+        execution_id: id.clone(),
+        attempt: 2,
+        at: Utc::now(),
+        duration_us: 10,
+        failure: failure.clone(),
+        retry_at: Some(Utc::now()),
+        measurements: None,
+        dead_letter: None,
+    };
+    let last = StateEvent::Failed {
+        execution_id: id.clone(),
+        attempt: 3,
+        at: Utc::now(),
+        duration_us: 10,
+        failure,
+        retry_at: None,
+        measurements: None,
+        dead_letter: Some(Box::new(Invocation {
+            attempt: 3,
+            ..invocation
+        })),
+    };
+    b.bus
+        .publish_all(vec![
+            (topics::STATE.to_string(), state(&retried)),
+            (topics::STATE.to_string(), state(&last)),
+        ])
+        .await
+        .unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(10), dead.next())
+        .await
+        .expect("a dead-letter message within 10 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.message.header(topics::ATTEMPTS_HEADER), Some("3"));
+    shutdown.cancel();
+    gateway.await.unwrap().unwrap();
+}
+
+/// An event arriving straight on `fx.events` with a value a store would refuse (a NUL in its
+/// id) is dead-lettered with the reason, and the events after it still run.
+#[tokio::test]
+async fn an_event_with_a_nul_in_its_id_is_dead_lettered_and_the_next_one_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = backends(dir.path()).await;
+    b.registry
+        .put(&handler("greet", "t.nul", "hello"), Expect::Absent)
+        .await
+        .unwrap();
+    let mut dead = b.bus.subscribe(topics::DEADLETTER, "test").await.unwrap();
+    let mut invocations = b
+        .bus
+        .subscribe(&topics::invocations("default"), "test")
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let gateway = tokio::spawn(fx_gateway::run(
+        Default::default(),
+        b.clone(),
+        shutdown.clone(),
+    ));
+    let good = new_json_event("ok-1", "/t", "t.nul", serde_json::json!({})).unwrap();
+    let mut poisoned = encode_message(&good);
+    for (name, value) in poisoned.headers.iter_mut() {
+        if name == "ce_id" {
+            *value = "a\0b".into();
+        }
+    }
+    b.bus
+        .publish_all(vec![
+            (topics::EVENTS.to_string(), poisoned.clone()),
+            (topics::EVENTS.to_string(), encode_message(&good)),
+        ])
+        .await
+        .unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(10), dead.next())
+        .await
+        .expect("a dead-letter message within 10 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.message.payload, poisoned.payload);
+    let reason = d.message.header(topics::REASON_HEADER).unwrap();
+    assert!(reason.contains("control character"), "{reason}");
+    let i = tokio::time::timeout(Duration::from_secs(10), invocations.next())
+        .await
+        .expect("the next event is dispatched")
+        .unwrap()
+        .unwrap();
+    let invocation: Invocation = i.message.decode_json().unwrap();
+    assert_eq!(
+        fx_core::event::attribute(&invocation.event, "id").as_deref(),
+        Some("ok-1")
+    );
+    shutdown.cancel();
+    gateway.await.unwrap().unwrap();
+}
+
+/// A batch handler that refuses one payload as a store refuses a value (`Invalid`), and
+/// records everything it handled.
+#[derive(Default)]
+struct RefusesOne {
+    handled: std::sync::Mutex<Vec<Vec<u8>>>,
+    poisoned: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+#[async_trait::async_trait]
+impl fx_gateway::consume::BatchHandler for RefusesOne {
+    async fn handle(
+        &self,
+        batch: &[fx_core::bus::Delivery],
+        _shutdown: &CancellationToken,
+    ) -> fx_core::Result<()> {
+        if batch.iter().any(|d| d.message.payload == b"poison") {
+            return Err(fx_core::Error::invalid(
+                "invalid byte sequence for encoding \"UTF8\": 0x00",
+            ));
+        }
+        let mut handled = self.handled.lock().unwrap();
+        handled.extend(batch.iter().map(|d| d.message.payload.clone()));
+        Ok(())
+    }
+
+    async fn poisoned(
+        &self,
+        delivery: &fx_core::bus::Delivery,
+        _error: &fx_core::Error,
+        _shutdown: &CancellationToken,
+    ) {
+        self.poisoned
+            .lock()
+            .unwrap()
+            .push(delivery.message.payload.clone());
+    }
+}
+
+/// One message a backend refuses never stops a consumer: the loop finds it, dead-letters it
+/// with the reason, commits and goes on with the rest of its batch and the batches after it.
+#[tokio::test]
+async fn a_message_a_backend_refuses_is_dead_lettered_and_the_consumer_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = backends(dir.path()).await;
+    let mut dead = b.bus.subscribe(topics::DEADLETTER, "test").await.unwrap();
+    let message = |payload: &[u8]| Message {
+        key: Some("k".into()),
+        headers: Vec::new(),
+        payload: payload.to_vec(),
+    };
+    let batch: Vec<(String, Message)> = [&b"a"[..], b"poison", b"b"]
+        .into_iter()
+        .map(|p| ("test.topic".to_string(), message(p)))
+        .collect();
+    b.bus.publish_all(batch).await.unwrap();
+    let handler = std::sync::Arc::new(RefusesOne::default());
+    let shutdown = CancellationToken::new();
+    let consumer = {
+        let (bus, handler, shutdown) = (b.bus.clone(), handler.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            fx_gateway::consume::batches(
+                &bus,
+                "test.topic",
+                "test-group",
+                "test consumer",
+                16,
+                &shutdown,
+                handler.as_ref(),
+            )
+            .await
+        })
+    };
+    let d = tokio::time::timeout(Duration::from_secs(10), dead.next())
+        .await
+        .expect("the refused message is dead-lettered")
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.message.payload, b"poison");
+    assert!(d
+        .message
+        .header(topics::REASON_HEADER)
+        .unwrap()
+        .contains("0x00"));
+    assert_eq!(
+        d.message.header(topics::ORIGINAL_TOPIC_HEADER),
+        Some("test.topic")
+    );
+    // A message after it still gets through, and the consumer is running.
+    b.bus.publish("test.topic", message(b"c")).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !handler.handled.lock().unwrap().contains(&b"c".to_vec()) {
+        assert!(std::time::Instant::now() < deadline, "c was not handled");
+        assert!(!consumer.is_finished(), "the consumer stopped");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let handled = handler.handled.lock().unwrap().clone();
+    for payload in [&b"a"[..], b"b", b"c"] {
+        assert!(handled.contains(&payload.to_vec()), "{handled:?}");
+    }
+    assert_eq!(*handler.poisoned.lock().unwrap(), vec![b"poison".to_vec()]);
+    shutdown.cancel();
+    consumer.await.unwrap().unwrap();
+}

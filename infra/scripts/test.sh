@@ -32,22 +32,9 @@ if [ "${FX_SKIP_LINT:-}" != "1" ]; then
 fi
 
 step "starting the real servers the tests use"
-# Every infra/scripts/start-<server>.sh installs its server when missing, starts it on a spare
-# port and prints `export FX_TEST_...=...` lines: the address the tests read, and a
-# FX_TEST_<SERVER>_PID that is killed on exit (or a stop-<server>.sh that is run on exit).
-cleanup() {
-  for var in $(compgen -v | grep -E '^FX_TEST_[A-Z0-9_]+_PID$' || true); do
-    kill "${!var}" 2>/dev/null || true
-  done
-  for stop in infra/scripts/stop-*.sh; do
-    [ -f "$stop" ] && bash "$stop" >/dev/null 2>&1 || true
-  done
-}
-trap cleanup EXIT
-for start in infra/scripts/start-*.sh; do
-  eval "$(bash "$start")"
-done
-env | grep '^FX_TEST_' | grep -v -i -E 'secret|key=' | sort || true
+# shellcheck source=infra/scripts/servers.sh
+source infra/scripts/servers.sh
+start_servers
 
 step "building the ferrisfx binary (the distributed tests run it as separate processes)"
 cargo build --locked --bin ferrisfx

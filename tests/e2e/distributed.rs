@@ -559,6 +559,12 @@ async fn kafka_going_away_mid_run_refuses_new_events_and_the_platform_resumes_wh
     api.wait_succeeded("echo", 10, Duration::from_secs(120), || d.all_logs())
         .await;
 
+    let noticed = |d: &Deployment, index: usize| {
+        d.log_of(index)
+            .matches("kafka client error; librdkafka retries")
+            .count()
+    };
+    let before = [noticed(&d, gateway), noticed(&d, executor)];
     broker.stop();
     // An event the broker cannot take is refused with the reason, not accepted and lost.
     let (status, body) = post_event(&d.base, 10).await;
@@ -567,8 +573,20 @@ async fn kafka_going_away_mid_run_refuses_new_events_and_the_platform_resumes_wh
         body.to_lowercase().contains("kafka"),
         "the reason names Kafka: {body}"
     );
-    // Gateway and executor wait for the broker instead of exiting.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Gateway and executor notice the outage (their Kafka clients report it) and wait for
+    // the broker instead of exiting.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (index, before) in [gateway, executor].into_iter().zip(before) {
+        while noticed(&d, index) <= before {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not report the outage:\n{}",
+                d.processes[index].name,
+                d.log_of(index)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     for index in [gateway, executor] {
         assert!(
             d.processes[index].is_running(),

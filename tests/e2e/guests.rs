@@ -97,6 +97,7 @@ async fn greets(package: &str, source: &str, greeted: &str, configurable: bool) 
             .put_json(&format!("/api/v1/handlers/{package}"), &handler)
             .await;
         assert_eq!(status, 200, "{v}");
+        fx.until_gateway_sees(v["revision"].as_u64().unwrap()).await;
         fx.emit("greet-3", "com.example.hello", json!({"name": "Ferris"}))
             .await;
         let details = fx.wait_finished(package, 3, Duration::from_secs(60)).await;

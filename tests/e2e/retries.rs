@@ -61,10 +61,15 @@ async fn failures_are_retried_with_backoff_then_dead_lettered_and_a_redrive_runs
         .await;
     assert_eq!(code, 201, "{v}");
     fx.emit("retry-1", TRAP, json!({})).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
     let id = loop {
         if let Some(e) = fx.executions("flaky").await.first() {
             break e["id"].as_str().unwrap().to_string();
         }
+        assert!(
+            Instant::now() < deadline,
+            "no execution of flaky 60 s after its event"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
 
@@ -73,10 +78,8 @@ async fn failures_are_retried_with_backoff_then_dead_lettered_and_a_redrive_runs
     let execution = &detail["execution"];
     assert_eq!(execution["attempts"], 3, "{detail}");
     assert_eq!(execution["error"]["kind"], "trap", "{detail}");
-    assert!(
-        seen.iter().any(|s| s == "retrying"),
-        "between attempts the execution is retrying: {seen:?}"
-    );
+    // Between attempts the execution was `retrying`: the attempt history below says so (a
+    // poll of the status may miss that window when the router applies two events at once).
     // Each attempt logs its panic message as it traps; the next one starts no sooner than
     // half its backoff (equal jitter), which doubles per retry.
     let mut first_line: BTreeMap<u64, DateTime<Utc>> = BTreeMap::new();

@@ -284,6 +284,8 @@ async fn bad_packages_and_unknown_packages_get_clear_errors_and_store_nothing() 
     loop {
         let (_, h) = fx.get("/api/v1/handlers/pinned").await;
         if h.to_string().contains("9.9.9") {
+            // The registry has it; the event must not race the gateway's copy.
+            fx.until_gateway_sees(h["revision"].as_u64().unwrap()).await;
             break;
         }
         assert!(

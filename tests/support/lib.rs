@@ -97,6 +97,18 @@ impl TestPlatform {
         &self.platform.as_ref().expect("platform running").backends
     }
 
+    /// Waits until the gateway matches events against handler revision `revision` (as the
+    /// handlers API reports it) or a later one; fails after 30 s.
+    pub async fn until_gateway_sees(&self, revision: u64) {
+        let platform = self.platform.as_ref().expect("platform running");
+        assert!(
+            platform
+                .gateway_sees(revision, std::time::Duration::from_secs(30))
+                .await,
+            "the gateway did not see handler revision {revision} within 30 s"
+        );
+    }
+
     /// `PUT path` with a JSON body.
     pub async fn put_json(&self, path: &str, body: &Value) -> (u16, Value) {
         let r = self

@@ -15,6 +15,8 @@
 //! | `fx.test.count` | returns one event (`fx.test.counted`, id `<id>-count`) whose JSON data `{"count": n}` counts the calls this instance has handled: 1 in a fresh instance, more in a reused one |
 //! | `fx.test.grants` | returns one event (`fx.test.granted`, id `<id>-grants`) whose data is `config=<k>=<v>;…` then, per name in the input's data (a comma-separated list), a line `secret <name>: ok <value>` or `secret <name>: error <message>` |
 //! | `fx.test.http-get` | sends `GET` to the URL in the input's data (text) through `wasi:http`; returns one event (`fx.test.fetched`, id `<id>-http`) whose data is `status <code>: <body>` or `error <reason>` |
+//! | `fx.test.sleep` | sleeps an hour in `std::thread::sleep` (a blocking WASI clock wait: the timeout must still hold) |
+//! | `fx.test.poll-forever` | blocks on a `wasi:io/poll` pollable that never fires (a clock subscription at the end of time) |
 //! | `fx.test.echo-size` | returns one event (`fx.test.echoed`, id `<id>-echo`) with the input's data only, for size benchmarks |
 //!
 //! Any other type fails with a message naming it.
@@ -85,6 +87,15 @@ fn handle(event: Event) -> Result<Vec<Event>, Error> {
             let out = Event::new(format!("{}-http", event.id()), SOURCE, "fx.test.fetched")
                 .with_data("text/plain", text.into_bytes());
             Ok(vec![out])
+        }
+        "fx.test.sleep" => {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+            Err(Error::new("woke up after an hour"))
+        }
+        "fx.test.poll-forever" => {
+            let never = wasi::clocks::monotonic_clock::subscribe_duration(u64::MAX);
+            wasi::io::poll::poll(&[&never]);
+            Err(Error::new("a pollable that never fires became ready"))
         }
         "fx.test.echo-size" => {
             let id = format!("{}-echo", event.id());

@@ -24,11 +24,44 @@ pub mod topics {
     pub const DEADLETTER: &str = "fx.deadletter";
     /// The header of a dead-lettered message that says why it is there.
     pub const REASON_HEADER: &str = "fx-deadletter-reason";
+    /// The header of a dead-lettered message that names the topic it was taken from.
+    pub const ORIGINAL_TOPIC_HEADER: &str = "fx-original-topic";
+    /// The header of a dead-lettered execution that names it.
+    pub const EXECUTION_ID_HEADER: &str = "fx-execution-id";
+    /// The header of a dead-lettered execution that counts its attempts.
+    pub const ATTEMPTS_HEADER: &str = "fx-attempts";
+
+    /// The longest dead-letter reason kept in [`REASON_HEADER`], in bytes.
+    pub const REASON_MAX_BYTES: usize = 4096;
+
+    /// `reason` cut to [`REASON_MAX_BYTES`] (on a character boundary), for [`REASON_HEADER`].
+    pub fn reason(reason: impl Into<String>) -> String {
+        let mut reason = reason.into();
+        if reason.len() > REASON_MAX_BYTES {
+            let mut end = REASON_MAX_BYTES;
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            reason.truncate(end);
+        }
+        reason
+    }
 
     /// The invocations topic of an executor pool.
     pub fn invocations(pool: &str) -> String {
         format!("fx.invocations.{pool}")
     }
+}
+
+/// Room kept in a bus message for what travels with an event inside an invocation (the
+/// handler with its configuration, grants, limits) or a state event.
+pub const INVOCATION_ENVELOPE_BYTES: usize = 256 * 1024;
+
+/// The largest event (its encoded size), or function output, that surely fits an invocation
+/// or a state event on a bus whose messages hold at most `max_message_bytes`: the envelope
+/// comes off, and binary data travels as base64 (4 bytes for 3).
+pub fn max_payload_bytes(max_message_bytes: usize) -> usize {
+    max_message_bytes.saturating_sub(INVOCATION_ENVELOPE_BYTES) / 4 * 3
 }
 
 /// A message handed to a consumer, with what it needs to commit it.
@@ -65,6 +98,13 @@ pub trait EventBus: Send + Sync + 'static {
     /// Joins consumer group `group` on `topic`. Every group sees every message; consumers of
     /// the same group share them.
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>>;
+
+    /// The largest message the bus takes, in bytes (key, headers and payload, with some room
+    /// for framing); a larger one is refused with `Invalid`. Producers size what they publish
+    /// by it: an output or event that cannot fit is refused up front with a clear reason.
+    fn max_message_bytes(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// One consumer of a topic.

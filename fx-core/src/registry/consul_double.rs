@@ -29,6 +29,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -59,6 +60,8 @@ struct Shared {
     changed: watch::Sender<u64>,
     /// The ACL token every request must carry, if any.
     token: Option<String>,
+    /// Blocking queries waiting for a change now.
+    blocked: AtomicUsize,
 }
 
 #[derive(Clone, Default)]
@@ -103,6 +106,7 @@ impl ConsulDouble {
             }),
             changed: watch::channel(0).0,
             token,
+            blocked: AtomicUsize::new(0),
         });
         let server = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         tracing::debug!(%addr, "consul double listening");
@@ -135,6 +139,25 @@ impl ConsulDouble {
         let listener = TcpListener::bind(self.addr).await?;
         self.server = tokio::spawn(accept_loop(listener, Arc::clone(&self.shared)));
         Ok(())
+    }
+
+    /// How many blocking queries are waiting for a change now: a test that needs a watch to
+    /// be in place before it writes waits for this instead of sleeping.
+    pub fn blocking_queries(&self) -> usize {
+        self.shared.blocked.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `count` blocking queries are waiting, or `within` passes; whether
+    /// they are.
+    pub async fn until_blocking(&self, count: usize, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.blocking_queries() < count {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
     }
 
     /// Forgets every tombstone, as Consul's reaping does; a listing's index may go backwards.
@@ -446,7 +469,24 @@ async fn kv_get(shared: &Shared, key: &str, query: &BTreeMap<String, String>) ->
             return response;
         }
         // Either a change or the deadline ends the wait; both answer on the next round.
+        let _waiting = Blocked::enter(&shared.blocked);
         let _ = tokio::time::timeout_at(deadline, changed.changed()).await;
+    }
+}
+
+/// Counts a blocking query while it waits (also when its connection drops mid-wait).
+struct Blocked<'a>(&'a AtomicUsize);
+
+impl<'a> Blocked<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Blocked(counter)
+    }
+}
+
+impl Drop for Blocked<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

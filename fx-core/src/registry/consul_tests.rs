@@ -181,8 +181,8 @@ async fn watch_wakes_within_a_second_on_a_put_from_another_client() {
         let table = watcher.watch(revision, Duration::from_secs(30)).await;
         (table, Instant::now())
     });
-    // Let the blocking query reach the double; the test holds however long this takes.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The blocking query is in place before the put.
+    assert!(double.until_blocking(1, Duration::from_secs(10)).await);
     let written = editor.put(&handler("new"), Expect::Absent).await.unwrap();
     let put_at = Instant::now();
     let (table, woke_at) = watching.await.unwrap();
@@ -260,7 +260,7 @@ async fn an_index_going_backwards_resets_the_watch() {
     // Watching from the lower index sees the next write at once.
     let watching = registry.watch(table.revision, Duration::from_secs(30));
     let writing = async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(double.until_blocking(1, Duration::from_secs(10)).await);
         registry
             .put(&handler("next"), Expect::Absent)
             .await
@@ -280,7 +280,7 @@ async fn a_watch_fails_when_consul_goes_down_and_works_once_it_is_back() {
         let result = registry.watch(revision, Duration::from_secs(30)).await;
         (registry, result)
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(double.until_blocking(1, Duration::from_secs(10)).await);
     let started = Instant::now();
     double.go_down();
     let (registry, result) = watching.await.unwrap();

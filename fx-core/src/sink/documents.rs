@@ -189,6 +189,7 @@ mod tests {
             },
             retry_at: None,
             measurements: None,
+            dead_letter: None,
         };
         let metric = MetricDoc::from_state(&failed, "h").unwrap();
         assert_eq!(metric.attempt, 2);

@@ -120,6 +120,7 @@ fn failed(id: &ExecutionId, attempt: u32, at: DateTime<Utc>, message: &str) -> S
         },
         retry_at: None,
         measurements: None,
+        dead_letter: None,
     }
 }
 

@@ -97,3 +97,69 @@ async fn a_function_reads_only_the_secrets_granted_to_it_and_learns_why_not_othe
         "{text}"
     );
 }
+
+/// The executor does not trust the invocation message: a grant of a secret the package does
+/// not declare, outbound HTTP for a package without the capability, or limits beyond the
+/// pool's ceilings fail the invocation as `refused`, naming what it asked for, before the
+/// function runs; also when the compiled component comes from the disk cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invocation_asking_for_more_than_its_package_declares_or_its_pool_allows_is_refused() {
+    use fx_core::execution::FailureKind;
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.secrets_dir()).unwrap();
+    std::fs::write(fx.secrets_dir().join("root-password"), "hunter2").unwrap();
+    let misbehave = fx.add_example("misbehave");
+    let hello = fx.add_example("hello");
+    let executor = fx.executor_with(|s| {
+        s.ceilings.memory_mb = 128;
+        s.ceilings.timeout_ms = 10_000;
+    });
+    let refused = |outcome: &fx_executor::InvocationOutcome| {
+        let failure = outcome.result.clone().unwrap_err();
+        assert_eq!(failure.kind, FailureKind::Refused, "{failure:?}");
+        assert_eq!(outcome.duration, std::time::Duration::ZERO, "it never ran");
+        failure.message
+    };
+
+    let mut inv = invocation(&misbehave, "fx.test.grants", "1", Default::default());
+    inv.event
+        .set_data("text/plain", "root-password".to_string());
+    inv.grants = grants(&[], &["test-token", "root-password"]);
+    let message = refused(&executor.invoke(&inv).await);
+    assert!(message.contains("root-password"), "{message}");
+    assert!(!message.contains("test-token"), "declared: {message}");
+
+    let mut inv = invocation(&hello, "com.example.hello", "2", Default::default());
+    inv.grants.http_allow.insert("169.254.169.254".into());
+    let message = refused(&executor.invoke(&inv).await);
+    assert!(message.contains("wasi:http"), "{message}");
+
+    for (change, named) in [
+        (
+            Box::new(|l: &mut fx_core::handler::Limits| l.memory_mb = 4096)
+                as Box<dyn Fn(&mut fx_core::handler::Limits)>,
+            "memory_mb = 4096",
+        ),
+        (Box::new(|l| l.timeout_ms = 900_000), "timeout_ms = 900000"),
+        (Box::new(|l| l.memory_mb = 0), "zero limit"),
+    ] {
+        let mut inv = invocation(&hello, "com.example.hello", "3", Default::default());
+        change(&mut inv.limits);
+        let message = refused(&executor.invoke(&inv).await);
+        assert!(message.contains(named), "{message}");
+    }
+
+    // Within the ceilings and the manifest, it runs; a fresh executor (compiled component
+    // from disk, manifest beside it) refuses the same way.
+    let inv = invocation(&hello, "com.example.hello", "4", Default::default());
+    executor.invoke(&inv).await.result.unwrap();
+    let again = fx.executor_with(|s| s.ceilings.memory_mb = 128);
+    let mut inv = invocation(&misbehave, "fx.test.grants", "5", Default::default());
+    inv.grants = grants(&[], &["root-password"]);
+    let outcome = again.invoke(&inv).await;
+    assert_eq!(
+        outcome.compile_cache,
+        Some(fx_core::execution::CacheLookup::Disk)
+    );
+    refused(&outcome);
+}

@@ -151,9 +151,9 @@ async fn an_endless_loop_times_out_on_time_while_a_well_behaved_call_succeeds() 
     let fx = Fixture::new();
     let digest = fx.add_example("misbehave");
     let executor = Arc::new(fx.executor());
-    let timeout = Duration::from_millis(1_500);
+    let timeout = Duration::from_millis(3_000);
     let limits = LimitOverrides {
-        timeout_ms: Some(1_500),
+        timeout_ms: Some(3_000),
         ..Default::default()
     };
     // Compile first, so that the timing below is the run alone.
@@ -171,7 +171,12 @@ async fn an_endless_loop_times_out_on_time_while_a_well_behaved_call_succeeds() 
             (outcome, start.elapsed())
         })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The loop is running (its deadline armed) before the other call starts.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while executor.running_instances() == 0 {
+        assert!(Instant::now() < deadline, "the loop did not start");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     let ok = invocation(&digest, "fx.test.ok", "ok", Default::default());
     executor.invoke(&ok).await.result.unwrap();
     // The loop occupies one thread; the other call is not held up behind it.
@@ -183,7 +188,7 @@ async fn an_endless_loop_times_out_on_time_while_a_well_behaved_call_succeeds() 
     let (outcome, elapsed) = looping.await.unwrap();
     let failure = outcome.result.unwrap_err();
     assert_eq!(failure.kind, FailureKind::Timeout, "{failure:?}");
-    assert_eq!(failure.message, "timed out after 1500 ms");
+    assert_eq!(failure.message, "timed out after 3000 ms");
     // Never early (the wall clock decides), and stopped by the timeout, not by anything later.
     assert!(outcome.duration >= timeout, "{:?}", outcome.duration);
     assert!(elapsed < timeout * 3, "took {elapsed:?}");
@@ -251,7 +256,12 @@ fn a_burst_of_epoch_ticks_does_not_end_a_run_before_its_timeout() {
         let runtime = Arc::clone(&runtime);
         move || runtime.run(&pre, &event, &limits, &FunctionGrants::none())
     });
-    std::thread::sleep(Duration::from_millis(30));
+    // The run has armed its deadline before the burst.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while runtime.running() == 0 {
+        assert!(Instant::now() < deadline, "the run did not start");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     // Far more ticks than the deadline holds, all at once.
     for _ in 0..1_000 {
         runtime.engine().increment_epoch();
@@ -264,4 +274,48 @@ fn a_burst_of_epoch_ticks_does_not_end_a_run_before_its_timeout() {
         "ended after {:?}",
         result.duration
     );
+}
+
+/// A function blocked in a host call (a WASI clock sleep, `poll` on a pollable that never
+/// fires) is not interrupted by the epoch: the bounded waits end it at its timeout all the
+/// same, as `timeout`, and its instance is freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_blocked_in_a_host_call_times_out_on_time_and_frees_its_instance() {
+    let fx = Fixture::new();
+    let digest = fx.add_example("misbehave");
+    let executor = Arc::new(fx.executor());
+    let timeout = Duration::from_millis(500);
+    let limits = LimitOverrides {
+        timeout_ms: Some(500),
+        ..Default::default()
+    };
+    for kind in ["fx.test.sleep", "fx.test.poll-forever"] {
+        let started = Instant::now();
+        let outcome = executor
+            .invoke(&invocation(&digest, kind, kind, limits.clone()))
+            .await;
+        let elapsed = started.elapsed();
+        let failure = outcome.result.unwrap_err();
+        assert_eq!(failure.kind, FailureKind::Timeout, "{kind}: {failure:?}");
+        assert_eq!(failure.message, "timed out after 500 ms", "{kind}");
+        assert!(
+            outcome.duration >= timeout,
+            "{kind}: {:?}",
+            outcome.duration
+        );
+        // The timeout plus a tick, with room for a loaded machine (the first call compiles).
+        assert!(
+            elapsed < Duration::from_secs(10),
+            "{kind}: took {elapsed:?}"
+        );
+        assert!(
+            outcome.duration < timeout + Duration::from_millis(400),
+            "{kind}: ran {:?}",
+            outcome.duration
+        );
+        assert_eq!(executor.running_instances(), 0, "{kind}: instance freed");
+    }
+    // The executor still runs other functions.
+    let ok = invocation(&digest, "fx.test.ok", "after", Default::default());
+    executor.invoke(&ok).await.result.unwrap();
 }

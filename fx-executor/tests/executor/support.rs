@@ -98,6 +98,9 @@ pub struct RecordingBus {
     pub inner: EmbeddedBus,
     /// (topic, offset) of every commit, in order.
     pub commits: Arc<Mutex<Vec<(String, i64)>>>,
+    /// The largest message it takes, as a broker's (and librdkafka's) `message.max.bytes`
+    /// does: larger ones are refused as `Invalid`. Unbounded by default.
+    pub max_message_bytes: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl RecordingBus {
@@ -105,7 +108,14 @@ impl RecordingBus {
         RecordingBus {
             inner: EmbeddedBus::new(4096),
             commits: Arc::default(),
+            max_message_bytes: Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX)),
         }
+    }
+
+    /// Refuses messages above `bytes` from now on.
+    pub fn limit_messages_to(&self, bytes: usize) {
+        self.max_message_bytes
+            .store(bytes, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Offsets committed on `topic`.
@@ -122,7 +132,24 @@ impl RecordingBus {
 #[async_trait]
 impl EventBus for RecordingBus {
     async fn publish(&self, topic: &str, message: Message) -> Result<()> {
+        let size = message.payload.len()
+            + message.key.as_ref().map_or(0, String::len)
+            + message
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        if size > self.max_message_bytes() {
+            return Err(fx_core::Error::invalid(format!(
+                "message of {size} bytes is larger than message.max.bytes"
+            )));
+        }
         self.inner.publish(topic, message).await
+    }
+
+    fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>> {
@@ -187,12 +214,18 @@ impl Fixture {
 
     /// A new executor on the fixture's store, bus and cache directory.
     pub fn executor(&self) -> Executor {
-        let settings = ExecutorSettings {
+        self.executor_with(|_| {})
+    }
+
+    /// An executor whose settings `change` edits first.
+    pub fn executor_with(&self, change: impl FnOnce(&mut ExecutorSettings)) -> Executor {
+        let mut settings = ExecutorSettings {
             executor_id: "test-executor".into(),
             cache_dir: self.cache_dir(),
             secrets_dir: Some(self.secrets_dir()),
             ..ExecutorSettings::default()
         };
+        change(&mut settings);
         Executor::new(settings, self.packages.clone(), Arc::new(self.bus.clone())).unwrap()
     }
 }

@@ -290,3 +290,114 @@ async fn a_handler_with_concurrency_one_runs_its_invocations_one_after_another()
         .unwrap()
         .unwrap();
 }
+
+/// An executor asked to stop while a function sleeps in a host call stops once the function's
+/// timeout ends it, after publishing its `failed` state: a blocked host call holds neither its
+/// slot nor the shutdown for longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_not_held_by_a_function_sleeping_in_a_host_call() {
+    let fx = Fixture::new();
+    let digest = fx.add_example("misbehave");
+    let mut state = subscribe(&fx, topics::STATE).await;
+    let limits = LimitOverrides {
+        timeout_ms: Some(1_000),
+        ..Default::default()
+    };
+    let inv = invocation(&digest, "fx.test.sleep", "asleep", limits);
+    fx.bus
+        .publish(
+            &topics::invocations("default"),
+            Message::json(None, &inv).unwrap(),
+        )
+        .await
+        .unwrap();
+    let executor = fx.executor();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { executor.run(shutdown).await }
+    });
+    assert!(matches!(
+        next_state(&mut state).await,
+        StateEvent::Started { .. }
+    ));
+    let asked = std::time::Instant::now();
+    shutdown.cancel();
+    tokio::time::timeout(WAIT, running)
+        .await
+        .expect("the executor stopped")
+        .unwrap()
+        .unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+    match next_state(&mut state).await {
+        StateEvent::Failed { failure, .. } => {
+            assert_eq!(failure.kind, FailureKind::Timeout, "{failure:?}")
+        }
+        other => panic!("expected failed, got {other:?}"),
+    }
+}
+
+/// An output too large for the bus (a handler may raise `max_output_bytes` to 64 MiB, the bus
+/// carries 1 MB here as Kafka's default does) fails the attempt as `output_limit` with the
+/// sizes, publishes none of it, and is committed: the partition goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_too_large_for_the_bus_fails_as_output_limit_and_the_partition_goes_on() {
+    let fx = Fixture::new();
+    fx.bus.limit_messages_to(1_000_000);
+    let digest = fx.add_example("misbehave");
+    let mut state = subscribe(&fx, topics::STATE).await;
+    let mut events = subscribe(&fx, topics::EVENTS).await;
+    let limits = LimitOverrides {
+        max_output_bytes: Some(64 * 1024 * 1024),
+        ..Default::default()
+    };
+    let invocations = topics::invocations("default");
+    let flood = invocation(&digest, "fx.test.output-flood", "flood", limits);
+    let ok = invocation(&digest, "fx.test.ok", "after", Default::default());
+    for inv in [&flood, &ok] {
+        fx.bus
+            .publish(&invocations, Message::json(None, inv).unwrap())
+            .await
+            .unwrap();
+    }
+    let executor = fx.executor();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { executor.run(shutdown).await }
+    });
+    let mut flood_failure = None;
+    let mut ok_succeeded = false;
+    while flood_failure.is_none() || !ok_succeeded {
+        match next_state(&mut state).await {
+            StateEvent::Failed {
+                execution_id,
+                failure,
+                ..
+            } if execution_id == flood.execution_id => flood_failure = Some(failure),
+            StateEvent::Succeeded { execution_id, .. } if execution_id == ok.execution_id => {
+                ok_succeeded = true
+            }
+            _ => {}
+        }
+    }
+    let failure = flood_failure.unwrap();
+    assert_eq!(failure.kind, FailureKind::OutputLimit, "{failure:?}");
+    assert!(
+        failure.message.contains("at most 1000000 bytes"),
+        "{failure:?}"
+    );
+    // None of the flood's events went out; the echo of the next invocation did.
+    let first = decode_message(&next(&mut events).await).unwrap();
+    assert_eq!(first.id(), "after-echo");
+    eventually("both invocations committed", || {
+        fx.bus.committed(&invocations).last() == Some(&1)
+    })
+    .await;
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}

@@ -132,6 +132,9 @@ pub struct Platform {
     pub addr: SocketAddr,
     /// The backends every part shares.
     pub backends: Backends,
+    /// The handler table the gateway matches events against (its revision tells which
+    /// handler changes the gateway has seen).
+    pub gateway_table: fx_gateway::table::LiveTable,
     shutdown: CancellationToken,
     tasks: JoinSet<anyhow::Result<()>>,
 }
@@ -175,11 +178,19 @@ impl Platform {
             let shutdown = shutdown.clone();
             tasks.spawn(async move { executor.run(shutdown).await.context("executor stopped") });
         }
+        let gateway_table =
+            fx_gateway::table::LiveTable::start(backends.registry.clone(), shutdown.clone())
+                .await
+                .context("loading the handler table")?;
         {
-            let (gateway, backends, shutdown) =
-                (settings.gateway.clone(), backends.clone(), shutdown.clone());
+            let (gateway, backends, table, shutdown) = (
+                settings.gateway.clone(),
+                backends.clone(),
+                gateway_table.clone(),
+                shutdown.clone(),
+            );
             tasks.spawn(async move {
-                fx_gateway::run(gateway, backends, shutdown)
+                fx_gateway::run_with_table(gateway, backends, table, shutdown)
                     .await
                     .context("gateway stopped")
             });
@@ -205,9 +216,19 @@ impl Platform {
         Ok(Platform {
             addr,
             backends,
+            gateway_table,
             shutdown,
             tasks,
         })
+    }
+
+    /// Waits until the gateway matches events against handler revision `revision` or a later
+    /// one, or `within` passes; whether it does.
+    pub async fn gateway_sees(&self, revision: u64, within: std::time::Duration) -> bool {
+        let mut table = self.gateway_table.clone();
+        tokio::time::timeout(within, table.wait_for_revision(revision))
+            .await
+            .is_ok()
     }
 
     /// Waits until every part has stopped; the first failure stops the others.

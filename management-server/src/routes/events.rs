@@ -44,6 +44,25 @@ pub async fn ingest(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let body = body?;
+    // What is accepted must travel on: an event too large for an invocation on this bus is
+    // refused here, with the reason, not accepted and failed later.
+    let room = fx_core::bus::max_payload_bytes(state.backends.bus.max_message_bytes());
+    let attributes: usize = headers
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with(HTTP_PREFIX))
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if body.len().saturating_add(attributes) > room {
+        return Err(ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            kind: fx_core::ErrorKind::Invalid,
+            message: format!(
+                "the event is {} bytes; the event bus carries events of at most {room} bytes (its messages hold {} bytes, with room for the invocation around the event)",
+                body.len() + attributes,
+                state.backends.bus.max_message_bytes()
+            ),
+        });
+    }
     let mut pairs = Vec::with_capacity(headers.len());
     for (name, value) in &headers {
         let name = name.as_str();

@@ -167,10 +167,27 @@ pub(crate) async fn record(
 pub async fn check(state: &AppState, handler: &Handler) -> Result<(), ApiError> {
     handler.validate()?;
     match state.backends.state.resolve_package(&handler.package).await {
-        Ok(version) => match fx_core::handler::Grants::refusal(&version.manifest, handler) {
-            None => Ok(()),
-            Some(reason) => Err(ApiError::invalid(reason)),
-        },
+        Ok(version) => {
+            if let Some(reason) = fx_core::handler::Grants::refusal(&version.manifest, handler) {
+                return Err(ApiError::invalid(reason));
+            }
+            // An output limit raised beyond what the bus can carry is refused here rather
+            // than failing every large output later.
+            let asked = handler
+                .limits
+                .max_output_bytes
+                .or(version.manifest.limits.max_output_bytes);
+            let bus_max = state.backends.bus.max_message_bytes();
+            let room = fx_core::bus::max_payload_bytes(bus_max);
+            match asked {
+                Some(asked) if usize::try_from(asked).map_or(true, |a| a > room) => {
+                    Err(ApiError::invalid(format!(
+                        "limit max_output_bytes = {asked} cannot be met: the event bus carries messages of at most {bus_max} bytes, so an output may hold at most {room} bytes (raise the bus's message_max_bytes, or lower the limit)"
+                    )))
+                }
+                _ => Ok(()),
+            }
+        }
         Err(e) if e.kind() == ErrorKind::NotFound => Err(ApiError::invalid(format!(
             "package {} does not exist: upload it first",
             handler.package

@@ -187,6 +187,59 @@ async fn malformed_events_are_refused_naming_the_problem() {
 }
 
 #[tokio::test]
+async fn values_a_backend_would_refuse_get_400_and_nothing_is_published() {
+    let app = TestApp::new().await;
+    let mut published = subscribe(&app).await;
+    // The event that stopped every gateway: a NUL in the id, structured mode.
+    let nul_id = app
+        .call(structured_event(
+            "/events",
+            r#"{"specversion":"1.0","id":"a\u0000b","source":"/s","type":"t"}"#,
+        ))
+        .await;
+    nul_id.assert_status(StatusCode::BAD_REQUEST);
+    assert!(
+        nul_id.error_message().contains("control character"),
+        "{}",
+        nul_id.text()
+    );
+    let long_type = format!(
+        r#"{{"specversion":"1.0","id":"1","source":"/s","type":"{}"}}"#,
+        "t".repeat(fx_core::event::MAX_ATTRIBUTE_BYTES + 1)
+    );
+    let response = app.call(structured_event("/events", &long_type)).await;
+    response.assert_status(StatusCode::BAD_REQUEST);
+    assert!(
+        response.error_message().contains("\"type\""),
+        "{}",
+        response.text()
+    );
+    let bad_extension = app
+        .call(structured_event(
+            "/api/v1/events",
+            r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","Tenant-Id":"x"}"#,
+        ))
+        .await;
+    bad_extension.assert_status(StatusCode::BAD_REQUEST);
+    assert!(
+        bad_extension
+            .error_message()
+            .contains("extension attribute name"),
+        "{}",
+        bad_extension.text()
+    );
+    // A good event after them is the first (and only) one on the bus.
+    let ok = app
+        .call(structured_event(
+            "/events",
+            r#"{"specversion":"1.0","id":"good","source":"/s","type":"t"}"#,
+        ))
+        .await;
+    ok.assert_status(StatusCode::ACCEPTED);
+    assert_eq!(next_event(&mut published).await.id(), "good");
+}
+
+#[tokio::test]
 async fn oversized_event_is_refused_with_413() {
     let app = TestApp::with_settings(ServerSettings {
         max_event_bytes: 100,
@@ -204,4 +257,34 @@ async fn oversized_event_is_refused_with_413() {
         .await;
     response.assert_status(StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(response.json()["error"]["kind"], "invalid");
+}
+
+#[tokio::test]
+async fn an_event_too_large_for_an_invocation_on_the_bus_is_refused_with_413_naming_the_bus() {
+    // Kafka's default message size.
+    let app = TestApp::with_bus_limit(1_000_000).await;
+    let room = fx_core::bus::max_payload_bytes(1_000_000);
+    let big = format!("\"{}\"", "x".repeat(room + 1));
+    let response = app
+        .call(binary_event(
+            "/events",
+            Some("big"),
+            "application/json",
+            &big,
+        ))
+        .await;
+    response.assert_status(StatusCode::PAYLOAD_TOO_LARGE);
+    let message = response.error_message();
+    assert!(message.contains("1000000"), "{message}");
+    assert!(message.contains(&room.to_string()), "{message}");
+    // Just below it, accepted.
+    let fits = format!("\"{}\"", "x".repeat(room - 1024));
+    app.call(binary_event(
+        "/events",
+        Some("fits"),
+        "application/json",
+        &fits,
+    ))
+    .await
+    .assert_status(StatusCode::ACCEPTED);
 }

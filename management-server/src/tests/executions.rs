@@ -72,6 +72,7 @@ pub async fn fail_execution(app: &TestApp, id: &ExecutionId, handler: &str, reas
             },
             retry_at: None,
             measurements: None,
+            dead_letter: None,
         })
         .await
         .unwrap();

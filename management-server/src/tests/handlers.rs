@@ -250,3 +250,33 @@ async fn create_update_and_delete_are_kept_in_the_history_newest_first() {
     assert_eq!(history[2]["by"], "ada");
     assert!(history.iter().all(|c| c["name"] == "keeper"));
 }
+
+#[tokio::test]
+async fn an_output_limit_the_bus_cannot_carry_is_refused_and_a_retry_policy_beyond_a_day_too() {
+    let app = TestApp::with_bus_limit(1_000_000).await;
+    app.upload_ok("hello", "1.0.0").await;
+    let mut body = handler_json("big", "hello", "t.big");
+    body["limits"] = json!({"max_output_bytes": 64 * 1024 * 1024});
+    let response = app.send_json(Method::POST, "/api/v1/handlers", &body).await;
+    response.assert_status(StatusCode::BAD_REQUEST);
+    let message = response.error_message();
+    assert!(message.contains("max_output_bytes"), "{message}");
+    assert!(message.contains("1000000"), "{message}");
+    // Within what the bus carries, created; without an explicit limit too.
+    body["limits"] = json!({"max_output_bytes": 256 * 1024});
+    app.send_json(Method::POST, "/api/v1/handlers", &body)
+        .await
+        .assert_status(StatusCode::CREATED);
+    app.create_handler("plain", "hello", "t.plain").await;
+
+    let mut body = handler_json("patient", "hello", "t.patient");
+    body["retry"] =
+        json!({"max_attempts": 3, "backoff_ms": 1000, "max_backoff_ms": 1_000_000_000_000u64});
+    let response = app.send_json(Method::POST, "/api/v1/handlers", &body).await;
+    response.assert_status(StatusCode::BAD_REQUEST);
+    assert!(
+        response.error_message().contains("retry.max_backoff_ms"),
+        "{}",
+        response.text()
+    );
+}

@@ -170,6 +170,50 @@ impl TestApp {
     }
 }
 
+/// A bus whose messages hold at most `max` bytes, as Kafka's do (1 MB by default); it
+/// publishes through the embedded bus it wraps.
+pub struct SmallBus {
+    pub inner: std::sync::Arc<dyn fx_core::bus::EventBus>,
+    pub max: usize,
+}
+
+#[async_trait::async_trait]
+impl fx_core::bus::EventBus for SmallBus {
+    async fn publish(&self, topic: &str, message: fx_core::event::Message) -> fx_core::Result<()> {
+        if message.payload.len() > self.max {
+            return Err(fx_core::Error::invalid("message too large for the bus"));
+        }
+        self.inner.publish(topic, message).await
+    }
+
+    async fn subscribe(
+        &self,
+        topic: &str,
+        group: &str,
+    ) -> fx_core::Result<Box<dyn fx_core::bus::Subscription>> {
+        self.inner.subscribe(topic, group).await
+    }
+
+    fn max_message_bytes(&self) -> usize {
+        self.max
+    }
+}
+
+impl TestApp {
+    /// The application over embedded backends whose bus carries messages of at most `max`
+    /// bytes.
+    pub async fn with_bus_limit(max: usize) -> Self {
+        TestApp::with_backends(ServerSettings::default(), |mut backends| {
+            backends.bus = std::sync::Arc::new(SmallBus {
+                inner: backends.bus.clone(),
+                max,
+            });
+            backends
+        })
+        .await
+    }
+}
+
 /// A manifest of `name@version`.
 pub fn manifest(name: &str, version: &str) -> Manifest {
     Manifest::parse(&format!(

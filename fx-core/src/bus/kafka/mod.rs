@@ -369,6 +369,10 @@ impl EventBus for KafkaBus {
         self.publish_all(vec![(topic.to_string(), message)]).await
     }
 
+    fn max_message_bytes(&self) -> usize {
+        usize::try_from(self.inner.settings.message_max_bytes).unwrap_or(usize::MAX)
+    }
+
     /// Hands every message to the producer first (librdkafka batches them per partition and
     /// keeps their order), then waits for all the delivery reports.
     async fn publish_all(&self, messages: Vec<(String, Message)>) -> Result<()> {

@@ -42,6 +42,14 @@ pub struct KafkaSettings {
     /// unavailable (librdkafka's `message.timeout.ms`).
     #[serde(default = "default_delivery_timeout_ms")]
     pub delivery_timeout_ms: u32,
+    /// The largest message the bus publishes, in bytes (librdkafka's `message.max.bytes`;
+    /// Kafka's default is 1,000,000). Set it to the brokers' `message.max.bytes` (or the
+    /// topics' `max.message.bytes`) when those are raised. The platform sizes what it
+    /// publishes by it: a function output that cannot fit fails as `output_limit`, a handler
+    /// whose `max_output_bytes` cannot fit is refused, and the HTTP ingress refuses events
+    /// too large to travel inside an invocation.
+    #[serde(default = "default_message_max_bytes")]
+    pub message_max_bytes: u32,
     /// Further librdkafka properties (`security.protocol`, `sasl.username`, `sasl.password`,
     /// ...), given to the producer, the consumers and the admin client alike. Properties the
     /// settings above or the bus's guarantees decide are refused. Values whose key contains
@@ -74,6 +82,10 @@ fn default_delivery_timeout_ms() -> u32 {
     30_000
 }
 
+fn default_message_max_bytes() -> u32 {
+    1_000_000
+}
+
 /// librdkafka properties that dedicated settings or the bus's guarantees decide: `extra` may
 /// not set them.
 const RESERVED: &[&str] = &[
@@ -90,6 +102,7 @@ const RESERVED: &[&str] = &[
     "enable.auto.commit",
     "enable.auto.offset.store",
     "auto.offset.reset",
+    "message.max.bytes",
 ];
 
 /// Whether a librdkafka property holds a secret.
@@ -110,6 +123,7 @@ impl KafkaSettings {
             session_timeout_ms: default_session_timeout_ms(),
             connect_timeout_ms: default_connect_timeout_ms(),
             delivery_timeout_ms: default_delivery_timeout_ms(),
+            message_max_bytes: default_message_max_bytes(),
             extra: BTreeMap::new(),
         }
     }
@@ -129,6 +143,12 @@ impl KafkaSettings {
             return Err(Error::invalid(format!(
                 "kafka settings: replication_factor must be at least 1, not {}",
                 self.replication_factor
+            )));
+        }
+        if !(64 * 1024..=1_000_000_000).contains(&self.message_max_bytes) {
+            return Err(Error::invalid(format!(
+                "kafka settings: message_max_bytes must be between 65536 and 1000000000, not {}",
+                self.message_max_bytes
             )));
         }
         if self.connect_timeout_ms == 0 || self.delivery_timeout_ms == 0 {
@@ -188,7 +208,8 @@ impl KafkaSettings {
         config
             .set("acks", "all")
             .set("enable.idempotence", "true")
-            .set("message.timeout.ms", self.delivery_timeout_ms.to_string());
+            .set("message.timeout.ms", self.delivery_timeout_ms.to_string())
+            .set("message.max.bytes", self.message_max_bytes.to_string());
         config
     }
 
@@ -285,6 +306,7 @@ impl fmt::Debug for KafkaSettings {
             .field("session_timeout_ms", &self.session_timeout_ms)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("delivery_timeout_ms", &self.delivery_timeout_ms)
+            .field("message_max_bytes", &self.message_max_bytes)
             .field("extra", &extra)
             .finish()
     }

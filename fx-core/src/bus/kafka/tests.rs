@@ -425,3 +425,35 @@ fn unknown_librdkafka_properties_are_invalid() {
     let err = KafkaBus::build(settings).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Invalid);
 }
+
+/// The bus reports the message size it is configured for, and a message above it is refused as
+/// `Invalid` by the client itself (tansu does not enforce a size; librdkafka's
+/// `message.max.bytes` does, as a broker at Kafka's default would), so that a producer can
+/// tell a message it must not retry from an outage.
+#[tokio::test]
+async fn a_message_above_message_max_bytes_is_refused_as_invalid() {
+    let Some(brokers) =
+        crate::testenv::backend("FX_TEST_KAFKA", "kafka a_message_above_message_max_bytes")
+    else {
+        return;
+    };
+    let mut settings = KafkaSettings::new(brokers);
+    settings.topic_prefix = unique_prefix();
+    settings.message_max_bytes = 100_000;
+    let bus = KafkaBus::connect(settings).await.unwrap();
+    assert_eq!(bus.max_message_bytes(), 100_000);
+    let err = bus
+        .publish(topics::EVENTS, keyed("k", &"x".repeat(150_000)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::Invalid, "{}", err.chain());
+    bus.publish(topics::EVENTS, keyed("k", &"x".repeat(50_000)))
+        .await
+        .unwrap();
+    // The default is Kafka's.
+    assert_eq!(KafkaSettings::new("b:9092").message_max_bytes, 1_000_000);
+    let mut bad = KafkaSettings::new("b:9092");
+    bad.extra
+        .insert("message.max.bytes".into(), "50000000".into());
+    assert!(bad.validate().is_err(), "set through message_max_bytes");
+}

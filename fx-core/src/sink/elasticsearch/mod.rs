@@ -69,6 +69,9 @@ struct Shared {
     progress: watch::Sender<u64>,
     /// Documents the cluster refused for good.
     rejected_total: AtomicU64,
+    /// Requests (template installs and bulk requests) that failed because the cluster could
+    /// not be reached, since start.
+    unavailable_total: AtomicU64,
     batch_max_docs: usize,
     batch_max_bytes: usize,
     flush_interval: Duration,
@@ -114,6 +117,7 @@ impl ElasticsearchSink {
             flush_before: AtomicU64::new(0),
             progress,
             rejected_total: AtomicU64::new(0),
+            unavailable_total: AtomicU64::new(0),
             batch_max_docs: settings.batch_max_docs,
             batch_max_bytes: settings.batch_max_bytes,
             flush_interval: settings.flush_interval(),
@@ -132,6 +136,12 @@ impl ElasticsearchSink {
     /// Documents the cluster refused for good (a mapping conflict, say) since start.
     pub fn rejected_total(&self) -> u64 {
         self.shared.rejected_total.load(Ordering::Relaxed)
+    }
+
+    /// Requests that failed because the cluster could not be reached, since start: each one
+    /// is retried after a backoff.
+    pub fn unavailable_total(&self) -> u64 {
+        self.shared.unavailable_total.load(Ordering::Relaxed)
     }
 
     /// Documents waiting in the buffer (not counting a batch in flight).
@@ -303,6 +313,7 @@ async fn flush_loop(shared: Arc<Shared>, cluster: Cluster, mut templates: Option
                     templates = Some(Templates::Refused);
                 }
                 Err(e) => {
+                    shared.unavailable_total.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e.chain(), retry_in_ms = backoff.as_millis() as u64, "installing elasticsearch index templates failed; retrying");
                     report_drops(&shared);
                     tokio::time::sleep(backoff).await;
@@ -368,6 +379,7 @@ async fn flush_loop(shared: Arc<Shared>, cluster: Cluster, mut templates: Option
                 (outcome.retry, failed)
             }
             Err(e) if e.kind() == ErrorKind::Unavailable => {
+                shared.unavailable_total.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e.chain(), documents = batch.len(), retry_in_ms = backoff.as_millis() as u64, "bulk request failed; retrying");
                 // The cluster may come back rebuilt: put the templates again (idempotent)
                 // before the next batch creates an index without them.

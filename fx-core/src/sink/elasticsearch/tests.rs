@@ -55,6 +55,15 @@ async fn eventually(what: &str, timeout: Duration, mut condition: impl FnMut() -
     }
 }
 
+/// Waits until the sink has counted `at_least` requests that could not reach the cluster.
+async fn failed_requests(sink: &ElasticsearchSink, at_least: u64) {
+    let what = format!("{at_least} requests failed");
+    eventually(&what, Duration::from_secs(30), || {
+        sink.unavailable_total() >= at_least
+    })
+    .await;
+}
+
 async fn flushed(sink: &ElasticsearchSink) {
     tokio::time::timeout(Duration::from_secs(30), sink.flush())
         .await
@@ -373,8 +382,8 @@ async fn logs_written_while_elasticsearch_is_down_arrive_once_it_is_back() {
         sink.execution_logs(&id).await.unwrap_err().kind(),
         ErrorKind::Unavailable
     );
-    // Let the flusher fail a few times.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The flusher fails a few times and drops nothing.
+    failed_requests(&sink, 3).await;
     assert_eq!(sink.dropped_total(), 0);
 
     // It comes back (empty: no templates yet, which the sink installs before sending).
@@ -423,8 +432,9 @@ async fn logs_written_during_an_outage_arrive_once_elasticsearch_is_back() {
 
     // Elasticsearch goes away; the next lines wait in the buffer.
     drop(server);
+    let before = sink.unavailable_total();
     sink.write_logs(&lines[3..]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    failed_requests(&sink, before + 2).await;
     assert_eq!(sink.buffered(), 3);
 
     // It comes back empty (osmem-server keeps nothing): the sink puts its templates again,
