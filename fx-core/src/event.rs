@@ -414,7 +414,7 @@ pub fn validate(event: &Event) -> Result<()> {
         check("datacontenttype", content_type)?;
     }
     if let Some(schema) = event.dataschema() {
-        check("dataschema", &schema.to_string())?;
+        check("dataschema", schema.as_ref())?;
     }
     let mut extensions = 0;
     for (name, value) in event.iter_extensions() {

@@ -107,11 +107,15 @@ impl DevSettings {
         }
         figment = figment.merge(
             Env::prefixed("FX_")
-                // FX_SERVER / FX_LOG* belong to the CLI, FX_TEST_* to the test command.
+                // FX_SERVER / FX_LOG* belong to the CLI; FX_TEST_*, FX_SKIP_LINT and
+                // FX_BENCH_PROFILE to the test command and benches.
                 .filter(|key| {
                     let key = key.as_str().to_ascii_lowercase();
                     !(key.starts_with("test_")
-                        || matches!(key.as_str(), "server" | "log" | "log_json"))
+                        || matches!(
+                            key.as_str(),
+                            "server" | "log" | "log_json" | "skip_lint" | "bench_profile"
+                        ))
                 })
                 .split("__"),
         );
