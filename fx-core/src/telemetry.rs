@@ -26,6 +26,10 @@ pub const COMPILE_CACHE: &str = "fx_compile_cache_lookups_total";
 /// Events consumed by gateways; label `outcome`: `dispatched` (matched at least one handler),
 /// `unmatched`, `deadlettered` (not a valid CloudEvent).
 pub const EVENTS: &str = "fx_gateway_events_total";
+/// Direct reads of the handler registry by gateways; label `reason`: `stamped` (an event
+/// stamped with a revision the watch had not brought yet) or `unmatched` (an event that
+/// matched nothing, in case the watch lags).
+pub const TABLE_READS: &str = "fx_gateway_table_reads_total";
 /// Invocations published by gateways; label `pool`.
 pub const DISPATCHED: &str = "fx_gateway_invocations_total";
 /// State events applied by the state router; label `state`.
@@ -79,6 +83,10 @@ pub fn describe() {
         "Fuel an invocation used, when its handler meters fuel."
     );
     describe_counter!(FAILURES, "Failed invocations, by handler and failure kind.");
+    describe_counter!(
+        TABLE_READS,
+        "Direct reads of the handler registry by the gateway, by reason."
+    );
     describe_counter!(RETRIES, "Attempts scheduled again by a retry policy.");
     describe_counter!(
         DEADLETTERED,

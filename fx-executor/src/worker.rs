@@ -96,6 +96,16 @@ impl Executor {
                     Ok(permit) => permit,
                     Err(_) => break 'consume,
                 },
+                // Every slot is busy: stay in the consumer group meanwhile (a Kafka consumer
+                // that stops polling is made to leave it, and its partitions would run again
+                // elsewhere). Only ever ends with an error.
+                held = subscription.hold() => {
+                    if let Err(e) = held {
+                        tracing::warn!(error = %e.chain(), "keeping the consumer in its group failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    continue 'consume;
+                }
             };
             let next = loop {
                 tokio::select! {

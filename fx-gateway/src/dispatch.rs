@@ -125,7 +125,19 @@ impl crate::consume::BatchHandler for Dispatcher {
     }
 
     async fn handle(&self, batch: &[Delivery], shutdown: &CancellationToken) -> Result<()> {
-        let table = self.table.current();
+        let arrived = std::time::Instant::now();
+        let mut table = self.table.current();
+        // An event the ingress accepted after a handler change carries the registry revision
+        // it saw: the batch is matched against a table at least that new.
+        let stamped = batch
+            .iter()
+            .filter_map(|d| d.message.header(topics::REGISTRY_REVISION_HEADER))
+            .filter_map(|revision| revision.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        if stamped > table.revision {
+            table = self.table.at_least(stamped, arrived, shutdown).await?;
+        }
         // Events of one partition key are recorded one after another, in order (so their
         // executions' creation order is the events' order); different keys side by side.
         let mut owed: Vec<Vec<Outgoing>> = vec![Vec::new(); batch.len()];

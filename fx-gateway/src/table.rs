@@ -117,6 +117,7 @@ impl LiveTable {
             return newer(self.current());
         };
         reads.last_start = Some(now);
+        metrics::counter!(fx_core::telemetry::TABLE_READS, "reason" => "unmatched").increment(1);
         refresh.tx.send_if_modified(|current| {
             if table.revision > current.revision {
                 log_table(&table);
@@ -127,6 +128,71 @@ impl LiveTable {
             }
         });
         newer(self.current())
+    }
+
+    /// The table at `revision` or newer, for an event that arrived at `arrived` stamped by the
+    /// ingress with the registry revision it saw: such an event is never matched against an
+    /// older table. When the watch has not brought that revision yet the store is read directly
+    /// (outside the unmatched-event budget; a read that started after the event arrived serves
+    /// it), retrying while the store is unavailable. A store that answers with a lower revision
+    /// was reset (a snapshot restore): its table is the truth and is used.
+    pub async fn at_least(
+        &self,
+        revision: u64,
+        arrived: Instant,
+        shutdown: &CancellationToken,
+    ) -> fx_core::Result<Arc<HandlerTable>> {
+        let current = self.current();
+        let Some(refresh) = self.refresh.as_ref() else {
+            return Ok(current);
+        };
+        if current.revision >= revision {
+            return Ok(current);
+        }
+        let mut reads = refresh.reads.lock().await;
+        if reads.last_start.is_some_and(|at| at >= arrived) {
+            return Ok(self.current());
+        }
+        let started = Instant::now();
+        let table = crate::retry::until_available(
+            "reading handlers for an event newer than the table",
+            shutdown,
+            || async {
+                match tokio::time::timeout(REFRESH_TIMEOUT, refresh.registry.table()).await {
+                    Ok(read) => read,
+                    Err(_) => Err(fx_core::Error::unavailable(format!(
+                        "the handler registry did not answer within {} ms",
+                        REFRESH_TIMEOUT.as_millis()
+                    ))),
+                }
+            },
+        )
+        .await?;
+        reads.last_start = Some(started);
+        metrics::counter!(fx_core::telemetry::TABLE_READS, "reason" => "stamped").increment(1);
+        if table.revision < revision {
+            tracing::warn!(
+                stamped = revision,
+                read = table.revision,
+                "the handler registry is at a lower revision than an event was stamped with (was it restored?); using it"
+            );
+        }
+        let table = Arc::new(table);
+        refresh.tx.send_if_modified(|current| {
+            if table.revision > current.revision {
+                log_table(&table);
+                *current = table.clone();
+                true
+            } else {
+                false
+            }
+        });
+        // The table just read, even when lower than the one in force (a reset store).
+        Ok(if table.revision >= self.current().revision {
+            table
+        } else {
+            self.current()
+        })
     }
 
     /// Waits until the table reaches at least `revision` (for tests and callers that just wrote).

@@ -580,3 +580,92 @@ async fn a_message_a_backend_refuses_is_dead_lettered_and_the_consumer_goes_on()
     shutdown.cancel();
     consumer.await.unwrap().unwrap();
 }
+
+/// An event the ingress stamped with the registry revision it saw is matched against a table at
+/// least that new, even while a flood of unmatched events has used up the direct-read budget
+/// and the watch lags: once the API has confirmed a handler, an event accepted afterwards runs.
+#[tokio::test]
+async fn a_stamped_event_after_its_handler_runs_under_a_flood_of_unmatched_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = backends(dir.path()).await;
+    let registry: std::sync::Arc<dyn fx_core::registry::HandlerRegistry> =
+        std::sync::Arc::new(DeafWatch(b.registry.clone()));
+    let shutdown = CancellationToken::new();
+    let table = LiveTable::start(registry.clone(), shutdown.clone())
+        .await
+        .unwrap();
+    let dispatcher = std::sync::Arc::new(Dispatcher::new(b.clone(), table));
+    let running = {
+        let (dispatcher, shutdown) = (dispatcher.clone(), shutdown.clone());
+        tokio::spawn(async move { dispatcher.run("gateway", shutdown).await })
+    };
+    let stray = |n: usize| {
+        let event = new_json_event(
+            format!("e-flood-{n}"),
+            "/t",
+            "t.nobody",
+            serde_json::json!({}),
+        )
+        .unwrap();
+        (topics::EVENTS.to_string(), encode_message(&event))
+    };
+    // A handler for markers: a marker's execution shows the flood before it was consumed
+    // (one partition key, so in order), and with it the unmatched-event read budget.
+    registry
+        .put(&handler("marker", "t.marker", "hello"), Expect::Absent)
+        .await
+        .unwrap();
+    let flood_then_marker = |round: usize| {
+        let mut messages: Vec<(String, Message)> =
+            (1000 * round..1000 * round + 150).map(stray).collect();
+        let marker = new_json_event(
+            format!("marker-{round}"),
+            "/t",
+            "t.marker",
+            serde_json::json!({}),
+        )
+        .unwrap();
+        messages.push((topics::EVENTS.to_string(), encode_message(&marker)));
+        (
+            messages,
+            fx_core::execution::ExecutionId::for_event(&marker, "marker"),
+        )
+    };
+    let until_exists = |id: fx_core::execution::ExecutionId, what: String| {
+        let (state, running) = (b.state.clone(), &running);
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while state.get_execution(&id).await.unwrap().is_none() {
+                assert!(std::time::Instant::now() < deadline, "{what}");
+                assert!(!running.is_finished(), "the dispatcher stopped");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let mut rounds = Vec::new();
+    for round in 0..6 {
+        let (flood, marker) = flood_then_marker(round);
+        b.bus.publish_all(flood).await.unwrap();
+        until_exists(marker, format!("marker {round} was not dispatched")).await;
+        let name = format!("late-{round}");
+        let ty = format!("t.late.{round}");
+        let revision = registry
+            .put(&handler(&name, &ty, "hello"), Expect::Absent)
+            .await
+            .unwrap();
+        let event = new_json_event(format!("e-{round}"), "/t", &ty, serde_json::json!({})).unwrap();
+        let message = encode_message(&event)
+            .with_header(topics::REGISTRY_REVISION_HEADER, revision.to_string());
+        b.bus.publish(topics::EVENTS, message).await.unwrap();
+        rounds.push(fx_core::execution::ExecutionId::for_event(&event, &name));
+    }
+    for (round, id) in rounds.into_iter().enumerate() {
+        until_exists(
+            id,
+            format!("the event of round {round} was matched against a stale table and dropped"),
+        )
+        .await;
+    }
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}

@@ -27,6 +27,7 @@ pub mod settings;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -37,6 +38,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use fx_core::backends::Backends;
+use fx_core::registry::RevisionReads;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -51,6 +53,27 @@ pub struct AppState {
     pub backends: Backends,
     /// The server's settings.
     pub settings: ServerSettings,
+    /// Reads of the handler registry's revision, shared by concurrent ingress requests.
+    pub revisions: Arc<RevisionReads>,
+}
+
+/// How long the ingress waits for the registry's revision before stamping an event with the
+/// last one it read.
+const REVISION_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl AppState {
+    /// The state of a server over `backends` with `settings`.
+    pub fn new(backends: Backends, settings: ServerSettings) -> Self {
+        let revisions = Arc::new(RevisionReads::new(
+            backends.registry.clone(),
+            REVISION_READ_TIMEOUT,
+        ));
+        AppState {
+            backends,
+            settings,
+            revisions,
+        }
+    }
 }
 
 /// The server's shutdown signal, given to the handlers that hold a response open (the UI's

@@ -633,3 +633,97 @@ async fn kafka_going_away_mid_run_refuses_new_events_and_the_platform_resumes_wh
         p.terminate();
     }
 }
+
+/// Issue 13.12 as it was seen: server, gateway and executor as processes sharing the embedded
+/// registry through the data directory, a flood of events no handler matches, and in each round
+/// a handler created (201) and its event posted right after (202). Every such event runs, and
+/// the unmatched ones are counted on the gateway's `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_posted_right_after_its_handler_is_created_runs_under_a_flood_of_unmatched_events()
+{
+    let Some(kafka) = testenv::backend("FX_TEST_KAFKA", "distributed stale table") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_id("t");
+    let (mut d, api) = deployment_with_echo(dir.path(), &kafka, &run).await;
+    let (_, gateway_ops) = d.start_with_ops("gateway", &[]);
+    d.start("executor", &["--pool", "default"]);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let flood = {
+        let (producer, stop) = (ferrisfx_producer::HttpProducer::new(&d.base), stop.clone());
+        tokio::spawn(async move {
+            let mut sent = 0usize;
+            while !stop.is_cancelled() {
+                let event = EventBuilderV10::new()
+                    .id(format!("stray-{sent}"))
+                    .source("/tests/flood")
+                    .ty("fx.test.nobody")
+                    .build()
+                    .unwrap();
+                producer.emit(&event).await.unwrap();
+                sent += 1;
+                // About 250 events a second: flowing, not a backlog the late events queue behind.
+                if sent.is_multiple_of(25) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            sent
+        })
+    };
+    let rounds = 6;
+    for round in 0..rounds {
+        let handler = json!({"name": format!("late-{round}"),
+            "filter": {"all": [
+                {"exact": {"attribute": "type", "value": "fx.test.ok"}},
+                {"exact": {"attribute": "subject", "value": format!("late-{round}")}}]},
+            "package": {"name": "misbehave"}});
+        let (status, v) = api
+            .json(
+                api.http
+                    .post(format!("{}/api/v1/handlers", api.base))
+                    .json(&handler),
+            )
+            .await;
+        assert_eq!(status, 201, "{v}");
+        let event = EventBuilderV10::new()
+            .id(format!("late-{round}"))
+            .source("/tests/late")
+            .ty("fx.test.ok")
+            .subject(format!("late-{round}"))
+            .data("application/json", json!({"round": round}))
+            .build()
+            .unwrap();
+        ferrisfx_producer::HttpProducer::new(&d.base)
+            .emit(&event)
+            .await
+            .unwrap();
+        // Let some of the flood pass between rounds.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for round in 0..rounds {
+        api.wait_succeeded(&format!("late-{round}"), 1, Duration::from_secs(60), || {
+            d.all_logs()
+        })
+        .await;
+    }
+    stop.cancel();
+    let strays = flood.await.unwrap();
+    assert!(strays >= 150, "the flood sent {strays} events");
+    // The gateway counts what matched nothing.
+    let metrics = reqwest::get(format!("{gateway_ops}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let unmatched = metrics
+        .lines()
+        .find(|l| l.starts_with("fx_gateway_events_total") && l.contains("outcome=\"unmatched\""))
+        .unwrap_or_else(|| panic!("no unmatched count on /metrics:\n{metrics}"));
+    let count: f64 = unmatched.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count > 0.0, "{unmatched}");
+    for p in d.processes.iter_mut() {
+        p.terminate();
+    }
+}

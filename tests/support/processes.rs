@@ -105,6 +105,19 @@ impl Deployment {
 
     /// Starts `ferrisfx <part>` (extra args appended); returns its index.
     pub fn start(&mut self, part: &str, extra: &[&str]) -> usize {
+        self.start_with_env(part, extra, &[])
+    }
+
+    /// Starts `ferrisfx <part>` with its operations listener (`/healthz`, `/readyz`,
+    /// `/metrics`) on a free port; returns its index and the listener's base URL.
+    pub fn start_with_ops(&mut self, part: &str, extra: &[&str]) -> (usize, String) {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let index = self.start_with_env(part, extra, &[("FX_OPS__LISTEN", &addr)]);
+        (index, format!("http://{addr}"))
+    }
+
+    /// Starts `ferrisfx <part>` with extra environment variables; returns its index.
+    pub fn start_with_env(&mut self, part: &str, extra: &[&str], env: &[(&str, &str)]) -> usize {
         let index = self.processes.len();
         let name = format!("{part}-{index}");
         let log = std::fs::File::create(self.logs.join(format!("{name}.log"))).expect("log file");
@@ -117,6 +130,7 @@ impl Deployment {
             .env("FX_LOG", "info")
             // The harness's own variable, not a setting (unknown FX_* keys are refused).
             .env_remove("FX_BENCH_PROFILE")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)

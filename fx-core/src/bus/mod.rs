@@ -31,6 +31,11 @@ pub mod topics {
     /// The header of a dead-lettered execution that counts its attempts.
     pub const ATTEMPTS_HEADER: &str = "fx-attempts";
 
+    /// The header of an event on [`EVENTS`] that gives the handler registry's revision the
+    /// ingress saw when it accepted the event: the gateway matches the event against a table at
+    /// least that new, so an event sent after its handler was created finds it.
+    pub const REGISTRY_REVISION_HEADER: &str = "fx-registry-revision";
+
     /// The longest dead-letter reason kept in [`REASON_HEADER`], in bytes.
     pub const REASON_MAX_BYTES: usize = 4096;
 
@@ -134,4 +139,15 @@ pub trait Subscription: Send {
 
     /// Marks `delivery` (and everything before it on its partition) as done.
     async fn commit(&mut self, delivery: &Delivery) -> Result<()>;
+
+    /// Keeps this consumer a member of its group while the caller takes no deliveries (every
+    /// slot busy), for as long as the returned future is polled: a Kafka consumer pauses its
+    /// partitions and goes on polling, so the broker's poll deadline
+    /// (`max.poll.interval.ms`) never makes the group move its partitions. The next
+    /// [`Subscription::next`] takes up again. Ends only with an error. By default (a bus
+    /// without such a deadline) it waits forever.
+    async fn hold(&mut self) -> Result<()> {
+        futures::future::pending::<()>().await;
+        Ok(())
+    }
 }

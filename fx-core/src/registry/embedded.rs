@@ -158,6 +158,12 @@ impl Inner {
         Ok(())
     }
 
+    /// Reloads the file now if it changed (a stat when it did not).
+    async fn refresh_now(&self) -> Result<()> {
+        let mut loaded = self.loaded.lock().await;
+        self.refresh(&mut loaded).await
+    }
+
     fn publish(&self, doc: &Document) {
         let table = build_table(doc);
         log_invalid(&self.path, &table);
@@ -193,8 +199,16 @@ impl Inner {
 
 #[async_trait]
 impl HandlerRegistry for FileRegistry {
+    /// The table as the file has it now: another process sharing the data directory may have
+    /// written it since the last poll.
     async fn table(&self) -> Result<HandlerTable> {
+        self.inner.refresh_now().await?;
         Ok(HandlerTable::clone(&self.inner.table.borrow()))
+    }
+
+    async fn revision(&self) -> Result<u64> {
+        self.inner.refresh_now().await?;
+        Ok(self.inner.table.borrow().revision)
     }
 
     async fn get(&self, name: &str) -> Result<Option<StoredHandler>> {

@@ -56,11 +56,77 @@ pub enum Expect {
     Revision(u64),
 }
 
+/// Reads of the registry's revision shared by concurrent callers: a caller reuses the answer of
+/// a read that started after it arrived (that read saw every write made before the caller
+/// came), else it makes one. Under a flood of callers the store sees about one read per read's
+/// round trip, not one per caller.
+pub struct RevisionReads {
+    registry: std::sync::Arc<dyn HandlerRegistry>,
+    last: tokio::sync::Mutex<LastRead>,
+    /// How long one read may take before the last known revision is used.
+    timeout: Duration,
+}
+
+#[derive(Default)]
+struct LastRead {
+    /// When the last successful read started.
+    started: Option<std::time::Instant>,
+    /// The highest revision read so far.
+    revision: u64,
+}
+
+impl RevisionReads {
+    /// Shared reads of `registry`'s revision, each allowed `timeout`.
+    pub fn new(registry: std::sync::Arc<dyn HandlerRegistry>, timeout: Duration) -> Self {
+        RevisionReads {
+            registry,
+            last: tokio::sync::Mutex::new(LastRead::default()),
+            timeout,
+        }
+    }
+
+    /// The store's revision as of a moment after `arrived`. When the store does not answer
+    /// within the timeout, the highest revision read before, with the error (`Err((last, e))`)
+    /// for the caller to log.
+    pub async fn since(
+        &self,
+        arrived: std::time::Instant,
+    ) -> std::result::Result<u64, (u64, crate::Error)> {
+        let mut last = self.last.lock().await;
+        if last.started.is_some_and(|at| at >= arrived) {
+            return Ok(last.revision);
+        }
+        let started = std::time::Instant::now();
+        match tokio::time::timeout(self.timeout, self.registry.revision()).await {
+            Ok(Ok(revision)) => {
+                last.started = Some(started);
+                // A store reset (snapshot restore) lowers it: the store is the truth.
+                last.revision = revision;
+                Ok(revision)
+            }
+            Ok(Err(e)) => Err((last.revision, e)),
+            Err(_) => Err((
+                last.revision,
+                crate::Error::unavailable(format!(
+                    "the handler registry did not answer within {} ms",
+                    self.timeout.as_millis()
+                )),
+            )),
+        }
+    }
+}
+
 /// The handler registry.
 #[async_trait]
 pub trait HandlerRegistry: Send + Sync + 'static {
     /// Every handler now.
     async fn table(&self) -> Result<HandlerTable>;
+
+    /// The store's revision now: what a table read now would carry. Cheaper than
+    /// [`HandlerRegistry::table`] where the store allows.
+    async fn revision(&self) -> Result<u64> {
+        Ok(self.table().await?.revision)
+    }
 
     /// One handler by name.
     async fn get(&self, name: &str) -> Result<Option<StoredHandler>>;

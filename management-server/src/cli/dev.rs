@@ -200,10 +200,7 @@ impl Platform {
             });
         }
         {
-            let state = AppState {
-                backends: backends.clone(),
-                settings: settings.server.clone(),
-            };
+            let state = AppState::new(backends.clone(), settings.server.clone());
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
                 crate::serve(listener, state, shutdown)

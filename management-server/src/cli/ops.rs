@@ -518,10 +518,8 @@ mod tests {
     #[tokio::test]
     async fn the_management_server_answers_both_on_its_own_port() {
         let (mut backends, _dir) = embedded().await;
-        let state = |backends: Backends| crate::AppState {
-            backends,
-            settings: crate::ServerSettings::default(),
-        };
+        let state =
+            |backends: Backends| crate::AppState::new(backends, crate::ServerSettings::default());
         let (status, _) = get(crate::router(state(backends.clone())), "/healthz").await;
         assert_eq!(status, StatusCode::OK);
         let (status, body) = get(crate::router(state(backends.clone())), "/readyz").await;

@@ -121,10 +121,7 @@ async fn run_part(
                 format!("listening on {} (is the port in use?)", settings.listen)
             })?;
             tracing::info!(addr = %settings.listen, "management server listening");
-            let state = AppState {
-                backends,
-                settings: settings.server,
-            };
+            let state = AppState::new(backends, settings.server);
             crate::serve(listener, state, shutdown)
                 .await
                 .context("management server stopped")

@@ -7,8 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use cloudevents::event::AttributesWriter;
-use fx_core::bus::topics;
-use fx_core::event::{encode_message, new_json_event};
+use fx_core::event::new_json_event;
 use fx_core::execution::ExecutionId;
 use fx_core::handler::Filter;
 use serde::Deserialize;
@@ -134,6 +133,7 @@ pub async fn send(
     State(state): State<AppState>,
     Form(form): Form<SendForm>,
 ) -> Result<Response, PageError> {
+    let arrived = std::time::Instant::now();
     let mut page = page(&state, form.clone()).await?;
     let ty = form.ty.trim();
     let source = form.source.trim();
@@ -176,11 +176,7 @@ pub async fn send(
     if !form.subject.trim().is_empty() {
         event.set_subject(Some(form.subject.trim().to_string()));
     }
-    state
-        .backends
-        .bus
-        .publish(topics::EVENTS, encode_message(&event))
-        .await?;
+    crate::routes::events::publish(&state, &event, arrived).await?;
     tracing::info!(event_id = %id, event_type = %ty, source = %source, "test event sent from the ui");
     let table = state.backends.registry.table().await?;
     let matched: Vec<String> = table

@@ -43,6 +43,7 @@ pub async fn ingest(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let arrived = std::time::Instant::now();
     let body = body?;
     // What is accepted must travel on: an event too large for an invocation on this bus is
     // refused here, with the reason, not accepted and failed later.
@@ -83,11 +84,28 @@ pub async fn ingest(
         source: event.source().to_string(),
         ty: event.ty().to_string(),
     };
-    state
-        .backends
-        .bus
-        .publish(topics::EVENTS, encode_message(&event))
-        .await?;
+    publish(&state, &event, arrived).await?;
     tracing::info!(event_id = %accepted.id, source = %accepted.source, event_type = %accepted.ty, "event accepted");
     Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// Publishes an accepted `event` (that arrived at `arrived`) to `fx.events`, stamped with the
+/// handler registry's revision as of its arrival: every handler the API confirmed before the
+/// event came is in that revision, and the gateway does not match the event against an older
+/// table.
+pub async fn publish(
+    state: &AppState,
+    event: &cloudevents::Event,
+    arrived: std::time::Instant,
+) -> fx_core::Result<()> {
+    let revision = match state.revisions.since(arrived).await {
+        Ok(revision) => revision,
+        Err((last, e)) => {
+            tracing::warn!(error = %e.chain(), revision = last, "reading the handler registry's revision failed; stamping the event with the last one read");
+            last
+        }
+    };
+    let message =
+        encode_message(event).with_header(topics::REGISTRY_REVISION_HEADER, revision.to_string());
+    state.backends.bus.publish(topics::EVENTS, message).await
 }

@@ -288,3 +288,37 @@ async fn an_event_too_large_for_an_invocation_on_the_bus_is_refused_with_413_nam
     .await
     .assert_status(StatusCode::ACCEPTED);
 }
+
+/// The ingress stamps each event with the registry revision it saw, one that includes every
+/// handler the API confirmed before the event came (the gateway matches against no older table).
+#[tokio::test]
+async fn an_accepted_event_carries_the_registry_revision_that_has_the_handler_created_before_it() {
+    let app = TestApp::new().await;
+    let mut events = subscribe(&app).await;
+    app.upload_ok("hello", "1.0.0").await;
+    let mut previous = 0;
+    for n in 0..3 {
+        app.create_handler(&format!("h{n}"), "hello", &format!("t.{n}"))
+            .await;
+        let revision = app.backends.registry.revision().await.unwrap();
+        assert!(revision > previous, "each handler bumps the revision");
+        previous = revision;
+        app.call(binary_event(
+            "/api/v1/events",
+            Some(&format!("e{n}")),
+            "application/json",
+            "{}",
+        ))
+        .await
+        .assert_status(StatusCode::ACCEPTED);
+        let delivery = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .expect("no event on fx.events within 5 s")
+            .unwrap()
+            .expect("the bus closed");
+        assert_eq!(
+            delivery.message.header(topics::REGISTRY_REVISION_HEADER),
+            Some(revision.to_string().as_str()),
+        );
+    }
+}

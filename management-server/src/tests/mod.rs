@@ -90,10 +90,7 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let backends = BackendSettings::default().build(dir.path()).await.unwrap();
         let backends = adapt(backends);
-        let router = router(AppState {
-            backends: backends.clone(),
-            settings,
-        });
+        let router = router(AppState::new(backends.clone(), settings));
         TestApp {
             backends,
             router,

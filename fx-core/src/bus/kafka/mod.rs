@@ -399,7 +399,6 @@ impl EventBus for KafkaBus {
         let group_id = settings.kafka_group(group)?;
         self.ensure_topic(&name).await?;
         let context = SubscriptionContext::new(&name);
-        let offsets = context.offsets();
         let consumer: StreamConsumer<SubscriptionContext> =
             StreamConsumer::from_config_and_context(&settings.consumer_config(&group_id), context)
                 .map_err(|e| {
@@ -414,7 +413,10 @@ impl EventBus for KafkaBus {
             .map_err(|e| self.error(format!("subscribing group {group_id} to topic {name}"), e))?;
         tracing::info!(topic = name, group = group_id, "kafka consumer subscribed");
         Ok(Box::new(KafkaSubscription::new(
-            topic, name, consumer, offsets,
+            topic,
+            name,
+            consumer,
+            settings.hold_grace(),
         )))
     }
 }

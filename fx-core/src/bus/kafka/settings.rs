@@ -34,6 +34,13 @@ pub struct KafkaSettings {
     /// the other members (librdkafka's `session.timeout.ms`).
     #[serde(default = "default_session_timeout_ms")]
     pub session_timeout_ms: u32,
+    /// How long a consumer may go between polls before librdkafka makes it leave its group
+    /// (`max.poll.interval.ms`; at least `session_timeout_ms`). A consumer whose caller takes
+    /// no deliveries for a while (an executor with every slot busy with long invocations)
+    /// keeps polling with its partitions paused ([`crate::bus::Subscription::hold`]), so a
+    /// long invocation never makes its partition move and run again elsewhere.
+    #[serde(default = "default_max_poll_interval_ms")]
+    pub max_poll_interval_ms: u32,
     /// How long connecting, creating a topic and subscribing wait for the brokers before they
     /// fail as unavailable.
     #[serde(default = "default_connect_timeout_ms")]
@@ -74,6 +81,10 @@ fn default_session_timeout_ms() -> u32 {
     10_000
 }
 
+fn default_max_poll_interval_ms() -> u32 {
+    300_000
+}
+
 fn default_connect_timeout_ms() -> u32 {
     10_000
 }
@@ -94,6 +105,7 @@ const RESERVED: &[&str] = &[
     "client.id",
     "group.id",
     "session.timeout.ms",
+    "max.poll.interval.ms",
     "message.timeout.ms",
     "delivery.timeout.ms",
     "acks",
@@ -121,6 +133,7 @@ impl KafkaSettings {
             replication_factor: default_replication_factor(),
             topic_prefix: String::new(),
             session_timeout_ms: default_session_timeout_ms(),
+            max_poll_interval_ms: default_max_poll_interval_ms(),
             connect_timeout_ms: default_connect_timeout_ms(),
             delivery_timeout_ms: default_delivery_timeout_ms(),
             message_max_bytes: default_message_max_bytes(),
@@ -149,6 +162,12 @@ impl KafkaSettings {
             return Err(Error::invalid(format!(
                 "kafka settings: message_max_bytes must be between 65536 and 1000000000, not {}",
                 self.message_max_bytes
+            )));
+        }
+        if self.max_poll_interval_ms < self.session_timeout_ms {
+            return Err(Error::invalid(format!(
+                "kafka settings: max_poll_interval_ms ({}) must be at least session_timeout_ms ({})",
+                self.max_poll_interval_ms, self.session_timeout_ms
             )));
         }
         if self.connect_timeout_ms == 0 || self.delivery_timeout_ms == 0 {
@@ -227,8 +246,20 @@ impl KafkaSettings {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", self.session_timeout_ms.to_string());
+            .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            .set(
+                "max.poll.interval.ms",
+                self.max_poll_interval_ms.to_string(),
+            );
         config
+    }
+
+    /// How long a held consumer (see [`crate::bus::Subscription::hold`]) waits before pausing
+    /// its partitions: well inside the poll interval, and long enough that an executor whose
+    /// slots free up every moment does not pause and resume (dropping its prefetched messages)
+    /// each time.
+    pub(super) fn hold_grace(&self) -> Duration {
+        Duration::from_millis(u64::from(self.max_poll_interval_ms / 4).min(5_000))
     }
 
     /// The Kafka name of bus topic `topic`.
@@ -304,6 +335,7 @@ impl fmt::Debug for KafkaSettings {
             .field("replication_factor", &self.replication_factor)
             .field("topic_prefix", &self.topic_prefix)
             .field("session_timeout_ms", &self.session_timeout_ms)
+            .field("max_poll_interval_ms", &self.max_poll_interval_ms)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("delivery_timeout_ms", &self.delivery_timeout_ms)
             .field("message_max_bytes", &self.message_max_bytes)

@@ -6,8 +6,10 @@
 //! outstanding (the highest contiguous completed offset + 1). When a rebalance takes a
 //! partition away, its tracking is dropped: what was not committed goes to the new owner.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rdkafka::client::ClientContext;
@@ -72,6 +74,9 @@ pub(super) struct SubscriptionContext {
     topic: String,
     /// Shared with the subscription.
     offsets: Offsets,
+    /// Whether the subscription is held (its partitions paused): partitions assigned
+    /// meanwhile are paused as they come. Shared with the subscription.
+    held: Arc<AtomicBool>,
 }
 
 impl SubscriptionContext {
@@ -79,11 +84,16 @@ impl SubscriptionContext {
         SubscriptionContext {
             topic: topic.to_string(),
             offsets: Offsets::default(),
+            held: Arc::default(),
         }
     }
 
     pub(super) fn offsets(&self) -> Offsets {
         Arc::clone(&self.offsets)
+    }
+
+    pub(super) fn held(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.held)
     }
 
     fn partitions(&self, tpl: &TopicPartitionList) -> Vec<i32> {
@@ -133,6 +143,16 @@ impl ConsumerContext for SubscriptionContext {
         }
     }
 
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            if self.held.load(Ordering::SeqCst) {
+                if let Err(e) = consumer.pause(tpl) {
+                    tracing::warn!(topic = %self.topic, error = %e, "pausing partitions assigned while the consumer is held failed");
+                }
+            }
+        }
+    }
+
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         match result {
             Ok(()) => tracing::trace!(topic = %self.topic, ?offsets, "kafka offsets committed"),
@@ -155,6 +175,13 @@ pub(super) struct KafkaSubscription {
     consumer: Option<rdkafka::consumer::StreamConsumer<SubscriptionContext>>,
     /// Offsets handed out and not yet committed, by partition.
     offsets: Offsets,
+    /// Whether the partitions are paused by [`Subscription::hold`].
+    held: Arc<AtomicBool>,
+    /// How long `hold` waits before it pauses.
+    hold_grace: Duration,
+    /// Messages a held consumer received anyway (from a partition assigned in the instant
+    /// before it was paused): handed out first by `next`.
+    stash: VecDeque<Delivery>,
 }
 
 impl KafkaSubscription {
@@ -162,13 +189,73 @@ impl KafkaSubscription {
         topic: &str,
         kafka_topic: String,
         consumer: rdkafka::consumer::StreamConsumer<SubscriptionContext>,
-        offsets: Offsets,
+        hold_grace: Duration,
     ) -> Self {
+        let (offsets, held) = (consumer.context().offsets(), consumer.context().held());
         KafkaSubscription {
             topic: topic.to_string(),
             kafka_topic,
             consumer: Some(consumer),
             offsets,
+            held,
+            hold_grace,
+            stash: VecDeque::new(),
+        }
+    }
+
+    /// Pauses or resumes every partition assigned now (and, through the context, those
+    /// assigned later while held).
+    fn set_held(&self, held: bool) -> Result<()> {
+        let consumer = self.consumer.as_ref().ok_or_else(|| self.closed())?;
+        self.held.store(held, Ordering::SeqCst);
+        let what = if held { "pausing" } else { "resuming" };
+        let failed = |e: KafkaError| {
+            Error::unavailable(format!(
+                "{what} the partitions of topic {}",
+                self.kafka_topic
+            ))
+            .with_source(e)
+        };
+        let assignment = consumer.assignment().map_err(failed)?;
+        if held {
+            consumer.pause(&assignment).map_err(failed)?;
+        } else {
+            consumer.resume(&assignment).map_err(failed)?;
+        }
+        tracing::debug!(topic = %self.kafka_topic, partitions = assignment.count(), held, "kafka consumer held or resumed");
+        Ok(())
+    }
+
+    /// The next message as a delivery, recording its offset as handed out; `Ok(None)` for a
+    /// poll that brought no message (end of partition, metadata lag).
+    async fn receive(&self) -> Result<Option<Delivery>> {
+        let consumer = self.consumer.as_ref().ok_or_else(|| self.closed())?;
+        match consumer.recv().await {
+            Ok(message) => {
+                let delivery = delivery(&self.topic, &message);
+                lock(&self.offsets)
+                    .entry(delivery.partition)
+                    .or_default()
+                    .handed_out(delivery.offset);
+                Ok(Some(delivery))
+            }
+            Err(KafkaError::PartitionEOF(_)) => Ok(None),
+            // Right after a topic is created the consumer's metadata may lag behind.
+            Err(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic,
+            )) => {
+                tracing::debug!(topic = %self.kafka_topic, "kafka topic not in the consumer's metadata yet");
+                Ok(None)
+            }
+            // The caller took nothing for longer than `max.poll.interval.ms` without holding:
+            // librdkafka left the group, and the next poll joins it again.
+            Err(KafkaError::MessageConsumption(RDKafkaErrorCode::PollExceeded)) => {
+                tracing::warn!(topic = %self.kafka_topic, "the consumer was not polled within max.poll.interval.ms and left its group; rejoining (uncommitted deliveries may come again)");
+                Ok(None)
+            }
+            Err(e) => Err(
+                Error::unavailable(format!("consuming topic {}", self.kafka_topic)).with_source(e),
+            ),
         }
     }
 
@@ -213,32 +300,33 @@ impl Subscription for KafkaSubscription {
     /// Never ends: a Kafka topic has no end. Cancel-safe: a message is taken from the consumer
     /// only in the poll that returns it.
     async fn next(&mut self) -> Result<Option<Delivery>> {
-        let consumer = self.consumer.as_ref().ok_or_else(|| self.closed())?;
+        if let Some(delivery) = self.stash.pop_front() {
+            return Ok(Some(delivery));
+        }
+        if self.held.load(Ordering::SeqCst) {
+            self.set_held(false)?;
+        }
         loop {
-            match consumer.recv().await {
-                Ok(message) => {
-                    let delivery = delivery(&self.topic, &message);
-                    lock(&self.offsets)
-                        .entry(delivery.partition)
-                        .or_default()
-                        .handed_out(delivery.offset);
-                    return Ok(Some(delivery));
-                }
-                Err(KafkaError::PartitionEOF(_)) => continue,
-                // Right after a topic is created the consumer's metadata may lag behind.
-                Err(KafkaError::MessageConsumption(
-                    RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic,
-                )) => {
-                    tracing::debug!(topic = %self.kafka_topic, "kafka topic not in the consumer's metadata yet");
-                    continue;
-                }
-                Err(e) => {
-                    return Err(Error::unavailable(format!(
-                        "consuming topic {}",
-                        self.kafka_topic
-                    ))
-                    .with_source(e));
-                }
+            if let Some(delivery) = self.receive().await? {
+                return Ok(Some(delivery));
+            }
+        }
+    }
+
+    /// Waits [`KafkaSettings::hold_grace`](super::KafkaSettings) (a slot freeing up meanwhile
+    /// drops this future, and nothing was paused), then pauses every assigned partition and
+    /// goes on polling: the consumer stays in its group however long the caller is busy, and
+    /// pausing drops what librdkafka had prefetched, which it fetches again on resume.
+    /// Cancel-safe: a message that arrives anyway is kept for `next`.
+    async fn hold(&mut self) -> Result<()> {
+        if !self.held.load(Ordering::SeqCst) {
+            tokio::time::sleep(self.hold_grace).await;
+            self.set_held(true)?;
+            tracing::info!(topic = %self.kafka_topic, "every slot is busy: partitions paused, the consumer keeps its group membership");
+        }
+        loop {
+            if let Some(delivery) = self.receive().await? {
+                self.stash.push_back(delivery);
             }
         }
     }

@@ -457,3 +457,59 @@ async fn a_message_above_message_max_bytes_is_refused_as_invalid() {
         .insert("message.max.bytes".into(), "50000000".into());
     assert!(bad.validate().is_err(), "set through message_max_bytes");
 }
+
+/// A consumer whose caller takes nothing for longer than `max.poll.interval.ms` (every slot of
+/// an executor busy with long invocations) keeps its group membership while held: its
+/// partitions do not move, and what it handed out is not delivered again. The same wait
+/// without `hold` makes librdkafka leave the group, and the uncommitted message comes again:
+/// the test can tell the two apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_consumer_keeps_its_partitions_past_the_poll_interval() {
+    let Some(brokers) =
+        crate::testenv::backend("FX_TEST_KAFKA", "kafka held consumer keeps its partitions")
+    else {
+        return;
+    };
+    let mut settings = KafkaSettings::new(brokers);
+    settings.topic_prefix = unique_prefix();
+    settings.partitions = 1;
+    settings.session_timeout_ms = 6_000;
+    settings.max_poll_interval_ms = 6_000;
+    let bus = KafkaBus::connect(settings).await.unwrap();
+    let busy_for = Duration::from_secs(10);
+
+    for (run, held) in [("held", true), ("unheld", false)] {
+        let topic = format!("hold.{run}");
+        let mut sub = bus.subscribe(&topic, run).await.unwrap();
+        for n in 0..2 {
+            bus.publish(&topic, keyed("k", &format!("{run}-{n}")))
+                .await
+                .unwrap();
+        }
+        let first = next(&mut sub).await;
+        assert_eq!(first.message.payload, format!("{run}-0").as_bytes());
+        // The first delivery is "running" (not committed) for longer than the interval.
+        if held {
+            match tokio::time::timeout(busy_for, sub.hold()).await {
+                Err(_) => {}
+                Ok(result) => panic!("hold ended: {result:?}"),
+            }
+        } else {
+            tokio::time::sleep(busy_for).await;
+        }
+        let after = next(&mut sub).await;
+        if held {
+            assert_eq!(
+                (after.offset, after.message.payload.as_slice()),
+                (1, format!("{run}-1").as_bytes()),
+                "a held consumer goes on where it was"
+            );
+        } else {
+            assert_eq!(
+                (after.offset, after.message.payload.as_slice()),
+                (0, format!("{run}-0").as_bytes()),
+                "without hold the consumer left its group and the message came again"
+            );
+        }
+    }
+}
