@@ -38,7 +38,7 @@ pub struct RunResult {
 }
 
 /// How to build the engine (from [`crate::ExecutorSettings::engine`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineSettings {
     /// The epoch tick.
     pub tick: Duration,
@@ -48,6 +48,8 @@ pub struct EngineSettings {
     pub pool_instances: u32,
     /// The largest linear memory of a pool slot, in MiB.
     pub pool_max_memory_mb: u32,
+    /// Where functions' outbound HTTP may connect.
+    pub outbound: std::sync::Arc<crate::outbound::OutboundPolicy>,
 }
 
 /// Which warm instances an invocation may use: the handler's name and the package digest.
@@ -73,6 +75,8 @@ pub struct Runtime {
     warm: std::sync::Mutex<std::collections::HashMap<WarmKey, Vec<Warm>>>,
     /// Instances running a call now (armed with their deadline).
     running: AtomicUsize,
+    /// Where functions' outbound HTTP may connect.
+    outbound: std::sync::Arc<crate::outbound::OutboundPolicy>,
 }
 
 /// Counts an instance as running while it lives.
@@ -105,6 +109,7 @@ impl Runtime {
             allocator: crate::Allocator::OnDemand,
             pool_instances: 0,
             pool_max_memory_mb: 0,
+            outbound: Default::default(),
         })
     }
 
@@ -159,6 +164,7 @@ impl Runtime {
             _ticker: ticker,
             warm: Default::default(),
             running: AtomicUsize::new(0),
+            outbound: settings.outbound.clone(),
         })
     }
 
@@ -310,7 +316,7 @@ impl Runtime {
 
     /// A new store for one invocation (or one warm instance) with `limits`.
     fn store(&self, limits: &Limits) -> Store<HostState> {
-        let mut store = Store::new(&self.engine, HostState::new(*limits));
+        let mut store = Store::new(&self.engine, HostState::new(*limits, self.outbound.clone()));
         store.limiter(|state| &mut state.limiter);
         store
     }
@@ -633,6 +639,7 @@ mod tests {
             allocator: crate::Allocator::Pooling,
             pool_instances: 1,
             pool_max_memory_mb: 64,
+            outbound: Default::default(),
         })
         .unwrap();
         let pre = misbehave(&runtime);

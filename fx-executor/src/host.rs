@@ -171,7 +171,7 @@ pub struct HostState {
 impl HostState {
     /// A state with nothing ambient: no files, environment, arguments, stdin or network;
     /// stdout and stderr captured in memory, counted against `max_log_bytes`.
-    pub fn new(limits: Limits) -> Self {
+    pub fn new(limits: Limits, outbound: Arc<crate::outbound::OutboundPolicy>) -> Self {
         let log_budget = LogBudget::new(limits.max_log_bytes);
         let stdout = CapturedOutput::new(log_budget.clone());
         let stderr = CapturedOutput::new(log_budget.clone());
@@ -199,6 +199,7 @@ impl HostState {
             http_gate: HttpGate {
                 grants: FunctionGrants::none(),
                 deadline: None,
+                outbound,
             },
         }
     }
@@ -289,6 +290,8 @@ impl WasiHttpView for HostState {
 struct HttpGate {
     grants: Arc<FunctionGrants>,
     deadline: Option<Instant>,
+    /// Which addresses a request may connect to, checked at connect time.
+    outbound: Arc<crate::outbound::OutboundPolicy>,
 }
 
 impl HttpGate {
@@ -351,10 +354,10 @@ impl WasiHttpHooks for HttpGate {
         };
         tracing::debug!(%host, port, "outgoing http request");
         let _ = fut;
+        let outbound = self.outbound.clone();
         Box::new(async move {
             use http_body_util::BodyExt;
-            let (response, io) =
-                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let (response, io) = crate::outbound::send_request(outbound, request, options).await?;
             Ok((
                 response.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,

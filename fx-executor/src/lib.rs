@@ -15,6 +15,7 @@ pub mod cache;
 pub mod convert;
 pub mod engine;
 pub mod host;
+pub mod outbound;
 pub mod secrets;
 pub mod stdio;
 pub mod waits;
@@ -78,6 +79,11 @@ pub struct ExecutorSettings {
     /// capabilities): one that asks for more fails as `refused`.
     #[serde(default)]
     pub ceilings: admission::PoolCeilings,
+    /// Networks (CIDRs, e.g. `10.20.0.0/16`) that functions' outbound HTTP may reach although
+    /// they are loopback, private, link-local or otherwise internal. Empty by default: a host
+    /// in `http_allow` that resolves to such an address is refused (see [`outbound`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_allow_networks: Vec<ipnet::IpNet>,
 }
 
 /// How the engine allocates instances.
@@ -120,6 +126,9 @@ impl ExecutorSettings {
             allocator: self.allocator,
             pool_instances: instances,
             pool_max_memory_mb: self.pool_max_memory_mb.max(1),
+            outbound: std::sync::Arc::new(outbound::OutboundPolicy::allowing(
+                self.http_allow_networks.clone(),
+            )),
         }
     }
 
@@ -142,6 +151,7 @@ impl Default for ExecutorSettings {
             pool_max_memory_mb: default_pool_memory(),
             secrets_dir: None,
             ceilings: Default::default(),
+            http_allow_networks: Vec::new(),
         }
     }
 }

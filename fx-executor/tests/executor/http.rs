@@ -45,18 +45,35 @@ fn allowing(hosts: &[String]) -> Grants {
     }
 }
 
+/// Fetches `url` from a function on an executor whose operator allows loopback (the test
+/// servers listen there).
 async fn fetch(
     fx: &Fixture,
     url: &str,
     grants: Grants,
     limits: LimitOverrides,
 ) -> (Result<String, (FailureKind, String)>, Duration) {
+    fetch_allowing_networks(fx, url, grants, limits, &["127.0.0.0/8"]).await
+}
+
+/// Fetches `url` from a function on an executor allowing `networks` although internal.
+async fn fetch_allowing_networks(
+    fx: &Fixture,
+    url: &str,
+    grants: Grants,
+    limits: LimitOverrides,
+    networks: &[&str],
+) -> (Result<String, (FailureKind, String)>, Duration) {
     let digest = fx.add_example("misbehave");
     let mut inv = invocation(&digest, "fx.test.http-get", "h-1", limits);
     inv.event.set_data("text/plain", url.to_string());
     inv.grants = grants;
     let start = Instant::now();
-    let outcome = fx.executor().invoke(&inv).await;
+    let networks = networks.iter().map(|n| n.parse().unwrap()).collect();
+    let outcome = fx
+        .executor_with(|s| s.http_allow_networks = networks)
+        .invoke(&inv)
+        .await;
     let took = start.elapsed();
     let result = match outcome.result {
         Ok(events) => {
@@ -124,4 +141,78 @@ async fn a_request_to_a_server_that_never_answers_ends_with_the_invocation_timeo
         Err(other) => panic!("{other:?}"),
     }
     assert!(took < Duration::from_secs(5), "took {took:?}: {outcome:?}");
+}
+
+/// A server on a free port answering every request with a redirect to `location`.
+async fn redirecting(location: String) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let location = location.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let answer = format!("HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 5\r\nconnection: close\r\n\r\nmoved");
+                let _ = conn.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+/// A host in `http_allow` does not open the inside: loopback, private and link-local (cloud
+/// metadata) addresses are refused unless the operator allows the network, whether named by
+/// an IP or by a name that resolves there, and redirects are not followed by the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_addresses_are_refused_unless_the_operator_allows_their_network() {
+    let fx = Fixture::new();
+    let port = server(false).await;
+    for (host, allow) in [
+        (format!("127.0.0.1:{port}"), "127.0.0.1".to_string()),
+        (format!("localhost:{port}"), "localhost".to_string()),
+        ("169.254.169.254".to_string(), "169.254.169.254".to_string()),
+        ("10.0.0.1:8080".to_string(), "10.0.0.1".to_string()),
+        (
+            format!("[::ffff:127.0.0.1]:{port}"),
+            "[::ffff:127.0.0.1]".to_string(),
+        ),
+    ] {
+        let url = format!("http://{host}/latest/meta-data/");
+        let limits = LimitOverrides {
+            timeout_ms: Some(5_000),
+            ..Default::default()
+        };
+        let (outcome, took) = fetch_allowing_networks(
+            &fx,
+            &url,
+            allowing(std::slice::from_ref(&allow)),
+            limits,
+            &[],
+        )
+        .await;
+        let text = outcome.unwrap_or_else(|e| panic!("{url}: {e:?}"));
+        assert!(text.contains("DestinationIpProhibited"), "{url}: {text}");
+        assert!(took < Duration::from_secs(4), "{url} took {took:?}");
+    }
+    // The operator allows loopback: the same request goes through.
+    let (allowed, _) = fetch_allowing_networks(
+        &fx,
+        &format!("http://localhost:{port}/"),
+        allowing(&["localhost".into()]),
+        Default::default(),
+        &["127.0.0.0/8", "::1/128"],
+    )
+    .await;
+    assert_eq!(allowed, Ok("status 200: hello".to_string()));
+    // A redirect is handed to the function as it is; nothing follows it to the metadata host.
+    let hop = redirecting("http://169.254.169.254/latest/meta-data/".into()).await;
+    let (redirected, _) = fetch(
+        &fx,
+        &format!("http://127.0.0.1:{hop}/"),
+        allowing(&["127.0.0.1".into()]),
+        Default::default(),
+    )
+    .await;
+    assert_eq!(redirected, Ok("status 302: moved".to_string()));
 }
