@@ -585,7 +585,9 @@ fn truncated(text: &str, bytes: usize) -> String {
 /// keep their order.
 fn state_message(invocation: &Invocation, state: &StateEvent) -> Option<Message> {
     match Message::json(Some(invocation.execution_id.to_string()), state) {
-        Ok(message) => Some(message),
+        Ok(message) => {
+            Some(message.with_header(fx_core::bus::topics::STATE_KIND_HEADER, state.name()))
+        }
         Err(e) => {
             tracing::error!(error = %e.chain(), state = state.name(), "encoding a state event failed");
             None

@@ -5,10 +5,12 @@
 //!
 //! - [`table`]: the handler table, kept live by watching the config store.
 //! - [`dispatch`]: events in, invocations out; malformed events to the dead-letter topic.
-//! - [`router`]: state events into the stores.
+//! - [`router`]: state events into the state store (and documents into the sink).
+//! - [`logs`]: log lines into the sink, committed once stored.
 
 pub mod consume;
 pub mod dispatch;
+pub mod logs;
 pub mod retry;
 pub mod router;
 pub mod table;
@@ -28,6 +30,9 @@ pub struct GatewaySettings {
     /// Consumer group of the state routers on `fx.state`.
     #[serde(default = "default_state_group")]
     pub state_group: String,
+    /// Consumer group of the log routers on `fx.state` (they run with the state router).
+    #[serde(default = "default_log_group")]
+    pub log_group: String,
     /// Whether this gateway also runs the state router.
     #[serde(default = "yes")]
     pub route_state: bool,
@@ -39,6 +44,9 @@ fn default_group() -> String {
 fn default_state_group() -> String {
     "fx-state-router".into()
 }
+fn default_log_group() -> String {
+    "fx-log-router".into()
+}
 fn yes() -> bool {
     true
 }
@@ -48,6 +56,7 @@ impl Default for GatewaySettings {
         GatewaySettings {
             group: default_group(),
             state_group: default_state_group(),
+            log_group: default_log_group(),
             route_state: true,
         }
     }
@@ -81,9 +90,13 @@ pub async fn run_with_table(
     }
     if settings.route_state {
         let router = router::StateRouter::new(backends.clone());
-        let shutdown = shutdown.clone();
+        let shutdown_router = shutdown.clone();
         let group = settings.state_group.clone();
-        tasks.spawn(async move { router.run(&group, shutdown).await });
+        tasks.spawn(async move { router.run(&group, shutdown_router).await });
+        let logs = logs::LogRouter::new(backends.clone());
+        let shutdown = shutdown.clone();
+        let group = settings.log_group.clone();
+        tasks.spawn(async move { logs.run(&group, shutdown).await });
     }
     let mut result = Ok(());
     while let Some(joined) = tasks.join_next().await {

@@ -1,7 +1,7 @@
 //! The state router: consumes `fx.state` and writes each kind of state event where
 //! [`StateRouting`](fx_core::sink::StateRouting) sends it: execution state to the state store,
-//! log lines, per-attempt metrics and (when configured) execution documents to the operational
-//! sink. Applying a state event twice changes nothing, so a
+//! per-attempt metrics and (when configured) execution documents to the operational sink. Log
+//! lines are left to the log router ([`crate::logs`]). Applying a state event twice changes nothing, so a
 //! redelivery after a crash is harmless.
 
 use futures::{StreamExt, TryStreamExt};
@@ -96,15 +96,15 @@ impl crate::consume::BatchHandler for StateRouter {
         self.record_refused(delivery, error, shutdown).await;
     }
 
-    /// Routes one batch: log lines to the sink, state events to the store (and the sink's
-    /// documents), malformed ones to the dead-letter topic.
+    /// Routes one batch: state events to the store (and the sink's documents), malformed ones
+    /// to the dead-letter topic; log lines are the log router's.
     async fn handle(&self, batch: &[Delivery], shutdown: &CancellationToken) -> Result<()> {
-        let mut logs = Vec::new();
         let mut states = Vec::new();
         let mut dead = Vec::new();
         for delivery in batch {
             match delivery.message.decode_json::<StateEvent>() {
-                Ok(StateEvent::Log(line)) => logs.push(line),
+                // The log router's (`crate::logs`).
+                Ok(StateEvent::Log(_)) => {}
                 Ok(state) => states.push(state),
                 Err(e) => {
                     tracing::warn!(reason = %e.chain(), offset = delivery.offset, "malformed state event sent to the dead-letter topic");
@@ -123,12 +123,6 @@ impl crate::consume::BatchHandler for StateRouter {
         if !dead.is_empty() {
             until_available("publishing to fx.deadletter", shutdown, || {
                 self.backends.bus.publish_all(dead.clone())
-            })
-            .await?;
-        }
-        if !logs.is_empty() && self.backends.routing.logs_to_sink() {
-            until_available("writing log lines", shutdown, || {
-                self.backends.sink.write_logs(&logs)
             })
             .await?;
         }

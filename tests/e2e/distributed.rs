@@ -727,3 +727,125 @@ async fn an_event_posted_right_after_its_handler_is_created_runs_under_a_flood_o
         p.terminate();
     }
 }
+
+/// Issue 13.11: log lines are at least once with Elasticsearch too. A gateway whose
+/// Elasticsearch is unreachable records execution state in PostgreSQL as usual but commits no
+/// log line; killed with `kill -9` during the outage, it loses none: the next gateway (which
+/// reaches Elasticsearch) stores every line Kafka acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_killed_during_an_elasticsearch_outage_loses_no_log_line() {
+    let test = "distributed log lines survive an elasticsearch outage";
+    let Some(kafka) = testenv::backend("FX_TEST_KAFKA", test) else {
+        return;
+    };
+    let Some(es) = testenv::backend("FX_TEST_ELASTICSEARCH", test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_id("l");
+    let mut toml = format!(
+        "[backends.bus]\nkind = \"kafka\"\nbrokers = \"{kafka}\"\ntopic_prefix = \"{run}.\"\npartitions = 3\nsession_timeout_ms = 6000\n\n"
+    );
+    if let Ok(url) = std::env::var("FX_TEST_POSTGRES") {
+        toml.push_str(&format!(
+            "[backends.state]\nkind = \"postgres\"\nurl = \"{url}\"\nschema = \"{run}\"\n\n"
+        ));
+    }
+    toml.push_str(&format!(
+        "[backends.sink]\nkind = \"elasticsearch\"\nurl = \"{es}\"\nindex_prefix = \"{run}\"\nflush_interval_ms = 50\nretry_max_backoff_ms = 500\n\n"
+    ));
+    let mut d = Deployment::new(dir.path(), &toml);
+    d.start("server", &[]);
+    d.wait_ready().await;
+    let api = Api {
+        base: d.base.clone(),
+        http: reqwest::Client::new(),
+    };
+    let (status, v) = api
+        .json(
+            api.http
+                .post(format!("{}/api/v1/packages", api.base))
+                .header("content-type", "application/octet-stream")
+                .body(example_package("hello")),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let handler = json!({"name": "greet",
+        "filter": {"exact": {"attribute": "type", "value": "fx.test.greet"}},
+        "package": {"name": "hello"}});
+    let (status, v) = api
+        .json(
+            api.http
+                .post(format!("{}/api/v1/handlers", api.base))
+                .json(&handler),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    // This gateway's Elasticsearch is a port where nothing listens.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let gateway = d.start_with_env("gateway", &[], &[("FX_BACKENDS__SINK__URL", &dead)]);
+    d.start("executor", &["--pool", "default"]);
+    let n = 8;
+    let http = ferrisfx_producer::HttpProducer::new(&d.base);
+    for i in 0..n {
+        let event = EventBuilderV10::new()
+            .id(format!("greet-{i}"))
+            .source("/tests/es-outage")
+            .ty("fx.test.greet")
+            .data("application/json", json!({"name": format!("n{i}")}))
+            .build()
+            .unwrap();
+        http.emit(&event).await.unwrap();
+    }
+    // Execution state does not wait for the sink.
+    let all = api
+        .wait_succeeded("greet", n, Duration::from_secs(90), || d.all_logs())
+        .await;
+    let ids: Vec<String> = all
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    // The log router has the lines and waits for Elasticsearch, committing nothing.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !d
+        .log_of(gateway)
+        .contains("the sink has not stored these log lines yet")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the log router never tried to store:\n{}",
+            d.log_of(gateway)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    d.processes[gateway].kill9();
+    d.start("gateway", &[]);
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for id in &ids {
+        loop {
+            let response = client
+                .post(format!("{es}/{run}-logs-*/_search?allow_no_indices=true"))
+                .json(&json!({"size": 0, "track_total_hits": true,
+                    "query": {"term": {"execution_id": id}}}))
+                .send()
+                .await
+                .unwrap();
+            let body: Value = response.json().await.unwrap();
+            if body["hits"]["total"]["value"].as_u64().unwrap_or(0) > 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the log lines of execution {id} were lost\n{}",
+                d.all_logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    for p in d.processes.iter_mut() {
+        p.terminate();
+    }
+}

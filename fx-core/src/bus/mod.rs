@@ -36,6 +36,11 @@ pub mod topics {
     /// least that new, so an event sent after its handler was created finds it.
     pub const REGISTRY_REVISION_HEADER: &str = "fx-registry-revision";
 
+    /// The header of a message on [`STATE`] that names the state event's kind (`started`,
+    /// `log`, `succeeded`, `failed`), so that a consumer of one kind skips the others
+    /// undecoded.
+    pub const STATE_KIND_HEADER: &str = "fx-state-kind";
+
     /// The longest dead-letter reason kept in [`REASON_HEADER`], in bytes.
     pub const REASON_MAX_BYTES: usize = 4096;
 

@@ -29,6 +29,16 @@ pub trait OperationalSink: Send + Sync + 'static {
     /// duplicated. A buffering backend returns once the lines are buffered.
     async fn write_logs(&self, lines: &[LogLine]) -> Result<()>;
 
+    /// Writes log lines and returns only once they are stored for good, however long that
+    /// takes (bound it with the caller's shutdown). Fails as unavailable when they could not
+    /// be (the caller writes them again: writes are idempotent). The log router commits a
+    /// line only after this. Default: [`OperationalSink::write_logs`], then
+    /// [`OperationalSink::flush`].
+    async fn store_logs(&self, lines: &[LogLine]) -> Result<()> {
+        self.write_logs(lines).await?;
+        self.flush().await
+    }
+
     /// The log lines of one execution, in order (attempt, then seq).
     async fn execution_logs(&self, id: &ExecutionId) -> Result<Vec<LogLine>>;
 

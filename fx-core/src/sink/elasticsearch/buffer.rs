@@ -55,25 +55,31 @@ pub struct NewOp {
 #[derive(Debug)]
 pub struct Buffer {
     max_docs: usize,
+    max_bytes: usize,
     queue: VecDeque<Arc<Op>>,
     queued_bytes: usize,
     in_flight: Vec<Arc<Op>>,
     next_seq: u64,
     dropped_total: u64,
     dropped_unreported: u64,
+    /// Log lines among `dropped_total`.
+    dropped_logs_total: u64,
 }
 
 impl Buffer {
-    /// An empty buffer holding at most `max_docs` queued documents (at least 1).
-    pub fn new(max_docs: usize) -> Self {
+    /// An empty buffer holding at most `max_docs` queued documents (at least 1) and, beyond
+    /// its newest document, at most `max_bytes`.
+    pub fn new(max_docs: usize, max_bytes: usize) -> Self {
         Buffer {
             max_docs: max_docs.max(1),
+            max_bytes,
             queue: VecDeque::new(),
             queued_bytes: 0,
             in_flight: Vec::new(),
             next_seq: 0,
             dropped_total: 0,
             dropped_unreported: 0,
+            dropped_logs_total: 0,
         }
     }
 
@@ -96,10 +102,15 @@ impl Buffer {
 
     fn drop_overflow(&mut self) -> usize {
         let mut dropped = 0;
-        while self.queue.len() > self.max_docs {
+        while self.queue.len() > self.max_docs
+            || (self.queue.len() > 1 && self.queued_bytes > self.max_bytes)
+        {
             if let Some(op) = self.queue.pop_front() {
                 self.queued_bytes -= op.bytes();
                 dropped += 1;
+                if op.log.is_some() {
+                    self.dropped_logs_total += 1;
+                }
             }
         }
         self.dropped_total += dropped as u64;
@@ -150,6 +161,11 @@ impl Buffer {
     /// Documents dropped because the buffer was full, since start.
     pub fn dropped_total(&self) -> u64 {
         self.dropped_total
+    }
+
+    /// Log lines dropped because the buffer was full, since start.
+    pub fn dropped_logs_total(&self) -> u64 {
+        self.dropped_logs_total
     }
 
     /// Documents dropped since the last call (for one log line per flush cycle).
@@ -221,7 +237,7 @@ mod tests {
 
     #[test]
     fn a_full_buffer_drops_the_oldest_and_counts_them() {
-        let mut buffer = Buffer::new(3);
+        let mut buffer = Buffer::new(3, usize::MAX);
         for n in 0..3 {
             assert_eq!(buffer.push(op(n)), 0);
         }
@@ -237,7 +253,7 @@ mod tests {
 
     #[test]
     fn batches_are_cut_by_count_and_by_bytes() {
-        let mut buffer = Buffer::new(100);
+        let mut buffer = Buffer::new(100, usize::MAX);
         for n in 0..10 {
             buffer.push(op(n));
         }
@@ -255,7 +271,7 @@ mod tests {
 
     #[test]
     fn an_undelivered_batch_goes_back_to_the_front_and_is_dropped_first() {
-        let mut buffer = Buffer::new(4);
+        let mut buffer = Buffer::new(4, usize::MAX);
         for n in 0..4 {
             buffer.push(op(n));
         }
@@ -272,5 +288,39 @@ mod tests {
         assert_eq!(buffer.done_before(), 2);
         buffer.finish_batch(Vec::new());
         assert_eq!(buffer.done_before(), 6);
+    }
+
+    #[test]
+    fn the_buffer_is_bounded_in_bytes_too_and_counts_dropped_log_lines() {
+        let per_op = 6;
+        let mut buffer = Buffer::new(1_000, 3 * per_op);
+        for n in 0..3 {
+            assert_eq!(buffer.push(op(n)), 0);
+        }
+        assert_eq!(buffer.push(op(3)), 1, "a fourth document is over the bytes");
+        assert_eq!(buffer.bytes(), 3 * per_op);
+        let line = crate::execution::LogLine {
+            execution_id: ExecutionId::parse("0123456789abcdef0123456789abcdef").unwrap(),
+            handler: "h".into(),
+            attempt: 1,
+            seq: 0,
+            level: crate::execution::LogLevel::Info,
+            message: "m".into(),
+            fields: Default::default(),
+            at: chrono::Utc::now(),
+        };
+        buffer.push(NewOp {
+            log: Some(line),
+            ..op(9)
+        });
+        assert_eq!(buffer.dropped_logs_total(), 0);
+        for n in 10..13 {
+            buffer.push(op(n));
+        }
+        assert_eq!(buffer.dropped_logs_total(), 1, "the log line was dropped");
+        // One document larger than the bound alone is kept.
+        let mut tiny = Buffer::new(10, 1);
+        assert_eq!(tiny.push(op(1)), 0);
+        assert_eq!(tiny.len(), 1);
     }
 }

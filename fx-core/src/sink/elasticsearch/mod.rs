@@ -112,7 +112,10 @@ impl ElasticsearchSink {
         };
         let (progress, _) = watch::channel(0);
         let shared = Arc::new(Shared {
-            buffer: Mutex::new(Buffer::new(settings.buffer_max_docs)),
+            buffer: Mutex::new(Buffer::new(
+                settings.buffer_max_docs,
+                settings.buffer_max_bytes,
+            )),
             wake: Notify::new(),
             flush_before: AtomicU64::new(0),
             progress,
@@ -273,6 +276,23 @@ impl OperationalSink for ElasticsearchSink {
             })
             .collect::<Result<Vec<_>>>()?;
         self.enqueue(ops);
+        Ok(())
+    }
+
+    /// Buffers the lines, then waits until they are delivered (however long Elasticsearch is
+    /// down). Fails as unavailable when the buffer dropped a log line meanwhile (only the log
+    /// router writes log lines, so they may be its own): the caller writes them again, and
+    /// `create` with their deterministic ids keeps what was delivered from doubling.
+    async fn store_logs(&self, lines: &[LogLine]) -> Result<()> {
+        let dropped_before = self.shared.buffer().dropped_logs_total();
+        self.write_logs(lines).await?;
+        self.flush().await?;
+        let dropped = self.shared.buffer().dropped_logs_total() - dropped_before;
+        if dropped > 0 {
+            return Err(Error::unavailable(format!(
+                "the elasticsearch buffer dropped {dropped} log lines before they were delivered (buffer_max_docs / buffer_max_bytes)"
+            )));
+        }
         Ok(())
     }
 

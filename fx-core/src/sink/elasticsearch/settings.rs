@@ -45,6 +45,10 @@ pub struct ElasticsearchSettings {
     /// dropped and counted (`dropped_total`, and a warning in the log).
     #[serde(default = "default_buffer_max_docs")]
     pub buffer_max_docs: usize,
+    /// Bytes of documents held in memory while Elasticsearch is slow or down (default 64
+    /// MiB); beyond it the oldest are dropped and counted, as beyond `buffer_max_docs`.
+    #[serde(default = "default_buffer_max_bytes")]
+    pub buffer_max_bytes: usize,
     /// Timeout of one request (bulk, search, template), in milliseconds.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
@@ -78,6 +82,9 @@ fn default_flush_interval_ms() -> u64 {
 fn default_buffer_max_docs() -> usize {
     100_000
 }
+fn default_buffer_max_bytes() -> usize {
+    64 * 1024 * 1024
+}
 fn default_request_timeout_ms() -> u64 {
     10_000
 }
@@ -104,6 +111,7 @@ impl ElasticsearchSettings {
             batch_max_bytes: default_batch_max_bytes(),
             flush_interval_ms: default_flush_interval_ms(),
             buffer_max_docs: default_buffer_max_docs(),
+            buffer_max_bytes: default_buffer_max_bytes(),
             request_timeout_ms: default_request_timeout_ms(),
             retry_initial_backoff_ms: default_retry_initial_backoff_ms(),
             retry_max_backoff_ms: default_retry_max_backoff_ms(),
@@ -156,6 +164,7 @@ impl ElasticsearchSettings {
             ("batch_max_docs", self.batch_max_docs),
             ("batch_max_bytes", self.batch_max_bytes),
             ("buffer_max_docs", self.buffer_max_docs),
+            ("buffer_max_bytes", self.buffer_max_bytes),
         ] {
             if value == 0 {
                 return Err(Error::invalid(format!(
@@ -202,6 +211,7 @@ impl fmt::Debug for ElasticsearchSettings {
             .field("batch_max_bytes", &self.batch_max_bytes)
             .field("flush_interval_ms", &self.flush_interval_ms)
             .field("buffer_max_docs", &self.buffer_max_docs)
+            .field("buffer_max_bytes", &self.buffer_max_bytes)
             .field("request_timeout_ms", &self.request_timeout_ms)
             .field("retry_initial_backoff_ms", &self.retry_initial_backoff_ms)
             .field("retry_max_backoff_ms", &self.retry_max_backoff_ms)
