@@ -26,6 +26,10 @@ pub const COMPILE_CACHE: &str = "fx_compile_cache_lookups_total";
 /// Events consumed by gateways; label `outcome`: `dispatched` (matched at least one handler),
 /// `unmatched`, `deadlettered` (not a valid CloudEvent).
 pub const EVENTS: &str = "fx_gateway_events_total";
+/// Retries that found `max_waiting_retries` retries already waiting, and waited in a slot.
+pub const WAITING_RETRIES_FULL: &str = "fx_executor_waiting_retries_full_total";
+/// Compile-cache entries evicted to stay within their bound; label `tier`: `memory`, `disk`.
+pub const COMPILE_CACHE_EVICTIONS: &str = "fx_compile_cache_evictions_total";
 /// Direct reads of the handler registry by gateways; label `reason`: `stamped` (an event
 /// stamped with a revision the watch had not brought yet) or `unmatched` (an event that
 /// matched nothing, in case the watch lags).
@@ -83,6 +87,14 @@ pub fn describe() {
         "Fuel an invocation used, when its handler meters fuel."
     );
     describe_counter!(FAILURES, "Failed invocations, by handler and failure kind.");
+    describe_counter!(
+        WAITING_RETRIES_FULL,
+        "Retries that waited out their backoff in a slot because max_waiting_retries were waiting."
+    );
+    describe_counter!(
+        COMPILE_CACHE_EVICTIONS,
+        "Compile-cache entries evicted to stay within their bound, by tier."
+    );
     describe_counter!(
         TABLE_READS,
         "Direct reads of the handler registry by the gateway, by reason."

@@ -84,6 +84,17 @@ pub struct ExecutorSettings {
     /// in `http_allow` that resolves to such an address is refused (see [`outbound`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub http_allow_networks: Vec<ipnet::IpNet>,
+    /// The most linear memory the invocations running at once may ask for together, in MiB
+    /// (the sum of their `memory_mb`): an invocation waits until its share is free, and one
+    /// asking for more than the whole budget is refused. 0 (the default): three quarters of
+    /// the memory the process may use (its cgroup's limit, else the machine's).
+    #[serde(default)]
+    pub memory_budget_mb: u32,
+    /// Retries waiting out their backoff on this executor at once (they hold no slot while
+    /// waiting); beyond it a retry waits in a slot, so the executor takes no more invocations
+    /// until one ends. Default 1000.
+    #[serde(default = "default_max_waiting_retries")]
+    pub max_waiting_retries: usize,
 }
 
 /// How the engine allocates instances.
@@ -106,6 +117,9 @@ fn default_pool() -> String {
 }
 fn default_concurrency() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()) * 4
+}
+fn default_max_waiting_retries() -> usize {
+    1_000
 }
 fn default_tick() -> u64 {
     5
@@ -132,6 +146,18 @@ impl ExecutorSettings {
         }
     }
 
+    /// The memory budget in MiB: `memory_budget_mb`, or three quarters of what the process
+    /// may use when it is 0.
+    pub fn memory_budget(&self) -> u32 {
+        if self.memory_budget_mb > 0 {
+            return self.memory_budget_mb;
+        }
+        let bytes = available_memory_bytes().unwrap_or(4 << 30);
+        u32::try_from(bytes / 4 * 3 / (1 << 20))
+            .unwrap_or(u32::MAX)
+            .max(64)
+    }
+
     /// The epoch tick as a duration (at least 1 ms).
     pub fn epoch_tick(&self) -> Duration {
         Duration::from_millis(self.epoch_tick_ms.max(1))
@@ -152,6 +178,8 @@ impl Default for ExecutorSettings {
             secrets_dir: None,
             ceilings: Default::default(),
             http_allow_networks: Vec::new(),
+            memory_budget_mb: 0,
+            max_waiting_retries: default_max_waiting_retries(),
         }
     }
 }
@@ -192,6 +220,12 @@ impl InvocationOutcome {
 #[derive(Clone)]
 pub struct Executor {
     settings: ExecutorSettings,
+    /// The memory budget, one permit per MiB.
+    memory: Arc<tokio::sync::Semaphore>,
+    /// Its size in MiB.
+    memory_budget_mb: u32,
+    /// Room for retries waiting out their backoff.
+    waiting: Arc<tokio::sync::Semaphore>,
     runtime: Arc<engine::Runtime>,
     cache: Arc<cache::CompileCache>,
     secrets: Arc<secrets::SecretStore>,
@@ -217,7 +251,16 @@ impl Executor {
         let runtime = Arc::new(engine::Runtime::with_settings(&settings.engine())?);
         let cache = Arc::new(cache::CompileCache::new(&settings.cache_dir, &runtime)?);
         let secrets = Arc::new(secrets::SecretStore::new(settings.secrets_dir.clone()));
+        let budget = settings.memory_budget();
+        tracing::info!(
+            memory_budget_mb = budget,
+            max_concurrency = settings.max_concurrency,
+            "executor memory budget"
+        );
         Ok(Executor {
+            memory: Arc::new(tokio::sync::Semaphore::new(budget as usize)),
+            memory_budget_mb: budget,
+            waiting: Arc::new(tokio::sync::Semaphore::new(settings.max_waiting_retries)),
             settings,
             runtime,
             cache,
@@ -279,11 +322,26 @@ impl Executor {
                 // A pool slot holds no more memory than this.
                 Allocator::Pooling => self.settings.pool_max_memory_mb.max(1),
                 Allocator::OnDemand => u32::MAX,
-            },
+            }
+            .min(self.memory_budget_mb),
         ) {
             tracing::warn!(reason = %refused.message, "invocation refused");
             return InvocationOutcome::not_run(refused, Some(lookup));
         }
+        // Its share of the memory budget, held while it runs (admission made sure it fits).
+        let Ok(_memory) = self
+            .memory
+            .acquire_many(invocation.limits.memory_mb.max(1))
+            .await
+        else {
+            return InvocationOutcome::not_run(
+                Failure {
+                    kind: FailureKind::Internal,
+                    message: "the executor's memory budget was closed".into(),
+                },
+                Some(lookup),
+            );
+        };
         let runtime = self.runtime.clone();
         let (event, limits) = (invocation.event.clone(), invocation.limits);
         let warm = invocation.handler.reuse_instances.then(|| {
@@ -344,5 +402,32 @@ impl Executor {
             peak_memory_bytes: run.peak_memory_bytes,
             fuel_used: run.fuel_used,
         }
+    }
+}
+
+/// The memory this process may use, in bytes: its cgroup's limit (v2, then v1), else the
+/// machine's memory.
+fn available_memory_bytes() -> Option<u64> {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let cgroup = read("/sys/fs/cgroup/memory.max")
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        // v1 reports "no limit" as a huge number.
+        .filter(|bytes| *bytes < (1 << 60));
+    let machine = read("/proc/meminfo").and_then(|text| {
+        text.lines()
+            .find_map(|line| line.strip_prefix("MemTotal:"))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map(|kb| kb * 1024)
+    });
+    match (cgroup, machine) {
+        (Some(c), Some(m)) => Some(c.min(m)),
+        (c, m) => c.or(m),
     }
 }

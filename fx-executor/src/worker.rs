@@ -216,15 +216,26 @@ impl Executor {
                 .not_before
                 .and_then(|at| (at - Utc::now()).to_std().ok())
             {
-                drop(taken);
+                // Waiting retries give up their delivery slot, up to `max_waiting_retries` at
+                // once; beyond, a retry waits in its slot (so the executor takes no more).
+                let waiting = self.waiting.clone().try_acquire_owned().ok();
+                let held = if waiting.is_some() {
+                    drop(taken);
+                    None
+                } else {
+                    metrics::counter!(telemetry::WAITING_RETRIES_FULL).increment(1);
+                    Some(taken)
+                };
                 tracing::debug!(
                     wait_ms = wait.as_millis() as u64,
+                    in_slot = held.is_some(),
                     "retry waiting out its backoff"
                 );
                 tokio::select! {
                     _ = shutdown.cancelled() => return Handled::Abandoned,
                     _ = tokio::time::sleep(wait) => {}
                 }
+                drop((waiting, held));
             }
             let slots = handler_slots.of(&invocation.handler.name, invocation.limits.concurrency);
             let (Ok(_handler_permit), Ok(_permit)) =

@@ -319,3 +319,65 @@ async fn a_function_blocked_in_a_host_call_times_out_on_time_and_frees_its_insta
     let ok = invocation(&digest, "fx.test.ok", "after", Default::default());
     executor.invoke(&ok).await.result.unwrap();
 }
+
+/// The executor's memory budget: the invocations running at once never ask for more memory
+/// together than the budget (a second one waits for the first), and one asking for more than
+/// the whole budget is refused, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invocations_running_at_once_stay_within_the_memory_budget() {
+    let fx = Fixture::new();
+    let digest = fx.add_example("misbehave");
+    let executor = Arc::new(fx.executor_with(|s| s.memory_budget_mb = 100));
+    let warm = invocation(&digest, "fx.test.ok", "warm", Default::default());
+    executor.invoke(&warm).await.result.unwrap();
+    let limits = LimitOverrides {
+        timeout_ms: Some(500),
+        memory_mb: Some(64),
+        ..Default::default()
+    };
+    let runs: Vec<_> = (0..2)
+        .map(|n| {
+            let (executor, inv) = (
+                executor.clone(),
+                invocation(
+                    &digest,
+                    "fx.test.loop",
+                    &format!("loop-{n}"),
+                    limits.clone(),
+                ),
+            );
+            tokio::spawn(async move { executor.invoke(&inv).await })
+        })
+        .collect();
+    let mut most = 0;
+    while runs.iter().any(|r| !r.is_finished()) {
+        most = most.max(executor.running_instances());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    for run in runs {
+        let failure = run.await.unwrap().result.unwrap_err();
+        assert_eq!(failure.kind, FailureKind::Timeout, "{failure:?}");
+    }
+    assert_eq!(most, 1, "64 + 64 MiB do not fit a 100 MiB budget at once");
+
+    let greedy = LimitOverrides {
+        memory_mb: Some(128),
+        ..Default::default()
+    };
+    let failure = executor
+        .invoke(&invocation(&digest, "fx.test.ok", "greedy", greedy))
+        .await
+        .result
+        .unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Refused, "{failure:?}");
+    assert!(
+        failure.message.contains("memory_mb = 128"),
+        "{}",
+        failure.message
+    );
+    assert!(
+        failure.message.contains("at most 100"),
+        "{}",
+        failure.message
+    );
+}

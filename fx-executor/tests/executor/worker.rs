@@ -1,7 +1,7 @@
 //! The worker loop on the bus: what it publishes for each invocation, in which order, and when
 //! it commits.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cloudevents::AttributesReader;
 use fx_core::bus::{topics, EventBus, Subscription};
@@ -400,4 +400,73 @@ async fn an_output_too_large_for_the_bus_fails_as_output_limit_and_the_partition
     .await;
     shutdown.cancel();
     running.await.unwrap().unwrap();
+}
+
+/// Retries waiting out their backoff give up their delivery slot only up to
+/// `max_waiting_retries` at once: beyond, they wait in their slots, and an executor whose
+/// slots all hold waiting retries takes nothing more until their backoff ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_retries_beyond_the_bound_wait_in_their_slots() {
+    for (bound, held_back) in [(0, true), (10, false)] {
+        let fx = Fixture::new();
+        let digest = fx.add_example("misbehave");
+        let mut state = subscribe(&fx, topics::STATE).await;
+        let invocations = topics::invocations("default");
+        let backoff = Duration::from_secs(6);
+        // Two retries not due yet fill the two delivery slots of a one-slot executor …
+        for n in 0..2 {
+            let mut retry = invocation(
+                &digest,
+                "fx.test.ok",
+                &format!("retry-{n}"),
+                Default::default(),
+            );
+            retry.attempt = 2;
+            retry.not_before = Some(chrono::Utc::now() + backoff);
+            fx.bus
+                .publish(&invocations, Message::json(None, &retry).unwrap())
+                .await
+                .unwrap();
+        }
+        // … and a fresh invocation comes after them.
+        let fresh = invocation(&digest, "fx.test.ok", "fresh", Default::default());
+        fx.bus
+            .publish(&invocations, Message::json(None, &fresh).unwrap())
+            .await
+            .unwrap();
+        let executor = fx.executor_with(|s| {
+            s.max_concurrency = 1;
+            s.max_waiting_retries = bound;
+        });
+        let shutdown = CancellationToken::new();
+        let started = Instant::now();
+        let running = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { executor.run(shutdown).await }
+        });
+        loop {
+            let event = next_state(&mut state).await;
+            if event.execution_id() == &fresh.execution_id {
+                break;
+            }
+        }
+        let waited = started.elapsed();
+        if held_back {
+            assert!(
+                waited >= backoff - Duration::from_millis(500),
+                "bound {bound}: the fresh invocation ran after {waited:?}"
+            );
+        } else {
+            assert!(
+                waited < backoff - Duration::from_millis(500),
+                "bound {bound}: the fresh invocation waited {waited:?} behind the retries"
+            );
+        }
+        shutdown.cancel();
+        tokio::time::timeout(WAIT, running)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
 }
