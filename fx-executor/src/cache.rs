@@ -2,11 +2,16 @@
 //! disk (keyed by digest and engine hash, so an engine upgrade recompiles) and the linked
 //! `FunctionPre` in memory. A digest is fetched and compiled once, even when many invocations
 //! for it arrive at once; a failure is not cached.
+//!
+//! Both tiers are bounded in bytes and evict the least recently used package first: memory by
+//! the compiled size of the linked components it holds ([`CacheBounds::memory_bytes`]; a
+//! component still running keeps its memory until it ends), disk by the files under the cache
+//! directory ([`CacheBounds::disk_bytes`]; a file's modification time is its last use).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use fx_core::execution::CacheLookup;
 use fx_core::objects::PackageStore;
@@ -30,6 +35,10 @@ pub struct CacheStats {
     pub disk_hits: AtomicU64,
     /// Lookups answered from memory.
     pub memory_hits: AtomicU64,
+    /// Linked components dropped from memory to stay within the bound.
+    pub memory_evictions: AtomicU64,
+    /// Files deleted from disk to stay within the bound.
+    pub disk_evictions: AtomicU64,
 }
 
 /// A snapshot of [`CacheStats`].
@@ -43,6 +52,28 @@ pub struct CacheCounts {
     pub disk_hits: u64,
     /// Lookups answered from memory.
     pub memory_hits: u64,
+    /// Linked components dropped from memory to stay within the bound.
+    pub memory_evictions: u64,
+    /// Files deleted from disk to stay within the bound.
+    pub disk_evictions: u64,
+}
+
+/// How much each tier of the cache may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheBounds {
+    /// Compiled bytes of the linked components kept in memory.
+    pub memory_bytes: u64,
+    /// Bytes of the archives and compiled components kept on disk.
+    pub disk_bytes: u64,
+}
+
+/// One package's place in memory.
+struct Entry {
+    slot: Slot,
+    /// Its compiled size once loaded (0 before).
+    bytes: u64,
+    /// When it was last looked up (a tick of the cache's clock).
+    used: u64,
 }
 
 /// A linked function, with where its loader found it and its package's manifest (what the
@@ -54,13 +85,17 @@ type Slot = Arc<OnceCell<Loaded>>;
 pub struct CompileCache {
     dir: PathBuf,
     engine_hash: String,
-    slots: Mutex<HashMap<PackageDigest, Slot>>,
+    slots: Mutex<HashMap<PackageDigest, Entry>>,
+    clock: AtomicU64,
+    bounds: CacheBounds,
     stats: CacheStats,
+    /// One disk sweep at a time.
+    sweeping: tokio::sync::Mutex<()>,
 }
 
 impl CompileCache {
     /// A cache keeping its files under `dir` (`packages/`, `compiled/`).
-    pub fn new(dir: &Path, runtime: &Runtime) -> Result<Self> {
+    pub fn new(dir: &Path, runtime: &Runtime, bounds: CacheBounds) -> Result<Self> {
         for sub in ["packages", "compiled"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(|e| {
                 Error::unavailable(format!(
@@ -74,7 +109,10 @@ impl CompileCache {
             dir: dir.to_path_buf(),
             engine_hash: runtime.compatibility_hash(),
             slots: Mutex::new(HashMap::new()),
+            clock: AtomicU64::new(0),
+            bounds,
             stats: CacheStats::default(),
+            sweeping: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -85,6 +123,94 @@ impl CompileCache {
             compiles: self.stats.compiles.load(Ordering::Relaxed),
             disk_hits: self.stats.disk_hits.load(Ordering::Relaxed),
             memory_hits: self.stats.memory_hits.load(Ordering::Relaxed),
+            memory_evictions: self.stats.memory_evictions.load(Ordering::Relaxed),
+            disk_evictions: self.stats.disk_evictions.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Packages linked in memory now, and their compiled bytes.
+    pub fn in_memory(&self) -> (usize, u64) {
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let loaded = slots.values().filter(|e| e.slot.initialized());
+        loaded.fold((0, 0), |(n, bytes), e| (n + 1, bytes + e.bytes))
+    }
+
+    /// Records the compiled size of `digest` once loaded, then drops the least recently used
+    /// other packages until memory is within its bound.
+    fn loaded(&self, digest: &PackageDigest, bytes: u64) {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = slots.get_mut(digest) {
+            entry.bytes = bytes;
+        }
+        loop {
+            let total: u64 = slots.values().map(|e| e.bytes).sum();
+            if total <= self.bounds.memory_bytes {
+                break;
+            }
+            let victim = slots
+                .iter()
+                .filter(|(d, e)| *d != digest && e.slot.initialized())
+                .min_by_key(|(_, e)| e.used)
+                .map(|(d, _)| d.clone());
+            let Some(victim) = victim else { break };
+            slots.remove(&victim);
+            self.stats.memory_evictions.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(telemetry::COMPILE_CACHE_EVICTIONS, "tier" => "memory").increment(1);
+            tracing::debug!(digest = %victim, "compiled component dropped from memory (cache bound)");
+        }
+    }
+
+    /// Deletes the least recently used files under the cache directory until it holds no
+    /// more than its bound; the files of `keep` stay.
+    async fn sweep_disk(&self, keep: &PackageDigest) {
+        let _one = self.sweeping.lock().await;
+        let (dir, bound, keep) = (self.dir.clone(), self.bounds.disk_bytes, keep.to_string());
+        let evicted = blocking(move || -> std::io::Result<u64> {
+            let mut files = Vec::new();
+            for sub in ["packages", "compiled"] {
+                for entry in std::fs::read_dir(dir.join(sub))? {
+                    let entry = entry?;
+                    let meta = entry.metadata()?;
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if meta.is_file() && !name.contains(".tmp-") {
+                        files.push((meta.modified()?, meta.len(), entry.path(), name));
+                    }
+                }
+            }
+            let mut total: u64 = files.iter().map(|f| f.1).sum();
+            files.sort();
+            let mut evicted = 0;
+            for (_, len, path, name) in files {
+                if total <= bound {
+                    break;
+                }
+                if name.starts_with(&keep) {
+                    continue;
+                }
+                std::fs::remove_file(&path)?;
+                total -= len;
+                evicted += 1;
+            }
+            Ok(evicted)
+        })
+        .await;
+        match evicted {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => {
+                self.stats.disk_evictions.fetch_add(n, Ordering::Relaxed);
+                metrics::counter!(telemetry::COMPILE_CACHE_EVICTIONS, "tier" => "disk")
+                    .increment(n);
+                tracing::info!(
+                    files = n,
+                    "compile cache files deleted to stay within the disk bound"
+                );
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "sweeping the compile cache directory failed")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e.chain(), "sweeping the compile cache directory failed")
+            }
         }
     }
 
@@ -98,20 +224,34 @@ impl CompileCache {
         packages: &Arc<dyn PackageStore>,
     ) -> Result<Loaded> {
         let slot = {
-            let mut slots = self
-                .slots
-                .lock()
-                .map_err(|_| Error::internal("compile cache lock poisoned"))?;
-            slots.entry(digest.clone()).or_default().clone()
+            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            let used = self.clock.fetch_add(1, Ordering::Relaxed);
+            let entry = slots.entry(digest.clone()).or_insert_with(|| Entry {
+                slot: Slot::default(),
+                bytes: 0,
+                used,
+            });
+            entry.used = used;
+            entry.slot.clone()
         };
         if let Some((pre, _, manifest)) = slot.get() {
             self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(telemetry::COMPILE_CACHE, "result" => "memory_hit").increment(1);
             return Ok((pre.clone(), CacheLookup::Memory, manifest.clone()));
         }
-        slot.get_or_try_init(|| self.load(digest, runtime, packages))
+        let mut size = None;
+        let loaded = slot
+            .get_or_try_init(|| async {
+                let (loaded, bytes) = self.load(digest, runtime, packages).await?;
+                size = Some(bytes);
+                Ok::<_, Error>(loaded)
+            })
             .await
-            .cloned()
+            .cloned()?;
+        if let Some(bytes) = size {
+            self.loaded(digest, bytes);
+        }
+        Ok(loaded)
     }
 
     async fn load(
@@ -119,7 +259,7 @@ impl CompileCache {
         digest: &PackageDigest,
         runtime: &Arc<Runtime>,
         packages: &Arc<dyn PackageStore>,
-    ) -> Result<Loaded> {
+    ) -> Result<(Loaded, u64)> {
         let compiled_path = self
             .dir
             .join("compiled")
@@ -132,6 +272,8 @@ impl CompileCache {
             .ok()
             .and_then(|text| Manifest::parse(&text).ok());
         if let (true, Some(manifest)) = (compiled_path.exists(), kept_manifest) {
+            touch(&compiled_path);
+            let size = std::fs::metadata(&compiled_path).map_or(0, |m| m.len());
             let (rt, path) = (runtime.clone(), compiled_path.clone());
             // SAFETY: the file was written by `Component::serialize` of an engine with the same
             // compatibility hash, in a directory only this executor writes.
@@ -145,9 +287,12 @@ impl CompileCache {
                         .increment(1);
                     tracing::debug!(%digest, "compiled component loaded from disk");
                     return Ok((
-                        Arc::new(runtime.prepare(&component)?),
-                        CacheLookup::Disk,
-                        Arc::new(manifest),
+                        (
+                            Arc::new(runtime.prepare(&component)?),
+                            CacheLookup::Disk,
+                            Arc::new(manifest),
+                        ),
+                        size,
                     ));
                 }
                 Err(e) => {
@@ -174,6 +319,7 @@ impl CompileCache {
         self.stats.compiles.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(telemetry::COMPILE_CACHE, "result" => "compiled").increment(1);
         let (component, serialized, manifest) = compiled;
+        let size = serialized.len() as u64;
         write_atomically(&compiled_path, &serialized).await;
         match toml::to_string(&manifest) {
             Ok(text) => write_atomically(&manifest_path, text.as_bytes()).await,
@@ -181,11 +327,15 @@ impl CompileCache {
                 tracing::warn!(%digest, error = %e, "could not encode the manifest for the cache")
             }
         }
-        tracing::info!(%digest, "package compiled");
+        tracing::info!(%digest, compiled_bytes = size, "package compiled");
+        self.sweep_disk(digest).await;
         Ok((
-            Arc::new(runtime.prepare(&component)?),
-            CacheLookup::Compiled,
-            Arc::new(manifest),
+            (
+                Arc::new(runtime.prepare(&component)?),
+                CacheLookup::Compiled,
+                Arc::new(manifest),
+            ),
+            size,
         ))
     }
 
@@ -197,6 +347,7 @@ impl CompileCache {
         let path = self.dir.join("packages").join(format!("{digest}.fxpkg"));
         if let Ok(bytes) = tokio::fs::read(&path).await {
             if digest.verify(&bytes).is_ok() {
+                touch(&path);
                 return Ok(bytes);
             }
             tracing::warn!(%digest, "cached package does not match its digest; fetching again");
@@ -212,6 +363,18 @@ impl CompileCache {
         })?;
         write_atomically(&path, &bytes).await;
         Ok(bytes.to_vec())
+    }
+}
+
+/// Marks a cache file as just used (its modification time orders the disk sweep).
+fn touch(path: &Path) {
+    let now = std::time::SystemTime::now();
+    if let Err(e) = std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(now))
+    {
+        tracing::debug!(path = %path.display(), error = %e, "could not mark a cache file as used");
     }
 }
 

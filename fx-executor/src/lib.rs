@@ -48,6 +48,14 @@ pub struct ExecutorSettings {
     /// directory in `ferrisfx dev`).
     #[serde(default)]
     pub cache_dir: PathBuf,
+    /// Compiled components kept linked in memory, in MiB of compiled code (default 1024); the
+    /// least recently used beyond it are dropped (`fx_compile_cache_evictions_total`).
+    #[serde(default = "default_cache_memory_mb")]
+    pub cache_memory_mb: u64,
+    /// Archives and compiled components kept under `cache_dir`, in MiB (default 4096); the
+    /// least recently used files beyond it are deleted. Keep it below the volume's size.
+    #[serde(default = "default_cache_disk_mb")]
+    pub cache_disk_mb: u64,
     /// Invocations running at once on this executor (default: four per CPU core).
     #[serde(default = "default_concurrency")]
     pub max_concurrency: usize,
@@ -118,6 +126,12 @@ fn default_pool() -> String {
 fn default_concurrency() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()) * 4
 }
+fn default_cache_memory_mb() -> u64 {
+    1024
+}
+fn default_cache_disk_mb() -> u64 {
+    4096
+}
 fn default_max_waiting_retries() -> usize {
     1_000
 }
@@ -170,6 +184,8 @@ impl Default for ExecutorSettings {
             pool: default_pool(),
             executor_id: String::new(),
             cache_dir: PathBuf::new(),
+            cache_memory_mb: default_cache_memory_mb(),
+            cache_disk_mb: default_cache_disk_mb(),
             max_concurrency: default_concurrency(),
             epoch_tick_ms: default_tick(),
             allocator: Allocator::default(),
@@ -249,7 +265,14 @@ impl Executor {
         }
         settings.max_concurrency = settings.max_concurrency.max(1);
         let runtime = Arc::new(engine::Runtime::with_settings(&settings.engine())?);
-        let cache = Arc::new(cache::CompileCache::new(&settings.cache_dir, &runtime)?);
+        let cache = Arc::new(cache::CompileCache::new(
+            &settings.cache_dir,
+            &runtime,
+            cache::CacheBounds {
+                memory_bytes: settings.cache_memory_mb.saturating_mul(1 << 20),
+                disk_bytes: settings.cache_disk_mb.saturating_mul(1 << 20),
+            },
+        )?);
         let secrets = Arc::new(secrets::SecretStore::new(settings.secrets_dir.clone()));
         let budget = settings.memory_budget();
         tracing::info!(
@@ -283,6 +306,11 @@ impl Executor {
     /// Instances running a call now.
     pub fn running_instances(&self) -> usize {
         self.runtime.running()
+    }
+
+    /// Packages linked in the compile cache's memory, and their compiled bytes.
+    pub fn cached_in_memory(&self) -> (usize, u64) {
+        self.cache.in_memory()
     }
 
     /// Compile-cache counters.

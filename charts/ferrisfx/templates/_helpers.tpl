@@ -129,7 +129,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* A pool's settings with the executor defaults under them. */}}
 {{- define "ferrisfx.pool" -}}
-{{- $defaults := pick .root.Values.executor "replicas" "maxConcurrency" "resources" "cacheSizeLimit" "functionSecret" "httpAllowNetworks" -}}
+{{- $defaults := pick .root.Values.executor "replicas" "maxConcurrency" "resources" "cacheSizeLimit" "cacheDiskMb" "functionSecret" "httpAllowNetworks" -}}
 {{- toYaml (merge (deepCopy .pool) (deepCopy $defaults)) -}}
 {{- end -}}
 

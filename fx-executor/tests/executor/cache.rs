@@ -137,3 +137,56 @@ async fn a_package_that_is_not_a_function_fails_as_package() {
         failure.message
     );
 }
+
+/// Both tiers of the cache stay within their bounds in bytes, dropping the least recently
+/// used package: a package pushed out of memory and off the disk is fetched and compiled
+/// again when it is needed next, and the evictions are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_evicts_the_least_recently_used_package_beyond_its_bounds() {
+    let fx = Fixture::new();
+    let hello = fx.add_example("hello");
+    let misbehave = fx.add_example("misbehave");
+    let executor = fx.executor_with(|s| {
+        s.cache_memory_mb = 0;
+        s.cache_disk_mb = 0;
+    });
+    let run =
+        |digest: &PackageDigest, ty: &str, id: &str| invocation(digest, ty, id, Default::default());
+    executor
+        .invoke(&run(&hello, "com.example.hello", "1"))
+        .await
+        .result
+        .unwrap();
+    executor
+        .invoke(&run(&misbehave, "fx.test.ok", "2"))
+        .await
+        .result
+        .unwrap();
+    let counts = executor.cache_counts();
+    assert_eq!(counts.compiles, 2, "{counts:?}");
+    assert!(
+        counts.memory_evictions >= 1,
+        "hello left memory: {counts:?}"
+    );
+    assert!(
+        counts.disk_evictions >= 2,
+        "hello's files left the disk: {counts:?}"
+    );
+    let files: Vec<String> = ["packages", "compiled"]
+        .iter()
+        .flat_map(|sub| std::fs::read_dir(fx.cache_dir().join(sub)).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        files.iter().all(|f| f.starts_with(&misbehave.to_string())),
+        "only the package in use stays on disk: {files:?}"
+    );
+    // Hello is needed again: fetched and compiled again, and misbehave goes in its turn.
+    let outcome = executor
+        .invoke(&run(&hello, "com.example.hello", "3"))
+        .await;
+    outcome.result.unwrap();
+    let counts = executor.cache_counts();
+    assert_eq!((counts.fetches, counts.compiles), (3, 3), "{counts:?}");
+    assert_eq!(executor.cached_in_memory().0, 1, "one package in memory");
+}
