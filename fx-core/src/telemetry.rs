@@ -26,6 +26,9 @@ pub const COMPILE_CACHE: &str = "fx_compile_cache_lookups_total";
 /// Events consumed by gateways; label `outcome`: `dispatched` (matched at least one handler),
 /// `unmatched`, `deadlettered` (not a valid CloudEvent).
 pub const EVENTS: &str = "fx_gateway_events_total";
+/// Requests the management server refused with 503 because a bound was reached; label
+/// `bound`: `requests`, `package uploads`, `live streams`.
+pub const SERVER_BUSY: &str = "fx_server_busy_total";
 /// Retries that found `max_waiting_retries` retries already waiting, and waited in a slot.
 pub const WAITING_RETRIES_FULL: &str = "fx_executor_waiting_retries_full_total";
 /// Compile-cache entries evicted to stay within their bound; label `tier`: `memory`, `disk`.
@@ -87,6 +90,10 @@ pub fn describe() {
         "Fuel an invocation used, when its handler meters fuel."
     );
     describe_counter!(FAILURES, "Failed invocations, by handler and failure kind.");
+    describe_counter!(
+        SERVER_BUSY,
+        "Requests the management server refused with 503 at a bound, by bound."
+    );
     describe_counter!(
         WAITING_RETRIES_FULL,
         "Retries that waited out their backoff in a slot because max_waiting_retries were waiting."

@@ -18,6 +18,7 @@
 
 pub mod cli;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod pages;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub settings: ServerSettings,
     /// Reads of the handler registry's revision, shared by concurrent ingress requests.
     pub revisions: Arc<RevisionReads>,
+    /// What the server does at most at once.
+    pub limits: Arc<limits::ServerLimits>,
 }
 
 /// How long the ingress waits for the registry's revision before stamping an event with the
@@ -68,10 +71,12 @@ impl AppState {
             backends.registry.clone(),
             REVISION_READ_TIMEOUT,
         ));
+        let limits = Arc::new(limits::ServerLimits::new(&settings));
         AppState {
             backends,
             settings,
             revisions,
+            limits,
         }
     }
 }
@@ -84,7 +89,7 @@ pub struct Shutdown(pub CancellationToken);
 /// The whole application: REST API, CloudEvents ingress, web UI and health check.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .nest("/api/v1", routes::api(&state.settings))
+        .nest("/api/v1", routes::api(&state))
         .route("/events", routes::events::ingress(&state.settings))
         .route("/api/openapi.json", get(openapi::document))
         .route("/api/docs", get(openapi::viewer))
@@ -92,8 +97,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_route))
-        .merge(pages::routes(&state.settings))
+        .merge(pages::routes(&state))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::requests,
+        ))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }

@@ -13,6 +13,14 @@ pub struct ServerSettings {
     pub max_event_bytes: u64,
     /// Rows per page on the executions page of the web UI.
     pub page_size: u32,
+    /// Requests handled at once (health, readiness and metrics aside); beyond, `503` with
+    /// `Retry-After`.
+    pub max_concurrent_requests: usize,
+    /// Package uploads handled at once (each may hold `max_package_bytes` in memory); beyond,
+    /// `503` with `Retry-After`.
+    pub max_concurrent_uploads: usize,
+    /// Live streams of the web UI open at once; beyond, `503` with `Retry-After`.
+    pub max_live_streams: usize,
 }
 
 impl Default for ServerSettings {
@@ -21,6 +29,9 @@ impl Default for ServerSettings {
             max_package_bytes: fx_core::package::DEFAULT_MAX_PACKAGE_BYTES,
             max_event_bytes: 1024 * 1024,
             page_size: 50,
+            max_concurrent_requests: 512,
+            max_concurrent_uploads: 4,
+            max_live_streams: 256,
         }
     }
 }

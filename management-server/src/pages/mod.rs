@@ -23,7 +23,7 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 
 use crate::error::ApiError;
-use crate::{AppState, ServerSettings};
+use crate::AppState;
 
 /// The stylesheet, served at [`STYLESHEET_PATH`].
 pub const STYLESHEET: &str = include_str!("../../static/style.css");
@@ -35,7 +35,9 @@ pub const HTMX: &[u8] = include_bytes!("../../static/vendor/htmx-2.0.4.min.js");
 pub const APP_SCRIPT: &str = include_str!("../../static/app.js");
 
 /// The routes of the web UI.
-pub fn routes(settings: &ServerSettings) -> Router<AppState> {
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let settings = &state.settings;
+    let streams = || axum::middleware::from_fn_with_state(state.clone(), crate::limits::streams);
     Router::new()
         .route("/", get(overview::show))
         .route("/dashboard", get(dashboard::show))
@@ -43,7 +45,11 @@ pub fn routes(settings: &ServerSettings) -> Router<AppState> {
             "/packages",
             get(packages::show)
                 .post(packages::upload)
-                .layer(crate::routes::body_limit(settings.max_package_bytes)),
+                .layer(crate::routes::body_limit(settings.max_package_bytes))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::limits::uploads,
+                )),
         )
         .route(
             "/packages/{name}/aliases",
@@ -81,8 +87,11 @@ pub fn routes(settings: &ServerSettings) -> Router<AppState> {
             "/executions/{id}/rerun",
             axum::routing::post(executions::rerun),
         )
-        .route("/live/executions", get(live::executions))
-        .route("/live/executions/{id}", get(live::execution))
+        .route("/live/executions", get(live::executions).layer(streams()))
+        .route(
+            "/live/executions/{id}",
+            get(live::execution).layer(streams()),
+        )
         .route(STYLESHEET_PATH, get(stylesheet))
         .route("/static/htmx.min.js", get(htmx))
         .route("/static/app.js", get(app_script))

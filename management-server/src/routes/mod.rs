@@ -9,7 +9,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use axum::Router;
 
-use crate::{AppState, ServerSettings};
+use crate::AppState;
 
 /// What a body may hold beyond the configured payload limit (multipart framing, headers of
 /// a part) before the server stops reading it: an upload a little too large is read whole and
@@ -23,13 +23,18 @@ pub fn body_limit(max_bytes: u64) -> DefaultBodyLimit {
 }
 
 /// The routes under `/api/v1`.
-pub fn api(settings: &ServerSettings) -> Router<AppState> {
+pub fn api(state: &AppState) -> Router<AppState> {
+    let settings = &state.settings;
     Router::new()
         .route(
             "/packages",
             get(packages::list)
                 .post(packages::upload)
-                .layer(body_limit(settings.max_package_bytes)),
+                .layer(body_limit(settings.max_package_bytes))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::limits::uploads,
+                )),
         )
         .route("/packages/{name}", get(packages::get))
         .route("/packages/{name}/aliases/{alias}", put(packages::set_alias))

@@ -3,6 +3,7 @@
 mod events;
 mod executions;
 mod handlers;
+mod limits;
 mod openapi;
 mod packages;
 mod pages;
