@@ -368,6 +368,16 @@ pub struct PackageAlias {
     pub version: String,
 }
 
+/// Checks a package with the engine that will run it: compiles its component and links it
+/// against the host's imports, as an executor would. The management server asks it at upload
+/// (`ferrisfx dev` hands it its executor, whose cache then keeps the compiled component).
+#[async_trait::async_trait]
+pub trait PackageCheck: Send + Sync + 'static {
+    /// `Ok` when the package's component compiles and links; `Invalid` with the reason when it
+    /// cannot run.
+    async fn check(&self, digest: &PackageDigest, archive: bytes::Bytes) -> crate::Result<()>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

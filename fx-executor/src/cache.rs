@@ -302,6 +302,89 @@ impl CompileCache {
             }
         }
         let archive = self.archive(digest, packages).await?;
+        self.compile(digest, archive, runtime).await
+    }
+
+    /// Makes sure `digest` is compiled on disk (fetching and compiling it when it is not), without
+    /// keeping it in memory: the background warm-up of the packages this executor's handlers
+    /// use, so that their first invocation loads the compiled component instead of compiling.
+    /// Returns whether it compiled.
+    pub async fn warm(
+        &self,
+        digest: &PackageDigest,
+        runtime: &Arc<Runtime>,
+        packages: &Arc<dyn PackageStore>,
+    ) -> Result<bool> {
+        let in_memory = self
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(digest)
+            .is_some_and(|e| e.slot.initialized());
+        let compiled = self
+            .dir
+            .join("compiled")
+            .join(format!("{digest}-{}.cwasm", self.engine_hash));
+        if in_memory || compiled.exists() {
+            return Ok(false);
+        }
+        let archive = self.archive(digest, packages).await?;
+        self.compile(digest, archive, runtime).await?;
+        Ok(true)
+    }
+
+    /// Compiles and links the component of `archive` (whose digest is `digest`) with this
+    /// executor's engine, keeps it in memory and on disk, and answers later lookups from
+    /// there: the check a package gets at upload, so that a component that cannot run here is
+    /// refused with the reason and its first invocation does not pay the compile. `Invalid`
+    /// with the reason when it cannot be compiled or linked.
+    pub async fn check(
+        &self,
+        digest: &PackageDigest,
+        archive: Vec<u8>,
+        runtime: &Arc<Runtime>,
+    ) -> Result<()> {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            let used = self.clock.fetch_add(1, Ordering::Relaxed);
+            let entry = slots.entry(digest.clone()).or_insert_with(|| Entry {
+                slot: Slot::default(),
+                bytes: 0,
+                used,
+            });
+            entry.used = used;
+            entry.slot.clone()
+        };
+        if slot.initialized() {
+            return Ok(());
+        }
+        digest.verify(&archive)?;
+        let mut size = None;
+        slot.get_or_try_init(|| async {
+            let (loaded, bytes) = self.compile(digest, archive, runtime).await?;
+            size = Some(bytes);
+            Ok::<_, Error>(loaded)
+        })
+        .await?;
+        if let Some(bytes) = size {
+            self.loaded(digest, bytes);
+        }
+        Ok(())
+    }
+
+    /// Compiles `archive`, links it, and writes the compiled component and its manifest to
+    /// disk.
+    async fn compile(
+        &self,
+        digest: &PackageDigest,
+        archive: Vec<u8>,
+        runtime: &Arc<Runtime>,
+    ) -> Result<(Loaded, u64)> {
+        let compiled_path = self
+            .dir
+            .join("compiled")
+            .join(format!("{digest}-{}.cwasm", self.engine_hash));
+        let manifest_path = self.dir.join("compiled").join(format!("{digest}.fx.toml"));
         let (rt, digest_text) = (runtime.clone(), digest.to_string());
         let compiled = blocking(move || -> Result<(Component, Vec<u8>, Manifest)> {
             let (manifest, component_bytes) =
@@ -319,6 +402,8 @@ impl CompileCache {
         self.stats.compiles.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(telemetry::COMPILE_CACHE, "result" => "compiled").increment(1);
         let (component, serialized, manifest) = compiled;
+        // Linked before anything is kept: a component that cannot run here is not cached.
+        let linked = runtime.prepare(&component)?;
         let size = serialized.len() as u64;
         write_atomically(&compiled_path, &serialized).await;
         match toml::to_string(&manifest) {
@@ -330,11 +415,7 @@ impl CompileCache {
         tracing::info!(%digest, compiled_bytes = size, "package compiled");
         self.sweep_disk(digest).await;
         Ok((
-            (
-                Arc::new(runtime.prepare(&component)?),
-                CacheLookup::Compiled,
-                Arc::new(manifest),
-            ),
+            (Arc::new(linked), CacheLookup::Compiled, Arc::new(manifest)),
             size,
         ))
     }

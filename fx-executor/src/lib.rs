@@ -318,6 +318,69 @@ impl Executor {
         self.cache.counts()
     }
 
+    /// Compiles, in the background, the packages of this pool's enabled handlers that are not
+    /// compiled on disk yet, so that their first invocation does not pay the compile: on every
+    /// change of the handlers and at least every 30 s (an alias moved to a new version changes
+    /// no handler). One package at a time; until `shutdown`.
+    pub async fn warm(
+        &self,
+        registry: Arc<dyn fx_core::registry::HandlerRegistry>,
+        state: Arc<dyn fx_core::store::StateStore>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let mut revision = 0;
+        let mut failed = std::collections::HashSet::new();
+        loop {
+            let table = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                table = registry.watch(revision, Duration::from_secs(30)) => table,
+            };
+            let table = match table {
+                Ok(table) => table,
+                Err(e) => {
+                    tracing::debug!(error = %e.chain(), "warm-up: reading handlers failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
+                    }
+                }
+            };
+            revision = table.revision;
+            for stored in &table.handlers {
+                let handler = &stored.handler;
+                if handler.pool != self.settings.pool || !handler.enabled {
+                    continue;
+                }
+                let Ok(version) = state.resolve_package(&handler.package).await else {
+                    continue;
+                };
+                if failed.contains(&version.digest) {
+                    continue;
+                }
+                let warm = self
+                    .cache
+                    .warm(&version.digest, &self.runtime, &self.packages);
+                let warmed = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    warmed = warm => warmed,
+                };
+                match warmed {
+                    Ok(true) => {
+                        tracing::info!(handler = %handler.name, package = %handler.package, digest = %version.digest.short(), "package compiled ahead of its first invocation")
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(handler = %handler.name, error = %e.chain(), "compiling a package ahead of time failed; its invocations will say why");
+                        // A package that cannot run is not tried again; an unavailable store is.
+                        if !e.kind().is_retryable() {
+                            failed.insert(version.digest.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Runs one invocation without the bus: fetch/compile as needed, run, collect.
     pub async fn invoke(&self, invocation: &Invocation) -> InvocationOutcome {
         let (pre, lookup, manifest) = match self
@@ -457,5 +520,18 @@ fn available_memory_bytes() -> Option<u64> {
     match (cgroup, machine) {
         (Some(c), Some(m)) => Some(c.min(m)),
         (c, m) => c.or(m),
+    }
+}
+
+#[async_trait::async_trait]
+impl fx_core::package::PackageCheck for Executor {
+    async fn check(
+        &self,
+        digest: &fx_core::package::PackageDigest,
+        archive: bytes::Bytes,
+    ) -> fx_core::Result<()> {
+        self.cache
+            .check(digest, archive.to_vec(), &self.runtime)
+            .await
     }
 }

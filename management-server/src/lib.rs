@@ -58,6 +58,9 @@ pub struct AppState {
     pub revisions: Arc<RevisionReads>,
     /// What the server does at most at once.
     pub limits: Arc<limits::ServerLimits>,
+    /// Checks an uploaded package with the executors' engine (compiles and links it), when
+    /// set: a component that cannot run is refused at upload, with the reason.
+    pub check: Option<Arc<dyn fx_core::package::PackageCheck>>,
 }
 
 /// How long the ingress waits for the registry's revision before stamping an event with the
@@ -77,7 +80,14 @@ impl AppState {
             settings,
             revisions,
             limits,
+            check: None,
         }
+    }
+
+    /// This state, checking uploads with `check`.
+    pub fn with_check(mut self, check: Arc<dyn fx_core::package::PackageCheck>) -> Self {
+        self.check = Some(check);
+        self
     }
 }
 

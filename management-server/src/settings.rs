@@ -21,6 +21,10 @@ pub struct ServerSettings {
     pub max_concurrent_uploads: usize,
     /// Live streams of the web UI open at once; beyond, `503` with `Retry-After`.
     pub max_live_streams: usize,
+    /// Whether `ferrisfx server` compiles and links each uploaded package with the executors'
+    /// engine settings (`[executor]`) before accepting it, one at a time, refusing one that
+    /// cannot run with the reason. `ferrisfx dev` always does, with its own executor.
+    pub check_packages: bool,
 }
 
 impl Default for ServerSettings {
@@ -32,6 +36,7 @@ impl Default for ServerSettings {
             max_concurrent_requests: 512,
             max_concurrent_uploads: 4,
             max_live_streams: 256,
+            check_packages: true,
         }
     }
 }

@@ -849,3 +849,49 @@ async fn a_gateway_killed_during_an_elasticsearch_outage_loses_no_log_line() {
         p.terminate();
     }
 }
+
+/// Issue 13.8 on the distributed deployment: an executor compiles the packages of its pool's
+/// handlers in the background, so the first event of a handler loads the compiled component
+/// from disk instead of paying the compile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_compiles_its_handlers_packages_before_their_first_event() {
+    let Some(kafka) = testenv::backend("FX_TEST_KAFKA", "distributed warm-up") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_id("w");
+    let (mut d, api) = deployment_with_echo(dir.path(), &kafka, &run).await;
+    let executor = d.start("executor", &["--pool", "default"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !d
+        .log_of(executor)
+        .contains("package compiled ahead of its first invocation")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the executor did not compile ahead of time:\n{}",
+            d.log_of(executor)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    d.start("gateway", &[]);
+    ferrisfx_producer::HttpProducer::new(&d.base)
+        .emit(&order_event(1))
+        .await
+        .unwrap();
+    let all = api
+        .wait_succeeded("echo", 1, Duration::from_secs(60), || d.all_logs())
+        .await;
+    let id = all[0]["id"].as_str().unwrap();
+    let (status, detail) = api
+        .json(api.http.get(format!("{}/api/v1/executions/{id}", api.base)))
+        .await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(
+        detail["execution"]["attempt_history"][0]["measurements"]["compile_cache"], "disk",
+        "{detail:#}"
+    );
+    for p in d.processes.iter_mut() {
+        p.terminate();
+    }
+}

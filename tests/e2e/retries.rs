@@ -173,8 +173,8 @@ async fn failures_are_retried_with_backoff_then_dead_lettered_and_a_redrive_runs
     assert_eq!(history.len(), 4, "{detail}");
     assert_eq!(history[3]["status"], "succeeded", "{detail}");
     assert_eq!(
-        history[3]["measurements"]["compile_cache"], "compiled",
-        "the fixed handler's package ran for the first time: {detail}"
+        history[3]["measurements"]["compile_cache"], "memory",
+        "the fixed handler's package ran for the first time, compiled at its upload: {detail}"
     );
     // The execution page shows the attempts.
     let (code, page) = fx.get_text(&format!("/executions/{id}")).await;

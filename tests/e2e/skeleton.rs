@@ -351,3 +351,65 @@ async fn packages_handlers_and_executions_survive_a_restart() {
     fx.wait_finished("hello", 2, Duration::from_secs(60)).await;
     fx.stop().await;
 }
+
+/// A package in an archive of its own with `component` as its component.
+fn package_with(name: &str, component: &[u8]) -> Vec<u8> {
+    let manifest =
+        fx_core::package::Manifest::parse(&format!("name = \"{name}\"\nversion = \"1.0.0\"\n"))
+            .unwrap();
+    fx_core::package::PackageArchive::build(&manifest, component).unwrap()
+}
+
+/// Issue 13.8: uploads are checked by the engine that will run them. A valid component that
+/// imports what the host does not provide, or exports no function, is refused at upload with
+/// the reason and nothing is stored; a good one is compiled at upload, so its first event
+/// finds it in the executor's memory instead of paying the compile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_is_compiled_and_linked_by_the_executors_engine() {
+    use wasm_encoder::{
+        Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection, InstanceType,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let fx = TestPlatform::start(dir.path(), false).await;
+
+    let mut imports_unknown = Component::new();
+    let mut types = ComponentTypeSection::new();
+    types.instance(&InstanceType::new());
+    imports_unknown.section(&types);
+    let mut imports = ComponentImportSection::new();
+    imports.import("acme:nope/thing", ComponentTypeRef::Instance(0));
+    imports_unknown.section(&imports);
+    let cases = [
+        (
+            "imports-unknown",
+            imports_unknown.finish(),
+            "acme:nope/thing",
+        ),
+        ("exports-nothing", Component::new().finish(), "export"),
+    ];
+    for (name, component, reason) in cases {
+        let (status, v) = fx.upload(package_with(name, &component)).await;
+        assert_eq!(status, 400, "{name}: {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("cannot run on the executors"),
+            "{name}: {message}"
+        );
+        assert!(message.contains(reason), "{name}: {message}");
+        let (status, _) = fx.get(&format!("/api/v1/packages/{name}")).await;
+        assert_eq!(status, 404, "{name} was not stored");
+    }
+
+    assert_eq!(fx.upload(example_package("hello")).await.0, 201);
+    fx.handler("greet", "hello", "com.example.hello", json!({}))
+        .await;
+    fx.emit("first", "com.example.hello", json!({"name": "Ferris"}))
+        .await;
+    let details = fx.wait_finished("greet", 1, Duration::from_secs(60)).await;
+    let attempt = &details[0]["execution"]["attempt_history"][0];
+    assert_eq!(
+        attempt["measurements"]["compile_cache"], "memory",
+        "the first event found the component compiled at upload: {attempt:#}"
+    );
+    fx.stop().await;
+}

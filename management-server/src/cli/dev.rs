@@ -177,9 +177,10 @@ impl Platform {
             backends.bus.clone(),
         )
         .context("starting the executor")?;
+        let executor = std::sync::Arc::new(executor);
         let mut tasks = JoinSet::new();
         {
-            let shutdown = shutdown.clone();
+            let (executor, shutdown) = (executor.clone(), shutdown.clone());
             tasks.spawn(async move { executor.run(shutdown).await.context("executor stopped") });
         }
         let gateway_table =
@@ -200,7 +201,8 @@ impl Platform {
             });
         }
         {
-            let state = AppState::new(backends.clone(), settings.server.clone());
+            let state =
+                AppState::new(backends.clone(), settings.server.clone()).with_check(executor);
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
                 crate::serve(listener, state, shutdown)

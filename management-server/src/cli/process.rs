@@ -114,17 +114,78 @@ async fn run_part(
                 backends.bus.clone(),
             )
             .context("starting the executor")?;
-            executor.run(shutdown).await.context("executor stopped")
+            let warm = {
+                let (executor, backends, shutdown) =
+                    (executor.clone(), backends.clone(), shutdown.clone());
+                tokio::spawn(async move {
+                    executor
+                        .warm(backends.registry, backends.state, shutdown)
+                        .await
+                })
+            };
+            let result = executor.run(shutdown).await.context("executor stopped");
+            warm.abort();
+            result
         }
         Part::Server => {
             let listener = TcpListener::bind(settings.listen).await.with_context(|| {
                 format!("listening on {} (is the port in use?)", settings.listen)
             })?;
             tracing::info!(addr = %settings.listen, "management server listening");
-            let state = AppState::new(backends, settings.server);
+            let check = settings.server.check_packages;
+            let mut state = AppState::new(backends.clone(), settings.server);
+            if check {
+                state = state.with_check(std::sync::Arc::new(UploadCheck::new(
+                    &settings.executor,
+                    &settings.data_dir,
+                    &backends,
+                )?));
+            }
             crate::serve(listener, state, shutdown)
                 .await
                 .context("management server stopped")
         }
+    }
+}
+
+/// The upload check of `ferrisfx server`: an executor used only to compile and link uploads
+/// with the executors' engine settings, one at a time, keeping nothing in memory.
+struct UploadCheck {
+    executor: fx_executor::Executor,
+    one_at_a_time: tokio::sync::Mutex<()>,
+}
+
+impl UploadCheck {
+    fn new(
+        settings: &fx_executor::ExecutorSettings,
+        data_dir: &std::path::Path,
+        backends: &fx_core::backends::Backends,
+    ) -> anyhow::Result<Self> {
+        let mut settings = settings.clone();
+        settings.executor_id = "upload-check".into();
+        settings.cache_dir = data_dir.join("upload-check");
+        settings.cache_memory_mb = 0;
+        settings.cache_disk_mb = 0;
+        settings.max_concurrency = 1;
+        settings.pool_instances = 1;
+        let executor =
+            fx_executor::Executor::new(settings, backends.packages.clone(), backends.bus.clone())
+                .context("starting the upload check (the executors' engine)")?;
+        Ok(UploadCheck {
+            executor,
+            one_at_a_time: tokio::sync::Mutex::new(()),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl fx_core::package::PackageCheck for UploadCheck {
+    async fn check(
+        &self,
+        digest: &fx_core::package::PackageDigest,
+        archive: bytes::Bytes,
+    ) -> fx_core::Result<()> {
+        let _one = self.one_at_a_time.lock().await;
+        fx_core::package::PackageCheck::check(&self.executor, digest, archive).await
     }
 }

@@ -237,6 +237,25 @@ pub async fn store_package(
     };
     let manifest = parsed.manifest;
     let store = &state.backends.state;
+    if let Some(check) = &state.check {
+        let started = std::time::Instant::now();
+        check
+            .check(&parsed.digest, bytes.clone())
+            .await
+            .map_err(|e| {
+                if e.kind() == fx_core::ErrorKind::Invalid {
+                    ApiError::invalid(format!(
+                        "package {}@{} cannot run on the executors: {}",
+                        manifest.name,
+                        manifest.version,
+                        e.chain()
+                    ))
+                } else {
+                    e.into()
+                }
+            })?;
+        tracing::info!(package = %manifest.name, version = %manifest.version, took_ms = started.elapsed().as_millis() as u64, "package compiled and linked with the executors' engine");
+    }
     if store
         .get_package_version(&manifest.name, &manifest.version)
         .await?
