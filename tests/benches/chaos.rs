@@ -1,0 +1,528 @@
+//! Chaos soak of the distributed deployment (issue 13): `ferrisfx server`, two gateways and two
+//! executors as processes on Kafka (and PostgreSQL when the test command's one is there), fed
+//! events at a steady rate with bad input of every kind mixed in, while gateways, executors,
+//! PostgreSQL and (with a persistent broker) the broker are killed at random moments and
+//! restarted. At the end it checks:
+//!
+//! - every event the ingress accepted has exactly one execution, and it is terminal;
+//! - every refused event got a reason (a 4xx with a message, or a dead-letter with its header);
+//! - no process is stuck (each one answers `/healthz` and is still running);
+//!
+//! and prints the figures: events sent, accepted, refused, dead-lettered, kills per kind, and
+//! the peak RSS of each process.
+//!
+//! Run (after `bash infra/scripts/test.sh` once, or with the servers it starts):
+//!
+//! ```sh
+//! source infra/scripts/servers.sh && start_servers
+//! cargo build --release --bin ferrisfx
+//! FX_BENCH_PROFILE=release FX_SOAK_SECONDS=300 FX_SOAK_RATE=50 \
+//!   cargo bench -p fx-tests --bench chaos
+//! ```
+//!
+//! Settings: `FX_SOAK_SECONDS` (default 300), `FX_SOAK_RATE` (events per second, default 50),
+//! `FX_SOAK_KILL_EVERY` (seconds between kills, default 20), `FX_SOAK_SEED`. The broker is
+//! killed only when `FX_SOAK_BROKER_STORAGE` gives tansu a persistent storage engine (e.g. a
+//! `postgres://` URL): the test command's tansu keeps its log in memory, and a restart would
+//! lose what it had acknowledged, which no client can make up for.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use fx_core::bus::{topics, EventBus};
+use fx_core::event::Message;
+use fx_tests::example_package;
+use fx_tests::processes::Deployment;
+use serde_json::{json, Value};
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// What one sent event was, and what became of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    /// A good event a handler matches (some of them trap, loop or eat memory: they end failed).
+    Good,
+    /// A bad event over HTTP: the ingress must refuse it with a reason.
+    RefusedOverHttp,
+    /// A bad message straight on `fx.events`: it must be dead-lettered.
+    RawOnKafka,
+}
+
+/// The event types the soak handlers match, with how often each is sent (of 20).
+const TYPES: &[(&str, u32)] = &[
+    ("fx.test.ok", 14),
+    ("fx.test.trap", 2),
+    ("fx.test.loop", 1),
+    ("fx.test.membomb", 1),
+    ("fx.test.output-flood", 1),
+    ("fx.test.error", 1),
+];
+
+struct Soak {
+    d: Deployment,
+    http: reqwest::Client,
+    rng: fastrand::Rng,
+    gateways: Vec<(usize, String)>,
+    executors: Vec<(usize, String)>,
+    peak_rss: BTreeMap<String, u64>,
+    kills: BTreeMap<&'static str, u32>,
+}
+
+impl Soak {
+    fn sample_rss(&mut self) {
+        for p in &self.d.processes {
+            if let Some(kib) = p.peak_rss_kib() {
+                let part = p.name.split('-').next().unwrap_or("?").to_string();
+                let peak = self.peak_rss.entry(part).or_default();
+                *peak = (*peak).max(kib);
+            }
+        }
+    }
+
+    /// Kills one gateway or executor with SIGKILL and starts another in its place.
+    fn kill_a_process(&mut self) {
+        self.sample_rss();
+        let gateway = self.rng.bool();
+        let list = if gateway {
+            &mut self.gateways
+        } else {
+            &mut self.executors
+        };
+        let at = self.rng.usize(..list.len());
+        let (index, _) = list.remove(at);
+        self.d.processes[index].kill9();
+        let part = if gateway { "gateway" } else { "executor" };
+        let started = self.d.start_with_ops(part, &[]);
+        list.push(started);
+        *self.kills.entry(part).or_default() += 1;
+    }
+}
+
+/// Kills PostgreSQL (immediate shutdown, as a crash) and starts it again a few seconds later.
+fn kill_postgres(pgdata: &str) -> bool {
+    let pg_ctl = ["/usr/lib/postgresql"]
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("bin/pg_ctl"))
+        .find(|p| p.exists());
+    let Some(pg_ctl) = pg_ctl else {
+        return false;
+    };
+    let run = |args: &[&str]| {
+        std::process::Command::new(&pg_ctl)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let stopped = run(&["-D", pgdata, "stop", "-m", "immediate", "-w"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let log = format!("{pgdata}/soak-restart.log");
+    stopped && run(&["-D", pgdata, "-l", &log, "start", "-w"])
+}
+
+/// A bad event for the HTTP ingress, and what its refusal must say.
+fn bad_http_event(n: usize, kind: usize) -> (String, Vec<u8>, &'static str) {
+    let ok =
+        |id: &str| json!({"specversion": "1.0", "id": id, "source": "/soak", "type": "fx.test.ok"});
+    match kind % 4 {
+        0 => {
+            let body = ok(&format!("bad-{n}\u{0}nul")).to_string();
+            (
+                "application/cloudevents+json".into(),
+                body.into_bytes(),
+                "control",
+            )
+        }
+        1 => (
+            "application/cloudevents+json".into(),
+            b"{ not json".to_vec(),
+            "",
+        ),
+        2 => {
+            let mut event = ok(&format!("bad-{n}"));
+            event["Bad-Extension!"] = json!("x");
+            (
+                "application/cloudevents+json".into(),
+                event.to_string().into_bytes(),
+                "",
+            )
+        }
+        _ => {
+            let mut event = ok(&format!("bad-{n}"));
+            event["data"] = json!("x".repeat(2 * 1024 * 1024));
+            (
+                "application/cloudevents+json".into(),
+                event.to_string().into_bytes(),
+                "",
+            )
+        }
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let Ok(kafka) = std::env::var("FX_TEST_KAFKA") else {
+        println!("chaos soak skipped: FX_TEST_KAFKA is not set (source infra/scripts/servers.sh and run start_servers)");
+        return;
+    };
+    let seconds = setting("FX_SOAK_SECONDS", 300);
+    let rate = setting("FX_SOAK_RATE", 50).max(1);
+    let kill_every = Duration::from_secs(setting("FX_SOAK_KILL_EVERY", 20).max(2));
+    let seed = setting("FX_SOAK_SEED", 1);
+    let pgdata = std::env::var("FX_TEST_POSTGRES_PGDATA").ok();
+
+    let dir = tempfile::tempdir().unwrap();
+    let run = format!("soak{}", chrono::Utc::now().timestamp_micros());
+    let mut toml = format!(
+        "[backends.bus]\nkind = \"kafka\"\nbrokers = \"{kafka}\"\ntopic_prefix = \"{run}.\"\npartitions = 4\nsession_timeout_ms = 6000\n\n"
+    );
+    if let Ok(url) = std::env::var("FX_TEST_POSTGRES") {
+        toml.push_str(&format!(
+            "[backends.state]\nkind = \"postgres\"\nurl = \"{url}\"\nschema = \"{run}\"\n\n[backends.sink]\nkind = \"postgres\"\nurl = \"{url}\"\nschema = \"{run}\"\n\n"
+        ));
+    }
+    let mut d = Deployment::new(dir.path(), &toml);
+    d.start("server", &[]);
+    d.wait_ready().await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/api/v1/packages", d.base))
+        .header("content-type", "application/octet-stream")
+        .body(example_package("misbehave"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+    for (ty, _) in TYPES {
+        let name = format!("soak-{}", ty.trim_start_matches("fx.test."));
+        let handler = json!({"name": name,
+            "filter": {"exact": {"attribute": "type", "value": ty}},
+            "package": {"name": "misbehave"},
+            "limits": {"timeout_ms": 1000, "memory_mb": 64},
+            "retry": {"max_attempts": 2, "backoff_ms": 200}});
+        let r = http
+            .post(format!("{}/api/v1/handlers", d.base))
+            .json(&handler)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+    }
+    let gateways = (0..2).map(|_| d.start_with_ops("gateway", &[])).collect();
+    let executors = (0..2).map(|_| d.start_with_ops("executor", &[])).collect();
+    let mut soak = Soak {
+        d,
+        http,
+        rng: fastrand::Rng::with_seed(seed),
+        gateways,
+        executors,
+        peak_rss: BTreeMap::new(),
+        kills: BTreeMap::new(),
+    };
+
+    let mut settings = fx_core::bus::kafka::KafkaSettings::new(kafka.clone());
+    settings.topic_prefix = format!("{run}.");
+    let bus = fx_core::bus::kafka::KafkaBus::connect(settings)
+        .await
+        .unwrap();
+    let mut dead = bus
+        .subscribe(topics::DEADLETTER, "soak-reader")
+        .await
+        .unwrap();
+
+    println!(
+        "chaos soak: {seconds} s at {rate} events/s, a kill every {kill_every:?} (seed {seed})"
+    );
+    let started = Instant::now();
+    let mut next_kill = started + kill_every;
+    let mut sent: HashMap<String, (Kind, &'static str)> = HashMap::new();
+    let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut refusals_without_reason = Vec::new();
+    let tick = Duration::from_secs_f64(1.0 / rate as f64);
+    let mut n = 0usize;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        let roll = soak.rng.u32(..100);
+        if roll < 3 {
+            // Straight on fx.events: not a CloudEvent at all.
+            let id = format!("raw-{n}");
+            bus.publish(
+                topics::EVENTS,
+                Message {
+                    key: Some(id.clone()),
+                    headers: vec![],
+                    payload: format!("garbage {id} \u{0}").into_bytes(),
+                },
+            )
+            .await
+            .unwrap_or_else(|e| eprintln!("publishing raw {id}: {}", e.chain()));
+            sent.insert(id, (Kind::RawOnKafka, "raw"));
+            *counts.entry("raw on kafka").or_default() += 1;
+        } else if roll < 8 {
+            let (content_type, body, _) = bad_http_event(n, soak.rng.usize(..4));
+            let r = soak
+                .http
+                .post(format!("{}/events", soak.d.base))
+                .header("content-type", content_type)
+                .body(body)
+                .timeout(Duration::from_secs(30))
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status().is_client_error() => {
+                    let status = r.status().as_u16();
+                    let text = r.text().await.unwrap_or_default();
+                    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    if v["error"]["message"].as_str().is_none_or(str::is_empty) {
+                        refusals_without_reason.push(format!("{status}: {text}"));
+                    }
+                    *counts.entry("refused over http").or_default() += 1;
+                }
+                Ok(r) => {
+                    refusals_without_reason.push(format!("a bad event was answered {}", r.status()))
+                }
+                Err(e) => eprintln!("posting a bad event: {e}"),
+            }
+            sent.insert(format!("bad-{n}"), (Kind::RefusedOverHttp, "bad"));
+        } else {
+            let pick = soak.rng.u32(..20);
+            let mut acc = 0;
+            let ty = TYPES
+                .iter()
+                .find(|(_, w)| {
+                    acc += w;
+                    pick < acc
+                })
+                .map_or("fx.test.ok", |(t, _)| t);
+            let id = format!("good-{n}");
+            let event = json!({"specversion": "1.0", "id": id, "source": "/soak", "type": ty,
+                "datacontenttype": "application/json", "data": {"n": n}});
+            let r = soak
+                .http
+                .post(format!("{}/events", soak.d.base))
+                .header("content-type", "application/cloudevents+json")
+                .body(event.to_string())
+                .timeout(Duration::from_secs(30))
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status().as_u16() == 202 => {
+                    sent.insert(id, (Kind::Good, ty));
+                    *counts.entry("accepted").or_default() += 1;
+                }
+                Ok(r) => {
+                    // Refused while a backend was down: it must say why.
+                    let status = r.status().as_u16();
+                    let text = r.text().await.unwrap_or_default();
+                    if !text.contains("message") {
+                        refusals_without_reason.push(format!("{status}: {text}"));
+                    }
+                    *counts.entry("good refused (backend down)").or_default() += 1;
+                }
+                Err(e) => {
+                    eprintln!("posting {id}: {e}");
+                    *counts.entry("good not answered").or_default() += 1;
+                }
+            }
+        }
+        n += 1;
+        if Instant::now() >= next_kill {
+            match (soak.rng.u32(..4), &pgdata) {
+                (0, Some(pgdata)) => {
+                    if kill_postgres(pgdata) {
+                        *soak.kills.entry("postgres").or_default() += 1;
+                    }
+                }
+                _ => soak.kill_a_process(),
+            }
+            next_kill = Instant::now() + kill_every;
+        }
+        tokio::time::sleep(tick).await;
+    }
+    soak.sample_rss();
+    println!("sending done after {:?}; draining", started.elapsed());
+
+    // Every accepted event gets exactly one execution, terminal, within the drain.
+    let handlers: Vec<String> = TYPES
+        .iter()
+        .map(|(ty, _)| format!("soak-{}", ty.trim_start_matches("fx.test.")))
+        .collect();
+    let accepted: Vec<&String> = sent
+        .iter()
+        .filter(|(_, (k, _))| *k == Kind::Good)
+        .map(|(id, _)| id)
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let (terminal, duplicates, missing) = loop {
+        let mut by_event: HashMap<String, Vec<String>> = HashMap::new();
+        for handler in &handlers {
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut req = soak
+                    .http
+                    .get(format!("{}/api/v1/executions", soak.d.base))
+                    .query(&[("handler", handler.as_str()), ("limit", "500")]);
+                if let Some(c) = &cursor {
+                    req = req.query(&[("cursor", c.as_str())]);
+                }
+                let v: Value = match req.send().await {
+                    Ok(r) => r.json().await.unwrap_or(Value::Null),
+                    Err(_) => Value::Null,
+                };
+                for e in v["items"].as_array().cloned().unwrap_or_default() {
+                    by_event
+                        .entry(e["event_id"].as_str().unwrap_or("").to_string())
+                        .or_default()
+                        .push(e["status"].as_str().unwrap_or("").to_string());
+                }
+                match v["next_cursor"].as_str() {
+                    Some(c) => cursor = Some(c.to_string()),
+                    None => break,
+                }
+            }
+        }
+        let terminal = accepted
+            .iter()
+            .filter(|id| {
+                by_event
+                    .get(id.as_str())
+                    .is_some_and(|s| s.len() == 1 && (s[0] == "succeeded" || s[0] == "failed"))
+            })
+            .count();
+        let duplicates = by_event.values().filter(|s| s.len() > 1).count();
+        let missing: Vec<String> = accepted
+            .iter()
+            .filter(|id| !by_event.contains_key(id.as_str()))
+            .take(5)
+            .map(|id| id.to_string())
+            .collect();
+        if terminal == accepted.len() || Instant::now() > deadline {
+            break (terminal, duplicates, missing);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+
+    // Raw messages are dead-lettered with a reason.
+    let raw = counts.get("raw on kafka").copied().unwrap_or(0);
+    let mut dead_lettered = 0u64;
+    let mut dead_without_reason = 0u64;
+    let dead_deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < dead_deadline {
+        match tokio::time::timeout(Duration::from_secs(2), dead.next()).await {
+            Ok(Ok(Some(delivery))) => {
+                dead_lettered += 1;
+                if delivery
+                    .message
+                    .header(topics::REASON_HEADER)
+                    .is_none_or(str::is_empty)
+                {
+                    dead_without_reason += 1;
+                }
+            }
+            _ => {
+                if dead_lettered >= raw {
+                    break;
+                }
+            }
+        }
+    }
+
+    // No process is stuck: each one still runs and answers /healthz.
+    let mut stuck = Vec::new();
+    let ops: Vec<(usize, String)> = soak
+        .gateways
+        .iter()
+        .chain(&soak.executors)
+        .cloned()
+        .collect();
+    for (index, base) in ops {
+        let alive = soak.d.processes[index].is_running();
+        let healthy = soak
+            .http
+            .get(format!("{base}/healthz"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if !(alive && healthy) {
+            stuck.push(soak.d.processes[index].name.clone());
+        }
+    }
+    soak.sample_rss();
+
+    println!();
+    println!("| figure | value |");
+    println!("| --- | --- |");
+    println!("| duration | {} s at {rate} events/s |", seconds);
+    for (what, count) in &counts {
+        println!("| {what} | {count} |");
+    }
+    println!(
+        "| accepted events with exactly one terminal execution | {terminal} of {} |",
+        accepted.len()
+    );
+    println!("| events with more than one execution | {duplicates} |");
+    println!("| dead-lettered (all reasons) | {dead_lettered} (raw sent: {raw}; without a reason: {dead_without_reason}) |");
+    println!(
+        "| refusals without a reason | {} |",
+        refusals_without_reason.len()
+    );
+    for (what, count) in &soak.kills {
+        println!("| kills: {what} | {count} |");
+    }
+    if pgdata.is_none() {
+        println!("| kills: postgres | skipped (FX_TEST_POSTGRES_PGDATA not set) |");
+    }
+    println!(
+        "| kills: broker | skipped (needs FX_SOAK_BROKER_STORAGE, a persistent tansu storage) |"
+    );
+    for (part, kib) in &soak.peak_rss {
+        println!("| peak RSS {part} | {} MiB |", kib / 1024);
+    }
+    println!("| stuck processes | {} |", stuck.len());
+
+    let mut failures = Vec::new();
+    if terminal != accepted.len() {
+        failures.push(format!(
+            "{} accepted events without exactly one terminal execution (first missing: {missing:?})",
+            accepted.len() - terminal
+        ));
+    }
+    if duplicates > 0 {
+        failures.push(format!("{duplicates} events ran more than once"));
+    }
+    if dead_lettered < raw || dead_without_reason > 0 {
+        failures.push(format!(
+            "{dead_lettered} dead-letters for {raw} raw messages, {dead_without_reason} without a reason"
+        ));
+    }
+    if !refusals_without_reason.is_empty() {
+        failures.push(format!(
+            "refusals without a reason: {:?}",
+            &refusals_without_reason[..refusals_without_reason.len().min(5)]
+        ));
+    }
+    if !stuck.is_empty() {
+        failures.push(format!("stuck: {stuck:?}"));
+    }
+    for p in soak.d.processes.iter_mut() {
+        p.terminate();
+    }
+    if !failures.is_empty() {
+        for f in &failures {
+            eprintln!("FAILED: {f}");
+        }
+        std::process::exit(1);
+    }
+    println!("\nchaos soak passed");
+}
