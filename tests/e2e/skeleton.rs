@@ -372,9 +372,17 @@ async fn an_upload_is_compiled_and_linked_by_the_executors_engine() {
     let dir = tempfile::tempdir().unwrap();
     let fx = TestPlatform::start(dir.path(), false).await;
 
+    // An instance the host does not provide, with one function in it.
     let mut imports_unknown = Component::new();
+    let mut instance = InstanceType::new();
+    instance
+        .ty()
+        .function()
+        .params(std::iter::empty::<(&str, wasm_encoder::ComponentValType)>())
+        .result(None);
+    instance.export("poke", ComponentTypeRef::Func(0));
     let mut types = ComponentTypeSection::new();
-    types.instance(&InstanceType::new());
+    types.instance(&instance);
     imports_unknown.section(&types);
     let mut imports = ComponentImportSection::new();
     imports.import("acme:nope/thing", ComponentTypeRef::Instance(0));
