@@ -105,11 +105,12 @@ impl Soak {
     }
 }
 
-/// Kills PostgreSQL (immediate shutdown, as a crash) and starts it again a few seconds later.
+/// Kills PostgreSQL the way a crash would (immediate shutdown, no checkpoint) and starts it
+/// again with the options it ran with (`pg_ctl restart` reads them back); `pgdata` is what
+/// `infra/scripts/start-postgres.sh` exports (the cluster is in its `data/`).
 fn kill_postgres(pgdata: &str) -> bool {
-    let pg_ctl = ["/usr/lib/postgresql"]
-        .iter()
-        .filter_map(|dir| std::fs::read_dir(dir).ok())
+    let pg_ctl = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
         .flatten()
         .filter_map(Result::ok)
         .map(|e| e.path().join("bin/pg_ctl"))
@@ -117,18 +118,15 @@ fn kill_postgres(pgdata: &str) -> bool {
     let Some(pg_ctl) = pg_ctl else {
         return false;
     };
-    let run = |args: &[&str]| {
-        std::process::Command::new(&pg_ctl)
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let stopped = run(&["-D", pgdata, "stop", "-m", "immediate", "-w"]);
-    std::thread::sleep(Duration::from_secs(3));
-    let log = format!("{pgdata}/soak-restart.log");
-    stopped && run(&["-D", pgdata, "-l", &log, "start", "-w"])
+    let data = format!("{pgdata}/data");
+    std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(&pg_ctl)
+        .args(["-D", &data, "restart", "-m", "immediate", "-w", "-t", "60"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// A bad event for the HTTP ingress, and what its refusal must say.
@@ -341,6 +339,9 @@ async fn main() {
                 (0, Some(pgdata)) => {
                     if kill_postgres(pgdata) {
                         *soak.kills.entry("postgres").or_default() += 1;
+                    } else {
+                        eprintln!("killing and restarting PostgreSQL ({pgdata}) failed");
+                        *soak.kills.entry("postgres (failed)").or_default() += 1;
                     }
                 }
                 _ => soak.kill_a_process(),
@@ -416,17 +417,22 @@ async fn main() {
     let raw = counts.get("raw on kafka").copied().unwrap_or(0);
     let mut dead_lettered = 0u64;
     let mut dead_without_reason = 0u64;
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    let mut dead_executions: HashMap<String, u64> = HashMap::new();
     let dead_deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < dead_deadline {
         match tokio::time::timeout(Duration::from_secs(2), dead.next()).await {
             Ok(Ok(Some(delivery))) => {
                 dead_lettered += 1;
-                if delivery
-                    .message
-                    .header(topics::REASON_HEADER)
-                    .is_none_or(str::is_empty)
-                {
-                    dead_without_reason += 1;
+                match delivery.message.header(topics::REASON_HEADER) {
+                    Some(reason) if !reason.is_empty() => {
+                        let kind: String = reason.chars().take(48).collect();
+                        *reasons.entry(kind).or_default() += 1;
+                    }
+                    _ => dead_without_reason += 1,
+                }
+                if let Some(id) = delivery.message.header(topics::EXECUTION_ID_HEADER) {
+                    *dead_executions.entry(id.to_string()).or_default() += 1;
                 }
             }
             _ => {
@@ -473,6 +479,17 @@ async fn main() {
     );
     println!("| events with more than one execution | {duplicates} |");
     println!("| dead-lettered (all reasons) | {dead_lettered} (raw sent: {raw}; without a reason: {dead_without_reason}) |");
+    println!(
+        "| executions dead-lettered | {} (more than once: {}) |",
+        dead_executions.len(),
+        dead_executions.values().filter(|n| **n > 1).count()
+    );
+    for (reason, count) in &reasons {
+        println!(
+            "| dead-letter reason `{}…` | {count} |",
+            reason.replace('|', "/")
+        );
+    }
     println!(
         "| refusals without a reason | {} |",
         refusals_without_reason.len()

@@ -107,15 +107,14 @@ impl DevSettings {
         }
         figment = figment.merge(
             Env::prefixed("FX_")
-                // FX_SERVER / FX_LOG* belong to the CLI; FX_TEST_*, FX_SKIP_LINT and
-                // FX_BENCH_PROFILE to the test command and benches.
+                // FX_SERVER / FX_LOG* belong to the CLI; FX_TEST_*, FX_BENCH_*, FX_SOAK_*
+                // and FX_SKIP_LINT to the test command and benches.
                 .filter(|key| {
                     let key = key.as_str().to_ascii_lowercase();
-                    !(key.starts_with("test_")
-                        || matches!(
-                            key.as_str(),
-                            "server" | "log" | "log_json" | "skip_lint" | "bench_profile"
-                        ))
+                    !(["test_", "bench_", "soak_"]
+                        .iter()
+                        .any(|prefix| key.starts_with(prefix))
+                        || matches!(key.as_str(), "server" | "log" | "log_json" | "skip_lint"))
                 })
                 .split("__"),
         );
