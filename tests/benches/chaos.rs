@@ -6,6 +6,7 @@
 //! - every event the ingress accepted has exactly one execution, and it is terminal;
 //! - every refused event got a reason (a 4xx with a message, or a dead-letter with its header);
 //! - no process is stuck (each one answers `/healthz` and is still running);
+//! - no process's peak RSS went over the Helm chart's memory limit for it;
 //!
 //! and prints the figures: events sent, accepted, refused, dead-lettered, kills per kind, and
 //! the peak RSS of each process.
@@ -63,6 +64,10 @@ const TYPES: &[(&str, u32)] = &[
     ("fx.test.output-flood", 1),
     ("fx.test.error", 1),
 ];
+
+/// The memory limits of the Helm chart's containers (`charts/ferrisfx/values.yaml`), in MiB.
+const CHART_MEMORY_LIMITS_MIB: &[(&str, u64)] =
+    &[("server", 2048), ("gateway", 512), ("executor", 2048)];
 
 struct Soak {
     d: Deployment,
@@ -528,6 +533,17 @@ async fn main() {
     }
     if !stuck.is_empty() {
         failures.push(format!("stuck: {stuck:?}"));
+    }
+    // Memory stayed under the Helm chart's container limits (what an operator's pods get).
+    for (part, limit_mib) in CHART_MEMORY_LIMITS_MIB {
+        if let Some(kib) = soak.peak_rss.get(*part) {
+            if kib / 1024 > *limit_mib {
+                failures.push(format!(
+                    "peak RSS of {part} was {} MiB, over the chart's {limit_mib} MiB limit",
+                    kib / 1024
+                ));
+            }
+        }
     }
     for p in soak.d.processes.iter_mut() {
         p.terminate();
