@@ -69,10 +69,12 @@ pub struct RevisionReads {
 
 #[derive(Default)]
 struct LastRead {
-    /// When the last successful read started.
+    /// When the last read started, successful or not.
     started: Option<std::time::Instant>,
     /// The highest revision read so far.
     revision: u64,
+    /// Why the last read failed, if it did.
+    failed: Option<String>,
 }
 
 impl RevisionReads {
@@ -87,31 +89,40 @@ impl RevisionReads {
 
     /// The store's revision as of a moment after `arrived`. When the store does not answer
     /// within the timeout, the highest revision read before, with the error (`Err((last, e))`)
-    /// for the caller to log.
+    /// for the caller to log. A failed read serves the callers that arrived before it too, so
+    /// that an outage costs one timeout per wave of callers, not one per caller.
     pub async fn since(
         &self,
         arrived: std::time::Instant,
     ) -> std::result::Result<u64, (u64, crate::Error)> {
         let mut last = self.last.lock().await;
         if last.started.is_some_and(|at| at >= arrived) {
-            return Ok(last.revision);
+            return match &last.failed {
+                None => Ok(last.revision),
+                Some(reason) => Err((last.revision, crate::Error::unavailable(reason.clone()))),
+            };
         }
         let started = std::time::Instant::now();
+        last.started = Some(started);
         match tokio::time::timeout(self.timeout, self.registry.revision()).await {
             Ok(Ok(revision)) => {
-                last.started = Some(started);
                 // A store reset (snapshot restore) lowers it: the store is the truth.
                 last.revision = revision;
+                last.failed = None;
                 Ok(revision)
             }
-            Ok(Err(e)) => Err((last.revision, e)),
-            Err(_) => Err((
-                last.revision,
-                crate::Error::unavailable(format!(
+            Ok(Err(e)) => {
+                last.failed = Some(e.chain());
+                Err((last.revision, e))
+            }
+            Err(_) => {
+                let e = crate::Error::unavailable(format!(
                     "the handler registry did not answer within {} ms",
                     self.timeout.as_millis()
-                )),
-            )),
+                ));
+                last.failed = Some(e.chain());
+                Err((last.revision, e))
+            }
         }
     }
 }
@@ -140,4 +151,82 @@ pub trait HandlerRegistry: Send + Sync + 'static {
     /// Waits until the store's revision is past `after_revision` (or `wait` elapses) and
     /// returns the table then: a blocking query.
     async fn watch(&self, after_revision: u64, wait: Duration) -> Result<HandlerTable>;
+}
+
+#[cfg(test)]
+mod revision_reads_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A registry whose revision reads take `delay` and are counted.
+    struct Slow {
+        delay: Duration,
+        reads: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl HandlerRegistry for Slow {
+        async fn table(&self) -> Result<HandlerTable> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(self.delay).await;
+            Ok(HandlerTable {
+                revision: 7,
+                ..HandlerTable::default()
+            })
+        }
+        async fn get(&self, _: &str) -> Result<Option<StoredHandler>> {
+            Ok(None)
+        }
+        async fn put(&self, _: &Handler, _: Expect) -> Result<u64> {
+            Ok(0)
+        }
+        async fn delete(&self, _: &str, _: Expect) -> Result<()> {
+            Ok(())
+        }
+        async fn watch(&self, _: u64, _: Duration) -> Result<HandlerTable> {
+            self.table().await
+        }
+    }
+
+    async fn callers(
+        delay: Duration,
+        timeout: Duration,
+    ) -> (Vec<std::result::Result<u64, u64>>, usize) {
+        let slow = Arc::new(Slow {
+            delay,
+            reads: AtomicUsize::new(0),
+        });
+        let reads = Arc::new(RevisionReads::new(slow.clone(), timeout));
+        let arrived = std::time::Instant::now();
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let reads = reads.clone();
+                tokio::spawn(async move { reads.since(arrived).await.map_err(|(last, _)| last) })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        (out, slow.reads.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_read() {
+        let (results, reads) = callers(Duration::from_millis(20), Duration::from_secs(5)).await;
+        assert!(results.iter().all(|r| *r == Ok(7)), "{results:?}");
+        assert_eq!(reads, 1);
+    }
+
+    #[tokio::test]
+    async fn a_registry_that_does_not_answer_costs_one_timeout_per_wave_not_per_caller() {
+        let (results, reads) = callers(Duration::from_secs(60), Duration::from_millis(50)).await;
+        assert!(results.iter().all(|r| *r == Err(0)), "{results:?}");
+        assert_eq!(
+            reads, 1,
+            "the callers waiting behind the failed read reuse its answer"
+        );
+    }
 }
