@@ -87,10 +87,23 @@ pub async fn batches(
                 continue;
             }
         };
-        let handled = until_available(&format!("handling a batch of {topic}"), shutdown, || {
-            handler.handle(&deliveries, shutdown)
-        })
-        .await;
+        let what = format!("handling a batch of {topic}");
+        let handling = until_available(&what, shutdown, || handler.handle(&deliveries, shutdown));
+        tokio::pin!(handling);
+        // A batch may wait long for a backend (a sink or a store that is down): meanwhile the
+        // consumer keeps its group membership (partitions paused, polls go on), so its
+        // partitions do not move and get handled twice.
+        let handled = loop {
+            tokio::select! {
+                handled = &mut handling => break handled,
+                held = subscription.hold() => {
+                    if let Err(e) = held {
+                        tracing::warn!(error = %e.chain(), topic, "keeping the consumer in its group failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        };
         if let Err(e) = handled {
             match OnError::of(&e, shutdown) {
                 OnError::LeaveUncommitted | OnError::Retry => {
