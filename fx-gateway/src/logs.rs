@@ -5,7 +5,9 @@
 //! Kafka is the spool: while Elasticsearch is down the log router waits and its group's lag
 //! grows, and a gateway killed meanwhile loses no line Kafka acknowledged (the next owner of
 //! the partition reads it again). The state router, in its own group, goes on recording
-//! execution state in the state store whatever the sink does.
+//! execution state in the state store whatever the sink does; it also writes each line at once,
+//! best effort, so that an execution shown finished shows its lines. Both writes carry the
+//! line's identity (execution, attempt, seq), so the second changes nothing.
 
 use fx_core::backends::Backends;
 use fx_core::bus::{topics, Delivery};

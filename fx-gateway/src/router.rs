@@ -1,7 +1,8 @@
 //! The state router: consumes `fx.state` and writes each kind of state event where
 //! [`StateRouting`](fx_core::sink::StateRouting) sends it: execution state to the state store,
-//! per-attempt metrics and (when configured) execution documents to the operational sink. Log
-//! lines are left to the log router ([`crate::logs`]). Applying a state event twice changes nothing, so a
+//! log lines (at once, best effort), per-attempt metrics and (when configured) execution
+//! documents to the operational sink. The log router ([`crate::logs`]) makes the log lines at
+//! least once. Applying a state event twice changes nothing, so a
 //! redelivery after a crash is harmless.
 
 use futures::{StreamExt, TryStreamExt};
@@ -96,15 +97,16 @@ impl crate::consume::BatchHandler for StateRouter {
         self.record_refused(delivery, error, shutdown).await;
     }
 
-    /// Routes one batch: state events to the store (and the sink's documents), malformed ones
-    /// to the dead-letter topic; log lines are the log router's.
+    /// Routes one batch: log lines to the sink (best effort; the log router guarantees them),
+    /// state events to the store (and the sink's documents), malformed ones to the dead-letter
+    /// topic.
     async fn handle(&self, batch: &[Delivery], shutdown: &CancellationToken) -> Result<()> {
+        let mut logs = Vec::new();
         let mut states = Vec::new();
         let mut dead = Vec::new();
         for delivery in batch {
             match delivery.message.decode_json::<StateEvent>() {
-                // The log router's (`crate::logs`).
-                Ok(StateEvent::Log(_)) => {}
+                Ok(StateEvent::Log(line)) => logs.push(line),
                 Ok(state) => states.push(state),
                 Err(e) => {
                     tracing::warn!(reason = %e.chain(), offset = delivery.offset, "malformed state event sent to the dead-letter topic");
@@ -123,6 +125,16 @@ impl crate::consume::BatchHandler for StateRouter {
         if !dead.is_empty() {
             until_available("publishing to fx.deadletter", shutdown, || {
                 self.backends.bus.publish_all(dead.clone())
+            })
+            .await?;
+        }
+        // Log lines first, so that an execution shown finished shows its lines: at once and
+        // best effort (a buffering sink takes them without waiting). The log router
+        // (`crate::logs`) writes them again and commits only once the sink stored them, so none
+        // is lost; writes are idempotent.
+        if !logs.is_empty() && self.backends.routing.logs_to_sink() {
+            until_available("writing log lines", shutdown, || {
+                self.backends.sink.write_logs(&logs)
             })
             .await?;
         }
