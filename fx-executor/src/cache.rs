@@ -135,6 +135,42 @@ impl CompileCache {
         loaded.fold((0, 0), |(n, bytes), e| (n + 1, bytes + e.bytes))
     }
 
+    /// The memory slot of `digest`, marked as just used.
+    fn slot(&self, digest: &PackageDigest) -> Slot {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let used = self.clock.fetch_add(1, Ordering::Relaxed);
+        let entry = slots.entry(digest.clone()).or_insert_with(|| Entry {
+            slot: Slot::default(),
+            bytes: 0,
+            used,
+        });
+        entry.used = used;
+        entry.slot.clone()
+    }
+
+    /// Fills `slot` with what `load` yields unless a concurrent caller already did, and keeps
+    /// memory within its bound when this call loaded it.
+    async fn fill(
+        &self,
+        digest: &PackageDigest,
+        slot: &Slot,
+        load: impl std::future::Future<Output = Result<(Loaded, u64)>>,
+    ) -> Result<Loaded> {
+        let mut size = None;
+        let loaded = slot
+            .get_or_try_init(|| async {
+                let (loaded, bytes) = load.await?;
+                size = Some(bytes);
+                Ok::<_, Error>(loaded)
+            })
+            .await
+            .cloned()?;
+        if let Some(bytes) = size {
+            self.loaded(digest, bytes);
+        }
+        Ok(loaded)
+    }
+
     /// Records the compiled size of `digest` once loaded, then drops the least recently used
     /// other packages until memory is within its bound.
     fn loaded(&self, digest: &PackageDigest, bytes: u64) {
@@ -223,35 +259,14 @@ impl CompileCache {
         runtime: &Arc<Runtime>,
         packages: &Arc<dyn PackageStore>,
     ) -> Result<Loaded> {
-        let slot = {
-            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-            let used = self.clock.fetch_add(1, Ordering::Relaxed);
-            let entry = slots.entry(digest.clone()).or_insert_with(|| Entry {
-                slot: Slot::default(),
-                bytes: 0,
-                used,
-            });
-            entry.used = used;
-            entry.slot.clone()
-        };
+        let slot = self.slot(digest);
         if let Some((pre, _, manifest)) = slot.get() {
             self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(telemetry::COMPILE_CACHE, "result" => "memory_hit").increment(1);
             return Ok((pre.clone(), CacheLookup::Memory, manifest.clone()));
         }
-        let mut size = None;
-        let loaded = slot
-            .get_or_try_init(|| async {
-                let (loaded, bytes) = self.load(digest, runtime, packages).await?;
-                size = Some(bytes);
-                Ok::<_, Error>(loaded)
-            })
+        self.fill(digest, &slot, self.load(digest, runtime, packages))
             .await
-            .cloned()?;
-        if let Some(bytes) = size {
-            self.loaded(digest, bytes);
-        }
-        Ok(loaded)
     }
 
     async fn load(
@@ -344,32 +359,14 @@ impl CompileCache {
         archive: Vec<u8>,
         runtime: &Arc<Runtime>,
     ) -> Result<()> {
-        let slot = {
-            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-            let used = self.clock.fetch_add(1, Ordering::Relaxed);
-            let entry = slots.entry(digest.clone()).or_insert_with(|| Entry {
-                slot: Slot::default(),
-                bytes: 0,
-                used,
-            });
-            entry.used = used;
-            entry.slot.clone()
-        };
+        let slot = self.slot(digest);
         if slot.initialized() {
             return Ok(());
         }
         digest.verify(&archive)?;
-        let mut size = None;
-        slot.get_or_try_init(|| async {
-            let (loaded, bytes) = self.compile(digest, archive, runtime).await?;
-            size = Some(bytes);
-            Ok::<_, Error>(loaded)
-        })
-        .await?;
-        if let Some(bytes) = size {
-            self.loaded(digest, bytes);
-        }
-        Ok(())
+        self.fill(digest, &slot, self.compile(digest, archive, runtime))
+            .await
+            .map(|_| ())
     }
 
     /// Compiles `archive`, links it, and writes the compiled component and its manifest to

@@ -118,15 +118,7 @@ impl LiveTable {
         };
         reads.last_start = Some(now);
         metrics::counter!(fx_core::telemetry::TABLE_READS, "reason" => "unmatched").increment(1);
-        refresh.tx.send_if_modified(|current| {
-            if table.revision > current.revision {
-                log_table(&table);
-                *current = Arc::new(table);
-                true
-            } else {
-                false
-            }
-        });
+        refresh.install_if_newer(Arc::new(table));
         newer(self.current())
     }
 
@@ -178,15 +170,7 @@ impl LiveTable {
             );
         }
         let table = Arc::new(table);
-        refresh.tx.send_if_modified(|current| {
-            if table.revision > current.revision {
-                log_table(&table);
-                *current = table.clone();
-                true
-            } else {
-                false
-            }
-        });
+        refresh.install_if_newer(table.clone());
         // The table just read, even when lower than the one in force (a reset store).
         Ok(if table.revision >= self.current().revision {
             table
@@ -201,6 +185,21 @@ impl LiveTable {
             .current
             .wait_for(|table| table.revision >= revision)
             .await;
+    }
+}
+
+impl Refresh {
+    /// Puts `table` in force when it is newer than the table in force.
+    fn install_if_newer(&self, table: Arc<HandlerTable>) {
+        self.tx.send_if_modified(|current| {
+            if table.revision > current.revision {
+                log_table(&table);
+                *current = table;
+                true
+            } else {
+                false
+            }
+        });
     }
 }
 

@@ -57,26 +57,37 @@ impl Api {
         )
     }
 
-    async fn setup_echo_handler(&self) {
+    /// Uploads the example package `name`, asserting 201.
+    async fn upload(&self, name: &str) {
         let (status, v) = self
             .json(
                 self.http
                     .post(format!("{}/api/v1/packages", self.base))
                     .header("content-type", "application/octet-stream")
-                    .body(example_package("misbehave")),
+                    .body(example_package(name)),
             )
             .await;
-        assert_eq!(status, 201, "{v}");
-        let handler = json!({"name": "echo", "filter": {"exact": {"attribute": "type", "value": "fx.test.ok"}},
-            "package": {"name": "misbehave"}});
+        assert_eq!(status, 201, "uploading {name}: {v}");
+    }
+
+    /// Creates `handler` (its JSON), asserting 201.
+    async fn create_handler(&self, handler: &Value) {
         let (status, v) = self
             .json(
                 self.http
                     .post(format!("{}/api/v1/handlers", self.base))
-                    .json(&handler),
+                    .json(handler),
             )
             .await;
         assert_eq!(status, 201, "{v}");
+    }
+
+    async fn setup_echo_handler(&self) {
+        self.upload("misbehave").await;
+        self.create_handler(&json!({"name": "echo",
+            "filter": {"exact": {"attribute": "type", "value": "fx.test.ok"}},
+            "package": {"name": "misbehave"}}))
+            .await;
     }
 
     /// Every execution of `handler`, paging by cursor.
@@ -329,14 +340,7 @@ async fn a_trapping_function_is_retried_over_kafka_then_dead_lettered_while_its_
         "package": {"name": "misbehave"},
         "retry": {"max_attempts": 3, "backoff_ms": 300, "max_backoff_ms": 2000},
     });
-    let (status, v) = api
-        .json(
-            api.http
-                .post(format!("{}/api/v1/handlers", api.base))
-                .json(&flaky),
-        )
-        .await;
-    assert_eq!(status, 201, "{v}");
+    api.create_handler(&flaky).await;
     d.start("gateway", &[]);
     d.start("executor", &[]);
     let producer = ferrisfx_producer::KafkaProducer::new(&kafka)
@@ -678,14 +682,7 @@ async fn an_event_posted_right_after_its_handler_is_created_runs_under_a_flood_o
                 {"exact": {"attribute": "type", "value": "fx.test.ok"}},
                 {"exact": {"attribute": "subject", "value": format!("late-{round}")}}]},
             "package": {"name": "misbehave"}});
-        let (status, v) = api
-            .json(
-                api.http
-                    .post(format!("{}/api/v1/handlers", api.base))
-                    .json(&handler),
-            )
-            .await;
-        assert_eq!(status, 201, "{v}");
+        api.create_handler(&handler).await;
         let event = EventBuilderV10::new()
             .id(format!("late-{round}"))
             .source("/tests/late")
@@ -761,26 +758,11 @@ async fn a_gateway_killed_during_an_elasticsearch_outage_loses_no_log_line() {
         base: d.base.clone(),
         http: reqwest::Client::new(),
     };
-    let (status, v) = api
-        .json(
-            api.http
-                .post(format!("{}/api/v1/packages", api.base))
-                .header("content-type", "application/octet-stream")
-                .body(example_package("hello")),
-        )
-        .await;
-    assert_eq!(status, 201, "{v}");
+    api.upload("hello").await;
     let handler = json!({"name": "greet",
         "filter": {"exact": {"attribute": "type", "value": "fx.test.greet"}},
         "package": {"name": "hello"}});
-    let (status, v) = api
-        .json(
-            api.http
-                .post(format!("{}/api/v1/handlers", api.base))
-                .json(&handler),
-        )
-        .await;
-    assert_eq!(status, 201, "{v}");
+    api.create_handler(&handler).await;
     // This gateway's Elasticsearch is a port where nothing listens.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("http://{}", closed.local_addr().unwrap());
