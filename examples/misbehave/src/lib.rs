@@ -15,6 +15,7 @@
 //! | `fx.test.count` | returns one event (`fx.test.counted`, id `<id>-count`) whose JSON data `{"count": n}` counts the calls this instance has handled: 1 in a fresh instance, more in a reused one |
 //! | `fx.test.grants` | returns one event (`fx.test.granted`, id `<id>-grants`) whose data is `config=<k>=<v>;…` then, per name in the input's data (a comma-separated list), a line `secret <name>: ok <value>` or `secret <name>: error <message>` |
 //! | `fx.test.http-get` | sends `GET` to the URL in the input's data (text) through `wasi:http`; returns one event (`fx.test.fetched`, id `<id>-http`) whose data is `status <code>: <body>` or `error <reason>` |
+//! | `fx.test.http-upload` | sends `POST` with 64 MiB of zeros to the URL in the input's data, written with `blocking-write-and-flush` 4 KiB at a time (a `wasi:io/streams` wait: against a server that never reads, the timeout must still hold); returns one event (`fx.test.fetched`, id `<id>-http`) as `fx.test.http-get` does |
 //! | `fx.test.sleep` | sleeps an hour in `std::thread::sleep` (a blocking WASI clock wait: the timeout must still hold) |
 //! | `fx.test.poll-forever` | blocks on a `wasi:io/poll` pollable that never fires (a clock subscription at the end of time) |
 //! | `fx.test.echo-size` | returns one event (`fx.test.echoed`, id `<id>-echo`) with the input's data only, for size benchmarks |
@@ -82,6 +83,16 @@ fn handle(event: Event) -> Result<Vec<Event>, Error> {
             let url = event.data_text().unwrap_or_default().trim().to_owned();
             let text = match http_get(&url) {
                 Ok((status, body)) => format!("status {status}: {body}"),
+                Err(reason) => format!("error {reason}"),
+            };
+            let out = Event::new(format!("{}-http", event.id()), SOURCE, "fx.test.fetched")
+                .with_data("text/plain", text.into_bytes());
+            Ok(vec![out])
+        }
+        "fx.test.http-upload" => {
+            let url = event.data_text().unwrap_or_default().trim().to_owned();
+            let text = match http_upload(&url, 64 << 20) {
+                Ok(status) => format!("status {status}"),
                 Err(reason) => format!("error {reason}"),
             };
             let out = Event::new(format!("{}-http", event.id()), SOURCE, "fx.test.fetched")
@@ -179,9 +190,8 @@ fn log_flood() {
     }
 }
 
-/// `GET url` through `wasi:http`: the status and the body as text, or why it failed.
-fn http_get(url: &str) -> Result<(u16, String), String> {
-    use wasi::http::outgoing_handler;
+/// An outgoing request to `url` (its scheme, authority and path set), or why `url` is not one.
+fn request_to(url: &str) -> Result<wasi::http::types::OutgoingRequest, String> {
     use wasi::http::types::{Fields, OutgoingRequest, Scheme};
 
     let (scheme, rest) = url
@@ -202,6 +212,47 @@ fn http_get(url: &str) -> Result<(u16, String), String> {
         .and_then(|()| request.set_authority(Some(authority)))
         .and_then(|()| request.set_path_with_query(Some(path)))
         .map_err(|()| format!("{url:?} is not a valid request"))?;
+    Ok(request)
+}
+
+/// `POST url` with `len` zero bytes written 4 KiB at a time with `blocking-write-and-flush`:
+/// the status, or why it failed.
+fn http_upload(url: &str, len: usize) -> Result<u16, String> {
+    use wasi::http::outgoing_handler;
+    use wasi::http::types::{Method, OutgoingBody};
+
+    let request = request_to(url)?;
+    request
+        .set_method(&Method::Post)
+        .map_err(|()| "POST refused")?;
+    let body = request.body().map_err(|()| "no request body")?;
+    let pending = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
+    {
+        let stream = body.write().map_err(|()| "no body stream")?;
+        let chunk = [0u8; 4096];
+        let mut sent = 0;
+        while sent < len {
+            stream
+                .blocking_write_and_flush(&chunk)
+                .map_err(|e| format!("writing the body after {sent} bytes: {e:?}"))?;
+            sent += chunk.len();
+        }
+    }
+    OutgoingBody::finish(body, None).map_err(|e| format!("{e:?}"))?;
+    pending.subscribe().block();
+    let response = pending
+        .get()
+        .ok_or("no response")?
+        .map_err(|()| "response taken twice")?
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(response.status())
+}
+
+/// `GET url` through `wasi:http`: the status and the body as text, or why it failed.
+fn http_get(url: &str) -> Result<(u16, String), String> {
+    use wasi::http::outgoing_handler;
+
+    let request = request_to(url)?;
     let pending = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
     pending.subscribe().block();
     let response = pending

@@ -10,9 +10,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{invocation, Fixture};
 
-/// A server on a free port answering every request with `200 hello`; or, when `silent`,
-/// accepting connections and never answering.
-async fn server(silent: bool) -> u16 {
+/// How a test server answers.
+#[derive(Clone, Copy)]
+enum Answer {
+    /// `200 hello`.
+    Hello,
+    /// Accepts the connection and never answers.
+    Silent,
+    /// Sends the headers and the first 5 of 100 bytes of the body, then stalls.
+    StallsMidBody,
+}
+
+/// A server on a free port answering every request as `answer` says.
+async fn server(answer: Answer) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -23,15 +33,19 @@ async fn server(silent: bool) -> u16 {
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = conn.read(&mut buf).await;
-                if silent {
+                let reply: &[u8] = match answer {
+                    Answer::Hello => {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello"
+                    }
+                    Answer::Silent => b"",
+                    Answer::StallsMidBody => {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\nconnection: close\r\n\r\nhello"
+                    }
+                };
+                let _ = conn.write_all(reply).await;
+                if !matches!(answer, Answer::Hello) {
                     tokio::time::sleep(Duration::from_secs(60)).await;
-                    return;
                 }
-                let _ = conn
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
-                    )
-                    .await;
             });
         }
     });
@@ -64,8 +78,21 @@ async fn fetch_allowing_networks(
     limits: LimitOverrides,
     networks: &[&str],
 ) -> (Result<String, (FailureKind, String)>, Duration) {
+    call(fx, "fx.test.http-get", url, grants, limits, networks).await
+}
+
+/// Runs `misbehave`'s function `ty` (one of its HTTP ones) on `url`: what it returned (the text
+/// of its `fx.test.fetched` event) or how it failed, and how long the invocation took.
+async fn call(
+    fx: &Fixture,
+    ty: &str,
+    url: &str,
+    grants: Grants,
+    limits: LimitOverrides,
+    networks: &[&str],
+) -> (Result<String, (FailureKind, String)>, Duration) {
     let digest = fx.add_example("misbehave");
-    let mut inv = invocation(&digest, "fx.test.http-get", "h-1", limits);
+    let mut inv = invocation(&digest, ty, "h-1", limits);
     inv.event.set_data("text/plain", url.to_string());
     inv.grants = grants;
     let start = Instant::now();
@@ -92,7 +119,7 @@ async fn fetch_allowing_networks(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_leaves_only_for_a_host_the_handler_allows() {
     let fx = Fixture::new();
-    let port = server(false).await;
+    let port = server(Answer::Hello).await;
     let url = format!("http://127.0.0.1:{port}/greeting");
 
     let (allowed, _) = fetch(
@@ -127,7 +154,7 @@ async fn a_request_leaves_only_for_a_host_the_handler_allows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_to_a_server_that_never_answers_ends_with_the_invocation_timeout() {
     let fx = Fixture::new();
-    let port = server(true).await;
+    let port = server(Answer::Silent).await;
     let url = format!("http://127.0.0.1:{port}/slow");
     let limits = LimitOverrides {
         timeout_ms: Some(500),
@@ -139,6 +166,55 @@ async fn a_request_to_a_server_that_never_answers_ends_with_the_invocation_timeo
         Err((FailureKind::Timeout, message)) => assert!(message.contains("500 ms"), "{message}"),
         Ok(text) => assert!(text.starts_with("error"), "{text}"),
         Err(other) => panic!("{other:?}"),
+    }
+    assert!(took < Duration::from_secs(5), "took {took:?}: {outcome:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_body_that_stalls_ends_with_the_invocation_timeout() {
+    // The function reads the body with `blocking-read` (a `wasi:io/streams` wait, not a poll):
+    // the server sends 5 of the 100 bytes it announced and stalls. Two bounds hold here: the
+    // request's between-bytes timeout is capped at the invocation's time left, and the stream
+    // wait itself ends at the deadline.
+    let fx = Fixture::new();
+    let port = server(Answer::StallsMidBody).await;
+    let url = format!("http://127.0.0.1:{port}/stalls");
+    let limits = LimitOverrides {
+        timeout_ms: Some(500),
+        ..Default::default()
+    };
+    let (outcome, took) = fetch(&fx, &url, allowing(&["127.0.0.1".into()]), limits).await;
+    match &outcome {
+        Err((FailureKind::Timeout, message)) => assert!(message.contains("500 ms"), "{message}"),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(took < Duration::from_secs(5), "took {took:?}: {outcome:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_to_a_server_that_never_reads_ends_with_the_invocation_timeout() {
+    // 64 MiB written with `blocking-write-and-flush` (a `wasi:io/streams` wait) to a server that
+    // accepts the connection and never reads: the socket's buffers fill and the write blocks.
+    let fx = Fixture::new();
+    let port = server(Answer::Silent).await;
+    let url = format!("http://127.0.0.1:{port}/upload");
+    let limits = LimitOverrides {
+        timeout_ms: Some(500),
+        ..Default::default()
+    };
+    let grants = allowing(&["127.0.0.1".into()]);
+    let (outcome, took) = call(
+        &fx,
+        "fx.test.http-upload",
+        &url,
+        grants,
+        limits,
+        &["127.0.0.0/8"],
+    )
+    .await;
+    match &outcome {
+        Err((FailureKind::Timeout, message)) => assert!(message.contains("500 ms"), "{message}"),
+        other => panic!("expected a timeout, got {other:?}"),
     }
     assert!(took < Duration::from_secs(5), "took {took:?}: {outcome:?}");
 }
@@ -167,7 +243,7 @@ async fn redirecting(location: String) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_addresses_are_refused_unless_the_operator_allows_their_network() {
     let fx = Fixture::new();
-    let port = server(false).await;
+    let port = server(Answer::Hello).await;
     for (host, allow) in [
         (format!("127.0.0.1:{port}"), "127.0.0.1".to_string()),
         (format!("localhost:{port}"), "localhost".to_string()),
