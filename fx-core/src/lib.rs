@@ -17,6 +17,7 @@ pub mod execution;
 pub mod handler;
 pub mod objects;
 pub mod package;
+pub mod ready;
 pub mod registry;
 pub mod sink;
 mod sqlite;

@@ -167,12 +167,25 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// The stores this server uses answer (the bus is checked on the operations listener, which
-/// knows the bus settings).
+/// Every port this server uses answers.
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
-    let readiness =
-        cli::ops::Readiness::for_part(cli::process::Part::Server, &state.backends, None);
-    cli::ops::ready_response(readiness.report().await)
+    use fx_core::ready::Port::{Bus, Packages, Registry, Sink, State};
+    let readiness = fx_core::ready::Readiness::new(
+        &state.backends,
+        &[Bus, Registry, Packages, State, Sink],
+        &[],
+    );
+    ready_response(readiness.report().await)
+}
+
+/// `/readyz`'s answer: 200 with the report when ready, else 503 with it.
+pub fn ready_response(report: fx_core::ready::ReadyReport) -> Response {
+    let status = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(report)).into_response()
 }
 
 /// Unknown paths: a JSON error under `/api/`, a page elsewhere.

@@ -140,6 +140,11 @@ fn check_name(what: &str, name: &str) -> Result<()> {
 
 #[async_trait]
 impl EventBus for EmbeddedBus {
+    /// Only the messages of this process.
+    fn shared(&self) -> bool {
+        false
+    }
+
     async fn publish(&self, topic: &str, message: Message) -> Result<()> {
         check_name("topic", topic)?;
         self.ensure_open("publishing to", topic)?;

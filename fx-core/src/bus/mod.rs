@@ -115,6 +115,25 @@ pub trait EventBus: Send + Sync + 'static {
     fn max_message_bytes(&self) -> usize {
         usize::MAX
     }
+
+    /// Answers when the bus can be reached (for readiness): a cheap call with no side effect.
+    async fn ready(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Creates `topics` where the backend needs them created ahead of use (`ferrisfx setup`);
+    /// a topic that exists already is fine.
+    async fn ensure_topics(&self, topics: &[String]) -> Result<()> {
+        let _ = topics;
+        Ok(())
+    }
+
+    /// Whether other processes share this bus: `false` for one that only carries the
+    /// messages of its own process (the embedded bus), where a gateway, an executor and a
+    /// server in separate processes would never hear of each other.
+    fn shared(&self) -> bool {
+        true
+    }
 }
 
 /// One consumer of a topic.

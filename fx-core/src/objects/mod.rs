@@ -27,4 +27,9 @@ pub trait PackageStore: Send + Sync + 'static {
 
     /// Removes `digest`; removing an absent digest is a no-op.
     async fn delete(&self, digest: &PackageDigest) -> Result<()>;
+
+    /// Answers when the store can be read (for readiness): looks up a digest no package has.
+    async fn ready(&self) -> Result<()> {
+        self.exists(&PackageDigest::of(b"")).await.map(|_| ())
+    }
 }

@@ -133,6 +133,11 @@ pub trait HandlerRegistry: Send + Sync + 'static {
     /// Every handler now.
     async fn table(&self) -> Result<HandlerTable>;
 
+    /// Answers when the registry can be read (for readiness).
+    async fn ready(&self) -> Result<()> {
+        self.revision().await.map(|_| ())
+    }
+
     /// The store's revision now: what a table read now would carry. Cheaper than
     /// [`HandlerRegistry::table`] where the store allows.
     async fn revision(&self) -> Result<u64> {

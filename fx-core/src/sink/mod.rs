@@ -42,6 +42,14 @@ pub trait OperationalSink: Send + Sync + 'static {
     /// The log lines of one execution, in order (attempt, then seq).
     async fn execution_logs(&self, id: &ExecutionId) -> Result<Vec<LogLine>>;
 
+    /// Answers when the sink can be read (for readiness): the log lines of an execution that
+    /// does not exist.
+    async fn ready(&self) -> Result<()> {
+        self.execution_logs(&crate::ready::probe_id())
+            .await
+            .map(|_| ())
+    }
+
     /// Whether the backend stores metrics and execution documents. The state router reads an
     /// execution back to build them only for a backend that does (default: no).
     fn stores_documents(&self) -> bool {

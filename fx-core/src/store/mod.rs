@@ -41,6 +41,14 @@ pub struct HandlerChange {
 /// The state store.
 #[async_trait]
 pub trait StateStore: Send + Sync + 'static {
+    /// Answers when the store can be read (for readiness): looks up an execution that does
+    /// not exist (a primary-key lookup).
+    async fn ready(&self) -> Result<()> {
+        self.get_execution(&crate::ready::probe_id())
+            .await
+            .map(|_| ())
+    }
+
     /// Records a new package version and points the `latest` alias at it. `Conflict` if the
     /// version exists (versions are immutable).
     async fn add_package_version(&self, version: &PackageVersion) -> Result<()>;

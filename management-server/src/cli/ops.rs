@@ -20,38 +20,26 @@
 //! it has to drop in `fx_sink_dropped_total`), so an Elasticsearch outage must not take the
 //! gateways out of their Service and stop event ingestion.
 //!
-//! Each check is bounded by [`CHECK_TIMEOUT`] and they run concurrently. Before the process has
-//! connected to its backends `/readyz` answers 503 with `connecting`. The bus check for Kafka
-//! opens a TCP connection to a bootstrap broker (the bus port has no side-effect-free call);
-//! the stores answer a lookup of a key that does not exist.
+//! Each port answers for itself (`ready()` of each port trait; [`fx_core::ready`] runs them
+//! concurrently, each bounded by its timeout). Before the process has connected to its backends
+//! `/readyz` answers 503 with `connecting`. The Kafka bus checks that a bootstrap broker accepts
+//! a TCP connection; the stores answer a lookup of a key that does not exist.
 
-use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
-use fx_core::backends::{Backends, BusSettings};
-use fx_core::execution::ExecutionId;
-use fx_core::package::PackageDigest;
+use axum::Router;
+use fx_core::backends::Backends;
+pub use fx_core::ready::{Readiness, ReadyReport};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::process::Part;
-
-/// The start of a failed soft check's outcome.
-const DEGRADED: &str = "degraded: ";
-
-/// How long one readiness check may take before it counts as failed.
-pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The operations listener: the `[ops]` table of the settings file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,179 +51,14 @@ pub struct OpsSettings {
     pub listen: Option<SocketAddr>,
 }
 
-/// One readiness check: a cheap call to one backend.
-type Check =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = fx_core::Result<()>> + Send>> + Send + Sync>;
-
-/// The readiness checks of one part of the platform, by backend name.
-#[derive(Clone, Default)]
-pub struct Readiness {
-    checks: BTreeMap<&'static str, Check>,
-    /// Checks whose failure degrades the process without making it unready.
-    soft: std::collections::BTreeSet<&'static str>,
-    /// The part's operational sink, whose dropped-document count `/metrics` reports.
-    sink: Option<Arc<dyn fx_core::sink::OperationalSink>>,
-}
-
-/// What `/readyz` answers: whether every check passed, and each check's outcome (`ok` or the
-/// reason, which names the backend and never carries a secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReadyReport {
-    /// Every check passed.
-    pub ready: bool,
-    /// Outcome per backend.
-    pub checks: BTreeMap<String, String>,
-}
-
-impl Readiness {
-    /// The checks of `part` over `backends`; `bus` says how to reach the event bus (a Kafka
-    /// bus is checked by connecting to a bootstrap broker; `None` skips the bus check, as the
-    /// management server's own port does, which does not know the bus settings).
-    pub fn for_part(part: Part, backends: &Backends, bus: Option<&BusSettings>) -> Readiness {
-        let mut readiness = Readiness {
-            sink: Some(backends.sink.clone()),
-            ..Readiness::default()
-        };
-        if let Some(bus) = bus {
-            readiness.add("bus", bus_check(bus));
-        }
-        let uses = |name: &str| match part {
-            Part::Gateway => matches!(name, "registry" | "state" | "sink"),
-            Part::Executor => matches!(name, "packages"),
-            Part::Server => true,
-        };
-        if uses("registry") {
-            let registry = backends.registry.clone();
-            readiness.add(
-                "registry",
-                Arc::new(move || {
-                    let registry = registry.clone();
-                    Box::pin(async move { registry.table().await.map(|_| ()) })
-                }),
-            );
-        }
-        if uses("packages") {
-            let packages = backends.packages.clone();
-            readiness.add(
-                "packages",
-                Arc::new(move || {
-                    let packages = packages.clone();
-                    Box::pin(
-                        async move { packages.exists(&PackageDigest::of(b"")).await.map(|_| ()) },
-                    )
-                }),
-            );
-        }
-        if uses("state") {
-            let state = backends.state.clone();
-            readiness.add(
-                "state",
-                Arc::new(move || {
-                    let state = state.clone();
-                    Box::pin(async move { state.get_execution(&probe_id()).await.map(|_| ()) })
-                }),
-            );
-        }
-        if uses("sink") {
-            let sink = backends.sink.clone();
-            readiness.add(
-                "sink",
-                Arc::new(move || {
-                    let sink = sink.clone();
-                    Box::pin(async move { sink.execution_logs(&probe_id()).await.map(|_| ()) })
-                }),
-            );
-            if part == Part::Gateway {
-                readiness.soft.insert("sink");
-            }
-        }
-        readiness
+/// The readiness checks of `part` over `backends` (the table in this module's docs).
+pub fn readiness(part: Part, backends: &Backends) -> Readiness {
+    use fx_core::ready::Port::{Bus, Packages, Registry, Sink, State};
+    match part {
+        Part::Gateway => Readiness::new(backends, &[Bus, Registry, State, Sink], &[Sink]),
+        Part::Executor => Readiness::new(backends, &[Bus, Packages], &[]),
+        Part::Server => Readiness::new(backends, &[Bus, Registry, Packages, State, Sink], &[]),
     }
-
-    /// Adds (or replaces) the check named `name`.
-    pub fn add(&mut self, name: &'static str, check: Check) {
-        self.checks.insert(name, check);
-    }
-
-    /// Runs every check concurrently, each bounded by [`CHECK_TIMEOUT`].
-    pub async fn report(&self) -> ReadyReport {
-        let mut tasks = tokio::task::JoinSet::new();
-        for (name, check) in &self.checks {
-            let future = check();
-            let (name, soft) = (*name, self.soft.contains(name));
-            tasks.spawn(async move {
-                let outcome = match tokio::time::timeout(CHECK_TIMEOUT, future).await {
-                    Ok(Ok(())) => "ok".to_string(),
-                    Ok(Err(e)) => e.chain(),
-                    Err(_) => format!("no answer within {} ms", CHECK_TIMEOUT.as_millis()),
-                };
-                let outcome = if soft && outcome != "ok" {
-                    format!("{DEGRADED}{outcome}")
-                } else {
-                    outcome
-                };
-                (name, outcome)
-            });
-        }
-        let mut checks = BTreeMap::new();
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok((name, outcome)) => {
-                    checks.insert(name.to_string(), outcome);
-                }
-                Err(e) => {
-                    checks.insert("internal".into(), format!("a readiness check failed: {e}"));
-                }
-            }
-        }
-        ReadyReport {
-            ready: checks
-                .values()
-                .all(|outcome| outcome == "ok" || outcome.starts_with(DEGRADED)),
-            checks,
-        }
-    }
-}
-
-/// An execution id no execution has: the stores answer "none" after a primary-key lookup.
-fn probe_id() -> ExecutionId {
-    ExecutionId::derive("ferrisfx-readyz", "probe", "probe")
-}
-
-/// The bus check: always ready in process; a Kafka bus when one bootstrap broker accepts a
-/// TCP connection.
-fn bus_check(bus: &BusSettings) -> Check {
-    match bus {
-        BusSettings::Embedded { .. } => Arc::new(|| Box::pin(async { Ok(()) })),
-        BusSettings::Kafka(kafka) => {
-            let brokers: Vec<String> = kafka
-                .brokers
-                .split(',')
-                .map(str::trim)
-                .filter(|b| !b.is_empty())
-                .map(str::to_string)
-                .collect();
-            Arc::new(move || {
-                let brokers = brokers.clone();
-                Box::pin(async move { any_broker_answers(&brokers).await })
-            })
-        }
-    }
-}
-
-async fn any_broker_answers(brokers: &[String]) -> fx_core::Result<()> {
-    for broker in brokers {
-        if tokio::net::TcpStream::connect(broker.as_str())
-            .await
-            .is_ok()
-        {
-            return Ok(());
-        }
-    }
-    Err(fx_core::Error::unavailable(format!(
-        "no kafka broker of {} accepts connections",
-        brokers.join(",")
-    )))
 }
 
 /// What the operations listener serves from: the part's readiness checks, once it has
@@ -260,13 +83,7 @@ impl Ops {
     pub async fn report(&self) -> ReadyReport {
         match self.readiness.get() {
             Some(readiness) => readiness.report().await,
-            None => ReadyReport {
-                ready: false,
-                checks: BTreeMap::from([(
-                    "backends".to_string(),
-                    "connecting to the backends".to_string(),
-                )]),
-            },
+            None => ReadyReport::not_yet("backends", "connecting to the backends"),
         }
     }
 }
@@ -282,7 +99,7 @@ pub fn router(ops: Ops) -> Router {
 
 /// `GET /metrics`: this process's Prometheus metrics.
 async fn metrics(State(ops): State<Ops>) -> Response {
-    let sink = ops.readiness.get().and_then(|r| r.sink.clone());
+    let sink = ops.readiness.get().map(|r| r.backends().sink.clone());
     crate::metrics::render(sink.as_deref())
 }
 
@@ -292,17 +109,7 @@ pub async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(ops): State<Ops>) -> Response {
-    ready_response(ops.report().await)
-}
-
-/// 200 with the report when ready, else 503 with it.
-pub fn ready_response(report: ReadyReport) -> Response {
-    let status = if report.ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(report)).into_response()
+    crate::ready_response(ops.report().await)
 }
 
 /// Binds `settings.listen` (when set) and serves [`router`] until `shutdown`.
@@ -338,10 +145,12 @@ mod tests {
     use async_trait::async_trait;
     use axum::body::Body;
     use axum::http::Request;
+    use axum::http::StatusCode;
     use bytes::Bytes;
     use fx_core::backends::BackendSettings;
-    use fx_core::bus::kafka::KafkaSettings;
+    use fx_core::execution::ExecutionId;
     use fx_core::objects::PackageStore;
+    use fx_core::package::PackageDigest;
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
@@ -361,12 +170,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let backends = BackendSettings::default().build(dir.path()).await.unwrap();
         (backends, dir)
-    }
-
-    /// A port nothing listens on.
-    async fn closed_port() -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        listener.local_addr().unwrap()
     }
 
     /// A package store whose server is down.
@@ -410,11 +213,7 @@ mod tests {
     async fn ready_when_every_backend_of_the_part_answers() {
         let (backends, _dir) = embedded().await;
         let ops = Ops::new();
-        ops.connected(Readiness::for_part(
-            Part::Server,
-            &backends,
-            Some(&BusSettings::default()),
-        ));
+        ops.connected(readiness(Part::Server, &backends));
         let (status, body) = get(router(ops), "/readyz").await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let report: ReadyReport = serde_json::from_str(&body).unwrap();
@@ -426,21 +225,50 @@ mod tests {
     #[tokio::test]
     async fn each_part_checks_the_backends_it_uses() {
         let (backends, _dir) = embedded().await;
-        let bus = BusSettings::default();
-        let names = |part| {
-            let readiness = Readiness::for_part(part, &backends, Some(&bus));
-            readiness.checks.keys().copied().collect::<Vec<_>>()
+        let backends = &backends;
+        let names = |part| async move {
+            let report = readiness(part, backends).report().await;
+            report.checks.into_keys().collect::<Vec<_>>()
         };
-        assert_eq!(names(Part::Gateway), ["bus", "registry", "sink", "state"]);
-        assert_eq!(names(Part::Executor), ["bus", "packages"]);
+        assert_eq!(
+            names(Part::Gateway).await,
+            ["bus", "registry", "sink", "state"]
+        );
+        assert_eq!(names(Part::Executor).await, ["bus", "packages"]);
+    }
+
+    /// A bus whose brokers are down.
+    struct DownBus;
+
+    #[async_trait]
+    impl fx_core::bus::EventBus for DownBus {
+        async fn publish(&self, _: &str, _: fx_core::event::Message) -> fx_core::Result<()> {
+            Err(fx_core::Error::unavailable(
+                "no kafka broker of k:9092 accepts connections",
+            ))
+        }
+        async fn subscribe(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> fx_core::Result<Box<dyn fx_core::bus::Subscription>> {
+            Err(fx_core::Error::unavailable(
+                "no kafka broker of k:9092 accepts connections",
+            ))
+        }
+        async fn ready(&self) -> fx_core::Result<()> {
+            Err(fx_core::Error::unavailable(
+                "no kafka broker of k:9092 accepts connections",
+            ))
+        }
     }
 
     #[tokio::test]
-    async fn not_ready_when_the_kafka_brokers_are_down() {
-        let (backends, _dir) = embedded().await;
-        let bus = BusSettings::Kafka(KafkaSettings::new(closed_port().await.to_string()));
+    async fn not_ready_when_the_bus_is_down() {
+        let (mut backends, _dir) = embedded().await;
+        backends.bus = Arc::new(DownBus);
         let ops = Ops::new();
-        ops.connected(Readiness::for_part(Part::Gateway, &backends, Some(&bus)));
+        ops.connected(readiness(Part::Gateway, &backends));
         let (status, body) = get(router(ops), "/readyz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         let report: ReadyReport = serde_json::from_str(&body).unwrap();
@@ -453,11 +281,7 @@ mod tests {
         let (mut backends, _dir) = embedded().await;
         backends.packages = Arc::new(DownPackageStore);
         let ops = Ops::new();
-        ops.connected(Readiness::for_part(
-            Part::Executor,
-            &backends,
-            Some(&BusSettings::default()),
-        ));
+        ops.connected(readiness(Part::Executor, &backends));
         let (status, body) = get(router(ops), "/readyz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         assert!(body.contains("minio:9000 is down"), "{body}");
@@ -487,32 +311,46 @@ mod tests {
     async fn a_sink_outage_degrades_the_gateway_but_makes_the_server_unready() {
         let (mut backends, _dir) = embedded().await;
         backends.sink = Arc::new(DownSink);
-        let bus = BusSettings::default();
-        let gateway = Readiness::for_part(Part::Gateway, &backends, Some(&bus))
-            .report()
-            .await;
+        let gateway = readiness(Part::Gateway, &backends).report().await;
         assert!(gateway.ready, "{gateway:?}");
         assert!(
             gateway.checks["sink"].starts_with("degraded: ")
                 && gateway.checks["sink"].contains("es:9200 is down"),
             "{gateway:?}"
         );
-        let server = Readiness::for_part(Part::Server, &backends, Some(&bus))
-            .report()
-            .await;
+        let server = readiness(Part::Server, &backends).report().await;
         assert!(!server.ready, "{server:?}");
+    }
+
+    /// A package store that never answers.
+    struct HangingPackageStore;
+
+    #[async_trait]
+    impl PackageStore for HangingPackageStore {
+        async fn put(&self, _: &PackageDigest, _: Bytes) -> fx_core::Result<()> {
+            std::future::pending().await
+        }
+        async fn get(&self, _: &PackageDigest) -> fx_core::Result<Bytes> {
+            std::future::pending().await
+        }
+        async fn exists(&self, _: &PackageDigest) -> fx_core::Result<bool> {
+            std::future::pending().await
+        }
+        async fn delete(&self, _: &PackageDigest) -> fx_core::Result<()> {
+            std::future::pending().await
+        }
     }
 
     #[tokio::test]
     async fn a_check_that_hangs_fails_after_the_timeout() {
-        let mut readiness = Readiness::default();
-        readiness.add(
-            "slow",
-            Arc::new(|| Box::pin(std::future::pending::<fx_core::Result<()>>())),
-        );
-        let report = readiness.report().await;
+        let (mut backends, _dir) = embedded().await;
+        backends.packages = Arc::new(HangingPackageStore);
+        let report = readiness(Part::Executor, &backends).report().await;
         assert!(!report.ready);
-        assert!(report.checks["slow"].contains("no answer"), "{:?}", report);
+        assert!(
+            report.checks["packages"].contains("no answer"),
+            "{report:?}"
+        );
     }
 
     #[tokio::test]

@@ -5,12 +5,11 @@
 //! side by side; Kafka's consumer groups spread the partitions across them.
 
 use anyhow::Context;
-use fx_core::backends::BusSettings;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::dev::{wait_for_signal, DevArgs, DevSettings};
-use super::ops::{Ops, Readiness};
+use super::ops::Ops;
 use crate::AppState;
 
 /// Which part to run.
@@ -55,11 +54,6 @@ pub async fn run(part: Part, args: DevArgs, pool: Option<String>) -> anyhow::Res
     if let Some(pool) = pool {
         settings.executor.pool = pool;
     }
-    if matches!(settings.backends.bus, BusSettings::Embedded { .. }) {
-        tracing::warn!(
-            "backends.bus is embedded: this process only sees its own messages; set backends.bus.kind = \"kafka\" for a distributed deployment (see infra/config/distributed.toml)"
-        );
-    }
     let shutdown = CancellationToken::new();
     {
         let shutdown = shutdown.clone();
@@ -75,11 +69,12 @@ pub async fn run(part: Part, args: DevArgs, pool: Option<String>) -> anyhow::Res
     let Some(backends) = connect(&settings, &shutdown).await? else {
         return Ok(());
     };
-    ops.connected(Readiness::for_part(
-        part,
-        &backends,
-        Some(&settings.backends.bus),
-    ));
+    if !backends.bus.shared() {
+        tracing::warn!(
+            "backends.bus is embedded: this process only sees its own messages; set backends.bus.kind = \"kafka\" for a distributed deployment (see infra/config/distributed.toml)"
+        );
+    }
+    ops.connected(super::ops::readiness(part, &backends));
     let outcome = run_part(part, settings, backends, shutdown.clone()).await;
     // The part has stopped: stop the operations listener with it.
     shutdown.cancel();

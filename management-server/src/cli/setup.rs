@@ -16,14 +16,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use fx_core::backends::BusSettings;
 use fx_core::bus::topics;
 use tokio_util::sync::CancellationToken;
 
 use super::dev::{DevArgs, DevSettings};
-
-/// Consumer group that `setup` subscribes to each topic to create it.
-pub const SETUP_GROUP: &str = "fx-setup";
 
 /// Flags of `ferrisfx setup`.
 #[derive(Debug, clap::Args)]
@@ -109,7 +105,7 @@ async fn prepare_backends(args: &SetupArgs, deadline: Instant) -> anyhow::Result
         );
     };
     println!("backends ready: migrations applied, package store open");
-    if matches!(settings.backends.bus, BusSettings::Embedded { .. }) {
+    if !backends.bus.shared() {
         println!("backends.bus is embedded: no topics to create");
         return Ok(());
     }
@@ -120,14 +116,12 @@ async fn prepare_backends(args: &SetupArgs, deadline: Instant) -> anyhow::Result
     ];
     names.extend(pools.iter().map(|pool| topics::invocations(pool)));
     for topic in &names {
-        // Subscribing creates the topic when missing; the subscription is dropped at once.
-        let subscription = backends
+        backends
             .bus
-            .subscribe(topic, SETUP_GROUP)
+            .ensure_topics(std::slice::from_ref(topic))
             .await
             .map_err(|e| anyhow::anyhow!(e.chain()))
             .with_context(|| format!("creating topic {topic}"))?;
-        drop(subscription);
         println!("topic {topic} ready");
     }
     Ok(())

@@ -373,6 +373,28 @@ impl EventBus for KafkaBus {
         usize::try_from(self.inner.settings.message_max_bytes).unwrap_or(usize::MAX)
     }
 
+    /// One bootstrap broker accepts a TCP connection (Kafka has no side-effect-free call that
+    /// is cheaper; librdkafka's metadata request would wait out its own retries).
+    async fn ready(&self) -> Result<()> {
+        let brokers = &self.inner.settings.brokers;
+        for broker in brokers.split(',').map(str::trim).filter(|b| !b.is_empty()) {
+            if tokio::net::TcpStream::connect(broker).await.is_ok() {
+                return Ok(());
+            }
+        }
+        Err(Error::unavailable(format!(
+            "no kafka broker of {brokers} accepts connections"
+        )))
+    }
+
+    async fn ensure_topics(&self, topics: &[String]) -> Result<()> {
+        for topic in topics {
+            let name = self.inner.settings.kafka_topic(topic)?;
+            self.ensure_topic(&name).await?;
+        }
+        Ok(())
+    }
+
     /// Hands every message to the producer first (librdkafka batches them per partition and
     /// keeps their order), then waits for all the delivery reports.
     async fn publish_all(&self, messages: Vec<(String, Message)>) -> Result<()> {

@@ -325,8 +325,12 @@ async fn unreachable_brokers_are_unavailable_within_the_connect_timeout() {
     assert!(err.message().contains(&brokers), "{err}");
     assert!(started.elapsed() < Duration::from_secs(10));
 
-    // A bus whose brokers went away after it was built: subscribing and publishing fail too.
+    // A bus whose brokers went away after it was built: subscribing and publishing fail too,
+    // and it is not ready.
     let bus = KafkaBus::build(settings).unwrap();
+    let err = bus.ready().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{}", err.chain());
+    assert!(err.message().contains("no kafka broker of"), "{err}");
     let started = Instant::now();
     let err = bus.subscribe(topics::EVENTS, "g").await.err().unwrap();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{}", err.chain());
@@ -338,6 +342,37 @@ async fn unreachable_brokers_are_unavailable_within_the_connect_timeout() {
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{}", err.chain());
     assert!(err.message().contains(&brokers), "{err}");
     assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[tokio::test]
+async fn ensure_topics_creates_the_topics_and_the_bus_is_ready() {
+    let Some(bus) = bus("ensure_topics_creates_the_topics_and_the_bus_is_ready").await else {
+        return;
+    };
+    bus.ready().await.unwrap();
+    assert!(bus.shared(), "other processes share a kafka bus");
+    let wanted = [
+        topics::EVENTS.to_string(),
+        topics::invocations("setup-pool"),
+    ];
+    bus.ensure_topics(&wanted).await.unwrap();
+    // Again: a topic that exists already is fine.
+    bus.ensure_topics(&wanted).await.unwrap();
+    let settings = bus.settings().clone();
+    let metadata = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = settings.consumer_config("meta").create().unwrap();
+        consumer
+            .fetch_metadata(None, Timeout::After(Duration::from_secs(10)))
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    for topic in &wanted {
+        let name = bus.settings().kafka_topic(topic).unwrap();
+        let found = metadata.topics().iter().find(|t| t.name() == name);
+        let found = found.unwrap_or_else(|| panic!("topic {name} was not created"));
+        assert_eq!(found.partitions().len(), bus.settings().partitions as usize);
+    }
 }
 
 #[test]
