@@ -143,12 +143,23 @@ impl ConsumerContext for SubscriptionContext {
         }
     }
 
+    /// Sets the pause state of newly assigned partitions from `held`, both ways: librdkafka
+    /// keeps a partition's pause flag across a revoke and a later assignment of the same
+    /// partition, so a partition paused by an earlier hold and resumed while it was not
+    /// assigned (a hold released in the middle of a rebalance, e.g. while the broker was
+    /// restarting) would otherwise come back paused and never be consumed again.
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
-            if self.held.load(Ordering::SeqCst) {
-                if let Err(e) = consumer.pause(tpl) {
-                    tracing::warn!(topic = %self.topic, error = %e, "pausing partitions assigned while the consumer is held failed");
-                }
+            let (result, what) = if self.held.load(Ordering::SeqCst) {
+                (
+                    consumer.pause(tpl),
+                    "pausing partitions assigned while the consumer is held",
+                )
+            } else {
+                (consumer.resume(tpl), "resuming newly assigned partitions")
+            };
+            if let Err(e) = result {
+                tracing::warn!(topic = %self.topic, error = %e, "{what} failed");
             }
         }
     }

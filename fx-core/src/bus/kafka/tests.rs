@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cloudevents::AttributesReader;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::subscription::PartitionOffsets;
+use super::subscription::{PartitionOffsets, SubscriptionContext};
 use super::*;
 use crate::bus::{topics, Delivery, EventBus, Subscription};
 use crate::event::{self, Message};
@@ -547,4 +547,73 @@ async fn a_held_consumer_keeps_its_partitions_past_the_poll_interval() {
             );
         }
     }
+}
+
+/// librdkafka keeps a partition's pause flag across a revoke and a later assignment: a
+/// partition paused by a hold and not resumed while it was assigned (a hold released in the
+/// middle of a rebalance, as when the broker restarts under a busy executor) would come back
+/// paused, and the consumer would never read it again. Newly assigned partitions of a consumer
+/// that is not held are resumed; here a consumer's partitions are paused behind its back, a
+/// second member joins (a rebalance), and the first must still get messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_paused_before_a_rebalance_are_consumed_after_it() {
+    let Some(bus) = bus("partitions_paused_before_a_rebalance_are_consumed_after_it").await else {
+        return;
+    };
+    let settings = bus.settings().clone();
+    let topic = "paused.rebalance";
+    let name = settings.kafka_topic(topic).unwrap();
+    let group = settings.kafka_group("paused").unwrap();
+    bus.ensure_topics(&[topic.to_string()]).await.unwrap();
+    let first: StreamConsumer<SubscriptionContext> = StreamConsumer::from_config_and_context(
+        &settings.consumer_config(&group),
+        SubscriptionContext::new(&name),
+    )
+    .unwrap();
+    first.subscribe(&[name.as_str()]).unwrap();
+    // Poll until the group has assigned it every partition, then pause them all.
+    let deadline = Instant::now() + DEADLINE;
+    while first.assignment().unwrap().count() < settings.partitions as usize {
+        assert!(Instant::now() < deadline, "no assignment");
+        let _ = tokio::time::timeout(Duration::from_millis(200), first.recv()).await;
+    }
+    first.pause(&first.assignment().unwrap()).unwrap();
+
+    // A second member joins: the partitions are revoked and assigned again.
+    let mut second = bus.subscribe(topic, "paused").await.unwrap();
+    let second_polls = tokio::spawn(async move {
+        loop {
+            if let Err(e) = second.next().await {
+                panic!("{e}");
+            }
+        }
+    });
+    let deadline = Instant::now() + DEADLINE;
+    let mut n = 0;
+    let received = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the first consumer got nothing after the rebalance: its partitions stayed paused"
+        );
+        // Keep messages coming on every partition (keys spread them).
+        bus.publish(topic, keyed(&format!("k{n}"), "x"))
+            .await
+            .unwrap();
+        n += 1;
+        match tokio::time::timeout(Duration::from_millis(300), first.recv()).await {
+            Ok(Ok(message)) => break message.partition(),
+            Ok(Err(e)) => panic!("{e}"),
+            Err(_) => {}
+        }
+    };
+    assert!(
+        first
+            .assignment()
+            .unwrap()
+            .elements()
+            .iter()
+            .any(|e| e.partition() == received),
+        "received from partition {received}, which it holds"
+    );
+    second_polls.abort();
 }
