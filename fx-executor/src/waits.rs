@@ -9,6 +9,8 @@
 //! here by ones that wait no longer than what is left of the invocation's `timeout_ms`, then trap
 //! as the epoch deadline does ([`Trap::Interrupt`]): the invocation fails as `timeout`. A wait cut
 //! short leaves the stream in whatever state it was; the instance is not used again after a trap.
+//! (HTTP body streams are also bounded by the request's timeouts, which the host caps at the
+//! time left; the stream bound holds for every stream, whatever hands it out.)
 
 use std::time::Duration;
 

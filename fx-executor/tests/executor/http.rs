@@ -175,7 +175,8 @@ async fn a_response_body_that_stalls_ends_with_the_invocation_timeout() {
     // The function reads the body with `blocking-read` (a `wasi:io/streams` wait, not a poll):
     // the server sends 5 of the 100 bytes it announced and stalls. Two bounds hold here: the
     // request's between-bytes timeout is capped at the invocation's time left, and the stream
-    // wait itself ends at the deadline.
+    // wait itself ends at the deadline. Whichever comes first, the invocation ends in time: as
+    // a timeout, or with the function's own error for the failed read.
     let fx = Fixture::new();
     let port = server(Answer::StallsMidBody).await;
     let url = format!("http://127.0.0.1:{port}/stalls");
@@ -186,7 +187,8 @@ async fn a_response_body_that_stalls_ends_with_the_invocation_timeout() {
     let (outcome, took) = fetch(&fx, &url, allowing(&["127.0.0.1".into()]), limits).await;
     match &outcome {
         Err((FailureKind::Timeout, message)) => assert!(message.contains("500 ms"), "{message}"),
-        other => panic!("expected a timeout, got {other:?}"),
+        Ok(text) => assert!(text.starts_with("error"), "{text}"),
+        Err(other) => panic!("{other:?}"),
     }
     assert!(took < Duration::from_secs(5), "took {took:?}: {outcome:?}");
 }
@@ -212,9 +214,13 @@ async fn an_upload_to_a_server_that_never_reads_ends_with_the_invocation_timeout
         &["127.0.0.0/8"],
     )
     .await;
+    // Two bounds race here: the stream wait ends at the deadline (a timeout), and the
+    // request's first-byte timeout, capped at the time left, closes the body stream (the
+    // function then sees `closed` and returns its error). Either way it ends in time.
     match &outcome {
         Err((FailureKind::Timeout, message)) => assert!(message.contains("500 ms"), "{message}"),
-        other => panic!("expected a timeout, got {other:?}"),
+        Ok(text) => assert!(text.starts_with("error"), "{text}"),
+        Err(other) => panic!("{other:?}"),
     }
     assert!(took < Duration::from_secs(5), "took {took:?}: {outcome:?}");
 }
