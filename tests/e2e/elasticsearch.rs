@@ -7,11 +7,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use ferrisfx::settings::Settings;
 use fx_core::backends::{BackendSettings, SinkSettings};
 use fx_core::sink::elasticsearch::ElasticsearchSettings;
 use fx_core::sink::routing::{Destination, StateRouting};
 use fx_tests::{example_package, TestPlatform};
-use management_server::cli::dev::DevSettings;
 use serde_json::{json, Value};
 
 /// Documents of the index pattern `pattern` that match `query`.
@@ -54,7 +54,7 @@ async fn logs_metrics_and_execution_documents_reach_elasticsearch_through_the_ro
         ..StateRouting::default()
     };
     let dir = tempfile::tempdir().unwrap();
-    let fx = TestPlatform::start_with(DevSettings {
+    let fx = TestPlatform::start_with(Settings {
         data_dir: dir.path().to_path_buf(),
         example: false,
         backends: BackendSettings {
@@ -62,7 +62,7 @@ async fn logs_metrics_and_execution_documents_reach_elasticsearch_through_the_ro
             routing,
             ..BackendSettings::default()
         },
-        ..DevSettings::default()
+        ..Settings::default()
     })
     .await;
     assert_eq!(fx.upload(example_package("hello")).await.0, 201);

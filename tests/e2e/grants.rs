@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use ferrisfx::settings::Settings;
 use fx_tests::{example_package, TestPlatform};
-use management_server::cli::dev::DevSettings;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -13,10 +13,10 @@ async fn handler_config_and_granted_secrets_reach_the_function_and_undeclared_on
     let secrets = dir.path().join("executor-secrets");
     std::fs::create_dir_all(&secrets).unwrap();
     std::fs::write(secrets.join("test-token"), "tok-e2e").unwrap();
-    let mut settings = DevSettings {
+    let mut settings = Settings {
         data_dir: dir.path().join("data"),
         example: false,
-        ..DevSettings::default()
+        ..Settings::default()
     };
     settings.executor.secrets_dir = Some(secrets);
     let fx = TestPlatform::start_with(settings).await;

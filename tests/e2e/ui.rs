@@ -10,9 +10,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ferrisfx::settings::Settings;
 use fx_core::testenv::backend;
 use fx_tests::{example_package, TestPlatform};
-use management_server::cli::dev::DevSettings;
 
 /// How long one scenario may take (a cold compile of the component included).
 const SCENARIO_DEADLINE: Duration = Duration::from_secs(300);
@@ -55,10 +55,10 @@ fn browser(test: &str) -> Option<(String, String)> {
 }
 
 async fn platform(dir: &Path) -> TestPlatform {
-    TestPlatform::start_with(DevSettings {
+    TestPlatform::start_with(Settings {
         data_dir: dir.join("data"),
         example: false,
-        ..DevSettings::default()
+        ..Settings::default()
     })
     .await
 }

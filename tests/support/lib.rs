@@ -8,7 +8,8 @@ pub mod processes;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use management_server::cli::dev::{DevSettings, Platform};
+use ferrisfx::dev::Platform;
+use ferrisfx::settings::Settings;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -64,16 +65,16 @@ fn init_logs() {
 impl TestPlatform {
     /// Starts a platform on a fresh data directory (without the example unless `example`).
     pub async fn start(data_dir: &Path, example: bool) -> TestPlatform {
-        TestPlatform::start_with(DevSettings {
+        TestPlatform::start_with(Settings {
             data_dir: data_dir.to_path_buf(),
             example,
-            ..DevSettings::default()
+            ..Settings::default()
         })
         .await
     }
 
     /// Starts a platform with `settings` (its listen address is replaced by a free port).
-    pub async fn start_with(settings: DevSettings) -> TestPlatform {
+    pub async fn start_with(settings: Settings) -> TestPlatform {
         init_logs();
         // As `ferrisfx` does at start: one Prometheus recorder for the process.
         management_server::metrics::install();

@@ -2,132 +2,22 @@
 //! on embedded backends under one data directory, with an example function ready.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
-use figment::providers::{Env, Format, Toml};
-use figment::Figment;
-use fx_core::backends::{BackendSettings, Backends};
-use fx_executor::ExecutorSettings;
-use fx_gateway::GatewaySettings;
-use serde::{Deserialize, Serialize};
+use fx_core::backends::Backends;
+use management_server::AppState;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::{AppState, ServerSettings};
+use crate::settings::{Settings, SettingsArgs};
 
 /// The example package installed on first start (built from `examples/hello`; rebuilt by
 /// `infra/scripts/build-examples.sh --update-prebuilt`).
-pub const EXAMPLE_PACKAGE: &[u8] = include_bytes!("../../../examples/prebuilt/hello.fxpkg");
+pub const EXAMPLE_PACKAGE: &[u8] = include_bytes!("../../examples/prebuilt/hello.fxpkg");
 /// The event type the example handler runs on.
 pub const EXAMPLE_EVENT_TYPE: &str = "com.example.hello";
-
-/// Flags of `ferrisfx dev`.
-#[derive(Debug, clap::Args)]
-pub struct DevArgs {
-    /// A TOML settings file (see `infra/config/dev.toml`).
-    #[arg(long, short)]
-    pub config: Option<PathBuf>,
-    /// Data directory (overrides the settings file and `FX_DATA_DIR`).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Port of the web UI and API (overrides the port of `listen`).
-    #[arg(long, short)]
-    pub port: Option<u16>,
-}
-
-/// Settings of `ferrisfx dev`: a TOML file, then `FX_*` environment variables (nested keys
-/// joined by `__`, e.g. `FX_EXECUTOR__MAX_CONCURRENCY=8`), then flags.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DevSettings {
-    /// Where the embedded backends keep their files.
-    #[serde(default = "default_data_dir")]
-    pub data_dir: PathBuf,
-    /// Address of the web UI and REST API.
-    #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
-    /// Install the example package and handler on first start.
-    #[serde(default = "yes")]
-    pub example: bool,
-    /// Backends of every port (embedded by default).
-    #[serde(default)]
-    pub backends: BackendSettings,
-    /// Gateway settings.
-    #[serde(default)]
-    pub gateway: GatewaySettings,
-    /// Executor settings (its cache directory defaults to `<data_dir>/cache`).
-    #[serde(default)]
-    pub executor: ExecutorSettings,
-    /// Management server settings.
-    #[serde(default)]
-    pub server: ServerSettings,
-    /// The operations listener of `ferrisfx gateway|executor|server` (`/healthz`, `/readyz`).
-    #[serde(default)]
-    pub ops: super::ops::OpsSettings,
-}
-
-fn default_data_dir() -> PathBuf {
-    PathBuf::from(".fx-data")
-}
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 8080))
-}
-fn yes() -> bool {
-    true
-}
-
-impl Default for DevSettings {
-    fn default() -> Self {
-        DevSettings {
-            data_dir: default_data_dir(),
-            listen: default_listen(),
-            example: true,
-            backends: BackendSettings::default(),
-            gateway: GatewaySettings::default(),
-            executor: ExecutorSettings::default(),
-            server: ServerSettings::default(),
-            ops: super::ops::OpsSettings::default(),
-        }
-    }
-}
-
-impl DevSettings {
-    /// Loads settings: defaults, the file, `FX_*` variables, then flags.
-    pub fn load(args: &DevArgs) -> anyhow::Result<Self> {
-        // Every field has a serde default; no serialized defaults layer, which would merge
-        // the embedded backends' keys into a `kind = "kafka"` table.
-        let mut figment = Figment::new();
-        if let Some(path) = &args.config {
-            if !path.exists() {
-                anyhow::bail!("settings file {} does not exist", path.display());
-            }
-            figment = figment.merge(Toml::file(path));
-        }
-        figment = figment.merge(
-            Env::prefixed("FX_")
-                // FX_SERVER / FX_LOG* belong to the CLI; FX_TEST_*, FX_BENCH_*, FX_SOAK_*
-                // and FX_SKIP_LINT to the test command and benches.
-                .filter(|key| {
-                    let key = key.as_str().to_ascii_lowercase();
-                    !(["test_", "bench_", "soak_"]
-                        .iter()
-                        .any(|prefix| key.starts_with(prefix))
-                        || matches!(key.as_str(), "server" | "log" | "log_json" | "skip_lint"))
-                })
-                .split("__"),
-        );
-        let mut settings: DevSettings = figment.extract().context("reading settings")?;
-        if let Some(dir) = &args.data_dir {
-            settings.data_dir = dir.clone();
-        }
-        if let Some(port) = args.port {
-            settings.listen.set_port(port);
-        }
-        Ok(settings)
-    }
-}
 
 /// A running platform.
 pub struct Platform {
@@ -145,7 +35,7 @@ pub struct Platform {
 impl Platform {
     /// Starts every part on `listener`; stops when `shutdown` is cancelled.
     pub async fn start(
-        settings: DevSettings,
+        settings: Settings,
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Platform> {
@@ -204,7 +94,7 @@ impl Platform {
                 AppState::new(backends.clone(), settings.server.clone()).with_check(executor);
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
-                crate::serve(listener, state, shutdown)
+                management_server::serve(listener, state, shutdown)
                     .await
                     .context("management server stopped")
             });
@@ -308,8 +198,8 @@ async fn install_example(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()
 }
 
 /// `ferrisfx dev`: runs until Ctrl-C or SIGTERM.
-pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    let settings = DevSettings::load(&args)?;
+pub async fn run(args: SettingsArgs) -> anyhow::Result<()> {
+    let settings = Settings::load(&args)?;
     let listener = TcpListener::bind(settings.listen).await.with_context(|| {
         format!(
             "listening on {} (is the port in use? pass --port)",
@@ -347,68 +237,5 @@ pub async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_documented_settings_file_loads_and_matches_the_defaults() {
-        let args = DevArgs {
-            config: Some(PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../infra/config/dev.toml"
-            ))),
-            data_dir: None,
-            port: Some(9999),
-        };
-        let settings = DevSettings::load(&args).unwrap();
-        let defaults = DevSettings::default();
-        assert_eq!(settings.data_dir, defaults.data_dir);
-        assert_eq!(settings.backends, defaults.backends);
-        assert_eq!(settings.gateway, defaults.gateway);
-        assert_eq!(settings.server, defaults.server);
-        assert_eq!(settings.listen.port(), 9999, "flags win over the file");
-    }
-
-    #[test]
-    fn unknown_keys_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bad.toml");
-        std::fs::write(&path, "[executor]\nmax_concurency = 3\n").unwrap();
-        let args = DevArgs {
-            config: Some(path),
-            data_dir: None,
-            port: None,
-        };
-        let err = format!("{:#}", DevSettings::load(&args).unwrap_err());
-        assert!(err.contains("max_concurency"), "{err}");
-    }
-
-    #[test]
-    fn the_distributed_settings_file_selects_the_production_backends() {
-        let args = DevArgs {
-            config: Some(PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../infra/config/distributed.toml"
-            ))),
-            data_dir: None,
-            port: None,
-        };
-        let settings = DevSettings::load(&args).unwrap();
-        assert!(matches!(
-            settings.backends.bus,
-            fx_core::backends::BusSettings::Kafka(_)
-        ));
-        assert!(matches!(
-            settings.backends.state,
-            fx_core::backends::StateStoreSettings::Postgres(_)
-        ));
-        assert!(matches!(
-            settings.backends.packages,
-            fx_core::backends::PackageStoreSettings::S3(_)
-        ));
     }
 }

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 /// The WIT world every function implements; Python and JavaScript projects build against a copy.
-const WIT: &str = include_str!("../../../sdk/wit/function.wit");
+const WIT: &str = include_str!("../../sdk/wit/function.wit");
 /// The manifest template, shared by the languages.
-const FX_TOML: &str = include_str!("../../../sdk/templates/fx.toml");
+const FX_TOML: &str = include_str!("../../sdk/templates/fx.toml");
 
 /// The language of a new function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -41,58 +41,55 @@ impl Language {
             Language::Rust => vec![
                 (
                     "Cargo.toml",
-                    include_str!("../../../sdk/templates/rust/Cargo.toml"),
+                    include_str!("../../sdk/templates/rust/Cargo.toml"),
                 ),
                 (
                     "src/lib.rs",
-                    include_str!("../../../sdk/templates/rust/src/lib.rs"),
+                    include_str!("../../sdk/templates/rust/src/lib.rs"),
                 ),
                 (
                     "README.md",
-                    include_str!("../../../sdk/templates/rust/README.md"),
+                    include_str!("../../sdk/templates/rust/README.md"),
                 ),
                 (
                     ".gitignore",
-                    include_str!("../../../sdk/templates/rust/gitignore"),
+                    include_str!("../../sdk/templates/rust/gitignore"),
                 ),
             ],
             Language::Python => vec![
-                (
-                    "app.py",
-                    include_str!("../../../sdk/templates/python/app.py"),
-                ),
+                ("app.py", include_str!("../../sdk/templates/python/app.py")),
                 (
                     "requirements.txt",
-                    include_str!("../../../examples/hello-python/requirements.txt"),
+                    include_str!("../../examples/hello-python/requirements.txt"),
                 ),
                 (
                     "README.md",
-                    include_str!("../../../sdk/templates/python/README.md"),
+                    include_str!("../../sdk/templates/python/README.md"),
                 ),
                 (
                     ".gitignore",
-                    include_str!("../../../sdk/templates/python/gitignore"),
+                    include_str!("../../sdk/templates/python/gitignore"),
                 ),
                 ("wit/function.wit", WIT),
             ],
             Language::Js => vec![
-                ("app.js", include_str!("../../../sdk/templates/js/app.js")),
+                ("app.js", include_str!("../../sdk/templates/js/app.js")),
                 (
                     "build.mjs",
-                    include_str!("../../../examples/hello-js/build.mjs"),
+                    include_str!("../../examples/hello-js/build.mjs"),
                 ),
                 (
                     "package.json",
-                    include_str!("../../../sdk/templates/js/package.json"),
+                    include_str!("../../sdk/templates/js/package.json"),
                 ),
                 ("package-lock.json", JS_LOCK),
                 (
                     "README.md",
-                    include_str!("../../../sdk/templates/js/README.md"),
+                    include_str!("../../sdk/templates/js/README.md"),
                 ),
                 (
                     ".gitignore",
-                    include_str!("../../../sdk/templates/js/gitignore"),
+                    include_str!("../../sdk/templates/js/gitignore"),
                 ),
                 ("wit/function.wit", WIT),
             ],
@@ -101,7 +98,7 @@ impl Language {
 }
 
 /// The lock of `examples/hello-js`: the JavaScript template pins the same tools.
-const JS_LOCK: &str = include_str!("../../../examples/hello-js/package-lock.json");
+const JS_LOCK: &str = include_str!("../../examples/hello-js/package-lock.json");
 /// The project name in [`JS_LOCK`], replaced by the new project's.
 const JS_LOCK_NAME: &str = "\"name\": \"hello-js\"";
 
@@ -294,8 +291,8 @@ mod tests {
             v["devDependencies"].clone()
         };
         assert_eq!(
-            deps(include_str!("../../../sdk/templates/js/package.json")),
-            deps(include_str!("../../../examples/hello-js/package.json"))
+            deps(include_str!("../../sdk/templates/js/package.json")),
+            deps(include_str!("../../examples/hello-js/package.json"))
         );
         assert_eq!(JS_LOCK.matches(JS_LOCK_NAME).count(), 2);
     }

@@ -8,9 +8,10 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::dev::{wait_for_signal, DevArgs, DevSettings};
-use super::ops::Ops;
-use crate::AppState;
+use crate::dev::wait_for_signal;
+use crate::ops::Ops;
+use crate::settings::{Settings, SettingsArgs};
+use management_server::AppState;
 
 /// Which part to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +28,7 @@ pub enum Part {
 /// why and retries with backoff until it is, or until shutdown (`None`). Other errors (bad
 /// settings, refused credentials) end the process with the reason.
 pub(super) async fn connect(
-    settings: &DevSettings,
+    settings: &Settings,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<fx_core::backends::Backends>> {
     let mut delay = std::time::Duration::from_millis(500);
@@ -49,8 +50,8 @@ pub(super) async fn connect(
 }
 
 /// Runs one part until Ctrl-C or SIGTERM.
-pub async fn run(part: Part, args: DevArgs, pool: Option<String>) -> anyhow::Result<()> {
-    let mut settings = DevSettings::load(&args)?;
+pub async fn run(part: Part, args: SettingsArgs, pool: Option<String>) -> anyhow::Result<()> {
+    let mut settings = Settings::load(&args)?;
     if let Some(pool) = pool {
         settings.executor.pool = pool;
     }
@@ -65,7 +66,7 @@ pub async fn run(part: Part, args: DevArgs, pool: Option<String>) -> anyhow::Res
     }
     // The operations listener answers /healthz from the start, /readyz once connected.
     let ops = Ops::new();
-    let ops_task = super::ops::start(&settings.ops, ops.clone(), shutdown.clone()).await?;
+    let ops_task = crate::ops::start(&settings.ops, ops.clone(), shutdown.clone()).await?;
     let Some(backends) = connect(&settings, &shutdown).await? else {
         return Ok(());
     };
@@ -74,7 +75,7 @@ pub async fn run(part: Part, args: DevArgs, pool: Option<String>) -> anyhow::Res
             "backends.bus is embedded: this process only sees its own messages; set backends.bus.kind = \"kafka\" for a distributed deployment (see infra/config/distributed.toml)"
         );
     }
-    ops.connected(super::ops::readiness(part, &backends));
+    ops.connected(crate::ops::readiness(part, &backends));
     let outcome = run_part(part, settings, backends, shutdown.clone()).await;
     // The part has stopped: stop the operations listener with it.
     shutdown.cancel();
@@ -90,7 +91,7 @@ pub async fn run(part: Part, args: DevArgs, pool: Option<String>) -> anyhow::Res
 /// Runs the connected part until `shutdown`.
 async fn run_part(
     part: Part,
-    settings: DevSettings,
+    settings: Settings,
     backends: fx_core::backends::Backends,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -136,7 +137,7 @@ async fn run_part(
                     &backends,
                 )?));
             }
-            crate::serve(listener, state, shutdown)
+            management_server::serve(listener, state, shutdown)
                 .await
                 .context("management server stopped")
         }

@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::process::Part;
+use crate::process::Part;
 
 /// The operations listener: the `[ops]` table of the settings file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,7 +100,7 @@ pub fn router(ops: Ops) -> Router {
 /// `GET /metrics`: this process's Prometheus metrics.
 async fn metrics(State(ops): State<Ops>) -> Response {
     let sink = ops.readiness.get().map(|r| r.backends().sink.clone());
-    crate::metrics::render(sink.as_deref())
+    management_server::metrics::render(sink.as_deref())
 }
 
 /// `GET /healthz`: the process is alive and serving.
@@ -109,7 +109,7 @@ pub async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(ops): State<Ops>) -> Response {
-    crate::ready_response(ops.report().await)
+    management_server::ready_response(ops.report().await)
 }
 
 /// Binds `settings.listen` (when set) and serves [`router`] until `shutdown`.
@@ -356,14 +356,23 @@ mod tests {
     #[tokio::test]
     async fn the_management_server_answers_both_on_its_own_port() {
         let (mut backends, _dir) = embedded().await;
-        let state =
-            |backends: Backends| crate::AppState::new(backends, crate::ServerSettings::default());
-        let (status, _) = get(crate::router(state(backends.clone())), "/healthz").await;
+        let state = |backends: Backends| {
+            management_server::AppState::new(backends, management_server::ServerSettings::default())
+        };
+        let (status, _) = get(
+            management_server::router(state(backends.clone())),
+            "/healthz",
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
-        let (status, body) = get(crate::router(state(backends.clone())), "/readyz").await;
+        let (status, body) = get(
+            management_server::router(state(backends.clone())),
+            "/readyz",
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         backends.packages = Arc::new(DownPackageStore);
-        let (status, body) = get(crate::router(state(backends)), "/readyz").await;
+        let (status, body) = get(management_server::router(state(backends)), "/readyz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     }
 

@@ -4,10 +4,10 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = management_server::cli::Cli::parse();
-    management_server::cli::init_tracing(&cli);
+    let cli = ferrisfx::Cli::parse();
+    ferrisfx::init_tracing(&cli);
     management_server::metrics::install();
-    match management_server::cli::run(cli).await {
+    match ferrisfx::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

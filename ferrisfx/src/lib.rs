@@ -8,6 +8,7 @@ pub mod new;
 pub mod ops;
 pub mod package;
 pub mod process;
+pub mod settings;
 pub mod setup;
 
 use std::path::PathBuf;
@@ -41,26 +42,26 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run gateway, executor and management server in one process on embedded backends.
-    Dev(dev::DevArgs),
+    Dev(settings::SettingsArgs),
     /// Run a gateway (dispatcher and state router) of a distributed deployment.
-    Gateway(dev::DevArgs),
+    Gateway(settings::SettingsArgs),
     /// Run an executor of a distributed deployment.
     Executor {
         /// Settings, as for `dev`.
         #[command(flatten)]
-        args: dev::DevArgs,
+        args: settings::SettingsArgs,
         /// The executor pool to serve (overrides `executor.pool`).
         #[arg(long)]
         pool: Option<String>,
     },
     /// Run the management server (web UI, REST API) of a distributed deployment.
-    Server(dev::DevArgs),
+    Server(settings::SettingsArgs),
     /// Prepare a distributed deployment's backends: migrations, bucket, Kafka topics, and
     /// optionally the Kibana saved objects (idempotent; the Helm chart's post-install job).
     Setup(setup::SetupArgs),
     /// Load and check the settings (file, `FX_*` variables) as every process does, then exit:
     /// unknown keys, missing fields and invalid values fail with the reason.
-    CheckConfig(dev::DevArgs),
+    CheckConfig(settings::SettingsArgs),
     /// Scaffold a new function project in Rust, Python or JavaScript.
     New(new::NewArgs),
     /// Build, upload and list packages.

@@ -19,14 +19,14 @@ use anyhow::Context;
 use fx_core::bus::topics;
 use tokio_util::sync::CancellationToken;
 
-use super::dev::{DevArgs, DevSettings};
+use crate::settings::{Settings, SettingsArgs};
 
 /// Flags of `ferrisfx setup`.
 #[derive(Debug, clap::Args)]
 pub struct SetupArgs {
     /// Settings, as for `dev`.
     #[command(flatten)]
-    pub settings: DevArgs,
+    pub settings: SettingsArgs,
     /// Executor pool whose invocations topic to create (repeat for several; default: the
     /// `executor.pool` setting).
     #[arg(long = "pool", value_name = "NAME")]
@@ -65,8 +65,8 @@ pub async fn run(args: SetupArgs) -> anyhow::Result<()> {
 
 /// `ferrisfx check-config`: loads the settings as every process does and checks what can be
 /// checked without the backends; prints `settings ok` (never the settings: they hold secrets).
-pub fn check_config(args: &DevArgs) -> anyhow::Result<()> {
-    let settings = DevSettings::load(args)?;
+pub fn check_config(args: &SettingsArgs) -> anyhow::Result<()> {
+    let settings = Settings::load(args)?;
     settings
         .server
         .validate()
@@ -79,7 +79,7 @@ pub fn check_config(args: &DevArgs) -> anyhow::Result<()> {
 
 /// Steps 1 and 2: migrations and bucket (by connecting), then topics.
 async fn prepare_backends(args: &SetupArgs, deadline: Instant) -> anyhow::Result<()> {
-    let mut settings = DevSettings::load(&args.settings)?;
+    let mut settings = Settings::load(&args.settings)?;
     let pools = if args.pools.is_empty() {
         vec![settings.executor.pool.clone()]
     } else {
@@ -98,7 +98,7 @@ async fn prepare_backends(args: &SetupArgs, deadline: Instant) -> anyhow::Result
             give_up.cancel();
         });
     }
-    let Some(backends) = super::process::connect(&settings, &give_up).await? else {
+    let Some(backends) = crate::process::connect(&settings, &give_up).await? else {
         anyhow::bail!(
             "a backend was still unavailable after {} s (see the warnings above)",
             args.wait_secs
