@@ -21,10 +21,20 @@
 //! ```
 //!
 //! Settings: `FX_SOAK_SECONDS` (default 300), `FX_SOAK_RATE` (events per second, default 50),
-//! `FX_SOAK_KILL_EVERY` (seconds between kills, default 20), `FX_SOAK_SEED`. The broker is not
-//! killed yet: the test command's tansu keeps its log in memory, and a restart would lose what
-//! it had acknowledged, which no client can make up for; killing it needs tansu on a
-//! persistent storage engine (its `postgres://` or `s3://` engines), not tried here.
+//! `FX_SOAK_KILL_EVERY` (seconds between kills, default 20), `FX_SOAK_SEED`, `FX_SOAK_KILLS`
+//! (what may be killed, a comma-separated subset of `gateway,executor,postgres,broker`; default
+//! all of them), `FX_SOAK_DRAIN_SECONDS` (how long the accepted events may take to settle after
+//! the sending stops, default 300).
+//!
+//! The broker is killed too when the soak can run its own: with `FX_TEST_KAFKA_BIN` (the tansu
+//! binary) and `moto_server` on `PATH` (`pip install 'moto[server]'`) it starts tansu with its
+//! `s3://` storage engine on a moto server of its own, so a restarted broker still has what it
+//! acknowledged (the test command's tansu keeps its log in memory, and a restart of that one
+//! would lose it, which no client can make up for). Without them it uses `FX_TEST_KAFKA` and
+//! does not kill the broker. That broker is slow (every produce and every offset commit is an
+//! object written to a Python S3 server): a few events per second is what it carries, so run
+//! broker kills at a low rate with a longer drain, e.g. `FX_SOAK_RATE=3
+//! FX_SOAK_DRAIN_SECONDS=900`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -81,19 +91,31 @@ struct Soak {
 
 impl Soak {
     fn sample_rss(&mut self) {
-        for p in &self.d.processes {
-            if let Some(kib) = p.peak_rss_kib() {
+        let samples: Vec<(String, Option<u64>)> = self
+            .d
+            .processes
+            .iter()
+            .map(|p| {
                 let part = p.name.split('-').next().unwrap_or("?").to_string();
-                let peak = self.peak_rss.entry(part).or_default();
-                *peak = (*peak).max(kib);
-            }
+                (part, p.peak_rss_kib())
+            })
+            .collect();
+        for (part, kib) in samples {
+            self.note_rss(&part, kib);
         }
     }
 
-    /// Kills one gateway or executor with SIGKILL and starts another in its place.
-    fn kill_a_process(&mut self) {
+    fn note_rss(&mut self, part: &str, kib: Option<u64>) {
+        if let Some(kib) = kib {
+            let peak = self.peak_rss.entry(part.to_string()).or_default();
+            *peak = (*peak).max(kib);
+        }
+    }
+
+    /// Kills one `part` (a gateway or an executor) with SIGKILL and starts another in its place.
+    fn kill_a_process(&mut self, part: &'static str) {
         self.sample_rss();
-        let gateway = self.rng.bool();
+        let gateway = part == "gateway";
         let list = if gateway {
             &mut self.gateways
         } else {
@@ -102,10 +124,146 @@ impl Soak {
         let at = self.rng.usize(..list.len());
         let (index, _) = list.remove(at);
         self.d.processes[index].kill9();
-        let part = if gateway { "gateway" } else { "executor" };
         let started = self.d.start_with_ops(part, &[]);
         list.push(started);
         *self.kills.entry(part).or_default() += 1;
+    }
+}
+
+/// A tansu broker of the soak's own, on S3 storage so that it survives SIGKILL.
+struct Broker {
+    bin: String,
+    port: u16,
+    bucket: String,
+    s3: (String, String, String),
+    log: std::path::PathBuf,
+    child: Option<std::process::Child>,
+    moto: Option<std::process::Child>,
+}
+
+impl Broker {
+    /// Starts tansu on a spare port with its log in S3: a `moto_server` of its own (from PyPI's
+    /// `moto[server]`, started on a spare port when it is on `PATH`). The test command's S3
+    /// server (`s3s-fs`) is not used for this: it answers concurrent writes of one key with
+    /// `500 InternalError`, and tansu's S3 engine, which rewrites its offset and watermark
+    /// objects all the time, then fences its own producers (seen here: every producer of the
+    /// deployment failing with `OutOfOrderSequenceNumber` for good).
+    async fn start(dir: &std::path::Path, run: &str) -> Option<Broker> {
+        let bin = std::env::var("FX_TEST_KAFKA_BIN").ok()?;
+        let moto_port = fx_tests::processes::free_port();
+        let moto = std::process::Command::new("moto_server")
+            .args(["-p", &moto_port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("moto.log")).ok()?)
+            .spawn()
+            .ok()?;
+        let endpoint = format!("http://127.0.0.1:{moto_port}");
+        let (access, secret) = ("soak".to_string(), "soak-secret".to_string());
+        let bucket = run.to_string();
+        let settings = fx_core::objects::s3::S3Settings {
+            endpoint: endpoint.clone(),
+            region: "us-east-1".into(),
+            bucket: bucket.clone(),
+            access_key: access.clone(),
+            secret_key: secret.clone(),
+            prefix: "packages/".into(),
+            create_bucket: true,
+        };
+        // The project's own S3 store creates the bucket, once moto answers.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while fx_core::objects::s3::S3PackageStore::open(&settings)
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start: see {}/moto.log",
+                dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let mut broker = Broker {
+            bin,
+            port: fx_tests::processes::free_port(),
+            bucket,
+            s3: (endpoint, access, secret),
+            log: dir.join("tansu.log"),
+            child: None,
+            moto: Some(moto),
+        };
+        broker.spawn().await;
+        Some(broker)
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    async fn spawn(&mut self) {
+        let url = format!("tcp://{}", self.address());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = std::process::Command::new(&self.bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", &format!("s3://{}/", self.bucket)])
+            .env("AWS_ENDPOINT", &self.s3.0)
+            .env("AWS_ACCESS_KEY_ID", &self.s3.1)
+            .env("AWS_SECRET_ACCESS_KEY", &self.s3.2)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_ALLOW_HTTP", "true")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(self.address())
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not start: see {}",
+                self.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL, then the same broker again on the same port and storage.
+    async fn kill_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.spawn().await;
+    }
+
+    fn peak_rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        for mut child in [self.child.take(), self.moto.take()].into_iter().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -182,10 +340,31 @@ async fn main() {
     let rate = setting("FX_SOAK_RATE", 50).max(1);
     let kill_every = Duration::from_secs(setting("FX_SOAK_KILL_EVERY", 20).max(2));
     let seed = setting("FX_SOAK_SEED", 1);
-    let pgdata = std::env::var("FX_TEST_POSTGRES_PGDATA").ok();
+    let kills = std::env::var("FX_SOAK_KILLS")
+        .unwrap_or_else(|_| "gateway,executor,postgres,broker".into());
+    let may_kill = |what: &str| kills.split(',').any(|k| k.trim() == what);
+    let pgdata = std::env::var("FX_TEST_POSTGRES_PGDATA")
+        .ok()
+        .filter(|_| may_kill("postgres"));
+    let processes: Vec<&'static str> = ["gateway", "executor"]
+        .into_iter()
+        .filter(|p| may_kill(p))
+        .collect();
 
     let dir = tempfile::tempdir().unwrap();
     let run = format!("soak{}", chrono::Utc::now().timestamp_micros());
+    let mut broker = if may_kill("broker") {
+        Broker::start(dir.path(), &run).await
+    } else {
+        None
+    };
+    let kafka = broker.as_ref().map_or(kafka, Broker::address);
+    match &broker {
+        Some(b) => println!("broker: tansu on S3 storage at {} (killed too)", b.address()),
+        None => println!(
+            "broker: {kafka} (not killed: needs FX_TEST_KAFKA_BIN and moto_server on PATH for one the soak can kill)"
+        ),
+    }
     let mut toml = format!(
         "[backends.bus]\nkind = \"kafka\"\nbrokers = \"{kafka}\"\ntopic_prefix = \"{run}.\"\npartitions = 4\nsession_timeout_ms = 6000\n\n"
     );
@@ -258,18 +437,28 @@ async fn main() {
         if roll < 3 {
             // Straight on fx.events: not a CloudEvent at all.
             let id = format!("raw-{n}");
-            bus.publish(
-                topics::EVENTS,
-                Message {
-                    key: Some(id.clone()),
-                    headers: vec![],
-                    payload: format!("garbage {id} \u{0}").into_bytes(),
-                },
-            )
-            .await
-            .unwrap_or_else(|e| eprintln!("publishing raw {id}: {}", e.chain()));
-            sent.insert(id, (Kind::RawOnKafka, "raw"));
-            *counts.entry("raw on kafka").or_default() += 1;
+            let published = bus
+                .publish(
+                    topics::EVENTS,
+                    Message {
+                        key: Some(id.clone()),
+                        headers: vec![],
+                        payload: format!("garbage {id} \u{0}").into_bytes(),
+                    },
+                )
+                .await;
+            match published {
+                Ok(()) => {
+                    sent.insert(id, (Kind::RawOnKafka, "raw"));
+                    *counts.entry("raw on kafka").or_default() += 1;
+                }
+                // Not acknowledged (the broker was down past the producer's timeout): nothing
+                // was accepted, so nothing is owed.
+                Err(e) => {
+                    eprintln!("publishing raw {id}: {}", e.chain());
+                    *counts.entry("raw not acknowledged").or_default() += 1;
+                }
+            }
         } else if roll < 8 {
             let (content_type, body, _) = bad_http_event(n, soak.rng.usize(..4));
             let r = soak
@@ -339,8 +528,20 @@ async fn main() {
         }
         n += 1;
         if Instant::now() >= next_kill {
-            match (soak.rng.u32(..4), &pgdata) {
-                (0, Some(pgdata)) => {
+            // A gateway or an executor twice as often as PostgreSQL or the broker.
+            let mut choices: Vec<&'static str> = processes.repeat(2);
+            choices.extend(pgdata.as_ref().map(|_| "postgres"));
+            choices.extend(broker.as_ref().map(|_| "broker"));
+            match choices.get(soak.rng.usize(..choices.len().max(1))).copied() {
+                Some("broker") => {
+                    if let Some(b) = broker.as_mut() {
+                        soak.note_rss("broker", b.peak_rss_kib());
+                        b.kill_and_restart().await;
+                        *soak.kills.entry("broker").or_default() += 1;
+                    }
+                }
+                Some("postgres") => {
+                    let pgdata = pgdata.as_deref().unwrap_or_default();
                     if kill_postgres(pgdata) {
                         *soak.kills.entry("postgres").or_default() += 1;
                     } else {
@@ -348,7 +549,8 @@ async fn main() {
                         *soak.kills.entry("postgres (failed)").or_default() += 1;
                     }
                 }
-                _ => soak.kill_a_process(),
+                Some(part) => soak.kill_a_process(part),
+                None => {}
             }
             next_kill = Instant::now() + kill_every;
         }
@@ -367,7 +569,7 @@ async fn main() {
         .filter(|(_, (k, _))| *k == Kind::Good)
         .map(|(id, _)| id)
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(300);
+    let deadline = Instant::now() + Duration::from_secs(setting("FX_SOAK_DRAIN_SECONDS", 300));
     let (terminal, duplicates, missing) = loop {
         let mut by_event: HashMap<String, Vec<String>> = HashMap::new();
         for handler in &handlers {
@@ -405,11 +607,15 @@ async fn main() {
             })
             .count();
         let duplicates = by_event.values().filter(|s| s.len() > 1).count();
+        // The first few accepted events not (yet) settled, with the statuses they have.
         let missing: Vec<String> = accepted
             .iter()
-            .filter(|id| !by_event.contains_key(id.as_str()))
+            .filter_map(|id| match by_event.get(id.as_str()) {
+                None => Some(format!("{id}: no execution")),
+                Some(s) if s.len() == 1 && (s[0] == "succeeded" || s[0] == "failed") => None,
+                Some(s) => Some(format!("{id}: {s:?}")),
+            })
             .take(5)
-            .map(|id| id.to_string())
             .collect();
         if terminal == accepted.len() || Instant::now() > deadline {
             break (terminal, duplicates, missing);
@@ -469,6 +675,9 @@ async fn main() {
         }
     }
     soak.sample_rss();
+    if let Some(b) = &broker {
+        soak.note_rss("broker", b.peak_rss_kib());
+    }
 
     println!();
     println!("| figure | value |");
@@ -502,9 +711,13 @@ async fn main() {
         println!("| kills: {what} | {count} |");
     }
     if pgdata.is_none() {
-        println!("| kills: postgres | skipped (FX_TEST_POSTGRES_PGDATA not set) |");
+        println!(
+            "| kills: postgres | none (not in FX_SOAK_KILLS, or FX_TEST_POSTGRES_PGDATA not set) |"
+        );
     }
-    println!("| kills: broker | not done (tansu keeps its log in memory here) |");
+    if broker.is_none() {
+        println!("| kills: broker | skipped (the test command's tansu keeps its log in memory) |");
+    }
     for (part, kib) in &soak.peak_rss {
         println!("| peak RSS {part} | {} MiB |", kib / 1024);
     }
@@ -513,7 +726,7 @@ async fn main() {
     let mut failures = Vec::new();
     if terminal != accepted.len() {
         failures.push(format!(
-            "{} accepted events without exactly one terminal execution (first missing: {missing:?})",
+            "{} accepted events without exactly one terminal execution (first ones: {missing:?})",
             accepted.len() - terminal
         ));
     }
@@ -552,6 +765,18 @@ async fn main() {
         for f in &failures {
             eprintln!("FAILED: {f}");
         }
+        // Left running to be looked into (the topics and offsets are in its moto server).
+        if let Some(b) = broker.take() {
+            eprintln!(
+                "broker left running at {} (storage: {}; stop both with kill {} {})",
+                b.address(),
+                b.s3.0,
+                b.child.as_ref().map_or(0, std::process::Child::id),
+                b.moto.as_ref().map_or(0, std::process::Child::id),
+            );
+            std::mem::forget(b);
+        }
+        eprintln!("process logs kept in {}", dir.keep().display());
         std::process::exit(1);
     }
     println!("\nchaos soak passed");
