@@ -23,6 +23,7 @@ pub mod sink;
 mod sqlite;
 pub mod store;
 pub mod telemetry;
+#[cfg(any(test, feature = "testsuite"))]
 pub mod testenv;
 
 #[cfg(test)]

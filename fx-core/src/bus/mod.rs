@@ -12,6 +12,7 @@ use crate::event::Message;
 pub mod embedded;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
 /// Topic names.

@@ -9,6 +9,7 @@ use crate::package::PackageDigest;
 pub mod local;
 #[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
 /// Where package archives live.

@@ -11,9 +11,10 @@ use crate::handler::Handler;
 
 #[cfg(feature = "consul")]
 pub mod consul;
-#[cfg(feature = "consul")]
+#[cfg(all(feature = "consul", any(test, feature = "testsuite")))]
 pub mod consul_double;
 pub mod embedded;
+#[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
 /// A handler as stored, with the revision it was last written at.

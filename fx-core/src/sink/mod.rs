@@ -17,6 +17,7 @@ pub mod embedded;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod routing;
+#[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
 pub use documents::{ExecutionDoc, MetricDoc};

@@ -12,6 +12,7 @@ use crate::package::{PackageAlias, PackageVersion};
 pub mod embedded;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
 /// What creating an execution found.
