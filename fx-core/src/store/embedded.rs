@@ -12,11 +12,11 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::change::StateChange;
 use super::{Created, HandlerChange, StateStore};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::execution::{
-    AttemptRecord, Execution, ExecutionId, ExecutionQuery, ExecutionStatus, ExecutionSummary, Page,
-    StateEvent,
+    Execution, ExecutionId, ExecutionQuery, ExecutionStatus, ExecutionSummary, Page, StateEvent,
 };
 use crate::handler::{validate_name, PackageRef};
 use crate::package::{
@@ -460,76 +460,38 @@ impl StateStore for SqliteStateStore {
     }
 
     async fn apply_state(&self, event: &StateEvent) -> Result<()> {
-        let (sql, args): (&str, Vec<SqlValue>) = match event {
-            StateEvent::Log(_) => return Ok(()),
-            StateEvent::Started {
-                execution_id,
+        let Some(change) = StateChange::of(event)? else {
+            return Ok(());
+        };
+        let (sql, args, record): (&str, Vec<SqlValue>, _) = match change {
+            StateChange::Start {
+                ref id,
                 attempt,
                 at,
-                ..
             } => (
-                // A later attempt, or the first start of a queued execution; never a replay.
-                "UPDATE executions SET status = 'running', attempts = ?2, started_at = ?3,
-                    finished_at = NULL, duration_us = NULL
-                 WHERE id = ?1 AND (attempts < ?2 OR (attempts = ?2 AND status = 'queued'))",
+                START,
                 vec![
-                    execution_id.as_str().to_string().into(),
-                    i64::from(*attempt).into(),
-                    micros(*at).into(),
+                    id.as_str().to_string().into(),
+                    i64::from(attempt).into(),
+                    micros(at).into(),
                 ],
+                None,
             ),
-            StateEvent::Succeeded {
-                execution_id,
-                attempt,
-                at,
-                duration_us,
-                output,
-                ..
-            } => (
-                TERMINAL_UPDATE,
-                terminal_args(
-                    execution_id,
-                    *attempt,
-                    *at,
-                    *duration_us,
-                    ExecutionStatus::Succeeded,
-                )
-                .into_iter()
-                .chain([to_json("execution output", output)?.into(), SqlValue::Null])
-                .collect(),
-            ),
-            StateEvent::Failed {
-                execution_id,
-                attempt,
-                at,
-                duration_us,
-                failure,
-                retry_at,
-                ..
-            } => (
-                TERMINAL_UPDATE,
-                terminal_args(
-                    execution_id,
-                    *attempt,
-                    *at,
-                    *duration_us,
-                    if retry_at.is_some() {
-                        ExecutionStatus::Retrying
-                    } else {
-                        ExecutionStatus::Failed
-                    },
-                )
-                .into_iter()
-                .chain([
-                    "[]".to_string().into(),
-                    to_json("execution error", failure)?.into(),
-                ])
-                .collect(),
+            StateChange::Finish(ref f) => (
+                FINISH,
+                vec![
+                    f.id.as_str().to_string().into(),
+                    f.status.as_str().to_string().into(),
+                    i64::from(f.attempt).into(),
+                    micros(f.finished_at).into(),
+                    f.duration_us.into(),
+                    micros(f.inferred_start).into(),
+                    f.output.clone().into(),
+                    f.error.clone().map_or(SqlValue::Null, SqlValue::from),
+                ],
+                Some((f.attempt, f.record.clone())),
             ),
         };
-        let record = AttemptRecord::from_state(event)
-            .map(|r| to_json("attempt record", &r).map(|json| (r.attempt, json)))
-            .transpose()?;
         let id = event.execution_id().clone();
         let state = event.name();
         self.call(move |conn| {
@@ -776,29 +738,17 @@ impl StateStore for SqliteStateStore {
 /// Records the terminal state of an attempt: a later attempt than the stored one, or the end of
 /// the stored attempt if it has not ended yet. A start that was never recorded is inferred from
 /// the end and the run time.
-const TERMINAL_UPDATE: &str = "UPDATE executions SET status = ?2, attempts = ?3, finished_at = ?4,
+/// [`StateChange::Start`] in SQLite.
+const START: &str = "UPDATE executions SET status = 'running', attempts = ?2, started_at = ?3,
+        finished_at = NULL, duration_us = NULL
+     WHERE id = ?1 AND (attempts < ?2 OR (attempts = ?2 AND status = 'queued'))";
+
+/// [`StateChange::Finish`] in SQLite (the attempt record is inserted in the same transaction).
+const FINISH: &str = "UPDATE executions SET status = ?2, attempts = ?3, finished_at = ?4,
         duration_us = ?5,
         started_at = CASE WHEN attempts = ?3 AND started_at IS NOT NULL THEN started_at ELSE ?6 END,
         output = ?7, error = ?8
      WHERE id = ?1 AND (attempts < ?3 OR (attempts = ?3 AND status NOT IN ('succeeded', 'failed')))";
-
-fn terminal_args(
-    id: &ExecutionId,
-    attempt: u32,
-    at: DateTime<Utc>,
-    duration_us: u64,
-    status: ExecutionStatus,
-) -> Vec<SqlValue> {
-    let duration = i64::try_from(duration_us).unwrap_or(i64::MAX);
-    vec![
-        id.as_str().to_string().into(),
-        status.as_str().to_string().into(),
-        i64::from(attempt).into(),
-        micros(at).into(),
-        duration.into(),
-        micros(at).saturating_sub(duration).into(),
-    ]
-}
 
 /// The revision of `change` as stored (a signed integer): `Invalid` past `i64::MAX`.
 pub(crate) fn stored_revision(change: &HandlerChange) -> Result<i64> {

@@ -9,6 +9,7 @@ use crate::execution::{
 use crate::handler::PackageRef;
 use crate::package::{PackageAlias, PackageVersion};
 
+pub mod change;
 pub mod embedded;
 #[cfg(feature = "postgres")]
 pub mod postgres;

@@ -16,12 +16,12 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
+use super::change::StateChange;
 use super::embedded::{decode_cursor, encode_cursor, stored_revision};
 use super::{Created, HandlerChange, StateStore};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::execution::{
-    AttemptRecord, Execution, ExecutionId, ExecutionQuery, ExecutionStatus, ExecutionSummary, Page,
-    StateEvent,
+    Execution, ExecutionId, ExecutionQuery, ExecutionStatus, ExecutionSummary, Page, StateEvent,
 };
 use crate::handler::{validate_name, PackageRef};
 use crate::package::{
@@ -437,66 +437,32 @@ impl StateStore for PostgresStateStore {
     }
 
     async fn apply_state(&self, event: &StateEvent) -> Result<()> {
-        let (sql, args): (&str, Vec<Param>) = match event {
-            StateEvent::Log(_) => return Ok(()),
-            StateEvent::Started {
-                execution_id,
-                attempt,
-                at,
-                ..
-            } => (
+        let Some(change) = StateChange::of(event)? else {
+            return Ok(());
+        };
+        let (sql, args): (&str, Vec<Param>) = match change {
+            StateChange::Start { id, attempt, at } => (
                 START,
                 vec![
-                    Box::new(execution_id.as_str().to_string()),
-                    Box::new(i64::from(*attempt)),
-                    Box::new(*at),
+                    Box::new(id.as_str().to_string()),
+                    Box::new(i64::from(attempt)),
+                    Box::new(at),
                 ],
             ),
-            StateEvent::Succeeded {
-                execution_id,
-                attempt,
-                at,
-                duration_us,
-                output,
-                ..
-            } => {
-                let mut args = finish_args(
-                    execution_id,
-                    *attempt,
-                    *at,
-                    *duration_us,
-                    ExecutionStatus::Succeeded,
-                );
-                args.push(Box::new(to_json("execution output", output)?));
-                args.push(Box::new(None::<String>));
-                args.push(Box::new(attempt_record(event)?));
-                (FINISH, args)
-            }
-            StateEvent::Failed {
-                execution_id,
-                attempt,
-                at,
-                duration_us,
-                failure,
-                retry_at,
-                ..
-            } => {
-                let mut args = finish_args(
-                    execution_id,
-                    *attempt,
-                    *at,
-                    *duration_us,
-                    if retry_at.is_some() {
-                        ExecutionStatus::Retrying
-                    } else {
-                        ExecutionStatus::Failed
-                    },
-                );
-                args.push(Box::new("[]".to_string()));
-                args.push(Box::new(Some(to_json("execution error", failure)?)));
-                args.push(Box::new(attempt_record(event)?));
-                (FINISH, args)
-            }
+            StateChange::Finish(f) => (
+                FINISH,
+                vec![
+                    Box::new(f.id.as_str().to_string()),
+                    Box::new(f.status.as_str().to_string()),
+                    Box::new(i64::from(f.attempt)),
+                    Box::new(f.finished_at),
+                    Box::new(f.duration_us),
+                    Box::new(f.inferred_start),
+                    Box::new(f.output),
+                    Box::new(f.error),
+                    Box::new(f.record),
+                ],
+            ),
         };
         let id = event.execution_id();
         let state = event.name();
@@ -709,33 +675,4 @@ impl StateStore for PostgresStateStore {
             })
             .collect()
     }
-}
-
-/// The attempt record of a terminal state event, as JSON (parameter 9 of [`FINISH`]).
-fn attempt_record(event: &StateEvent) -> Result<String> {
-    let record = AttemptRecord::from_state(event)
-        .ok_or_else(|| Error::internal("an attempt record of a state that ends no attempt"))?;
-    to_json("attempt record", &record)
-}
-
-/// The first six parameters of [`FINISH`].
-fn finish_args(
-    id: &ExecutionId,
-    attempt: u32,
-    at: DateTime<Utc>,
-    duration_us: u64,
-    status: ExecutionStatus,
-) -> Vec<Param> {
-    let duration = i64::try_from(duration_us).unwrap_or(i64::MAX);
-    let started = at
-        .checked_sub_signed(chrono::Duration::microseconds(duration))
-        .unwrap_or(at);
-    vec![
-        Box::new(id.as_str().to_string()),
-        Box::new(status.as_str().to_string()),
-        Box::new(i64::from(attempt)),
-        Box::new(at),
-        Box::new(duration),
-        Box::new(started),
-    ]
 }
