@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::Utc;
-use fx_core::bus::{topics, Delivery, Subscription};
+use fx_core::bus::{topics, Delivery, Position, Subscription};
 use fx_core::event::{encode_message, Message};
 use fx_core::execution::{
     dead_letter_message, Failure, FailureKind, Invocation, Measurements, StateEvent,
@@ -624,7 +624,7 @@ impl CommitTracker {
     }
 
     /// Records that `delivery` finished; returns the delivery to commit, if any.
-    pub fn finished(&mut self, delivery: &Delivery, handled: Handled) -> Option<Delivery> {
+    pub fn finished(&mut self, delivery: &Delivery, handled: Handled) -> Option<Position> {
         let key = (delivery.topic.clone(), delivery.partition);
         let offsets = self.partitions.get_mut(&key)?;
         offsets.insert(delivery.offset, Some(handled));
@@ -639,8 +639,7 @@ impl CommitTracker {
         if offsets.is_empty() {
             self.partitions.remove(&key);
         }
-        commit.map(|offset| Delivery {
-            message: Message::default(),
+        commit.map(|offset| Position {
             topic: delivery.topic.clone(),
             partition: delivery.partition,
             offset,

@@ -119,7 +119,7 @@ pub async fn batches(
             }
         }
         for delivery in &deliveries {
-            commit(subscription.as_mut(), delivery, shutdown).await?;
+            commit(subscription.as_mut(), &delivery.position(), shutdown).await?;
         }
     }
 }

@@ -35,19 +35,19 @@ where
     }
 }
 
-/// Commits `delivery`, retrying while the bus is unavailable (a commit borrows the
-/// subscription mutably, so it cannot go through [`until_available`]).
+/// Commits the message at `position`, retrying while the bus is unavailable (a commit borrows
+/// the subscription mutably, so it cannot go through [`until_available`]).
 pub async fn commit(
     subscription: &mut dyn fx_core::bus::Subscription,
-    delivery: &fx_core::bus::Delivery,
+    position: &fx_core::bus::Position,
     shutdown: &CancellationToken,
 ) -> Result<()> {
     let mut delay = Duration::from_millis(50);
     loop {
-        match subscription.commit(delivery).await {
+        match subscription.commit(position).await {
             Ok(()) => return Ok(()),
             Err(e) if e.kind().is_retryable() && !shutdown.is_cancelled() => {
-                tracing::warn!(error = %e.chain(), topic = %delivery.topic, offset = delivery.offset, "commit failed; retrying");
+                tracing::warn!(error = %e.chain(), topic = %position.topic, offset = position.offset, "commit failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }

@@ -148,7 +148,7 @@ async fn failures_are_retried_with_backoff_then_dead_lettered_and_a_redrive_runs
         "{:?}",
         delivery.message.headers
     );
-    dead.commit(&delivery).await.unwrap();
+    dead.commit(&delivery.position()).await.unwrap();
 
     // Re-driving a failed execution runs the handler as it is now: fixed, it succeeds.
     let (code, v) = fx

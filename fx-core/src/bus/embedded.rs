@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_channel::{Receiver, Sender};
 use async_trait::async_trait;
 
-use super::{Delivery, EventBus, Subscription};
+use super::{Delivery, EventBus, Position, Subscription};
 use crate::error::{Error, Result};
 use crate::event::Message;
 
@@ -232,11 +232,11 @@ impl Subscription for EmbeddedSubscription {
         }
     }
 
-    async fn commit(&mut self, delivery: &Delivery) -> Result<()> {
-        if delivery.topic != self.topic {
+    async fn commit(&mut self, position: &Position) -> Result<()> {
+        if position.topic != self.topic {
             return Err(Error::invalid(format!(
-                "cannot commit a delivery of topic {} on a subscription to topic {}",
-                delivery.topic, self.topic
+                "cannot commit a message of topic {} on a subscription to topic {}",
+                position.topic, self.topic
             )));
         }
         Ok(())
@@ -338,10 +338,10 @@ mod tests {
         let mut sub = bus.subscribe("t", "g").await.unwrap();
         bus.publish("t", message(0)).await.unwrap();
         let mut delivery = sub.next().await.unwrap().unwrap();
-        sub.commit(&delivery).await.unwrap();
+        sub.commit(&delivery.position()).await.unwrap();
         delivery.topic = "other".into();
         assert_eq!(
-            sub.commit(&delivery).await.unwrap_err().kind(),
+            sub.commit(&delivery.position()).await.unwrap_err().kind(),
             crate::ErrorKind::Invalid
         );
     }

@@ -88,6 +88,28 @@ pub struct Delivery {
     pub offset: i64,
 }
 
+impl Delivery {
+    /// Where it is on the bus: what committing it names.
+    pub fn position(&self) -> Position {
+        Position {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: self.offset,
+        }
+    }
+}
+
+/// Where a message is on the bus: its topic, partition and offset.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Position {
+    /// The topic (as the bus names it, without a deployment's prefix).
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset within the partition.
+    pub offset: i64,
+}
+
 /// The event bus.
 #[async_trait]
 pub trait EventBus: Send + Sync + 'static {
@@ -162,8 +184,8 @@ pub trait Subscription: Send {
         Ok(batch)
     }
 
-    /// Marks `delivery` (and everything before it on its partition) as done.
-    async fn commit(&mut self, delivery: &Delivery) -> Result<()>;
+    /// Marks the message at `position` (and everything before it on its partition) as done.
+    async fn commit(&mut self, position: &Position) -> Result<()>;
 
     /// Keeps this consumer a member of its group while the caller takes no deliveries (every
     /// slot busy), for as long as the returned future is polled: a Kafka consumer pauses its

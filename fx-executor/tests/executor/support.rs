@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use fx_core::bus::embedded::EmbeddedBus;
-use fx_core::bus::{Delivery, EventBus, Subscription};
+use fx_core::bus::{Delivery, EventBus, Position, Subscription};
 use fx_core::event::{new_json_event, Message};
 use fx_core::execution::{ExecutionId, Invocation, ResolvedPackage};
 use fx_core::handler::{Filter, Handler, LimitOverrides, Limits, PackageRef};
@@ -172,12 +172,12 @@ impl Subscription for RecordingSubscription {
         self.inner.next().await
     }
 
-    async fn commit(&mut self, delivery: &Delivery) -> Result<()> {
-        self.inner.commit(delivery).await?;
+    async fn commit(&mut self, position: &Position) -> Result<()> {
+        self.inner.commit(position).await?;
         self.commits
             .lock()
             .unwrap()
-            .push((delivery.topic.clone(), delivery.offset));
+            .push((position.topic.clone(), position.offset));
         Ok(())
     }
 }

@@ -20,7 +20,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{client_error, log_line};
-use crate::bus::{Delivery, Subscription};
+use crate::bus::{Delivery, Position, Subscription};
 use crate::error::{Error, Result};
 use crate::event::Message;
 
@@ -342,22 +342,22 @@ impl Subscription for KafkaSubscription {
         }
     }
 
-    async fn commit(&mut self, delivery: &Delivery) -> Result<()> {
-        if delivery.topic != self.topic {
+    async fn commit(&mut self, position: &Position) -> Result<()> {
+        if position.topic != self.topic {
             return Err(Error::invalid(format!(
-                "cannot commit a delivery of topic {} on a subscription to topic {}",
-                delivery.topic, self.topic
+                "cannot commit a message of topic {} on a subscription to topic {}",
+                position.topic, self.topic
             )));
         }
         let commit = {
             let mut offsets = lock(&self.offsets);
-            match offsets.get_mut(&delivery.partition) {
-                Some(partition) => partition.complete(delivery.offset),
+            match offsets.get_mut(&position.partition) {
+                Some(partition) => partition.complete(position.offset),
                 None => {
                     tracing::debug!(
                         topic = %self.kafka_topic,
-                        partition = delivery.partition,
-                        offset = delivery.offset,
+                        partition = position.partition,
+                        offset = position.offset,
                         "commit of a partition no longer assigned: left to its new owner"
                     );
                     None
@@ -371,7 +371,7 @@ impl Subscription for KafkaSubscription {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(
             &self.kafka_topic,
-            delivery.partition,
+            position.partition,
             Offset::Offset(offset),
         )
         .map_err(|e| {
@@ -380,7 +380,7 @@ impl Subscription for KafkaSubscription {
         consumer.commit(&tpl, CommitMode::Async).map_err(|e| {
             Error::unavailable(format!(
                 "committing topic {} partition {} at offset {offset}",
-                self.kafka_topic, delivery.partition
+                self.kafka_topic, position.partition
             ))
             .with_source(e)
         })

@@ -128,7 +128,7 @@ async fn binary_cloudevent_keeps_ce_headers_and_key() {
     assert_eq!(delivery.message.header("ce_id"), Some("e-1"));
     let back = event::decode_message(&delivery.message).unwrap();
     assert_eq!(back, sent);
-    sub.commit(&delivery).await.unwrap();
+    sub.commit(&delivery.position()).await.unwrap();
 }
 
 #[tokio::test]
@@ -212,10 +212,10 @@ async fn commits_cover_only_contiguous_completed_offsets() {
     let partition = taken[0].partition;
     assert!(taken.iter().all(|d| d.partition == partition));
     assert_eq!(taken.each_ref().map(|d| d.offset), [0, 1, 2]);
-    first.commit(&taken[2]).await.unwrap();
-    first.commit(&taken[0]).await.unwrap();
+    first.commit(&taken[2].position()).await.unwrap();
+    first.commit(&taken[0].position()).await.unwrap();
     wait_committed(&bus, "g", "ordered", partition, 1).await;
-    first.commit(&taken[1]).await.unwrap();
+    first.commit(&taken[1].position()).await.unwrap();
     wait_committed(&bus, "g", "ordered", partition, 3).await;
     drop(first);
     let mut fresh = bus.subscribe("ordered", "g").await.unwrap();
@@ -230,8 +230,8 @@ async fn commits_cover_only_contiguous_completed_offsets() {
         next(&mut first).await,
         next(&mut first).await,
     ];
-    first.commit(&taken[2]).await.unwrap();
-    first.commit(&taken[0]).await.unwrap();
+    first.commit(&taken[2].position()).await.unwrap();
+    first.commit(&taken[0].position()).await.unwrap();
     wait_committed(&bus, "h", "ordered", partition, 1).await;
     drop(first);
     let mut fresh = bus.subscribe("ordered", "h").await.unwrap();
@@ -251,7 +251,7 @@ async fn a_second_consumer_of_a_group_gets_partitions() {
     let mut first = bus.subscribe("shared", "g").await.unwrap();
     bus.publish("shared", keyed("k-0", "0")).await.unwrap();
     let delivery = next(&mut first).await;
-    first.commit(&delivery).await.unwrap();
+    first.commit(&delivery.position()).await.unwrap();
 
     // The first consumer holds every partition; a second one joins and the group rebalances.
     let mut second = bus.subscribe("shared", "g").await.unwrap();
@@ -270,7 +270,7 @@ async fn a_second_consumer_of_a_group_gets_partitions() {
         tokio::select! {
             d = first.next() => {
                 let d = d.unwrap().unwrap();
-                first.commit(&d).await.unwrap();
+                first.commit(&d.position()).await.unwrap();
             }
             d = second.next() => break d.unwrap().unwrap(),
             // Publish at a steady pace while the group settles.
@@ -278,7 +278,7 @@ async fn a_second_consumer_of_a_group_gets_partitions() {
         }
     };
     assert_eq!(got.topic, "shared");
-    second.commit(&got).await.unwrap();
+    second.commit(&got.position()).await.unwrap();
 }
 
 #[tokio::test]
