@@ -33,13 +33,10 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use fx_core::backends::Backends;
 pub use fx_core::ready::{Readiness, ReadyReport};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-use crate::process::Part;
 
 /// The operations listener: the `[ops]` table of the settings file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,16 +46,6 @@ pub struct OpsSettings {
     /// `executor` and `server`, e.g. `0.0.0.0:9090`. Unset (the default): no listener. `ferrisfx
     /// dev` and the management server answer both paths on their own port in any case.
     pub listen: Option<SocketAddr>,
-}
-
-/// The readiness checks of `part` over `backends` (the table in this module's docs).
-pub fn readiness(part: Part, backends: &Backends) -> Readiness {
-    use fx_core::ready::Port::{Bus, Packages, Registry, Sink, State};
-    match part {
-        Part::Gateway => Readiness::new(backends, &[Bus, Registry, State, Sink], &[Sink]),
-        Part::Executor => Readiness::new(backends, &[Bus, Packages], &[]),
-        Part::Server => Readiness::new(backends, &[Bus, Registry, Packages, State, Sink], &[]),
-    }
 }
 
 /// What the operations listener serves from: the part's readiness checks, once it has
@@ -155,6 +142,8 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use crate::process::{readiness, Part};
+    use fx_core::backends::Backends;
 
     async fn get(app: Router, path: &str) -> (StatusCode, String) {
         let response = app

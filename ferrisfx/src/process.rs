@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::dev::wait_for_signal;
-use crate::ops::Ops;
+use crate::ops::{Ops, Readiness};
 use crate::settings::{Settings, SettingsArgs};
 use management_server::AppState;
 
@@ -22,6 +22,16 @@ pub enum Part {
     Executor,
     /// Web UI and REST API.
     Server,
+}
+
+/// The readiness checks of `part` over `backends` (the table in [`crate::ops`]'s docs).
+pub fn readiness(part: Part, backends: &fx_core::backends::Backends) -> Readiness {
+    use fx_core::ready::Port::{Bus, Packages, Registry, Sink, State};
+    match part {
+        Part::Gateway => Readiness::new(backends, &[Bus, Registry, State, Sink], &[Sink]),
+        Part::Executor => Readiness::new(backends, &[Bus, Packages], &[]),
+        Part::Server => Readiness::new(backends, &[Bus, Registry, Packages, State, Sink], &[]),
+    }
 }
 
 /// Connects to the backends; while one is unavailable (a broker or database not up yet), logs
@@ -75,7 +85,7 @@ pub async fn run(part: Part, args: SettingsArgs, pool: Option<String>) -> anyhow
             "backends.bus is embedded: this process only sees its own messages; set backends.bus.kind = \"kafka\" for a distributed deployment (see infra/config/distributed.toml)"
         );
     }
-    ops.connected(crate::ops::readiness(part, &backends));
+    ops.connected(readiness(part, &backends));
     let outcome = run_part(part, settings, backends, shutdown.clone()).await;
     // The part has stopped: stop the operations listener with it.
     shutdown.cancel();

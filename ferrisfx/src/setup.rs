@@ -71,7 +71,7 @@ pub fn check_config(args: &SettingsArgs) -> anyhow::Result<()> {
         .server
         .validate()
         .map_err(|e| anyhow::anyhow!(e.chain()))?;
-    fx_core::handler::validate_name("executor pool", &settings.executor.pool)
+    fx_core::validate::validate_name("executor pool", &settings.executor.pool)
         .map_err(|e| anyhow::anyhow!(e.chain()))?;
     println!("settings ok");
     Ok(())
@@ -86,7 +86,7 @@ async fn prepare_backends(args: &SetupArgs, deadline: Instant) -> anyhow::Result
         args.pools.clone()
     };
     for pool in &pools {
-        fx_core::handler::validate_name("executor pool", pool)
+        fx_core::validate::validate_name("executor pool", pool)
             .map_err(|e| anyhow::anyhow!(e.chain()))?;
     }
     settings.executor.pool = pools[0].clone();

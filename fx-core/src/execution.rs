@@ -11,7 +11,10 @@ use sha2::{Digest, Sha256};
 use crate::bus::topics;
 use crate::error::{Error, Result};
 use crate::event::{Event, Message};
-use crate::handler::{Grants, Handler, Limits};
+pub use crate::failure::{Failure, FailureKind};
+use crate::grants::Grants;
+use crate::handler::Handler;
+use crate::limits::Limits;
 use crate::package::PackageDigest;
 
 /// Identity of an execution, derived from the event (`source` + `id`) and the handler, so that
@@ -21,6 +24,12 @@ use crate::package::PackageDigest;
 pub struct ExecutionId(String);
 
 impl ExecutionId {
+    /// An id no execution has: readiness checks look it up (a primary-key lookup that finds
+    /// nothing).
+    pub fn readiness_probe() -> ExecutionId {
+        ExecutionId::derive("ferrisfx-readyz", "probe", "probe")
+    }
+
     /// The execution of `handler` for the event identified by `source` and `id`.
     pub fn derive(source: &str, id: &str, handler: &str) -> Self {
         let mut hash = Sha256::new();
@@ -120,57 +129,6 @@ impl ExecutionStatus {
 impl fmt::Display for ExecutionStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// Why an attempt failed: the kind drives retry decisions, the message is for people.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Failure {
-    /// What kind of failure.
-    pub kind: FailureKind,
-    /// Human-readable reason naming the cause (the trap, the limit, the missing package).
-    pub message: String,
-}
-
-/// Kinds of failure of an attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureKind {
-    /// The function trapped (unreachable, out-of-bounds access, stack overflow, …).
-    Trap,
-    /// The wall-clock timeout expired.
-    Timeout,
-    /// The memory cap was hit.
-    MemoryLimit,
-    /// The fuel budget ran out.
-    FuelLimit,
-    /// Output or log volume went over its cap.
-    OutputLimit,
-    /// The function returned an error.
-    FunctionError,
-    /// The package could not be fetched, verified or compiled.
-    Package,
-    /// Something on the platform's side.
-    Internal,
-    /// The executor refused the invocation: it asks for more than the executor's pool allows,
-    /// or for grants its package does not declare. Never retried.
-    Refused,
-}
-
-impl FailureKind {
-    /// The snake_case name used in JSON, metrics and the UI.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureKind::Trap => "trap",
-            FailureKind::Timeout => "timeout",
-            FailureKind::MemoryLimit => "memory_limit",
-            FailureKind::FuelLimit => "fuel_limit",
-            FailureKind::OutputLimit => "output_limit",
-            FailureKind::FunctionError => "function_error",
-            FailureKind::Package => "package",
-            FailureKind::Internal => "internal",
-            FailureKind::Refused => "refused",
-        }
     }
 }
 

@@ -14,7 +14,10 @@ pub mod bus;
 pub mod error;
 pub mod event;
 pub mod execution;
+pub mod failure;
+pub mod grants;
 pub mod handler;
+pub mod limits;
 pub mod objects;
 pub mod package;
 pub mod ready;
@@ -25,6 +28,7 @@ pub mod store;
 pub mod telemetry;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testenv;
+pub mod validate;
 
 #[cfg(test)]
 mod proptests;

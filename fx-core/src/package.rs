@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::handler::{validate_name, LimitOverrides};
+use crate::limits::LimitOverrides;
+use crate::validate::{validate_config, validate_name, validate_secret_names, HTTP_CAPABILITY};
 
 /// The alias that follows the newest upload unless moved by hand.
 pub const LATEST_ALIAS: &str = "latest";
@@ -143,34 +144,17 @@ impl Manifest {
                 self.component
             )));
         }
-        crate::handler::Handler {
-            name: "manifest".into(),
-            description: String::new(),
-            filter: crate::handler::Filter::All(vec![]),
-            package: crate::handler::PackageRef {
-                name: self.name.clone(),
-                version: self.version.clone(),
-            },
-            pool: crate::handler::DEFAULT_POOL.into(),
-            limits: self.limits.clone(),
-            retry: Default::default(),
-            enabled: true,
-            reuse_instances: false,
-            config: Default::default(),
-            secrets: Default::default(),
-            http_allow: Default::default(),
-        }
-        .validate()?;
-        crate::handler::validate_config("fx.toml [config]", &self.config)?;
-        crate::handler::validate_secret_names("fx.toml secrets", &self.secrets)?;
+        self.limits.validate()?;
+        validate_config("fx.toml [config]", &self.config)?;
+        validate_secret_names("fx.toml secrets", &self.secrets)?;
         if let Some(unknown) = self
             .capabilities
             .iter()
-            .find(|c| c.as_str() != crate::handler::HTTP_CAPABILITY)
+            .find(|c| c.as_str() != HTTP_CAPABILITY)
         {
             return Err(Error::invalid(format!(
                 "fx.toml capabilities: {unknown:?} is not a capability FerrisFX offers (known: {})",
-                crate::handler::HTTP_CAPABILITY
+                HTTP_CAPABILITY
             )));
         }
         Ok(())

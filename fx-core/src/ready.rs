@@ -13,7 +13,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::backends::Backends;
-use crate::execution::ExecutionId;
 
 /// How long one readiness check may take before it counts as failed.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -139,9 +138,4 @@ impl Readiness {
             checks,
         }
     }
-}
-
-/// An execution id no execution has: the stores answer "none" after a primary-key lookup.
-pub(crate) fn probe_id() -> ExecutionId {
-    ExecutionId::derive("ferrisfx-readyz", "probe", "probe")
 }

@@ -5,8 +5,9 @@
 //! naming what it asked for.
 
 use fx_core::execution::{Failure, FailureKind, Invocation};
-use fx_core::handler::{Limits, HTTP_CAPABILITY};
+use fx_core::limits::Limits;
 use fx_core::package::Manifest;
+use fx_core::validate::HTTP_CAPABILITY;
 use serde::{Deserialize, Serialize};
 
 /// The most one invocation on this executor's pool may ask for. Defaults: the largest values a

@@ -21,8 +21,9 @@ use fx_core::{Error, Result};
 use tokio::sync::OnceCell;
 use wasmtime::component::Component;
 
+use crate::bindings::FunctionPre;
 use crate::engine::Runtime;
-use crate::host::{FunctionPre, HostState};
+use crate::host::HostState;
 
 /// Counters of the cache, for tests and metrics.
 #[derive(Debug, Default)]

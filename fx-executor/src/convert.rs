@@ -10,7 +10,7 @@ use cloudevents::{AttributesReader, AttributesWriter, EventBuilder, EventBuilder
 use fx_core::event::{data_bytes, is_json_content_type, Event};
 use fx_core::{Error, Result};
 
-use crate::host::WitEvent;
+use crate::bindings::WitEvent;
 
 /// The content type given to data that comes without one.
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";

@@ -8,15 +8,17 @@ use std::time::{Duration, Instant};
 
 use fx_core::event::Event;
 use fx_core::execution::{Failure, FailureKind, LogLevel};
-use fx_core::handler::Limits;
+use fx_core::limits::Limits;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
     UpdateDeadline,
 };
 
+use crate::bindings::{Function, FunctionPre, WitEvent};
+use crate::breach::Breach;
 use crate::convert::{from_wit, to_wit, wit_event_size};
-use crate::host::{Breach, Function, FunctionPre, HostState, RawLog, WitEvent};
+use crate::host::{HostState, RawLog};
 use crate::secrets::FunctionGrants;
 
 /// Bytes of stderr quoted in the reason of a trap.

@@ -4,7 +4,7 @@
 
 use fx_core::event::Event;
 use fx_core::execution::LogLevel;
-use fx_core::handler::Limits;
+use fx_core::limits::Limits;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -17,46 +17,13 @@ use crate::convert::{from_wit, wit_event_size};
 use crate::secrets::FunctionGrants;
 use crate::stdio::{CapturedOutput, LogBudget};
 
-/// Bindings generated from `sdk/wit/function.wit`.
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../sdk/wit",
-        world: "function",
-        imports: { default: trappable },
-    });
-}
-
-use bindings::ferrisfx;
-pub use bindings::{Function, FunctionPre};
-/// The WIT event record.
-pub use ferrisfx::function::types::Event as WitEvent;
-use ferrisfx::function::types::Level;
+use crate::bindings::ferrisfx;
+use crate::bindings::ferrisfx::function::types::Level;
+use crate::bindings::WitEvent;
+use crate::breach::Breach;
 
 /// Table elements a function may grow its tables to.
 pub const MAX_TABLE_ELEMENTS: usize = 100_000;
-
-/// Why the host stopped an invocation from inside an import.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Breach {
-    /// Output (returned + emitted event bytes) went over the cap.
-    Output(u64),
-    /// Log volume (log lines, stdout, stderr) went over the cap.
-    Log(u64),
-    /// An emitted event is not a valid CloudEvent.
-    BadEvent(String),
-}
-
-impl std::fmt::Display for Breach {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Breach::Output(cap) => write!(f, "output exceeded {cap} bytes (max_output_bytes)"),
-            Breach::Log(cap) => write!(f, "log volume exceeded {cap} bytes (max_log_bytes)"),
-            Breach::BadEvent(reason) => write!(f, "emitted event is invalid: {reason}"),
-        }
-    }
-}
-
-impl std::error::Error for Breach {}
 
 /// The memory cap of one store: `StoreLimits` (per memory, tables, instances) plus a cap on
 /// the total of all linear memories; remembers whether a growth was refused.

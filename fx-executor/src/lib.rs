@@ -11,6 +11,8 @@
 //! - [`worker`]: the consumer loop with its concurrency limits and at-least-once commits.
 
 pub mod admission;
+pub mod bindings;
+pub mod breach;
 pub mod cache;
 pub mod convert;
 pub mod engine;
@@ -117,7 +119,7 @@ pub enum Allocator {
 }
 
 fn default_pool_memory() -> u32 {
-    fx_core::handler::Limits::MAX.memory_mb
+    fx_core::limits::Limits::MAX.memory_mb
 }
 
 fn default_pool() -> String {
@@ -256,7 +258,7 @@ impl Executor {
         packages: Arc<dyn PackageStore>,
         bus: Arc<dyn EventBus>,
     ) -> fx_core::Result<Executor> {
-        fx_core::handler::validate_name("executor pool", &settings.pool)?;
+        fx_core::validate::validate_name("executor pool", &settings.pool)?;
         if settings.cache_dir.as_os_str().is_empty() {
             return Err(fx_core::Error::invalid("executor cache_dir must be set"));
         }

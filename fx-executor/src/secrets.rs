@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use fx_core::handler::Grants;
+use fx_core::grants::Grants;
 
 /// Bytes of one secret value.
 pub const MAX_SECRET_BYTES: u64 = 64 * 1024;
@@ -136,7 +136,7 @@ fn read_dir(dir: &Path) -> Values {
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        if fx_core::handler::validate_key("secret", &name).is_err() {
+        if fx_core::validate::validate_key("secret", &name).is_err() {
             continue;
         }
         // Through symbolic links (a Kubernetes secret volume links each key into `..data`).

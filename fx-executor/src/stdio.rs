@@ -12,7 +12,7 @@ use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
-use crate::host::Breach;
+use crate::breach::Breach;
 
 /// Largest write permit handed to the guest; the budget is checked on each write.
 const WRITE_PERMIT: usize = 64 * 1024;

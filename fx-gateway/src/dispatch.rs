@@ -13,7 +13,9 @@ use fx_core::execution::{
     Execution, ExecutionId, ExecutionStatus, Failure, FailureKind, Invocation, ResolvedPackage,
     StateEvent,
 };
-use fx_core::handler::{Grants, Handler, Limits};
+use fx_core::grants::Grants;
+use fx_core::handler::Handler;
+use fx_core::limits::Limits;
 use fx_core::registry::HandlerTable;
 use fx_core::store::Created;
 use fx_core::telemetry;

@@ -31,6 +31,9 @@ pub struct ApiError {
     pub kind: ErrorKind,
     /// The message with every cause.
     pub message: String,
+    /// The request field it is about, when one is (`secrets`, `limits`, ...): the web UI shows
+    /// the message next to that field.
+    pub field: Option<&'static str>,
 }
 
 impl ApiError {
@@ -40,6 +43,15 @@ impl ApiError {
             status: status_of(kind),
             kind,
             message: message.into(),
+            field: None,
+        }
+    }
+
+    /// The same error, about request field `field`.
+    pub fn on_field(self, field: &'static str) -> Self {
+        ApiError {
+            field: Some(field),
+            ..self
         }
     }
 
@@ -69,6 +81,7 @@ impl ApiError {
             status,
             kind,
             message: text,
+            field: None,
         }
     }
 }

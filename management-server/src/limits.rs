@@ -45,6 +45,7 @@ fn busy(what: &str, most: usize) -> Response {
         message: format!(
             "the server is handling {most} {what} at once, its bound; retry in {RETRY_AFTER_S} s"
         ),
+        field: None,
     }
     .into_response();
     response

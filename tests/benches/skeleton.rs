@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use fx_core::event::new_json_event;
 use fx_core::execution::{ExecutionId, Invocation, ResolvedPackage};
-use fx_core::handler::{Filter, Handler, Limits, PackageRef};
+use fx_core::handler::{Filter, Handler, PackageRef};
+use fx_core::limits::Limits;
 use fx_core::package::PackageDigest;
 use fx_executor::{Executor, ExecutorSettings};
 use fx_tests::{example_package, TestPlatform};

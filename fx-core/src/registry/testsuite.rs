@@ -12,7 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::{Expect, HandlerRegistry};
 use crate::error::ErrorKind;
-use crate::handler::{Filter, Handler, LimitOverrides, PackageRef, RetryPolicy, DEFAULT_POOL};
+use crate::handler::{Filter, Handler, PackageRef, DEFAULT_POOL};
+use crate::limits::{LimitOverrides, RetryPolicy};
 
 /// Runs every check against `registry`.
 pub async fn run(registry: &dyn HandlerRegistry) {

@@ -46,7 +46,7 @@ pub trait OperationalSink: Send + Sync + 'static {
     /// Answers when the sink can be read (for readiness): the log lines of an execution that
     /// does not exist.
     async fn ready(&self) -> Result<()> {
-        self.execution_logs(&crate::ready::probe_id())
+        self.execution_logs(&ExecutionId::readiness_probe())
             .await
             .map(|_| ())
     }

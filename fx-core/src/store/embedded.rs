@@ -18,11 +18,12 @@ use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::execution::{
     Execution, ExecutionId, ExecutionQuery, ExecutionStatus, ExecutionSummary, Page, StateEvent,
 };
-use crate::handler::{validate_name, PackageRef};
+use crate::handler::PackageRef;
 use crate::package::{
     validate_alias, validate_version, PackageAlias, PackageVersion, LATEST_ALIAS,
 };
 use crate::sqlite::{db, Database};
+use crate::validate::validate_name;
 
 /// The schema, one step per entry; entry `i` takes the database to `user_version` `i + 1`.
 /// Never edit a released step: append a new one.

@@ -46,7 +46,7 @@ pub trait StateStore: Send + Sync + 'static {
     /// Answers when the store can be read (for readiness): looks up an execution that does
     /// not exist (a primary-key lookup).
     async fn ready(&self) -> Result<()> {
-        self.get_execution(&crate::ready::probe_id())
+        self.get_execution(&ExecutionId::readiness_probe())
             .await
             .map(|_| ())
     }

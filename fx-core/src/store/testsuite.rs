@@ -20,7 +20,8 @@ use crate::execution::{
     CacheLookup, Execution, ExecutionId, ExecutionQuery, ExecutionStatus, Failure, FailureKind,
     LogLevel, LogLine, Measurements, ResolvedPackage, StateEvent,
 };
-use crate::handler::{Filter, Handler, LimitOverrides, PackageRef, RetryPolicy};
+use crate::handler::{Filter, Handler, PackageRef};
+use crate::limits::{LimitOverrides, RetryPolicy};
 use crate::package::{Manifest, PackageDigest, PackageVersion};
 
 /// Runs every check against `store`.

@@ -2,7 +2,7 @@
 //! handler grants, read from the executor's secrets directory.
 
 use cloudevents::AttributesReader;
-use fx_core::handler::Grants;
+use fx_core::grants::Grants;
 use serde_json::Value;
 
 use crate::support::{invocation, Fixture};
@@ -136,8 +136,8 @@ async fn an_invocation_asking_for_more_than_its_package_declares_or_its_pool_all
 
     for (change, named) in [
         (
-            Box::new(|l: &mut fx_core::handler::Limits| l.memory_mb = 4096)
-                as Box<dyn Fn(&mut fx_core::handler::Limits)>,
+            Box::new(|l: &mut fx_core::limits::Limits| l.memory_mb = 4096)
+                as Box<dyn Fn(&mut fx_core::limits::Limits)>,
             "memory_mb = 4096",
         ),
         (Box::new(|l| l.timeout_ms = 900_000), "timeout_ms = 900000"),

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use cloudevents::AttributesReader;
 use fx_core::execution::FailureKind;
-use fx_core::handler::{Grants, LimitOverrides};
+use fx_core::grants::Grants;
+use fx_core::limits::LimitOverrides;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{invocation, Fixture};

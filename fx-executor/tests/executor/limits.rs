@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use cloudevents::{AttributesReader, Data};
 use fx_core::execution::FailureKind;
-use fx_core::handler::LimitOverrides;
+use fx_core::limits::LimitOverrides;
 use fx_executor::secrets::FunctionGrants;
 use serde_json::json;
 
@@ -237,7 +237,7 @@ async fn a_memory_cap_below_the_initial_memory_fails_as_memory_limit() {
 /// during the stall must still get its whole timeout, measured on the wall clock.
 #[test]
 fn a_burst_of_epoch_ticks_does_not_end_a_run_before_its_timeout() {
-    use fx_core::handler::Limits;
+    use fx_core::limits::Limits;
     use fx_core::package::PackageArchive;
     use fx_executor::engine::Runtime;
 

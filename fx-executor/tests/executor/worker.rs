@@ -7,7 +7,7 @@ use cloudevents::AttributesReader;
 use fx_core::bus::{topics, EventBus, Subscription};
 use fx_core::event::{decode_message, Message};
 use fx_core::execution::{CacheLookup, FailureKind, StateEvent};
-use fx_core::handler::LimitOverrides;
+use fx_core::limits::LimitOverrides;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{invocation, Fixture};

@@ -6,62 +6,13 @@ use axum::extract::{Path, State};
 use cloudevents::event::Data;
 use cloudevents::AttributesReader;
 use fx_core::event::{data_json, Event};
-use fx_core::execution::{AttemptRecord, Execution, ExecutionStatus, ExecutionSummary};
+use fx_core::execution::{AttemptRecord, ExecutionStatus};
 
+use super::rows::{live_query, ExecutionRow};
 use super::{show_duration, show_size, show_time, HtmlTemplate, PageError};
 use crate::error::ApiQuery;
 use crate::routes::executions::{execution_detail, Again, ExecutionParams};
 use crate::AppState;
-
-/// One row of an execution table.
-pub struct ExecutionRow {
-    /// Execution id.
-    pub id: String,
-    /// Handler name.
-    pub handler: String,
-    /// Status name, also the badge's class.
-    pub status: &'static str,
-    /// The event's type.
-    pub event_type: String,
-    /// The event's source.
-    pub event_source: String,
-    /// Attempts so far.
-    pub attempts: u32,
-    /// When it was created.
-    pub created_at: String,
-    /// Run time of the latest attempt, or empty.
-    pub duration: String,
-}
-
-impl From<&ExecutionSummary> for ExecutionRow {
-    fn from(e: &ExecutionSummary) -> Self {
-        ExecutionRow {
-            id: e.id.to_string(),
-            handler: e.handler.clone(),
-            status: e.status.as_str(),
-            event_type: e.event_type.clone(),
-            event_source: e.event_source.clone(),
-            attempts: e.attempts,
-            created_at: show_time(&e.created_at),
-            duration: e.duration_us.map(show_duration).unwrap_or_default(),
-        }
-    }
-}
-
-impl From<&Execution> for ExecutionRow {
-    fn from(e: &Execution) -> Self {
-        ExecutionRow {
-            id: e.id.to_string(),
-            handler: e.handler.clone(),
-            status: e.status.as_str(),
-            event_type: e.event.ty().to_string(),
-            event_source: e.event.source().to_string(),
-            attempts: e.attempts,
-            created_at: show_time(&e.created_at),
-            duration: e.duration_us.map(show_duration).unwrap_or_default(),
-        }
-    }
-}
 
 /// One option of a `<select>`.
 struct Choice {
@@ -156,7 +107,7 @@ pub async fn list(
     // The live stream follows handler and status; a list narrowed by time or text is a
     // snapshot (reload to refresh).
     let live = (query.cursor.is_none() && !narrowed).then(|| {
-        let live = crate::pages::live::LiveListParams {
+        let live = super::rows::LiveListParams {
             handler: query.handler.clone(),
             status: query.status.map(|s| s.as_str().to_string()),
             limit: query.limit,
@@ -179,22 +130,6 @@ pub async fn list(
         first_page: query.cursor.is_none(),
         next,
     }))
-}
-
-/// The query string of a live list stream.
-pub fn live_query(params: &crate::pages::live::LiveListParams) -> String {
-    let pairs = [
-        ("handler", params.handler.clone()),
-        ("status", params.status.clone()),
-        ("limit", params.limit.map(|l| l.to_string())),
-        ("ids", params.ids.clone()),
-        ("empty", params.empty.clone()),
-    ];
-    let present: Vec<(&str, String)> = pairs
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect();
-    serde_urlencoded::to_string(present).unwrap_or_default()
 }
 
 /// An event as shown: its attributes and its data.

@@ -14,12 +14,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use fx_core::handler::{
-    validate_http_host, validate_name, validate_secret_names, AttributeMatch, Filter, Handler,
-    LimitOverrides, PackageRef, RetryPolicy, DEFAULT_POOL,
-};
+use fx_core::handler::{AttributeMatch, Filter, Handler, PackageRef, DEFAULT_POOL};
+use fx_core::limits::{LimitOverrides, RetryPolicy};
 use fx_core::package::LATEST_ALIAS;
 use fx_core::registry::Expect;
+use fx_core::validate::{validate_http_host, validate_name, validate_secret_names};
 use fx_core::ErrorKind;
 use serde::Deserialize;
 
@@ -346,18 +345,27 @@ impl HandlerForm {
             secrets,
             http_allow,
         };
+        // Name, filter, package, pool and secrets passed above: what is left is checked part by
+        // part, so each reason lands on its own field.
+        let checks = [
+            ("limits", handler.limits.validate()),
+            ("retry", handler.retry.validate()),
+            (
+                "config",
+                fx_core::validate::validate_config("handler config", &handler.config),
+            ),
+        ];
+        for (field, result) in checks {
+            if let Err(e) = result {
+                errors.insert(field, e.chain());
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        // Whatever else a stored handler must satisfy (the same rules as the API).
         if let Err(e) = handler.validate() {
-            // Name, filter, package, pool and secrets passed above: what is left is limits,
-            // retry or config.
-            let message = e.chain();
-            let field = if message.starts_with("retry") {
-                "retry"
-            } else if message.starts_with("handler config") {
-                "config"
-            } else {
-                "limits"
-            };
-            errors.insert(field, message);
+            errors.insert("limits", e.chain());
             return Err(errors);
         }
         Ok(handler)
@@ -659,13 +667,7 @@ async fn save(state: &AppState, form: HandlerForm, editing: bool) -> Result<Resp
         if e.status.is_server_error() {
             return Err(PageError(e));
         }
-        let field = if e.message.contains("grants secret") {
-            "secrets"
-        } else if e.message.contains("allows HTTP") {
-            "http_allow"
-        } else {
-            "package"
-        };
+        let field = e.field.unwrap_or("package");
         return refused(FieldErrors::from([(field, e.message)]), form).await;
     }
     let expect = if !editing {

@@ -22,7 +22,7 @@ use futures::{Stream, StreamExt};
 use fx_core::execution::{ExecutionId, ExecutionQuery, ExecutionStatus};
 use serde::Deserialize;
 
-use super::executions::ExecutionRow;
+use super::rows::{ExecutionRow, LiveListParams};
 use super::PageError;
 use crate::error::{ApiError, ApiQuery};
 use crate::{AppState, Shutdown};
@@ -40,27 +40,6 @@ pub struct ExecutionList {
     pub rows: Vec<ExecutionRow>,
     /// What to say when there are none.
     pub empty: String,
-}
-
-/// Query parameters of `GET /live/executions`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LiveListParams {
-    /// Only this handler's executions.
-    #[serde(default)]
-    pub handler: Option<String>,
-    /// Only this status.
-    #[serde(default)]
-    pub status: Option<String>,
-    /// How many (the first page).
-    #[serde(default)]
-    pub limit: Option<u32>,
-    /// Comma-separated execution ids to follow instead of a query.
-    #[serde(default)]
-    pub ids: Option<String>,
-    /// The empty-state text.
-    #[serde(default)]
-    pub empty: Option<String>,
 }
 
 /// What a list stream follows.

@@ -13,6 +13,7 @@ pub mod handlers;
 pub mod live;
 pub mod overview;
 pub mod packages;
+pub mod rows;
 pub mod send;
 
 use askama::Template;

@@ -4,7 +4,7 @@ use askama::Template;
 use axum::extract::State;
 use fx_core::execution::{ExecutionQuery, ExecutionStatus};
 
-use super::executions::ExecutionRow;
+use super::rows::ExecutionRow;
 use super::{HtmlTemplate, PageError};
 use crate::AppState;
 
@@ -54,7 +54,7 @@ pub async fn show(State(state): State<AppState>) -> Result<HtmlTemplate<impl Tem
     let empty = "No executions yet.".to_string();
     let live = Some(format!(
         "/live/executions?{}",
-        super::executions::live_query(&super::live::LiveListParams {
+        super::rows::live_query(&super::rows::LiveListParams {
             limit: Some(LATEST),
             empty: Some(empty.clone()),
             ..Default::default()

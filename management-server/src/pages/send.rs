@@ -12,8 +12,7 @@ use fx_core::execution::ExecutionId;
 use fx_core::handler::Filter;
 use serde::Deserialize;
 
-use super::executions::live_query;
-use super::live::LiveListParams;
+use super::rows::{live_query, LiveListParams};
 use super::{HtmlTemplate, PageError};
 use crate::AppState;
 
@@ -58,7 +57,7 @@ struct SendPage {
     /// What the live list says while empty.
     empty: String,
     /// No rows at first: the live stream fills them in.
-    rows: Vec<super::executions::ExecutionRow>,
+    rows: Vec<super::rows::ExecutionRow>,
 }
 
 impl SendPage {

@@ -62,6 +62,7 @@ pub async fn ingest(
                 body.len() + attributes,
                 state.backends.bus.max_message_bytes()
             ),
+            field: None,
         });
     }
     let mut pairs = Vec::with_capacity(headers.len());

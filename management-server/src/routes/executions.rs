@@ -11,7 +11,8 @@ use fx_core::execution::{
     Execution, ExecutionId, ExecutionQuery, ExecutionStatus, ExecutionSummary, Invocation, LogLine,
     Page, ResolvedPackage,
 };
-use fx_core::handler::{Grants, Limits};
+use fx_core::grants::Grants;
+use fx_core::limits::Limits;
 use fx_core::ErrorKind;
 use serde::{Deserialize, Serialize};
 

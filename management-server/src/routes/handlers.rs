@@ -168,8 +168,8 @@ pub async fn check(state: &AppState, handler: &Handler) -> Result<(), ApiError> 
     handler.validate()?;
     match state.backends.state.resolve_package(&handler.package).await {
         Ok(version) => {
-            if let Some(reason) = fx_core::handler::Grants::refusal(&version.manifest, handler) {
-                return Err(ApiError::invalid(reason));
+            if let Some(refusal) = fx_core::grants::Grants::refusal(&version.manifest, handler) {
+                return Err(ApiError::invalid(refusal.message).on_field(refusal.field));
             }
             // An output limit raised beyond what the bus can carry is refused here rather
             // than failing every large output later.
@@ -183,7 +183,7 @@ pub async fn check(state: &AppState, handler: &Handler) -> Result<(), ApiError> 
                 Some(asked) if usize::try_from(asked).map_or(true, |a| a > room) => {
                     Err(ApiError::invalid(format!(
                         "limit max_output_bytes = {asked} cannot be met: the event bus carries messages of at most {bus_max} bytes, so an output may hold at most {room} bytes (raise the bus's message_max_bytes, or lower the limit)"
-                    )))
+                    )).on_field("limits"))
                 }
                 _ => Ok(()),
             }
@@ -191,7 +191,8 @@ pub async fn check(state: &AppState, handler: &Handler) -> Result<(), ApiError> 
         Err(e) if e.kind() == ErrorKind::NotFound => Err(ApiError::invalid(format!(
             "package {} does not exist: upload it first",
             handler.package
-        ))),
+        ))
+        .on_field("package")),
         Err(e) => Err(e.into()),
     }
 }

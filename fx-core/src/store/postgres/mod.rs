@@ -23,10 +23,11 @@ use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::execution::{
     Execution, ExecutionId, ExecutionQuery, ExecutionStatus, ExecutionSummary, Page, StateEvent,
 };
-use crate::handler::{validate_name, PackageRef};
+use crate::handler::PackageRef;
 use crate::package::{
     validate_alias, validate_version, PackageAlias, PackageDigest, PackageVersion, LATEST_ALIAS,
 };
+use crate::validate::validate_name;
 
 mod connection;
 pub(crate) mod migrations;
