@@ -41,18 +41,21 @@ pub(super) async fn connect(
     settings: &Settings,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<fx_core::backends::Backends>> {
-    let mut delay = std::time::Duration::from_millis(500);
+    let mut backoff = fx_core::backoff::Backoff::new(
+        std::time::Duration::from_millis(500),
+        std::time::Duration::from_secs(30),
+    );
     loop {
         match settings.backends.build(&settings.data_dir).await {
             Ok(backends) => return Ok(Some(backends)),
             Err(e) if e.kind().is_retryable() => {
+                let delay = backoff.next_delay();
                 tracing::warn!(error = %e.chain(), retry_in_ms = delay.as_millis() as u64,
                     "a backend is unavailable; retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(None),
                     _ = tokio::time::sleep(delay) => {}
                 }
-                delay = (delay * 2).min(std::time::Duration::from_secs(30));
             }
             Err(e) => return Err(anyhow::Error::new(e)).context("connecting to the backends"),
         }

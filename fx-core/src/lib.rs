@@ -10,6 +10,7 @@
 //! - [`backends`]: builds every port from settings, in one place.
 
 pub mod backends;
+pub mod backoff;
 pub mod bus;
 pub mod error;
 pub mod event;

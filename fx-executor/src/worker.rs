@@ -8,6 +8,7 @@
 //! or a bus that refuses even the `failed` state) holds back its partition's commits, so that
 //! it and what follows are delivered again after a restart.
 
+use fx_core::backoff::Backoff;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -554,13 +555,12 @@ impl Executor {
         if messages.is_empty() {
             return Ok(());
         }
-        let mut delay = Duration::from_millis(50);
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         loop {
             match self.bus.publish_all(messages.clone()).await {
                 Err(e) if e.kind().is_retryable() && !shutdown.is_cancelled() => {
                     tracing::warn!(error = %e.chain(), messages = messages.len(), "publish failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    backoff.sleep().await;
                 }
                 result => return result,
             }

@@ -1,5 +1,6 @@
 //! Retrying work that failed because a backend was unavailable.
 
+use fx_core::backoff::Backoff;
 use std::future::Future;
 use std::time::Duration;
 
@@ -18,17 +19,17 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    let mut delay = Duration::from_millis(50);
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
     loop {
         match op().await {
             Ok(value) => return Ok(value),
             Err(e) if e.kind().is_retryable() => {
+                let delay = backoff.next_delay();
                 tracing::warn!(error = %e.chain(), retry_in_ms = delay.as_millis() as u64, "{what} failed; retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => return Err(e),
                     _ = tokio::time::sleep(delay) => {}
                 }
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
             Err(e) => return Err(e),
         }
@@ -42,14 +43,13 @@ pub async fn commit(
     position: &fx_core::bus::Position,
     shutdown: &CancellationToken,
 ) -> Result<()> {
-    let mut delay = Duration::from_millis(50);
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
     loop {
         match subscription.commit(position).await {
             Ok(()) => return Ok(()),
             Err(e) if e.kind().is_retryable() && !shutdown.is_cancelled() => {
                 tracing::warn!(error = %e.chain(), topic = %position.topic, offset = position.offset, "commit failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                backoff.sleep().await;
             }
             Err(e) => return Err(e),
         }

@@ -1,5 +1,6 @@
 //! The handler table, kept live by a blocking watch on the config store.
 
+use fx_core::backoff::Backoff;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -208,7 +209,7 @@ async fn watch_loop(
     tx: Arc<watch::Sender<Arc<HandlerTable>>>,
     shutdown: CancellationToken,
 ) {
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     loop {
         let revision = tx.borrow().revision;
         let next = tokio::select! {
@@ -217,7 +218,7 @@ async fn watch_loop(
         };
         match next {
             Ok(table) => {
-                delay = Duration::from_millis(100);
+                backoff.reset();
                 // A direct read (`newer_than`) may have brought it (or a newer one)
                 // already; a revision below the one watched from is a store that was reset.
                 let current = tx.borrow().revision;
@@ -227,13 +228,13 @@ async fn watch_loop(
                 }
             }
             Err(e) => {
+                let delay = backoff.next_delay();
                 tracing::warn!(error = %e.chain(), retry_in_ms = delay.as_millis() as u64,
                     "watching handlers failed; keeping the last good table");
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(delay) => {}
                 }
-                delay = (delay * 2).min(Duration::from_secs(10));
             }
         }
     }

@@ -21,6 +21,7 @@
 //! flight, so a reader in the writing process sees its own lines at once; other processes see
 //! them once they are indexed (with `wait_for_refresh`, when the bulk request returns).
 
+use crate::backoff::Backoff;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -322,7 +323,7 @@ impl OperationalSink for ElasticsearchSink {
 /// The background task: installs the templates if `open` could not, then sends batches until
 /// the sink is dropped.
 async fn flush_loop(shared: Arc<Shared>, cluster: Cluster, mut templates: Option<Templates>) {
-    let mut backoff = shared.retry_initial_backoff;
+    let mut backoff = Backoff::new(shared.retry_initial_backoff, shared.retry_max_backoff);
     loop {
         if templates.is_none() {
             match cluster.install_templates().await {
@@ -334,10 +335,10 @@ async fn flush_loop(shared: Arc<Shared>, cluster: Cluster, mut templates: Option
                 }
                 Err(e) => {
                     shared.unavailable_total.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e.chain(), retry_in_ms = backoff.as_millis() as u64, "installing elasticsearch index templates failed; retrying");
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e.chain(), retry_in_ms = delay.as_millis() as u64, "installing elasticsearch index templates failed; retrying");
                     report_drops(&shared);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(shared.retry_max_backoff);
+                    tokio::time::sleep(delay).await;
                     continue;
                 }
             }
@@ -392,7 +393,7 @@ async fn flush_loop(shared: Arc<Shared>, cluster: Cluster, mut templates: Option
                 if failed {
                     tracing::warn!(
                         documents = outcome.retry.len(),
-                        retry_in_ms = backoff.as_millis() as u64,
+                        retry_in_ms = backoff.peek().as_millis() as u64,
                         "elasticsearch could not take every document of a batch; retrying them"
                     );
                 }
@@ -400,7 +401,7 @@ async fn flush_loop(shared: Arc<Shared>, cluster: Cluster, mut templates: Option
             }
             Err(e) if e.kind() == ErrorKind::Unavailable => {
                 shared.unavailable_total.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e.chain(), documents = batch.len(), retry_in_ms = backoff.as_millis() as u64, "bulk request failed; retrying");
+                tracing::warn!(error = %e.chain(), documents = batch.len(), retry_in_ms = backoff.peek().as_millis() as u64, "bulk request failed; retrying");
                 // The cluster may come back rebuilt: put the templates again (idempotent)
                 // before the next batch creates an index without them.
                 templates = None;
@@ -421,10 +422,9 @@ async fn flush_loop(shared: Arc<Shared>, cluster: Cluster, mut templates: Option
         }
         report_drops(&shared);
         if failed {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(shared.retry_max_backoff);
+            backoff.sleep().await;
         } else {
-            backoff = shared.retry_initial_backoff;
+            backoff.reset();
         }
     }
 }
