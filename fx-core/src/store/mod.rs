@@ -11,6 +11,7 @@ use crate::package::{PackageAlias, PackageVersion};
 
 pub mod change;
 pub mod embedded;
+mod encoding;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(any(test, feature = "testsuite"))]

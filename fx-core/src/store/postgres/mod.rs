@@ -17,7 +17,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::change::StateChange;
-use super::embedded::{decode_cursor, encode_cursor, stored_revision};
+use super::encoding::{decode_cursor, encode_cursor, stored_revision};
 use super::{Created, HandlerChange, StateStore};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::execution::{

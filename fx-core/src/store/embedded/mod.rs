@@ -8,13 +8,13 @@
 use std::path::Path;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::change::StateChange;
+use super::encoding::{decode_cursor, encode_cursor, stored_revision};
 use super::{Created, HandlerChange, StateStore};
-use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::error::{Error, Result};
 use crate::execution::{
     Execution, ExecutionId, ExecutionQuery, ExecutionStatus, ExecutionSummary, Page, StateEvent,
 };
@@ -25,77 +25,13 @@ use crate::package::{
 use crate::sqlite::{db, Database};
 use crate::validate::validate_name;
 
-/// The schema, one step per entry; entry `i` takes the database to `user_version` `i + 1`.
-/// Never edit a released step: append a new one.
-const MIGRATIONS: &[&str] = &[
-    r#"
-    CREATE TABLE package_versions (
-        name        TEXT NOT NULL,
-        version     TEXT NOT NULL,
-        digest      TEXT NOT NULL,
-        size        INTEGER NOT NULL,
-        manifest    TEXT NOT NULL,
-        uploaded_at INTEGER NOT NULL,
-        uploaded_by TEXT,
-        PRIMARY KEY (name, version)
-    );
-    CREATE INDEX package_versions_newest ON package_versions (uploaded_at DESC);
-    CREATE TABLE package_aliases (
-        name    TEXT NOT NULL,
-        alias   TEXT NOT NULL,
-        version TEXT NOT NULL,
-        PRIMARY KEY (name, alias),
-        FOREIGN KEY (name, version) REFERENCES package_versions (name, version)
-    );
-    CREATE TABLE executions (
-        id           TEXT PRIMARY KEY NOT NULL,
-        handler      TEXT NOT NULL,
-        status       TEXT NOT NULL,
-        attempts     INTEGER NOT NULL,
-        event_id     TEXT NOT NULL,
-        event_source TEXT NOT NULL,
-        event_type   TEXT NOT NULL,
-        event        TEXT NOT NULL,
-        package      TEXT,
-        output       TEXT NOT NULL,
-        error        TEXT,
-        created_at   INTEGER NOT NULL,
-        started_at   INTEGER,
-        finished_at  INTEGER,
-        duration_us  INTEGER
-    );
-    CREATE INDEX executions_newest ON executions (created_at DESC, id DESC);
-    CREATE INDEX executions_by_handler_status
-        ON executions (handler, status, created_at DESC, id DESC);
-    CREATE INDEX executions_by_handler ON executions (handler, created_at DESC, id DESC);
-"#,
-    // 2: handlers' history (a NULL handler is a delete).
-    r#"
-    CREATE TABLE handler_history (
-        name       TEXT NOT NULL,
-        revision   INTEGER NOT NULL,
-        handler    TEXT,
-        changed_at INTEGER NOT NULL,
-        changed_by TEXT,
-        PRIMARY KEY (name, revision)
-    );
-"#,
-    // 3: every finished attempt of an execution, with what the executor measured.
-    r#"
-    CREATE TABLE execution_attempts (
-        execution_id TEXT NOT NULL,
-        attempt      INTEGER NOT NULL,
-        record       TEXT NOT NULL,
-        PRIMARY KEY (execution_id, attempt)
-    );
-"#,
-];
+mod migrations;
+mod rows;
+#[cfg(test)]
+mod tests;
 
-const PACKAGE_COLUMNS: &str = "name, version, digest, size, manifest, uploaded_at, uploaded_by";
-const EXECUTION_COLUMNS: &str = "id, handler, status, attempts, event, package, output, error, \
-     created_at, started_at, finished_at, duration_us";
-const SUMMARY_COLUMNS: &str =
-    "id, handler, status, event_id, event_source, event_type, attempts, created_at, duration_us";
+use migrations::MIGRATIONS;
+use rows::*;
 
 /// The state store in a SQLite file.
 pub struct SqliteStateStore {
@@ -117,146 +53,6 @@ impl SqliteStateStore {
     ) -> Result<T> {
         self.db.call(f).await
     }
-}
-
-fn micros(at: DateTime<Utc>) -> i64 {
-    at.timestamp_micros()
-}
-
-fn time(us: i64) -> Result<DateTime<Utc>> {
-    DateTime::from_timestamp_micros(us)
-        .ok_or_else(|| Error::internal(format!("stored time {us} is out of range")))
-}
-
-fn to_json<T: serde::Serialize>(what: &str, value: &T) -> Result<String> {
-    serde_json::to_string(value).kind_context(ErrorKind::Internal, || format!("encoding {what}"))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T> {
-    serde_json::from_str(text).kind_context(ErrorKind::Internal, || {
-        format!("stored {what} is not valid json")
-    })
-}
-
-/// A `package_versions` row as stored.
-struct PackageRow {
-    name: String,
-    version: String,
-    digest: String,
-    size: i64,
-    manifest: String,
-    uploaded_at: i64,
-    uploaded_by: Option<String>,
-}
-
-impl PackageRow {
-    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        Ok(PackageRow {
-            name: row.get(0)?,
-            version: row.get(1)?,
-            digest: row.get(2)?,
-            size: row.get(3)?,
-            manifest: row.get(4)?,
-            uploaded_at: row.get(5)?,
-            uploaded_by: row.get(6)?,
-        })
-    }
-
-    fn decode(self) -> Result<PackageVersion> {
-        let what = format!("manifest of package {} version {}", self.name, self.version);
-        Ok(PackageVersion {
-            digest: crate::package::PackageDigest::parse(&self.digest)
-                .kind_context(ErrorKind::Internal, || format!("stored digest of {what}"))?,
-            size: u64::try_from(self.size).unwrap_or_default(),
-            manifest: from_json(&what, &self.manifest)?,
-            uploaded_at: time(self.uploaded_at)?,
-            uploaded_by: self.uploaded_by,
-            name: self.name,
-            version: self.version,
-        })
-    }
-}
-
-/// An `executions` row as stored.
-struct ExecutionRow {
-    id: String,
-    handler: String,
-    status: String,
-    attempts: i64,
-    event: String,
-    package: Option<String>,
-    output: String,
-    error: Option<String>,
-    created_at: i64,
-    started_at: Option<i64>,
-    finished_at: Option<i64>,
-    duration_us: Option<i64>,
-}
-
-impl ExecutionRow {
-    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        Ok(ExecutionRow {
-            id: row.get(0)?,
-            handler: row.get(1)?,
-            status: row.get(2)?,
-            attempts: row.get(3)?,
-            event: row.get(4)?,
-            package: row.get(5)?,
-            output: row.get(6)?,
-            error: row.get(7)?,
-            created_at: row.get(8)?,
-            started_at: row.get(9)?,
-            finished_at: row.get(10)?,
-            duration_us: row.get(11)?,
-        })
-    }
-
-    fn decode(self) -> Result<Execution> {
-        let id = stored_id(&self.id)?;
-        Ok(Execution {
-            handler: self.handler,
-            status: stored_status(&self.status)?,
-            attempts: u32::try_from(self.attempts).unwrap_or_default(),
-            event: from_json(&format!("event of execution {id}"), &self.event)?,
-            package: match self.package {
-                Some(text) => Some(from_json(&format!("package of execution {id}"), &text)?),
-                None => None,
-            },
-            output: from_json(&format!("output of execution {id}"), &self.output)?,
-            error: match self.error {
-                Some(text) => Some(from_json(&format!("error of execution {id}"), &text)?),
-                None => None,
-            },
-            created_at: time(self.created_at)?,
-            started_at: self.started_at.map(time).transpose()?,
-            finished_at: self.finished_at.map(time).transpose()?,
-            duration_us: self.duration_us.and_then(|d| u64::try_from(d).ok()),
-            attempt_history: Vec::new(),
-            id,
-        })
-    }
-}
-
-fn stored_id(text: &str) -> Result<ExecutionId> {
-    ExecutionId::parse(text).kind_context(ErrorKind::Internal, || "stored execution id".into())
-}
-
-fn stored_status(text: &str) -> Result<ExecutionStatus> {
-    ExecutionStatus::parse(text)
-        .kind_context(ErrorKind::Internal, || "stored execution status".into())
-}
-
-/// An executions list cursor: the `created_at` (microseconds) and id of the last item seen.
-pub(crate) fn encode_cursor(created_at: i64, id: &ExecutionId) -> String {
-    format!("{created_at}:{id}")
-}
-
-pub(crate) fn decode_cursor(cursor: &str) -> Result<(i64, String)> {
-    let malformed = || Error::invalid(format!("executions cursor {cursor:?} is malformed"));
-    let (at, id) = cursor.split_once(':').ok_or_else(malformed)?;
-    let at: i64 = at.parse().map_err(|_| malformed())?;
-    let id = ExecutionId::parse(id).map_err(|_| malformed())?;
-    Ok((at, id.as_str().to_string()))
 }
 
 #[async_trait]
@@ -751,16 +547,6 @@ const FINISH: &str = "UPDATE executions SET status = ?2, attempts = ?3, finished
         output = ?7, error = ?8
      WHERE id = ?1 AND (attempts < ?3 OR (attempts = ?3 AND status NOT IN ('succeeded', 'failed')))";
 
-/// The revision of `change` as stored (a signed integer): `Invalid` past `i64::MAX`.
-pub(crate) fn stored_revision(change: &HandlerChange) -> Result<i64> {
-    i64::try_from(change.revision).map_err(|_| {
-        Error::invalid(format!(
-            "revision {} of handler {} is too large to record",
-            change.revision, change.name
-        ))
-    })
-}
-
 fn exact_version(conn: &Connection, name: &str, version: &str) -> Result<Option<PackageVersion>> {
     let sql =
         format!("SELECT {PACKAGE_COLUMNS} FROM package_versions WHERE name = ?1 AND version = ?2");
@@ -769,192 +555,4 @@ fn exact_version(conn: &Connection, name: &str, version: &str) -> Result<Option<
         .map_err(db(format!("reading package {name} version {version}")))?
         .map(PackageRow::decode)
         .transpose()
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-
-    use super::*;
-    use crate::event::new_json_event;
-
-    fn execution(n: u32, handler: &str, created_at: DateTime<Utc>) -> Execution {
-        let event = new_json_event(
-            n.to_string(),
-            "/test",
-            "com.example.t",
-            serde_json::json!({"n": n}),
-        )
-        .unwrap();
-        Execution {
-            id: ExecutionId::for_event(&event, handler),
-            handler: handler.to_string(),
-            package: None,
-            event,
-            status: ExecutionStatus::Queued,
-            attempts: 0,
-            output: vec![],
-            error: None,
-            created_at,
-            started_at: None,
-            finished_at: None,
-            duration_us: None,
-            attempt_history: vec![],
-        }
-    }
-
-    #[tokio::test]
-    async fn passes_the_conformance_suite() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStateStore::open(&dir.path().join("state.sqlite"))
-            .await
-            .unwrap();
-        crate::store::testsuite::run(&store).await;
-    }
-
-    #[tokio::test]
-    async fn paging_through_a_thousand_executions_returns_each_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStateStore::open(&dir.path().join("state.sqlite"))
-            .await
-            .unwrap();
-        let base = time(1_700_000_000_000_000).unwrap();
-        let mut created = BTreeSet::new();
-        for n in 0..1000 {
-            // Ten executions share each timestamp, so the id breaks ties.
-            let at = base + chrono::Duration::microseconds(i64::from(n / 10));
-            let e = execution(n, if n % 2 == 0 { "even" } else { "odd" }, at);
-            assert_eq!(store.create_execution(&e).await.unwrap(), Created::New);
-            created.insert(e.id);
-        }
-        for (handler, size, expected) in [(None, 1000, 1000), (Some("even"), 500, 500)] {
-            let mut query = ExecutionQuery {
-                handler: handler.map(str::to_string),
-                limit: Some(37),
-                ..ExecutionQuery::default()
-            };
-            let mut seen = Vec::new();
-            loop {
-                let page = store.list_executions(&query).await.unwrap();
-                assert!(page.items.len() <= 37);
-                seen.extend(page.items);
-                match page.next_cursor {
-                    Some(cursor) => query.cursor = Some(cursor),
-                    None => break,
-                }
-            }
-            assert_eq!(seen.len(), expected);
-            let ids: BTreeSet<_> = seen.iter().map(|s| s.id.clone()).collect();
-            assert_eq!(ids.len(), size, "every execution exactly once");
-            assert!(ids.is_subset(&created));
-            let order: Vec<_> = seen.iter().map(|s| (s.created_at, s.id.clone())).collect();
-            let mut sorted = order.clone();
-            sorted.sort_by(|a, b| b.cmp(a));
-            assert_eq!(order, sorted, "newest first, ties by id");
-        }
-        // An exact final page has no next cursor.
-        let query = ExecutionQuery {
-            limit: Some(500),
-            ..ExecutionQuery::default()
-        };
-        let first = store.list_executions(&query).await.unwrap();
-        let second = store
-            .list_executions(&ExecutionQuery {
-                cursor: first.next_cursor,
-                ..query
-            })
-            .await
-            .unwrap();
-        assert_eq!(second.items.len(), 500);
-        assert_eq!(second.next_cursor, None);
-    }
-
-    #[tokio::test]
-    async fn state_survives_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.sqlite");
-        let store = SqliteStateStore::open(&path).await.unwrap();
-        let e = execution(1, "h", time(1_700_000_000_123_456).unwrap());
-        store.create_execution(&e).await.unwrap();
-        let at = time(1_700_000_001_000_000).unwrap();
-        store
-            .apply_state(&StateEvent::Started {
-                execution_id: e.id.clone(),
-                attempt: 1,
-                at,
-                executor: "x".into(),
-            })
-            .await
-            .unwrap();
-        let manifest =
-            crate::package::Manifest::parse("name = \"p\"\nversion = \"1.0.0\"\n").unwrap();
-        let version = PackageVersion {
-            name: "p".into(),
-            version: "1.0.0".into(),
-            digest: crate::package::PackageDigest::of(b"p"),
-            size: 1,
-            manifest,
-            uploaded_at: at,
-            uploaded_by: Some("me".into()),
-        };
-        store.add_package_version(&version).await.unwrap();
-        store.set_alias("p", "stable", "1.0.0").await.unwrap();
-        let before = store.get_execution(&e.id).await.unwrap().unwrap();
-        drop(store);
-
-        let store = SqliteStateStore::open(&path).await.unwrap();
-        assert_eq!(store.get_execution(&e.id).await.unwrap().unwrap(), before);
-        assert_eq!(before.status, ExecutionStatus::Running);
-        assert_eq!(
-            store.get_package_version("p", "1.0.0").await.unwrap(),
-            Some(version)
-        );
-        assert_eq!(store.list_aliases("p").await.unwrap().len(), 2);
-        assert_eq!(
-            store.create_execution(&e).await.unwrap(),
-            Created::Existing(ExecutionStatus::Running)
-        );
-    }
-
-    #[tokio::test]
-    async fn the_schema_is_versioned_and_a_newer_one_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.sqlite");
-        drop(SqliteStateStore::open(&path).await.unwrap());
-        let conn = Connection::open(&path).unwrap();
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(version, MIGRATIONS.len() as i64);
-        let mode: String = conn
-            .pragma_query_value(None, "journal_mode", |r| r.get(0))
-            .unwrap();
-        assert_eq!(mode, "wal");
-        conn.pragma_update(None, "user_version", version + 1)
-            .unwrap();
-        drop(conn);
-        let err = SqliteStateStore::open(&path).await.err().unwrap();
-        assert!(
-            err.chain().contains("newer than this build"),
-            "{}",
-            err.chain()
-        );
-    }
-
-    #[test]
-    fn cursors_round_trip_and_garbage_is_invalid() {
-        let id = ExecutionId::derive("/s", "1", "h");
-        let cursor = encode_cursor(42, &id);
-        assert_eq!(
-            decode_cursor(&cursor).unwrap(),
-            (42, id.as_str().to_string())
-        );
-        for bad in ["", "42", "x:y", "42:NOTHEX", "42:' OR 1=1 --"] {
-            assert_eq!(
-                decode_cursor(bad).unwrap_err().kind(),
-                ErrorKind::Invalid,
-                "{bad}"
-            );
-        }
-    }
 }
