@@ -14,6 +14,7 @@ pub mod admission;
 pub mod bindings;
 pub mod breach;
 pub mod cache;
+pub mod commits;
 pub mod convert;
 pub mod engine;
 pub mod host;
