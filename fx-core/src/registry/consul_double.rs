@@ -29,7 +29,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -62,6 +62,9 @@ struct Shared {
     token: Option<String>,
     /// Blocking queries waiting for a change now.
     blocked: AtomicUsize,
+    /// Set by `go_down`: requests read after it get no answer (their connection is closed),
+    /// even on a connection whose task has not been cancelled yet.
+    down: AtomicBool,
 }
 
 #[derive(Clone, Default)]
@@ -107,6 +110,7 @@ impl ConsulDouble {
             changed: watch::channel(0).0,
             token,
             blocked: AtomicUsize::new(0),
+            down: AtomicBool::new(false),
         });
         let server = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         tracing::debug!(%addr, "consul double listening");
@@ -130,6 +134,10 @@ impl ConsulDouble {
     /// Goes down as a stopped agent does: the listener closes and open connections (blocking
     /// queries among them) drop; the stored keys are kept for [`ConsulDouble::come_back`].
     pub fn go_down(&mut self) {
+        // Aborting the server task takes effect at its next poll, possibly on another worker
+        // thread: until then a kept-alive connection could still be served. The flag makes the
+        // outage immediate for every request read from now on.
+        self.shared.down.store(true, Ordering::SeqCst);
         self.server.abort();
     }
 
@@ -137,6 +145,7 @@ impl ConsulDouble {
     pub async fn come_back(&mut self) -> std::io::Result<()> {
         self.server.abort();
         let listener = TcpListener::bind(self.addr).await?;
+        self.shared.down.store(false, Ordering::SeqCst);
         self.server = tokio::spawn(accept_loop(listener, Arc::clone(&self.shared)));
         Ok(())
     }
@@ -238,8 +247,15 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
                 return;
             }
         };
+        if shared.down.load(Ordering::SeqCst) {
+            return;
+        }
         let close = request.close;
         let response = handle(&shared, request).await;
+        // A blocking query that was waiting when the double went down gets no answer either.
+        if shared.down.load(Ordering::SeqCst) {
+            return;
+        }
         if write_response(&mut write, &response, close).await.is_err() || close {
             return;
         }
