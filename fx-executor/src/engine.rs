@@ -1,8 +1,8 @@
 //! The Wasmtime engine of one executor: one `Engine` with epoch interruption and fuel, one
-//! epoch ticker thread, a linker with WASI p2 (nothing ambient) and the host imports, the
+//! epoch ticker thread ([`crate::ticker`]), a linker with WASI p2 (nothing ambient) and the host imports, the
 //! compile cache, and running one invocation in a fresh store.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,13 +16,11 @@ use wasmtime::{
 };
 
 use crate::bindings::{Function, FunctionPre, WitEvent};
-use crate::breach::Breach;
-use crate::convert::{from_wit, to_wit, wit_event_size};
+use crate::convert::to_wit;
 use crate::host::{HostState, RawLog};
+use crate::outcome::{classify, collect_output, stdio_lines};
 use crate::secrets::FunctionGrants;
-
-/// Bytes of stderr quoted in the reason of a trap.
-const STDERR_TAIL_BYTES: usize = 512;
+use crate::ticker::Ticker;
 
 /// The result of running a function once.
 #[derive(Debug, Clone)]
@@ -423,177 +421,6 @@ fn pooling(settings: &EngineSettings) -> PoolingAllocationConfig {
         // is still reset, by hand or by decommit; older kernels fall back to memset.
         .pagemap_scan(Enabled::Auto);
     pool
-}
-
-/// The non-empty lines of a captured stream as log lines.
-fn stdio_lines(text: &str, stream: &str, level: LogLevel) -> Vec<RawLog> {
-    let at = chrono::Utc::now();
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| RawLog {
-            level,
-            message: line.to_string(),
-            fields: vec![("stream".into(), stream.into())],
-            at,
-        })
-        .collect()
-}
-
-/// The epoch ticker thread of a runtime, stopped and joined when dropped.
-///
-/// The thread holds a handle to the engine. Joining it when the runtime goes means the engine
-/// (with the pooling allocator's slots) is freed by whoever drops the last handle, there and
-/// then: not up to a tick later on the ticker thread, where unmapping the pool (about 1.5 ms)
-/// would hold the process's memory map against the next engine's instances.
-struct Ticker {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Ticker {
-    /// Starts a thread advancing the epoch of `engine` every `tick`.
-    fn start(engine: &Engine, tick: Duration) -> fx_core::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (engine, stopped) = (engine.clone(), stop.clone());
-        let thread = std::thread::Builder::new()
-            .name("fx-epoch-ticker".into())
-            .spawn(move || tick_epochs(&engine, tick, &stopped))
-            .map_err(|e| fx_core::Error::internal("starting the epoch ticker").with_source(e))?;
-        Ok(Ticker {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Ticker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
-            thread.thread().unpark();
-            if thread.join().is_err() {
-                tracing::warn!("the epoch ticker thread panicked");
-            }
-        }
-    }
-}
-
-/// Advances the epoch every `tick` until `stop`, parked in between (unparked to stop). Ticks
-/// are due at fixed points in time from the start, so that a late wake-up (a busy machine) is
-/// caught up rather than accumulated and the epoch keeps pace with the wall clock.
-fn tick_epochs(engine: &Engine, tick: Duration, stop: &AtomicBool) {
-    let start = Instant::now();
-    let mut ticks: u128 = 0;
-    loop {
-        ticks += 1;
-        let offset = u64::try_from(tick.as_nanos().saturating_mul(ticks)).unwrap_or(u64::MAX);
-        let due = start + Duration::from_nanos(offset);
-        // A park can end early (an unpark, or spuriously): check again until the tick is due.
-        loop {
-            if stop.load(Ordering::Acquire) {
-                return;
-            }
-            let now = Instant::now();
-            if now >= due {
-                break;
-            }
-            std::thread::park_timeout(due - now);
-        }
-        engine.increment_epoch();
-    }
-}
-
-/// The emitted and returned events, within the output cap.
-fn collect_output(state: &mut HostState, returned: &[WitEvent]) -> Result<Vec<Event>, Failure> {
-    let mut output = std::mem::take(&mut state.emitted);
-    for (n, event) in returned.iter().enumerate() {
-        if let Err(breach) = state.add_output(wit_event_size(event)) {
-            return Err(Failure {
-                kind: FailureKind::OutputLimit,
-                message: breach.to_string(),
-            });
-        }
-        match from_wit(event) {
-            Ok(event) => output.push(event),
-            Err(e) => {
-                return Err(Failure {
-                    kind: FailureKind::FunctionError,
-                    message: format!("returned event {n} is invalid: {}", e.chain()),
-                })
-            }
-        }
-    }
-    Ok(output)
-}
-
-/// Names the cause of a failed call: the limit it hit, or the trap.
-fn classify(error: &wasmtime::Error, state: &HostState, limits: &Limits) -> Failure {
-    let breach = state
-        .breach
-        .clone()
-        .or_else(|| error.downcast_ref::<Breach>().cloned());
-    if let Some(breach) = breach {
-        let kind = match breach {
-            Breach::BadEvent(_) => FailureKind::FunctionError,
-            Breach::Output(_) | Breach::Log(_) => FailureKind::OutputLimit,
-        };
-        return Failure {
-            kind,
-            message: breach.to_string(),
-        };
-    }
-    let trap = error.downcast_ref::<Trap>();
-    let (kind, message) = match trap {
-        Some(Trap::Interrupt) => (
-            FailureKind::Timeout,
-            format!("timed out after {} ms", limits.timeout_ms),
-        ),
-        Some(Trap::OutOfFuel) => (
-            FailureKind::FuelLimit,
-            format!("fuel budget of {} exhausted", limits.fuel.unwrap_or(0)),
-        ),
-        Some(Trap::StackOverflow) => (
-            FailureKind::Trap,
-            format!("stack overflow ({})", Trap::StackOverflow),
-        ),
-        _ if state.limiter.memory_refused => (
-            FailureKind::MemoryLimit,
-            format!("memory limit of {} MiB exceeded", limits.memory_mb),
-        ),
-        Some(trap) => (FailureKind::Trap, trap.to_string()),
-        None => (FailureKind::Trap, format!("{error:#}")),
-    };
-    let mut message = message;
-    if kind == FailureKind::Trap {
-        let (_, stderr) = state.stdio();
-        if let Some(tail) = stderr_tail(&stderr) {
-            message.push_str(&format!(" (stderr: {tail})"));
-        }
-    }
-    Failure { kind, message }
-}
-
-/// The last lines of stderr, where a guest that panics says why before it aborts
-/// (`thread '<unnamed>' panicked at src/lib.rs:7:5: requested trap`), without Rust's note
-/// about backtraces; at most [`STDERR_TAIL_BYTES`].
-fn stderr_tail(stderr: &str) -> Option<String> {
-    let lines: Vec<&str> = stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
-        .collect();
-    let tail = lines[lines.len().saturating_sub(3)..].join(" ");
-    if tail.is_empty() {
-        return None;
-    }
-    if tail.len() <= STDERR_TAIL_BYTES {
-        return Some(tail);
-    }
-    let mut start = tail.len() - STDERR_TAIL_BYTES;
-    while !tail.is_char_boundary(start) {
-        start += 1;
-    }
-    Some(format!("…{}", &tail[start..]))
 }
 
 #[cfg(test)]

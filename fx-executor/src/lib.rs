@@ -19,8 +19,10 @@ pub mod convert;
 pub mod engine;
 pub mod host;
 pub mod outbound;
+mod outcome;
 pub mod secrets;
 pub mod stdio;
+mod ticker;
 pub mod waits;
 pub mod worker;
 
