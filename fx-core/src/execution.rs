@@ -607,23 +607,6 @@ mod tests {
     }
 
     #[test]
-    fn failure_kind_names_are_their_json_names() {
-        use FailureKind::*;
-        for kind in [
-            Trap,
-            Timeout,
-            MemoryLimit,
-            FuelLimit,
-            OutputLimit,
-            FunctionError,
-            Package,
-            Internal,
-        ] {
-            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
-        }
-    }
-
-    #[test]
     fn state_events_are_tagged_json() {
         let e = StateEvent::Started {
             execution_id: ExecutionId::derive("/s", "1", "h"),

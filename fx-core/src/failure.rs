@@ -53,3 +53,25 @@ impl FailureKind {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_kind_names_are_their_json_names() {
+        use FailureKind::*;
+        for kind in [
+            Trap,
+            Timeout,
+            MemoryLimit,
+            FuelLimit,
+            OutputLimit,
+            FunctionError,
+            Package,
+            Internal,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+    }
+}

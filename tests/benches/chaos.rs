@@ -249,12 +249,7 @@ impl Broker {
     }
 
     fn peak_rss_kib(&self) -> Option<u64> {
-        let pid = self.child.as_ref()?.id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        fx_tests::processes::peak_rss_kib_of(self.child.as_ref()?.id())
     }
 }
 

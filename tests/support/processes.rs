@@ -29,6 +29,15 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// The peak resident memory of process `pid` so far, in KiB (`VmHWM`), while it runs (Linux).
+pub fn peak_rss_kib_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// One process of the deployment.
 pub struct Process {
     /// What it runs (`gateway`, `executor`, `server`) and its index.
@@ -49,11 +58,7 @@ impl Process {
 
     /// Its peak resident memory so far, in KiB (`VmHWM`), while it runs (Linux).
     pub fn peak_rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        peak_rss_kib_of(self.child.id())
     }
 
     /// Kills it with SIGKILL, as a crash would.

@@ -152,23 +152,31 @@ async fn a_request_leaves_only_for_a_host_the_handler_allows() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_to_a_server_that_never_answers_ends_with_the_invocation_timeout() {
+/// Runs `misbehave`'s function `ty` on `path` of a server answering as `answer`, with a 500 ms
+/// timeout: the invocation ends in time, as a timeout, or with the function's own error when
+/// a bound on the request itself (its timeouts are capped at the time left) came first.
+async fn ends_in_time(ty: &str, answer: Answer, path: &str) {
     let fx = Fixture::new();
-    let port = server(Answer::Silent).await;
-    let url = format!("http://127.0.0.1:{port}/slow");
+    let port = server(answer).await;
+    let url = format!("http://127.0.0.1:{port}{path}");
     let limits = LimitOverrides {
         timeout_ms: Some(500),
         ..Default::default()
     };
-    let (outcome, took) = fetch(&fx, &url, allowing(&["127.0.0.1".into()]), limits).await;
-    // The request gives up at the deadline; the function then finds its time is up.
+    let grants = allowing(&["127.0.0.1".into()]);
+    let (outcome, took) = call(&fx, ty, &url, grants, limits, &["127.0.0.0/8"]).await;
     match &outcome {
         Err((FailureKind::Timeout, message)) => assert!(message.contains("500 ms"), "{message}"),
         Ok(text) => assert!(text.starts_with("error"), "{text}"),
         Err(other) => panic!("{other:?}"),
     }
     assert!(took < Duration::from_secs(5), "took {took:?}: {outcome:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_to_a_server_that_never_answers_ends_with_the_invocation_timeout() {
+    // The request gives up at the deadline; the function then finds its time is up.
+    ends_in_time("fx.test.http-get", Answer::Silent, "/slow").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,54 +184,17 @@ async fn a_response_body_that_stalls_ends_with_the_invocation_timeout() {
     // The function reads the body with `blocking-read` (a `wasi:io/streams` wait, not a poll):
     // the server sends 5 of the 100 bytes it announced and stalls. Two bounds hold here: the
     // request's between-bytes timeout is capped at the invocation's time left, and the stream
-    // wait itself ends at the deadline. Whichever comes first, the invocation ends in time: as
-    // a timeout, or with the function's own error for the failed read.
-    let fx = Fixture::new();
-    let port = server(Answer::StallsMidBody).await;
-    let url = format!("http://127.0.0.1:{port}/stalls");
-    let limits = LimitOverrides {
-        timeout_ms: Some(500),
-        ..Default::default()
-    };
-    let (outcome, took) = fetch(&fx, &url, allowing(&["127.0.0.1".into()]), limits).await;
-    match &outcome {
-        Err((FailureKind::Timeout, message)) => assert!(message.contains("500 ms"), "{message}"),
-        Ok(text) => assert!(text.starts_with("error"), "{text}"),
-        Err(other) => panic!("{other:?}"),
-    }
-    assert!(took < Duration::from_secs(5), "took {took:?}: {outcome:?}");
+    // wait itself ends at the deadline.
+    ends_in_time("fx.test.http-get", Answer::StallsMidBody, "/stalls").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_to_a_server_that_never_reads_ends_with_the_invocation_timeout() {
     // 64 MiB written with `blocking-write-and-flush` (a `wasi:io/streams` wait) to a server that
     // accepts the connection and never reads: the socket's buffers fill and the write blocks.
-    let fx = Fixture::new();
-    let port = server(Answer::Silent).await;
-    let url = format!("http://127.0.0.1:{port}/upload");
-    let limits = LimitOverrides {
-        timeout_ms: Some(500),
-        ..Default::default()
-    };
-    let grants = allowing(&["127.0.0.1".into()]);
-    let (outcome, took) = call(
-        &fx,
-        "fx.test.http-upload",
-        &url,
-        grants,
-        limits,
-        &["127.0.0.0/8"],
-    )
-    .await;
-    // Two bounds race here: the stream wait ends at the deadline (a timeout), and the
-    // request's first-byte timeout, capped at the time left, closes the body stream (the
-    // function then sees `closed` and returns its error). Either way it ends in time.
-    match &outcome {
-        Err((FailureKind::Timeout, message)) => assert!(message.contains("500 ms"), "{message}"),
-        Ok(text) => assert!(text.starts_with("error"), "{text}"),
-        Err(other) => panic!("{other:?}"),
-    }
-    assert!(took < Duration::from_secs(5), "took {took:?}: {outcome:?}");
+    // Two bounds race: the stream wait ends at the deadline, and the request's first-byte
+    // timeout, capped at the time left, closes the body stream.
+    ends_in_time("fx.test.http-upload", Answer::Silent, "/upload").await;
 }
 
 /// A server on a free port answering every request with a redirect to `location`.
