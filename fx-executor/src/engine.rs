@@ -1,6 +1,6 @@
 //! The Wasmtime engine of one executor: one `Engine` with epoch interruption and fuel, one
 //! epoch ticker thread ([`crate::ticker`]), a linker with WASI p2 (nothing ambient) and the host imports, the
-//! compile cache, and running one invocation in a fresh store.
+//! compile cache, and running one invocation in a fresh store or a warm one ([`crate::warm`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,6 +21,8 @@ use crate::host::{HostState, RawLog};
 use crate::outcome::{classify, collect_output, stdio_lines};
 use crate::secrets::FunctionGrants;
 use crate::ticker::Ticker;
+pub use crate::warm::WarmKey;
+use crate::warm::{Warm, WarmPool};
 
 /// The result of running a function once.
 #[derive(Debug, Clone)]
@@ -52,19 +54,6 @@ pub struct EngineSettings {
     pub outbound: std::sync::Arc<crate::outbound::OutboundPolicy>,
 }
 
-/// Which warm instances an invocation may use: the handler's name and the package digest.
-pub type WarmKey = (String, fx_core::package::PackageDigest);
-
-/// Idle warm instances kept per key, and in all.
-const MAX_WARM_PER_KEY: usize = 16;
-const MAX_WARM: usize = 128;
-
-/// An instance kept for the next invocation of a handler that reuses instances.
-struct Warm {
-    store: Store<HostState>,
-    function: Function,
-}
-
 /// One Wasmtime engine and what every invocation shares.
 pub struct Runtime {
     engine: Engine,
@@ -72,7 +61,7 @@ pub struct Runtime {
     tick: Duration,
     /// Held for its `Drop`: stops the epoch ticker with the runtime.
     _ticker: Ticker,
-    warm: std::sync::Mutex<std::collections::HashMap<WarmKey, Vec<Warm>>>,
+    warm: WarmPool,
     /// Instances running a call now (armed with their deadline).
     running: AtomicUsize,
     /// Where functions' outbound HTTP may connect.
@@ -239,7 +228,7 @@ impl Runtime {
         grants: &Arc<FunctionGrants>,
     ) -> RunResult {
         let start = Instant::now();
-        let warm = self.take_warm(key, limits);
+        let warm = self.warm.take(key, limits);
         let (mut store, function) = match warm {
             Some(warm) => (warm.store, Ok(warm.function)),
             None => {
@@ -272,46 +261,14 @@ impl Runtime {
             && !store.data().limiter.memory_refused
             && !matches!(&result.outcome, Err(f) if f.kind != FailureKind::FunctionError);
         if let (true, Some(function)) = (reusable, function) {
-            self.put_warm(key.clone(), Warm { store, function });
+            self.warm.put(key.clone(), Warm { store, function });
         }
         result
     }
 
     /// Idle warm instances in all.
     pub fn warm_instances(&self) -> usize {
-        self.warm
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .map(Vec::len)
-            .sum()
-    }
-
-    fn take_warm(&self, key: &WarmKey, limits: &Limits) -> Option<Warm> {
-        let mut idle = self
-            .warm
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let list = idle.get_mut(key)?;
-        // Limits are fixed when a store is made: one made with other limits is dropped.
-        while let Some(warm) = list.pop() {
-            if warm.store.data().limits() == limits {
-                return Some(warm);
-            }
-        }
-        None
-    }
-
-    fn put_warm(&self, key: WarmKey, warm: Warm) {
-        let mut idle = self
-            .warm
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let total: usize = idle.values().map(Vec::len).sum();
-        let list = idle.entry(key).or_default();
-        if list.len() < MAX_WARM_PER_KEY && total < MAX_WARM {
-            list.push(warm);
-        }
+        self.warm.len()
     }
 
     /// A new store for one invocation (or one warm instance) with `limits`.

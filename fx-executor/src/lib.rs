@@ -24,6 +24,7 @@ pub mod secrets;
 pub mod stdio;
 mod ticker;
 pub mod waits;
+mod warm;
 pub mod worker;
 
 use std::path::PathBuf;

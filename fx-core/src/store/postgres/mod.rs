@@ -10,27 +10,27 @@
 //! - `connection`: settings, the pool and the error mapping (shared with the PostgreSQL log
 //!   sink).
 //! - [`migrations`]: the versioned schema, applied at open.
+//! - `rows`: the columns read back and the decoding of each row type.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Row;
 
 use super::change::StateChange;
 use super::encoding::{decode_cursor, encode_cursor, stored_revision};
 use super::{Created, HandlerChange, StateStore};
-use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::error::{Error, Result};
 use crate::execution::{
     Execution, ExecutionId, ExecutionQuery, ExecutionStatus, ExecutionSummary, Page, StateEvent,
 };
 use crate::handler::PackageRef;
 use crate::package::{
-    validate_alias, validate_version, PackageAlias, PackageDigest, PackageVersion, LATEST_ALIAS,
+    validate_alias, validate_version, PackageAlias, PackageVersion, LATEST_ALIAS,
 };
 use crate::validate::validate_name;
 
 mod connection;
 pub(crate) mod migrations;
+mod rows;
 #[cfg(test)]
 mod tests;
 
@@ -38,14 +38,10 @@ mod tests;
 pub(crate) use connection::testing;
 pub(crate) use connection::PgDatabase;
 pub use connection::PostgresSettings;
-
-const PACKAGE_COLUMNS: &str = "name, version, digest, size, manifest, uploaded_at, uploaded_by";
-const EXECUTION_COLUMNS: &str = "id, handler, status, attempts, event, package, output, error, \
-     created_at, started_at, finished_at, duration_us, \
-     (SELECT string_agg(record, ',' ORDER BY attempt) FROM execution_attempts \
-        WHERE execution_id = executions.id)";
-const SUMMARY_COLUMNS: &str =
-    "id, handler, status, event_id, event_source, event_type, attempts, created_at, duration_us";
+use rows::{
+    execution, from_json, get, package_version, stored_status, summary, time, to_json,
+    EXECUTION_COLUMNS, PACKAGE_COLUMNS, SUMMARY_COLUMNS,
+};
 
 /// PostgreSQL's first `timestamptz`, 4714-11-24 00:00 UTC BC, in microseconds since the epoch.
 const FIRST_TIMESTAMP_MICROS: i64 = -210_866_803_200_000_000;
@@ -67,113 +63,6 @@ impl PostgresStateStore {
         tracing::info!(database = %db.target(), schema = %db.schema(), "state store opened");
         Ok(PostgresStateStore { db })
     }
-}
-
-fn to_json<T: serde::Serialize>(what: &str, value: &T) -> Result<String> {
-    serde_json::to_string(value).kind_context(ErrorKind::Internal, || format!("encoding {what}"))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T> {
-    serde_json::from_str(text).kind_context(ErrorKind::Internal, || {
-        format!("stored {what} is not valid json")
-    })
-}
-
-/// Reads column `i` of `row`.
-fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
-    row.try_get(i)
-        .kind_context(ErrorKind::Internal, || format!("reading stored column {i}"))
-}
-
-fn stored_id(text: &str) -> Result<ExecutionId> {
-    ExecutionId::parse(text).kind_context(ErrorKind::Internal, || "stored execution id".into())
-}
-
-fn stored_status(text: &str) -> Result<ExecutionStatus> {
-    ExecutionStatus::parse(text)
-        .kind_context(ErrorKind::Internal, || "stored execution status".into())
-}
-
-fn time(us: i64) -> Result<DateTime<Utc>> {
-    DateTime::from_timestamp_micros(us)
-        .ok_or_else(|| Error::internal(format!("stored time {us} is out of range")))
-}
-
-/// A `package_versions` row, columns in [`PACKAGE_COLUMNS`] order.
-fn package_version(row: &Row) -> Result<PackageVersion> {
-    let name: String = get(row, 0)?;
-    let version: String = get(row, 1)?;
-    let what = format!("manifest of package {name} version {version}");
-    let digest: String = get(row, 2)?;
-    let size: i64 = get(row, 3)?;
-    let manifest: String = get(row, 4)?;
-    Ok(PackageVersion {
-        digest: PackageDigest::parse(&digest)
-            .kind_context(ErrorKind::Internal, || format!("stored digest of {what}"))?,
-        size: u64::try_from(size).unwrap_or_default(),
-        manifest: from_json(&what, &manifest)?,
-        uploaded_at: get(row, 5)?,
-        uploaded_by: get(row, 6)?,
-        name,
-        version,
-    })
-}
-
-/// An `executions` row, columns in [`EXECUTION_COLUMNS`] order.
-fn execution(row: &Row) -> Result<Execution> {
-    let id = stored_id(&get::<String>(row, 0)?)?;
-    let package: Option<String> = get(row, 5)?;
-    let error: Option<String> = get(row, 7)?;
-    let attempts: i64 = get(row, 3)?;
-    let duration_us: Option<i64> = get(row, 11)?;
-    let attempt_history = match get::<Option<String>>(row, 12)? {
-        Some(records) => from_json(
-            &format!("attempt records of execution {id}"),
-            &format!("[{records}]"),
-        )?,
-        None => Vec::new(),
-    };
-    Ok(Execution {
-        handler: get(row, 1)?,
-        status: stored_status(&get::<String>(row, 2)?)?,
-        attempts: u32::try_from(attempts).unwrap_or_default(),
-        event: from_json(&format!("event of execution {id}"), &get::<String>(row, 4)?)?,
-        package: match package {
-            Some(text) => Some(from_json(&format!("package of execution {id}"), &text)?),
-            None => None,
-        },
-        output: from_json(
-            &format!("output of execution {id}"),
-            &get::<String>(row, 6)?,
-        )?,
-        error: match error {
-            Some(text) => Some(from_json(&format!("error of execution {id}"), &text)?),
-            None => None,
-        },
-        created_at: get(row, 8)?,
-        started_at: get(row, 9)?,
-        finished_at: get(row, 10)?,
-        duration_us: duration_us.and_then(|d| u64::try_from(d).ok()),
-        attempt_history,
-        id,
-    })
-}
-
-/// An executions list row, columns in [`SUMMARY_COLUMNS`] order.
-fn summary(row: &Row) -> Result<ExecutionSummary> {
-    let attempts: i64 = get(row, 6)?;
-    let duration_us: Option<i64> = get(row, 8)?;
-    Ok(ExecutionSummary {
-        id: stored_id(&get::<String>(row, 0)?)?,
-        handler: get(row, 1)?,
-        status: stored_status(&get::<String>(row, 2)?)?,
-        event_id: get(row, 3)?,
-        event_source: get(row, 4)?,
-        event_type: get(row, 5)?,
-        attempts: u32::try_from(attempts).unwrap_or_default(),
-        created_at: get(row, 7)?,
-        duration_us: duration_us.and_then(|d| u64::try_from(d).ok()),
-    })
 }
 
 /// Moves a queued execution, or one on an earlier attempt, to `running`; never a replay. The

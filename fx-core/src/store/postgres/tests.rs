@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 
 use super::testing::{drop_schema, fresh_settings, raw_client};
 use super::*;
+use chrono::{DateTime, Utc};
+
+use crate::error::ErrorKind;
 use crate::event::new_json_event;
+use crate::package::PackageDigest;
 
 fn execution(n: u32, handler: &str, created_at: DateTime<Utc>) -> Execution {
     let event = new_json_event(

@@ -1,0 +1,110 @@
+//! Settings of the Consul handler registry and their checks.
+
+use std::fmt;
+
+use reqwest::header::HeaderValue;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// Settings of the Consul handler registry.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsulSettings {
+    /// Base URL of a Consul agent's HTTP API, e.g. `http://127.0.0.1:8500` (`http` or `https`).
+    #[serde(default = "default_address")]
+    pub address: String,
+    /// Key prefix of the handlers: handler `name` is the key `<prefix><name>`. A `/` is added
+    /// when missing; must not start with `/`.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// ACL token, sent as `X-Consul-Token`; needs `key_prefix` read (gateways) or write
+    /// (management server) on the prefix. Never logged, redacted in `Debug`; better given as
+    /// `FX_BACKENDS__REGISTRY__TOKEN` than in a file.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Datacenter to query (`?dc=`); the agent's own when unset.
+    #[serde(default)]
+    pub datacenter: Option<String>,
+    /// Timeout of a request, in milliseconds; a blocking query gets its wait on top.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_address() -> String {
+    "http://127.0.0.1:8500".into()
+}
+fn default_prefix() -> String {
+    "ferrisfx/handlers/".into()
+}
+fn default_timeout_ms() -> u64 {
+    5_000
+}
+
+impl Default for ConsulSettings {
+    fn default() -> Self {
+        ConsulSettings {
+            address: default_address(),
+            prefix: default_prefix(),
+            token: None,
+            datacenter: None,
+            timeout_ms: default_timeout_ms(),
+        }
+    }
+}
+
+impl fmt::Debug for ConsulSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsulSettings")
+            .field("address", &self.address)
+            .field("prefix", &self.prefix)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("datacenter", &self.datacenter)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+impl ConsulSettings {
+    /// Checks the settings without contacting Consul.
+    pub fn validate(&self) -> Result<()> {
+        let url = Url::parse(&self.address).map_err(|e| {
+            Error::invalid(format!("consul address {:?} is not a url", self.address)).with_source(e)
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(Error::invalid(format!(
+                "consul address {:?} is not an http or https url",
+                self.address
+            )));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(Error::invalid(format!(
+                "consul address {:?} must not have a query or fragment",
+                self.address
+            )));
+        }
+        if self.prefix.trim_matches('/').is_empty() || self.prefix.starts_with('/') {
+            return Err(Error::invalid(format!(
+                "consul key prefix {:?} must be a key path such as \"ferrisfx/handlers/\"",
+                self.prefix
+            )));
+        }
+        if let Some(token) = &self.token {
+            if HeaderValue::from_str(token).is_err() {
+                return Err(Error::invalid(
+                    "consul token contains characters not allowed in an http header",
+                ));
+            }
+        }
+        if self.datacenter.as_deref() == Some("") {
+            return Err(Error::invalid(
+                "consul datacenter must not be empty; leave it out for the agent's own",
+            ));
+        }
+        if self.timeout_ms == 0 {
+            return Err(Error::invalid("consul timeout_ms must be at least 1"));
+        }
+        Ok(())
+    }
+}
