@@ -7,6 +7,7 @@
 //! - Ports, each a trait with an embedded backend and a conformance `testsuite`:
 //!   [`bus`] (event bus), [`registry`] (handler config), [`objects`] (package archives),
 //!   [`store`] (state), [`sink`] (logs and metrics).
+//! - [`identity`]: principals, roles, permission rules and the one [`identity::authorize`].
 //! - [`backends`]: builds every port from settings, in one place.
 
 pub mod backends;
@@ -18,6 +19,7 @@ pub mod execution;
 pub mod failure;
 pub mod grants;
 pub mod handler;
+pub mod identity;
 pub mod limits;
 pub mod objects;
 pub mod package;

@@ -1,0 +1,164 @@
+//! What a request may want to do, and what it does it on.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// An action a rule can grant. Each action acts on one kind of resource, named by
+/// [`Action::resource_kind`]; a rule's pattern matches names of that kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Action {
+    /// List and read packages and their versions, download an archive.
+    #[serde(rename = "package:read")]
+    PackageRead,
+    /// Upload a version of a package, move its aliases.
+    #[serde(rename = "package:upload")]
+    PackageUpload,
+    /// List and read handlers and their history.
+    #[serde(rename = "handler:read")]
+    HandlerRead,
+    /// Create, change and delete handlers.
+    #[serde(rename = "handler:write")]
+    HandlerWrite,
+    /// Read executions of a handler: events, output, logs.
+    #[serde(rename = "execution:read")]
+    ExecutionRead,
+    /// Redrive or rerun executions of a handler.
+    #[serde(rename = "execution:redrive")]
+    ExecutionRedrive,
+    /// Publish events of a type (`POST /events`, the UI's send page).
+    #[serde(rename = "event:emit")]
+    EventEmit,
+    /// Name an executor pool in a handler.
+    #[serde(rename = "pool:use")]
+    PoolUse,
+    /// Grant a secret to a handler.
+    #[serde(rename = "secret:grant")]
+    SecretGrant,
+    /// Create, rotate and delete secrets (their values are never read back).
+    #[serde(rename = "secret:write")]
+    SecretWrite,
+    /// Manage users, groups, service accounts, other principals' tokens and rules.
+    #[serde(rename = "user:admin")]
+    UserAdmin,
+    /// Read the audit log.
+    #[serde(rename = "audit:read")]
+    AuditRead,
+    /// Read operational details: metrics, readiness details.
+    #[serde(rename = "ops:read")]
+    OpsRead,
+}
+
+/// The kind of resource an action acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceKind {
+    /// A package, by name.
+    Package,
+    /// A handler, by name (executions are resources of their handler).
+    Handler,
+    /// An event, by its `type` attribute.
+    Event,
+    /// An executor pool, by name.
+    Pool,
+    /// A secret, by name.
+    Secret,
+    /// The platform itself: users, rules, the audit log, metrics. Only the pattern `*`
+    /// matches it.
+    Platform,
+}
+
+impl Action {
+    /// Every action, in a stable order.
+    pub const ALL: [Action; 13] = [
+        Action::PackageRead,
+        Action::PackageUpload,
+        Action::HandlerRead,
+        Action::HandlerWrite,
+        Action::ExecutionRead,
+        Action::ExecutionRedrive,
+        Action::EventEmit,
+        Action::PoolUse,
+        Action::SecretGrant,
+        Action::SecretWrite,
+        Action::UserAdmin,
+        Action::AuditRead,
+        Action::OpsRead,
+    ];
+
+    /// The name rules and messages use, e.g. `package:upload`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::PackageRead => "package:read",
+            Action::PackageUpload => "package:upload",
+            Action::HandlerRead => "handler:read",
+            Action::HandlerWrite => "handler:write",
+            Action::ExecutionRead => "execution:read",
+            Action::ExecutionRedrive => "execution:redrive",
+            Action::EventEmit => "event:emit",
+            Action::PoolUse => "pool:use",
+            Action::SecretGrant => "secret:grant",
+            Action::SecretWrite => "secret:write",
+            Action::UserAdmin => "user:admin",
+            Action::AuditRead => "audit:read",
+            Action::OpsRead => "ops:read",
+        }
+    }
+
+    /// Parses an action name.
+    pub fn parse(name: &str) -> Result<Self> {
+        Action::ALL
+            .into_iter()
+            .find(|a| a.name() == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Action::ALL.iter().map(|a| a.name()).collect();
+                Error::invalid(format!(
+                    "unknown action {name:?}; known actions: {}",
+                    known.join(", ")
+                ))
+            })
+    }
+
+    /// What the action acts on.
+    pub fn resource_kind(self) -> ResourceKind {
+        match self {
+            Action::PackageRead | Action::PackageUpload => ResourceKind::Package,
+            Action::HandlerRead
+            | Action::HandlerWrite
+            | Action::ExecutionRead
+            | Action::ExecutionRedrive => ResourceKind::Handler,
+            Action::EventEmit => ResourceKind::Event,
+            Action::PoolUse => ResourceKind::Pool,
+            Action::SecretGrant | Action::SecretWrite => ResourceKind::Secret,
+            Action::UserAdmin | Action::AuditRead | Action::OpsRead => ResourceKind::Platform,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What an action is checked on: a resource of the action's kind, by name; `None` for an
+/// action on the platform, or for a question about a whole collection ("may this principal
+/// read any handler?"), which any rule granting the action answers yes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource<'a> {
+    /// A named resource of the action's kind.
+    Named(&'a str),
+    /// Any resource of the action's kind (a list filtered afterwards), or the platform.
+    Any,
+}
+
+impl fmt::Display for Resource<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Resource::Named(name) => f.write_str(name),
+            Resource::Any => f.write_str("*"),
+        }
+    }
+}
