@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what the tests need (only when missing),
-# builds the example functions, checks formatting and lints, and runs every test.
+# builds the example functions, checks formatting, lints and the dependency policy (deny.toml),
+# and runs every test.
 #
 #   bash infra/scripts/test.sh            # everything
-#   FX_SKIP_LINT=1 bash infra/scripts/test.sh   # skip fmt/clippy (quicker local runs)
+#   FX_SKIP_LINT=1 bash infra/scripts/test.sh   # skip fmt/clippy/cargo-deny (quicker local runs)
 #
 # Under CI=true a test whose backend is missing fails instead of skipping.
 set -euo pipefail
@@ -29,6 +30,8 @@ if [ "${FX_SKIP_LINT:-}" != "1" ]; then
   cargo fmt --all -- --check
   step "cargo clippy"
   cargo clippy --workspace --all-targets --locked -- -D warnings
+  step "cargo deny (licences, bans, sources; deny.toml)"
+  bash infra/scripts/cargo-deny.sh
 fi
 
 step "starting the real servers the tests use"
