@@ -31,6 +31,8 @@ pub mod store;
 pub mod telemetry;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testenv;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsupport;
 pub mod validate;
 
 #[cfg(test)]

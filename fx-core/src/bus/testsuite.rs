@@ -10,11 +10,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::{Delivery, EventBus, Subscription};
 use crate::event::Message;
+use crate::testsupport::unique;
 
 /// How long a check waits for a message before it fails.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -28,16 +28,6 @@ pub async fn run(bus: &dyn EventBus) {
     concurrent_publishers_lose_nothing(bus).await;
     a_published_batch_keeps_its_order_and_arrives_in_batches(bus).await;
     empty_names_are_refused(bus).await;
-}
-
-fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("fx.test.{prefix}.{nanos:x}.{}.{n}", std::process::id())
 }
 
 /// A consumer group of its own for each check, as a deployment has one group per topic and

@@ -7,14 +7,12 @@
 // failed check panics, as in any test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use bytes::Bytes;
 
 use super::PackageStore;
 use crate::error::ErrorKind;
 use crate::package::PackageDigest;
+use crate::testsupport::unique;
 
 /// Runs every check against `store`.
 pub async fn run(store: &dyn PackageStore) {
@@ -26,17 +24,9 @@ pub async fn run(store: &dyn PackageStore) {
     large_archives_round_trip(store).await;
 }
 
+/// The bytes of an archive no other test (or run) stores.
 fn unique_bytes(prefix: &str) -> Bytes {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    Bytes::from(format!(
-        "fx conformance archive {prefix} {nanos:x} {} {n}",
-        std::process::id()
-    ))
+    Bytes::from(format!("fx conformance archive {}", unique(prefix)))
 }
 
 async fn put_get_exists_delete_round_trip(store: &dyn PackageStore) {

@@ -7,13 +7,13 @@
 // failed check panics, as in any test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::{Expect, HandlerRegistry};
 use crate::error::ErrorKind;
 use crate::handler::{Filter, Handler, PackageRef, DEFAULT_POOL};
 use crate::limits::{LimitOverrides, RetryPolicy};
+use crate::testsupport::unique;
 
 /// Runs every check against `registry`.
 pub async fn run(registry: &dyn HandlerRegistry) {
@@ -23,16 +23,6 @@ pub async fn run(registry: &dyn HandlerRegistry) {
     invalid_handlers_are_refused(registry).await;
     watch_returns_on_change_or_after_the_wait(registry).await;
     concurrent_creates_of_one_name_have_one_winner(registry).await;
-}
-
-fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("test-{prefix}-{nanos:x}-{}-{n}", std::process::id())
 }
 
 fn handler(name: &str) -> Handler {

@@ -8,13 +8,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 
 use super::OperationalSink;
 use crate::execution::{ExecutionId, LogLevel, LogLine};
+use crate::testsupport::unique;
 
 /// Runs every check against `sink`.
 pub async fn run(sink: &dyn OperationalSink) {
@@ -24,14 +23,9 @@ pub async fn run(sink: &dyn OperationalSink) {
     concurrent_writers_of_overlapping_batches_store_each_line_once(sink).await;
 }
 
+/// An execution id no other test (or run) uses.
 fn unique_execution(prefix: &str) -> ExecutionId {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let source = format!("/conformance/{prefix}/{nanos:x}/{}/{n}", std::process::id());
+    let source = format!("/conformance/{}", unique(prefix));
     ExecutionId::derive(&source, "1", "conformance")
 }
 

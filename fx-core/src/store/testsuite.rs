@@ -8,8 +8,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 
@@ -23,6 +21,7 @@ use crate::execution::{
 use crate::handler::{Filter, Handler, PackageRef};
 use crate::limits::{LimitOverrides, RetryPolicy};
 use crate::package::{Manifest, PackageDigest, PackageVersion};
+use crate::testsupport::{queued_execution, unique};
 
 /// Runs every check against `store`.
 pub async fn run(store: &dyn StateStore) {
@@ -40,16 +39,6 @@ pub async fn run(store: &dyn StateStore) {
     a_retrying_attempt_is_not_terminal_and_the_next_attempt_runs(store).await;
     of_two_transitions_at_once_one_wins(store).await;
     handler_history_is_recorded_once_and_listed_newest_first(store).await;
-}
-
-fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("test-{prefix}-{nanos:x}-{}-{n}", std::process::id())
 }
 
 /// Now, to the microsecond (what every store keeps).
@@ -80,23 +69,12 @@ fn execution(handler: &str, n: u32, created_at: DateTime<Utc>) -> Execution {
     )
     .unwrap();
     Execution {
-        id: ExecutionId::for_event(&event, handler),
-        handler: handler.to_string(),
         package: Some(ResolvedPackage {
             name: "hello".into(),
             version: "1.0.0".into(),
             digest: PackageDigest::of(b"hello"),
         }),
-        event,
-        status: ExecutionStatus::Queued,
-        attempts: 0,
-        output: vec![],
-        error: None,
-        created_at,
-        started_at: None,
-        finished_at: None,
-        duration_us: None,
-        attempt_history: vec![],
+        ..queued_execution(handler, event, created_at)
     }
 }
 

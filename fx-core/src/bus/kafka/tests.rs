@@ -2,8 +2,7 @@
 //! (`infra/scripts/start-kafka.sh` starts one) and skip without it; each uses a topic prefix of
 //! its own, so runs against one broker do not collide.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use cloudevents::AttributesReader;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
@@ -16,18 +15,14 @@ use super::subscription::{PartitionOffsets, SubscriptionContext};
 use super::*;
 use crate::bus::{topics, Delivery, EventBus, Subscription};
 use crate::event::{self, Message};
+use crate::testsupport::{poll_until, unique};
 
 /// How long a check waits for a message, a commit or a rebalance.
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// A topic prefix no other test (or run) uses.
 fn unique_prefix() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("test-{nanos:x}-{}-{n}-", std::process::id())
+    format!("{}-", unique("test"))
 }
 
 /// A bus on the test broker with a topic prefix of its own, or `None` when there is none.
@@ -78,18 +73,14 @@ async fn committed(bus: &KafkaBus, group: &str, topic: &str, partition: i32) -> 
 
 /// Waits until group `group` has committed `expected` on the partition, or fails.
 async fn wait_committed(bus: &KafkaBus, group: &str, topic: &str, partition: i32, expected: i64) {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let now = committed(bus, group, topic, partition).await;
-        if now == Some(expected) {
-            return;
+    let what = format!("group {group} commits {expected}");
+    poll_until(&what, DEADLINE, Duration::from_millis(100), || async move {
+        match committed(bus, group, topic, partition).await {
+            Some(now) if now == expected => Ok(()),
+            now => Err(format!("it committed {now:?}")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "group {group} committed {now:?}, not {expected}, before the deadline"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test]

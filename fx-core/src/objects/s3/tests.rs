@@ -1,8 +1,6 @@
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use super::*;
 use crate::error::ErrorKind;
+use crate::testsupport::unique;
 
 /// Settings for a fresh bucket on the test server, or `None` (skipped) without one.
 fn settings(test: &str) -> Option<S3Settings> {
@@ -23,13 +21,7 @@ fn settings(test: &str) -> Option<S3Settings> {
 }
 
 fn fresh_bucket_name() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("fx-test-{nanos:x}-{:x}-{n}", std::process::id())
+    unique("fx-test")
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ use crate::handler::{Filter, PackageRef};
 use crate::registry::consul_double::ConsulDouble;
 use crate::registry::testsuite;
 use crate::testenv;
+use crate::testsupport::unique;
 
 fn settings(address: &str) -> ConsulSettings {
     ConsulSettings {
@@ -65,11 +66,7 @@ async fn conformance_suite_passes_against_a_real_consul() {
     let Some(address) = testenv::optional_backend("FX_TEST_CONSUL", "consul conformance") else {
         return;
     };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let prefix = format!("ferrisfx-test/{nanos:x}/handlers/");
+    let prefix = format!("ferrisfx-test/{}/handlers/", unique("run"));
     let registry = ConsulRegistry::new(&ConsulSettings {
         prefix: prefix.clone(),
         token: std::env::var("FX_TEST_CONSUL_TOKEN").ok(),

@@ -5,8 +5,7 @@
 //! under its own index prefix.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use elasticsearch::indices::{IndicesGetIndexTemplateParts, IndicesGetMappingParts};
@@ -17,18 +16,13 @@ use super::mappings::Family;
 use super::requests::Cluster;
 use super::*;
 use crate::execution::{ExecutionStatus, LogLevel};
+use crate::testsupport::{eventually, eventually_async, unique};
 
 mod kibana;
 
 /// A prefix no other test (or run) uses.
 fn fresh_prefix() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("fxt-{nanos:x}-{:x}-{n}", std::process::id())
+    unique("fxt")
 }
 
 /// Settings for the test server, quick to flush, or `None` (skipped) without one.
@@ -44,15 +38,6 @@ fn quick(mut settings: ElasticsearchSettings) -> ElasticsearchSettings {
     settings.retry_max_backoff_ms = 200;
     settings.request_timeout_ms = 2_000;
     settings
-}
-
-/// Waits for `condition` with a deadline.
-async fn eventually(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Waits until the sink has counted `at_least` requests that could not reach the cluster.
@@ -205,11 +190,11 @@ async fn writes_are_sent_when_a_batch_is_full_or_has_waited_the_flush_interval()
     assert_eq!(count(&sink.cluster, Family::Logs, query.clone()).await, 0);
     // The fifth fills the batch: it goes without a flush.
     sink.write_logs(&lines[4..]).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while count(&sink.cluster, Family::Logs, query.clone()).await < 5 {
-        assert!(Instant::now() < deadline, "a full batch was not sent");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async("a full batch is sent", Duration::from_secs(10), || {
+        let (cluster, query) = (&sink.cluster, query.clone());
+        async move { count(cluster, Family::Logs, query).await >= 5 }
+    })
+    .await;
     assert_eq!(sink.buffered(), 0);
     drop(sink);
 
@@ -223,14 +208,15 @@ async fn writes_are_sent_when_a_batch_is_full_or_has_waited_the_flush_interval()
     let other = execution("timed");
     sink.write_logs(&[line(&other, 1, 0)]).await.unwrap();
     let query = json!({ "term": { "execution_id": other.as_str() } });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while count(&sink.cluster, Family::Logs, query.clone()).await < 1 {
-        assert!(
-            Instant::now() < deadline,
-            "a line was not sent after the flush interval"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async(
+        "a line is sent after the flush interval",
+        Duration::from_secs(10),
+        || {
+            let (cluster, query) = (&sink.cluster, query.clone());
+            async move { count(cluster, Family::Logs, query).await >= 1 }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -328,14 +314,13 @@ impl OwnServer {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
         let server = OwnServer(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "{bin} did not listen on {port}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("{bin} listens on {port}");
+        eventually_async(&what, Duration::from_secs(10), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
         Some(server)
     }
 }

@@ -2,36 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Utc};
-
 use super::*;
 use crate::error::ErrorKind;
-use crate::event::new_json_event;
-
-fn execution(n: u32, handler: &str, created_at: DateTime<Utc>) -> Execution {
-    let event = new_json_event(
-        n.to_string(),
-        "/test",
-        "com.example.t",
-        serde_json::json!({"n": n}),
-    )
-    .unwrap();
-    Execution {
-        id: ExecutionId::for_event(&event, handler),
-        handler: handler.to_string(),
-        package: None,
-        event,
-        status: ExecutionStatus::Queued,
-        attempts: 0,
-        output: vec![],
-        error: None,
-        created_at,
-        started_at: None,
-        finished_at: None,
-        duration_us: None,
-        attempt_history: vec![],
-    }
-}
+use crate::testsupport::execution;
 
 #[tokio::test]
 async fn passes_the_conformance_suite() {

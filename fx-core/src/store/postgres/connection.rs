@@ -272,25 +272,15 @@ pub(crate) fn error_kind(e: &tokio_postgres::Error) -> ErrorKind {
 pub(crate) mod testing {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-    use std::sync::atomic::{AtomicU64, Ordering};
-
     use super::PostgresSettings;
+    use crate::testsupport::unique;
 
     /// Settings for a fresh schema of the test database, or `None` (skipped) without
     /// `FX_TEST_POSTGRES`.
     pub(crate) fn fresh_settings(test: &str) -> Option<PostgresSettings> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
         let url = crate::testenv::backend("FX_TEST_POSTGRES", test)?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let schema = format!(
-            "fx_test_{:x}_{}_{n}",
-            nanos & 0xffff_ffff_ffff,
-            std::process::id()
-        );
+        // A schema name holds no '-'.
+        let schema = unique("fx_test").replace('-', "_");
         Some(PostgresSettings {
             schema,
             ..PostgresSettings::new(url)

@@ -10,33 +10,8 @@ use super::*;
 use chrono::{DateTime, Utc};
 
 use crate::error::ErrorKind;
-use crate::event::new_json_event;
 use crate::package::PackageDigest;
-
-fn execution(n: u32, handler: &str, created_at: DateTime<Utc>) -> Execution {
-    let event = new_json_event(
-        n.to_string(),
-        "/test",
-        "com.example.t",
-        serde_json::json!({"n": n}),
-    )
-    .unwrap();
-    Execution {
-        id: ExecutionId::for_event(&event, handler),
-        handler: handler.to_string(),
-        package: None,
-        event,
-        status: ExecutionStatus::Queued,
-        attempts: 0,
-        output: vec![],
-        error: None,
-        created_at,
-        started_at: None,
-        finished_at: None,
-        duration_us: None,
-        attempt_history: vec![],
-    }
-}
+use crate::testsupport::execution;
 
 /// Inserts queued executions in one statement per 10,000 (test data loading only: the store
 /// creates executions one by one).
