@@ -1,9 +1,10 @@
-//! Values both SQL state stores encode alike: the executions list cursor and a handler
-//! change's revision.
+//! Values both SQL state stores encode alike: the executions list cursor, a handler
+//! change's revision, an account's kind and a rule's columns.
 
 use super::HandlerChange;
 use crate::error::{Error, Result};
 use crate::execution::ExecutionId;
+use crate::identity::rules::{Grant, Pattern, PrincipalKind, Rule, Subject};
 
 /// An executions list cursor: the `created_at` (microseconds) and id of the last item seen.
 pub(crate) fn encode_cursor(created_at: i64, id: &ExecutionId) -> String {
@@ -25,5 +26,38 @@ pub(crate) fn stored_revision(change: &HandlerChange) -> Result<i64> {
             "revision {} of handler {} is too large to record",
             change.revision, change.name
         ))
+    })
+}
+
+/// How an account's kind is stored.
+pub(crate) fn kind_name(kind: PrincipalKind) -> &'static str {
+    match kind {
+        PrincipalKind::User => "user",
+        PrincipalKind::ServiceAccount => "service",
+    }
+}
+
+/// An account's kind as stored.
+pub(crate) fn parse_kind(text: &str) -> Result<PrincipalKind> {
+    match text {
+        "user" => Ok(PrincipalKind::User),
+        "service" => Ok(PrincipalKind::ServiceAccount),
+        other => Err(Error::internal(format!(
+            "stored account kind {other:?} is unknown"
+        ))),
+    }
+}
+
+/// A rule from its stored columns.
+pub(crate) fn decode_rule(id: i64, subject: &str, grant: &str, pattern: &str) -> Result<Rule> {
+    let bad = |what: &str, e: Error| {
+        Error::internal(format!("stored {what} of rule {id} is invalid")).with_source(e)
+    };
+    Ok(Rule {
+        subject: Subject::parse(subject).map_err(|e| bad("subject", e))?,
+        grant: serde_json::from_str::<Grant>(grant).map_err(|e| {
+            Error::internal(format!("stored grant of rule {id} is invalid")).with_source(e)
+        })?,
+        pattern: Pattern::parse(pattern).map_err(|e| bad("pattern", e))?,
     })
 }

@@ -64,4 +64,53 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (execution_id, attempt)
     );
 "#,
+    // 4: identity: accounts, API tokens, permission rules, package owners, the audit log.
+    r#"
+    CREATE TABLE accounts (
+        name          TEXT PRIMARY KEY NOT NULL,
+        kind          TEXT NOT NULL,
+        display_name  TEXT NOT NULL,
+        password_hash TEXT,
+        groups_json   TEXT NOT NULL,
+        disabled      INTEGER NOT NULL,
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL
+    );
+    CREATE TABLE api_tokens (
+        id           TEXT PRIMARY KEY NOT NULL,
+        owner        TEXT NOT NULL REFERENCES accounts (name) ON DELETE CASCADE,
+        name         TEXT NOT NULL,
+        secret_hash  TEXT NOT NULL,
+        scope        TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        expires_at   INTEGER,
+        last_used_at INTEGER,
+        revoked_at   INTEGER
+    );
+    CREATE INDEX api_tokens_by_owner ON api_tokens (owner, created_at DESC);
+    CREATE TABLE access_rules (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        subject    TEXT NOT NULL,
+        grant_json TEXT NOT NULL,
+        pattern    TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        UNIQUE (subject, grant_json, pattern)
+    );
+    CREATE TABLE package_owners (
+        name  TEXT PRIMARY KEY NOT NULL,
+        owner TEXT NOT NULL
+    );
+    CREATE TABLE audit_log (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        at        INTEGER NOT NULL,
+        principal TEXT NOT NULL,
+        action    TEXT NOT NULL,
+        resource  TEXT NOT NULL,
+        source    TEXT NOT NULL,
+        outcome   TEXT NOT NULL,
+        detail    TEXT NOT NULL
+    );
+    CREATE INDEX audit_log_by_principal ON audit_log (principal, id DESC);
+"#,
 ];

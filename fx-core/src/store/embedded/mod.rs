@@ -25,6 +25,7 @@ use crate::package::{
 use crate::sqlite::{db, Database};
 use crate::validate::validate_name;
 
+mod identity;
 mod migrations;
 mod rows;
 #[cfg(test)]

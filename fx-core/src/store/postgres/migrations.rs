@@ -95,6 +95,58 @@ pub(crate) const STATE: &[Migration] = &[
     );
 "#,
     },
+    Migration {
+        version: 4,
+        description: "identity: accounts, api tokens, rules, package owners, the audit log",
+        sql: r#"
+    CREATE TABLE accounts (
+        name          text COLLATE "C" PRIMARY KEY,
+        kind          text NOT NULL,
+        display_name  text NOT NULL,
+        password_hash text,
+        groups_json   text NOT NULL,
+        disabled      boolean NOT NULL,
+        created_at    timestamptz NOT NULL,
+        updated_at    timestamptz NOT NULL
+    );
+    CREATE TABLE api_tokens (
+        id           text COLLATE "C" PRIMARY KEY,
+        owner        text COLLATE "C" NOT NULL REFERENCES accounts (name) ON DELETE CASCADE,
+        name         text NOT NULL,
+        secret_hash  text NOT NULL,
+        scope        text NOT NULL,
+        created_at   timestamptz NOT NULL,
+        expires_at   timestamptz,
+        last_used_at timestamptz,
+        revoked_at   timestamptz
+    );
+    CREATE INDEX api_tokens_by_owner ON api_tokens (owner, created_at DESC);
+    CREATE TABLE access_rules (
+        id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        subject    text COLLATE "C" NOT NULL,
+        grant_json text COLLATE "C" NOT NULL,
+        pattern    text COLLATE "C" NOT NULL,
+        created_by text NOT NULL,
+        created_at timestamptz NOT NULL,
+        UNIQUE (subject, grant_json, pattern)
+    );
+    CREATE TABLE package_owners (
+        name  text COLLATE "C" PRIMARY KEY,
+        owner text NOT NULL
+    );
+    CREATE TABLE audit_log (
+        id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at        timestamptz NOT NULL,
+        principal text COLLATE "C" NOT NULL,
+        action    text COLLATE "C" NOT NULL,
+        resource  text COLLATE "C" NOT NULL,
+        source    text NOT NULL,
+        outcome   text NOT NULL,
+        detail    text NOT NULL
+    );
+    CREATE INDEX audit_log_by_principal ON audit_log (principal, id DESC);
+"#,
+    },
 ];
 
 /// Brings `component`'s schema up to date with `migrations`.

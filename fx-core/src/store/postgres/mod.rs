@@ -29,6 +29,7 @@ use crate::package::{
 use crate::validate::validate_name;
 
 mod connection;
+mod identity;
 pub(crate) mod migrations;
 mod rows;
 #[cfg(test)]
