@@ -3,6 +3,7 @@
 //! API (`--server`, or `FX_SERVER`).
 
 pub mod client;
+pub mod config_reference;
 pub mod dev;
 pub mod new;
 pub mod ops;
@@ -62,6 +63,10 @@ pub enum Command {
     /// Load and check the settings (file, `FX_*` variables) as every process does, then exit:
     /// unknown keys, missing fields and invalid values fail with the reason.
     CheckConfig(settings::SettingsArgs),
+    /// Print the configuration reference (`docs/configuration-reference.md`), generated from
+    /// the settings' own docs.
+    #[command(hide = true)]
+    ConfigReference,
     /// Scaffold a new function project in Rust, Python or JavaScript.
     New(new::NewArgs),
     /// Build, upload and list packages.
@@ -161,6 +166,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(args) => process::run(process::Part::Server, args, None).await,
         Command::Setup(args) => setup::run(args).await,
         Command::CheckConfig(args) => setup::check_config(&args),
+        Command::ConfigReference => config_reference::print(),
         Command::New(args) => new::run(args),
         Command::Package(PackageCommand::Build(args)) => package::build(args),
         Command::Package(PackageCommand::Upload { file }) => api.upload(&file).await,

@@ -30,16 +30,18 @@ pub struct SettingsArgs {
 
 /// Settings of a `ferrisfx` process: a TOML file, then `FX_*` environment variables (nested keys
 /// joined by `__`, e.g. `FX_EXECUTOR__MAX_CONCURRENCY=8`), then flags.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Where the embedded backends keep their files.
+    /// Where the embedded backends keep their files (`handlers.json`, `packages/`,
+    /// `state.sqlite`, `logs.sqlite`) and, by default, the executor its cache (`cache/`).
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
     /// Address of the web UI and REST API.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Install the example package and handler on first start.
+    /// Install the example package (`hello`) and its handler on the first start of a data
+    /// directory.
     #[serde(default = "yes")]
     pub example: bool,
     /// Backends of every port (embedded by default).

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::bus::EventBus;
@@ -32,7 +33,7 @@ pub struct Backends {
 }
 
 /// Which backend each port uses.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackendSettings {
     /// Event bus.
@@ -56,7 +57,7 @@ pub struct BackendSettings {
 }
 
 /// Event bus backend.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum BusSettings {
     /// In-process bounded queues; nothing survives a restart.
@@ -83,7 +84,7 @@ impl Default for BusSettings {
 }
 
 /// Handler config store backend.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RegistrySettings {
     /// `handlers.json` in the data directory, watched for changes.
@@ -96,7 +97,7 @@ pub enum RegistrySettings {
 }
 
 /// Package store backend.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PackageStoreSettings {
     /// `packages/` in the data directory.
@@ -108,7 +109,7 @@ pub enum PackageStoreSettings {
 }
 
 /// State store backend.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum StateStoreSettings {
     /// SQLite database `state.sqlite` in the data directory.
@@ -120,7 +121,7 @@ pub enum StateStoreSettings {
 }
 
 /// Operational-data sink backend.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SinkSettings {
     /// SQLite database `logs.sqlite` in the data directory.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// The most one invocation on this executor's pool may ask for. Defaults: the largest values a
 /// handler may set (`Limits::MAX`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PoolCeilings {
     /// Linear memory per invocation, in MiB.

@@ -36,12 +36,13 @@ use fx_core::event::Event;
 use fx_core::execution::{CacheLookup, Failure, FailureKind, Invocation, LogLine};
 use fx_core::objects::PackageStore;
 use fx_core::telemetry;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use cache::CacheCounts;
 
 /// Executor settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutorSettings {
     /// The executor pool this executor serves (`fx.invocations.<pool>`).
@@ -49,21 +50,26 @@ pub struct ExecutorSettings {
     pub pool: String,
     /// This executor's name in state events and logs (default: `executor-<pid>`).
     #[serde(default)]
+    #[schemars(extend("x-default-doc" = "`executor-<pid>`"))]
     pub executor_id: String,
-    /// Where fetched packages and compiled components are cached (default under the data
-    /// directory in `ferrisfx dev`).
+    /// Where fetched packages and compiled components are cached (`ferrisfx dev` and
+    /// `ferrisfx executor` default it to `<data_dir>/cache`).
     #[serde(default)]
+    #[schemars(extend("x-default-doc" = "`<data_dir>/cache`"))]
     pub cache_dir: PathBuf,
     /// Compiled components kept linked in memory, in MiB of compiled code (default 1024); the
-    /// least recently used beyond it are dropped (`fx_compile_cache_evictions_total`).
+    /// least recently used beyond it are dropped
+    /// (`fx_compile_cache_evictions_total{tier="memory"}`).
     #[serde(default = "default_cache_memory_mb")]
     pub cache_memory_mb: u64,
     /// Archives and compiled components kept under `cache_dir`, in MiB (default 4096); the
-    /// least recently used files beyond it are deleted. Keep it below the volume's size.
+    /// least recently used files beyond it are deleted (`tier="disk"`). Keep it below the
+    /// volume's size.
     #[serde(default = "default_cache_disk_mb")]
     pub cache_disk_mb: u64,
     /// Invocations running at once on this executor (default: four per CPU core).
     #[serde(default = "default_concurrency")]
+    #[schemars(extend("x-default-doc" = "4 × CPU cores"))]
     pub max_concurrency: usize,
     /// Granularity of timeouts (epoch interruption tick), in milliseconds: an invocation ends
     /// at most one tick after its timeout.
@@ -71,7 +77,8 @@ pub struct ExecutorSettings {
     pub epoch_tick_ms: u64,
     /// How instances get their memory: `pooling` (default: slots reserved at start and
     /// reused, so an instantiation costs microseconds) or `on_demand` (mmap per instance;
-    /// for machines that limit virtual memory).
+    /// for machines that limit virtual memory). Pooling falls back to on-demand, with a
+    /// warning, when its slots cannot be reserved.
     #[serde(default)]
     pub allocator: Allocator,
     /// Instances the pool holds at once (default: four per `max_concurrency`, at least 256).
@@ -84,19 +91,22 @@ pub struct ExecutorSettings {
     pub pool_max_memory_mb: u32,
     /// A directory of secrets, one file per secret named like it (a Kubernetes Secret mounted
     /// as a volume). A function reads a secret only when its package declares it and its
-    /// handler grants it. None by default.
+    /// handler grants it. Read again at most every 5 s. None by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-default-doc" = "unset (`<data_dir>/secrets` in `ferrisfx dev`)"))]
     pub secrets_dir: Option<PathBuf>,
     /// The most one invocation may ask for (`memory_mb`, `timeout_ms`, `max_output_bytes`,
     /// `max_log_bytes`; default: the largest a handler may set). The executor checks every
     /// invocation against these and against its package's manifest (declared secrets and
-    /// capabilities): one that asks for more fails as `refused`.
+    /// capabilities): one that asks for more fails as `refused`, naming what it asked for, and
+    /// is not retried.
     #[serde(default)]
     pub ceilings: admission::PoolCeilings,
     /// Networks (CIDRs, e.g. `10.20.0.0/16`) that functions' outbound HTTP may reach although
     /// they are loopback, private, link-local or otherwise internal. Empty by default: a host
     /// in `http_allow` that resolves to such an address is refused (see [`outbound`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<String>")]
     pub http_allow_networks: Vec<ipnet::IpNet>,
     /// The most linear memory the invocations running at once may ask for together, in MiB
     /// (the sum of their `memory_mb`): an invocation waits until its share is free, and one
@@ -106,13 +116,13 @@ pub struct ExecutorSettings {
     pub memory_budget_mb: u32,
     /// Retries waiting out their backoff on this executor at once (they hold no slot while
     /// waiting); beyond it a retry waits in a slot, so the executor takes no more invocations
-    /// until one ends. Default 1000.
+    /// until one ends (`fx_executor_waiting_retries_full_total`). Default 1000.
     #[serde(default = "default_max_waiting_retries")]
     pub max_waiting_retries: usize,
 }
 
 /// How the engine allocates instances.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Allocator {
     /// Wasmtime's pooling allocator.

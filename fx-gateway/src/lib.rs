@@ -15,13 +15,14 @@ pub mod retry;
 pub mod router;
 pub mod table;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use fx_core::backends::Backends;
 
 /// Gateway settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GatewaySettings {
     /// Consumer group of the dispatchers on `fx.events`.
@@ -30,7 +31,8 @@ pub struct GatewaySettings {
     /// Consumer group of the state routers on `fx.state`.
     #[serde(default = "default_state_group")]
     pub state_group: String,
-    /// Consumer group of the log routers on `fx.state` (they run with the state router).
+    /// Consumer group of the log routers on `fx.state` (they run with the state router and
+    /// commit log lines only once the sink stored them).
     #[serde(default = "default_log_group")]
     pub log_group: String,
     /// Whether this gateway also runs the state router.

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Settings of the management server: the `[server]` table of the settings file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSettings {
     /// Largest package archive accepted by `POST /api/v1/packages`, in bytes. An upload a
@@ -14,12 +14,13 @@ pub struct ServerSettings {
     /// Rows per page on the executions page of the web UI.
     pub page_size: u32,
     /// Requests handled at once (health, readiness and metrics aside); beyond, `503` with
-    /// `Retry-After`.
+    /// `Retry-After`, counted in `fx_server_busy_total`.
     pub max_concurrent_requests: usize,
     /// Package uploads handled at once (each may hold `max_package_bytes` in memory); beyond,
     /// `503` with `Retry-After`.
     pub max_concurrent_uploads: usize,
-    /// Live streams of the web UI open at once; beyond, `503` with `Retry-After`.
+    /// Live streams of the web UI open at once; beyond, `503` with `Retry-After`: the page
+    /// still loads but shows no live updates until it is reloaded.
     pub max_live_streams: usize,
     /// Whether `ferrisfx server` compiles and links each uploaded package with the executors'
     /// engine settings (`[executor]`) before accepting it, one at a time, refusing one that

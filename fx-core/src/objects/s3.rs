@@ -22,6 +22,7 @@ use s3::error::S3Error;
 use s3::request::tokio_backend::ReqwestRequest;
 use s3::request::Request as _;
 use s3::{Bucket, BucketConfiguration, Region};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::PackageStore;
@@ -32,7 +33,7 @@ use crate::package::PackageDigest;
 const STREAMING_THRESHOLD: usize = CHUNK_SIZE;
 
 /// Settings of the S3 package store.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct S3Settings {
     /// Base URL of the S3 API, e.g. `http://minio:9000` (`http` or `https`); buckets are
@@ -46,6 +47,7 @@ pub struct S3Settings {
     /// Access key id.
     pub access_key: String,
     /// Secret access key: never logged, redacted in `Debug`.
+    #[schemars(extend("writeOnly" = true))]
     pub secret_key: String,
     /// Prefix of every object key, e.g. `packages/` (may be empty; must not start with `/`).
     #[serde(default = "default_prefix")]

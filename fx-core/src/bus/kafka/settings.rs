@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::ClientConfig;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
 /// Kafka event bus: topics are Kafka topics, consumer groups are Kafka consumer groups.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSettings {
     /// Bootstrap brokers as `host:port`, separated by commas (librdkafka's `bootstrap.servers`).

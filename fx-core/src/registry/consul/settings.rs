@@ -3,13 +3,14 @@
 use std::fmt;
 
 use reqwest::header::HeaderValue;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::error::{Error, Result};
 
 /// Settings of the Consul handler registry.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsulSettings {
     /// Base URL of a Consul agent's HTTP API, e.g. `http://127.0.0.1:8500` (`http` or `https`).
@@ -23,6 +24,7 @@ pub struct ConsulSettings {
     /// (management server) on the prefix. Never logged, redacted in `Debug`; better given as
     /// `FX_BACKENDS__REGISTRY__TOKEN` than in a file.
     #[serde(default)]
+    #[schemars(extend("writeOnly" = true))]
     pub token: Option<String>,
     /// Datacenter to query (`?dc=`); the agent's own when unset.
     #[serde(default)]

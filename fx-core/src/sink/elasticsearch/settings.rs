@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -10,7 +11,7 @@ use crate::error::{Error, Result};
 /// Settings of the Elasticsearch sink. Credentials are optional (a cluster without security);
 /// give either `username` and `password`, or `api_key`. Secrets are redacted in `Debug` and
 /// never logged.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ElasticsearchSettings {
     /// Base URL of the cluster, e.g. `http://elasticsearch:9200` (`http` or `https`; TLS with
@@ -21,10 +22,12 @@ pub struct ElasticsearchSettings {
     pub username: Option<String>,
     /// Password of `username`. A secret.
     #[serde(default)]
+    #[schemars(extend("writeOnly" = true))]
     pub password: Option<String>,
     /// An API key, base64-encoded `id:api_key` as Elasticsearch returns it in `encoded`. A
     /// secret.
     #[serde(default)]
+    #[schemars(extend("writeOnly" = true))]
     pub api_key: Option<String>,
     /// Prefix of every index and template name: indices are `<prefix>-logs-YYYY.MM.DD`,
     /// `<prefix>-metrics-…` and `<prefix>-executions-…`. Lowercase letters, digits, `-`, `_`.

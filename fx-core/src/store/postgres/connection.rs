@@ -11,6 +11,7 @@ use std::time::Duration;
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
@@ -18,12 +19,13 @@ use tokio_postgres::NoTls;
 use crate::error::{Error, ErrorKind, Result};
 
 /// A PostgreSQL database (state store or log sink).
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresSettings {
     /// Connection string, `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (or the `key=value`
     /// form). A secret: redacted in `Debug` and never logged. TLS is not supported in this
     /// build (`sslmode=disable` or `prefer`).
+    #[schemars(extend("writeOnly" = true))]
     pub url: String,
     /// Connections kept in the pool (at least 1).
     #[serde(default = "default_pool_size")]
