@@ -485,23 +485,10 @@ mod tests {
 
     #[test]
     fn invalid_handlers_say_why() {
-        let mut h = Handler {
-            name: "Bad Name".into(),
-            description: String::new(),
-            filter: Filter::type_is("x"),
-            package: PackageRef {
-                name: "hello".into(),
-                version: "latest".into(),
-            },
-            pool: DEFAULT_POOL.into(),
-            limits: LimitOverrides::default(),
-            retry: RetryPolicy::default(),
-            enabled: true,
-            reuse_instances: false,
-            config: Default::default(),
-            secrets: Default::default(),
-            http_allow: Default::default(),
-        };
+        let mut h = crate::testsupport::HandlerBuilder::new("Bad Name")
+            .event_type("x")
+            .package("hello")
+            .build();
         assert!(h.validate().unwrap_err().message().contains("handler name"));
         h.name = "ok".into();
         h.filter = Filter::Prefix(m("Type!", "x"));

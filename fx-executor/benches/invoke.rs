@@ -23,11 +23,11 @@ use std::time::{Duration, Instant};
 use fx_core::bus::embedded::EmbeddedBus;
 use fx_core::event::{new_json_event, Event};
 use fx_core::execution::{ExecutionId, Invocation, ResolvedPackage};
-use fx_core::handler::{Filter, Handler, PackageRef};
 use fx_core::limits::Limits;
 use fx_core::objects::local::LocalPackageStore;
 use fx_core::objects::PackageStore;
 use fx_core::package::PackageDigest;
+use fx_core::testsupport::HandlerBuilder;
 use fx_executor::{Allocator, Executor, ExecutorSettings};
 use serde_json::json;
 
@@ -59,23 +59,11 @@ fn invocation(digest: &PackageDigest, reuse: bool) -> Invocation {
     let event = event("bench-1");
     Invocation {
         execution_id: ExecutionId::for_event(&event, "echo"),
-        handler: Handler {
-            name: "echo".into(),
-            description: String::new(),
-            filter: Filter::type_is("fx.test.echo-size"),
-            package: PackageRef {
-                name: "misbehave".into(),
-                version: "latest".into(),
-            },
-            pool: "default".into(),
-            limits: Default::default(),
-            retry: Default::default(),
-            enabled: true,
-            reuse_instances: reuse,
-            config: Default::default(),
-            secrets: Default::default(),
-            http_allow: Default::default(),
-        },
+        handler: HandlerBuilder::new("echo")
+            .event_type("fx.test.echo-size")
+            .package("misbehave")
+            .reuse_instances(reuse)
+            .build(),
         package: ResolvedPackage {
             name: "misbehave".into(),
             version: "1.0.0".into(),

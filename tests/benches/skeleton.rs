@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use fx_core::event::new_json_event;
 use fx_core::execution::{ExecutionId, Invocation, ResolvedPackage};
-use fx_core::handler::{Filter, Handler, PackageRef};
 use fx_core::limits::Limits;
 use fx_core::package::PackageDigest;
+use fx_core::testsupport::HandlerBuilder;
 use fx_executor::{Executor, ExecutorSettings};
 use fx_tests::{example_package, TestPlatform};
 use serde_json::json;
@@ -49,23 +49,10 @@ async fn warm_invocation_latency() {
     .unwrap();
     let invocation = Invocation {
         execution_id: ExecutionId::for_event(&event, "hello"),
-        handler: Handler {
-            name: "hello".into(),
-            description: String::new(),
-            filter: Filter::type_is("com.example.hello"),
-            package: PackageRef {
-                name: "hello".into(),
-                version: "latest".into(),
-            },
-            pool: "default".into(),
-            limits: Default::default(),
-            retry: Default::default(),
-            enabled: true,
-            reuse_instances: false,
-            config: Default::default(),
-            secrets: Default::default(),
-            http_allow: Default::default(),
-        },
+        handler: HandlerBuilder::new("hello")
+            .event_type("com.example.hello")
+            .package("hello")
+            .build(),
         package: ResolvedPackage {
             name: "hello".into(),
             version: "1.0.0".into(),

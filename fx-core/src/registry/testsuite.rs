@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use super::{Expect, HandlerRegistry};
 use crate::error::ErrorKind;
-use crate::handler::{Filter, Handler, PackageRef, DEFAULT_POOL};
-use crate::limits::{LimitOverrides, RetryPolicy};
-use crate::testsupport::unique;
+use crate::handler::{Filter, Handler};
+use crate::limits::LimitOverrides;
+use crate::testsupport::{unique, HandlerBuilder};
 
 /// Runs every check against `registry`.
 pub async fn run(registry: &dyn HandlerRegistry) {
@@ -26,29 +26,19 @@ pub async fn run(registry: &dyn HandlerRegistry) {
 }
 
 fn handler(name: &str) -> Handler {
-    Handler {
-        name: name.to_string(),
-        description: "conformance".into(),
-        filter: Filter::All(vec![
+    HandlerBuilder::new(name)
+        .description("conformance")
+        .filter(Filter::All(vec![
             Filter::type_is("com.example.hello"),
             Filter::Not(Box::new(Filter::type_is("com.example.bye"))),
-        ]),
-        package: PackageRef {
-            name: "hello".into(),
-            version: "1.0.0".into(),
-        },
-        pool: DEFAULT_POOL.into(),
-        limits: LimitOverrides {
+        ]))
+        .package("hello")
+        .version("1.0.0")
+        .limits(LimitOverrides {
             memory_mb: Some(32),
             ..LimitOverrides::default()
-        },
-        retry: RetryPolicy::default(),
-        enabled: true,
-        reuse_instances: false,
-        config: Default::default(),
-        secrets: Default::default(),
-        http_allow: Default::default(),
-    }
+        })
+        .build()
 }
 
 async fn put_get_and_table_round_trip(registry: &dyn HandlerRegistry) {

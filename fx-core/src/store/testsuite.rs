@@ -18,10 +18,9 @@ use crate::execution::{
     CacheLookup, Execution, ExecutionId, ExecutionQuery, ExecutionStatus, Failure, FailureKind,
     LogLevel, LogLine, Measurements, ResolvedPackage, StateEvent,
 };
-use crate::handler::{Filter, Handler, PackageRef};
-use crate::limits::{LimitOverrides, RetryPolicy};
+use crate::handler::{Handler, PackageRef};
 use crate::package::{Manifest, PackageDigest, PackageVersion};
-use crate::testsupport::{queued_execution, unique};
+use crate::testsupport::{queued_execution, unique, HandlerBuilder};
 
 /// Runs every check against `store`.
 pub async fn run(store: &dyn StateStore) {
@@ -547,23 +546,12 @@ async fn executions_list_newest_first_filtered_and_paged(store: &dyn StateStore)
 }
 
 fn handler(name: &str, event_type: &str) -> Handler {
-    Handler {
-        name: name.to_string(),
-        description: format!("runs on {event_type}"),
-        filter: Filter::type_is(event_type),
-        package: PackageRef {
-            name: "hello".into(),
-            version: "latest".into(),
-        },
-        pool: "default".into(),
-        limits: LimitOverrides::default(),
-        retry: RetryPolicy::default(),
-        enabled: true,
-        reuse_instances: false,
-        config: Default::default(),
-        secrets: Default::default(),
-        http_allow: Default::default(),
-    }
+    HandlerBuilder::new(name)
+        .description(format!("runs on {event_type}"))
+        .event_type(event_type)
+        .package("hello")
+        .version("latest")
+        .build()
 }
 
 async fn executions_filter_by_time_range_and_text(store: &dyn StateStore) {

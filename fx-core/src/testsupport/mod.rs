@@ -1,14 +1,16 @@
 //! Test support for the tests of every crate (feature `testsuite`, never in a production
 //! build; fx-core's own unit tests have it without the feature): names no other test or run
-//! uses, waiting for a condition with a deadline, and execution fixtures.
+//! uses, waiting for a condition with a deadline, a [`HandlerBuilder`] and execution fixtures.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 mod fixtures;
+mod handler;
 mod wait;
 
 pub use fixtures::{execution, queued_execution};
+pub use handler::HandlerBuilder;
 pub use wait::{eventually, eventually_async, poll_until, CHECK_EVERY};
 
 /// `prefix` followed by a suffix no other call (in this process or another, now or in an

@@ -12,10 +12,10 @@ use fx_core::bus::embedded::EmbeddedBus;
 use fx_core::bus::{Delivery, EventBus, Position, Subscription};
 use fx_core::event::{new_json_event, Message};
 use fx_core::execution::{ExecutionId, Invocation, ResolvedPackage};
-use fx_core::handler::{Filter, Handler, PackageRef};
 use fx_core::limits::{LimitOverrides, Limits};
 use fx_core::objects::PackageStore;
 use fx_core::package::PackageDigest;
+use fx_core::testsupport::HandlerBuilder;
 use fx_core::{Error, Result};
 use fx_executor::{Executor, ExecutorSettings};
 use serde_json::json;
@@ -240,23 +240,11 @@ pub fn invocation(
     limits: LimitOverrides,
 ) -> Invocation {
     let event = new_json_event(id, "/tests", event_type, json!({"name": "test"})).unwrap();
-    let handler = Handler {
-        name: "h".into(),
-        description: String::new(),
-        filter: Filter::type_is(event_type),
-        package: PackageRef {
-            name: "p".into(),
-            version: "latest".into(),
-        },
-        pool: "default".into(),
-        limits: limits.clone(),
-        retry: Default::default(),
-        enabled: true,
-        reuse_instances: false,
-        config: Default::default(),
-        secrets: Default::default(),
-        http_allow: Default::default(),
-    };
+    let handler = HandlerBuilder::new("h")
+        .event_type(event_type)
+        .package("p")
+        .limits(limits.clone())
+        .build();
     Invocation {
         execution_id: ExecutionId::for_event(&event, "h"),
         handler,

@@ -8,6 +8,7 @@ use fx_core::bus::{topics, EventBus, Subscription};
 use fx_core::event::{decode_message, Message};
 use fx_core::execution::{CacheLookup, FailureKind, StateEvent};
 use fx_core::limits::LimitOverrides;
+use fx_core::testsupport::eventually;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{invocation, Fixture};
@@ -33,18 +34,6 @@ async fn next(sub: &mut Box<dyn Subscription>) -> Message {
 
 async fn next_state(sub: &mut Box<dyn Subscription>) -> StateEvent {
     next(sub).await.decode_json().unwrap()
-}
-
-/// Waits until `check` holds, or fails after [`WAIT`].
-async fn eventually(what: &str, check: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,7 +93,10 @@ async fn an_invocation_publishes_started_logs_output_and_succeeded_then_commits(
     }
     let greeting = decode_message(&next(&mut events).await).unwrap();
     assert_eq!(greeting.id(), "1-greeting");
-    eventually("the commit", || fx.bus.committed(&invocations) == vec![0]).await;
+    eventually("the invocation is committed", WAIT, || {
+        fx.bus.committed(&invocations) == vec![0]
+    })
+    .await;
 
     // The next one finds the function in memory, and counts its fuel when it has a budget.
     let metered = LimitOverrides {
@@ -161,7 +153,10 @@ async fn an_undecodable_invocation_is_dead_lettered_and_committed() {
     assert_eq!(dead.header("x-trace"), Some("abc"));
     let reason = dead.header(topics::REASON_HEADER).unwrap_or_default();
     assert!(reason.contains("undecodable invocation"), "{reason}");
-    eventually("the commit", || fx.bus.committed(&invocations) == vec![0]).await;
+    eventually("the invocation is committed", WAIT, || {
+        fx.bus.committed(&invocations) == vec![0]
+    })
+    .await;
 
     shutdown.cancel();
     tokio::time::timeout(WAIT, running)
@@ -279,7 +274,7 @@ async fn a_handler_with_concurrency_one_runs_its_invocations_one_after_another()
             ],
         "{seen:?}"
     );
-    eventually("both commits", || {
+    eventually("both invocations are committed", WAIT, || {
         fx.bus.committed(&invocations).last() == Some(&1)
     })
     .await;
@@ -394,7 +389,7 @@ async fn an_output_too_large_for_the_bus_fails_as_output_limit_and_the_partition
     // None of the flood's events went out; the echo of the next invocation did.
     let first = decode_message(&next(&mut events).await).unwrap();
     assert_eq!(first.id(), "after-echo");
-    eventually("both invocations committed", || {
+    eventually("both invocations are committed", WAIT, || {
         fx.bus.committed(&invocations).last() == Some(&1)
     })
     .await;

@@ -275,27 +275,14 @@ mod tests {
 
     #[test]
     fn events_per_second_count_distinct_events_and_pools_show_a_backlog() {
-        use fx_core::handler::{Filter, Handler, PackageRef};
-        use fx_core::registry::{HandlerTable, StoredHandler};
-        let handler = |name: &str, pool: &str| StoredHandler {
-            handler: Handler {
-                name: name.into(),
-                description: String::new(),
-                filter: Filter::type_is("t"),
-                package: PackageRef {
-                    name: "p".into(),
-                    version: "latest".into(),
-                },
-                pool: pool.into(),
-                limits: Default::default(),
-                retry: Default::default(),
-                enabled: true,
-                reuse_instances: false,
-                config: Default::default(),
-                secrets: Default::default(),
-                http_allow: Default::default(),
-            },
-            revision: 1,
+        use fx_core::registry::HandlerTable;
+        use fx_core::testsupport::HandlerBuilder;
+        let handler = |name: &str, pool: &str| {
+            HandlerBuilder::new(name)
+                .event_type("t")
+                .package("p")
+                .pool(pool)
+                .stored(1)
         };
         let table = HandlerTable {
             handlers: vec![

@@ -4,10 +4,10 @@ use axum::http::StatusCode;
 use chrono::Utc;
 use fx_core::event::new_json_event;
 use fx_core::execution::{
-    Execution, ExecutionId, ExecutionStatus, Failure, FailureKind, LogLevel, LogLine,
-    ResolvedPackage, StateEvent,
+    Execution, ExecutionId, Failure, FailureKind, LogLevel, LogLine, ResolvedPackage, StateEvent,
 };
 use fx_core::package::PackageDigest;
+use fx_core::testsupport::queued_execution;
 use serde_json::json;
 
 use super::*;
@@ -20,26 +20,15 @@ pub async fn seed_execution(
     data: Value,
 ) -> ExecutionId {
     let event = new_json_event(event_id, "/shop", "com.example.order", data).unwrap();
-    let id = ExecutionId::for_event(&event, handler);
     let execution = Execution {
-        id: id.clone(),
-        handler: handler.into(),
         package: Some(ResolvedPackage {
             name: "hello".into(),
             version: "1.0.0".into(),
             digest: PackageDigest::of(b"hello"),
         }),
-        event,
-        status: ExecutionStatus::Queued,
-        attempts: 0,
-        output: vec![],
-        error: None,
-        created_at: Utc::now(),
-        started_at: None,
-        finished_at: None,
-        duration_us: None,
-        attempt_history: vec![],
+        ..queued_execution(handler, event, Utc::now())
     };
+    let id = execution.id.clone();
     app.backends
         .state
         .create_execution(&execution)

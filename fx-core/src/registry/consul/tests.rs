@@ -4,11 +4,10 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::handler::{Filter, PackageRef};
 use crate::registry::consul_double::ConsulDouble;
 use crate::registry::testsuite;
 use crate::testenv;
-use crate::testsupport::unique;
+use crate::testsupport::{unique, HandlerBuilder};
 
 fn settings(address: &str) -> ConsulSettings {
     ConsulSettings {
@@ -18,23 +17,11 @@ fn settings(address: &str) -> ConsulSettings {
 }
 
 fn handler(name: &str) -> Handler {
-    Handler {
-        name: name.into(),
-        description: String::new(),
-        filter: Filter::type_is("com.example.hello"),
-        package: PackageRef {
-            name: "hello".into(),
-            version: "1.0.0".into(),
-        },
-        pool: crate::handler::DEFAULT_POOL.into(),
-        limits: Default::default(),
-        retry: Default::default(),
-        enabled: true,
-        reuse_instances: false,
-        config: Default::default(),
-        secrets: Default::default(),
-        http_allow: Default::default(),
-    }
+    HandlerBuilder::new(name)
+        .event_type("com.example.hello")
+        .package("hello")
+        .version("1.0.0")
+        .build()
 }
 
 async fn double_and_registry() -> (ConsulDouble, ConsulRegistry) {

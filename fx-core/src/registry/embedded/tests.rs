@@ -2,14 +2,13 @@ use std::time::Instant;
 
 use super::*;
 use crate::handler::{Filter, PackageRef};
+use crate::testsupport::HandlerBuilder;
 
 fn handler(name: &str) -> Handler {
-    serde_json::from_value(json!({
-        "name": name,
-        "filter": {"exact": {"attribute": "type", "value": "com.example.hello"}},
-        "package": {"name": "hello"},
-    }))
-    .unwrap()
+    HandlerBuilder::new(name)
+        .event_type("com.example.hello")
+        .package("hello")
+        .build()
 }
 
 fn file(dir: &tempfile::TempDir) -> PathBuf {
