@@ -43,8 +43,10 @@ use std::time::{Duration, Instant};
 
 use fx_core::bus::{topics, EventBus};
 use fx_core::event::Message;
-use fx_tests::example_package;
+use fx_core::limits::{LimitOverrides, RetryPolicy};
+use fx_core::testsupport::{eventually_async, HandlerBuilder};
 use fx_tests::processes::Deployment;
+use fx_tests::Api;
 use serde_json::{json, Value};
 
 fn setting(name: &str, default: u64) -> u64 {
@@ -170,18 +172,13 @@ impl Broker {
             create_bucket: true,
         };
         // The project's own S3 store creates the bucket, once moto answers.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while fx_core::objects::s3::S3PackageStore::open(&settings)
-            .await
-            .is_err()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not start: see {}/moto.log",
-                dir.display()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let what = format!("moto_server answers (see {}/moto.log)", dir.display());
+        eventually_async(&what, Duration::from_secs(30), || async {
+            fx_core::objects::s3::S3PackageStore::open(&settings)
+                .await
+                .is_ok()
+        })
+        .await;
         let mut broker = Broker {
             bin,
             port: fx_tests::processes::free_port(),
@@ -225,18 +222,13 @@ impl Broker {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while tokio::net::TcpStream::connect(self.address())
-            .await
-            .is_err()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "tansu did not start: see {}",
-                self.log.display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let what = format!("tansu listens (see {})", self.log.display());
+        let address = self.address();
+        eventually_async(&what, Duration::from_secs(30), || {
+            let address = address.clone();
+            async move { tokio::net::TcpStream::connect(address).await.is_ok() }
+        })
+        .await;
     }
 
     /// SIGKILL, then the same broker again on the same port and storage.
@@ -371,35 +363,31 @@ async fn main() {
     let mut d = Deployment::new(dir.path(), &toml);
     d.start("server", &[]);
     d.wait_ready().await;
-    let http = reqwest::Client::new();
-    let r = http
-        .post(format!("{}/api/v1/packages", d.base))
-        .header("content-type", "application/octet-stream")
-        .body(example_package("misbehave"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+    let api = Api::new(d.base.clone());
+    api.upload_example("misbehave").await;
     for (ty, _) in TYPES {
         let name = format!("soak-{}", ty.trim_start_matches("fx.test."));
-        let handler = json!({"name": name,
-            "filter": {"exact": {"attribute": "type", "value": ty}},
-            "package": {"name": "misbehave"},
-            "limits": {"timeout_ms": 1000, "memory_mb": 64},
-            "retry": {"max_attempts": 2, "backoff_ms": 200}});
-        let r = http
-            .post(format!("{}/api/v1/handlers", d.base))
-            .json(&handler)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+        let handler = HandlerBuilder::new(name)
+            .event_type(*ty)
+            .package("misbehave")
+            .limits(LimitOverrides {
+                timeout_ms: Some(1000),
+                memory_mb: Some(64),
+                ..LimitOverrides::default()
+            })
+            .retry(RetryPolicy {
+                max_attempts: 2,
+                backoff_ms: 200,
+                ..RetryPolicy::default()
+            })
+            .build();
+        api.create_handler(&handler).await;
     }
     let gateways = (0..2).map(|_| d.start_with_ops("gateway", &[])).collect();
     let executors = (0..2).map(|_| d.start_with_ops("executor", &[])).collect();
     let mut soak = Soak {
         d,
-        http,
+        http: api.http,
         rng: fastrand::Rng::with_seed(seed),
         gateways,
         executors,

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use cloudevents::{EventBuilder, EventBuilderV10};
-use fx_tests::example_package;
+use fx_core::testsupport::{poll_until, HandlerBuilder};
 use fx_tests::processes::Deployment;
+use fx_tests::Api;
 use serde_json::{json, Value};
 
 async fn setup(
@@ -28,23 +29,13 @@ async fn setup(
     let mut d = Deployment::new(dir.path(), &toml);
     d.start("server", &[]);
     d.wait_ready().await;
-    let http = reqwest::Client::new();
-    let r = http
-        .post(format!("{}/api/v1/packages", d.base))
-        .header("content-type", "application/octet-stream")
-        .body(example_package("misbehave"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
-    let handler = json!({"name": "echo", "filter": {"exact": {"attribute": "type", "value": "fx.test.ok"}}, "package": {"name": "misbehave"}});
-    let r = http
-        .post(format!("{}/api/v1/handlers", d.base))
-        .json(&handler)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
+    let api = Api::new(d.base.clone());
+    api.upload_example("misbehave").await;
+    let handler = HandlerBuilder::new("echo")
+        .event_type("fx.test.ok")
+        .package("misbehave")
+        .build();
+    api.create_handler(&handler).await;
     d.start("gateway", &[]);
     for _ in 0..executors {
         d.start("executor", &[]);
@@ -63,42 +54,21 @@ fn event(i: usize) -> cloudevents::Event {
         .unwrap()
 }
 
-async fn summaries(base: &str) -> Vec<Value> {
-    let http = reqwest::Client::new();
-    let mut all = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut req = http.get(format!("{base}/api/v1/executions")).query(&[
-            ("handler", "echo"),
-            ("status", "succeeded"),
-            ("limit", "500"),
-        ]);
-        if let Some(c) = &cursor {
-            req = req.query(&[("cursor", c.as_str())]);
-        }
-        let v: Value = req.send().await.unwrap().json().await.unwrap();
-        all.extend(v["items"].as_array().cloned().unwrap_or_default());
-        match v["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => return all,
-        }
-    }
-}
-
+/// Waits until `n` executions of `echo` succeeded; returns them.
 async fn wait_for(base: &str, n: usize, deadline: Duration) -> Vec<Value> {
-    let start = Instant::now();
-    loop {
-        let all = summaries(base).await;
+    let api = &Api::new(base);
+    let what = format!("{n} executions of echo succeed");
+    poll_until(&what, deadline, Duration::from_millis(100), || async move {
+        let all = api
+            .list_executions(&[("handler", "echo"), ("status", "succeeded")])
+            .await;
         if all.len() >= n {
-            return all;
+            Ok(all)
+        } else {
+            Err(format!("{} succeeded", all.len()))
         }
-        assert!(
-            start.elapsed() < deadline,
-            "{} of {n} after {deadline:?}",
-            all.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 async fn throughput(kafka: &str, executors: usize) {

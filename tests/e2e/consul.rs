@@ -8,14 +8,13 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ferrisfx::dev::Platform;
 use ferrisfx::settings::Settings;
 use fx_core::backends::RegistrySettings;
 use fx_core::registry::consul::ConsulSettings;
 use fx_core::registry::consul_double::ConsulDouble;
-use fx_tests::example_package;
+use fx_core::testsupport::HandlerBuilder;
+use fx_tests::TestPlatform;
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 
 /// How long a change in Consul may take to reach a gateway before the test fails (it takes
 /// milliseconds: the blocking query wakes on the change).
@@ -26,21 +25,11 @@ const SENTINEL: &str = "fx.test.consul.sentinel";
 /// One running platform whose handler registry is Consul.
 struct Node {
     name: &'static str,
-    base: String,
-    http: reqwest::Client,
-    platform: Platform,
-    shutdown: CancellationToken,
+    fx: TestPlatform,
 }
 
 impl Node {
     async fn start(name: &'static str, data_dir: &Path, consul: &str) -> Node {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_env("FX_TEST_LOG")
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-            )
-            .with_test_writer()
-            .try_init();
         let settings = Settings {
             data_dir: data_dir.to_path_buf(),
             example: false,
@@ -53,71 +42,27 @@ impl Node {
             },
             ..Settings::default()
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let shutdown = CancellationToken::new();
-        let platform = Platform::start(settings, listener, shutdown.clone())
-            .await
-            .expect("platform starts");
         Node {
             name,
-            base: format!("http://{}", platform.addr),
-            http: reqwest::Client::new(),
-            platform,
-            shutdown,
+            fx: TestPlatform::start_with(settings).await,
         }
     }
 
     async fn stop(self) {
-        self.shutdown.cancel();
-        self.platform.wait().await.expect("platform stops cleanly");
-    }
-
-    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn upload_hello(&self) {
-        let (status, v) = self
-            .send(
-                self.http
-                    .post(format!("{}/api/v1/packages", self.base))
-                    .header("content-type", "application/octet-stream")
-                    .body(example_package("hello")),
-            )
-            .await;
-        assert_eq!(status, 201, "{}: uploading hello: {v}", self.name);
+        self.fx.stop().await;
     }
 
     async fn create_handler(&self, name: &str, event_type: &str) -> u64 {
-        let body = json!({
-            "name": name,
-            "filter": {"exact": {"attribute": "type", "value": event_type}},
-            "package": {"name": "hello"},
-        });
-        let (status, v) = self
-            .send(
-                self.http
-                    .post(format!("{}/api/v1/handlers", self.base))
-                    .json(&body),
-            )
-            .await;
-        assert_eq!(status, 201, "{}: creating handler {name}: {v}", self.name);
+        let handler = HandlerBuilder::new(name)
+            .event_type(event_type)
+            .package("hello")
+            .build();
+        let v = self.fx.create_handler(&handler).await;
         v["revision"].as_u64().expect("a revision")
     }
 
     async fn delete_handler(&self, name: &str) {
-        let (status, v) = self
-            .send(
-                self.http
-                    .delete(format!("{}/api/v1/handlers/{name}", self.base)),
-            )
-            .await;
+        let (status, v) = self.fx.delete(&format!("/api/v1/handlers/{name}")).await;
         assert!(
             (200..300).contains(&status),
             "{}: deleting handler {name}: {status} {v}",
@@ -126,61 +71,24 @@ impl Node {
     }
 
     async fn emit(&self, id: &str, event_type: &str) {
-        let event = json!({
-            "specversion": "1.0", "id": id, "source": "/tests/consul", "type": event_type,
-            "datacontenttype": "application/json", "data": {"name": self.name},
-        });
-        let (status, v) = self
-            .send(
-                self.http
-                    .post(format!("{}/events", self.base))
-                    .header("content-type", "application/cloudevents+json")
-                    .body(event.to_string()),
-            )
+        self.fx
+            .emit(id, event_type, json!({"name": self.name}))
             .await;
-        assert_eq!(status, 202, "{}: event {id} refused: {v}", self.name);
-    }
-
-    async fn executions(&self, handler: &str) -> Vec<Value> {
-        let (status, v) = self
-            .send(
-                self.http
-                    .get(format!("{}/api/v1/executions", self.base))
-                    .query(&[("handler", handler), ("limit", "500")]),
-            )
-            .await;
-        assert_eq!(status, 200, "{v}");
-        v["items"].as_array().cloned().unwrap_or_default()
     }
 
     /// Waits until the execution of `handler` on event `event_id` succeeded.
     async fn wait_succeeded(&self, handler: &str, event_id: &str) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let executions = self.executions(handler).await;
-            let execution = executions.iter().find(|e| e["event_id"] == event_id);
-            if execution.is_some_and(|e| e["status"] == "succeeded") {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: event {event_id} did not run {handler}: {executions:#?}",
-                self.name
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.fx
+            .wait_event_succeeded(handler, event_id, Duration::from_secs(60))
+            .await;
     }
-}
 
-impl Node {
     /// Waits until this node's gateway matches against handler revision `revision` (or a
     /// later one): the change in Consul has reached it.
     async fn until_gateway_sees(&self, revision: u64) {
-        assert!(
-            self.platform.gateway_sees(revision, PROPAGATION).await,
-            "{}: the gateway did not see revision {revision} within {PROPAGATION:?}",
-            self.name
-        );
+        self.fx
+            .until_gateway_sees_within(revision, PROPAGATION)
+            .await;
     }
 }
 
@@ -192,7 +100,7 @@ async fn a_handler_created_in_consul_runs_in_two_gateways_and_stops_when_deleted
     let b = Node::start("b", dir_b.path(), &consul.address()).await;
     // Each platform has its own package and state stores; the registry is what they share.
     for node in [&a, &b] {
-        node.upload_hello().await;
+        node.fx.upload_example("hello").await;
     }
     // A handler present all along: an event for it, sent after another, proves the other was
     // dispatched (the dispatcher consumes in order).
@@ -236,6 +144,7 @@ async fn a_handler_created_in_consul_runs_in_two_gateways_and_stops_when_deleted
         node.wait_succeeded("sentinel", &format!("{}-sentinel-1", node.name))
             .await;
         let ran: Vec<Value> = node
+            .fx
             .executions("greeter")
             .await
             .into_iter()
@@ -257,15 +166,13 @@ async fn with_consul_down_the_gateway_keeps_its_handlers_and_catches_up_once_it_
     let mut consul = ConsulDouble::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start("a", dir.path(), &consul.address()).await;
-    node.upload_hello().await;
+    node.fx.upload_example("hello").await;
     let revision = node.create_handler("greeter", GREET).await;
     node.until_gateway_sees(revision).await;
 
     consul.go_down();
     // The API cannot reach the store and says so; the gateway runs on its last good table.
-    let (status, v) = node
-        .send(node.http.get(format!("{}/api/v1/handlers", node.base)))
-        .await;
+    let (status, v) = node.fx.get("/api/v1/handlers").await;
     assert_eq!(status, 503, "{v}");
     assert!(v.to_string().contains(&consul.address()), "{v}");
     node.emit("greet-during-outage", GREET).await;
@@ -280,7 +187,7 @@ async fn with_consul_down_the_gateway_keeps_its_handlers_and_catches_up_once_it_
         let id = format!("late-{attempt}");
         node.emit(&id, SENTINEL).await;
         tokio::time::sleep(Duration::from_millis(250)).await;
-        if !node.executions("late").await.is_empty() {
+        if !node.fx.executions("late").await.is_empty() {
             node.wait_succeeded("late", &id).await;
             break;
         }

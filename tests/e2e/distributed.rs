@@ -6,9 +6,12 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use cloudevents::{EventBuilder, EventBuilderV10};
+use fx_core::handler::{AttributeMatch, Filter};
+use fx_core::limits::RetryPolicy;
 use fx_core::testenv;
-use fx_tests::example_package;
+use fx_core::testsupport::{eventually, poll_until, unique, HandlerBuilder};
 use fx_tests::processes::Deployment;
+use fx_tests::Api;
 use serde_json::{json, Value};
 
 /// The `[backends.*]` tables for this run; unique topic prefix, schema and bucket per test.
@@ -33,108 +36,22 @@ fn backends_toml(kafka: &str, run: &str) -> String {
     toml
 }
 
+/// A name for this run's topic prefix, schema, bucket and index prefix: letters and digits
+/// only, as a PostgreSQL schema and an S3 bucket both allow.
 fn run_id(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("fx{name}{nanos:x}")
+    unique(&format!("fx{name}")).replace('-', "")
 }
 
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn json(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    /// Uploads the example package `name`, asserting 201.
-    async fn upload(&self, name: &str) {
-        let (status, v) = self
-            .json(
-                self.http
-                    .post(format!("{}/api/v1/packages", self.base))
-                    .header("content-type", "application/octet-stream")
-                    .body(example_package(name)),
-            )
-            .await;
-        assert_eq!(status, 201, "uploading {name}: {v}");
-    }
-
-    /// Creates `handler` (its JSON), asserting 201.
-    async fn create_handler(&self, handler: &Value) {
-        let (status, v) = self
-            .json(
-                self.http
-                    .post(format!("{}/api/v1/handlers", self.base))
-                    .json(handler),
-            )
-            .await;
-        assert_eq!(status, 201, "{v}");
-    }
-
-    async fn setup_echo_handler(&self) {
-        self.upload("misbehave").await;
-        self.create_handler(&json!({"name": "echo",
-            "filter": {"exact": {"attribute": "type", "value": "fx.test.ok"}},
-            "package": {"name": "misbehave"}}))
-            .await;
-    }
-
-    /// Every execution of `handler`, paging by cursor.
-    async fn executions(&self, handler: &str) -> Vec<Value> {
-        let mut all = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut req = self
-                .http
-                .get(format!("{}/api/v1/executions", self.base))
-                .query(&[("handler", handler), ("limit", "500")]);
-            if let Some(c) = &cursor {
-                req = req.query(&[("cursor", c.as_str())]);
-            }
-            let (status, v) = self.json(req).await;
-            assert_eq!(status, 200, "{v}");
-            all.extend(v["items"].as_array().cloned().unwrap_or_default());
-            match v["next_cursor"].as_str() {
-                Some(c) => cursor = Some(c.to_string()),
-                None => return all,
-            }
-        }
-    }
-
-    async fn wait_succeeded(
-        &self,
-        handler: &str,
-        count: usize,
-        deadline: Duration,
-        logs: impl Fn() -> String,
-    ) -> Vec<Value> {
-        let start = Instant::now();
-        loop {
-            let all = self.executions(handler).await;
-            let done = all.iter().filter(|e| e["status"] == "succeeded").count();
-            if done >= count {
-                return all;
-            }
-            assert!(
-                start.elapsed() < deadline,
-                "{done} of {count} succeeded after {deadline:?} ({} executions)\n{}",
-                all.len(),
-                logs()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+/// Creates the `echo` handler (package `misbehave`, events of type `fx.test.ok`).
+async fn setup_echo_handler(api: &Api) {
+    api.upload_example("misbehave").await;
+    api.create_handler(
+        &HandlerBuilder::new("echo")
+            .event_type("fx.test.ok")
+            .package("misbehave")
+            .build(),
+    )
+    .await;
 }
 
 /// A deployment on `kafka` with the management server up and the `echo` handler installed
@@ -148,12 +65,19 @@ async fn deployment_with_echo_on(dir: &std::path::Path, toml: &str) -> (Deployme
     let mut d = Deployment::new(dir, toml);
     d.start("server", &[]);
     d.wait_ready().await;
-    let api = Api {
-        base: d.base.clone(),
-        http: reqwest::Client::new(),
-    };
-    api.setup_echo_handler().await;
+    let api = Api::new(d.base.clone());
+    setup_echo_handler(&api).await;
     (d, api)
+}
+
+/// Waits until the log of process `index` contains `text`; a failure shows the log.
+async fn log_says(d: &Deployment, index: usize, text: &str, timeout: Duration) {
+    let what = format!("{} logs {text:?}", d.processes[index].name);
+    poll_until(&what, timeout, Duration::from_millis(100), || {
+        let log = d.log_of(index);
+        std::future::ready(if log.contains(text) { Ok(()) } else { Err(log) })
+    })
+    .await
 }
 
 fn order_event(i: usize) -> cloudevents::Event {
@@ -334,12 +258,16 @@ async fn a_trapping_function_is_retried_over_kafka_then_dead_lettered_while_its_
     let run = run_id("r");
     let (_bus, mut dead) = bus_and_dead_letters(dir.path(), &kafka, &run).await;
     let (mut d, api) = deployment_with_echo(dir.path(), &kafka, &run).await;
-    let flaky = json!({
-        "name": "flaky",
-        "filter": {"exact": {"attribute": "type", "value": "fx.test.trap"}},
-        "package": {"name": "misbehave"},
-        "retry": {"max_attempts": 3, "backoff_ms": 300, "max_backoff_ms": 2000},
-    });
+    let flaky = HandlerBuilder::new("flaky")
+        .event_type("fx.test.trap")
+        .package("misbehave")
+        .retry(RetryPolicy {
+            max_attempts: 3,
+            backoff_ms: 300,
+            max_backoff_ms: 2000,
+            ..RetryPolicy::default()
+        })
+        .build();
     api.create_handler(&flaky).await;
     d.start("gateway", &[]);
     d.start("executor", &[]);
@@ -376,10 +304,7 @@ async fn a_trapping_function_is_retried_over_kafka_then_dead_lettered_while_its_
         .header("fx-execution-id")
         .unwrap()
         .to_string();
-    let (status, detail) = api
-        .json(api.http.get(format!("{}/api/v1/executions/{id}", api.base)))
-        .await;
-    assert_eq!(status, 200, "{detail}");
+    let detail = api.execution(&id).await;
     let execution = &detail["execution"];
     assert_eq!(execution["status"], "failed", "{detail:#}");
     let history = fx_tests::attempt_statuses(execution);
@@ -431,23 +356,27 @@ async fn a_gateway_started_before_kafka_is_reachable_waits_and_retries_instead_o
     );
     let mut d = Deployment::new(dir.path(), &toml);
     let gateway = d.start("gateway", &[]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let log = d.log_of(gateway);
-        if log.matches("retrying").count() >= 2 {
+    let log = poll_until(
+        "the gateway logs two retries",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let log = d.log_of(gateway);
+            if log.matches("retrying").count() >= 2 {
+                return std::future::ready(Ok(log));
+            }
             assert!(
-                log.contains(&format!("127.0.0.1:{closed}")),
-                "the log names the broker:\n{log}"
+                d.processes[gateway].is_running(),
+                "the gateway exited:\n{log}"
             );
-            break;
-        }
-        assert!(
-            d.processes[gateway].is_running(),
-            "the gateway exited:\n{log}"
-        );
-        assert!(Instant::now() < deadline, "no retry logged:\n{log}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            std::future::ready(Err(log))
+        },
+    )
+    .await;
+    assert!(
+        log.contains(&format!("127.0.0.1:{closed}")),
+        "the log names the broker:\n{log}"
+    );
     assert!(d.processes[gateway].is_running(), "still waiting for Kafka");
     d.processes[gateway].terminate();
 }
@@ -494,15 +423,13 @@ impl OwnBroker {
             .spawn()
             .expect("starting tansu");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "tansu did not start on port {}",
-                self.port
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let port = self.port;
+        eventually(
+            &format!("tansu listens on port {port}"),
+            Duration::from_secs(20),
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        )
+        .await;
     }
 
     fn stop(&mut self) {
@@ -604,15 +531,16 @@ async fn kafka_going_away_mid_run_refuses_new_events_and_the_platform_resumes_wh
     // The in-memory broker came back empty: create the topics again, as `ferrisfx setup`
     // does on a fresh cluster (a real cluster keeps them across a restart).
     let setup = d.start("setup", &[]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while d.processes[setup].is_running() {
-        assert!(
-            Instant::now() < deadline,
-            "setup hangs:\n{}",
-            d.log_of(setup)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    poll_until(
+        "setup finishes",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let done = !d.processes[setup].is_running();
+            std::future::ready(if done { Ok(()) } else { Err(d.log_of(setup)) })
+        },
+    )
+    .await;
     // Clients reconnect on their own; events are accepted again and run.
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut i = 10;
@@ -677,11 +605,16 @@ async fn an_event_posted_right_after_its_handler_is_created_runs_under_a_flood_o
     };
     let rounds = 6;
     for round in 0..rounds {
-        let handler = json!({"name": format!("late-{round}"),
-            "filter": {"all": [
-                {"exact": {"attribute": "type", "value": "fx.test.ok"}},
-                {"exact": {"attribute": "subject", "value": format!("late-{round}")}}]},
-            "package": {"name": "misbehave"}});
+        let handler = HandlerBuilder::new(format!("late-{round}"))
+            .filter(Filter::All(vec![
+                Filter::type_is("fx.test.ok"),
+                Filter::Exact(AttributeMatch {
+                    attribute: "subject".into(),
+                    value: format!("late-{round}"),
+                }),
+            ]))
+            .package("misbehave")
+            .build();
         api.create_handler(&handler).await;
         let event = EventBuilderV10::new()
             .id(format!("late-{round}"))
@@ -754,14 +687,12 @@ async fn a_gateway_killed_during_an_elasticsearch_outage_loses_no_log_line() {
     let mut d = Deployment::new(dir.path(), &toml);
     d.start("server", &[]);
     d.wait_ready().await;
-    let api = Api {
-        base: d.base.clone(),
-        http: reqwest::Client::new(),
-    };
-    api.upload("hello").await;
-    let handler = json!({"name": "greet",
-        "filter": {"exact": {"attribute": "type", "value": "fx.test.greet"}},
-        "package": {"name": "hello"}});
+    let api = Api::new(d.base.clone());
+    api.upload_example("hello").await;
+    let handler = HandlerBuilder::new("greet")
+        .event_type("fx.test.greet")
+        .package("hello")
+        .build();
     api.create_handler(&handler).await;
     // This gateway's Elasticsearch is a port where nothing listens.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -790,18 +721,13 @@ async fn a_gateway_killed_during_an_elasticsearch_outage_loses_no_log_line() {
         .map(|e| e["id"].as_str().unwrap().to_string())
         .collect();
     // The log router has the lines and waits for Elasticsearch, committing nothing.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !d
-        .log_of(gateway)
-        .contains("the sink has not stored these log lines yet")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the log router never tried to store:\n{}",
-            d.log_of(gateway)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    log_says(
+        &d,
+        gateway,
+        "the sink has not stored these log lines yet",
+        Duration::from_secs(30),
+    )
+    .await;
     d.processes[gateway].kill9();
     d.start("gateway", &[]);
     let client = reqwest::Client::new();
@@ -844,18 +770,13 @@ async fn an_executor_compiles_its_handlers_packages_before_their_first_event() {
     let run = run_id("w");
     let (mut d, api) = deployment_with_echo(dir.path(), &kafka, &run).await;
     let executor = d.start("executor", &["--pool", "default"]);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !d
-        .log_of(executor)
-        .contains("package compiled ahead of its first invocation")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the executor did not compile ahead of time:\n{}",
-            d.log_of(executor)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    log_says(
+        &d,
+        executor,
+        "package compiled ahead of its first invocation",
+        Duration::from_secs(120),
+    )
+    .await;
     d.start("gateway", &[]);
     ferrisfx_producer::HttpProducer::new(&d.base)
         .emit(&order_event(1))
@@ -865,10 +786,7 @@ async fn an_executor_compiles_its_handlers_packages_before_their_first_event() {
         .wait_succeeded("echo", 1, Duration::from_secs(60), || d.all_logs())
         .await;
     let id = all[0]["id"].as_str().unwrap();
-    let (status, detail) = api
-        .json(api.http.get(format!("{}/api/v1/executions/{id}", api.base)))
-        .await;
-    assert_eq!(status, 200, "{detail}");
+    let detail = api.execution(id).await;
     assert_eq!(
         detail["execution"]["attempt_history"][0]["measurements"]["compile_cache"], "disk",
         "{detail:#}"

@@ -5,12 +5,13 @@
 //! `fx-executions-*` indices, counted right per handler and status.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ferrisfx::settings::Settings;
 use fx_core::backends::{BackendSettings, SinkSettings};
 use fx_core::sink::elasticsearch::ElasticsearchSettings;
 use fx_core::sink::routing::{Destination, StateRouting};
+use fx_core::testsupport::{poll_until, unique};
 use fx_tests::{example_package, TestPlatform};
 use serde_json::{json, Value};
 
@@ -38,11 +39,7 @@ async fn logs_metrics_and_execution_documents_reach_elasticsearch_through_the_ro
     let Some(url) = fx_core::testenv::backend("FX_TEST_ELASTICSEARCH", "e2e elasticsearch") else {
         return;
     };
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let prefix = format!("fxe2e-{nanos:x}");
+    let prefix = unique("fxe2e");
     let mut es = ElasticsearchSettings::new(url.clone());
     es.index_prefix = prefix.clone();
     es.flush_interval_ms = 50;
@@ -110,21 +107,23 @@ async fn logs_metrics_and_execution_documents_reach_elasticsearch_through_the_ro
         (executions.as_str(), terms("trap", "failed"), 2),
         (logs.as_str(), json!({ "match_all": {} }), log_lines as u64),
     ];
-    let start = Instant::now();
-    loop {
-        let mut counts = Vec::new();
-        for (pattern, query, _) in &expected {
-            counts.push(count(&url, pattern, query.clone()).await);
-        }
-        let wanted: Vec<u64> = expected.iter().map(|(_, _, n)| *n).collect();
-        if counts == wanted {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "Elasticsearch counts {counts:?}, expected {wanted:?} (metrics greet/succeeded, trap/failed, greet/failed; executions greet/succeeded, trap/failed; log lines)"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let wanted: Vec<u64> = expected.iter().map(|(_, _, n)| *n).collect();
+    poll_until(
+        "Elasticsearch has the expected documents",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            let mut counts = Vec::new();
+            for (pattern, query, _) in &expected {
+                counts.push(count(&url, pattern, query.clone()).await);
+            }
+            if counts == wanted {
+                Ok(())
+            } else {
+                Err(format!("counts {counts:?}, expected {wanted:?} (metrics greet/succeeded, trap/failed, greet/failed; executions greet/succeeded, trap/failed; log lines)"))
+            }
+        },
+    )
+    .await;
     fx.stop().await;
 }

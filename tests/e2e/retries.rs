@@ -2,11 +2,13 @@
 //! says (count and spacing), then dead-lettered with its reason; once the handler is fixed,
 //! `POST /api/v1/executions/{id}/redrive` runs it again.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use fx_core::bus::topics;
+use fx_core::testsupport::poll_until;
 use fx_tests::{example_package, TestPlatform};
 use serde_json::{json, Value};
 
@@ -24,23 +26,30 @@ fn handler(package: &str) -> Value {
 
 /// Waits until execution `id` has `status`; returns its detail (execution and logs).
 async fn wait_status(fx: &TestPlatform, id: &str, status: &str, seen: &mut Vec<String>) -> Value {
-    let start = Instant::now();
-    loop {
-        let (code, detail) = fx.get(&format!("/api/v1/executions/{id}")).await;
-        assert_eq!(code, 200, "{detail}");
-        let now = detail["execution"]["status"].as_str().unwrap().to_string();
-        if seen.last() != Some(&now) {
-            seen.push(now.clone());
-        }
-        if now == status {
-            return detail;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "execution {id} not {status} after 90 s; statuses seen: {seen:?}; now: {detail}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let statuses = RefCell::new(std::mem::take(seen));
+    let statuses = &statuses;
+    let what = format!("execution {id} is {status}");
+    let detail = poll_until(
+        &what,
+        Duration::from_secs(90),
+        Duration::from_millis(25),
+        || async move {
+            let detail = fx.execution(id).await;
+            let now = detail["execution"]["status"].as_str().unwrap().to_string();
+            let mut seen = statuses.borrow_mut();
+            if seen.last() != Some(&now) {
+                seen.push(now.clone());
+            }
+            if now == status {
+                Ok(detail)
+            } else {
+                Err(format!("statuses seen: {seen:?}; now: {detail}"))
+            }
+        },
+    )
+    .await;
+    *seen = statuses.take();
+    detail
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,17 +70,18 @@ async fn failures_are_retried_with_backoff_then_dead_lettered_and_a_redrive_runs
         .await;
     assert_eq!(code, 201, "{v}");
     fx.emit("retry-1", TRAP, json!({})).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let id = loop {
-        if let Some(e) = fx.executions("flaky").await.first() {
-            break e["id"].as_str().unwrap().to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no execution of flaky 60 s after its event"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let id = poll_until(
+        "flaky has an execution of its event",
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        || async {
+            match fx.executions("flaky").await.first() {
+                Some(e) => Ok(e["id"].as_str().unwrap().to_string()),
+                None => Err(""),
+            }
+        },
+    )
+    .await;
 
     let mut seen = Vec::new();
     let detail = wait_status(&fx, &id, "failed", &mut seen).await;
@@ -201,19 +211,21 @@ async fn failures_are_retried_with_backoff_then_dead_lettered_and_a_redrive_runs
         .await;
     assert_eq!(code, 202, "{v}");
     assert_eq!(v["attempt"], 5, "{v}");
-    let start = Instant::now();
-    loop {
-        let (_, detail) = fx.get(&format!("/api/v1/executions/{id}")).await;
-        let e = &detail["execution"];
-        if e["attempts"] == 5 && e["status"] == "succeeded" {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "re-run did not finish: {detail}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    poll_until(
+        "the re-run succeeds as attempt 5",
+        Duration::from_secs(60),
+        Duration::from_millis(25),
+        || async {
+            let (_, detail) = fx.get(&format!("/api/v1/executions/{id}")).await;
+            let e = &detail["execution"];
+            if e["attempts"] == 5 && e["status"] == "succeeded" {
+                Ok(())
+            } else {
+                Err(detail.to_string())
+            }
+        },
+    )
+    .await;
     // An unknown one is 404.
     let unknown = "0".repeat(32);
     let (code, _) = fx

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use fx_core::testsupport::poll_until;
 use fx_tests::{example_package, TestPlatform};
 use serde_json::{json, Value};
 
@@ -280,20 +281,22 @@ async fn bad_packages_and_unknown_packages_get_clear_errors_and_store_nothing() 
             .unwrap();
     handlers["handlers"]["pinned"]["handler"]["package"]["version"] = json!("9.9.9");
     std::fs::write(dir.path().join("handlers.json"), handlers.to_string()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, h) = fx.get("/api/v1/handlers/pinned").await;
-        if h.to_string().contains("9.9.9") {
-            // The registry has it; the event must not race the gateway's copy.
-            fx.until_gateway_sees(h["revision"].as_u64().unwrap()).await;
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "hand edit of handlers.json not picked up: {h}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let revision = poll_until(
+        "the hand edit of handlers.json is picked up",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async {
+            let (_, h) = fx.get("/api/v1/handlers/pinned").await;
+            if h.to_string().contains("9.9.9") {
+                Ok(h["revision"].as_u64().unwrap())
+            } else {
+                Err(h.to_string())
+            }
+        },
+    )
+    .await;
+    // The registry has it; the event must not race the gateway's copy.
+    fx.until_gateway_sees(revision).await;
     fx.emit("pin-1", "pin", json!({})).await;
     let d = fx.wait_finished("pinned", 1, Duration::from_secs(30)).await;
     let e = &d[0]["execution"];
