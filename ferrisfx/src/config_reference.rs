@@ -445,8 +445,11 @@ pub fn render_tables(tables: &[Table]) -> String {
          - Secrets (type *secret*) are never logged; give them through the environment rather \
          than in a file. Their defaults are not shown.\n\
          - A table with a `kind` chooses one backend; each kind takes its own keys and refuses \
-         the others'. The kinds other than `embedded` are cargo features of `fx-core` \
-         (`kafka`, `postgres`, `s3`, `consul`, `elasticsearch`), all in the default build.\n\n",
+         the others'. Its `kind` must be given wherever one of its keys is: \
+         `FX_BACKENDS__BUS__CAPACITY=5` alone is refused unless the file sets the table's \
+         `kind` or `FX_BACKENDS__BUS__KIND=embedded` goes with it. The kinds other than \
+         `embedded` are cargo features of `fx-core` (`kafka`, `postgres`, `s3`, `consul`, \
+         `elasticsearch`), all in the default build.\n\n",
     );
     out.push_str("## Contents\n\n");
     for table in tables {
