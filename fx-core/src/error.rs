@@ -17,6 +17,10 @@ pub enum ErrorKind {
     Unavailable,
     /// A bug or an unexpected state on our side.
     Internal,
+    /// No valid credential was presented (none, unknown, expired or revoked).
+    Unauthenticated,
+    /// The caller is known but may not do this.
+    Forbidden,
 }
 
 impl ErrorKind {
@@ -34,6 +38,8 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Invalid => "invalid",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Internal => "internal",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::Forbidden => "forbidden",
         };
         f.write_str(name)
     }
@@ -81,6 +87,16 @@ impl Error {
     /// Shorthand for [`ErrorKind::Unavailable`].
     pub fn unavailable(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Unavailable, message)
+    }
+
+    /// Shorthand for [`ErrorKind::Unauthenticated`].
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Unauthenticated, message)
+    }
+
+    /// Shorthand for [`ErrorKind::Forbidden`].
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Forbidden, message)
     }
 
     /// Shorthand for [`ErrorKind::Internal`].
