@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bus::EventBus;
 use crate::error::Result;
+use crate::identity::IdentityStore;
 use crate::objects::PackageStore;
 use crate::registry::HandlerRegistry;
 use crate::sink::{OperationalSink, StateRouting};
@@ -26,6 +27,8 @@ pub struct Backends {
     pub packages: Arc<dyn PackageStore>,
     /// State store.
     pub state: Arc<dyn StateStore>,
+    /// Accounts, tokens, rules, package owners and the audit log: the state store's database.
+    pub identity: Arc<dyn IdentityStore>,
     /// Logs and metrics.
     pub sink: Arc<dyn OperationalSink>,
     /// Which of `state` and `sink` each kind of state event goes to (validated).
@@ -173,13 +176,19 @@ impl BackendSettings {
                 Arc::new(crate::objects::s3::S3PackageStore::open(settings).await?)
             }
         };
-        let state: Arc<dyn StateStore> = match &self.state {
-            StateStoreSettings::Embedded => Arc::new(
-                crate::store::embedded::SqliteStateStore::open(&path("state.sqlite")).await?,
-            ),
+        // One store, two ports: the identity tables live in the state database.
+        let (state, identity): (Arc<dyn StateStore>, Arc<dyn IdentityStore>) = match &self.state {
+            StateStoreSettings::Embedded => {
+                let store = Arc::new(
+                    crate::store::embedded::SqliteStateStore::open(&path("state.sqlite")).await?,
+                );
+                (store.clone(), store)
+            }
             #[cfg(feature = "postgres")]
             StateStoreSettings::Postgres(settings) => {
-                Arc::new(crate::store::postgres::PostgresStateStore::open(settings).await?)
+                let store =
+                    Arc::new(crate::store::postgres::PostgresStateStore::open(settings).await?);
+                (store.clone(), store)
             }
         };
         let sink: Arc<dyn OperationalSink> = match &self.sink {
@@ -200,6 +209,7 @@ impl BackendSettings {
             registry,
             packages,
             state,
+            identity,
             sink,
             routing: self.routing.clone(),
         })

@@ -176,6 +176,53 @@ pub fn validate_version(version: &str) -> Result<()> {
     Ok(())
 }
 
+/// The order of two package versions, as `latest` follows it: build metadata (`+…`) aside,
+/// dot-separated parts compare as numbers when both are numbers, else as text; a release comes
+/// after its pre-releases (`1.0.0-rc.1` < `1.0.0`); more parts come later (`1.0` < `1.0.1`).
+/// Versions equal in this order but spelled differently compare by their text, so the order
+/// is total.
+pub fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    fn split(v: &str) -> (&str, Option<&str>) {
+        let v = v.split('+').next().unwrap_or(v);
+        match v.split_once('-') {
+            Some((release, pre)) => (release, Some(pre)),
+            None => (v, None),
+        }
+    }
+    fn parts(a: &str, b: &str) -> Ordering {
+        let mut left = a.split('.');
+        let mut right = b.split('.');
+        loop {
+            match (left.next(), right.next()) {
+                (None, None) => return Ordering::Equal,
+                (None, Some(_)) => return Ordering::Less,
+                (Some(_), None) => return Ordering::Greater,
+                (Some(x), Some(y)) => {
+                    let order = match (x.parse::<u64>(), y.parse::<u64>()) {
+                        (Ok(x), Ok(y)) => x.cmp(&y),
+                        (Ok(_), Err(_)) => Ordering::Less,
+                        (Err(_), Ok(_)) => Ordering::Greater,
+                        (Err(_), Err(_)) => x.cmp(y),
+                    };
+                    if order != Ordering::Equal {
+                        return order;
+                    }
+                }
+            }
+        }
+    }
+    let ((ra, pa), (rb, pb)) = (split(a), split(b));
+    parts(ra, rb)
+        .then_with(|| match (pa, pb) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(_), None) => Ordering::Less,
+            (Some(x), Some(y)) => parts(x, y),
+        })
+        .then_with(|| a.cmp(b))
+}
+
 /// Checks an alias name: starts with a lowercase letter, so that it never reads as a version.
 pub fn validate_alias(alias: &str) -> Result<()> {
     validate_name("alias", alias)?;
@@ -365,6 +412,36 @@ pub trait PackageCheck: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_order_as_latest_follows_them() {
+        use std::cmp::Ordering::*;
+        let ascending = [
+            "0.9.0",
+            "1.0",
+            "1.0.0-alpha",
+            "1.0.0-alpha.2",
+            "1.0.0-alpha.10",
+            "1.0.0-beta",
+            "1.0.0",
+            "1.0.1",
+            "1.2.0",
+            "1.10.0",
+            "2.0.0",
+            "10.0.0",
+        ];
+        for (i, a) in ascending.iter().enumerate() {
+            for (j, b) in ascending.iter().enumerate() {
+                assert_eq!(version_order(a, b), i.cmp(&j), "{a} vs {b}");
+            }
+        }
+        assert_eq!(
+            version_order("1.0.0+build.1", "1.0.0+build.2"),
+            Less,
+            "total"
+        );
+        assert_eq!(version_order("1.0.0+x", "1.0.0-rc"), Greater);
+    }
 
     /// The smallest valid component: the 8-byte preamble with the component layer.
     const EMPTY_COMPONENT: &[u8] = &[0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];

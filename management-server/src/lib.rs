@@ -17,6 +17,7 @@
 //!   with the outcome of each port's check ([`fx_core::ready`]; the `ferrisfx` crate serves both
 //!   on `ops.listen` too).
 
+pub mod auth;
 pub mod error;
 pub mod limits;
 pub mod metrics;
@@ -61,6 +62,8 @@ pub struct AppState {
     /// Checks an uploaded package with the executors' engine (compiles and links it), when
     /// set: a component that cannot run is refused at upload, with the reason.
     pub check: Option<Arc<dyn fx_core::package::PackageCheck>>,
+    /// Who is asking and what they may do ([`auth`]).
+    pub auth: Arc<auth::Auth>,
 }
 
 /// How long the ingress waits for the registry's revision before stamping an event with the
@@ -75,12 +78,17 @@ impl AppState {
             REVISION_READ_TIMEOUT,
         ));
         let limits = Arc::new(limits::ServerLimits::new(&settings));
+        let auth = Arc::new(auth::Auth::new(
+            settings.auth.clone(),
+            backends.identity.clone(),
+        ));
         AppState {
             backends,
             settings,
             revisions,
             limits,
             check: None,
+            auth,
         }
     }
 
@@ -108,6 +116,11 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_route))
         .merge(pages::routes(&state))
+        // After routing (it reads the matched route), before every handler.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::guard,
+        ))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -167,15 +180,38 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Every port this server uses answers.
-async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+/// Every port this server uses answers. The outcome of each port's check (which names the
+/// backends' addresses) only for a caller allowed `ops:read`; others get `{"ready": …}`.
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: auth::Caller,
+) -> Response {
     use fx_core::ready::Port::{Bus, Packages, Registry, Sink, State};
     let readiness = fx_core::ready::Readiness::new(
         &state.backends,
         &[Bus, Registry, Packages, State, Sink],
         &[],
     );
-    ready_response(readiness.report().await)
+    let report = readiness.report().await;
+    let detailed = caller
+        .check(
+            fx_core::identity::Action::OpsRead,
+            fx_core::identity::Resource::Any,
+        )
+        .is_ok();
+    if detailed {
+        return ready_response(report);
+    }
+    let status = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(serde_json::json!({"ready": report.ready})),
+    )
+        .into_response()
 }
 
 /// `/readyz`'s answer: 200 with the report when ready, else 503 with it.

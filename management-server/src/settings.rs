@@ -26,6 +26,8 @@ pub struct ServerSettings {
     /// engine settings (`[executor]`) before accepting it, one at a time, refusing one that
     /// cannot run with the reason. `ferrisfx dev` always does, with its own executor.
     pub check_packages: bool,
+    /// Authentication and permissions: the `[server.auth]` table.
+    pub auth: crate::auth::AuthSettings,
 }
 
 impl Default for ServerSettings {
@@ -38,6 +40,7 @@ impl Default for ServerSettings {
             max_concurrent_uploads: 4,
             max_live_streams: 256,
             check_packages: true,
+            auth: crate::auth::AuthSettings::default(),
         }
     }
 }

@@ -143,22 +143,25 @@ impl fmt::Display for Action {
     }
 }
 
-/// What an action is checked on: a resource of the action's kind, by name; `None` for an
-/// action on the platform, or for a question about a whole collection ("may this principal
-/// read any handler?"), which any rule granting the action answers yes.
+/// What an action is checked on: a resource of the action's kind, by name; some resource of
+/// the kind ("may this principal read any handler?", for a list filtered afterwards); or
+/// every resource of the kind at once (a listing that cannot be filtered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resource<'a> {
     /// A named resource of the action's kind.
     Named(&'a str),
-    /// Any resource of the action's kind (a list filtered afterwards), or the platform.
+    /// Some resource of the action's kind, or the platform: any rule granting the action
+    /// allows it (only `*` for the platform).
     Any,
+    /// Every resource of the action's kind: only a rule on `*` allows it.
+    All,
 }
 
 impl fmt::Display for Resource<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Resource::Named(name) => f.write_str(name),
-            Resource::Any => f.write_str("*"),
+            Resource::Any | Resource::All => f.write_str("*"),
         }
     }
 }

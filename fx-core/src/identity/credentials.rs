@@ -27,9 +27,8 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// Fills `buf` from the operating system's random source.
 fn random(buf: &mut [u8]) -> Result<()> {
-    getrandom::fill(buf).map_err(|e| {
-        Error::internal(format!("reading the operating system's random source: {e}"))
-    })
+    getrandom::fill(buf)
+        .map_err(|e| Error::internal(format!("reading the operating system's random source: {e}")))
 }
 
 /// A token as presented, split into its parts. Its `Debug` hides the secret.
@@ -149,7 +148,10 @@ mod tests {
         assert_ne!(other.id(), token.id());
         assert!(!other.matches(&stored));
         assert!(!parsed.matches(""));
-        assert!(!format!("{token:?}").contains(&token.secret), "Debug hides the secret");
+        assert!(
+            !format!("{token:?}").contains(&token.secret),
+            "Debug hides the secret"
+        );
     }
 
     #[test]

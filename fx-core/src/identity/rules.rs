@@ -61,11 +61,11 @@ impl Pattern {
         }
     }
 
-    /// Whether the pattern covers `resource` of `kind`: the platform only under `*`; any
-    /// resource of a kind (a collection) under every pattern.
+    /// Whether the pattern covers `resource` of `kind`: the platform and every resource of a
+    /// kind only under `*`; some resource of a kind under every pattern.
     fn covers(&self, kind: ResourceKind, resource: Resource<'_>) -> bool {
         match (kind, resource) {
-            (ResourceKind::Platform, _) => self.is_all(),
+            (ResourceKind::Platform, _) | (_, Resource::All) => self.is_all(),
             (_, Resource::Any) => true,
             (_, Resource::Named(name)) => self.matches(name),
         }
@@ -223,7 +223,8 @@ impl Subject {
         }
     }
 
-    fn includes(&self, principal: &Principal) -> bool {
+    /// Whether `principal` is this subject or a member of this group.
+    pub fn includes(&self, principal: &Principal) -> bool {
         match (self, principal.kind) {
             (Subject::User(name), PrincipalKind::User)
             | (Subject::Service(name), PrincipalKind::ServiceAccount) => *name == principal.name,

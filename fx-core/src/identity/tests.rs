@@ -55,6 +55,10 @@ fn a_prefix_rule_covers_its_prefix_only_and_never_the_platform() {
     assert!(!allowed(&rules, &dev, Action::PackageUpload, "team-a"));
     // A collection question is answered yes; the list is filtered by name afterwards.
     assert!(authorize(&rules, &dev, Action::HandlerRead, Resource::Any).is_ok());
+    // Every handler at once needs `*`.
+    assert!(authorize(&rules, &dev, Action::ExecutionRead, Resource::All).is_err());
+    let everything = [rule("user:dev", Grant::Role(Role::Viewer), "*")];
+    assert!(authorize(&everything, &dev, Action::ExecutionRead, Resource::All).is_ok());
     // Admin on a prefix is not admin of the platform.
     assert!(authorize(&rules, &dev, Action::UserAdmin, Resource::Any).is_err());
     assert!(!allowed(&rules, &dev, Action::AuditRead, "*"));

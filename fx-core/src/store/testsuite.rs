@@ -160,6 +160,18 @@ async fn package_versions_are_immutable_and_follow_latest(store: &dyn StateStore
         (aliases[0].alias.as_str(), aliases[0].version.as_str()),
         ("latest", "2.0.0")
     );
+
+    // A lower version uploaded later does not move `latest` down; a higher one moves it up.
+    let fix = version(&name, "1.0.1", t + chrono::Duration::seconds(2));
+    store.add_package_version(&fix).await.unwrap();
+    assert_eq!(
+        store.resolve_package(&latest).await.unwrap(),
+        v2,
+        "latest never moves down on upload"
+    );
+    let v10 = version(&name, "10.0.0", t + chrono::Duration::seconds(3));
+    store.add_package_version(&v10).await.unwrap();
+    assert_eq!(store.resolve_package(&latest).await.unwrap(), v10);
 }
 
 async fn aliases_point_at_existing_versions(store: &dyn StateStore) {

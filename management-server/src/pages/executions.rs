@@ -10,8 +10,9 @@ use fx_core::execution::{AttemptRecord, ExecutionStatus};
 
 use super::rows::{live_query, ExecutionRow};
 use super::{show_duration, show_size, show_time, HtmlTemplate, PageError};
+use crate::auth::Caller;
 use crate::error::ApiQuery;
-use crate::routes::executions::{execution_detail, Again, ExecutionParams};
+use crate::routes::executions::{check_listing, execution_detail, Again, ExecutionParams};
 use crate::AppState;
 
 /// One option of a `<select>`.
@@ -55,10 +56,12 @@ struct ExecutionsPage {
 /// `GET /executions?handler=&status=&cursor=`.
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(mut params): ApiQuery<ExecutionParams>,
 ) -> Result<HtmlTemplate<impl Template>, PageError> {
     params.limit = Some(params.limit.unwrap_or(state.settings.page_size));
     let query = params.to_query()?;
+    check_listing(&caller, &query)?;
     let page = state.backends.state.list_executions(&query).await?;
     let table = state.backends.registry.table().await?;
     let selected_handler = query.handler.clone().unwrap_or_default();
@@ -285,9 +288,10 @@ struct ExecutionPage {
 /// `GET /executions/{id}`.
 pub async fn show(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<HtmlTemplate<impl Template>, PageError> {
-    let detail = execution_detail(&state, &id).await?;
+    let detail = execution_detail(&state, &caller, &id).await?;
     let e = detail.execution;
     let live = (!e.status.is_terminal()).then(|| {
         format!(
@@ -341,9 +345,10 @@ pub async fn show(
 /// handler as it is now, then shows it again (it updates live as the new attempt runs).
 pub async fn redrive(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::response::Redirect, PageError> {
-    crate::routes::executions::redrive_execution(&state, &id, Again::Redrive)
+    crate::routes::executions::redrive_execution(&state, &caller, &id, Again::Redrive)
         .await
         .map_err(PageError)?;
     Ok(axum::response::Redirect::to(&format!("/executions/{id}")))
@@ -352,9 +357,10 @@ pub async fn redrive(
 /// `POST /executions/{id}/rerun` (the button on a succeeded execution): runs it again.
 pub async fn rerun(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::response::Redirect, PageError> {
-    crate::routes::executions::redrive_execution(&state, &id, Again::Rerun)
+    crate::routes::executions::redrive_execution(&state, &caller, &id, Again::Rerun)
         .await
         .map_err(PageError)?;
     Ok(axum::response::Redirect::to(&format!("/executions/{id}")))

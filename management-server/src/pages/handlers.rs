@@ -62,6 +62,7 @@ struct HandlerView {
 /// `GET /handlers`.
 pub async fn show(
     State(state): State<AppState>,
+    caller: crate::auth::Caller,
     params: Result<axum::extract::Query<HandlersParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<HtmlTemplate<impl Template>, PageError> {
     let notice = params.ok().and_then(|axum::extract::Query(p)| {
@@ -70,9 +71,12 @@ pub async fn show(
             .or(p.deleted.map(|name| format!("deleted handler {name}")))
     });
     let table = state.backends.registry.table().await?;
+    let read = |name: &str| caller.may(fx_core::identity::Action::HandlerRead, name);
     let mut handlers = Vec::with_capacity(table.handlers.len());
     for stored in table.handlers {
-        handlers.push(view(&state, stored).await?);
+        if read(&stored.handler.name) {
+            handlers.push(view(&state, stored).await?);
+        }
     }
     Ok(HtmlTemplate(HandlersPage {
         active: "handlers",
@@ -82,6 +86,7 @@ pub async fn show(
         invalid: table
             .invalid
             .into_iter()
+            .filter(|i| read(&i.name))
             .map(|i| (i.name, i.reason))
             .collect(),
     }))

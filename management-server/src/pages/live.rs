@@ -24,6 +24,9 @@ use serde::Deserialize;
 
 use super::rows::{ExecutionRow, LiveListParams};
 use super::PageError;
+use fx_core::identity::{Action, Resource};
+
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiQuery};
 use crate::{AppState, Shutdown};
 
@@ -53,6 +56,7 @@ enum Followed {
 /// `GET /live/executions`.
 pub async fn executions(
     State(state): State<AppState>,
+    caller: Caller,
     shutdown: Option<Extension<Shutdown>>,
     ApiQuery(params): ApiQuery<LiveListParams>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, PageError> {
@@ -73,32 +77,37 @@ pub async fn executions(
                 text: None,
                 until: None,
             };
-            Followed::Query(list.to_query()?)
+            let query = list.to_query()?;
+            crate::routes::executions::check_listing(&caller, &query)?;
+            Followed::Query(query)
         }
     };
     let empty = params
         .empty
         .unwrap_or_else(|| "No executions yet.".to_string());
-    let start = (state, followed, empty, None::<String>);
-    let stream = futures::stream::unfold(start, |(state, followed, empty, last)| async move {
-        let mut last = last;
-        loop {
-            if last.is_some() {
-                tokio::time::sleep(POLL_INTERVAL).await;
-            }
-            match render_list(&state, &followed, &empty).await {
-                Ok(html) if last.as_deref() != Some(html.as_str()) => {
-                    let event = SseEvent::default().event("rows").data(html.clone());
-                    return Some((Ok(event), (state, followed, empty, Some(html))));
+    let start = (state, caller, followed, empty, None::<String>);
+    let stream = futures::stream::unfold(
+        start,
+        |(state, caller, followed, empty, last)| async move {
+            let mut last = last;
+            loop {
+                if last.is_some() {
+                    tokio::time::sleep(POLL_INTERVAL).await;
                 }
-                Ok(html) => last = Some(html),
-                Err(e) => {
-                    tracing::warn!(error = %e.message, "live executions: reading the state store");
-                    last = Some(last.unwrap_or_default());
+                match render_list(&state, &caller, &followed, &empty).await {
+                    Ok(html) if last.as_deref() != Some(html.as_str()) => {
+                        let event = SseEvent::default().event("rows").data(html.clone());
+                        return Some((Ok(event), (state, caller, followed, empty, Some(html))));
+                    }
+                    Ok(html) => last = Some(html),
+                    Err(e) => {
+                        tracing::warn!(error = %e.message, "live executions: reading the state store");
+                        last = Some(last.unwrap_or_default());
+                    }
                 }
             }
-        }
-    });
+        },
+    );
     Ok(Sse::new(stream.take_until(stopped(shutdown))).keep_alive(KeepAlive::default()))
 }
 
@@ -114,6 +123,7 @@ fn stopped(
 
 async fn render_list(
     state: &AppState,
+    caller: &Caller,
     followed: &Followed,
     empty: &str,
 ) -> Result<String, ApiError> {
@@ -125,8 +135,11 @@ async fn render_list(
         Followed::Ids(ids) => {
             let mut rows = Vec::with_capacity(ids.len());
             for id in ids {
-                if let Some(e) = state.backends.state.get_execution(id).await? {
-                    rows.push(ExecutionRow::from(&e));
+                match state.backends.state.get_execution(id).await? {
+                    Some(e) if caller.may(Action::ExecutionRead, &e.handler) => {
+                        rows.push(ExecutionRow::from(&e));
+                    }
+                    _ => {}
                 }
             }
             rows
@@ -154,11 +167,15 @@ pub struct LiveExecutionParams {
 /// `GET /live/executions/{id}`.
 pub async fn execution(
     State(state): State<AppState>,
+    caller: Caller,
     shutdown: Option<Extension<Shutdown>>,
     Path(id): Path<String>,
     ApiQuery(params): ApiQuery<LiveExecutionParams>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, PageError> {
     let id = ExecutionId::parse(&id)?;
+    if let Some(e) = state.backends.state.get_execution(&id).await? {
+        caller.check(Action::ExecutionRead, Resource::Named(&e.handler))?;
+    }
     let shown = (ExecutionStatus::parse(&params.status)?, params.attempts);
     let stream = futures::stream::unfold(Some((state, id)), move |follow| async move {
         let (state, id) = follow?;

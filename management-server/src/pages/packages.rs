@@ -11,8 +11,9 @@ use axum::Form;
 use serde::Deserialize;
 
 use super::{show_size, show_time, HtmlTemplate, PageError};
+use crate::auth::Caller;
 use crate::routes::packages::{
-    package_summaries, read_upload, store_package, uploaded_by, PackageSummary, FILE_FIELD,
+    author, package_summaries, read_upload, store_package, PackageSummary, FILE_FIELD,
 };
 use crate::AppState;
 
@@ -126,10 +127,11 @@ pub struct AliasForm {
 
 async fn page(
     state: &AppState,
+    caller: &Caller,
     notice: Option<String>,
     error: Option<String>,
 ) -> Result<PackagesPage, PageError> {
-    let packages = package_summaries(state).await?;
+    let packages = package_summaries(state, caller).await?;
     let table = state.backends.registry.table().await?;
     let packages = packages
         .into_iter()
@@ -157,6 +159,7 @@ async fn page(
 /// `GET /packages`.
 pub async fn show(
     State(state): State<AppState>,
+    caller: Caller,
     params: Result<Query<PackagesParams>, QueryRejection>,
 ) -> Result<HtmlTemplate<impl Template>, PageError> {
     let notice = params.ok().and_then(|Query(p)| {
@@ -164,18 +167,21 @@ pub async fn show(
             .map(|what| format!("uploaded {what}"))
             .or(p.moved.map(|what| format!("moved {what}")))
     });
-    Ok(HtmlTemplate(page(&state, notice, None).await?))
+    Ok(HtmlTemplate(page(&state, &caller, notice, None).await?))
 }
 
 /// `POST /packages/{name}/aliases`: moves an alias, then back to the list with a notice (or
 /// the list with the reason and the error's status).
 pub async fn move_alias(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
     Form(form): Form<AliasForm>,
 ) -> Result<Response, PageError> {
     let alias = form.alias.trim();
-    match crate::routes::packages::move_alias(&state, &name, alias, form.version.trim()).await {
+    match crate::routes::packages::move_alias(&state, &caller, &name, alias, form.version.trim())
+        .await
+    {
         Ok(moved) => {
             let query = serde_urlencoded::to_string([(
                 "moved",
@@ -188,6 +194,7 @@ pub async fn move_alias(
             let status = e.status;
             let page = page(
                 &state,
+                &caller,
                 None,
                 Some(format!("Alias not moved: {}", e.message)),
             )
@@ -201,12 +208,13 @@ pub async fn move_alias(
 /// reason (and the error's status) otherwise.
 pub async fn upload(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, PageError> {
-    let stored = match uploaded_by(&headers) {
+    let stored = match author(&caller, &headers) {
         Ok(user) => match read_upload(&state, request).await {
-            Ok(bytes) => store_package(&state, bytes, user).await,
+            Ok(bytes) => store_package(&state, &caller, bytes, user).await,
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
@@ -222,7 +230,13 @@ pub async fn upload(
         }
         Err(e) => {
             let status = e.status;
-            let page = page(&state, None, Some(format!("Upload refused: {}", e.message))).await?;
+            let page = page(
+                &state,
+                &caller,
+                None,
+                Some(format!("Upload refused: {}", e.message)),
+            )
+            .await?;
             Ok((status, HtmlTemplate(page)).into_response())
         }
     }

@@ -14,7 +14,9 @@ use serde::Deserialize;
 
 use super::rows::{live_query, LiveListParams};
 use super::{HtmlTemplate, PageError};
+use crate::auth::Caller;
 use crate::AppState;
+use fx_core::identity::{Action, Resource};
 
 /// The fields of the send form, as typed.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -130,6 +132,7 @@ pub async fn show(
 /// `POST /send`: publishes the event to `fx.events` and shows its executions live.
 pub async fn send(
     State(state): State<AppState>,
+    caller: Caller,
     Form(form): Form<SendForm>,
 ) -> Result<Response, PageError> {
     let arrived = std::time::Instant::now();
@@ -175,6 +178,7 @@ pub async fn send(
     if !form.subject.trim().is_empty() {
         event.set_subject(Some(form.subject.trim().to_string()));
     }
+    caller.check(Action::EventEmit, Resource::Named(ty))?;
     crate::routes::events::publish(&state, &event, arrived).await?;
     tracing::info!(event_id = %id, event_type = %ty, source = %source, "test event sent from the ui");
     let table = state.backends.registry.table().await?;

@@ -12,6 +12,9 @@ use fx_core::bus::topics;
 use fx_core::event::{decode_binding, encode_message};
 use serde::{Deserialize, Serialize};
 
+use fx_core::identity::{Action, Resource};
+
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::{AppState, ServerSettings};
 
@@ -40,6 +43,7 @@ pub fn ingress(settings: &ServerSettings) -> MethodRouter<AppState> {
 /// 400 with the reason when it is not a valid event.
 pub async fn ingest(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
@@ -80,6 +84,7 @@ pub async fn ingest(
         }
     }
     let event = decode_binding(HTTP_PREFIX, pairs, &body)?;
+    caller.check(Action::EventEmit, Resource::Named(event.ty()))?;
     let accepted = Accepted {
         id: event.id().to_string(),
         source: event.source().to_string(),

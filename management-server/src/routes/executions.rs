@@ -16,6 +16,9 @@ use fx_core::limits::Limits;
 use fx_core::ErrorKind;
 use serde::{Deserialize, Serialize};
 
+use fx_core::identity::{Action, Resource};
+
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiPath, ApiQuery};
 use crate::AppState;
 
@@ -104,28 +107,53 @@ pub struct ExecutionDetail {
 /// `GET /api/v1/executions?handler=&status=&cursor=&limit=`.
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(params): ApiQuery<ExecutionParams>,
 ) -> Result<Json<Page<ExecutionSummary>>, ApiError> {
     let query = params.to_query()?;
+    check_listing(&caller, &query)?;
     Ok(Json(state.backends.state.list_executions(&query).await?))
 }
 
-/// `GET /api/v1/executions/{id}`: 400 on a malformed id, 404 if unknown.
-pub async fn get(
-    State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
-) -> Result<Json<ExecutionDetail>, ApiError> {
-    Ok(Json(execution_detail(&state, &id).await?))
+/// Whether `caller` may list what `query` asks for: the executions of the handler it names,
+/// or, without one, of every handler (`execution:read` on `*`); a caller allowed only some
+/// handlers filters by one of them.
+pub fn check_listing(caller: &Caller, query: &ExecutionQuery) -> Result<(), ApiError> {
+    match &query.handler {
+        Some(handler) => caller.check(Action::ExecutionRead, Resource::Named(handler)),
+        None => caller
+            .check(Action::ExecutionRead, Resource::All)
+            .map_err(|mut e| {
+                e.message
+                    .push_str(": filter by a handler you may read (?handler=<name>)");
+                e
+            }),
+    }
 }
 
-/// An execution with its logs.
-pub async fn execution_detail(state: &AppState, id: &str) -> Result<ExecutionDetail, ApiError> {
+/// `GET /api/v1/executions/{id}`: 400 on a malformed id, 404 if unknown, 403 for an execution
+/// of a handler the caller may not read.
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<ExecutionDetail>, ApiError> {
+    Ok(Json(execution_detail(&state, &caller, &id).await?))
+}
+
+/// An execution with its logs, if `caller` may read its handler's executions.
+pub async fn execution_detail(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<ExecutionDetail, ApiError> {
     let id = ExecutionId::parse(id)?;
     let Some(execution) = state.backends.state.get_execution(&id).await? else {
         return Err(ApiError::not_found(format!(
             "execution {id} does not exist"
         )));
     };
+    caller.check(Action::ExecutionRead, Resource::Named(&execution.handler))?;
     let logs = state.backends.sink.execution_logs(&id).await?;
     Ok(ExecutionDetail { execution, logs })
 }
@@ -149,11 +177,12 @@ pub struct Redriven {
 /// when its handler or package no longer exists.
 pub async fn redrive(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Redriven>), ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(redrive_execution(&state, &id, Again::Redrive).await?),
+        Json(redrive_execution(&state, &caller, &id, Again::Redrive).await?),
     ))
 }
 
@@ -161,11 +190,12 @@ pub async fn redrive(
 /// again, as [`redrive`] does; 409 while it is still queued, running or retrying.
 pub async fn rerun(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Redriven>), ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(redrive_execution(&state, &id, Again::Rerun).await?),
+        Json(redrive_execution(&state, &caller, &id, Again::Rerun).await?),
     ))
 }
 
@@ -181,6 +211,7 @@ pub enum Again {
 /// Runs execution `id` again (see [`redrive`] and [`rerun`]); shared by the API and the UI.
 pub async fn redrive_execution(
     state: &AppState,
+    caller: &Caller,
     id: &str,
     again: Again,
 ) -> Result<Redriven, ApiError> {
@@ -190,6 +221,10 @@ pub async fn redrive_execution(
             "execution {id} does not exist"
         )));
     };
+    caller.check(
+        Action::ExecutionRedrive,
+        Resource::Named(&execution.handler),
+    )?;
     match (again, execution.status) {
         (Again::Redrive, ExecutionStatus::Failed) => {}
         (Again::Redrive, status) => {

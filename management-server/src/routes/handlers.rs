@@ -10,23 +10,38 @@ use fx_core::registry::{Expect, HandlerTable, StoredHandler};
 use fx_core::store::HandlerChange;
 use fx_core::ErrorKind;
 
+use fx_core::identity::{Action, Resource};
+
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiPath, JsonBody};
-use crate::routes::packages::uploaded_by;
+use crate::routes::packages::author;
 use crate::AppState;
 
-/// `GET /api/v1/handlers`: every handler with its revision, and the invalid entries.
-pub async fn list(State(state): State<AppState>) -> Result<Json<HandlerTable>, ApiError> {
-    Ok(Json(state.backends.registry.table().await?))
+/// `GET /api/v1/handlers`: every handler the caller may read with its revision, and the
+/// invalid entries among them.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<HandlerTable>, ApiError> {
+    let mut table = state.backends.registry.table().await?;
+    table
+        .handlers
+        .retain(|h| caller.may(Action::HandlerRead, &h.handler.name));
+    table
+        .invalid
+        .retain(|h| caller.may(Action::HandlerRead, &h.name));
+    Ok(Json(table))
 }
 
 /// `POST /api/v1/handlers`: creates a handler; 409 if the name exists.
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     JsonBody(handler): JsonBody<Handler>,
 ) -> Result<Response, ApiError> {
-    let by = uploaded_by(&headers)?;
-    check(&state, &handler).await?;
+    let by = author(&caller, &headers)?;
+    check(&state, &caller, &handler).await?;
     let revision = state
         .backends
         .registry
@@ -52,6 +67,7 @@ pub async fn get(
 /// only if it is still at that revision (409 otherwise).
 pub async fn put(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(name): ApiPath<String>,
     headers: HeaderMap,
     JsonBody(handler): JsonBody<Handler>,
@@ -63,8 +79,8 @@ pub async fn put(
         )));
     }
     let expect = expectation(&headers)?;
-    let by = uploaded_by(&headers)?;
-    check(&state, &handler).await?;
+    let by = author(&caller, &headers)?;
+    check(&state, &caller, &handler).await?;
     let revision = state
         .backends
         .registry
@@ -84,11 +100,12 @@ pub async fn put(
 /// the revision read, reading again (a few times) if it changed in between.
 pub async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(name): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let expect = expectation(&headers)?;
-    let by = uploaded_by(&headers)?;
+    let by = author(&caller, &headers)?;
     let registry = &state.backends.registry;
     let explain = |e: fx_core::Error| match e.kind() {
         ErrorKind::NotFound => no_such_handler(&name),
@@ -162,10 +179,28 @@ pub(crate) async fn record(
     }
 }
 
-/// Validates a handler and checks that its package reference resolves, and that the package
-/// declares every secret and capability the handler grants.
-pub async fn check(state: &AppState, handler: &Handler) -> Result<(), ApiError> {
+/// Whether `caller` may write `handler` as it is: `handler:write` on its name, `pool:use` on
+/// its pool and `secret:grant` on every secret it grants. Checked on every write, so a
+/// handler cannot be moved to a pool or given a secret its writer may not use.
+pub fn permit(caller: &Caller, handler: &Handler) -> Result<(), ApiError> {
+    caller.check(Action::HandlerWrite, Resource::Named(&handler.name))?;
+    caller
+        .check(Action::PoolUse, Resource::Named(&handler.pool))
+        .map_err(|e| e.on_field("pool"))?;
+    for secret in &handler.secrets {
+        caller
+            .check(Action::SecretGrant, Resource::Named(secret))
+            .map_err(|e| e.on_field("secrets"))?;
+    }
+    Ok(())
+}
+
+/// Validates a handler, checks that `caller` may write it ([`permit`]), that its package
+/// reference resolves, and that the package declares every secret and capability the handler
+/// grants.
+pub async fn check(state: &AppState, caller: &Caller, handler: &Handler) -> Result<(), ApiError> {
     handler.validate()?;
+    permit(caller, handler)?;
     match state.backends.state.resolve_package(&handler.package).await {
         Ok(version) => {
             if let Some(refusal) = fx_core::grants::Grants::refusal(&version.manifest, handler) {

@@ -13,6 +13,9 @@ use fx_core::package::{
 };
 use serde::{Deserialize, Serialize};
 
+use fx_core::identity::Action;
+
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiPath, JsonBody};
 use crate::AppState;
 
@@ -50,12 +53,13 @@ pub struct AliasTarget {
 /// `POST /api/v1/packages`: the raw archive, or a multipart form with a `file` field.
 pub async fn upload(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let user = uploaded_by(&headers)?;
+    let user = author(&caller, &headers)?;
     let bytes = read_upload(&state, request).await?;
-    let version = store_package(&state, bytes, user).await?;
+    let version = store_package(&state, &caller, bytes, user).await?;
     let mut response = (StatusCode::CREATED, Json(&version)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/packages/{}", version.name)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -63,10 +67,13 @@ pub async fn upload(
     Ok(response)
 }
 
-/// `GET /api/v1/packages`: every package with its versions and aliases.
-pub async fn list(State(state): State<AppState>) -> Result<Json<PackageList>, ApiError> {
+/// `GET /api/v1/packages`: every package the caller may read, with its versions and aliases.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<PackageList>, ApiError> {
     Ok(Json(PackageList {
-        packages: package_summaries(&state).await?,
+        packages: package_summaries(&state, &caller).await?,
     }))
 }
 
@@ -96,23 +103,29 @@ pub async fn get(
 /// `PUT /api/v1/packages/{name}/aliases/{alias}` with `{"version": "1.0.0"}`.
 pub async fn set_alias(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath((name, alias)): ApiPath<(String, String)>,
     JsonBody(target): JsonBody<AliasTarget>,
 ) -> Result<Json<PackageAlias>, ApiError> {
     Ok(Json(
-        move_alias(&state, &name, &alias, &target.version).await?,
+        move_alias(&state, &caller, &name, &alias, &target.version).await?,
     ))
 }
 
 /// Points `alias` of package `name` at `version` (which must exist): the next invocation of
 /// a handler referring to the alias runs that version. Used by the API and the packages page.
+/// Moving an alias of someone else's package needs what uploading to it needs.
 pub async fn move_alias(
     state: &AppState,
+    caller: &Caller,
     name: &str,
     alias: &str,
     version: &str,
 ) -> Result<PackageAlias, ApiError> {
     validate_alias(alias)?;
+    caller
+        .check_upload(state.backends.identity.as_ref(), name)
+        .await?;
     let store = &state.backends.state;
     if store.get_package_version(name, version).await?.is_none() {
         return Err(ApiError::not_found(format!(
@@ -128,9 +141,13 @@ pub async fn move_alias(
     })
 }
 
-/// Every package, by name, with its versions and aliases.
-pub async fn package_summaries(state: &AppState) -> Result<Vec<PackageSummary>, ApiError> {
-    let versions = state.backends.state.list_package_versions(None).await?;
+/// Every package `caller` may read, by name, with its versions and aliases.
+pub async fn package_summaries(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<Vec<PackageSummary>, ApiError> {
+    let mut versions = state.backends.state.list_package_versions(None).await?;
+    versions.retain(|v| caller.may(Action::PackageRead, &v.name));
     let mut by_name: BTreeMap<String, Vec<PackageVersion>> = BTreeMap::new();
     for version in versions {
         by_name
@@ -161,8 +178,17 @@ async fn aliases_of(state: &AppState, name: &str) -> Result<BTreeMap<String, Str
         .collect())
 }
 
+/// Who to record as the author of a change: the authenticated principal (`user:alice`); when
+/// authentication is off, whoever the `x-fx-user` header names, if anyone.
+pub fn author(caller: &Caller, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    if let Some(principal) = caller.author() {
+        return Ok(Some(principal));
+    }
+    uploaded_by(headers)
+}
+
 /// The uploader named by the `x-fx-user` header, if any.
-pub fn uploaded_by(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+fn uploaded_by(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(USER_HEADER) else {
         return Ok(None);
     };
@@ -223,6 +249,7 @@ fn multipart_error(err: axum::extract::multipart::MultipartError) -> ApiError {
 /// removed again, so nothing is left half-stored.
 pub async fn store_package(
     state: &AppState,
+    caller: &Caller,
     bytes: Bytes,
     uploaded_by: Option<String>,
 ) -> Result<PackageVersion, ApiError> {
@@ -236,6 +263,9 @@ pub async fn store_package(
             })??
     };
     let manifest = parsed.manifest;
+    caller
+        .check_upload(state.backends.identity.as_ref(), &manifest.name)
+        .await?;
     let store = &state.backends.state;
     if let Some(check) = &state.check {
         let started = std::time::Instant::now();
@@ -280,6 +310,9 @@ pub async fn store_package(
         }
         return Err(err.into());
     }
+    caller
+        .claim(state.backends.identity.as_ref(), &version.name)
+        .await?;
     tracing::info!(
         package = %version.name,
         version = %version.version,

@@ -1,5 +1,6 @@
 //! Tests of [`crate::router`] over real embedded backends, one module per resource.
 
+mod auth;
 mod events;
 mod executions;
 mod handlers;
@@ -31,7 +32,8 @@ pub struct TestApp {
     /// The backends, to seed and inspect.
     pub backends: Backends,
     router: Router,
-    _dir: tempfile::TempDir,
+    state: AppState,
+    _dir: std::sync::Arc<tempfile::TempDir>,
 }
 
 /// A response, read whole.
@@ -91,12 +93,29 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let backends = BackendSettings::default().build(dir.path()).await.unwrap();
         let backends = adapt(backends);
-        let router = router(AppState::new(backends.clone(), settings));
+        let state = AppState::new(backends.clone(), settings);
         TestApp {
             backends,
-            router,
-            _dir: dir,
+            router: router(state.clone()),
+            state,
+            _dir: std::sync::Arc::new(dir),
         }
+    }
+
+    /// Another server over the same backends (its caches empty), with `settings`.
+    pub fn another_server(&self, settings: ServerSettings) -> Self {
+        let state = AppState::new(self.backends.clone(), settings);
+        TestApp {
+            backends: self.backends.clone(),
+            router: router(state.clone()),
+            state,
+            _dir: self._dir.clone(),
+        }
+    }
+
+    /// Forgets the rules and tokens this server cached (as it does after changing them).
+    pub fn state_auth_invalidate(&self) {
+        self.state.auth.invalidate();
     }
 
     pub async fn call(&self, request: Request<Body>) -> TestResponse {

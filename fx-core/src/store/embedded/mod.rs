@@ -20,7 +20,7 @@ use crate::execution::{
 };
 use crate::handler::PackageRef;
 use crate::package::{
-    validate_alias, validate_version, PackageAlias, PackageVersion, LATEST_ALIAS,
+    validate_alias, validate_version, version_order, PackageAlias, PackageVersion, LATEST_ALIAS,
 };
 use crate::sqlite::{db, Database};
 use crate::validate::validate_name;
@@ -88,12 +88,27 @@ impl StateStore for SqliteStateStore {
                     v.name, v.version
                 )));
             }
-            tx.execute(
-                "INSERT INTO package_aliases (name, alias, version) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version",
-                params![v.name, LATEST_ALIAS, v.version],
-            )
-            .map_err(db(format!("pointing package {} alias latest at {}", v.name, v.version)))?;
+            // `latest` moves up only: a lower version uploaded later (a fix of an old line)
+            // leaves it where it is; moving it down is an explicit alias move.
+            let latest: Option<String> = tx
+                .query_row(
+                    "SELECT version FROM package_aliases WHERE name = ?1 AND alias = ?2",
+                    params![v.name, LATEST_ALIAS],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(db(format!("reading package {} alias latest", v.name)))?;
+            let newer = latest
+                .as_deref()
+                .is_none_or(|current| version_order(&v.version, current).is_gt());
+            if newer {
+                tx.execute(
+                    "INSERT INTO package_aliases (name, alias, version) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version",
+                    params![v.name, LATEST_ALIAS, v.version],
+                )
+                .map_err(db(format!("pointing package {} alias latest at {}", v.name, v.version)))?;
+            }
             tx.commit().map_err(db(format!("adding package {} version {}", v.name, v.version)))?;
             tracing::info!(package = %v.name, version = %v.version, digest = %v.digest, "package version added");
             Ok(())

@@ -24,7 +24,7 @@ use crate::execution::{
 };
 use crate::handler::PackageRef;
 use crate::package::{
-    validate_alias, validate_version, PackageAlias, PackageVersion, LATEST_ALIAS,
+    validate_alias, validate_version, version_order, PackageAlias, PackageVersion, LATEST_ALIAS,
 };
 use crate::validate::validate_name;
 
@@ -132,19 +132,37 @@ impl StateStore for PostgresStateStore {
                 v.name, v.version
             )));
         }
-        let point = tx
-            .prepare_cached(
+        // `latest` moves up only: a lower version uploaded later (a fix of an old line) leaves
+        // it where it is; moving it down is an explicit alias move. The row is locked, so of
+        // two uploads at once the higher version wins whatever the order.
+        let pointing = || format!("pointing package {} alias latest at {}", v.name, v.version);
+        let created = tx
+            .execute(
                 "INSERT INTO package_aliases (name, alias, version) VALUES ($1, $2, $3)
-                 ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version",
+                 ON CONFLICT (name, alias) DO NOTHING",
+                &[&v.name, &LATEST_ALIAS, &v.version],
             )
             .await
-            .map_err(self.db.error(what()))?;
-        tx.execute(&point, &[&v.name, &LATEST_ALIAS, &v.version])
-            .await
-            .map_err(self.db.error(format!(
-                "pointing package {} alias latest at {}",
-                v.name, v.version
-            )))?;
+            .map_err(self.db.error(pointing()))?;
+        if created == 0 {
+            let current = tx
+                .query_one(
+                    "SELECT version FROM package_aliases WHERE name = $1 AND alias = $2
+                     FOR UPDATE",
+                    &[&v.name, &LATEST_ALIAS],
+                )
+                .await
+                .map_err(self.db.error(pointing()))?;
+            let current: String = rows::get(&current, 0)?;
+            if version_order(&v.version, &current).is_gt() {
+                tx.execute(
+                    "UPDATE package_aliases SET version = $3 WHERE name = $1 AND alias = $2",
+                    &[&v.name, &LATEST_ALIAS, &v.version],
+                )
+                .await
+                .map_err(self.db.error(pointing()))?;
+            }
+        }
         tx.commit().await.map_err(self.db.error(what()))?;
         tracing::info!(package = %v.name, version = %v.version, digest = %v.digest, "package version added");
         Ok(())

@@ -26,8 +26,9 @@ pub use form::{ConditionRow, FieldErrors, HandlerForm};
 use form::{ATTRIBUTES, BLANK_ROWS};
 
 use super::{HtmlTemplate, PageError};
+use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::routes::handlers::{check, record};
+use crate::routes::handlers::{check, permit, record};
 use crate::AppState;
 
 /// The preview: the handler's JSON, or why it is not valid yet.
@@ -152,10 +153,11 @@ pub async fn new(
 /// `POST /handlers/new`: creates the handler, or shows the form with the reasons.
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     let form = HandlerForm::from_pairs(pairs);
-    save(&state, form, false).await
+    save(&state, &caller, form, false).await
 }
 
 /// The stored handler `name`, or a 404 page.
@@ -184,15 +186,21 @@ pub async fn edit(
 /// `POST /handlers/{name}/edit`: replaces the handler if it is still at the revision edited.
 pub async fn update(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     let mut form = HandlerForm::from_pairs(pairs);
     form.name = name;
-    save(&state, form, true).await
+    save(&state, &caller, form, true).await
 }
 
-async fn save(state: &AppState, form: HandlerForm, editing: bool) -> Result<Response, PageError> {
+async fn save(
+    state: &AppState,
+    caller: &Caller,
+    form: HandlerForm,
+    editing: bool,
+) -> Result<Response, PageError> {
     let refused = |errors: FieldErrors, form: HandlerForm| async move {
         let page = form_page(state, editing, form, errors).await?;
         Ok::<_, PageError>((StatusCode::UNPROCESSABLE_ENTITY, HtmlTemplate(page)).into_response())
@@ -201,7 +209,7 @@ async fn save(state: &AppState, form: HandlerForm, editing: bool) -> Result<Resp
         Ok(handler) => handler,
         Err(errors) => return refused(errors, form).await,
     };
-    if let Err(e) = check(state, &handler).await {
+    if let Err(e) = check(state, caller, &handler).await {
         if e.status.is_server_error() {
             return Err(PageError(e));
         }
@@ -219,7 +227,14 @@ async fn save(state: &AppState, form: HandlerForm, editing: bool) -> Result<Resp
     match state.backends.registry.put(&handler, expect).await {
         Ok(revision) => {
             tracing::info!(handler = %handler.name, revision, "handler saved from the ui");
-            record(state, &handler.name, revision, Some(&handler), None).await;
+            record(
+                state,
+                &handler.name,
+                revision,
+                Some(&handler),
+                caller.author(),
+            )
+            .await;
             let query =
                 serde_urlencoded::to_string([("saved", handler.name.as_str())]).unwrap_or_default();
             Ok(Redirect::to(&format!("/handlers?{query}")).into_response())
@@ -249,6 +264,7 @@ pub async fn preview(Form(pairs): Form<Vec<(String, String)>>) -> Response {
 /// `POST /handlers/{name}/delete`: deletes the handler (the page asks for confirmation).
 pub async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Response, PageError> {
     let found = stored_handler(&state, &name).await?;
@@ -264,7 +280,14 @@ pub async fn delete(
             _ => e.into(),
         })?;
     tracing::info!(handler = %name, "handler deleted from the ui");
-    record(&state, &name, found.revision.saturating_add(1), None, None).await;
+    record(
+        &state,
+        &name,
+        found.revision.saturating_add(1),
+        None,
+        caller.author(),
+    )
+    .await;
     let query = serde_urlencoded::to_string([("deleted", name.as_str())]).unwrap_or_default();
     Ok(Redirect::to(&format!("/handlers?{query}")).into_response())
 }
@@ -273,11 +296,13 @@ pub async fn delete(
 /// handlers list's one-click switch), at the revision read.
 pub async fn toggle(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Response, PageError> {
     let found = stored_handler(&state, &name).await?;
     let mut handler = found.handler;
     handler.enabled = !handler.enabled;
+    permit(&caller, &handler)?;
     let revision = state
         .backends
         .registry
@@ -295,7 +320,7 @@ pub async fn toggle(
         "disabled"
     };
     tracing::info!(handler = %name, revision, what, "handler switched from the ui");
-    record(&state, &name, revision, Some(&handler), None).await;
+    record(&state, &name, revision, Some(&handler), caller.author()).await;
     let query = serde_urlencoded::to_string([("saved", name.as_str())]).unwrap_or_default();
     Ok(Redirect::to(&format!("/handlers?{query}")).into_response())
 }

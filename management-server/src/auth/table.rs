@@ -1,0 +1,298 @@
+//! What every route needs: the one table the guard reads. A route that is not in it is refused
+//! (fail closed), and a test walks every route of the router and of the OpenAPI document
+//! against it, so a route added without a line here fails the build's tests.
+
+use axum::http::Method;
+use fx_core::identity::Action;
+
+/// Where the resource a route acts on is named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// In the path: the value of the `{param}` of this name.
+    Path(&'static str),
+    /// Not in the path (a list, or a name in the body or behind an id): the guard checks that
+    /// some rule grants the action; the handler checks the resource itself, with the same
+    /// [`fx_core::identity::authorize`], once it knows it.
+    Later,
+    /// Every resource of the kind (a page summing up all of them): only a rule on `*`.
+    All,
+}
+
+/// What a request must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requirement {
+    /// Nothing: health, the login page, static files, the API description.
+    Public,
+    /// Any signed-in principal (pages that show only what the viewer may read).
+    SignedIn,
+    /// A principal allowed `Action` on the target.
+    Allowed(Action, Target),
+}
+
+use Requirement::{Allowed, Public};
+use Target::{Later, Path};
+
+/// Every route: method, path template (as axum matches it) and requirement.
+pub const ROUTES: &[(Method, &str, Requirement)] = &[
+    // Operations and documentation.
+    (Method::GET, "/healthz", Public),
+    // Answers ready or not to anyone; the per-port details need `ops:read`.
+    (Method::GET, "/readyz", Public),
+    (Method::GET, "/metrics", Allowed(Action::OpsRead, Later)),
+    (Method::GET, "/api/openapi.json", Public),
+    (Method::GET, "/api/docs", Public),
+    (Method::GET, "/api/docs/rapidoc.js", Public),
+    // Static files of the UI.
+    (Method::GET, "/static/style.css", Public),
+    (Method::GET, "/static/htmx.min.js", Public),
+    (Method::GET, "/static/app.js", Public),
+    // The REST API.
+    (
+        Method::GET,
+        "/api/v1/packages",
+        Allowed(Action::PackageRead, Later),
+    ),
+    (
+        Method::POST,
+        "/api/v1/packages",
+        Allowed(Action::PackageUpload, Later),
+    ),
+    (
+        Method::GET,
+        "/api/v1/packages/{name}",
+        Allowed(Action::PackageRead, Path("name")),
+    ),
+    (
+        Method::PUT,
+        "/api/v1/packages/{name}/aliases/{alias}",
+        Allowed(Action::PackageUpload, Path("name")),
+    ),
+    (
+        Method::GET,
+        "/api/v1/handlers",
+        Allowed(Action::HandlerRead, Later),
+    ),
+    (
+        Method::POST,
+        "/api/v1/handlers",
+        Allowed(Action::HandlerWrite, Later),
+    ),
+    (
+        Method::GET,
+        "/api/v1/handlers/{name}",
+        Allowed(Action::HandlerRead, Path("name")),
+    ),
+    (
+        Method::PUT,
+        "/api/v1/handlers/{name}",
+        Allowed(Action::HandlerWrite, Path("name")),
+    ),
+    (
+        Method::DELETE,
+        "/api/v1/handlers/{name}",
+        Allowed(Action::HandlerWrite, Path("name")),
+    ),
+    (
+        Method::GET,
+        "/api/v1/handlers/{name}/history",
+        Allowed(Action::HandlerRead, Path("name")),
+    ),
+    (
+        Method::GET,
+        "/api/v1/executions",
+        Allowed(Action::ExecutionRead, Later),
+    ),
+    (
+        Method::GET,
+        "/api/v1/executions/{id}",
+        Allowed(Action::ExecutionRead, Later),
+    ),
+    (
+        Method::POST,
+        "/api/v1/executions/{id}/redrive",
+        Allowed(Action::ExecutionRedrive, Later),
+    ),
+    (
+        Method::POST,
+        "/api/v1/executions/{id}/rerun",
+        Allowed(Action::ExecutionRedrive, Later),
+    ),
+    (
+        Method::POST,
+        "/api/v1/events",
+        Allowed(Action::EventEmit, Later),
+    ),
+    (Method::POST, "/events", Allowed(Action::EventEmit, Later)),
+    // The web UI.
+    // The overview and the dashboard sum up every handler's executions.
+    (
+        Method::GET,
+        "/",
+        Allowed(Action::ExecutionRead, Target::All),
+    ),
+    (
+        Method::GET,
+        "/dashboard",
+        Allowed(Action::ExecutionRead, Target::All),
+    ),
+    (
+        Method::GET,
+        "/packages",
+        Allowed(Action::PackageRead, Later),
+    ),
+    (
+        Method::POST,
+        "/packages",
+        Allowed(Action::PackageUpload, Later),
+    ),
+    (
+        Method::POST,
+        "/packages/{name}/aliases",
+        Allowed(Action::PackageUpload, Path("name")),
+    ),
+    (
+        Method::GET,
+        "/handlers",
+        Allowed(Action::HandlerRead, Later),
+    ),
+    (
+        Method::GET,
+        "/handlers/new",
+        Allowed(Action::HandlerWrite, Later),
+    ),
+    (
+        Method::POST,
+        "/handlers/new",
+        Allowed(Action::HandlerWrite, Later),
+    ),
+    (
+        Method::POST,
+        "/handlers/preview",
+        Allowed(Action::HandlerWrite, Later),
+    ),
+    (
+        Method::GET,
+        "/handlers/{name}/edit",
+        Allowed(Action::HandlerWrite, Path("name")),
+    ),
+    (
+        Method::POST,
+        "/handlers/{name}/edit",
+        Allowed(Action::HandlerWrite, Path("name")),
+    ),
+    (
+        Method::POST,
+        "/handlers/{name}/toggle",
+        Allowed(Action::HandlerWrite, Path("name")),
+    ),
+    (
+        Method::POST,
+        "/handlers/{name}/delete",
+        Allowed(Action::HandlerWrite, Path("name")),
+    ),
+    (Method::GET, "/send", Allowed(Action::EventEmit, Later)),
+    (Method::POST, "/send", Allowed(Action::EventEmit, Later)),
+    (
+        Method::GET,
+        "/executions",
+        Allowed(Action::ExecutionRead, Later),
+    ),
+    (
+        Method::GET,
+        "/executions/{id}",
+        Allowed(Action::ExecutionRead, Later),
+    ),
+    (
+        Method::POST,
+        "/executions/{id}/redrive",
+        Allowed(Action::ExecutionRedrive, Later),
+    ),
+    (
+        Method::POST,
+        "/executions/{id}/rerun",
+        Allowed(Action::ExecutionRedrive, Later),
+    ),
+    (
+        Method::GET,
+        "/live/executions",
+        Allowed(Action::ExecutionRead, Later),
+    ),
+    (
+        Method::GET,
+        "/live/executions/{id}",
+        Allowed(Action::ExecutionRead, Later),
+    ),
+];
+
+/// The requirement of `method` on the route `template`; `None` for a route not in the table.
+/// `HEAD` is answered like `GET`, as axum does.
+pub fn requirement(method: &Method, template: &str) -> Option<Requirement> {
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
+    ROUTES
+        .iter()
+        .find(|(m, path, _)| m == method && *path == template)
+        .map(|(_, _, requirement)| *requirement)
+}
+
+/// The value of the `{param}` of `template` in `path`, percent-decoded as the handler will
+/// see it, e.g. `name` of `/api/v1/handlers/{name}` in `/api/v1/handlers/orders`.
+pub fn path_param(template: &str, path: &str, param: &str) -> Option<String> {
+    let wanted = format!("{{{param}}}");
+    let mut segments = path.split('/');
+    for part in template.split('/') {
+        let segment = segments.next()?;
+        if part == wanted {
+            return Some(
+                percent_encoding::percent_decode_str(segment)
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            );
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_listed_once() {
+        for (i, (method, path, _)) in ROUTES.iter().enumerate() {
+            let again = ROUTES
+                .iter()
+                .skip(i + 1)
+                .any(|(m, p, _)| m == method && p == path);
+            assert!(!again, "{method} {path} is listed twice");
+            if let Allowed(_, Path(param)) = ROUTES[i].2 {
+                assert!(
+                    path.contains(&format!("{{{param}}}")),
+                    "{method} {path} names a missing parameter {param}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_routes_have_no_requirement_and_head_is_get() {
+        assert_eq!(requirement(&Method::GET, "/api/v1/secrets"), None);
+        assert_eq!(requirement(&Method::PATCH, "/api/v1/handlers/{name}"), None);
+        assert_eq!(requirement(&Method::HEAD, "/healthz"), Some(Public));
+    }
+
+    #[test]
+    fn path_params_are_read_by_position() {
+        let t = "/api/v1/packages/{name}/aliases/{alias}";
+        let p = "/api/v1/packages/payments/aliases/latest";
+        assert_eq!(path_param(t, p, "name").as_deref(), Some("payments"));
+        assert_eq!(path_param(t, p, "alias").as_deref(), Some("latest"));
+        let encoded = "/api/v1/packages/a%62/aliases/latest";
+        assert_eq!(path_param(t, encoded, "name").as_deref(), Some("ab"));
+        assert_eq!(path_param(t, p, "id"), None);
+        assert_eq!(path_param(t, "/api/v1/packages", "name"), None);
+    }
+}

@@ -1,0 +1,647 @@
+//! Authentication and permissions: every route against the table, every route with no
+//! credential and with tokens of several roles, and the hijacks ownership closes.
+
+use std::collections::BTreeSet;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use chrono::Utc;
+use fx_core::identity::credentials::Token;
+use fx_core::identity::{
+    Account, Action, Grant, Pattern, PrincipalKind, Role, Rule, Scope, Subject, TokenRecord,
+};
+use serde_json::json;
+
+use super::*;
+use crate::auth::table::{Requirement, Target, ROUTES};
+use crate::auth::AuthSettings;
+use crate::openapi::OPERATIONS;
+
+fn secure_settings() -> ServerSettings {
+    ServerSettings {
+        auth: AuthSettings { enabled: true },
+        ..ServerSettings::default()
+    }
+}
+
+/// An application that requires credentials.
+async fn secured() -> TestApp {
+    TestApp::with_settings(secure_settings()).await
+}
+
+/// Creates user `name` with `grants` (each on a pattern) and returns a token of theirs.
+async fn user(app: &TestApp, name: &str, grants: &[(Grant, &str)]) -> String {
+    token_of(app, name, grants, Scope::default()).await
+}
+
+async fn token_of(app: &TestApp, name: &str, grants: &[(Grant, &str)], scope: Scope) -> String {
+    let store = &app.backends.identity;
+    let now = Utc::now();
+    if store.account(name).await.unwrap().is_none() {
+        store
+            .create_account(&Account {
+                name: name.into(),
+                kind: PrincipalKind::User,
+                display_name: String::new(),
+                password_hash: None,
+                groups: Vec::new(),
+                disabled: false,
+                created_at: now,
+                updated_at: now,
+            })
+            .await
+            .unwrap();
+        for (grant, pattern) in grants {
+            let rule = Rule {
+                subject: Subject::User(name.into()),
+                grant: *grant,
+                pattern: Pattern::parse(pattern).unwrap(),
+            };
+            store.add_rule(&rule, "test", now).await.unwrap();
+        }
+        // As the rules API will: this server forgets the rules it cached.
+        app.state_auth_invalidate();
+    }
+    let token = Token::generate().unwrap();
+    store
+        .create_token(&TokenRecord {
+            id: token.id().into(),
+            owner: name.into(),
+            name: "test".into(),
+            secret_hash: token.secret_hash(),
+            scope,
+            created_at: now,
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+        })
+        .await
+        .unwrap();
+    token.reveal()
+}
+
+/// `method uri` with `body` (JSON), as the holder of `token` (none: anonymous).
+async fn call(
+    app: &TestApp,
+    token: Option<&str>,
+    method: &Method,
+    uri: &str,
+    body: &Value,
+) -> TestResponse {
+    let mut request = Request::builder()
+        .method(method.clone())
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request.body(Body::from(body.to_string())).unwrap();
+    if !uri.starts_with("/live/") {
+        return app.call(request).await;
+    }
+    // A live stream never ends: its status and headers, and the body of a refusal only.
+    let response = app.router_call_streaming(request).await;
+    let (status, headers) = (response.status(), response.headers().clone());
+    let body = if status.is_success() {
+        bytes::Bytes::new()
+    } else {
+        http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes()
+    };
+    TestResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A route template with its parameters filled in.
+fn concrete(template: &str) -> String {
+    template
+        .replace("{name}", "payments")
+        .replace("{alias}", "latest")
+        .replace("{id}", "00000000000000000000000000000000")
+}
+
+/// The paths every `.route("…")` of `source` serves, under `prefix`.
+fn routed(source: &str, prefix: &str) -> Vec<String> {
+    source
+        .split(".route(")
+        .skip(1)
+        .map(|piece| {
+            let piece = piece.trim_start();
+            if let Some(rest) = piece.strip_prefix('"') {
+                format!("{prefix}{}", rest.split('"').next().unwrap())
+            } else {
+                assert!(piece.starts_with("STYLESHEET_PATH"), "{piece:.40}");
+                crate::pages::STYLESHEET_PATH.to_string()
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_route_is_in_the_auth_table_and_every_entry_is_routed() {
+    let mut paths = routed(include_str!("../lib.rs"), "");
+    paths.extend(routed(include_str!("../routes/mod.rs"), "/api/v1"));
+    paths.extend(routed(include_str!("../pages/mod.rs"), ""));
+    assert!(paths.len() > 30, "{paths:?}");
+    let listed: BTreeSet<&str> = ROUTES.iter().map(|(_, path, _)| *path).collect();
+    for path in &paths {
+        assert!(
+            listed.contains(path.as_str()),
+            "route {path} has no line in auth::table::ROUTES"
+        );
+    }
+    for (method, path) in OPERATIONS {
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        assert!(
+            crate::auth::table::requirement(&method, path).is_some(),
+            "{method} {path} is documented but has no line in auth::table::ROUTES"
+        );
+    }
+    // Every line names a route the router serves with that method.
+    let app = secured().await;
+    let admin = user(&app, "root", &[(Grant::Role(Role::Admin), "*")]).await;
+    for (method, template, _) in ROUTES {
+        let uri = concrete(template);
+        let response = call(&app, Some(&admin), method, &uri, &json!({})).await;
+        assert_ne!(
+            response.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {uri}"
+        );
+        assert!(
+            !response.text().contains("no such path"),
+            "{method} {template} is in the table but not routed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_route_missing_from_the_table_is_refused() {
+    let app = TestApp::new().await;
+    let state = AppState::new(app.backends.clone(), ServerSettings::default());
+    let router: axum::Router = axum::Router::new()
+        .route("/unlisted", axum::routing::get(|| async { "secret" }))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::guard,
+        ))
+        .with_state(state);
+    let response = tower::ServiceExt::oneshot(
+        router,
+        Request::get("/unlisted").body(Body::empty()).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn every_route_answers_each_role_by_the_rules() {
+    let app = secured().await;
+    let admin = user(&app, "root", &[(Grant::Role(Role::Admin), "*")]).await;
+    let viewer = user(&app, "vera", &[(Grant::Role(Role::Viewer), "*")]).await;
+    // A developer of other packages and handlers than the ones the routes name.
+    let other = user(&app, "otto", &[(Grant::Role(Role::Developer), "other-*")]).await;
+    let refused = [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN];
+    for (method, template, requirement) in ROUTES {
+        let uri = concrete(template);
+        let what = format!("{method} {template}");
+
+        let anonymous = call(&app, None, method, &uri, &json!({})).await;
+        match requirement {
+            Requirement::Public => {
+                assert!(
+                    !refused.contains(&anonymous.status),
+                    "{what}: {}",
+                    anonymous.text()
+                )
+            }
+            _ => {
+                anonymous.assert_status(StatusCode::UNAUTHORIZED);
+                assert_eq!(
+                    anonymous.headers[header::WWW_AUTHENTICATE],
+                    "Bearer realm=\"ferrisfx\"",
+                    "{what}"
+                );
+            }
+        }
+
+        let root = call(&app, Some(&admin), method, &uri, &json!({})).await;
+        assert!(
+            !refused.contains(&root.status),
+            "{what} as admin: {}",
+            root.text()
+        );
+
+        let as_viewer = call(&app, Some(&viewer), method, &uri, &json!({})).await;
+        match requirement {
+            Requirement::Allowed(action, _) if !Role::Viewer.actions().contains(action) => {
+                assert_eq!(as_viewer.status, StatusCode::FORBIDDEN, "{what} as viewer");
+                assert!(
+                    as_viewer.error_message().contains("user:vera may not"),
+                    "{what}"
+                );
+            }
+            _ => assert!(
+                !refused.contains(&as_viewer.status),
+                "{what} as viewer: {}",
+                as_viewer.text()
+            ),
+        }
+
+        let as_other = call(&app, Some(&other), method, &uri, &json!({})).await;
+        match requirement {
+            Requirement::Public => assert!(!refused.contains(&as_other.status), "{what}"),
+            Requirement::Allowed(_, Target::Path(_) | Target::All) => {
+                assert_eq!(as_other.status, StatusCode::FORBIDDEN, "{what} as otto")
+            }
+            Requirement::Allowed(action, Target::Later)
+                if !Role::Developer.actions().contains(action) =>
+            {
+                assert_eq!(as_other.status, StatusCode::FORBIDDEN, "{what} as otto")
+            }
+            // The resource is in the body or behind an id: the handler checks it (see the
+            // tests below); the guard lets the request through.
+            _ => assert_ne!(as_other.status, StatusCode::UNAUTHORIZED, "{what} as otto"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_with_401() {
+    let app = secured().await;
+    let good = user(&app, "root", &[(Grant::Role(Role::Admin), "*")]).await;
+    let get = |token: Option<String>| {
+        let app = &app;
+        async move {
+            call(
+                app,
+                token.as_deref(),
+                &Method::GET,
+                "/api/v1/handlers",
+                &json!({}),
+            )
+            .await
+        }
+    };
+    get(Some(good.clone())).await.assert_status(StatusCode::OK);
+    let unknown = Token::generate().unwrap().reveal();
+    let tampered = format!("{}0", &good[..good.len() - 1]);
+    for bad in [unknown, tampered, "fxt_nonsense".into(), "".into()] {
+        get(Some(bad.clone()))
+            .await
+            .assert_status(StatusCode::UNAUTHORIZED);
+    }
+    let basic = app
+        .call(
+            Request::get("/api/v1/handlers")
+                .header(header::AUTHORIZATION, "Basic cm9vdDpyb290")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    basic.assert_status(StatusCode::UNAUTHORIZED);
+
+    // Revoked: refused once the cache has forgotten it (a new server sees it at once).
+    let id = Token::parse(&good).unwrap().id().to_string();
+    assert!(app
+        .backends
+        .identity
+        .revoke_token(&id, Utc::now())
+        .await
+        .unwrap());
+    let fresh = app.another_server(secure_settings());
+    call(
+        &fresh,
+        Some(&good),
+        &Method::GET,
+        "/api/v1/handlers",
+        &json!({}),
+    )
+    .await
+    .assert_status(StatusCode::UNAUTHORIZED);
+
+    // A disabled account's tokens stop working.
+    let other = user(&fresh, "otto", &[(Grant::Role(Role::Admin), "*")]).await;
+    call(
+        &fresh,
+        Some(&other),
+        &Method::GET,
+        "/api/v1/handlers",
+        &json!({}),
+    )
+    .await
+    .assert_status(StatusCode::OK);
+    let mut account = fresh
+        .backends
+        .identity
+        .account("otto")
+        .await
+        .unwrap()
+        .unwrap();
+    account.disabled = true;
+    fresh
+        .backends
+        .identity
+        .update_account(&account)
+        .await
+        .unwrap();
+    let later = app.another_server(secure_settings());
+    call(
+        &later,
+        Some(&other),
+        &Method::GET,
+        "/api/v1/handlers",
+        &json!({}),
+    )
+    .await
+    .assert_status(StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_token_scope_narrows_what_its_owner_may_do() {
+    let app = secured().await;
+    let scoped = token_of(
+        &app,
+        "root",
+        &[(Grant::Role(Role::Admin), "*")],
+        Scope {
+            actions: Some(BTreeSet::from([Action::PackageRead])),
+            pattern: None,
+        },
+    )
+    .await;
+    call(
+        &app,
+        Some(&scoped),
+        &Method::GET,
+        "/api/v1/packages",
+        &json!({}),
+    )
+    .await
+    .assert_status(StatusCode::OK);
+    let refused = call(
+        &app,
+        Some(&scoped),
+        &Method::POST,
+        "/api/v1/handlers",
+        &handler_json("h", "hello", "com.example.hello"),
+    )
+    .await;
+    refused.assert_status(StatusCode::FORBIDDEN);
+    assert!(refused
+        .error_message()
+        .contains("outside the token's scope"));
+}
+
+/// Uploads `name@version` as the holder of `token`.
+async fn upload_as(app: &TestApp, token: &str, name: &str, version: &str) -> TestResponse {
+    app.call(
+        Request::post("/api/v1/packages")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header("x-fx-user", "someone-else")
+            .body(Body::from(package(name, version)))
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_second_user_cannot_replace_someone_elses_package() {
+    let app = secured().await;
+    let alice = user(&app, "alice", &[(Grant::Role(Role::Developer), "*")]).await;
+    let mallory = user(&app, "mallory", &[(Grant::Role(Role::Developer), "*")]).await;
+
+    let first = upload_as(&app, &alice, "payments", "1.0.0").await;
+    first.assert_status(StatusCode::CREATED);
+    assert_eq!(
+        first.json()["uploaded_by"],
+        "user:alice",
+        "the author is the token's owner, not the x-fx-user header"
+    );
+    assert_eq!(
+        app.backends
+            .identity
+            .package_owner("payments")
+            .await
+            .unwrap(),
+        Some(Subject::User("alice".into()))
+    );
+
+    let hijack = upload_as(&app, &mallory, "payments", "9.0.0").await;
+    hijack.assert_status(StatusCode::FORBIDDEN);
+    assert!(
+        hijack.error_message().contains("belongs to user:alice"),
+        "{}",
+        hijack.error_message()
+    );
+    let moved = call(
+        &app,
+        Some(&mallory),
+        &Method::PUT,
+        "/api/v1/packages/payments/aliases/latest",
+        &json!({"version": "1.0.0"}),
+    )
+    .await;
+    moved.assert_status(StatusCode::FORBIDDEN);
+    let latest = app
+        .backends
+        .state
+        .resolve_package(&fx_core::handler::PackageRef {
+            name: "payments".into(),
+            version: "latest".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(latest.version, "1.0.0");
+    assert_eq!(latest.uploaded_by.as_deref(), Some("user:alice"));
+
+    // The owner shares it with an explicit rule; then mallory may.
+    app.backends
+        .identity
+        .add_rule(
+            &Rule {
+                subject: Subject::User("mallory".into()),
+                grant: Grant::Action(Action::PackageUpload),
+                pattern: Pattern::parse("payments").unwrap(),
+            },
+            "user:alice",
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    app.state_auth_invalidate();
+    upload_as(&app, &mallory, "payments", "1.1.0")
+        .await
+        .assert_status(StatusCode::CREATED);
+
+    // Her own new package is hers.
+    upload_as(&app, &mallory, "mallory-tools", "1.0.0")
+        .await
+        .assert_status(StatusCode::CREATED);
+    upload_as(&app, &alice, "mallory-tools", "2.0.0")
+        .await
+        .assert_status(StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_handler_names_only_pools_and_secrets_its_author_may_use() {
+    let app = secured().await;
+    let root = user(&app, "root", &[(Grant::Role(Role::Admin), "*")]).await;
+    upload_as(&app, &root, "team-tools", "1.0.0")
+        .await
+        .assert_status(StatusCode::CREATED);
+    let dev = user(
+        &app,
+        "dev",
+        &[
+            (Grant::Role(Role::Developer), "team-*"),
+            (Grant::Action(Action::PoolUse), "default"),
+        ],
+    )
+    .await;
+    let mut handler = handler_json("team-orders", "team-tools", "com.example.order");
+    let create = |body: Value| {
+        let (app, dev) = (&app, &dev);
+        async move { call(app, Some(dev), &Method::POST, "/api/v1/handlers", &body).await }
+    };
+
+    handler["pool"] = json!("gpu");
+    let refused = create(handler.clone()).await;
+    refused.assert_status(StatusCode::FORBIDDEN);
+    assert!(
+        refused.error_message().contains("pool:use"),
+        "{}",
+        refused.error_message()
+    );
+
+    handler["pool"] = json!("default");
+    handler["secrets"] = json!(["payments-db-password"]);
+    let refused = create(handler.clone()).await;
+    refused.assert_status(StatusCode::FORBIDDEN);
+    assert!(
+        refused.error_message().contains("secret:grant"),
+        "{}",
+        refused.error_message()
+    );
+
+    // Outside the developer's handler prefix.
+    let mut elsewhere = handler_json("billing", "team-tools", "com.example.order");
+    elsewhere["pool"] = json!("default");
+    create(elsewhere).await.assert_status(StatusCode::FORBIDDEN);
+
+    handler["secrets"] = json!([]);
+    let created = create(handler.clone()).await;
+    assert_ne!(created.status, StatusCode::FORBIDDEN, "{}", created.text());
+
+    // A change is checked again: moving it to a pool the writer may not use is refused.
+    handler["pool"] = json!("gpu");
+    let moved = call(
+        &app,
+        Some(&dev),
+        &Method::PUT,
+        "/api/v1/handlers/team-orders",
+        &handler,
+    )
+    .await;
+    moved.assert_status(StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn lists_show_only_what_the_caller_may_read() {
+    let app = secured().await;
+    let root = user(&app, "root", &[(Grant::Role(Role::Admin), "*")]).await;
+    for name in ["team-a-orders", "team-b-orders"] {
+        upload_as(&app, &root, name, "1.0.0")
+            .await
+            .assert_status(StatusCode::CREATED);
+        call(
+            &app,
+            Some(&root),
+            &Method::POST,
+            "/api/v1/handlers",
+            &handler_json(name, name, "com.example.order"),
+        )
+        .await;
+    }
+    let a = user(&app, "anna", &[(Grant::Role(Role::Viewer), "team-a-*")]).await;
+    let packages = call(&app, Some(&a), &Method::GET, "/api/v1/packages", &json!({})).await;
+    let packages = packages.json();
+    let names: Vec<&str> = packages["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["team-a-orders"]);
+    let handlers = call(&app, Some(&a), &Method::GET, "/api/v1/handlers", &json!({})).await;
+    let handlers = handlers.json();
+    let names: Vec<&str> = handlers["handlers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["handler"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["team-a-orders"]);
+    // Executions: of a handler she may read, not of every handler.
+    call(
+        &app,
+        Some(&a),
+        &Method::GET,
+        "/api/v1/executions?handler=team-a-orders",
+        &json!({}),
+    )
+    .await
+    .assert_status(StatusCode::OK);
+    let all = call(
+        &app,
+        Some(&a),
+        &Method::GET,
+        "/api/v1/executions",
+        &json!({}),
+    )
+    .await;
+    all.assert_status(StatusCode::FORBIDDEN);
+    assert!(all.error_message().contains("filter by a handler"));
+    call(
+        &app,
+        Some(&a),
+        &Method::GET,
+        "/api/v1/executions?handler=team-b-orders",
+        &json!({}),
+    )
+    .await
+    .assert_status(StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn readiness_details_need_ops_read() {
+    let app = secured().await;
+    let anonymous = app.get("/readyz").await;
+    anonymous.assert_status(StatusCode::OK);
+    assert_eq!(anonymous.json(), json!({"ready": true}));
+    let root = user(&app, "root", &[(Grant::Role(Role::Admin), "*")]).await;
+    let detailed = call(&app, Some(&root), &Method::GET, "/readyz", &json!({})).await;
+    detailed.assert_status(StatusCode::OK);
+    assert!(detailed.json()["checks"].is_object(), "{}", detailed.text());
+}
+
+#[tokio::test]
+async fn without_authentication_the_user_header_names_the_author() {
+    let app = TestApp::new().await;
+    let response = app
+        .call(
+            Request::post("/api/v1/packages")
+                .header("x-fx-user", "ci-bot")
+                .body(Body::from(package("hello", "1.0.0")))
+                .unwrap(),
+        )
+        .await;
+    response.assert_status(StatusCode::CREATED);
+    assert_eq!(response.json()["uploaded_by"], "ci-bot");
+}
