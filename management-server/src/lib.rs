@@ -64,6 +64,8 @@ pub struct AppState {
     pub check: Option<Arc<dyn fx_core::package::PackageCheck>>,
     /// Who is asking and what they may do ([`auth`]).
     pub auth: Arc<auth::Auth>,
+    /// How many refused unauthenticated requests the audit log takes a minute.
+    pub audit: Arc<auth::audit::Throttle>,
 }
 
 /// How long the ingress waits for the registry's revision before stamping an event with the
@@ -89,6 +91,7 @@ impl AppState {
             limits,
             check: None,
             auth,
+            audit: Arc::default(),
         }
     }
 
@@ -121,6 +124,11 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::guard,
         ))
+        // Around the guard, so that refusals are recorded too.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::audit::record,
+        ))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -152,10 +160,13 @@ pub async fn serve(
         .context("reading the listener's address")?;
     tracing::info!(%addr, "management server listening");
     let app = router(state).layer(axum::Extension(Shutdown(shutdown.clone())));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .context("serving http")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
+    .context("serving http")?;
     tracing::info!(%addr, "management server stopped");
     Ok(())
 }

@@ -33,6 +33,20 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("post", "/api/v1/executions/{id}/rerun"),
     ("post", "/api/v1/events"),
     ("post", "/events"),
+    ("get", "/api/v1/me"),
+    ("get", "/api/v1/tokens"),
+    ("post", "/api/v1/tokens"),
+    ("delete", "/api/v1/tokens/{id}"),
+    ("get", "/api/v1/accounts"),
+    ("post", "/api/v1/accounts"),
+    ("get", "/api/v1/accounts/{name}"),
+    ("put", "/api/v1/accounts/{name}"),
+    ("delete", "/api/v1/accounts/{name}"),
+    ("post", "/api/v1/accounts/{name}/tokens"),
+    ("get", "/api/v1/rules"),
+    ("post", "/api/v1/rules"),
+    ("delete", "/api/v1/rules/{id}"),
+    ("get", "/api/v1/audit"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -49,13 +63,18 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         list_packages, upload_package, get_package, set_alias,
         list_handlers, create_handler, get_handler, put_handler, delete_handler, handler_history,
         list_executions, get_execution, redrive_execution, rerun_execution,
-        post_event, post_event_root, healthz, readyz, metrics
+        post_event, post_event_root,
+        me, own_tokens, create_own_token, revoke_token, list_accounts, create_account,
+        get_account, put_account, delete_account, create_account_token, list_rules, add_rule,
+        delete_rule, audit_log,
+        healthz, readyz, metrics
     ),
     tags(
         (name = "packages", description = "function packages: upload, versions, aliases"),
         (name = "handlers", description = "which events run which package"),
         (name = "executions", description = "one per event and handler, with logs"),
         (name = "events", description = "CloudEvents over HTTP, published to fx.events"),
+        (name = "identity", description = "who may do what: accounts, api tokens, rules, the audit log (docs/security.md)"),
         (name = "health", description = "liveness and readiness")
     )
 )]
@@ -223,6 +242,105 @@ pub fn post_event() {}
     responses((status = 202, description = "accepted", body = Object),
         (status = 400, description = "not a valid CloudEvent", body = Object)))]
 pub fn post_event_root() {}
+
+/// Who the credential is, and the rules that apply to it.
+#[utoipa::path(get, path = "/api/v1/me", tag = "identity",
+    responses((status = 200, description = "`{\"principal\", \"details\", \"rules\"}`", body = Object),
+        (status = 401, description = "no valid token", body = Object)))]
+pub fn me() {}
+
+/// The caller's api tokens (never their secrets).
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "identity",
+    responses((status = 200, description = "the token records", body = Object)))]
+pub fn own_tokens() {}
+
+/// Makes an api token of the caller's account; the token is answered once.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "identity",
+    request_body(content = Object, description = "`{\"name\", \"expires_in_days\" (1 to 3650, default 90), \"scope\": {\"actions\", \"pattern\"}}`"),
+    responses((status = 201, description = "`{\"token\": \"fxt_...\", \"record\"}`", body = Object),
+        (status = 400, description = "invalid", body = Object)))]
+pub fn create_own_token() {}
+
+/// Revokes a token: one's own, or any with `user:admin`.
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "identity",
+    params(("id" = String, Path, description = "the token's id (its public part)")),
+    responses((status = 204, description = "revoked"),
+        (status = 403, description = "another account's token, without user:admin", body = Object),
+        (status = 404, description = "no such token", body = Object)))]
+pub fn revoke_token() {}
+
+/// Every account (`user:admin`).
+#[utoipa::path(get, path = "/api/v1/accounts", tag = "identity",
+    responses((status = 200, description = "the accounts (never a password hash)", body = Object)))]
+pub fn list_accounts() {}
+
+/// Creates a user or a service account (`user:admin`).
+#[utoipa::path(post, path = "/api/v1/accounts", tag = "identity",
+    request_body(content = Object, description = "`{\"name\", \"kind\": \"user\"|\"service_account\", \"display_name\", \"password\", \"groups\", \"disabled\"}`"),
+    responses((status = 201, description = "the account", body = Object),
+        (status = 409, description = "the name is taken", body = Object)))]
+pub fn create_account() {}
+
+/// One account (`user:admin`).
+#[utoipa::path(get, path = "/api/v1/accounts/{name}", tag = "identity",
+    params(("name" = String, Path, description = "account name")),
+    responses((status = 200, description = "the account", body = Object),
+        (status = 404, description = "no such account", body = Object)))]
+pub fn get_account() {}
+
+/// Replaces an account's display name, groups, disabled flag and password (`user:admin`).
+#[utoipa::path(put, path = "/api/v1/accounts/{name}", tag = "identity",
+    params(("name" = String, Path, description = "account name")),
+    request_body(content = Object, description = "as for create; a missing password keeps the current one"),
+    responses((status = 200, description = "the account", body = Object),
+        (status = 404, description = "no such account", body = Object)))]
+pub fn put_account() {}
+
+/// Deletes an account and its tokens (`user:admin`).
+#[utoipa::path(delete, path = "/api/v1/accounts/{name}", tag = "identity",
+    params(("name" = String, Path, description = "account name")),
+    responses((status = 204, description = "deleted"),
+        (status = 404, description = "no such account", body = Object)))]
+pub fn delete_account() {}
+
+/// Makes a token of an account, e.g. a service account (`user:admin`).
+#[utoipa::path(post, path = "/api/v1/accounts/{name}/tokens", tag = "identity",
+    params(("name" = String, Path, description = "account name")),
+    request_body(content = Object, description = "as for POST /api/v1/tokens"),
+    responses((status = 201, description = "`{\"token\": \"fxt_...\", \"record\"}`", body = Object),
+        (status = 404, description = "no such account", body = Object)))]
+pub fn create_account_token() {}
+
+/// Every permission rule (`user:admin`).
+#[utoipa::path(get, path = "/api/v1/rules", tag = "identity",
+    responses((status = 200, description = "the rules with their ids", body = Object)))]
+pub fn list_rules() {}
+
+/// Adds a rule: a role or an action, on a pattern, for a user, group or service account.
+#[utoipa::path(post, path = "/api/v1/rules", tag = "identity",
+    request_body(content = Object, description = "`{\"subject\": \"group:payments\", \"grant\": {\"role\": \"developer\"} or {\"action\": \"pool:use\"}, \"pattern\": \"payments-*\"}`"),
+    responses((status = 201, description = "the rule with its id", body = Object),
+        (status = 409, description = "the same rule exists", body = Object)))]
+pub fn add_rule() {}
+
+/// Deletes a rule (`user:admin`).
+#[utoipa::path(delete, path = "/api/v1/rules/{id}", tag = "identity",
+    params(("id" = i64, Path, description = "the rule's id")),
+    responses((status = 204, description = "deleted"),
+        (status = 404, description = "no such rule", body = Object)))]
+pub fn delete_rule() {}
+
+/// The audit log, newest first (`audit:read`).
+#[utoipa::path(get, path = "/api/v1/audit", tag = "identity",
+    params(("principal" = Option<String>, Query, description = "only this principal's, e.g. user:alice"),
+        ("action" = Option<String>, Query, description = "only actions starting with this, e.g. package:"),
+        ("resource" = Option<String>, Query, description = "only resources starting with this"),
+        ("outcome" = Option<String>, Query, description = "ok, denied or failed"),
+        ("since" = Option<String>, Query, description = "at or after (RFC 3339)"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("limit" = Option<u32>, Query, description = "page size, 1 to 500")),
+    responses((status = 200, description = "`{\"items\": [...], \"next_cursor\"}`", body = Object)))]
+pub fn audit_log() {}
 
 /// Liveness: answers `ok`.
 #[utoipa::path(get, path = "/healthz", tag = "health",

@@ -19,7 +19,8 @@ pub use rules::{
     authorize, Denied, Grant, Pattern, Principal, PrincipalKind, Role, Rule, Scope, Subject,
 };
 pub use store::{
-    Account, AuditOutcome, AuditQuery, AuditRecord, IdentityStore, StoredRule, TokenRecord,
+    clip_detail, Account, AuditOutcome, AuditQuery, AuditRecord, IdentityStore, StoredRule,
+    TokenRecord,
 };
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! With `auth.enabled = false` every request acts as the trusted local operator: only for a
 //! server on a loopback address (checked at start).
 
+pub mod audit;
 pub mod table;
 
 use std::collections::HashMap;
@@ -324,6 +325,15 @@ impl Caller {
         Ok(())
     }
 
+    /// How the audit log names the caller: `user:alice`, `local` or `anonymous`.
+    pub fn audit_name(&self) -> String {
+        match &self.who {
+            Who::Local => "local".into(),
+            Who::Anonymous => "anonymous".into(),
+            Who::Principal(principal) => principal.to_string(),
+        }
+    }
+
     /// The principal, when one was authenticated.
     pub fn principal(&self) -> Option<&Principal> {
         match &self.who {
@@ -353,6 +363,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
 
 /// The guard: authenticates and authorizes by [`table::ROUTES`], then inserts the [`Caller`].
 pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    use audit::AuditWho;
     let asked = Asked {
         method: request.method().clone(),
         template: request
@@ -362,13 +373,16 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
         path: request.uri().path().to_string(),
         headers: request.headers().clone(),
     };
-    match admit(&state, &asked).await {
+    let (who, admitted) = admit(&state, &asked).await;
+    let mut response = match admitted {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
         Err(error) => refusal(error),
-    }
+    };
+    response.extensions_mut().insert(AuditWho(who));
+    response
 }
 
 /// What the guard reads of a request.
@@ -380,8 +394,30 @@ struct Asked {
     headers: HeaderMap,
 }
 
-/// The caller of a request, or why it is refused.
-async fn admit(state: &AppState, request: &Asked) -> Result<Caller, ApiError> {
+/// Who asked (for the audit log), and the caller of the request or why it is refused.
+async fn admit(state: &AppState, request: &Asked) -> (String, Result<Caller, ApiError>) {
+    let principal = match state.auth.enabled() {
+        true => state.auth.authenticate(&request.headers).await,
+        false => Ok(None),
+    };
+    let who = match &principal {
+        Ok(Some(principal)) => principal.to_string(),
+        _ if !state.auth.enabled() => "local".to_string(),
+        _ => "anonymous".to_string(),
+    };
+    let admitted = match principal {
+        Ok(principal) => decide(state, request, principal).await,
+        Err(e) => Err(e),
+    };
+    (who, admitted)
+}
+
+/// The caller of a request by the principal authenticated, or why it is refused.
+async fn decide(
+    state: &AppState,
+    request: &Asked,
+    principal: Option<Arc<Principal>>,
+) -> Result<Caller, ApiError> {
     let Some(template) = request.template.as_deref() else {
         // No route matched: the fallback answers 404, to anyone.
         return Ok(Caller {
@@ -403,7 +439,6 @@ async fn admit(state: &AppState, request: &Asked) -> Result<Caller, ApiError> {
     if !auth.enabled() {
         return Ok(Caller::local());
     }
-    let principal = auth.authenticate(&request.headers).await?;
     let rules = match &principal {
         None => Arc::from([]),
         Some(_) => auth.rules().await?,

@@ -29,7 +29,7 @@ pub enum Requirement {
     Allowed(Action, Target),
 }
 
-use Requirement::{Allowed, Public};
+use Requirement::{Allowed, Public, SignedIn};
 use Target::{Later, Path};
 
 /// Every route: method, path template (as axum matches it) and requirement.
@@ -123,6 +123,62 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
         Allowed(Action::EventEmit, Later),
     ),
     (Method::POST, "/events", Allowed(Action::EventEmit, Later)),
+    // Identity: one's own credential and tokens; accounts, rules and the audit log.
+    (Method::GET, "/api/v1/me", SignedIn),
+    (Method::GET, "/api/v1/tokens", SignedIn),
+    (Method::POST, "/api/v1/tokens", SignedIn),
+    // Revoking another account's token needs user:admin (checked by the handler).
+    (Method::DELETE, "/api/v1/tokens/{id}", SignedIn),
+    (
+        Method::GET,
+        "/api/v1/accounts",
+        Allowed(Action::UserAdmin, Later),
+    ),
+    (
+        Method::POST,
+        "/api/v1/accounts",
+        Allowed(Action::UserAdmin, Later),
+    ),
+    (
+        Method::GET,
+        "/api/v1/accounts/{name}",
+        Allowed(Action::UserAdmin, Later),
+    ),
+    (
+        Method::PUT,
+        "/api/v1/accounts/{name}",
+        Allowed(Action::UserAdmin, Later),
+    ),
+    (
+        Method::DELETE,
+        "/api/v1/accounts/{name}",
+        Allowed(Action::UserAdmin, Later),
+    ),
+    (
+        Method::POST,
+        "/api/v1/accounts/{name}/tokens",
+        Allowed(Action::UserAdmin, Later),
+    ),
+    (
+        Method::GET,
+        "/api/v1/rules",
+        Allowed(Action::UserAdmin, Later),
+    ),
+    (
+        Method::POST,
+        "/api/v1/rules",
+        Allowed(Action::UserAdmin, Later),
+    ),
+    (
+        Method::DELETE,
+        "/api/v1/rules/{id}",
+        Allowed(Action::UserAdmin, Later),
+    ),
+    (
+        Method::GET,
+        "/api/v1/audit",
+        Allowed(Action::AuditRead, Later),
+    ),
     // The web UI.
     // The overview and the dashboard sum up every handler's executions.
     (

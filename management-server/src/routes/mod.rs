@@ -3,10 +3,11 @@
 pub mod events;
 pub mod executions;
 pub mod handlers;
+pub mod identity;
 pub mod packages;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 use crate::AppState;
@@ -51,4 +52,27 @@ pub fn api(state: &AppState) -> Router<AppState> {
         .route("/executions/{id}/redrive", post(executions::redrive))
         .route("/executions/{id}/rerun", post(executions::rerun))
         .route("/events", events::ingress(settings))
+        .route("/me", get(identity::me))
+        .route(
+            "/tokens",
+            get(identity::own_tokens).post(identity::create_own_token),
+        )
+        .route("/tokens/{id}", delete(identity::revoke_token))
+        .route(
+            "/accounts",
+            get(identity::accounts).post(identity::create_account),
+        )
+        .route(
+            "/accounts/{name}",
+            get(identity::account)
+                .put(identity::update_account)
+                .delete(identity::delete_account),
+        )
+        .route(
+            "/accounts/{name}/tokens",
+            post(identity::create_account_token),
+        )
+        .route("/rules", get(identity::rules).post(identity::add_rule))
+        .route("/rules/{id}", delete(identity::delete_rule))
+        .route("/audit", get(identity::audit))
 }

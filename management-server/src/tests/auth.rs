@@ -645,3 +645,208 @@ async fn without_authentication_the_user_header_names_the_author() {
     response.assert_status(StatusCode::CREATED);
     assert_eq!(response.json()["uploaded_by"], "ci-bot");
 }
+
+#[tokio::test]
+async fn accounts_tokens_and_rules_are_managed_over_the_api_and_audited() {
+    let app = secured().await;
+    let root = user(&app, "root", &[(Grant::Role(Role::Admin), "*")]).await;
+    let post = |uri: &'static str, body: Value| {
+        let (app, root) = (&app, &root);
+        async move { call(app, Some(root), &Method::POST, uri, &body).await }
+    };
+
+    // A service account for a producer, its rule and its token.
+    post(
+        "/api/v1/accounts",
+        json!({"name": "shop", "kind": "service_account", "display_name": "the shop"}),
+    )
+    .await
+    .assert_status(StatusCode::CREATED);
+    post(
+        "/api/v1/accounts",
+        json!({"name": "shop", "kind": "service_account"}),
+    )
+    .await
+    .assert_status(StatusCode::CONFLICT);
+    post(
+        "/api/v1/rules",
+        json!({"subject": "service:shop", "grant": {"role": "producer"}, "pattern": "com.shop.*"}),
+    )
+    .await
+    .assert_status(StatusCode::CREATED);
+    let made = post(
+        "/api/v1/accounts/shop/tokens",
+        json!({"name": "prod", "expires_in_days": 30}),
+    )
+    .await;
+    made.assert_status(StatusCode::CREATED);
+    let shop = made.json()["token"].as_str().unwrap().to_string();
+    assert!(
+        made.json()["record"].get("secret_hash").is_none(),
+        "{}",
+        made.text()
+    );
+
+    // The producer may emit its own events and nothing else.
+    let event = |ty: &str| {
+        Request::post("/events")
+            .header(header::AUTHORIZATION, format!("Bearer {shop}"))
+            .header("ce-specversion", "1.0")
+            .header("ce-id", "e-1")
+            .header("ce-source", "/shop")
+            .header("ce-type", ty)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from("{}"))
+            .unwrap()
+    };
+    app.call(event("com.shop.order"))
+        .await
+        .assert_status(StatusCode::ACCEPTED);
+    app.call(event("com.bank.transfer"))
+        .await
+        .assert_status(StatusCode::FORBIDDEN);
+    call(
+        &app,
+        Some(&shop),
+        &Method::GET,
+        "/api/v1/handlers",
+        &json!({}),
+    )
+    .await
+    .assert_status(StatusCode::FORBIDDEN);
+    let me = call(&app, Some(&shop), &Method::GET, "/api/v1/me", &json!({})).await;
+    me.assert_status(StatusCode::OK);
+    assert_eq!(me.json()["principal"], "service:shop");
+    assert_eq!(me.json()["rules"].as_array().unwrap().len(), 1);
+
+    // A user with a password (never answered) makes and revokes her own tokens.
+    let alice = post(
+        "/api/v1/accounts",
+        json!({"name": "alice", "password": "correct horse battery", "groups": ["ops"]}),
+    )
+    .await;
+    alice.assert_status(StatusCode::CREATED);
+    assert!(!alice.text().contains("argon2"), "{}", alice.text());
+    post(
+        "/api/v1/accounts",
+        json!({"name": "bob", "password": "short"}),
+    )
+    .await
+    .assert_status(StatusCode::BAD_REQUEST);
+    post(
+        "/api/v1/rules",
+        json!({"subject": "group:ops", "grant": {"role": "operator"}, "pattern": "*"}),
+    )
+    .await
+    .assert_status(StatusCode::CREATED);
+    let alice_token = post("/api/v1/accounts/alice/tokens", json!({"name": "laptop"}))
+        .await
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let own = call(
+        &app,
+        Some(&alice_token),
+        &Method::POST,
+        "/api/v1/tokens",
+        &json!({"name": "ci", "scope": {"actions": ["execution:read"]}}),
+    )
+    .await;
+    own.assert_status(StatusCode::CREATED);
+    let ci_id = own.json()["record"]["id"].as_str().unwrap().to_string();
+    let listed = call(
+        &app,
+        Some(&alice_token),
+        &Method::GET,
+        "/api/v1/tokens",
+        &json!({}),
+    )
+    .await;
+    assert_eq!(listed.json().as_array().unwrap().len(), 2);
+    assert!(!listed.text().contains("secret_hash"));
+    // Not her token: shop's.
+    let shop_id = Token::parse(&shop).unwrap().id().to_string();
+    call(
+        &app,
+        Some(&alice_token),
+        &Method::DELETE,
+        &format!("/api/v1/tokens/{shop_id}"),
+        &json!({}),
+    )
+    .await
+    .assert_status(StatusCode::FORBIDDEN);
+    call(
+        &app,
+        Some(&alice_token),
+        &Method::DELETE,
+        &format!("/api/v1/tokens/{ci_id}"),
+        &json!({}),
+    )
+    .await
+    .assert_status(StatusCode::NO_CONTENT);
+    // The operator reads the audit log; a producer may not.
+    call(&app, Some(&shop), &Method::GET, "/api/v1/audit", &json!({}))
+        .await
+        .assert_status(StatusCode::FORBIDDEN);
+    let log = call(
+        &app,
+        Some(&alice_token),
+        &Method::GET,
+        "/api/v1/audit?limit=500",
+        &json!({}),
+    )
+    .await;
+    log.assert_status(StatusCode::OK);
+    let entries = log.json()["items"].as_array().unwrap().clone();
+    let find = |principal: &str, action: &str, outcome: &str| {
+        entries.iter().any(|e| {
+            e["principal"] == principal && e["action"] == action && e["outcome"] == outcome
+        })
+    };
+    assert!(find("user:root", "user:admin", "ok"), "{entries:#?}");
+    assert!(find("service:shop", "event:emit", "ok"));
+    assert!(find("service:shop", "event:emit", "denied"));
+    assert!(find("user:alice", "POST /api/v1/tokens", "ok"));
+    assert!(find("user:alice", "DELETE /api/v1/tokens/{id}", "denied"));
+    assert!(entries
+        .iter()
+        .any(|e| e["resource"].as_str().unwrap().starts_with("rule ")));
+    // No secret in the log: neither a token nor a password.
+    let text = log.text();
+    assert!(!text.contains(&shop) && !text.contains(&alice_token[4..]));
+    assert!(!text.contains("correct horse"));
+    // Reads are not audited.
+    assert!(!entries.iter().any(|e| e["action"] == "handler:read"));
+}
+
+#[tokio::test]
+async fn a_flood_of_bad_tokens_does_not_grow_the_audit_log_without_bound() {
+    let app = secured().await;
+    let bogus = Token::generate().unwrap().reveal();
+    for _ in 0..100 {
+        call(
+            &app,
+            Some(&bogus),
+            &Method::POST,
+            "/api/v1/handlers",
+            &json!({}),
+        )
+        .await
+        .assert_status(StatusCode::UNAUTHORIZED);
+    }
+    let page = app
+        .backends
+        .identity
+        .audit(&fx_core::identity::AuditQuery {
+            principal: Some("anonymous".into()),
+            limit: Some(500),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.items.len() as u64,
+        crate::auth::audit::MAX_UNAUTHENTICATED_PER_MINUTE
+    );
+}
