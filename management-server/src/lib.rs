@@ -155,6 +155,9 @@ pub async fn serve(
         .validate()
         .map_err(|e| anyhow::anyhow!(e.chain()))
         .context("checking the management server settings")?;
+    auth::bootstrap(&state.settings.auth, state.backends.identity.as_ref())
+        .await
+        .context("setting up authentication")?;
     let addr = listener
         .local_addr()
         .context("reading the listener's address")?;

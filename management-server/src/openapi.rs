@@ -33,6 +33,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("post", "/api/v1/executions/{id}/rerun"),
     ("post", "/api/v1/events"),
     ("post", "/events"),
+    ("post", "/api/v1/login"),
     ("get", "/api/v1/me"),
     ("get", "/api/v1/tokens"),
     ("post", "/api/v1/tokens"),
@@ -64,7 +65,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         list_handlers, create_handler, get_handler, put_handler, delete_handler, handler_history,
         list_executions, get_execution, redrive_execution, rerun_execution,
         post_event, post_event_root,
-        me, own_tokens, create_own_token, revoke_token, list_accounts, create_account,
+        login, me, own_tokens, create_own_token, revoke_token, list_accounts, create_account,
         get_account, put_account, delete_account, create_account_token, list_rules, add_rule,
         delete_rule, audit_log,
         healthz, readyz, metrics
@@ -242,6 +243,13 @@ pub fn post_event() {}
     responses((status = 202, description = "accepted", body = Object),
         (status = 400, description = "not a valid CloudEvent", body = Object)))]
 pub fn post_event_root() {}
+
+/// Signs in: a user's name and password for an api token (named `login`), answered once.
+#[utoipa::path(post, path = "/api/v1/login", tag = "identity",
+    request_body(content = Object, description = "`{\"name\", \"password\", \"expires_in_hours\" (1 to 720, default 12)}`"),
+    responses((status = 201, description = "`{\"token\": \"fxt_...\", \"record\"}`", body = Object),
+        (status = 401, description = "wrong name or password (the same answer for every failure)", body = Object)))]
+pub fn login() {}
 
 /// Who the credential is, and the rules that apply to it.
 #[utoipa::path(get, path = "/api/v1/me", tag = "identity",

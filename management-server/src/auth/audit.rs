@@ -23,7 +23,10 @@ use fx_core::identity::{clip_detail, AuditOutcome, AuditRecord};
 use super::table::{self, Requirement, Target};
 use crate::AppState;
 
-/// Refused unauthenticated requests recorded a minute, at most.
+/// The sign-in route, audited as `login`.
+pub const LOGIN_PATH: &str = "/api/v1/login";
+
+/// Refused unauthenticated requests (and refused sign-ins) recorded a minute, at most.
 pub const MAX_UNAUTHENTICATED_PER_MINUTE: u64 = 60;
 
 /// Who the guard found, for the audit layer (put in the response by the guard).
@@ -103,14 +106,16 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         .get::<AuditWho>()
         .map(|w| w.0.clone())
         .unwrap_or_else(|| "anonymous".into());
-    if principal == "anonymous" && outcome == AuditOutcome::Denied && !state.audit.admit() {
-        return response;
-    }
     let requirement = table::requirement(&method, &template);
     let action = match requirement {
         Some(Requirement::Allowed(action, _)) => action.name().to_string(),
+        _ if template == LOGIN_PATH => "login".to_string(),
         _ => format!("{method} {template}"),
     };
+    let unauthenticated = principal == "anonymous" || action == "login";
+    if unauthenticated && outcome == AuditOutcome::Denied && !state.audit.admit() {
+        return response;
+    }
     let resource = match (response.extensions().get::<AuditResource>(), requirement) {
         (Some(AuditResource(named)), _) => named.clone(),
         (None, Some(Requirement::Allowed(_, Target::Path(param)))) => {

@@ -34,7 +34,7 @@ use crate::AppState;
 use table::{Requirement, Target};
 
 /// Settings of authentication and permissions (`[server.auth]`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
     /// Require an API token (`Authorization: Bearer fxt_...`) on every route but `/healthz`,
@@ -43,6 +43,95 @@ pub struct AuthSettings {
     /// everything.
     #[serde(default)]
     pub enabled: bool,
+    /// The password of the first admin (`admin`), made when authentication is on and no
+    /// account exists yet. Prefer `bootstrap_password_file` or the environment
+    /// (`FX_SERVER__AUTH__BOOTSTRAP_PASSWORD`); at least 12 characters.
+    #[serde(default, skip_serializing)]
+    #[schemars(extend("writeOnly" = true))]
+    pub bootstrap_password: Option<String>,
+    /// A file holding the first admin's password (e.g. a mounted Kubernetes secret); read at
+    /// start when no account exists yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_password_file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("enabled", &self.enabled)
+            .field(
+                "bootstrap_password",
+                &self.bootstrap_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("bootstrap_password_file", &self.bootstrap_password_file)
+            .finish()
+    }
+}
+
+/// The account the bootstrap password makes.
+pub const BOOTSTRAP_ADMIN: &str = "admin";
+
+/// Makes the first admin when authentication is on and no account exists: user `admin` with
+/// the bootstrap password and the `admin` role on everything. Refuses to start without a
+/// bootstrap password then, since nobody could sign in.
+pub async fn bootstrap(settings: &AuthSettings, store: &dyn IdentityStore) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if !settings.enabled
+        || store
+            .has_accounts()
+            .await
+            .map_err(|e| anyhow::anyhow!(e.chain()))?
+    {
+        return Ok(());
+    }
+    let password = match (
+        &settings.bootstrap_password,
+        &settings.bootstrap_password_file,
+    ) {
+        (Some(password), _) => password.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the bootstrap password from {}", path.display()))?
+            .trim_end_matches(['\n', '\r'])
+            .to_string(),
+        (None, None) => anyhow::bail!(
+            "authentication is on and no account exists: set server.auth.bootstrap_password_file \
+             (or FX_SERVER__AUTH__BOOTSTRAP_PASSWORD) to make the first admin, `{BOOTSTRAP_ADMIN}`"
+        ),
+    };
+    let hash = fx_core::identity::credentials::hash_password(&password)
+        .map_err(|e| anyhow::anyhow!("the bootstrap password: {}", e.chain()))?;
+    let now = Utc::now();
+    let account = fx_core::identity::Account {
+        name: BOOTSTRAP_ADMIN.into(),
+        kind: fx_core::identity::PrincipalKind::User,
+        display_name: "first admin (bootstrap)".into(),
+        password_hash: Some(hash),
+        groups: Vec::new(),
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+    };
+    match store.create_account(&account).await {
+        Ok(()) => {}
+        // Another server made it first.
+        Err(e) if e.kind() == fx_core::ErrorKind::Conflict => return Ok(()),
+        Err(e) => anyhow::bail!("making the first admin: {}", e.chain()),
+    }
+    let rule = Rule {
+        subject: fx_core::identity::Subject::User(BOOTSTRAP_ADMIN.into()),
+        grant: fx_core::identity::Grant::Role(fx_core::identity::Role::Admin),
+        pattern: fx_core::identity::Pattern::all(),
+    };
+    match store.add_rule(&rule, "bootstrap", now).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == fx_core::ErrorKind::Conflict => {}
+        Err(e) => anyhow::bail!("giving the first admin its rule: {}", e.chain()),
+    }
+    tracing::warn!(
+        account = BOOTSTRAP_ADMIN,
+        "first admin made from the bootstrap password: sign in (ferrisfx login --user admin), make real accounts, then change its password"
+    );
+    Ok(())
 }
 
 /// How long a looked-up token or the rules are used before they are read again: a revoked
@@ -381,7 +470,9 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
         }
         Err(error) => refusal(error),
     };
-    response.extensions_mut().insert(AuditWho(who));
+    if response.extensions().get::<AuditWho>().is_none() {
+        response.extensions_mut().insert(AuditWho(who));
+    }
     response
 }
 

@@ -124,6 +124,8 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
     ),
     (Method::POST, "/events", Allowed(Action::EventEmit, Later)),
     // Identity: one's own credential and tokens; accounts, rules and the audit log.
+    // Signing in: a name and a password for a token.
+    (Method::POST, "/api/v1/login", Public),
     (Method::GET, "/api/v1/me", SignedIn),
     (Method::GET, "/api/v1/tokens", SignedIn),
     (Method::POST, "/api/v1/tokens", SignedIn),

@@ -26,6 +26,107 @@ pub const MAX_TOKEN_DAYS: u32 = 3650;
 /// A new token's life when none is asked for, in days.
 pub const DEFAULT_TOKEN_DAYS: u32 = 90;
 
+/// The body of `POST /api/v1/login`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    /// The account's name.
+    pub name: String,
+    /// Its password.
+    pub password: String,
+    /// Hours until the token expires (1 to 720; default 12).
+    #[serde(default)]
+    pub expires_in_hours: Option<u32>,
+}
+
+/// The hash a sign-in to an unknown or unusable account is checked against, so that it takes
+/// the same work as one to a real account (made once, of a random password).
+fn no_account_hash() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        let random = Token::generate().map(|t| t.reveal()).unwrap_or_default();
+        fx_core::identity::credentials::hash_password(&format!("{random}-no-account"))
+            .unwrap_or_default()
+    })
+    .clone()
+}
+
+/// `POST /api/v1/login`: a user's name and password for a token of theirs (named `login`,
+/// 12 hours by default), answered once. Every failure is the same 401, after the same work.
+pub async fn login(
+    State(state): State<AppState>,
+    JsonBody(login): JsonBody<Login>,
+) -> Result<Response, ApiError> {
+    let who = format!("user:{}", login.name);
+    let refused = || {
+        let mut response = ApiError::new(
+            fx_core::ErrorKind::Unauthenticated,
+            "wrong account name or password",
+        )
+        .into_response();
+        response
+            .extensions_mut()
+            .insert(crate::auth::audit::AuditWho(who.clone()));
+        response
+            .extensions_mut()
+            .insert(AuditResource(format!("account {}", login.name)));
+        response
+    };
+    let hours = login.expires_in_hours.unwrap_or(12);
+    if !(1..=720).contains(&hours) {
+        return Err(ApiError::invalid(format!(
+            "expires_in_hours must be 1 to 720, got {hours}"
+        )));
+    }
+    let account = state.backends.identity.account(&login.name).await?;
+    let usable = account
+        .as_ref()
+        .filter(|a| !a.disabled && a.kind == PrincipalKind::User);
+    let hash = usable
+        .and_then(|a| a.password_hash.clone())
+        .unwrap_or_else(no_account_hash);
+    let password = login.password.clone();
+    let verified = tokio::task::spawn_blocking(move || {
+        fx_core::identity::credentials::verify_password(&password, &hash)
+    })
+    .await
+    .map_err(|e| ApiError::from(fx_core::Error::internal("checking a password").with_source(e)))?;
+    let Some(account) = usable.filter(|_| verified) else {
+        tracing::info!(account = %login.name, "sign-in refused");
+        return Ok(refused());
+    };
+    let token = Token::generate()?;
+    let now = Utc::now();
+    let record = TokenRecord {
+        id: token.id().to_string(),
+        owner: account.name.clone(),
+        name: "login".into(),
+        secret_hash: token.secret_hash(),
+        scope: Scope::default(),
+        created_at: now,
+        expires_at: Some(now + chrono::TimeDelta::hours(i64::from(hours))),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    state.backends.identity.create_token(&record).await?;
+    tracing::info!(account = %account.name, token = %record.id, "signed in");
+    let mut response = (
+        StatusCode::CREATED,
+        Json(MadeToken {
+            token: token.reveal(),
+            record,
+        }),
+    )
+        .into_response();
+    response
+        .extensions_mut()
+        .insert(crate::auth::audit::AuditWho(who.clone()));
+    response
+        .extensions_mut()
+        .insert(AuditResource(format!("account {}", account.name)));
+    Ok(response)
+}
+
 /// The answer of `GET /api/v1/me`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Me {

@@ -52,6 +52,7 @@ pub fn api(state: &AppState) -> Router<AppState> {
         .route("/executions/{id}/redrive", post(executions::redrive))
         .route("/executions/{id}/rerun", post(executions::rerun))
         .route("/events", events::ingress(settings))
+        .route("/login", post(identity::login))
         .route("/me", get(identity::me))
         .route(
             "/tokens",

@@ -19,7 +19,10 @@ use crate::openapi::OPERATIONS;
 
 fn secure_settings() -> ServerSettings {
     ServerSettings {
-        auth: AuthSettings { enabled: true },
+        auth: AuthSettings {
+            enabled: true,
+            ..AuthSettings::default()
+        },
         ..ServerSettings::default()
     }
 }
@@ -849,4 +852,105 @@ async fn a_flood_of_bad_tokens_does_not_grow_the_audit_log_without_bound() {
         page.items.len() as u64,
         crate::auth::audit::MAX_UNAUTHENTICATED_PER_MINUTE
     );
+}
+
+#[tokio::test]
+async fn the_first_admin_comes_from_the_bootstrap_password_and_signs_in() {
+    let app = secured().await;
+    let store = app.backends.identity.clone();
+    let mut settings = AuthSettings {
+        enabled: true,
+        ..AuthSettings::default()
+    };
+    let err = crate::auth::bootstrap(&settings, store.as_ref())
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("bootstrap_password_file"),
+        "{err:#}"
+    );
+    assert!(!format!("{settings:?}").contains("hunter"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("password");
+    std::fs::write(&file, "correct horse battery staple\n").unwrap();
+    settings.bootstrap_password_file = Some(file);
+    crate::auth::bootstrap(&settings, store.as_ref())
+        .await
+        .unwrap();
+    // Once an account exists, nothing more is made.
+    settings.bootstrap_password = Some("another password entirely".into());
+    assert!(!format!("{settings:?}").contains("another password"));
+    crate::auth::bootstrap(&settings, store.as_ref())
+        .await
+        .unwrap();
+    assert_eq!(store.accounts().await.unwrap().len(), 1);
+    app.state_auth_invalidate();
+
+    let sign_in = |name: &str, password: &str| {
+        let app = &app;
+        let body = json!({"name": name, "password": password});
+        async move { call(app, None, &Method::POST, "/api/v1/login", &body).await }
+    };
+    for (name, password) in [
+        ("admin", "another password entirely"),
+        ("admin", ""),
+        ("nobody", "correct horse battery staple"),
+    ] {
+        let refused = sign_in(name, password).await;
+        refused.assert_status(StatusCode::UNAUTHORIZED);
+        assert_eq!(refused.error_message(), "wrong account name or password");
+    }
+    let signed_in = sign_in("admin", "correct horse battery staple").await;
+    signed_in.assert_status(StatusCode::CREATED);
+    let token = signed_in.json()["token"].as_str().unwrap().to_string();
+    let accounts = call(
+        &app,
+        Some(&token),
+        &Method::GET,
+        "/api/v1/accounts",
+        &json!({}),
+    )
+    .await;
+    accounts.assert_status(StatusCode::OK);
+    assert_eq!(accounts.json()[0]["name"], "admin");
+    assert!(!accounts.text().contains("argon2"));
+
+    // A disabled account and a service account cannot sign in.
+    call(
+        &app,
+        Some(&token),
+        &Method::POST,
+        "/api/v1/accounts",
+        &json!({"name": "ci", "kind": "service_account"}),
+    )
+    .await
+    .assert_status(StatusCode::CREATED);
+    sign_in("ci", "")
+        .await
+        .assert_status(StatusCode::UNAUTHORIZED);
+
+    let log = store
+        .audit(&fx_core::identity::AuditQuery {
+            action: Some("login".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let outcomes: Vec<(&str, &str)> = log
+        .items
+        .iter()
+        .map(|e| (e.principal.as_str(), e.outcome.name()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("user:ci", "denied"),
+            ("user:admin", "ok"),
+            ("user:nobody", "denied"),
+            ("user:admin", "denied"),
+            ("user:admin", "denied"),
+        ]
+    );
+    assert!(!format!("{:?}", log.items).contains("correct horse"));
 }
