@@ -10,6 +10,8 @@ use serde_json::Value;
 pub struct Api {
     base: String,
     http: reqwest::Client,
+    /// Sent as `Authorization: Bearer`, when there is one.
+    token: Option<String>,
 }
 
 /// Flags of `ferrisfx handler create`.
@@ -72,9 +74,15 @@ pub struct EmitArgs {
 impl Api {
     /// A client of the server at `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: &str) -> Self {
+        Api::with_token(base, None)
+    }
+
+    /// A client of the server at `base` that authenticates with `token`.
+    pub fn with_token(base: &str, token: Option<String>) -> Self {
         Api {
             base: base.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
+            token,
         }
     }
 
@@ -83,6 +91,10 @@ impl Api {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
         let response = request.send().await.with_context(|| {
             format!(
                 "cannot reach the management server at {}: is `ferrisfx dev` running?",
@@ -101,9 +113,63 @@ impl Api {
                 .and_then(Value::as_str)
                 .map(str::to_string)
                 .unwrap_or_else(|| value.to_string());
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                bail!(
+                    "server answered {status}: {message} (sign in with `ferrisfx login --user <name> --password-stdin`, or set FX_TOKEN)"
+                );
+            }
             bail!("server answered {status}: {message}");
         }
         Ok(value)
+    }
+
+    /// `login`: trades a name and password for a token and keeps it for this server.
+    pub async fn login(&self, user: &str, password: &str) -> anyhow::Result<()> {
+        let v = self
+            .send(
+                self.http
+                    .post(self.url("/login"))
+                    .json(&serde_json::json!({"name": user, "password": password})),
+            )
+            .await?;
+        let token = v["token"]
+            .as_str()
+            .context("the server answered no token")?;
+        let path = crate::login::remember(&self.base, token)?;
+        println!(
+            "signed in to {} as {user}; token kept in {} (until {})",
+            self.base,
+            path.display(),
+            v["record"]["expires_at"].as_str().unwrap_or("?")
+        );
+        Ok(())
+    }
+
+    /// `logout`: revokes the kept token and forgets it.
+    pub async fn logout(&self) -> anyhow::Result<()> {
+        let Some(token) = crate::login::forget(&self.base)? else {
+            println!("not signed in to {}", self.base);
+            return Ok(());
+        };
+        let id = fx_core::identity::credentials::Token::parse(&token)
+            .map(|t| t.id().to_string())
+            .unwrap_or_default();
+        let api = Api::with_token(&self.base, Some(token));
+        match api
+            .send(api.http.delete(api.url(&format!("/tokens/{id}"))))
+            .await
+        {
+            Ok(_) => println!("signed out of {}: token revoked and forgotten", self.base),
+            Err(e) => println!("token forgotten; revoking it failed: {e:#}"),
+        }
+        Ok(())
+    }
+
+    /// `whoami`.
+    pub async fn whoami(&self) -> anyhow::Result<()> {
+        let v = self.send(self.http.get(self.url("/me"))).await?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        Ok(())
     }
 
     /// `package upload`.

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod config_reference;
 pub mod dev;
+pub mod login;
 pub mod new;
 pub mod ops;
 pub mod package;
@@ -28,6 +29,9 @@ pub struct Cli {
         default_value = "http://127.0.0.1:8080"
     )]
     pub server: String,
+    /// The API token to send (else the one `ferrisfx login` kept for the server).
+    #[arg(long, global = true, env = "FX_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info,fx_executor=debug`.
     #[arg(long, global = true, env = "FX_LOG", default_value = "info")]
     pub log: String,
@@ -80,6 +84,20 @@ pub enum Command {
     /// List executions or show one.
     #[command(subcommand)]
     Executions(ExecutionsCommand),
+    /// Sign in to the server: trade a name and password for an API token, kept in the user's
+    /// config directory for this server.
+    Login {
+        /// Account name.
+        #[arg(long)]
+        user: String,
+        /// Read the password from standard input (else from FX_PASSWORD).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Revoke and forget the token `login` kept for the server.
+    Logout,
+    /// Show who the token is and the rules that apply to it.
+    Whoami,
 }
 
 /// Package commands.
@@ -158,7 +176,8 @@ pub fn init_tracing(cli: &Cli) {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let api = client::Api::new(&cli.server);
+    let token = login::token_for(&cli.server, cli.token.as_deref());
+    let api = client::Api::with_token(&cli.server, token);
     match cli.command {
         Command::Dev(args) => dev::run(args).await,
         Command::Gateway(args) => process::run(process::Part::Gateway, args, None).await,
@@ -180,6 +199,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Handler(HandlerCommand::List) => api.list_handlers().await,
         Command::Handler(HandlerCommand::Delete { name }) => api.delete_handler(&name).await,
         Command::Emit(args) => api.emit(args).await,
+        Command::Login {
+            user,
+            password_stdin,
+        } => api.login(&user, &login::password(password_stdin)?).await,
+        Command::Logout => api.logout().await,
+        Command::Whoami => api.whoami().await,
         Command::Executions(ExecutionsCommand::List {
             handler,
             status,

@@ -100,14 +100,23 @@ impl Settings {
         }
         figment = figment.merge(
             Env::prefixed("FX_")
-                // FX_SERVER / FX_LOG* belong to the CLI; FX_TEST_*, FX_BENCH_*, FX_SOAK_*
+                // FX_SERVER, FX_LOG*, FX_TOKEN, FX_PASSWORD and FX_CONFIG_DIR belong to the CLI; FX_TEST_*, FX_BENCH_*, FX_SOAK_*
                 // and FX_SKIP_LINT to the test command and benches.
                 .filter(|key| {
                     let key = key.as_str().to_ascii_lowercase();
                     !(["test_", "bench_", "soak_"]
                         .iter()
                         .any(|prefix| key.starts_with(prefix))
-                        || matches!(key.as_str(), "server" | "log" | "log_json" | "skip_lint"))
+                        || matches!(
+                            key.as_str(),
+                            "server"
+                                | "log"
+                                | "log_json"
+                                | "skip_lint"
+                                | "token"
+                                | "password"
+                                | "config_dir"
+                        ))
                 })
                 .split("__"),
         );
