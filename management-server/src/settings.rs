@@ -58,6 +58,12 @@ impl ServerSettings {
                 "server.max_event_bytes must be greater than 0",
             ));
         }
+        if !(1..=720).contains(&self.auth.session_hours) {
+            return Err(fx_core::Error::invalid(format!(
+                "server.auth.session_hours must be 1 to 720, got {}",
+                self.auth.session_hours
+            )));
+        }
         if !(1..=500).contains(&self.page_size) {
             return Err(fx_core::Error::invalid(format!(
                 "server.page_size must be 1 to 500, got {}",

@@ -75,6 +75,18 @@
     });
   }
 
+  // Signed in (a session cookie): every change carries the session's CSRF token, in a hidden
+  // field of a plain form and in a header of an htmx request; the sign-out button shows.
+  function csrf() {
+    var m = document.cookie.match(/(?:^|;\s*)fx_csrf=([0-9a-f]+)/);
+    return m ? m[1] : null;
+  }
+
+  function sessionControls() {
+    var signout = document.getElementById("signout");
+    if (signout && csrf()) { signout.hidden = false; }
+  }
+
   function setup(root) {
     dropzones(root);
     conditionRows(root);
@@ -83,7 +95,19 @@
   document.addEventListener("submit", function (e) {
     var form = e.target;
     var question = form.getAttribute && form.getAttribute("data-confirm");
-    if (question && !window.confirm(question)) { e.preventDefault(); }
+    if (question && !window.confirm(question)) { e.preventDefault(); return; }
+    var token = csrf();
+    if (token && (form.method || "").toLowerCase() === "post" && !form.querySelector("input[name=_csrf]")) {
+      var field = document.createElement("input");
+      field.type = "hidden";
+      field.name = "_csrf";
+      field.value = token;
+      form.appendChild(field);
+    }
+  });
+  document.addEventListener("htmx:configRequest", function (e) {
+    var token = csrf();
+    if (token) { e.detail.headers["X-CSRF-Token"] = token; }
   });
   document.addEventListener("htmx:xhr:progress", function (e) {
     var bar = document.getElementById("upload-progress");
@@ -98,6 +122,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     follow(document);
     setup(document);
+    sessionControls();
   });
   window.addEventListener("pagehide", closeStreams);
 })();

@@ -166,3 +166,48 @@ async fn shutdown_ends_the_live_streams_of_open_pages() {
         .expect("the platform stops with a live stream open");
     drop(live);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_signs_in_posts_forms_with_their_csrf_token_and_signs_out() {
+    let Some((chromium, playwright)) = browser("ui signin") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let hello = write(dir.path(), "hello.fxpkg", &example_package("hello"));
+    let mut settings = Settings {
+        data_dir: dir.path().join("data"),
+        example: false,
+        ..Settings::default()
+    };
+    settings.server.auth.enabled = true;
+    settings.server.auth.bootstrap_password = Some("correct horse battery staple".into());
+    let fx = TestPlatform::start_with(settings).await;
+    scenario("signin", &chromium, &playwright, &fx.base, &[&hello]).await;
+    // The audit log saw it.
+    let log = fx
+        .backends()
+        .identity
+        .audit(&fx_core::identity::AuditQuery::default())
+        .await
+        .unwrap();
+    let seen: Vec<(String, &str)> = log
+        .items
+        .iter()
+        .map(|e| (format!("{} {}", e.principal, e.action), e.outcome.name()))
+        .collect();
+    for expected in [
+        ("user:admin login".to_string(), "denied"),
+        ("user:admin login".to_string(), "ok"),
+        ("user:admin package:upload".to_string(), "ok"),
+        ("user:admin handler:write".to_string(), "ok"),
+        ("user:admin handler:write".to_string(), "denied"),
+        ("user:admin logout".to_string(), "ok"),
+    ] {
+        assert!(
+            seen.iter()
+                .any(|(w, o)| *w == expected.0 && *o == expected.1),
+            "{expected:?} not in {seen:?}"
+        );
+    }
+    fx.stop().await;
+}

@@ -109,7 +109,8 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     let requirement = table::requirement(&method, &template);
     let action = match requirement {
         Some(Requirement::Allowed(action, _)) => action.name().to_string(),
-        _ if template == LOGIN_PATH => "login".to_string(),
+        _ if template == LOGIN_PATH || template == "/login" => "login".to_string(),
+        _ if template == "/logout" => "logout".to_string(),
         _ => format!("{method} {template}"),
     };
     let unauthenticated = principal == "anonymous" || action == "login";

@@ -13,6 +13,7 @@
 //! server on a loopback address (checked at start).
 
 pub mod audit;
+pub mod session;
 pub mod table;
 
 use std::collections::HashMap;
@@ -34,7 +35,7 @@ use crate::AppState;
 use table::{Requirement, Target};
 
 /// Settings of authentication and permissions (`[server.auth]`).
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
     /// Require an API token (`Authorization: Bearer fxt_...`) on every route but `/healthz`,
@@ -53,6 +54,29 @@ pub struct AuthSettings {
     /// start when no account exists yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_password_file: Option<std::path::PathBuf>,
+    /// How long a web UI session lasts, in hours (1 to 720).
+    #[serde(default = "default_session_hours")]
+    pub session_hours: u32,
+    /// Mark the session cookies `Secure` even when no proxy says the request came over TLS
+    /// (`X-Forwarded-Proto: https` marks them anyway).
+    #[serde(default)]
+    pub secure_cookies: bool,
+}
+
+fn default_session_hours() -> u32 {
+    12
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            enabled: false,
+            bootstrap_password: None,
+            bootstrap_password_file: None,
+            session_hours: default_session_hours(),
+            secure_cookies: false,
+        }
+    }
 }
 
 impl std::fmt::Debug for AuthSettings {
@@ -64,6 +88,8 @@ impl std::fmt::Debug for AuthSettings {
                 &self.bootstrap_password.as_ref().map(|_| "<redacted>"),
             )
             .field("bootstrap_password_file", &self.bootstrap_password_file)
+            .field("session_hours", &self.session_hours)
+            .field("secure_cookies", &self.secure_cookies)
             .finish()
     }
 }
@@ -228,12 +254,28 @@ impl Auth {
             .map(str::trim)
             .and_then(Token::parse)
             .ok_or_else(refused)?;
-        let resolved = self.resolve(presented.id()).await?.ok_or_else(refused)?;
+        self.verify(&presented).await?.ok_or_else(refused).map(Some)
+    }
+
+    /// The principal of a browser session's token, if it is still valid (an expired or
+    /// revoked session is no session: the page asks to sign in again).
+    async fn session(&self, token: &str) -> Result<Option<Arc<Principal>>, ApiError> {
+        match Token::parse(token) {
+            Some(presented) => self.verify(&presented).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The principal of a live, matching token; records its use at most once a minute.
+    async fn verify(&self, presented: &Token) -> Result<Option<Arc<Principal>>, ApiError> {
+        let Some(resolved) = self.resolve(presented.id()).await? else {
+            return Ok(None);
+        };
         let now = Utc::now();
         if !presented.matches(&resolved.secret_hash)
             || resolved.expires_at.is_some_and(|e| e <= now)
         {
-            return Err(refused());
+            return Ok(None);
         }
         if resolved
             .last_used_at
@@ -451,8 +493,12 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
 }
 
 /// The guard: authenticates and authorizes by [`table::ROUTES`], then inserts the [`Caller`].
-pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     use audit::AuditWho;
+    let session = match request.headers().contains_key(AUTHORIZATION) {
+        true => None,
+        false => session::cookie(request.headers(), session::SESSION_COOKIE),
+    };
     let asked = Asked {
         method: request.method().clone(),
         template: request
@@ -460,20 +506,47 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
             .get::<MatchedPath>()
             .map(|m| m.as_str().to_string()),
         path: request.uri().path().to_string(),
+        query: request.uri().query().map(str::to_string),
         headers: request.headers().clone(),
+        session,
     };
     let (who, admitted) = admit(&state, &asked).await;
+    let admitted = match admitted {
+        Ok(caller) => forgery_checked(caller, &asked, request).await,
+        Err(e) => Err(e),
+    };
     let mut response = match admitted {
-        Ok(caller) => {
+        Ok((caller, mut request)) => {
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        Err(error) => refusal(error),
+        Err(error) => refusal(error, &asked),
     };
     if response.extensions().get::<AuditWho>().is_none() {
         response.extensions_mut().insert(AuditWho(who));
     }
     response
+}
+
+/// A change made with a session cookie must come from this site and carry the session's
+/// CSRF token ([`session`]); anything else passes as it is.
+async fn forgery_checked(
+    caller: Caller,
+    asked: &Asked,
+    request: Request,
+) -> Result<(Caller, Request), ApiError> {
+    let safe = matches!(
+        asked.method,
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    match (&asked.session, caller.principal()) {
+        (Some(token), Some(_)) if !safe => {
+            session::check_origin(&asked.headers)?;
+            let request = session::check_csrf(request, token).await?;
+            Ok((caller, request))
+        }
+        _ => Ok((caller, request)),
+    }
 }
 
 /// What the guard reads of a request.
@@ -482,14 +555,18 @@ struct Asked {
     /// The matched route's template.
     template: Option<String>,
     path: String,
+    query: Option<String>,
     headers: HeaderMap,
+    /// The session cookie's token, when no `Authorization` header was sent.
+    session: Option<String>,
 }
 
 /// Who asked (for the audit log), and the caller of the request or why it is refused.
 async fn admit(state: &AppState, request: &Asked) -> (String, Result<Caller, ApiError>) {
-    let principal = match state.auth.enabled() {
-        true => state.auth.authenticate(&request.headers).await,
-        false => Ok(None),
+    let principal = match (state.auth.enabled(), &request.session) {
+        (false, _) => Ok(None),
+        (true, Some(token)) => state.auth.session(token).await,
+        (true, None) => state.auth.authenticate(&request.headers).await,
     };
     let who = match &principal {
         Ok(Some(principal)) => principal.to_string(),
@@ -561,9 +638,28 @@ async fn decide(
     Ok(caller)
 }
 
-/// The answer to a refused request: the API's error, with `WWW-Authenticate` on a 401.
-fn refusal(error: ApiError) -> Response {
+/// Whether `path` is a page of the web UI (not the API, the ingress or operations).
+pub fn is_page(path: &str) -> bool {
+    !(path.starts_with("/api/")
+        || path.starts_with("/live/")
+        || matches!(path, "/events" | "/metrics" | "/readyz" | "/healthz"))
+}
+
+/// The answer to a refused request: the API's error, with `WWW-Authenticate` on a 401; for a
+/// page, the sign-in page (a `GET` without a session) or the error page.
+fn refusal(error: ApiError, asked: &Asked) -> Response {
     let unauthenticated = error.kind == fx_core::ErrorKind::Unauthenticated;
+    if is_page(&asked.path) {
+        if unauthenticated && asked.method == axum::http::Method::GET {
+            let next = match &asked.query {
+                Some(query) => format!("{}?{query}", asked.path),
+                None => asked.path.clone(),
+            };
+            let query = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
+            return axum::response::Redirect::to(&format!("/login?{query}")).into_response();
+        }
+        return crate::pages::error_page(error.status, error.message);
+    }
     let mut response = error.into_response();
     if unauthenticated {
         response.headers_mut().insert(

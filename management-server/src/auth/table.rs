@@ -182,6 +182,10 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
         Allowed(Action::AuditRead, Later),
     ),
     // The web UI.
+    (Method::GET, "/login", Public),
+    (Method::POST, "/login", Public),
+    // Revokes the session of the cookie, if any; a forged sign-out is refused (CSRF).
+    (Method::POST, "/logout", Public),
     // The overview and the dashboard sum up every handler's executions.
     (
         Method::GET,

@@ -11,6 +11,7 @@ pub mod executions;
 pub mod handler_form;
 pub mod handlers;
 pub mod live;
+pub mod login;
 pub mod overview;
 pub mod packages;
 pub mod rows;
@@ -41,6 +42,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     let streams = || axum::middleware::from_fn_with_state(state.clone(), crate::limits::streams);
     Router::new()
         .route("/", get(overview::show))
+        .route("/login", get(login::show).post(login::login))
+        .route("/logout", axum::routing::post(login::logout))
         .route("/dashboard", get(dashboard::show))
         .route(
             "/packages",

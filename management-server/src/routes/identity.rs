@@ -78,38 +78,13 @@ pub async fn login(
             "expires_in_hours must be 1 to 720, got {hours}"
         )));
     }
-    let account = state.backends.identity.account(&login.name).await?;
-    let usable = account
-        .as_ref()
-        .filter(|a| !a.disabled && a.kind == PrincipalKind::User);
-    let hash = usable
-        .and_then(|a| a.password_hash.clone())
-        .unwrap_or_else(no_account_hash);
-    let password = login.password.clone();
-    let verified = tokio::task::spawn_blocking(move || {
-        fx_core::identity::credentials::verify_password(&password, &hash)
-    })
-    .await
-    .map_err(|e| ApiError::from(fx_core::Error::internal("checking a password").with_source(e)))?;
-    let Some(account) = usable.filter(|_| verified) else {
-        tracing::info!(account = %login.name, "sign-in refused");
+    let Some((token, record)) =
+        sign_in(&state, &login.name, &login.password, "login", hours).await?
+    else {
         return Ok(refused());
     };
-    let token = Token::generate()?;
-    let now = Utc::now();
-    let record = TokenRecord {
-        id: token.id().to_string(),
-        owner: account.name.clone(),
-        name: "login".into(),
-        secret_hash: token.secret_hash(),
-        scope: Scope::default(),
-        created_at: now,
-        expires_at: Some(now + chrono::TimeDelta::hours(i64::from(hours))),
-        last_used_at: None,
-        revoked_at: None,
-    };
-    state.backends.identity.create_token(&record).await?;
-    tracing::info!(account = %account.name, token = %record.id, "signed in");
+    let account = record.owner.clone();
+    tracing::info!(%account, token = %record.id, "signed in");
     let mut response = (
         StatusCode::CREATED,
         Json(MadeToken {
@@ -123,8 +98,52 @@ pub async fn login(
         .insert(crate::auth::audit::AuditWho(who.clone()));
     response
         .extensions_mut()
-        .insert(AuditResource(format!("account {}", account.name)));
+        .insert(AuditResource(format!("account {account}")));
     Ok(response)
+}
+
+/// Checks a user's name and password and makes a token of theirs named `name`, valid `hours`;
+/// `None` for any failure (unknown, disabled, a service account, a wrong password), after the
+/// same Argon2 work.
+pub async fn sign_in(
+    state: &AppState,
+    user: &str,
+    password: &str,
+    name: &str,
+    hours: u32,
+) -> Result<Option<(Token, TokenRecord)>, ApiError> {
+    let account = state.backends.identity.account(user).await?;
+    let usable = account
+        .as_ref()
+        .filter(|a| !a.disabled && a.kind == PrincipalKind::User);
+    let hash = usable
+        .and_then(|a| a.password_hash.clone())
+        .unwrap_or_else(no_account_hash);
+    let password = password.to_string();
+    let verified = tokio::task::spawn_blocking(move || {
+        fx_core::identity::credentials::verify_password(&password, &hash)
+    })
+    .await
+    .map_err(|e| ApiError::from(fx_core::Error::internal("checking a password").with_source(e)))?;
+    let Some(account) = usable.filter(|_| verified) else {
+        tracing::info!(account = %user, "sign-in refused");
+        return Ok(None);
+    };
+    let token = Token::generate()?;
+    let now = Utc::now();
+    let record = TokenRecord {
+        id: token.id().to_string(),
+        owner: account.name.clone(),
+        name: name.into(),
+        secret_hash: token.secret_hash(),
+        scope: Scope::default(),
+        created_at: now,
+        expires_at: Some(now + chrono::TimeDelta::hours(i64::from(hours))),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    state.backends.identity.create_token(&record).await?;
+    Ok(Some((token, record)))
 }
 
 /// The answer of `GET /api/v1/me`.

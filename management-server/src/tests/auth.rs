@@ -224,6 +224,15 @@ async fn every_route_answers_each_role_by_the_rules() {
                     anonymous.text()
                 )
             }
+            // A page asks a browser to sign in.
+            _ if crate::auth::is_page(&uri) && *method == Method::GET => {
+                anonymous.assert_status(StatusCode::SEE_OTHER);
+                let to = anonymous.headers[header::LOCATION].to_str().unwrap();
+                assert!(to.starts_with("/login?next=%2F"), "{what}: {to}");
+            }
+            _ if crate::auth::is_page(&uri) => {
+                anonymous.assert_status(StatusCode::UNAUTHORIZED);
+            }
             _ => {
                 anonymous.assert_status(StatusCode::UNAUTHORIZED);
                 assert_eq!(
@@ -245,10 +254,7 @@ async fn every_route_answers_each_role_by_the_rules() {
         match requirement {
             Requirement::Allowed(action, _) if !Role::Viewer.actions().contains(action) => {
                 assert_eq!(as_viewer.status, StatusCode::FORBIDDEN, "{what} as viewer");
-                assert!(
-                    as_viewer.error_message().contains("user:vera may not"),
-                    "{what}"
-                );
+                assert!(as_viewer.text().contains("user:vera may not"), "{what}");
             }
             _ => assert!(
                 !refused.contains(&as_viewer.status),
@@ -294,7 +300,10 @@ async fn bad_tokens_are_refused_with_401() {
     };
     get(Some(good.clone())).await.assert_status(StatusCode::OK);
     let unknown = Token::generate().unwrap().reveal();
-    let tampered = format!("{}0", &good[..good.len() - 1]);
+    // The last hex digit changed (to another one, whatever it was).
+    let last = if good.ends_with('0') { '1' } else { '0' };
+    let tampered = format!("{}{last}", &good[..good.len() - 1]);
+    assert_ne!(tampered, good);
     for bad in [unknown, tampered, "fxt_nonsense".into(), "".into()] {
         get(Some(bad.clone()))
             .await
@@ -953,4 +962,234 @@ async fn the_first_admin_comes_from_the_bootstrap_password_and_signs_in() {
         ]
     );
     assert!(!format!("{:?}", log.items).contains("correct horse"));
+}
+
+/// The session cookies a sign-in set, as a `Cookie` header, and the CSRF token.
+fn session_of(response: &TestResponse) -> (String, String) {
+    let mut cookies = Vec::new();
+    let mut csrf = String::new();
+    for value in response.headers.get_all(header::SET_COOKIE) {
+        let text = value.to_str().unwrap();
+        let pair = text.split(';').next().unwrap().to_string();
+        if let Some(token) = pair.strip_prefix("fx_csrf=") {
+            csrf = token.to_string();
+        }
+        cookies.push(pair);
+    }
+    (cookies.join("; "), csrf)
+}
+
+/// A browser's request: with the session cookie, from `origin`, a form body.
+fn browser(
+    method: Method,
+    uri: &str,
+    cookie: &str,
+    origin: Option<&str>,
+    form: &str,
+) -> Request<Body> {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::HOST, "fx.example.com")
+        .header(header::COOKIE, cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(origin) = origin {
+        request = request.header(header::ORIGIN, origin);
+    }
+    request.body(Body::from(form.to_string())).unwrap()
+}
+
+#[tokio::test]
+async fn the_web_ui_signs_in_with_a_session_cookie_and_refuses_forged_forms() {
+    let app = secured().await;
+    let store = app.backends.identity.clone();
+    let settings = AuthSettings {
+        enabled: true,
+        bootstrap_password: Some("correct horse battery staple".into()),
+        ..AuthSettings::default()
+    };
+    crate::auth::bootstrap(&settings, store.as_ref())
+        .await
+        .unwrap();
+    app.state_auth_invalidate();
+    let site = Some("https://fx.example.com");
+
+    // The sign-in page; a wrong password shows it again.
+    let page = app.get("/login?next=/handlers").await;
+    page.assert_status(StatusCode::OK);
+    assert!(page.text().contains("name=\"password\""));
+    assert!(page.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    assert_eq!(page.headers[header::X_FRAME_OPTIONS], "DENY");
+    let wrong = app
+        .call(browser(
+            Method::POST,
+            "/login",
+            "",
+            site,
+            "name=admin&password=nope&next=%2Fhandlers",
+        ))
+        .await;
+    wrong.assert_status(StatusCode::UNAUTHORIZED);
+    assert!(wrong.text().contains("Wrong account name or password"));
+    // A sign-in form posted from another site is refused.
+    let forged = app
+        .call(browser(
+            Method::POST,
+            "/login",
+            "",
+            Some("https://evil.example"),
+            "name=admin&password=correct+horse+battery+staple",
+        ))
+        .await;
+    forged.assert_status(StatusCode::FORBIDDEN);
+
+    // Signing in sets the cookies and goes on to `next` (never to another site).
+    let signed_in = app
+        .call(browser(
+            Method::POST,
+            "/login",
+            "",
+            site,
+            "name=admin&password=correct+horse+battery+staple&next=%2F%2Fevil.example",
+        ))
+        .await;
+    signed_in.assert_status(StatusCode::SEE_OTHER);
+    assert_eq!(signed_in.headers[header::LOCATION], "/");
+    let set: Vec<&str> = signed_in
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(
+        set.iter().any(|c| c.starts_with("fx_session=fxt_")
+            && c.contains("HttpOnly")
+            && c.contains("SameSite=Lax")),
+        "{set:?}"
+    );
+    let (cookie, csrf) = session_of(&signed_in);
+    assert_eq!(csrf.len(), 32);
+
+    let handlers = app
+        .call(browser(Method::GET, "/handlers", &cookie, None, ""))
+        .await;
+    handlers.assert_status(StatusCode::OK);
+
+    // A change without the CSRF token, or from another site, is refused.
+    let toggle = "/handlers/nosuch/toggle";
+    let missing = app
+        .call(browser(Method::POST, toggle, &cookie, site, "x=1"))
+        .await;
+    missing.assert_status(StatusCode::FORBIDDEN);
+    assert!(missing.text().contains("CSRF"), "{}", missing.text());
+    let wrong_token = app
+        .call(browser(
+            Method::POST,
+            toggle,
+            &cookie,
+            site,
+            "_csrf=00000000000000000000000000000000",
+        ))
+        .await;
+    wrong_token.assert_status(StatusCode::FORBIDDEN);
+    let cross_site = app
+        .call(browser(
+            Method::POST,
+            toggle,
+            &cookie,
+            Some("https://evil.example"),
+            &format!("_csrf={csrf}"),
+        ))
+        .await;
+    cross_site.assert_status(StatusCode::FORBIDDEN);
+    let no_origin = app
+        .call(browser(
+            Method::POST,
+            toggle,
+            &cookie,
+            None,
+            &format!("_csrf={csrf}"),
+        ))
+        .await;
+    no_origin.assert_status(StatusCode::FORBIDDEN);
+    // With both, the handler runs (and finds no such handler).
+    let allowed = app
+        .call(browser(
+            Method::POST,
+            toggle,
+            &cookie,
+            site,
+            &format!("_csrf={csrf}"),
+        ))
+        .await;
+    allowed.assert_status(StatusCode::NOT_FOUND);
+    let mut by_header = browser(Method::POST, toggle, &cookie, site, "");
+    by_header
+        .headers_mut()
+        .insert("x-csrf-token", csrf.parse().unwrap());
+    app.call(by_header)
+        .await
+        .assert_status(StatusCode::NOT_FOUND);
+    // A form the handler parses strictly gets its body without the token.
+    let signed = call(
+        &app,
+        None,
+        &Method::POST,
+        "/api/v1/login",
+        &json!({"name": "admin", "password": "correct horse battery staple"}),
+    )
+    .await;
+    let admin = signed.json()["token"].as_str().unwrap().to_string();
+    upload_as(&app, &admin, "hello", "1.0.0")
+        .await
+        .assert_status(StatusCode::CREATED);
+    let moved = app
+        .call(browser(
+            Method::POST,
+            "/packages/hello/aliases",
+            &cookie,
+            site,
+            &format!("alias=latest&version=1.0.0&_csrf={csrf}"),
+        ))
+        .await;
+    moved.assert_status(StatusCode::SEE_OTHER);
+
+    // Signing out revokes the session: the cookie no longer opens a page.
+    let out = app
+        .call(browser(
+            Method::POST,
+            "/logout",
+            &cookie,
+            site,
+            &format!("_csrf={csrf}"),
+        ))
+        .await;
+    out.assert_status(StatusCode::SEE_OTHER);
+    assert!(out
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(|c| c.to_str().unwrap().starts_with("fx_session=;")));
+    let after = app
+        .call(browser(Method::GET, "/handlers", &cookie, None, ""))
+        .await;
+    after.assert_status(StatusCode::SEE_OTHER);
+    let log = store
+        .audit(&fx_core::identity::AuditQuery::default())
+        .await
+        .unwrap();
+    let actions: Vec<(&str, &str)> = log
+        .items
+        .iter()
+        .map(|e| (e.action.as_str(), e.outcome.name()))
+        .collect();
+    assert!(actions.contains(&("logout", "ok")), "{actions:?}");
+    assert!(actions.contains(&("login", "denied")), "{actions:?}");
+    assert!(
+        actions.contains(&("handler:write", "denied")),
+        "{actions:?}"
+    );
 }
