@@ -28,6 +28,8 @@ pub struct Platform {
     /// The handler table the gateway matches events against (its revision tells which
     /// handler changes the gateway has seen).
     pub gateway_table: fx_gateway::table::LiveTable,
+    /// With authentication on: an API token of the local admin, made at start.
+    pub admin_token: Option<String>,
     shutdown: CancellationToken,
     tasks: JoinSet<anyhow::Result<()>>,
 }
@@ -89,6 +91,12 @@ impl Platform {
                     .context("gateway stopped")
             });
         }
+        let admin_token = match settings.server.auth.enabled {
+            true => local_admin(&settings, &backends)
+                .await
+                .context("preparing the local admin")?,
+            false => None,
+        };
         {
             let state =
                 AppState::new(backends.clone(), settings.server.clone()).with_check(executor);
@@ -100,7 +108,7 @@ impl Platform {
             });
         }
         if settings.example {
-            install_example(&settings.data_dir, addr)
+            install_example(&settings.data_dir, addr, admin_token.as_deref())
                 .await
                 .context("installing the example function")?;
         }
@@ -109,6 +117,7 @@ impl Platform {
             addr,
             backends,
             gateway_table,
+            admin_token,
             shutdown,
             tasks,
         })
@@ -148,13 +157,111 @@ impl Platform {
 
 /// Uploads the example package and creates its handler through the API, once per data
 /// directory.
-async fn install_example(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
+/// The name of the token `dev` makes for the local admin at each start (the previous one is
+/// revoked).
+const DEV_TOKEN_NAME: &str = "ferrisfx dev";
+
+/// With authentication on, `dev` needs no setup: the first start makes user `admin` with a
+/// random password kept in `<data_dir>/admin-password` (readable by its owner only), unless a
+/// bootstrap password is set; every start makes an admin API token (revoking the one of the
+/// previous start) for the CLI and the example's installation. `None` when the platform's
+/// accounts have no `admin` (someone removed it): sign in as one of them.
+async fn local_admin(settings: &Settings, backends: &Backends) -> anyhow::Result<Option<String>> {
+    use fx_core::identity::credentials::Token;
+    let mut auth = settings.server.auth.clone();
+    if auth.bootstrap_password.is_none() && auth.bootstrap_password_file.is_none() {
+        let file = settings.data_dir.join("admin-password");
+        if !file.exists() {
+            let password = Token::generate()?.reveal();
+            let password = password.rsplit('_').next().unwrap_or_default()[..24].to_string();
+            write_private(&file, &password)?;
+        }
+        auth.bootstrap_password_file = Some(file);
+    }
+    let identity = backends.identity.as_ref();
+    management_server::auth::bootstrap(&auth, identity).await?;
+    let admin = management_server::auth::BOOTSTRAP_ADMIN;
+    if identity
+        .account(admin)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.chain()))?
+        .is_none()
+    {
+        tracing::warn!(
+            account = admin,
+            "no such account: the local admin token is not made"
+        );
+        return Ok(None);
+    }
+    let now = chrono::Utc::now();
+    let old = identity
+        .tokens(Some(admin))
+        .await
+        .map_err(|e| anyhow::anyhow!(e.chain()))?;
+    for token in old
+        .iter()
+        .filter(|t| t.name == DEV_TOKEN_NAME && t.revoked_at.is_none())
+    {
+        identity
+            .revoke_token(&token.id, now)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.chain()))?;
+    }
+    let token = Token::generate()?;
+    identity
+        .create_token(&fx_core::identity::TokenRecord {
+            id: token.id().to_string(),
+            owner: admin.to_string(),
+            name: DEV_TOKEN_NAME.into(),
+            secret_hash: token.secret_hash(),
+            scope: Default::default(),
+            created_at: now,
+            expires_at: Some(now + chrono::TimeDelta::days(30)),
+            last_used_at: None,
+            revoked_at: None,
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!(e.chain()))?;
+    Ok(Some(token.reveal()))
+}
+
+/// Writes `text` to a file only its owner may read.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+async fn install_example(
+    data_dir: &Path,
+    addr: SocketAddr,
+    token: Option<&str>,
+) -> anyhow::Result<()> {
     let marker = data_dir.join(".example-installed");
     if marker.exists() {
         return Ok(());
     }
     let base = format!("http://{addr}/api/v1");
-    let http = reqwest::Client::new();
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("the local admin token")?;
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .context("building the http client")?;
     let response = http
         .post(format!("{base}/packages"))
         .header("content-type", "application/octet-stream")
@@ -207,7 +314,23 @@ pub async fn run(args: SettingsArgs) -> anyhow::Result<()> {
         )
     })?;
     let shutdown = CancellationToken::new();
+    let data_dir = settings.data_dir.clone();
     let platform = Platform::start(settings, listener, shutdown.clone()).await?;
+    if let Some(token) = &platform.admin_token {
+        // The CLI on this machine uses it for this server, as after `ferrisfx login`.
+        let server = format!("http://{}", platform.addr);
+        match crate::login::remember(&server, token) {
+            Ok(file) => tracing::info!(
+                url = %server,
+                password_file = %data_dir.join("admin-password").display(),
+                cli_token_file = %file.display(),
+                "authentication is on: sign in to the web UI as admin with the password in the password file; the CLI is signed in"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "keeping the local admin token for the CLI failed: sign in with `ferrisfx login`")
+            }
+        }
+    }
     let stopper = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -190,6 +190,21 @@ pub async fn serve(
         .validate()
         .map_err(|e| anyhow::anyhow!(e.chain()))
         .context("checking the management server settings")?;
+    let local = listener
+        .local_addr()
+        .map(|a| a.ip().is_loopback())
+        .unwrap_or(false);
+    if !state.settings.auth.enabled && !local {
+        anyhow::bail!(
+            "authentication is off (server.auth.enabled = false) and the server listens beyond \
+             this machine: turn authentication on, or listen on 127.0.0.1 (docs/security.md)"
+        );
+    }
+    if !state.settings.auth.enabled {
+        tracing::warn!(
+            "authentication is off: every request acts as the local operator (loopback only)"
+        );
+    }
     auth::bootstrap(&state.settings.auth, state.backends.identity.as_ref())
         .await
         .context("setting up authentication")?;

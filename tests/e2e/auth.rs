@@ -49,7 +49,7 @@ async fn the_cli_signs_in_and_the_five_minute_path_works_with_its_token() {
     let mut settings = Settings {
         data_dir: dir.path().to_path_buf(),
         example: false,
-        ..Settings::default()
+        ..fx_tests::open_settings()
     };
     settings.server.auth.enabled = true;
     settings.server.auth.bootstrap_password = Some(PASSWORD.into());
@@ -164,4 +164,75 @@ async fn the_cli_signs_in_and_the_five_minute_path_works_with_its_token() {
     let after = run(&["handler", "list"], None).await;
     assert!(!after.status.success());
     fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_with_authentication_makes_a_local_admin_and_installs_the_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = || Settings {
+        data_dir: dir.path().to_path_buf(),
+        example: true,
+        ..Settings::default()
+    };
+    assert!(settings().server.auth.enabled, "on by default");
+    let fx = TestPlatform::start_with(settings()).await;
+    let password_file = dir.path().join("admin-password");
+    let password = std::fs::read_to_string(&password_file).unwrap();
+    assert_eq!(password.len(), 24);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&password_file)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let token = fx.admin_token().expect("a local admin token");
+    let http = reqwest::Client::new();
+    let handlers = |token: Option<String>| {
+        let (http, base) = (http.clone(), fx.base.clone());
+        async move {
+            let mut request = http.get(format!("{base}/api/v1/handlers"));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            request.send().await.unwrap()
+        }
+    };
+    assert_eq!(handlers(None).await.status(), 401);
+    let listed: serde_json::Value = handlers(Some(token.clone())).await.json().await.unwrap();
+    assert_eq!(
+        listed["handlers"][0]["handler"]["name"], "hello",
+        "the example was installed with the token: {listed}"
+    );
+    // The password file's password signs in.
+    let signed = http
+        .post(format!("{}/api/v1/login", fx.base))
+        .json(&serde_json::json!({"name": "admin", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 201);
+    fx.stop().await;
+
+    // The next start keeps the password, makes a new token and revokes the old one.
+    let again = TestPlatform::start_with(settings()).await;
+    assert_eq!(std::fs::read_to_string(&password_file).unwrap(), password);
+    let second = again.admin_token().unwrap();
+    assert_ne!(second, token);
+    let status = |token: String| {
+        let (http, base) = (http.clone(), again.base.clone());
+        async move {
+            http.get(format!("{base}/api/v1/me"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(status(second).await, 200);
+    assert_eq!(status(token).await, 401);
+    again.stop().await;
 }

@@ -40,7 +40,7 @@ impl Node {
                 }),
                 ..Default::default()
             },
-            ..Settings::default()
+            ..fx_tests::open_settings()
         };
         Node {
             name,

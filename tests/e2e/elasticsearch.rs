@@ -59,7 +59,7 @@ async fn logs_metrics_and_execution_documents_reach_elasticsearch_through_the_ro
             routing,
             ..BackendSettings::default()
         },
-        ..Settings::default()
+        ..fx_tests::open_settings()
     })
     .await;
     assert_eq!(fx.upload(example_package("hello")).await.0, 201);

@@ -16,7 +16,7 @@ async fn handler_config_and_granted_secrets_reach_the_function_and_undeclared_on
     let mut settings = Settings {
         data_dir: dir.path().join("data"),
         example: false,
-        ..Settings::default()
+        ..fx_tests::open_settings()
     };
     settings.executor.secrets_dir = Some(secrets);
     let fx = TestPlatform::start_with(settings).await;

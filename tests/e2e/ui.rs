@@ -58,7 +58,7 @@ async fn platform(dir: &Path) -> TestPlatform {
     TestPlatform::start_with(Settings {
         data_dir: dir.join("data"),
         example: false,
-        ..Settings::default()
+        ..fx_tests::open_settings()
     })
     .await
 }
@@ -177,7 +177,7 @@ async fn a_browser_signs_in_posts_forms_with_their_csrf_token_and_signs_out() {
     let mut settings = Settings {
         data_dir: dir.path().join("data"),
         example: false,
-        ..Settings::default()
+        ..fx_tests::open_settings()
     };
     settings.server.auth.enabled = true;
     settings.server.auth.bootstrap_password = Some("correct horse battery staple".into());

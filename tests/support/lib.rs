@@ -67,13 +67,21 @@ fn init_logs() {
         .try_init();
 }
 
+/// The default settings with authentication off (allowed: the tests listen on loopback), for
+/// every test but those of authentication.
+pub fn open_settings() -> Settings {
+    let mut settings = Settings::default();
+    settings.server.auth.enabled = false;
+    settings
+}
+
 impl TestPlatform {
     /// Starts a platform on a fresh data directory (without the example unless `example`).
     pub async fn start(data_dir: &Path, example: bool) -> TestPlatform {
         TestPlatform::start_with(Settings {
             data_dir: data_dir.to_path_buf(),
             example,
-            ..Settings::default()
+            ..open_settings()
         })
         .await
     }
@@ -95,6 +103,11 @@ impl TestPlatform {
             platform: Some(platform),
             shutdown,
         }
+    }
+
+    /// With authentication on: the local admin's API token `ferrisfx dev` made at start.
+    pub fn admin_token(&self) -> Option<String> {
+        self.platform.as_ref().and_then(|p| p.admin_token.clone())
     }
 
     /// The platform's backends (its bus, stores and registry).

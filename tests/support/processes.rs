@@ -107,7 +107,7 @@ impl Deployment {
         let port = free_port();
         let config = dir.join("fx.toml");
         let text = format!(
-            "data_dir = {data:?}\nlisten = \"127.0.0.1:{port}\"\nexample = false\n\n{backends}\n\n[executor]\nmax_concurrency = 8\n",
+            "data_dir = {data:?}\nlisten = \"127.0.0.1:{port}\"\nexample = false\n\n{backends}\n\n[executor]\nmax_concurrency = 8\n\n# On loopback, without authentication.\n[server.auth]\nenabled = false\n",
             data = dir.join("data").display().to_string(),
         );
         std::fs::write(&config, text).expect("writing the settings file");

@@ -38,11 +38,11 @@ use table::{Requirement, Target};
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
-    /// Require an API token (`Authorization: Bearer fxt_...`) on every route but `/healthz`,
-    /// `/readyz`, static files and the API description, and check each request against the
-    /// permission rules. When off, every request acts as the local operator, allowed
-    /// everything.
-    #[serde(default)]
+    /// Require a credential (an API token, or the web UI's session) on every route but
+    /// `/healthz`, `/readyz`, sign-in, static files and the API description, and check each
+    /// request against the permission rules. Off (every request acts as the local operator,
+    /// allowed everything) only on a loopback listener: the server refuses to start otherwise.
+    #[serde(default = "yes")]
     pub enabled: bool,
     /// The password of the first admin (`admin`), made when authentication is on and no
     /// account exists yet. Prefer `bootstrap_password_file` or the environment
@@ -67,10 +67,14 @@ fn default_session_hours() -> u32 {
     12
 }
 
+fn yes() -> bool {
+    true
+}
+
 impl Default for AuthSettings {
     fn default() -> Self {
         AuthSettings {
-            enabled: false,
+            enabled: true,
             bootstrap_password: None,
             bootstrap_password_file: None,
             session_hours: default_session_hours(),

@@ -186,7 +186,7 @@ async fn every_route_is_in_the_auth_table_and_every_entry_is_routed() {
 #[tokio::test]
 async fn a_route_missing_from_the_table_is_refused() {
     let app = TestApp::new().await;
-    let state = AppState::new(app.backends.clone(), ServerSettings::default());
+    let state = AppState::new(app.backends.clone(), open());
     let router: axum::Router = axum::Router::new()
         .route("/unlisted", axum::routing::get(|| async { "secret" }))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -1192,4 +1192,23 @@ async fn the_web_ui_signs_in_with_a_session_cookie_and_refuses_forged_forms() {
         actions.contains(&("handler:write", "denied")),
         "{actions:?}"
     );
+}
+
+#[tokio::test]
+async fn without_authentication_the_server_listens_on_loopback_only() {
+    let app = TestApp::new().await;
+    let state = AppState::new(app.backends.clone(), open());
+    let outside = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let err = crate::serve(outside, state.clone(), Default::default())
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("listens beyond this machine"),
+        "{err:#}"
+    );
+    // On loopback it serves (until told to stop).
+    let local = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    stop.cancel();
+    crate::serve(local, state, stop).await.unwrap();
 }

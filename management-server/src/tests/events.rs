@@ -243,7 +243,7 @@ async fn values_a_backend_would_refuse_get_400_and_nothing_is_published() {
 async fn oversized_event_is_refused_with_413() {
     let app = TestApp::with_settings(ServerSettings {
         max_event_bytes: 100,
-        ..ServerSettings::default()
+        ..open()
     })
     .await;
     let body = format!("\"{}\"", "x".repeat(200));

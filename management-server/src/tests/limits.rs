@@ -7,7 +7,7 @@ use axum::http::{header, Request, StatusCode};
 use super::*;
 
 fn settings(change: impl FnOnce(&mut ServerSettings)) -> ServerSettings {
-    let mut settings = ServerSettings::default();
+    let mut settings = open();
     change(&mut settings);
     settings
 }

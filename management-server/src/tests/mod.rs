@@ -76,9 +76,21 @@ impl TestResponse {
     }
 }
 
+/// The server's default settings with authentication off (as on a developer's machine): the
+/// tests of everything but authentication.
+pub fn open() -> ServerSettings {
+    ServerSettings {
+        auth: crate::auth::AuthSettings {
+            enabled: false,
+            ..crate::auth::AuthSettings::default()
+        },
+        ..ServerSettings::default()
+    }
+}
+
 impl TestApp {
     pub async fn new() -> Self {
-        TestApp::with_settings(ServerSettings::default()).await
+        TestApp::with_settings(open()).await
     }
 
     pub async fn with_settings(settings: ServerSettings) -> Self {
@@ -220,7 +232,7 @@ impl TestApp {
     /// The application over embedded backends whose bus carries messages of at most `max`
     /// bytes.
     pub async fn with_bus_limit(max: usize) -> Self {
-        TestApp::with_backends(ServerSettings::default(), |mut backends| {
+        TestApp::with_backends(open(), |mut backends| {
             backends.bus = std::sync::Arc::new(SmallBus {
                 inner: backends.bus.clone(),
                 max,

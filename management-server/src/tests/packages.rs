@@ -135,7 +135,7 @@ async fn core_module_is_refused_as_not_a_component() {
 async fn oversized_uploads_are_refused_with_a_json_error() {
     let app = TestApp::with_settings(ServerSettings {
         max_package_bytes: 64,
-        ..ServerSettings::default()
+        ..open()
     })
     .await;
     // A little over the limit: read whole, refused with the reason.
@@ -385,7 +385,7 @@ impl fx_core::store::StateStore for MetadataDown {
 
 #[tokio::test]
 async fn failed_metadata_write_leaves_no_bytes_behind() {
-    let app = TestApp::with_backends(ServerSettings::default(), |mut backends| {
+    let app = TestApp::with_backends(open(), |mut backends| {
         backends.state = std::sync::Arc::new(MetadataDown(backends.state));
         backends
     })

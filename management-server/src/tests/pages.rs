@@ -70,7 +70,7 @@ async fn pages_show_packages_handlers_and_executions() {
 async fn executions_page_filters_and_links_to_the_next_page() {
     let app = TestApp::with_settings(ServerSettings {
         page_size: 2,
-        ..ServerSettings::default()
+        ..open()
     })
     .await;
     for n in 0..3 {
