@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts a throwaway PostgreSQL for the tests, on a spare port of 127.0.0.1, with a database `fx`
-# and trust authentication. Installs Debian's `postgresql` only when it is missing. Prints two
-# lines on stdout, everything else on stderr, so that the caller can:
+# and trust authentication, accepting TLS too with a certificate for localhost and 127.0.0.1
+# signed by a CA made here with openssl. Installs Debian's `postgresql` only when it is
+# missing. Prints its lines on stdout, everything else on stderr, so that the caller can:
 #
 #   eval "$(bash infra/scripts/start-postgres.sh)"
 #   cargo test -p fx-core postgres
@@ -10,6 +11,8 @@
 # stdout:
 #   export FX_TEST_POSTGRES=postgres://postgres@127.0.0.1:PORT/fx
 #   export FX_TEST_POSTGRES_PGDATA=DIR
+#   export FX_TEST_POSTGRES_CA=DIR/tls/ca.pem            (the CA of the server's certificate)
+#   export FX_TEST_POSTGRES_OTHER_CA=DIR/tls/other-ca.pem (a CA that signed nothing of it)
 #
 # Must run as root (it installs packages and runs the server as the `postgres` user).
 set -euo pipefail
@@ -45,12 +48,32 @@ port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
 
 as_postgres() { runuser -u postgres -- "$@"; }
 
+tls="$dir/tls"
+mkdir -p "$tls"
+log "making a CA and a server certificate in $tls"
+openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=ferrisfx test ca" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+  -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=another ca" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+  -keyout "$tls/other-ca.key" -out "$tls/other-ca.pem" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+  -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' \
+  > "$tls/server.ext"
+openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+  -CAcreateserial -days 3650 -extfile "$tls/server.ext" -out "$tls/server.pem" 2>/dev/null
+chown -R postgres:postgres "$tls"
+chmod 600 "$tls/server.key"
+chmod 644 "$tls/ca.pem" "$tls/other-ca.pem"
+chmod 755 "$tls"
+
 log "initdb in $dir/data"
 as_postgres "$pgbin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C \
   --no-sync >&2
 log "starting on 127.0.0.1:$port"
 as_postgres "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/pg.log" -w -t 30 \
-  -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" \
+  -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 -c ssl=on -c ssl_cert_file=$tls/server.pem -c ssl_key_file=$tls/server.key" \
   start >&2 || {
   log "postgresql did not start; its log:"
   cat "$dir/pg.log" >&2 || true
@@ -61,3 +84,5 @@ log "ready: database fx on 127.0.0.1:$port (stop with infra/scripts/stop-postgre
 
 echo "export FX_TEST_POSTGRES=postgres://postgres@127.0.0.1:$port/fx"
 echo "export FX_TEST_POSTGRES_PGDATA=$dir"
+echo "export FX_TEST_POSTGRES_CA=$tls/ca.pem"
+echo "export FX_TEST_POSTGRES_OTHER_CA=$tls/other-ca.pem"

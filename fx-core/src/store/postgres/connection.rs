@@ -23,10 +23,19 @@ use crate::error::{Error, ErrorKind, Result};
 #[serde(deny_unknown_fields)]
 pub struct PostgresSettings {
     /// Connection string, `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (or the `key=value`
-    /// form). A secret: redacted in `Debug` and never logged. TLS is not supported in this
-    /// build (`sslmode=disable` or `prefer`).
+    /// form). A secret: redacted in `Debug` and never logged. TLS is set by `tls_mode` and
+    /// `ca_file`, not by `sslmode` in the string.
     #[schemars(extend("writeOnly" = true))]
     pub url: String,
+    /// TLS to the server, as libpq's `sslmode`: `disable` (no TLS), `require` (TLS, the
+    /// server's certificate not checked) or `verify-full` (TLS, the certificate checked
+    /// against `ca_file` and the host name of the connection string).
+    #[serde(default)]
+    pub tls_mode: PgTlsMode,
+    /// PEM file of the certificate authorities that sign the server's certificate (needed
+    /// with `verify-full`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Connections kept in the pool (at least 1).
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
@@ -38,6 +47,19 @@ pub struct PostgresSettings {
     /// when the pool is busy. Past it the operation fails as unavailable.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+}
+
+/// TLS to PostgreSQL, named as libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PgTlsMode {
+    /// No TLS.
+    #[default]
+    Disable,
+    /// TLS; the server's certificate is not checked (protects against eavesdropping only).
+    Require,
+    /// TLS; the certificate is checked against `ca_file` and the host name.
+    VerifyFull,
 }
 
 fn default_pool_size() -> usize {
@@ -57,6 +79,8 @@ impl PostgresSettings {
     pub fn new(url: impl Into<String>) -> Self {
         PostgresSettings {
             url: url.into(),
+            tls_mode: PgTlsMode::Disable,
+            ca_file: None,
             pool_size: default_pool_size(),
             schema: default_schema(),
             connect_timeout_ms: default_connect_timeout_ms(),
@@ -86,6 +110,10 @@ impl PostgresSettings {
         if config.get_dbname().is_none() {
             return Err(Error::invalid("postgresql url names no database"));
         }
+        config.ssl_mode(match self.tls_mode {
+            PgTlsMode::Disable => tokio_postgres::config::SslMode::Disable,
+            PgTlsMode::Require | PgTlsMode::VerifyFull => tokio_postgres::config::SslMode::Require,
+        });
         let search_path = format!("-c search_path={}", self.schema);
         let options = match config.get_options() {
             Some(given) if !given.trim().is_empty() => format!("{given} {search_path}"),
@@ -110,6 +138,8 @@ impl fmt::Debug for PostgresSettings {
             .field("pool_size", &self.pool_size)
             .field("schema", &self.schema)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("tls_mode", &self.tls_mode)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -152,13 +182,13 @@ impl PgDatabase {
     pub(crate) async fn connect(settings: &PostgresSettings) -> Result<Self> {
         let config = settings.client_config()?;
         let target = target(&config);
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match super::tls::connector(settings)? {
+            None => Manager::from_config(config, NoTls, manager_config),
+            Some(tls) => Manager::from_config(config, tls, manager_config),
+        };
         let timeout = Some(settings.connect_timeout());
         let pool = Pool::builder(manager)
             .max_size(settings.pool_size)

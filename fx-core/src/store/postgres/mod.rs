@@ -34,11 +34,12 @@ pub(crate) mod migrations;
 mod rows;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 #[cfg(test)]
 pub(crate) use connection::testing;
 pub(crate) use connection::PgDatabase;
-pub use connection::PostgresSettings;
+pub use connection::{PgTlsMode, PostgresSettings};
 use rows::{
     execution, from_json, get, package_version, stored_status, summary, time, to_json,
     EXECUTION_COLUMNS, PACKAGE_COLUMNS, SUMMARY_COLUMNS,

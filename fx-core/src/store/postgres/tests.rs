@@ -426,3 +426,103 @@ fn backend_settings_choose_postgres_for_state_and_logs() {
     );
     assert!(unknown.is_err());
 }
+
+/// Whether the pool's connections to the test server are encrypted.
+async fn encrypted(settings: &PostgresSettings) -> bool {
+    let db = PgDatabase::connect(settings).await.unwrap();
+    let client = db.client().await.unwrap();
+    client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The test server's settings with TLS, and its CA and another CA, or `None` (skipped).
+fn tls_settings(test: &str) -> Option<(PostgresSettings, String, String)> {
+    let url = crate::testenv::backend("FX_TEST_POSTGRES", test)?;
+    let ca = crate::testenv::backend("FX_TEST_POSTGRES_CA", test)?;
+    let other = crate::testenv::backend("FX_TEST_POSTGRES_OTHER_CA", test)?;
+    Some((PostgresSettings::new(url), ca, other))
+}
+
+#[tokio::test]
+async fn tls_is_used_when_asked_and_the_certificate_is_checked_with_verify_full() {
+    let Some((plain, ca, other)) = tls_settings("postgres tls") else {
+        return;
+    };
+    assert!(!encrypted(&plain).await, "disable: no tls");
+    let require = PostgresSettings {
+        tls_mode: PgTlsMode::Require,
+        ..plain.clone()
+    };
+    assert!(encrypted(&require).await, "require: tls");
+    let verified = PostgresSettings {
+        tls_mode: PgTlsMode::VerifyFull,
+        ca_file: Some(ca.clone().into()),
+        ..plain.clone()
+    };
+    assert!(encrypted(&verified).await, "verify-full: tls");
+    // The state store works over it.
+    let store = PostgresStateStore::open(&verified).await.unwrap();
+    store.ready().await.unwrap();
+
+    // A CA that did not sign the server's certificate: refused, saying why.
+    let wrong = PostgresSettings {
+        ca_file: Some(other.into()),
+        ..verified.clone()
+    };
+    let err = PgDatabase::connect(&wrong).await.err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{}", err.chain());
+    let chain = err.chain().to_lowercase();
+    assert!(
+        chain.contains("tls") && chain.contains("certificate"),
+        "{chain}"
+    );
+    // The host name is checked too: the certificate names localhost and 127.0.0.1 only (the
+    // connection goes to the same server, under another name).
+    let url = url::Url::parse(&verified.url).unwrap();
+    let other_name = PostgresSettings {
+        url: format!(
+            "postgres://postgres@db.example.com:{}/fx?hostaddr=127.0.0.1",
+            url.port().unwrap()
+        ),
+        ..verified.clone()
+    };
+    let err = PgDatabase::connect(&other_name).await.err().unwrap();
+    assert!(
+        err.chain().to_lowercase().contains("certificate"),
+        "{}",
+        err.chain()
+    );
+}
+
+#[tokio::test]
+async fn verify_full_needs_a_readable_ca_file() {
+    let base = PostgresSettings {
+        tls_mode: PgTlsMode::VerifyFull,
+        ..PostgresSettings::new("postgres://u@127.0.0.1:1/fx")
+    };
+    let err = PgDatabase::connect(&base).await.err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert!(err.chain().contains("needs ca_file"), "{}", err.chain());
+    let dir = tempfile::tempdir().unwrap();
+    let missing = PostgresSettings {
+        ca_file: Some(dir.path().join("nope.pem")),
+        ..base.clone()
+    };
+    let err = PgDatabase::connect(&missing).await.err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert!(err.chain().contains("nope.pem"), "{}", err.chain());
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    let empty = PostgresSettings {
+        ca_file: Some(garbage),
+        ..base
+    };
+    let err = PgDatabase::connect(&empty).await.err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{}", err.chain());
+}
