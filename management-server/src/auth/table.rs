@@ -182,6 +182,7 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
         Allowed(Action::AuditRead, Later),
     ),
     // The web UI.
+    (Method::GET, "/audit", Allowed(Action::AuditRead, Later)),
     (Method::GET, "/login", Public),
     (Method::POST, "/login", Public),
     // Revokes the session of the cookie, if any; a forged sign-out is refused (CSRF).

@@ -6,6 +6,7 @@
 //! `static/app.js` add live updates (server-sent events from [`live`]), the handler form's
 //! preview, and the upload's progress bar.
 
+pub mod audit;
 pub mod dashboard;
 pub mod executions;
 pub mod handler_form;
@@ -42,6 +43,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     let streams = || axum::middleware::from_fn_with_state(state.clone(), crate::limits::streams);
     Router::new()
         .route("/", get(overview::show))
+        .route("/audit", get(audit::show))
         .route("/login", get(login::show).post(login::login))
         .route("/logout", axum::routing::post(login::logout))
         .route("/dashboard", get(dashboard::show))

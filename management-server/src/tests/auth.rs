@@ -1212,3 +1212,53 @@ async fn without_authentication_the_server_listens_on_loopback_only() {
     stop.cancel();
     crate::serve(local, state, stop).await.unwrap();
 }
+
+#[tokio::test]
+async fn the_audit_page_lists_changes_for_those_allowed_to_read_it() {
+    let app = TestApp::with_settings(ServerSettings {
+        page_size: 2,
+        ..secure_settings()
+    })
+    .await;
+    let root = user(&app, "root", &[(Grant::Role(Role::Admin), "*")]).await;
+    let viewer = user(&app, "vera", &[(Grant::Role(Role::Viewer), "*")]).await;
+    upload_as(&app, &root, "payments", "1.0.0")
+        .await
+        .assert_status(StatusCode::CREATED);
+    upload_as(&app, &viewer, "payments", "2.0.0")
+        .await
+        .assert_status(StatusCode::FORBIDDEN);
+    call(
+        &app,
+        Some(&root),
+        &Method::POST,
+        "/api/v1/handlers",
+        &json!({}),
+    )
+    .await
+    .assert_status(StatusCode::BAD_REQUEST);
+
+    let page = call(&app, Some(&root), &Method::GET, "/audit", &json!({})).await;
+    page.assert_status(StatusCode::OK);
+    let text = page.text();
+    assert_eq!(text.matches("<tr data-outcome=").count(), 2, "a page of 2");
+    assert!(text.contains("older »"), "{text}");
+    let denied = call(
+        &app,
+        Some(&root),
+        &Method::GET,
+        "/audit?outcome=denied&principal=user%3Avera",
+        &json!({}),
+    )
+    .await;
+    let text = denied.text();
+    assert_eq!(
+        text.matches("<tr data-outcome=\"denied\"").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("package:upload") && text.contains("/api/v1/packages"));
+    call(&app, Some(&viewer), &Method::GET, "/audit", &json!({}))
+        .await
+        .assert_status(StatusCode::FORBIDDEN);
+}
