@@ -1262,3 +1262,43 @@ async fn the_audit_page_lists_changes_for_those_allowed_to_read_it() {
         .await
         .assert_status(StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_stale_token_does_not_fail_public_routes() {
+    let app = secured().await;
+    let stale = Token::generate().unwrap().reveal();
+    for uri in ["/healthz", "/readyz", "/login"] {
+        call(&app, Some(&stale), &Method::GET, uri, &json!({}))
+            .await
+            .assert_status(StatusCode::OK);
+    }
+    // Signing in with a stale token still in the client's headers works.
+    crate::auth::bootstrap(
+        &AuthSettings {
+            bootstrap_password: Some("correct horse battery staple".into()),
+            ..AuthSettings::default()
+        },
+        app.backends.identity.as_ref(),
+    )
+    .await
+    .unwrap();
+    call(
+        &app,
+        Some(&stale),
+        &Method::POST,
+        "/api/v1/login",
+        &json!({"name": "admin", "password": "correct horse battery staple"}),
+    )
+    .await
+    .assert_status(StatusCode::CREATED);
+    // Elsewhere it is refused.
+    call(
+        &app,
+        Some(&stale),
+        &Method::GET,
+        "/api/v1/handlers",
+        &json!({}),
+    )
+    .await
+    .assert_status(StatusCode::UNAUTHORIZED);
+}
