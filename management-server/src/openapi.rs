@@ -21,6 +21,8 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("post", "/api/v1/packages"),
     ("get", "/api/v1/packages/{name}"),
     ("put", "/api/v1/packages/{name}/aliases/{alias}"),
+    ("get", "/api/v1/packages/{name}/owner"),
+    ("put", "/api/v1/packages/{name}/owner"),
     ("get", "/api/v1/handlers"),
     ("post", "/api/v1/handlers"),
     ("get", "/api/v1/handlers/{name}"),
@@ -61,7 +63,8 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         description = "Packages, handlers, executions and CloudEvents ingress. Errors answer `{\"error\": {\"kind\", \"message\"}}`; see docs/api.md."
     ),
     paths(
-        list_packages, upload_package, get_package, set_alias,
+        list_packages, upload_package, get_package, set_alias, get_package_owner,
+        set_package_owner,
         list_handlers, create_handler, get_handler, put_handler, delete_handler, handler_history,
         list_executions, get_execution, redrive_execution, rerun_execution,
         post_event, post_event_root,
@@ -144,6 +147,20 @@ pub fn get_package() {}
     responses((status = 200, description = "the alias", body = Object),
         (status = 404, description = "no such version", body = Object)))]
 pub fn set_alias() {}
+
+/// Who owns a package: its first uploader, or whom an admin gave it to.
+#[utoipa::path(get, path = "/api/v1/packages/{name}/owner", tag = "packages",
+    params(("name" = String, Path, description = "package name")),
+    responses((status = 200, description = "`{\"owner\": \"user:alice\"}` (null when nobody owns it yet)", body = Object)))]
+pub fn get_package_owner() {}
+
+/// Gives a package to a user, a group or a service account (`user:admin`).
+#[utoipa::path(put, path = "/api/v1/packages/{name}/owner", tag = "packages",
+    params(("name" = String, Path, description = "package name")),
+    request_body(content = Object, description = "`{\"owner\": \"group:payments\"}`"),
+    responses((status = 200, description = "the new owner", body = Object),
+        (status = 400, description = "not a subject", body = Object)))]
+pub fn set_package_owner() {}
 
 /// Every handler with its revision, and the registry entries that are not valid handlers.
 #[utoipa::path(get, path = "/api/v1/handlers", tag = "handlers",

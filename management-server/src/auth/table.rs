@@ -69,6 +69,17 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
     ),
     (
         Method::GET,
+        "/api/v1/packages/{name}/owner",
+        Allowed(Action::PackageRead, Path("name")),
+    ),
+    // Giving a package to another owner is an admin's.
+    (
+        Method::PUT,
+        "/api/v1/packages/{name}/owner",
+        Allowed(Action::UserAdmin, Later),
+    ),
+    (
+        Method::GET,
         "/api/v1/handlers",
         Allowed(Action::HandlerRead, Later),
     ),

@@ -523,3 +523,51 @@ pub async fn audit(
     };
     Ok(Json(state.backends.identity.audit(&query).await?))
 }
+
+/// The body and answer of `/api/v1/packages/{name}/owner`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Owner {
+    /// `user:<name>`, `group:<name>` or `service:<name>`; `null` for a package nobody owns yet.
+    pub owner: Option<fx_core::identity::Subject>,
+}
+
+/// `GET /api/v1/packages/{name}/owner`: who owns the package (its first uploader, or whom an
+/// admin gave it to).
+pub async fn package_owner(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<Owner>, ApiError> {
+    Ok(Json(Owner {
+        owner: state.backends.identity.package_owner(&name).await?,
+    }))
+}
+
+/// `PUT /api/v1/packages/{name}/owner` with `{"owner": "group:payments"}` (`user:admin`): gives
+/// the package to a user, a group or a service account; its members may then upload versions.
+pub async fn set_package_owner(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    JsonBody(body): JsonBody<Owner>,
+) -> Result<Response, ApiError> {
+    fx_core::validate::validate_name("package name", &name)?;
+    let Some(owner) = body.owner else {
+        return Err(ApiError::invalid(
+            "owner must name a user, a group or a service account (user:<name>, group:<name>, service:<name>)",
+        ));
+    };
+    state
+        .backends
+        .identity
+        .set_package_owner(&name, &owner)
+        .await?;
+    tracing::info!(package = %name, %owner, "package given to a new owner");
+    let mut response = Json(Owner {
+        owner: Some(owner.clone()),
+    })
+    .into_response();
+    response
+        .extensions_mut()
+        .insert(AuditResource(format!("package {name} to {owner}")));
+    Ok(response)
+}

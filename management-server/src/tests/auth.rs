@@ -1302,3 +1302,70 @@ async fn a_stale_token_does_not_fail_public_routes() {
     .await
     .assert_status(StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn an_admin_gives_a_package_to_a_group_whose_members_may_then_upload() {
+    let app = secured().await;
+    let root = user(&app, "root", &[(Grant::Role(Role::Admin), "*")]).await;
+    let alice = user(&app, "alice", &[(Grant::Role(Role::Developer), "*")]).await;
+    upload_as(&app, &alice, "payments", "1.0.0")
+        .await
+        .assert_status(StatusCode::CREATED);
+    // Bob, in group payments, may not yet.
+    let bob = user(&app, "bob", &[(Grant::Role(Role::Developer), "*")]).await;
+    let mut account = app.backends.identity.account("bob").await.unwrap().unwrap();
+    account.groups = vec!["payments".into()];
+    app.backends
+        .identity
+        .update_account(&account)
+        .await
+        .unwrap();
+    app.state_auth_invalidate();
+    upload_as(&app, &bob, "payments", "1.1.0")
+        .await
+        .assert_status(StatusCode::FORBIDDEN);
+    let owner = call(
+        &app,
+        Some(&bob),
+        &Method::GET,
+        "/api/v1/packages/payments/owner",
+        &json!({}),
+    )
+    .await;
+    assert_eq!(owner.json()["owner"], "user:alice");
+    // Only an admin gives it away.
+    call(
+        &app,
+        Some(&alice),
+        &Method::PUT,
+        "/api/v1/packages/payments/owner",
+        &json!({"owner": "group:payments"}),
+    )
+    .await
+    .assert_status(StatusCode::FORBIDDEN);
+    call(
+        &app,
+        Some(&root),
+        &Method::PUT,
+        "/api/v1/packages/payments/owner",
+        &json!({"owner": "group:payments"}),
+    )
+    .await
+    .assert_status(StatusCode::OK);
+    upload_as(&app, &bob, "payments", "1.1.0")
+        .await
+        .assert_status(StatusCode::CREATED);
+    // Alice, no longer the owner nor in the group, may not.
+    upload_as(&app, &alice, "payments", "1.2.0")
+        .await
+        .assert_status(StatusCode::FORBIDDEN);
+    call(
+        &app,
+        Some(&root),
+        &Method::PUT,
+        "/api/v1/packages/payments/owner",
+        &json!({"owner": "nobody"}),
+    )
+    .await
+    .assert_status(StatusCode::BAD_REQUEST);
+}
