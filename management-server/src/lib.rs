@@ -212,6 +212,10 @@ pub async fn serve(
         .local_addr()
         .context("reading the listener's address")?;
     tracing::info!(%addr, "management server listening");
+    tokio::spawn(auth::purge_tokens(
+        state.backends.identity.clone(),
+        shutdown.clone(),
+    ));
     let app = router(state).layer(axum::Extension(Shutdown(shutdown.clone())));
     axum::serve(
         listener,

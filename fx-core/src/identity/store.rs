@@ -245,6 +245,10 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// Records a use of the token at `at`.
     async fn touch_token(&self, id: &str, at: DateTime<Utc>) -> Result<()>;
 
+    /// Deletes the tokens that expired or were revoked before `before` (sign-ins make one
+    /// each, so they would pile up); how many.
+    async fn purge_tokens(&self, before: DateTime<Utc>) -> Result<u64>;
+
     /// Every rule, by id.
     async fn rules(&self) -> Result<Vec<StoredRule>>;
 

@@ -165,6 +165,30 @@ async fn tokens_belong_to_accounts_and_are_revoked_once(store: &dyn IdentityStor
         Some(at)
     );
 
+    // Purging drops what expired or was revoked before the time given, and nothing else.
+    let expired = TokenRecord {
+        expires_at: Some(now() - Duration::days(9)),
+        ..token(&unique("tok"), &owner)
+    };
+    store.create_token(&expired).await.unwrap();
+    let purged = store.purge_tokens(now() - Duration::days(7)).await.unwrap();
+    assert!(purged >= 1, "{purged}");
+    assert_eq!(store.token(&expired.id).await.unwrap(), None);
+    assert!(
+        store.token(&id).await.unwrap().is_some(),
+        "revoked just now: kept"
+    );
+    assert!(store.token(&second.id).await.unwrap().is_some());
+    store
+        .purge_tokens(now() + Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.token(&id).await.unwrap(),
+        None,
+        "revoked before: purged"
+    );
+
     // Deleting the account deletes its tokens.
     assert!(store.delete_account(&owner).await.unwrap());
     assert_eq!(store.token(&second.id).await.unwrap(), None);

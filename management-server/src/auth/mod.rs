@@ -98,6 +98,28 @@ impl std::fmt::Debug for AuthSettings {
     }
 }
 
+/// How long expired and revoked tokens are kept (for the audit log's sake) before they go.
+const KEEP_DEAD_TOKENS: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
+/// Deletes tokens that expired or were revoked over a week ago, hourly, until `shutdown`.
+pub async fn purge_tokens(
+    store: Arc<dyn IdentityStore>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match store.purge_tokens(Utc::now() - KEEP_DEAD_TOKENS).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired and revoked api tokens deleted"),
+            Err(e) => tracing::warn!(error = %e.chain(), "deleting expired api tokens failed"),
+        }
+    }
+}
+
 /// The account the bootstrap password makes.
 pub const BOOTSTRAP_ADMIN: &str = "admin";
 

@@ -338,6 +338,19 @@ impl IdentityStore for SqliteStateStore {
         .await
     }
 
+    async fn purge_tokens(&self, before: DateTime<Utc>) -> Result<u64> {
+        self.call(move |conn| {
+            let deleted = conn
+                .execute(
+                    "DELETE FROM api_tokens WHERE expires_at < ?1 OR revoked_at < ?1",
+                    params![micros(before)],
+                )
+                .map_err(db("purging expired tokens"))?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+
     async fn rules(&self) -> Result<Vec<StoredRule>> {
         self.call(|conn| {
             let what = "listing rules";

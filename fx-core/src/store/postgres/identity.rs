@@ -297,6 +297,17 @@ impl IdentityStore for PostgresStateStore {
         Ok(())
     }
 
+    async fn purge_tokens(&self, before: DateTime<Utc>) -> Result<u64> {
+        let deleted = self
+            .rows(
+                "purging expired tokens",
+                "DELETE FROM api_tokens WHERE expires_at < $1 OR revoked_at < $1 RETURNING 1",
+                &[&before],
+            )
+            .await?;
+        Ok(deleted.len() as u64)
+    }
+
     async fn rules(&self) -> Result<Vec<StoredRule>> {
         let rows = self
             .rows(
