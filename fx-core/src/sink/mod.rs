@@ -71,6 +71,14 @@ pub trait OperationalSink: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Writes entries of the audit log (already kept in the state store), for dashboards and
+    /// searches; one written before (same id) is not written twice. Backends without
+    /// dashboards ignore them (the default).
+    async fn write_audit(&self, entries: &[crate::identity::AuditRecord]) -> Result<()> {
+        let _ = entries;
+        Ok(())
+    }
+
     /// Returns once everything written before the call is stored (delivered, or dropped for
     /// good). It waits as long as the backend is down: bound it with a timeout at shutdown.
     /// Backends that store on write return at once (the default).

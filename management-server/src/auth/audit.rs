@@ -134,8 +134,17 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         outcome,
         detail: clip_detail(&format!("{method} {path} → {}", status.as_u16())),
     };
-    if let Err(e) = state.backends.identity.append_audit(&entry).await {
-        tracing::error!(action = %entry.action, principal = %entry.principal, resource = %entry.resource, outcome = entry.outcome.name(), error = %e.chain(), "writing the audit log failed");
+    match state.backends.identity.append_audit(&entry).await {
+        Ok(id) => {
+            // Also to the operational sink (Elasticsearch: the audit index Kibana searches).
+            let entry = AuditRecord { id, ..entry };
+            if let Err(e) = state.backends.sink.write_audit(&[entry]).await {
+                tracing::warn!(error = %e.chain(), "writing an audit entry to the sink failed");
+            }
+        }
+        Err(e) => {
+            tracing::error!(action = %entry.action, principal = %entry.principal, resource = %entry.resource, outcome = entry.outcome.name(), error = %e.chain(), "writing the audit log failed");
+        }
     }
     response
 }

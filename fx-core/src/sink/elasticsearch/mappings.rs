@@ -8,6 +8,7 @@
 //! | `<prefix>-logs-YYYY.MM.DD` (day of the line) | log line | `<execution>-<attempt>-<seq>` | `create` |
 //! | `<prefix>-metrics-YYYY.MM.DD` (day it ended) | finished attempt | `<execution>-<attempt>` | `create` |
 //! | `<prefix>-executions-YYYY.MM.DD` (day created) | execution | `<execution>` | `index` |
+//! | `<prefix>-audit-YYYY.MM.DD` (day of the request) | audited request | `audit-<id>` | `create` |
 //!
 //! Log lines and metrics never change, so they are created once and a repeated write is a
 //! conflict the sink treats as done; an execution document is replaced by its newer state.
@@ -21,7 +22,7 @@ use serde_json::{json, Value};
 use crate::execution::{CacheLookup, ExecutionId, ExecutionStatus, FailureKind, LogLevel, LogLine};
 use crate::sink::documents::{ExecutionDoc, MetricDoc};
 
-/// The three index families.
+/// The index families.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
     /// Function log lines.
@@ -30,11 +31,18 @@ pub enum Family {
     Metrics,
     /// Executions' latest state.
     Executions,
+    /// The audit log: changes made through the API and the web UI.
+    Audit,
 }
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 3] = [Family::Logs, Family::Metrics, Family::Executions];
+    pub const ALL: [Family; 4] = [
+        Family::Logs,
+        Family::Metrics,
+        Family::Executions,
+        Family::Audit,
+    ];
 
     /// The name inside index names: `logs`, `metrics`, `executions`.
     pub fn name(self) -> &'static str {
@@ -42,6 +50,7 @@ impl Family {
             Family::Logs => "logs",
             Family::Metrics => "metrics",
             Family::Executions => "executions",
+            Family::Audit => "audit",
         }
     }
 
@@ -138,6 +147,53 @@ pub fn properties(family: Family, key_values: KeyValueType) -> Value {
             "failure_kind": keyword(),
             "failure_message": { "type": "text" },
         }),
+        Family::Audit => json!({
+            "@timestamp": date(),
+            "audit_id": json!({ "type": "long" }),
+            "principal": keyword(),
+            "action": keyword(),
+            "resource": keyword(),
+            "source": keyword(),
+            "outcome": keyword(),
+            "detail": { "type": "text" },
+        }),
+    }
+}
+
+/// An audit entry as indexed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditSource {
+    /// When the request was made.
+    #[serde(rename = "@timestamp")]
+    pub timestamp: DateTime<Utc>,
+    /// Its id in the state store.
+    pub audit_id: i64,
+    /// Who made it.
+    pub principal: String,
+    /// What it asked.
+    pub action: String,
+    /// On what.
+    pub resource: String,
+    /// The client's address.
+    pub source: String,
+    /// `ok`, `denied` or `failed`.
+    pub outcome: String,
+    /// Method, path and status.
+    pub detail: String,
+}
+
+impl From<&crate::identity::AuditRecord> for AuditSource {
+    fn from(r: &crate::identity::AuditRecord) -> Self {
+        AuditSource {
+            timestamp: r.at,
+            audit_id: r.id,
+            principal: r.principal.clone(),
+            action: r.action.clone(),
+            resource: r.resource.clone(),
+            source: r.source.clone(),
+            outcome: r.outcome.name().to_string(),
+            detail: r.detail.clone(),
+        }
     }
 }
 

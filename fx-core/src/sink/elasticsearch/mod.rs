@@ -280,6 +280,25 @@ impl OperationalSink for ElasticsearchSink {
         Ok(())
     }
 
+    async fn write_audit(&self, entries: &[crate::identity::AuditRecord]) -> Result<()> {
+        let prefix = self.cluster.prefix();
+        let ops = entries
+            .iter()
+            .map(|entry| {
+                self.op(
+                    Family::Audit,
+                    "create",
+                    Family::Audit.index(prefix, entry.at),
+                    format!("audit-{}", entry.id),
+                    &mappings::AuditSource::from(entry),
+                    None,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.enqueue(ops);
+        Ok(())
+    }
+
     /// Buffers the lines, then waits until they are delivered (however long Elasticsearch is
     /// down). Fails as unavailable when the buffer dropped a log line meanwhile (only the log
     /// router writes log lines, so they may be its own): the caller writes them again, and

@@ -144,9 +144,15 @@ async fn templates_with_explicit_mappings_are_installed_on_start() {
         let body: Value = response.json().await.unwrap();
         let template = &body["index_templates"][0]["index_template"];
         assert_eq!(template["index_patterns"][0], family.pattern(prefix));
+        // Each family's key field is a keyword.
+        let key = match family {
+            Family::Audit => "principal",
+            _ => "execution_id",
+        };
         assert_eq!(
-            template["template"]["mappings"]["properties"]["execution_id"]["type"],
-            "keyword"
+            template["template"]["mappings"]["properties"][key]["type"],
+            "keyword",
+            "{name}"
         );
     }
     // An index created by a write takes the template's mappings.
@@ -504,4 +510,35 @@ async fn a_refused_document_is_dropped_counted_and_does_not_block_the_others() {
     assert_eq!(sink.rejected_total(), 1);
     let query = json!({ "term": { "execution_id": id.as_str() } });
     assert_eq!(count(&sink.cluster, Family::Logs, query).await, 1);
+}
+
+#[tokio::test]
+async fn audit_entries_are_indexed_once_and_searchable_by_principal_and_outcome() {
+    let Some(settings) = settings("elasticsearch::audit") else {
+        return;
+    };
+    let sink = ElasticsearchSink::open(&settings).await.unwrap();
+    let who = format!("user:{}", crate::testsupport::unique("auditor"));
+    let entry = |id: i64, outcome: crate::identity::AuditOutcome| crate::identity::AuditRecord {
+        id,
+        at: Utc::now(),
+        principal: who.clone(),
+        action: "package:upload".into(),
+        resource: "payments".into(),
+        source: "127.0.0.1".into(),
+        outcome,
+        detail: "POST /api/v1/packages → 201".into(),
+    };
+    let base =
+        i64::from(std::process::id()) * 1_000_000 + Utc::now().timestamp_subsec_micros() as i64;
+    let ok = entry(base, crate::identity::AuditOutcome::Ok);
+    let denied = entry(base + 1, crate::identity::AuditOutcome::Denied);
+    // The same entry twice (a retried write) is one document.
+    sink.write_audit(&[ok.clone(), denied, ok]).await.unwrap();
+    flushed(&sink).await;
+    let mine = json!({ "term": { "principal": who.as_str() } });
+    assert_eq!(count(&sink.cluster, Family::Audit, mine.clone()).await, 2);
+    let refused = json!({ "bool": { "filter": [mine, { "term": { "outcome": "denied" } }] } });
+    assert_eq!(count(&sink.cluster, Family::Audit, refused).await, 1);
+    assert_eq!(sink.rejected_total(), 0);
 }
