@@ -150,8 +150,7 @@ async fn templates_with_explicit_mappings_are_installed_on_start() {
             _ => "execution_id",
         };
         assert_eq!(
-            template["template"]["mappings"]["properties"][key]["type"],
-            "keyword",
+            template["template"]["mappings"]["properties"][key]["type"], "keyword",
             "{name}"
         );
     }
