@@ -48,6 +48,12 @@ port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
 
 as_postgres() { runuser -u postgres -- "$@"; }
 
+if ! command -v openssl >/dev/null 2>&1; then
+  log "installing debian's openssl (to make the test certificates)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update >&2
+  apt-get install -y openssl >&2
+fi
 tls="$dir/tls"
 mkdir -p "$tls"
 log "making a CA and a server certificate in $tls"

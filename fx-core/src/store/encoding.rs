@@ -29,6 +29,15 @@ pub(crate) fn stored_revision(change: &HandlerChange) -> Result<i64> {
     })
 }
 
+/// The identity tables' columns, in the order both stores read them.
+pub(crate) const ACCOUNT_COLUMNS: &str =
+    "name, kind, display_name, password_hash, groups_json, disabled, created_at, updated_at";
+pub(crate) const TOKEN_COLUMNS: &str =
+    "id, owner, name, secret_hash, scope, created_at, expires_at, last_used_at, revoked_at";
+pub(crate) const RULE_COLUMNS: &str = "id, subject, grant_json, pattern, created_by, created_at";
+pub(crate) const AUDIT_COLUMNS: &str =
+    "id, at, principal, action, resource, source, outcome, detail";
+
 /// How an account's kind is stored.
 pub(crate) fn kind_name(kind: PrincipalKind) -> &'static str {
     match kind {

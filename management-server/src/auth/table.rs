@@ -306,10 +306,16 @@ pub fn requirement(method: &Method, template: &str) -> Option<Requirement> {
     } else {
         method
     };
-    ROUTES
-        .iter()
-        .find(|(m, path, _)| m == method && *path == template)
-        .map(|(_, _, requirement)| *requirement)
+    // Built once: every request looks its route up.
+    static INDEX: std::sync::LazyLock<
+        std::collections::HashMap<(Method, &'static str), Requirement>,
+    > = std::sync::LazyLock::new(|| {
+        ROUTES
+            .iter()
+            .map(|(m, path, requirement)| ((m.clone(), *path), *requirement))
+            .collect()
+    });
+    INDEX.get(&(method.clone(), template)).copied()
 }
 
 /// The value of the `{param}` of `template` in `path`, percent-decoded as the handler will

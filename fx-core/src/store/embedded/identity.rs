@@ -14,14 +14,9 @@ use crate::identity::store::{
     TokenRecord,
 };
 use crate::sqlite::db;
-use crate::store::encoding::{decode_rule, kind_name, parse_kind};
-
-const ACCOUNT_COLUMNS: &str =
-    "name, kind, display_name, password_hash, groups_json, disabled, created_at, updated_at";
-const TOKEN_COLUMNS: &str =
-    "id, owner, name, secret_hash, scope, created_at, expires_at, last_used_at, revoked_at";
-const RULE_COLUMNS: &str = "id, subject, grant_json, pattern, created_by, created_at";
-const AUDIT_COLUMNS: &str = "id, at, principal, action, resource, source, outcome, detail";
+use crate::store::encoding::{
+    decode_rule, kind_name, parse_kind, ACCOUNT_COLUMNS, AUDIT_COLUMNS, RULE_COLUMNS, TOKEN_COLUMNS,
+};
 
 fn optional_time(us: Option<i64>) -> Result<Option<DateTime<Utc>>> {
     us.map(time).transpose()
