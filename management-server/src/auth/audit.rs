@@ -1,5 +1,6 @@
 //! The audit log, written in one place: a layer around the guard records every request that
-//! changes something (any method but `GET`, `HEAD` and `OPTIONS`), allowed or refused, with the
+//! changes something (any method but `GET`, `HEAD` and `OPTIONS`; events count only when
+//! refused), allowed or refused, with the
 //! principal, the action of the route (from [`super::table`]), the resource, the client's
 //! address and the outcome. A handler names the resource more precisely (`payments@1.2.0`)
 //! by putting an [`AuditResource`] in its response.
@@ -113,6 +114,12 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         _ if template == "/logout" => "logout".to_string(),
         _ => format!("{method} {template}"),
     };
+    // An accepted event is data, not a change of the platform: recording each would put a
+    // state-store write on the ingress path and grow the log with the traffic. Refused ones
+    // are recorded.
+    if action == "event:emit" && outcome != AuditOutcome::Denied {
+        return response;
+    }
     let unauthenticated = principal == "anonymous" || action == "login";
     if unauthenticated && outcome == AuditOutcome::Denied && !state.audit.admit() {
         return response;
