@@ -86,11 +86,18 @@ impl Api {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    /// The URL of API path `path` (e.g. `/secrets`).
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}/api/v1{path}", self.base)
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    /// The HTTP client requests are built with.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Sends `request` with the token; the answer's JSON, or the server's error message.
+    pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         let request = match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,

@@ -62,12 +62,17 @@ impl Platform {
                 .with_context(|| format!("creating the secrets directory {}", dir.display()))?;
             executor_settings.secrets_dir = Some(dir);
         }
+        // Platform secrets: sealed with the configured keyring, else with one made for this
+        // data directory; the executor receives them in process.
+        let keyring = dev_keyring(&settings).context("preparing the secrets keyring")?;
+        let vault = fx_core::secrets::Vault::new(backends.secrets.clone(), Some(keyring));
         let executor = fx_executor::Executor::new(
             executor_settings,
             backends.packages.clone(),
             backends.bus.clone(),
         )
-        .context("starting the executor")?;
+        .context("starting the executor")?
+        .with_secret_delivery(std::sync::Arc::new(vault.clone()));
         let executor = std::sync::Arc::new(executor);
         let mut tasks = JoinSet::new();
         {
@@ -98,8 +103,9 @@ impl Platform {
             false => None,
         };
         {
-            let state =
-                AppState::new(backends.clone(), settings.server.clone()).with_check(executor);
+            let state = AppState::new(backends.clone(), settings.server.clone())
+                .with_vault(vault)
+                .with_check(executor);
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
                 management_server::serve(listener, state, shutdown)
@@ -226,6 +232,21 @@ async fn local_admin(settings: &Settings, backends: &Backends) -> anyhow::Result
 }
 
 /// Writes `text` to a file only its owner may read.
+/// The keyring of `ferrisfx dev`: the settings' (`server.secrets`), else the one in
+/// `<data_dir>/secrets.key`, made on first start.
+fn dev_keyring(settings: &Settings) -> anyhow::Result<fx_core::secrets::Keyring> {
+    if let Some(keyring) = settings.server.secrets.keyring()? {
+        return Ok(keyring);
+    }
+    let file = settings.data_dir.join("secrets.key");
+    if !file.exists() {
+        let line = fx_core::secrets::Keyring::generate_line("dev1")?;
+        write_private(&file, &format!("{line}\n"))?;
+        tracing::info!(file = %file.display(), "made a keyring for platform secrets");
+    }
+    Ok(fx_core::secrets::Keyring::from_file(&file)?)
+}
+
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();

@@ -10,6 +10,7 @@ pub mod new;
 pub mod ops;
 pub mod package;
 pub mod process;
+pub mod secret;
 pub mod settings;
 pub mod setup;
 
@@ -79,6 +80,10 @@ pub enum Command {
     /// Create, list and delete handlers.
     #[command(subcommand)]
     Handler(HandlerCommand),
+    /// Write, list, delete and re-seal platform secrets (values go in, never come back out);
+    /// make keyring keys.
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
     /// Send a CloudEvent to the server.
     Emit(client::EmitArgs),
     /// List executions or show one.
@@ -198,6 +203,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Handler(HandlerCommand::Create(args)) => api.create_handler(*args).await,
         Command::Handler(HandlerCommand::List) => api.list_handlers().await,
         Command::Handler(HandlerCommand::Delete { name }) => api.delete_handler(&name).await,
+        Command::Secret(command) => secret::run(&api, command).await,
         Command::Emit(args) => api.emit(args).await,
         Command::Login {
             user,

@@ -142,7 +142,15 @@ async fn run_part(
             })?;
             tracing::info!(addr = %settings.listen, "management server listening");
             let check = settings.server.check_packages;
-            let mut state = AppState::new(backends.clone(), settings.server);
+            let keyring = settings
+                .server
+                .secrets
+                .keyring()
+                .context("reading the secrets keyring (server.secrets)")?;
+            if keyring.is_none() {
+                tracing::warn!("no secrets keyring (server.secrets.key_file or FX_SECRETS_KEY): platform secrets cannot be written or delivered");
+            }
+            let mut state = AppState::new(backends.clone(), settings.server).with_keyring(keyring);
             if check {
                 state = state.with_check(std::sync::Arc::new(UploadCheck::new(
                     &settings.executor,

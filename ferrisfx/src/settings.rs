@@ -100,8 +100,10 @@ impl Settings {
         }
         figment = figment.merge(
             Env::prefixed("FX_")
-                // FX_SERVER, FX_LOG*, FX_TOKEN, FX_PASSWORD and FX_CONFIG_DIR belong to the CLI; FX_TEST_*, FX_BENCH_*, FX_SOAK_*
-                // and FX_SKIP_LINT to the test command and benches.
+                // FX_SERVER, FX_LOG*, FX_TOKEN, FX_PASSWORD and FX_CONFIG_DIR belong to the CLI;
+                // FX_SECRETS_KEY and FX_EXECUTOR_TOKEN are read where server.secrets.key_env
+                // and executor.platform_secrets.token_env name them; FX_TEST_*, FX_BENCH_*,
+                // FX_SOAK_* and FX_SKIP_LINT belong to the test command and benches.
                 .filter(|key| {
                     let key = key.as_str().to_ascii_lowercase();
                     !(["test_", "bench_", "soak_"]
@@ -116,6 +118,8 @@ impl Settings {
                                 | "token"
                                 | "password"
                                 | "config_dir"
+                                | "secrets_key"
+                                | "executor_token"
                         ))
                 })
                 .split("__"),

@@ -13,6 +13,7 @@ use crate::error::Result;
 use crate::identity::IdentityStore;
 use crate::objects::PackageStore;
 use crate::registry::HandlerRegistry;
+use crate::secrets::SecretRecords;
 use crate::sink::{OperationalSink, StateRouting};
 use crate::store::StateStore;
 
@@ -29,6 +30,8 @@ pub struct Backends {
     pub state: Arc<dyn StateStore>,
     /// Accounts, tokens, rules, package owners and the audit log: the state store's database.
     pub identity: Arc<dyn IdentityStore>,
+    /// Sealed platform secrets: the state store's database.
+    pub secrets: Arc<dyn SecretRecords>,
     /// Logs and metrics.
     pub sink: Arc<dyn OperationalSink>,
     /// Which of `state` and `sink` each kind of state event goes to (validated).
@@ -176,19 +179,24 @@ impl BackendSettings {
                 Arc::new(crate::objects::s3::S3PackageStore::open(settings).await?)
             }
         };
-        // One store, two ports: the identity tables live in the state database.
-        let (state, identity): (Arc<dyn StateStore>, Arc<dyn IdentityStore>) = match &self.state {
+        // One store, three ports: the identity and secret tables live in the state database.
+        type Ports = (
+            Arc<dyn StateStore>,
+            Arc<dyn IdentityStore>,
+            Arc<dyn SecretRecords>,
+        );
+        let (state, identity, secrets): Ports = match &self.state {
             StateStoreSettings::Embedded => {
                 let store = Arc::new(
                     crate::store::embedded::SqliteStateStore::open(&path("state.sqlite")).await?,
                 );
-                (store.clone(), store)
+                (store.clone(), store.clone(), store)
             }
             #[cfg(feature = "postgres")]
             StateStoreSettings::Postgres(settings) => {
                 let store =
                     Arc::new(crate::store::postgres::PostgresStateStore::open(settings).await?);
-                (store.clone(), store)
+                (store.clone(), store.clone(), store)
             }
         };
         let sink: Arc<dyn OperationalSink> = match &self.sink {
@@ -210,6 +218,7 @@ impl BackendSettings {
             packages,
             state,
             identity,
+            secrets,
             sink,
             routing: self.routing.clone(),
         })

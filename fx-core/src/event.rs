@@ -3,6 +3,8 @@
 //! binary mode (attributes in headers, data as the body) or structured mode
 //! (`application/cloudevents+json`).
 
+use std::borrow::Cow;
+
 use cloudevents::event::{Data, ExtensionValue};
 use cloudevents::{AttributesReader, EventBuilder, EventBuilderV10};
 
@@ -61,16 +63,26 @@ impl Message {
 /// `datacontenttype`, `dataschema`, `time`, `specversion`) or, failing that, of the extension of
 /// that name.
 pub fn attribute(event: &Event, name: &str) -> Option<String> {
+    attribute_text(event, name).map(Cow::into_owned)
+}
+
+/// The value of an event attribute as [`attribute`] gives it, borrowed where the event holds it
+/// as text (`id`, `source`, `type`, `subject`, `datacontenttype`, string extensions): filters
+/// read attributes of every event, without allocating.
+pub fn attribute_text<'e>(event: &'e Event, name: &str) -> Option<Cow<'e, str>> {
     match name {
-        "id" => Some(event.id().to_string()),
-        "source" => Some(event.source().to_string()),
-        "type" => Some(event.ty().to_string()),
-        "specversion" => Some(event.specversion().to_string()),
-        "subject" => event.subject().map(str::to_string),
-        "datacontenttype" => event.datacontenttype().map(str::to_string),
-        "dataschema" => event.dataschema().map(|u| u.to_string()),
-        "time" => event.time().map(|t| t.to_rfc3339()),
-        other => event.extension(other).map(extension_text),
+        "id" => Some(Cow::Borrowed(event.id())),
+        "source" => Some(Cow::Borrowed(event.source().as_str())),
+        "type" => Some(Cow::Borrowed(event.ty())),
+        "specversion" => Some(Cow::Owned(event.specversion().to_string())),
+        "subject" => event.subject().map(Cow::Borrowed),
+        "datacontenttype" => event.datacontenttype().map(Cow::Borrowed),
+        "dataschema" => event.dataschema().map(|u| Cow::Owned(u.to_string())),
+        "time" => event.time().map(|t| Cow::Owned(t.to_rfc3339())),
+        other => event.extension(other).map(|value| match value {
+            ExtensionValue::String(s) => Cow::Borrowed(s.as_str()),
+            value => Cow::Owned(extension_text(value)),
+        }),
     }
 }
 

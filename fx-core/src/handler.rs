@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::event::{attribute, Event};
+use crate::event::{attribute_text, Event};
 use crate::limits::{LimitOverrides, RetryPolicy};
 use crate::validate::{validate_config, validate_http_host, validate_name, validate_secret_names};
 
@@ -165,12 +165,12 @@ impl Filter {
             Filter::All(filters) => filters.iter().all(|f| f.matches(event)),
             Filter::Any(filters) => filters.iter().any(|f| f.matches(event)),
             Filter::Not(filter) => !filter.matches(event),
-            Filter::Exact(m) => attribute(event, &m.attribute).is_some_and(|v| v == m.value),
+            Filter::Exact(m) => attribute_text(event, &m.attribute).is_some_and(|v| v == m.value),
             Filter::Prefix(m) => {
-                attribute(event, &m.attribute).is_some_and(|v| v.starts_with(&m.value))
+                attribute_text(event, &m.attribute).is_some_and(|v| v.starts_with(&m.value))
             }
             Filter::Suffix(m) => {
-                attribute(event, &m.attribute).is_some_and(|v| v.ends_with(&m.value))
+                attribute_text(event, &m.attribute).is_some_and(|v| v.ends_with(&m.value))
             }
         }
     }

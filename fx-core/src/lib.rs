@@ -7,6 +7,7 @@
 //! - Ports, each a trait with an embedded backend and a conformance `testsuite`:
 //!   [`bus`] (event bus), [`registry`] (handler config), [`objects`] (package archives),
 //!   [`store`] (state), [`sink`] (logs and metrics).
+//! - [`secrets`]: secrets managed by the platform, sealed at rest, delivered per pool.
 //! - [`identity`]: principals, roles, permission rules and the one [`identity::authorize`].
 //! - [`backends`]: builds every port from settings, in one place.
 
@@ -25,6 +26,7 @@ pub mod objects;
 pub mod package;
 pub mod ready;
 pub mod registry;
+pub mod secrets;
 pub mod sink;
 mod sqlite;
 pub mod store;
@@ -33,6 +35,8 @@ pub mod telemetry;
 pub mod testenv;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsupport;
+#[cfg(any(feature = "s3", feature = "elasticsearch", feature = "http"))]
+pub(crate) mod tls;
 pub mod validate;
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! - [`stdio`]: captured stdout/stderr, counted against the log budget.
 //! - [`engine`]: the engine, epoch ticker, linker, and one run in a fresh store.
 //! - [`cache`]: fetch once, compile once per package digest, compiled artifacts on disk.
-//! - [`secrets`]: configuration values and the secrets a handler grants its function.
+//! - [`secrets`]: configuration values and the secrets a handler grants its function (the
+//!   platform secrets of its pool first, then the secrets directory).
 //! - [`worker`]: the consumer loop with its concurrency limits and at-least-once commits.
 
 pub mod admission;
@@ -35,6 +36,8 @@ use fx_core::bus::EventBus;
 use fx_core::event::Event;
 use fx_core::execution::{CacheLookup, Failure, FailureKind, Invocation, LogLine};
 use fx_core::objects::PackageStore;
+use fx_core::secrets::delivery::HttpDelivery;
+use fx_core::secrets::SecretDelivery;
 use fx_core::telemetry;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -91,10 +94,19 @@ pub struct ExecutorSettings {
     pub pool_max_memory_mb: u32,
     /// A directory of secrets, one file per secret named like it (a Kubernetes Secret mounted
     /// as a volume). A function reads a secret only when its package declares it and its
-    /// handler grants it. Read again at most every 5 s. None by default.
+    /// handler grants it; a secret in `platform_secrets` wins over its file here. Read again
+    /// at most every 5 s. None by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-default-doc" = "unset (`<data_dir>/secrets` in `ferrisfx dev`)"))]
     pub secrets_dir: Option<PathBuf>,
+    /// Where this executor fetches the platform secrets of its pool (secrets written with
+    /// `ferrisfx secret set`): the management server's URL and a service account token granted
+    /// `secret:deliver` on the pool. Unset: only `secrets_dir`. `ferrisfx dev` delivers them in
+    /// process. A granted secret is looked up here first, then in `secrets_dir`; fetched again
+    /// at most every 5 s, and when a fetch fails the values of the last one that succeeded are
+    /// kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_secrets: Option<fx_core::secrets::delivery::PlatformSecretsSettings>,
     /// The most one invocation may ask for (`memory_mb`, `timeout_ms`, `max_output_bytes`,
     /// `max_log_bytes`; default: the largest a handler may set). The executor checks every
     /// invocation against these and against its package's manifest (declared secrets and
@@ -208,6 +220,7 @@ impl Default for ExecutorSettings {
             pool_instances: 0,
             pool_max_memory_mb: default_pool_memory(),
             secrets_dir: None,
+            platform_secrets: None,
             ceilings: Default::default(),
             http_allow_networks: Vec::new(),
             memory_budget_mb: 0,
@@ -289,7 +302,17 @@ impl Executor {
                 disk_bytes: settings.cache_disk_mb.saturating_mul(1 << 20),
             },
         )?);
-        let secrets = Arc::new(secrets::SecretStore::new(settings.secrets_dir.clone()));
+        let mut secrets = secrets::SecretStore::new(settings.secrets_dir.clone());
+        if let Some(platform) = &settings.platform_secrets {
+            let delivery = HttpDelivery::new(platform).map_err(|e| {
+                fx_core::Error::new(
+                    e.kind(),
+                    "setting up the platform secrets delivery (executor.platform_secrets)",
+                )
+                .with_source(e)
+            })?;
+            secrets = secrets.with_delivery(&settings.pool, Arc::new(delivery));
+        }
         let budget = settings.memory_budget();
         tracing::info!(
             memory_budget_mb = budget,
@@ -303,10 +326,21 @@ impl Executor {
             settings,
             runtime,
             cache,
-            secrets,
+            secrets: Arc::new(secrets),
             packages,
             bus,
         })
+    }
+
+    /// Takes the platform secrets of its pool from `delivery` (in place of the one
+    /// `platform_secrets` sets up, if any), looked up before `secrets_dir`: how `ferrisfx dev`
+    /// hands it the vault of its own process. Call it before cloning the executor.
+    pub fn with_secret_delivery(mut self, delivery: Arc<dyn SecretDelivery>) -> Self {
+        self.secrets = Arc::new(
+            secrets::SecretStore::new(self.settings.secrets_dir.clone())
+                .with_delivery(&self.settings.pool, delivery),
+        );
+        self
     }
 
     /// The settings in force.
@@ -457,13 +491,11 @@ impl Executor {
                 invocation.package.digest.clone(),
             )
         });
-        let (secrets, wanted) = (self.secrets.clone(), invocation.grants.clone());
-        let run = tokio::task::spawn_blocking(move || {
-            let grants = secrets.resolve(&wanted);
-            match warm {
-                Some(key) => runtime.run_warm(&key, &pre, &event, &limits, &grants),
-                None => runtime.run(&pre, &event, &limits, &grants),
-            }
+        // Fetching platform secrets is async, so it happens here, before the blocking run.
+        let grants = self.secrets.resolve(&invocation.grants).await;
+        let run = tokio::task::spawn_blocking(move || match warm {
+            Some(key) => runtime.run_warm(&key, &pre, &event, &limits, &grants),
+            None => runtime.run(&pre, &event, &limits, &grants),
         })
         .await;
         let run = match run {

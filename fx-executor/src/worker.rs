@@ -315,7 +315,7 @@ impl Executor {
         };
         let last = match result {
             Ok(output) => {
-                tracing::info!(duration_us, outputs = output.len(), "invocation succeeded");
+                tracing::debug!(duration_us, outputs = output.len(), "invocation succeeded");
                 metrics::counter!(telemetry::INVOCATIONS, "handler" => invocation.handler.name.clone(), "status" => "succeeded").increment(1);
                 StateEvent::Succeeded {
                     execution_id: invocation.execution_id.clone(),

@@ -14,9 +14,10 @@ use fx_core::execution::{
     StateEvent,
 };
 use fx_core::grants::Grants;
-use fx_core::handler::Handler;
+use fx_core::handler::{Handler, PackageRef};
 use fx_core::limits::Limits;
-use fx_core::registry::HandlerTable;
+use fx_core::package::PackageVersion;
+use fx_core::registry::RoutingTable;
 use fx_core::store::Created;
 use fx_core::telemetry;
 use fx_core::{ErrorKind, Result};
@@ -51,6 +52,29 @@ const CONCURRENT_KEYS: usize = 16;
 
 /// A message owed for a delivery: (topic, message).
 type Outgoing = (String, Message);
+
+/// The packages resolved while dispatching one batch, by the handler's reference: handlers of
+/// one batch mostly run the same few packages, so each is resolved once per batch (a store
+/// read) rather than once per event. Per batch only: an alias moved is seen by the next one.
+#[derive(Default)]
+struct Packages(std::sync::Mutex<std::collections::HashMap<PackageRef, Option<PackageVersion>>>);
+
+impl Packages {
+    fn get(&self, reference: &PackageRef) -> Option<Option<PackageVersion>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(reference)
+            .cloned()
+    }
+
+    fn put(&self, reference: PackageRef, version: Option<PackageVersion>) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(reference, version);
+    }
+}
 
 impl Dispatcher {
     /// A dispatcher over `backends` using the live handler `table`.
@@ -91,7 +115,7 @@ impl crate::consume::BatchHandler for Dispatcher {
             return;
         };
         let table = self.table.current();
-        for stored in table.handlers.iter().filter(|h| h.handler.matches(&event)) {
+        for stored in table.matching(&event) {
             let id = ExecutionId::for_event(&event, &stored.handler.name);
             let state = &self.backends.state;
             let Ok(Some(execution)) = state.get_execution(&id).await else {
@@ -159,12 +183,13 @@ impl crate::consume::BatchHandler for Dispatcher {
             }
         }
         let table = &table;
+        let packages = &Packages::default();
         let groups: Vec<_> = keys
             .into_iter()
             .map(|events| async move {
                 let mut planned = Vec::with_capacity(events.len());
                 for (i, event) in events {
-                    let outgoing = self.plan(table, &event, shutdown).await?;
+                    let outgoing = self.plan(table, &event, packages, shutdown).await?;
                     let outgoing: Vec<Outgoing> =
                         outgoing.into_iter().filter_map(|(_, out)| out).collect();
                     planned.push((i, outgoing));
@@ -201,7 +226,9 @@ impl Dispatcher {
         shutdown: &CancellationToken,
     ) -> Result<Vec<Dispatched>> {
         let table = self.table.current();
-        let planned = self.plan(&table, event, shutdown).await?;
+        let planned = self
+            .plan(&table, event, &Packages::default(), shutdown)
+            .await?;
         let (results, outgoing): (Vec<_>, Vec<_>) = planned.into_iter().unzip();
         let outgoing: Vec<Outgoing> = outgoing.into_iter().flatten().collect();
         if !outgoing.is_empty() {
@@ -217,20 +244,27 @@ impl Dispatcher {
     /// handler and the invocation it owes, if any (not yet published).
     async fn plan(
         &self,
-        table: &HandlerTable,
+        table: &RoutingTable,
         event: &Event,
+        packages: &Packages,
         shutdown: &CancellationToken,
     ) -> Result<Vec<(Dispatched, Option<Outgoing>)>> {
         let arrived = std::time::Instant::now();
         let mut results = Vec::new();
-        for stored in table.handlers.iter().filter(|h| h.handler.matches(event)) {
-            results.push(self.dispatch_to(&stored.handler, event, shutdown).await?);
+        for stored in table.matching(event) {
+            results.push(
+                self.dispatch_to(&stored.handler, event, packages, shutdown)
+                    .await?,
+            );
         }
         if results.is_empty() {
             // The watch may lag a handler created a moment ago: look at the store itself.
             if let Some(fresh) = self.table.newer_than(table.revision, arrived).await {
-                for stored in fresh.handlers.iter().filter(|h| h.handler.matches(event)) {
-                    results.push(self.dispatch_to(&stored.handler, event, shutdown).await?);
+                for stored in fresh.matching(event) {
+                    results.push(
+                        self.dispatch_to(&stored.handler, event, packages, shutdown)
+                            .await?,
+                    );
                 }
             }
         }
@@ -247,18 +281,26 @@ impl Dispatcher {
         &self,
         handler: &Handler,
         event: &Event,
+        packages: &Packages,
         shutdown: &CancellationToken,
     ) -> Result<(Dispatched, Option<Outgoing>)> {
         let id = ExecutionId::for_event(event, &handler.name);
         let state = &self.backends.state;
-        let resolved = until_available("resolving package", shutdown, || {
-            state.resolve_package(&handler.package)
-        })
-        .await;
-        let version = match resolved {
-            Ok(version) => Some(version),
-            Err(e) if e.kind() == ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
+        let version = match packages.get(&handler.package) {
+            Some(version) => version,
+            None => {
+                let resolved = until_available("resolving package", shutdown, || {
+                    state.resolve_package(&handler.package)
+                })
+                .await;
+                let version = match resolved {
+                    Ok(version) => Some(version),
+                    Err(e) if e.kind() == ErrorKind::NotFound => None,
+                    Err(e) => return Err(e),
+                };
+                packages.put(handler.package.clone(), version.clone());
+                version
+            }
         };
         let execution = Execution {
             id: id.clone(),
@@ -330,7 +372,7 @@ impl Dispatcher {
         // Keyed like the event, so invocations of related events stay in order per partition.
         let message = Message::json(Some(fx_core::event::partition_key(event)), &invocation)?;
         let topic = topics::invocations(&handler.pool);
-        tracing::info!(execution_id = %id, handler = %handler.name, pool = %handler.pool, event_id = %event.id(), "dispatching");
+        tracing::debug!(execution_id = %id, handler = %handler.name, pool = %handler.pool, event_id = %event.id(), "dispatching");
         metrics::counter!(telemetry::DISPATCHED, "pool" => handler.pool.clone()).increment(1);
         let dispatched = if redispatch {
             Dispatched::Redispatched(id)

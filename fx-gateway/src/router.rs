@@ -153,10 +153,34 @@ impl crate::consume::BatchHandler for StateRouter {
                 });
             by_execution[slot].push(state);
         }
+        // The batch's state in one write (one transaction); if the store refuses it (one
+        // event it cannot take), one event at a time, so that only that one is refused.
+        let batch: Vec<StateEvent> = by_execution.iter().flatten().cloned().collect();
+        let one_by_one = match until_available("applying execution state", shutdown, || {
+            self.backends.state.apply_states(&batch)
+        })
+        .await
+        {
+            Ok(()) => {
+                for event in &batch {
+                    tracing::debug!(execution_id = %event.execution_id(), state = event.name(), "state applied");
+                    metrics::counter!(telemetry::STATE_EVENTS, "state" => event.name())
+                        .increment(1);
+                }
+                false
+            }
+            Err(e) if shutdown.is_cancelled() => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e.chain(), events = batch.len(), "the state store refused a batch of state events; applying them one by one");
+                true
+            }
+        };
         let documents: Vec<SinkDocuments> = futures::stream::iter(by_execution)
             .map(|events| async move {
-                for event in &events {
-                    self.apply(event, shutdown).await?;
+                if one_by_one {
+                    for event in &events {
+                        self.apply(event, shutdown).await?;
+                    }
                 }
                 self.sink_documents(&events, shutdown).await
             })

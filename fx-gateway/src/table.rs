@@ -4,7 +4,7 @@ use fx_core::backoff::Backoff;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fx_core::registry::{HandlerRegistry, HandlerTable};
+use fx_core::registry::{HandlerRegistry, HandlerTable, RoutingTable};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -12,10 +12,11 @@ use tokio_util::sync::CancellationToken;
 const WATCH_WAIT: Duration = Duration::from_secs(30);
 
 /// A handler table that swaps atomically whenever the config store changes. When the store is
-/// unreachable the last good table stays in force.
+/// unreachable the last good table stays in force. Each table is indexed for routing once, when
+/// it is read, then shared.
 #[derive(Clone)]
 pub struct LiveTable {
-    current: watch::Receiver<Arc<HandlerTable>>,
+    current: watch::Receiver<Arc<RoutingTable>>,
     refresh: Option<Arc<Refresh>>,
 }
 
@@ -23,7 +24,7 @@ pub struct LiveTable {
 /// brought a handler created a moment ago yet.
 struct Refresh {
     registry: Arc<dyn HandlerRegistry>,
-    tx: Arc<watch::Sender<Arc<HandlerTable>>>,
+    tx: Arc<watch::Sender<Arc<RoutingTable>>>,
     /// One read at a time; holds when the last one started and the read budget.
     reads: tokio::sync::Mutex<Reads>,
 }
@@ -55,7 +56,7 @@ impl LiveTable {
             crate::retry::until_available("loading handlers", &shutdown, || registry.table())
                 .await?;
         log_table(&first);
-        let (tx, rx) = watch::channel(Arc::new(first));
+        let (tx, rx) = watch::channel(Arc::new(RoutingTable::new(first)));
         let tx = Arc::new(tx);
         tokio::spawn(watch_loop(registry.clone(), tx.clone(), shutdown));
         Ok(LiveTable {
@@ -74,7 +75,7 @@ impl LiveTable {
 
     /// A table that never changes, for tests.
     pub fn fixed(table: HandlerTable) -> Self {
-        let (_tx, rx) = watch::channel(Arc::new(table));
+        let (_tx, rx) = watch::channel(Arc::new(RoutingTable::new(table)));
         LiveTable {
             current: rx,
             refresh: None,
@@ -82,7 +83,7 @@ impl LiveTable {
     }
 
     /// The table in force now.
-    pub fn current(&self) -> Arc<HandlerTable> {
+    pub fn current(&self) -> Arc<RoutingTable> {
         self.current.borrow().clone()
     }
 
@@ -95,8 +96,8 @@ impl LiveTable {
     /// saw everything written before the event). Reads go one at a time, within a budget of
     /// [`REFRESH_BURST`] at once and [`REFRESH_PER_SECOND`] after: an event beyond the budget
     /// is matched against the table as it is. `None` when nothing is newer.
-    pub async fn newer_than(&self, seen: u64, arrived: Instant) -> Option<Arc<HandlerTable>> {
-        let newer = |table: Arc<HandlerTable>| (table.revision > seen).then_some(table);
+    pub async fn newer_than(&self, seen: u64, arrived: Instant) -> Option<Arc<RoutingTable>> {
+        let newer = |table: Arc<RoutingTable>| (table.revision > seen).then_some(table);
         let refresh = self.refresh.as_ref()?;
         if let Some(table) = newer(self.current()) {
             return Some(table);
@@ -119,7 +120,10 @@ impl LiveTable {
         };
         reads.last_start = Some(now);
         metrics::counter!(fx_core::telemetry::TABLE_READS, "reason" => "unmatched").increment(1);
-        refresh.install_if_newer(Arc::new(table));
+        // Indexed only when it is to be used.
+        if table.revision > self.current().revision {
+            refresh.install_if_newer(Arc::new(RoutingTable::new(table)));
+        }
         newer(self.current())
     }
 
@@ -134,7 +138,7 @@ impl LiveTable {
         revision: u64,
         arrived: Instant,
         shutdown: &CancellationToken,
-    ) -> fx_core::Result<Arc<HandlerTable>> {
+    ) -> fx_core::Result<Arc<RoutingTable>> {
         let current = self.current();
         let Some(refresh) = self.refresh.as_ref() else {
             return Ok(current);
@@ -170,7 +174,7 @@ impl LiveTable {
                 "the handler registry is at a lower revision than an event was stamped with (was it restored?); using it"
             );
         }
-        let table = Arc::new(table);
+        let table = Arc::new(RoutingTable::new(table));
         refresh.install_if_newer(table.clone());
         // The table just read, even when lower than the one in force (a reset store).
         Ok(if table.revision >= self.current().revision {
@@ -191,7 +195,7 @@ impl LiveTable {
 
 impl Refresh {
     /// Puts `table` in force when it is newer than the table in force.
-    fn install_if_newer(&self, table: Arc<HandlerTable>) {
+    fn install_if_newer(&self, table: Arc<RoutingTable>) {
         self.tx.send_if_modified(|current| {
             if table.revision > current.revision {
                 log_table(&table);
@@ -206,7 +210,7 @@ impl Refresh {
 
 async fn watch_loop(
     registry: Arc<dyn HandlerRegistry>,
-    tx: Arc<watch::Sender<Arc<HandlerTable>>>,
+    tx: Arc<watch::Sender<Arc<RoutingTable>>>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
@@ -224,7 +228,7 @@ async fn watch_loop(
                 let current = tx.borrow().revision;
                 if table.revision > current || table.revision < revision {
                     log_table(&table);
-                    tx.send_replace(Arc::new(table));
+                    tx.send_replace(Arc::new(RoutingTable::new(table)));
                 }
             }
             Err(e) => {

@@ -243,8 +243,13 @@ for manifest in sorted(p for p in os.listdir(out) if p.startswith("chart-")):
                     path = args[args.index("--config") + 1]
                     for mount in container.get("volumeMounts", []):
                         if path.startswith(mount["mountPath"] + "/"):
-                            cm = volumes_by_name[mount["name"]].get("configMap", {}).get("name")
-                            config = by_kind.get("ConfigMap", {}).get(cm, {}).get("data", {}).get(os.path.basename(path))
+                            volume = volumes_by_name[mount["name"]]
+                            # A configMap volume, or a projected one with a configMap source.
+                            sources = [volume] + volume.get("projected", {}).get("sources", [])
+                            for source in sources:
+                                cm = source.get("configMap", {}).get("name")
+                                found = by_kind.get("ConfigMap", {}).get(cm, {}).get("data", {}).get(os.path.basename(path))
+                                config = found if found is not None else config
                     if config is None:
                         error(f"{manifest}: {kind} {name} reads {path}, which no ConfigMap provides")
                     args[args.index("--config") + 1] = "{config}"

@@ -48,30 +48,9 @@ port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
 
 as_postgres() { runuser -u postgres -- "$@"; }
 
-if ! command -v openssl >/dev/null 2>&1; then
-  log "installing debian's openssl (to make the test certificates)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update >&2
-  apt-get install -y openssl >&2
-fi
 tls="$dir/tls"
-mkdir -p "$tls"
-log "making a CA and a server certificate in $tls"
-openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=ferrisfx test ca" \
-  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-  -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
-openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=another ca" \
-  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-  -keyout "$tls/other-ca.key" -out "$tls/other-ca.pem" 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
-  -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' \
-  > "$tls/server.ext"
-openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
-  -CAcreateserial -days 3650 -extfile "$tls/server.ext" -out "$tls/server.pem" 2>/dev/null
+bash "$(dirname "${BASH_SOURCE[0]}")/make-certs.sh" "$tls"
 chown -R postgres:postgres "$tls"
-chmod 600 "$tls/server.key"
-chmod 644 "$tls/ca.pem" "$tls/other-ca.pem"
 chmod 755 "$tls"
 
 log "initdb in $dir/data"

@@ -23,6 +23,7 @@ pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod pages;
+pub mod retention;
 pub mod routes;
 pub mod settings;
 
@@ -66,6 +67,9 @@ pub struct AppState {
     pub auth: Arc<auth::Auth>,
     /// How many refused unauthenticated requests the audit log takes a minute.
     pub audit: Arc<auth::audit::Throttle>,
+    /// The platform's secrets; without a keyring ([`AppState::with_keyring`]) they can be
+    /// listed and deleted but not written or delivered.
+    pub vault: fx_core::secrets::Vault,
 }
 
 /// How long the ingress waits for the registry's revision before stamping an event with the
@@ -85,6 +89,7 @@ impl AppState {
             backends.identity.clone(),
         ));
         AppState {
+            vault: fx_core::secrets::Vault::new(backends.secrets.clone(), None),
             backends,
             settings,
             revisions,
@@ -93,6 +98,20 @@ impl AppState {
             auth,
             audit: Arc::default(),
         }
+    }
+
+    /// This state, sealing and opening platform secrets with `keyring` (the settings'
+    /// [`fx_core::secrets::SecretsSettings::keyring`]).
+    pub fn with_keyring(mut self, keyring: Option<fx_core::secrets::Keyring>) -> Self {
+        self.vault = fx_core::secrets::Vault::new(self.backends.secrets.clone(), keyring);
+        self
+    }
+
+    /// This state, with `vault` for the platform's secrets (shared with an in-process
+    /// executor).
+    pub fn with_vault(mut self, vault: fx_core::secrets::Vault) -> Self {
+        self.vault = vault;
+        self
     }
 
     /// This state, checking uploads with `check`.
@@ -214,6 +233,11 @@ pub async fn serve(
     tracing::info!(%addr, "management server listening");
     tokio::spawn(auth::purge_tokens(
         state.backends.identity.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(retention::run(
+        state.backends.clone(),
+        state.settings.retention.clone(),
         shutdown.clone(),
     ));
     let app = router(state).layer(axum::Extension(Shutdown(shutdown.clone())));

@@ -50,6 +50,11 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("post", "/api/v1/rules"),
     ("delete", "/api/v1/rules/{id}"),
     ("get", "/api/v1/audit"),
+    ("get", "/api/v1/secrets"),
+    ("put", "/api/v1/secrets/{name}"),
+    ("delete", "/api/v1/secrets/{name}"),
+    ("post", "/api/v1/secrets/rekey"),
+    ("get", "/api/v1/pools/{pool}/secrets"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -71,6 +76,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         login, me, own_tokens, create_own_token, revoke_token, list_accounts, create_account,
         get_account, put_account, delete_account, create_account_token, list_rules, add_rule,
         delete_rule, audit_log,
+        list_secrets, set_secret, delete_secret, rekey_secrets, deliver_secrets,
         healthz, readyz, metrics
     ),
     tags(
@@ -79,6 +85,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         (name = "executions", description = "one per event and handler, with logs"),
         (name = "events", description = "CloudEvents over HTTP, published to fx.events"),
         (name = "identity", description = "who may do what: accounts, api tokens, rules, the audit log (docs/security.md)"),
+        (name = "secrets", description = "secrets managed by the platform: written, never read back (docs/security.md)"),
         (name = "health", description = "liveness and readiness")
     )
 )]
@@ -366,6 +373,40 @@ pub fn delete_rule() {}
         ("limit" = Option<u32>, Query, description = "page size, 1 to 500")),
     responses((status = 200, description = "`{\"items\": [...], \"next_cursor\"}`", body = Object)))]
 pub fn audit_log() {}
+
+/// The secrets the caller may grant or write: names, pools, versions and keys, never values.
+#[utoipa::path(get, path = "/api/v1/secrets", tag = "secrets",
+    responses((status = 200, description = "`{\"secrets\": [{\"name\", \"pools\", \"version\", \"key_id\", \"created_at\", \"updated_at\", \"updated_by\"}], \"keys\": [...]}`", body = Object)))]
+pub fn list_secrets() {}
+
+/// Creates a secret or gives it a new value (`secret:write`; `pool:use` on each pool).
+#[utoipa::path(put, path = "/api/v1/secrets/{name}", tag = "secrets",
+    params(("name" = String, Path, description = "secret name")),
+    request_body(content = Object, description = "`{\"value\": \"...\", \"pools\": [\"default\"]}` (pools: pool names or `*`; default `[\"default\"]`)"),
+    responses((status = 201, description = "created: its metadata", body = Object),
+        (status = 200, description = "changed: its metadata (version one more)", body = Object),
+        (status = 503, description = "the server has no keyring (server.secrets)", body = Object)))]
+pub fn set_secret() {}
+
+/// Deletes a secret (`secret:write`).
+#[utoipa::path(delete, path = "/api/v1/secrets/{name}", tag = "secrets",
+    params(("name" = String, Path, description = "secret name")),
+    responses((status = 204, description = "deleted"),
+        (status = 404, description = "no such secret", body = Object)))]
+pub fn delete_secret() {}
+
+/// Re-seals every secret with the keyring's first key (`secret:write` on `*`).
+#[utoipa::path(post, path = "/api/v1/secrets/rekey", tag = "secrets",
+    responses((status = 200, description = "`{\"resealed\": n, \"key_id\"}`", body = Object)))]
+pub fn rekey_secrets() {}
+
+/// The values of the secrets delivered to a pool: for its executors' service account only
+/// (`secret:deliver` on the pool).
+#[utoipa::path(get, path = "/api/v1/pools/{pool}/secrets", tag = "secrets",
+    params(("pool" = String, Path, description = "executor pool")),
+    responses((status = 200, description = "`{\"pool\", \"secrets\": {\"name\": \"value\"}}`", body = Object),
+        (status = 403, description = "not a service account granted secret:deliver on the pool", body = Object)))]
+pub fn deliver_secrets() {}
 
 /// Liveness: answers `ok`.
 #[utoipa::path(get, path = "/healthz", tag = "health",

@@ -28,6 +28,10 @@ pub struct ServerSettings {
     pub check_packages: bool,
     /// Authentication and permissions: the `[server.auth]` table.
     pub auth: crate::auth::AuthSettings,
+    /// The keys that seal platform secrets: the `[server.secrets]` table.
+    pub secrets: fx_core::secrets::SecretsSettings,
+    /// How long executions are kept: the `[server.retention]` table.
+    pub retention: crate::retention::RetentionSettings,
 }
 
 impl Default for ServerSettings {
@@ -41,6 +45,8 @@ impl Default for ServerSettings {
             max_live_streams: 256,
             check_packages: true,
             auth: crate::auth::AuthSettings::default(),
+            secrets: fx_core::secrets::SecretsSettings::default(),
+            retention: crate::retention::RetentionSettings::default(),
         }
     }
 }

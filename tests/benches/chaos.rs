@@ -170,6 +170,7 @@ impl Broker {
             secret_key: secret.clone(),
             prefix: "packages/".into(),
             create_bucket: true,
+            ca_file: None,
         };
         // The project's own S3 store creates the bucket, once moto answers.
         let what = format!("moto_server answers (see {}/moto.log)", dir.display());

@@ -14,5 +14,6 @@ mod grants;
 mod guests;
 mod metrics;
 mod retries;
+mod secrets;
 mod skeleton;
 mod ui;

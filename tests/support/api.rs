@@ -27,6 +27,22 @@ impl Api {
         }
     }
 
+    /// A client of the API at `base` sending `Authorization: Bearer <token>` on every request.
+    pub fn with_token(base: impl Into<String>, token: &str) -> Api {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .expect("a token is a header value");
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        Api {
+            base: base.into(),
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .expect("an HTTP client"),
+        }
+    }
+
     /// Sends `request` → (status, JSON body or its text as a JSON string).
     pub async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
         let response = request.send().await.unwrap();

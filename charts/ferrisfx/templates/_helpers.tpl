@@ -129,15 +129,25 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* A pool's settings with the executor defaults under them. */}}
 {{- define "ferrisfx.pool" -}}
-{{- $defaults := pick .root.Values.executor "replicas" "maxConcurrency" "resources" "cacheSizeLimit" "cacheDiskMb" "functionSecret" "httpAllowNetworks" -}}
+{{- $defaults := pick .root.Values.executor "replicas" "maxConcurrency" "resources" "cacheSizeLimit" "cacheDiskMb" "functionSecret" "deliveryTokenSecret" "httpAllowNetworks" -}}
 {{- toYaml (merge (deepCopy .pool) (deepCopy $defaults)) -}}
 {{- end -}}
 
 {{/* The pod-level settings every FerrisFX pod shares: volumes of the settings file. */}}
 {{- define "ferrisfx.configVolume" -}}
 - name: config
-  configMap:
-    name: {{ include "ferrisfx.fullname" . }}
+  projected:
+    sources:
+      - configMap:
+          name: {{ include "ferrisfx.fullname" . }}
+      {{- with .Values.kafka.caSecret }}
+      # The Kafka brokers' CA, beside the settings file (backends.bus.ca_file).
+      - secret:
+          name: {{ . | quote }}
+          items:
+            - key: ca.pem
+              path: kafka-ca.pem
+      {{- end }}
 {{- end -}}
 
 {{/* Environment of every FerrisFX container: the secrets, the log settings. */}}

@@ -154,15 +154,21 @@ struct KeyLine {
     value: toml::Value,
 }
 
-/// The key lines of `text`: `[table]` headers, then `key = value` or `# key = value` lines
-/// (a comment that parses as one key; prose comments do not).
+/// The key lines of `text`: `[table]` headers (or `# [table]`, an optional table shown as an
+/// example), then `key = value` or `# key = value` lines (a comment that parses as one key;
+/// prose comments do not).
 fn key_lines(text: &str) -> Vec<KeyLine> {
     let mut table = String::new();
     let mut kind = None;
     let mut lines = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let line = line.trim();
-        if let Some(header) = line.strip_prefix('[') {
+        let commented_header = line
+            .strip_prefix('#')
+            .map(str::trim)
+            .filter(|body| body.ends_with(']') && !body.contains(' '))
+            .and_then(|body| body.strip_prefix('['));
+        if let Some(header) = line.strip_prefix('[').or(commented_header) {
             table = header.split(']').next().unwrap().trim().to_string();
             kind = None;
             continue;

@@ -40,6 +40,11 @@ pub enum Action {
     /// Create, rotate and delete secrets (their values are never read back).
     #[serde(rename = "secret:write")]
     SecretWrite,
+    /// Receive the values of the secrets delivered to a pool: for the service account of that
+    /// pool's executors only. No built-in role has it, not even `admin`: it must be granted by
+    /// a rule to a `service:` subject.
+    #[serde(rename = "secret:deliver")]
+    SecretDeliver,
     /// Manage users, groups, service accounts, other principals' tokens and rules.
     #[serde(rename = "user:admin")]
     UserAdmin,
@@ -72,7 +77,7 @@ pub enum ResourceKind {
 
 impl Action {
     /// Every action, in a stable order.
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 14] = [
         Action::PackageRead,
         Action::PackageUpload,
         Action::HandlerRead,
@@ -83,6 +88,7 @@ impl Action {
         Action::PoolUse,
         Action::SecretGrant,
         Action::SecretWrite,
+        Action::SecretDeliver,
         Action::UserAdmin,
         Action::AuditRead,
         Action::OpsRead,
@@ -101,6 +107,7 @@ impl Action {
             Action::PoolUse => "pool:use",
             Action::SecretGrant => "secret:grant",
             Action::SecretWrite => "secret:write",
+            Action::SecretDeliver => "secret:deliver",
             Action::UserAdmin => "user:admin",
             Action::AuditRead => "audit:read",
             Action::OpsRead => "ops:read",
@@ -130,7 +137,7 @@ impl Action {
             | Action::ExecutionRead
             | Action::ExecutionRedrive => ResourceKind::Handler,
             Action::EventEmit => ResourceKind::Event,
-            Action::PoolUse => ResourceKind::Pool,
+            Action::PoolUse | Action::SecretDeliver => ResourceKind::Pool,
             Action::SecretGrant | Action::SecretWrite => ResourceKind::Secret,
             Action::UserAdmin | Action::AuditRead | Action::OpsRead => ResourceKind::Platform,
         }

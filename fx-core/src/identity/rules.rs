@@ -145,7 +145,22 @@ impl Role {
     pub fn actions(self) -> &'static [Action] {
         use Action::*;
         match self {
-            Role::Admin => &Action::ALL,
+            // Everything but receiving secret values, which is for executors' service accounts.
+            Role::Admin => &[
+                PackageRead,
+                PackageUpload,
+                HandlerRead,
+                HandlerWrite,
+                ExecutionRead,
+                ExecutionRedrive,
+                EventEmit,
+                PoolUse,
+                SecretGrant,
+                SecretWrite,
+                UserAdmin,
+                AuditRead,
+                OpsRead,
+            ],
             Role::Developer => &[
                 PackageRead,
                 PackageUpload,

@@ -24,10 +24,24 @@ fn nothing_is_allowed_without_a_rule() {
 }
 
 #[test]
-fn admin_on_everything_may_do_every_action() {
+fn admin_on_everything_may_do_every_action_but_receive_secret_values() {
     let rules = [rule("user:root", Grant::Role(Role::Admin), "*")];
     let root = Principal::user("root");
+    assert!(authorize(&rules, &root, Action::SecretDeliver, Resource::Any).is_err());
+    assert!(!allowed(&rules, &root, Action::SecretDeliver, "default"));
+    // Only a rule naming the action grants it, e.g. to a pool's executors.
+    let executors = [rule(
+        "service:executor-gpu",
+        Grant::Action(Action::SecretDeliver),
+        "gpu",
+    )];
+    let gpu = Principal::service("executor-gpu");
+    assert!(allowed(&executors, &gpu, Action::SecretDeliver, "gpu"));
+    assert!(!allowed(&executors, &gpu, Action::SecretDeliver, "default"));
     for action in Action::ALL {
+        if action == Action::SecretDeliver {
+            continue;
+        }
         assert!(
             authorize(&rules, &root, action, Resource::Any).is_ok(),
             "{action}"

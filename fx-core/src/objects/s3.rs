@@ -6,21 +6,24 @@
 //! and is a no-op when the object is already there; `get` verifies what it downloads, so a
 //! corrupt object is never handed out. Archives over 8 MiB go up as a multipart upload.
 //!
+//! rust-s3 signs the requests; the store sends them with its own HTTP client (`requests`),
+//! which trusts the CA of `ca_file` on top of the web PKI roots (`tls`).
+//!
 //! Errors: an endpoint that refuses connections or times out is `Unavailable`, naming the
 //! endpoint; a missing object is `NotFound`; credentials the server refuses (HTTP 403, e.g. a
 //! signature mismatch) are `Unavailable` too, with a message saying so: the request itself is
 //! fine, the store is unusable until an operator fixes its settings, so callers retry later
-//! and the API answers 503 rather than blaming the user's package.
+//! and the API answers 503 rather than blaming the user's package. A server certificate the
+//! client refuses is `Unavailable` as well, the message saying whether `ca_file` is the fix.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use s3::bucket::CHUNK_SIZE;
+use s3::command::Command;
 use s3::creds::Credentials;
-use s3::error::S3Error;
-use s3::request::tokio_backend::ReqwestRequest;
-use s3::request::Request as _;
 use s3::{Bucket, BucketConfiguration, Region};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -29,6 +32,8 @@ use super::PackageStore;
 use crate::error::{Error, Result};
 use crate::package::PackageDigest;
 
+mod requests;
+
 /// Archives larger than this go up as a multipart upload (`rust-s3`'s part size, 8 MiB).
 const STREAMING_THRESHOLD: usize = CHUNK_SIZE;
 
@@ -36,9 +41,16 @@ const STREAMING_THRESHOLD: usize = CHUNK_SIZE;
 #[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct S3Settings {
-    /// Base URL of the S3 API, e.g. `http://minio:9000` (`http` or `https`); buckets are
-    /// addressed path-style under it.
+    /// Base URL of the S3 API, e.g. `http://minio:9000` (`http` or `https`; TLS with rustls
+    /// and the platform's web PKI roots, and `ca_file`); buckets are addressed path-style under
+    /// it.
     pub endpoint: String,
+    /// A PEM file of the CA that signed the server's certificate, for an `https://` endpoint
+    /// signed by a private CA; the platform's web PKI roots are trusted too (the CA is added to
+    /// them, not put in their place). Read at start: a file that cannot be read or holds no
+    /// certificate stops it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     /// Region the requests are signed for; MinIO accepts any, AWS needs the bucket's.
     #[serde(default = "default_region")]
     pub region: String,
@@ -71,6 +83,7 @@ impl fmt::Debug for S3Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("S3Settings")
             .field("endpoint", &self.endpoint)
+            .field("ca_file", &self.ca_file)
             .field("region", &self.region)
             .field("bucket", &self.bucket)
             .field("access_key", &self.access_key)
@@ -90,6 +103,12 @@ impl S3Settings {
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(Error::invalid(format!(
                 "s3 endpoint {:?} is not an http or https url",
+                self.endpoint
+            )));
+        }
+        if self.ca_file.is_some() && url.scheme() != "https" {
+            return Err(Error::invalid(format!(
+                "s3 ca_file is set but endpoint {:?} is not https: the CA checks the certificate of an https:// server",
                 self.endpoint
             )));
         }
@@ -130,10 +149,15 @@ impl S3Settings {
 
 /// Package archives in an S3 bucket.
 pub struct S3PackageStore {
-    /// The bucket, path-style at the custom endpoint, with the credentials.
+    /// The bucket, path-style at the custom endpoint, with the credentials: it signs the
+    /// requests.
     bucket: Box<Bucket>,
+    /// Sends the requests (trusting `ca_file`).
+    client: reqwest::Client,
     /// The endpoint, for messages.
     endpoint: String,
+    /// `ca_file`, for messages about the server's certificate.
+    ca_file: Option<PathBuf>,
     /// Prefix of every key.
     prefix: String,
 }
@@ -197,7 +221,9 @@ impl S3PackageStore {
             .with_path_style();
         Ok(S3PackageStore {
             bucket,
+            client: requests::client(settings)?,
             endpoint,
+            ca_file: settings.ca_file.clone(),
             prefix: settings.prefix.clone(),
         })
     }
@@ -211,22 +237,15 @@ impl S3PackageStore {
     /// Lists at most one key of the bucket: the status tells whether the bucket exists and
     /// the credentials are accepted. Returns the status and the body.
     async fn probe_bucket(&self) -> Result<(u16, String)> {
-        let command = s3::command::Command::ListObjectsV2 {
+        let command = Command::ListObjectsV2 {
             prefix: self.prefix.clone(),
             delimiter: None,
             continuation_token: None,
             start_after: None,
             max_keys: Some(1),
         };
-        let request = ReqwestRequest::new(&self.bucket, "/", command)
-            .await
-            .map_err(|e| self.request_error("checking the bucket", e))?;
-        let response = request
-            .response_data(false)
-            .await
-            .map_err(|e| self.request_error("checking the bucket", e))?;
-        let body = String::from_utf8_lossy(response.as_slice()).into_owned();
-        Ok((response.status_code(), body))
+        let answer = self.send("/", command, "checking the bucket").await?;
+        Ok((answer.status, answer.text().into_owned()))
     }
 
     /// Creates the bucket; one created meanwhile by someone else is fine.
@@ -236,16 +255,9 @@ impl S3PackageStore {
         if region != "us-east-1" {
             config.set_region(self.bucket.region());
         }
-        let command = s3::command::Command::CreateBucket { config };
-        let request = ReqwestRequest::new(&self.bucket, "", command)
-            .await
-            .map_err(|e| self.request_error("creating the bucket", e))?;
-        let response = request
-            .response_data(false)
-            .await
-            .map_err(|e| self.request_error("creating the bucket", e))?;
-        let status = response.status_code();
-        let body = String::from_utf8_lossy(response.as_slice());
+        let command = Command::CreateBucket { config };
+        let answer = self.send("", command, "creating the bucket").await?;
+        let (status, body) = (answer.status, answer.text());
         match status {
             200..=299 => {
                 tracing::info!(endpoint = %self.endpoint, bucket = %self.bucket.name(), "s3 bucket created");
@@ -258,69 +270,11 @@ impl S3PackageStore {
 
     /// The size of the object at `key`, or `None` if there is none.
     async fn head(&self, key: &str, what: &str) -> Result<Option<u64>> {
-        let (head, status) = self
-            .bucket
-            .head_object(key)
-            .await
-            .map_err(|e| self.request_error(what, e))?;
-        match status {
-            200..=299 => Ok(Some(
-                head.content_length
-                    .and_then(|len| u64::try_from(len).ok())
-                    .unwrap_or_default(),
-            )),
+        let answer = self.send(key, Command::HeadObject, what).await?;
+        match answer.status {
+            200..=299 => Ok(Some(answer.content_length().unwrap_or_default())),
             404 => Ok(None),
-            _ => Err(self.status_error(what, status, "")),
-        }
-    }
-
-    /// Uploads `bytes` to `key`: one PUT, or a multipart upload for large archives.
-    async fn upload(&self, key: &str, bytes: &[u8], what: &str) -> Result<()> {
-        if bytes.len() > STREAMING_THRESHOLD {
-            let mut reader = bytes;
-            let response = self
-                .bucket
-                .put_object_stream(&mut reader, key)
-                .await
-                .map_err(|e| self.request_error(what, e))?;
-            let status = response.status_code();
-            if !(200..300).contains(&status) {
-                return Err(self.status_error(what, status, ""));
-            }
-        } else {
-            let response = self
-                .bucket
-                .put_object(key, bytes)
-                .await
-                .map_err(|e| self.request_error(what, e))?;
-            let status = response.status_code();
-            if !(200..300).contains(&status) {
-                let body = String::from_utf8_lossy(response.as_slice());
-                return Err(self.status_error(what, status, &body));
-            }
-        }
-        Ok(())
-    }
-
-    /// A request that got no HTTP answer (or one `rust-s3` turned into an error).
-    fn request_error(&self, what: &str, e: S3Error) -> Error {
-        let endpoint = &self.endpoint;
-        match e {
-            S3Error::HttpFailWithBody(status, body) => self.status_error(what, status, &body),
-            S3Error::Reqwest(e) if e.is_timeout() => {
-                Error::unavailable(format!("s3 endpoint {endpoint} timed out while {what}"))
-                    .with_source(e)
-            }
-            S3Error::Reqwest(e) if e.is_connect() => Error::unavailable(format!(
-                "s3 endpoint {endpoint} is unreachable while {what}"
-            ))
-            .with_source(e),
-            S3Error::Reqwest(e) => {
-                Error::unavailable(format!("s3 request to {endpoint} failed while {what}"))
-                    .with_source(e)
-            }
-            e => Error::internal(format!("s3 request to {endpoint} failed while {what}"))
-                .with_source(e),
+            status => Err(self.status_error(what, status, "")),
         }
     }
 
@@ -328,7 +282,7 @@ impl S3PackageStore {
     fn status_error(&self, what: &str, status: u16, body: &str) -> Error {
         let endpoint = &self.endpoint;
         let bucket = self.bucket.name();
-        let code = error_code(body)
+        let code = xml_element(body, "Code")
             .map(|code| format!(", {code}"))
             .unwrap_or_default();
         match status {
@@ -348,10 +302,12 @@ impl S3PackageStore {
     }
 }
 
-/// The `<Code>` of an S3 error document.
-fn error_code(body: &str) -> Option<&str> {
-    let start = body.find("<Code>")? + "<Code>".len();
-    let len = body[start..].find("</Code>")?;
+/// The text of the first `<name>` element of an S3 XML document (the `Code` of an error,
+/// the `UploadId` of a multipart upload).
+fn xml_element<'a>(body: &'a str, name: &str) -> Option<&'a str> {
+    let open = format!("<{name}>");
+    let start = body.find(&open)? + open.len();
+    let len = body[start..].find(&format!("</{name}>"))?;
     Some(&body[start..start + len])
 }
 
@@ -384,20 +340,15 @@ impl PackageStore for S3PackageStore {
     async fn get(&self, digest: &PackageDigest) -> Result<Bytes> {
         let key = self.key_of(digest);
         let what = format!("reading package {digest}");
-        let response = self
-            .bucket
-            .get_object(&key)
-            .await
-            .map_err(|e| self.request_error(&what, e))?;
-        let status = response.status_code();
-        if !(200..300).contains(&status) {
-            let body = String::from_utf8_lossy(response.as_slice());
-            if status == 404 && error_code(&body) != Some("NoSuchBucket") {
+        let answer = self.send(&key, Command::GetObject, &what).await?;
+        if !answer.is_success() {
+            let body = answer.text();
+            if answer.status == 404 && xml_element(&body, "Code") != Some("NoSuchBucket") {
                 return Err(Error::not_found(format!("package {digest} not found")));
             }
-            return Err(self.status_error(&what, status, &body));
+            return Err(self.status_error(&what, answer.status, &body));
         }
-        let bytes = response.bytes().clone();
+        let bytes = answer.body;
         let checked = {
             let bytes = bytes.clone();
             let digest = digest.clone();
@@ -425,21 +376,14 @@ impl PackageStore for S3PackageStore {
     async fn delete(&self, digest: &PackageDigest) -> Result<()> {
         let key = self.key_of(digest);
         let what = format!("deleting package {digest}");
-        let response = self
-            .bucket
-            .delete_object(&key)
-            .await
-            .map_err(|e| self.request_error(&what, e))?;
-        match response.status_code() {
+        let answer = self.send(&key, Command::DeleteObject, &what).await?;
+        match answer.status {
             // S3 answers 204 whether or not the object was there; some servers 404.
             200..=299 | 404 => {
                 tracing::debug!(digest = %digest, key = %key, "package deleted");
                 Ok(())
             }
-            status => {
-                let body = String::from_utf8_lossy(response.as_slice());
-                Err(self.status_error(&what, status, &body))
-            }
+            status => Err(self.status_error(&what, status, &answer.text())),
         }
     }
 }

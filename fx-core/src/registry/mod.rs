@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::event::Event;
 use crate::handler::Handler;
 
 #[cfg(feature = "consul")]
@@ -14,8 +15,11 @@ pub mod consul;
 #[cfg(all(feature = "consul", any(test, feature = "testsuite")))]
 pub mod consul_double;
 pub mod embedded;
+pub mod routing;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
+
+pub use routing::RoutingTable;
 
 /// A handler as stored, with the revision it was last written at.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +48,20 @@ pub struct HandlerTable {
     pub handlers: Vec<StoredHandler>,
     /// Entries that failed validation, skipped.
     pub invalid: Vec<InvalidHandler>,
+}
+
+impl HandlerTable {
+    /// The handlers that run on `event`, in table order, found by trying every handler. A
+    /// [`RoutingTable`] answers the same without trying them all; this is what it is checked
+    /// against.
+    pub fn scan_matching<'t>(
+        &'t self,
+        event: &'t Event,
+    ) -> impl Iterator<Item = &'t StoredHandler> + 't {
+        self.handlers
+            .iter()
+            .filter(move |stored| stored.handler.matches(event))
+    }
 }
 
 /// What a write expects of the stored entry.

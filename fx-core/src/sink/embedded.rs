@@ -102,6 +102,29 @@ impl OperationalSink for SqliteSink {
         .await
     }
 
+    async fn delete_logs(&self, ids: &[ExecutionId]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<String> = ids.iter().map(|id| id.as_str().to_string()).collect();
+        self.call(move |conn| {
+            let what = || format!("deleting the log lines of {} executions", ids.len());
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db(what()))?;
+            let mut deleted = 0;
+            for id in &ids {
+                deleted += tx
+                    .prepare_cached("DELETE FROM log_lines WHERE execution_id = ?1")
+                    .and_then(|mut stmt| stmt.execute(params![id]))
+                    .map_err(db(what()))? as u64;
+            }
+            tx.commit().map_err(db(what()))?;
+            Ok(deleted)
+        })
+        .await
+    }
+
     async fn execution_logs(&self, id: &ExecutionId) -> Result<Vec<LogLine>> {
         let id = id.clone();
         self.call(move |conn| {

@@ -43,6 +43,13 @@ pub trait OperationalSink: Send + Sync + 'static {
     /// The log lines of one execution, in order (attempt, then seq).
     async fn execution_logs(&self, id: &ExecutionId) -> Result<Vec<LogLine>>;
 
+    /// Deletes the log lines of executions `ids` (retention); answers how many. A sink that
+    /// ages its data out by itself (Elasticsearch: index lifecycle) deletes nothing here.
+    async fn delete_logs(&self, ids: &[ExecutionId]) -> Result<u64> {
+        let _ = ids;
+        Ok(0)
+    }
+
     /// Answers when the sink can be read (for readiness): the log lines of an execution that
     /// does not exist.
     async fn ready(&self) -> Result<()> {

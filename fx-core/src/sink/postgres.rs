@@ -123,6 +123,22 @@ impl OperationalSink for PostgresSink {
         Ok(())
     }
 
+    async fn delete_logs(&self, ids: &[ExecutionId]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
+        let what = format!("deleting the log lines of {} executions", ids.len());
+        let client = self.db.client().await?;
+        client
+            .execute(
+                "DELETE FROM log_lines WHERE execution_id = ANY($1)",
+                &[&ids],
+            )
+            .await
+            .map_err(self.db.error(what))
+    }
+
     async fn execution_logs(&self, id: &ExecutionId) -> Result<Vec<LogLine>> {
         let what = || format!("reading log lines of execution {id}");
         let client = self.db.client().await?;

@@ -15,12 +15,44 @@ use super::OperationalSink;
 use crate::execution::{ExecutionId, LogLevel, LogLine};
 use crate::testsupport::unique;
 
-/// Runs every check against `sink`.
+/// Runs every check against `sink`, a sink that deletes log lines for retention (SQLite,
+/// PostgreSQL).
 pub async fn run(sink: &dyn OperationalSink) {
+    run_common(sink).await;
+    retention_deletes_the_lines_of_the_given_executions_only(sink, true).await;
+}
+
+/// Runs every check against `sink`, a sink that ages its data out by itself (Elasticsearch:
+/// index lifecycle) and deletes nothing for retention.
+pub async fn run_aging_out_by_itself(sink: &dyn OperationalSink) {
+    run_common(sink).await;
+    retention_deletes_the_lines_of_the_given_executions_only(sink, false).await;
+}
+
+async fn run_common(sink: &dyn OperationalSink) {
     lines_come_back_in_attempt_then_seq_order(sink).await;
     written_lines_are_never_duplicated(sink).await;
     executions_do_not_see_each_others_lines(sink).await;
     concurrent_writers_of_overlapping_batches_store_each_line_once(sink).await;
+}
+
+/// Retention: the lines of the given executions go, the others stay; a sink that ages its data
+/// out by itself (`deletes` false) deletes nothing and answers 0.
+async fn retention_deletes_the_lines_of_the_given_executions_only(
+    sink: &dyn OperationalSink,
+    deletes: bool,
+) {
+    let a = unique_execution("old");
+    let b = unique_execution("kept");
+    sink.write_logs(&[line(&a, 1, 0), line(&a, 2, 0), line(&b, 1, 0)])
+        .await
+        .unwrap();
+    let deleted = sink.delete_logs(std::slice::from_ref(&a)).await.unwrap();
+    let left = sink.execution_logs(&a).await.unwrap().len();
+    let expected = if deletes { (2, 0) } else { (0, 2) };
+    assert_eq!((deleted, left), expected, "(deleted, left)");
+    assert_eq!(sink.execution_logs(&b).await.unwrap().len(), 1);
+    assert_eq!(sink.delete_logs(&[]).await.unwrap(), 0);
 }
 
 /// An execution id no other test (or run) uses.

@@ -70,3 +70,7 @@ pub(crate) fn decode_rule(id: i64, subject: &str, grant: &str, pattern: &str) ->
         pattern: Pattern::parse(pattern).map_err(|e| bad("pattern", e))?,
     })
 }
+
+/// The columns of `secrets`, in the order both stores read them.
+pub(crate) const SECRET_COLUMNS: &str =
+    "name, pools_json, version, key_id, sealed, created_at, updated_at, updated_by";

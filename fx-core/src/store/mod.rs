@@ -84,6 +84,17 @@ pub trait StateStore: Send + Sync + 'static {
     /// the operational sink).
     async fn apply_state(&self, event: &StateEvent) -> Result<()>;
 
+    /// Applies `events` in their order, as [`StateStore::apply_state`] would one by one, in as
+    /// few writes as the store allows (both SQL stores: one transaction). When it fails, some
+    /// of the events may have been applied (the default, one by one) or none (a transaction);
+    /// applying them again is harmless either way.
+    async fn apply_states(&self, events: &[StateEvent]) -> Result<()> {
+        for event in events {
+            self.apply_state(event).await?;
+        }
+        Ok(())
+    }
+
     /// Moves execution `id` from status `from` to `to` if it is still at `attempts` attempts
     /// and in status `from`; `false` when it changed meanwhile. A re-drive moves a finished
     /// execution back to `queued` with this, so that of two re-drives at once only one runs.
@@ -94,6 +105,17 @@ pub trait StateStore: Send + Sync + 'static {
         from: ExecutionStatus,
         to: ExecutionStatus,
     ) -> Result<bool>;
+
+    /// Up to `limit` finished (`succeeded` or `failed`) executions created before `before`,
+    /// oldest first: what retention deletes next.
+    async fn expired_executions(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<ExecutionId>>;
+
+    /// Deletes executions `ids` with their attempts' records; answers how many there were.
+    async fn delete_executions(&self, ids: &[ExecutionId]) -> Result<u64>;
 
     /// One execution.
     async fn get_execution(&self, id: &ExecutionId) -> Result<Option<Execution>>;

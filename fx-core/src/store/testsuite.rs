@@ -33,6 +33,8 @@ pub async fn run(store: &dyn StateStore) {
     state_events_apply_once_and_in_attempt_order(store).await;
     a_terminal_state_without_a_start_is_applied(store).await;
     state_of_an_unknown_execution_is_ignored(store).await;
+    a_batch_of_states_applies_as_one_by_one(store).await;
+    expired_executions_are_found_oldest_first_and_deleted(store).await;
     executions_list_newest_first_filtered_and_paged(store).await;
     executions_filter_by_time_range_and_text(store).await;
     a_retrying_attempt_is_not_terminal_and_the_next_attempt_runs(store).await;
@@ -464,6 +466,113 @@ async fn state_of_an_unknown_execution_is_ignored(store: &dyn StateStore) {
     store.apply_state(&started(&id, 1, now())).await.unwrap();
     store.apply_state(&succeeded(&id, 1, now())).await.unwrap();
     assert_eq!(store.get_execution(&id).await.unwrap(), None);
+}
+
+async fn a_batch_of_states_applies_as_one_by_one(store: &dyn StateStore) {
+    let handler = unique("batch");
+    let t = now();
+    let (a, b, c) = (
+        execution(&handler, 1, t),
+        execution(&handler, 2, t),
+        execution(&handler, 3, t),
+    );
+    for e in [&a, &b, &c] {
+        store.create_execution(e).await.unwrap();
+    }
+    let ghost = ExecutionId::derive("/conformance", &unique("ghost"), "nobody");
+    let at = |ms: i64| t + chrono::Duration::milliseconds(ms);
+    let batch = vec![
+        started(&a.id, 1, at(1)),
+        started(&b.id, 1, at(1)),
+        started(&ghost, 1, at(1)),
+        failed(&b.id, 1, at(2), "first try"),
+        succeeded(&a.id, 1, at(3)),
+        // A replay and a late start of a finished attempt change nothing.
+        succeeded(&a.id, 1, at(4)),
+        started(&a.id, 1, at(5)),
+        started(&b.id, 2, at(6)),
+        succeeded(&b.id, 2, at(7)),
+        StateEvent::Log(crate::execution::LogLine {
+            execution_id: c.id.clone(),
+            handler: handler.clone(),
+            attempt: 1,
+            at: at(8),
+            level: crate::execution::LogLevel::Info,
+            message: "logs are not the state store's".into(),
+            fields: Default::default(),
+            seq: 0,
+        }),
+    ];
+    store.apply_states(&batch).await.unwrap();
+    let a_stored = store.get_execution(&a.id).await.unwrap().unwrap();
+    assert_eq!(
+        (a_stored.status, a_stored.attempts, a_stored.finished_at),
+        (ExecutionStatus::Succeeded, 1, Some(at(3)))
+    );
+    let b_stored = store.get_execution(&b.id).await.unwrap().unwrap();
+    assert_eq!(
+        (b_stored.status, b_stored.attempts),
+        (ExecutionStatus::Succeeded, 2)
+    );
+    assert_eq!(b_stored.attempt_history.len(), 2, "{b_stored:?}");
+    assert_eq!(
+        store.get_execution(&c.id).await.unwrap().unwrap().status,
+        ExecutionStatus::Queued
+    );
+    assert_eq!(store.get_execution(&ghost).await.unwrap(), None);
+    // The same batch again: nothing changes.
+    store.apply_states(&batch).await.unwrap();
+    assert_eq!(store.get_execution(&a.id).await.unwrap().unwrap(), a_stored);
+    assert_eq!(store.get_execution(&b.id).await.unwrap().unwrap(), b_stored);
+    store.apply_states(&[]).await.unwrap();
+}
+
+async fn expired_executions_are_found_oldest_first_and_deleted(store: &dyn StateStore) {
+    let handler = unique("retention");
+    // Long ago, so that no other check's executions are older.
+    let old = DateTime::from_timestamp(978_307_200, 0).unwrap(); // 2001-01-01
+    let day = chrono::Duration::days(1);
+    let (first, second, running) = (
+        execution(&handler, 1, old),
+        execution(&handler, 2, old + chrono::Duration::seconds(1)),
+        execution(&handler, 3, old),
+    );
+    let recent = execution(&handler, 4, now());
+    for e in [&first, &second, &running, &recent] {
+        store.create_execution(e).await.unwrap();
+    }
+    store
+        .apply_states(&[
+            succeeded(&second.id, 1, now()),
+            failed(&first.id, 1, now(), "old failure"),
+            started(&running.id, 1, now()),
+            succeeded(&recent.id, 1, now()),
+        ])
+        .await
+        .unwrap();
+    let ours = |ids: Vec<ExecutionId>| -> Vec<ExecutionId> {
+        ids.into_iter()
+            .filter(|id| [&first.id, &second.id, &running.id, &recent.id].contains(&id))
+            .collect()
+    };
+    let expired = ours(store.expired_executions(old + day, 1000).await.unwrap());
+    assert_eq!(
+        expired,
+        vec![first.id.clone(), second.id.clone()],
+        "finished and old only, oldest first"
+    );
+    assert_eq!(
+        store.expired_executions(old + day, 1).await.unwrap().len(),
+        1
+    );
+    assert_eq!(store.delete_executions(&expired).await.unwrap(), 2);
+    assert_eq!(store.get_execution(&first.id).await.unwrap(), None);
+    assert_eq!(store.get_execution(&second.id).await.unwrap(), None);
+    assert!(store.get_execution(&running.id).await.unwrap().is_some());
+    assert!(store.get_execution(&recent.id).await.unwrap().is_some());
+    assert_eq!(store.delete_executions(&expired).await.unwrap(), 0);
+    assert_eq!(store.delete_executions(&[]).await.unwrap(), 0);
+    assert!(ours(store.expired_executions(old + day, 1000).await.unwrap()).is_empty());
 }
 
 async fn executions_list_newest_first_filtered_and_paged(store: &dyn StateStore) {

@@ -1,16 +1,22 @@
 //! Test support for the tests of every crate (feature `testsuite`, never in a production
 //! build; fx-core's own unit tests have it without the feature): names no other test or run
-//! uses, waiting for a condition with a deadline, a [`HandlerBuilder`] and execution fixtures.
+//! uses, waiting for a condition with a deadline, a [`HandlerBuilder`] and execution fixtures;
+//! for fx-core's own tests, a TLS-terminating proxy in front of a plain-HTTP test server
+//! (`TlsProxy`, test-only: tokio-rustls is a dev-dependency).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 mod fixtures;
 mod handler;
+#[cfg(test)]
+mod tls_proxy;
 mod wait;
 
 pub use fixtures::{execution, queued_execution};
 pub use handler::HandlerBuilder;
+#[cfg(test)]
+pub use tls_proxy::{TestCertificates, TlsProxy};
 pub use wait::{eventually, eventually_async, poll_until, CHECK_EVERY};
 
 /// `prefix` followed by a suffix no other call (in this process or another, now or in an

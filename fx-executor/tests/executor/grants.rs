@@ -1,11 +1,30 @@
 //! What a function is handed besides its event: configuration values, and the secrets its
-//! handler grants, read from the executor's secrets directory.
+//! handler grants, from the platform secrets of the executor's pool, then its secrets
+//! directory.
 
 use cloudevents::AttributesReader;
 use fx_core::grants::Grants;
 use serde_json::Value;
 
 use crate::support::{invocation, Fixture};
+
+/// A vault over a SQLite store in the fixture's directory, with a fresh keyring.
+async fn vault(fx: &Fixture) -> fx_core::secrets::Vault {
+    use fx_core::secrets::{Keyring, Vault};
+    let store =
+        fx_core::store::embedded::SqliteStateStore::open(&fx.dir.path().join("state.sqlite"))
+            .await
+            .unwrap();
+    let keyring = Keyring::parse(&Keyring::generate_line("k1").unwrap()).unwrap();
+    Vault::new(std::sync::Arc::new(store), Some(keyring))
+}
+
+/// Writes platform secret `name` for executors of `pools`.
+async fn set(vault: &fx_core::secrets::Vault, name: &str, value: &str, pools: &[&str]) {
+    let value = fx_core::secrets::SecretValue::new(value).unwrap();
+    let pools = pools.iter().map(|p| p.to_string()).collect();
+    vault.set(name, &value, pools, "test").await.unwrap();
+}
 
 fn grants(config: &[(&str, &str)], secrets: &[&str]) -> Grants {
     Grants {
@@ -162,4 +181,101 @@ async fn an_invocation_asking_for_more_than_its_package_declares_or_its_pool_all
         Some(fx_core::execution::CacheLookup::Disk)
     );
     refused(&outcome);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_secret_reaches_the_function_before_the_secrets_directory() {
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.secrets_dir()).unwrap();
+    std::fs::write(fx.secrets_dir().join("test-token"), "tok-from-dir").unwrap();
+    let vault = vault(&fx).await;
+    set(&vault, "test-token", "tok-from-platform", &["default"]).await;
+    let digest = fx.add_example("misbehave");
+    let executor = fx
+        .executor()
+        .with_secret_delivery(std::sync::Arc::new(vault));
+    let mut inv = invocation(&digest, "fx.test.grants", "1", Default::default());
+    inv.event
+        .set_data("text/plain", "test-token,test-missing".to_string());
+    inv.grants = grants(&[], &["test-token", "test-missing"]);
+    let outcome = executor.invoke(&inv).await;
+    let text = output_text(&outcome);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[1], "secret test-token: ok tok-from-platform",
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with("secret test-missing: error")
+            && lines[2].contains("neither the platform secrets of pool default")
+            && lines[2].contains("nor the secrets directory"),
+        "{text}"
+    );
+    assert!(
+        outcome.logs.iter().all(|l| !l.message.contains("tok-from")),
+        "{:?}",
+        outcome.logs
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_secret_reaches_only_the_pools_it_is_delivered_to() {
+    let fx = Fixture::new();
+    let vault = vault(&fx).await;
+    set(&vault, "test-token", "tok-gpu", &["gpu"]).await;
+    let digest = fx.add_example("misbehave");
+    let mut inv = invocation(&digest, "fx.test.grants", "1", Default::default());
+    inv.event.set_data("text/plain", "test-token".to_string());
+    inv.grants = grants(&[], &["test-token"]);
+
+    let default = fx
+        .executor()
+        .with_secret_delivery(std::sync::Arc::new(vault.clone()));
+    let text = output_text(&default.invoke(&inv).await);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[1].starts_with("secret test-token: error")
+            && lines[1].contains("neither the platform secrets of pool default")
+            && !lines[1].contains("tok-gpu"),
+        "{text}"
+    );
+
+    let gpu = fx
+        .executor_with(|s| s.pool = "gpu".into())
+        .with_secret_delivery(std::sync::Arc::new(vault));
+    let text = output_text(&gpu.invoke(&inv).await);
+    assert_eq!(
+        text.lines().nth(1),
+        Some("secret test-token: ok tok-gpu"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_executor_told_to_fetch_platform_secrets_without_a_token_does_not_start() {
+    let fx = Fixture::new();
+    let settings = fx_core::secrets::delivery::PlatformSecretsSettings {
+        url: "http://127.0.0.1:9/".parse().unwrap(),
+        token_file: None,
+        token_env: "FX_TEST_NO_SUCH_TOKEN_VARIABLE".into(),
+        ca_file: None,
+    };
+    let started = fx_executor::Executor::new(
+        fx_executor::ExecutorSettings {
+            cache_dir: fx.cache_dir(),
+            platform_secrets: Some(settings),
+            ..Default::default()
+        },
+        fx.packages.clone(),
+        std::sync::Arc::new(fx.bus.clone()),
+    );
+    let Err(e) = started else {
+        panic!("the executor started without a token");
+    };
+    assert_eq!(e.kind(), fx_core::ErrorKind::Invalid);
+    let why = e.chain();
+    assert!(
+        why.contains("executor.platform_secrets") && why.contains("FX_TEST_NO_SUCH_TOKEN_VARIABLE"),
+        "{why}"
+    );
 }

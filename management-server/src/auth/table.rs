@@ -192,6 +192,33 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
         "/api/v1/audit",
         Allowed(Action::AuditRead, Later),
     ),
+    // Platform secrets: names and metadata to whoever may grant or write some; values never
+    // (written only), except to a pool's executors.
+    (
+        Method::GET,
+        "/api/v1/secrets",
+        Allowed(Action::SecretGrant, Later),
+    ),
+    (
+        Method::PUT,
+        "/api/v1/secrets/{name}",
+        Allowed(Action::SecretWrite, Path("name")),
+    ),
+    (
+        Method::DELETE,
+        "/api/v1/secrets/{name}",
+        Allowed(Action::SecretWrite, Path("name")),
+    ),
+    (
+        Method::POST,
+        "/api/v1/secrets/rekey",
+        Allowed(Action::SecretWrite, Target::All),
+    ),
+    (
+        Method::GET,
+        "/api/v1/pools/{pool}/secrets",
+        Allowed(Action::SecretDeliver, Path("pool")),
+    ),
     // The web UI.
     (Method::GET, "/audit", Allowed(Action::AuditRead, Later)),
     (Method::GET, "/login", Public),
@@ -263,6 +290,18 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
         Method::POST,
         "/handlers/{name}/delete",
         Allowed(Action::HandlerWrite, Path("name")),
+    ),
+    // Secrets: the list as the API's; the form's name and pools are checked by the handler.
+    (Method::GET, "/secrets", Allowed(Action::SecretGrant, Later)),
+    (
+        Method::POST,
+        "/secrets",
+        Allowed(Action::SecretWrite, Later),
+    ),
+    (
+        Method::POST,
+        "/secrets/{name}/delete",
+        Allowed(Action::SecretWrite, Path("name")),
     ),
     (Method::GET, "/send", Allowed(Action::EventEmit, Later)),
     (Method::POST, "/send", Allowed(Action::EventEmit, Later)),
@@ -359,7 +398,7 @@ mod tests {
 
     #[test]
     fn unknown_routes_have_no_requirement_and_head_is_get() {
-        assert_eq!(requirement(&Method::GET, "/api/v1/secrets"), None);
+        assert_eq!(requirement(&Method::GET, "/api/v1/secret"), None);
         assert_eq!(requirement(&Method::PATCH, "/api/v1/handlers/{name}"), None);
         assert_eq!(requirement(&Method::HEAD, "/healthz"), Some(Public));
     }

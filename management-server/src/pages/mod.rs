@@ -16,6 +16,7 @@ pub mod login;
 pub mod overview;
 pub mod packages;
 pub mod rows;
+pub mod secrets;
 pub mod send;
 
 use askama::Template;
@@ -81,6 +82,11 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route(
             "/handlers/{name}/delete",
             axum::routing::post(handler_form::delete),
+        )
+        .route("/secrets", get(secrets::show).post(secrets::set))
+        .route(
+            "/secrets/{name}/delete",
+            axum::routing::post(secrets::delete),
         )
         .route("/send", get(send::show).post(send::send))
         .route("/executions", get(executions::list))

@@ -91,7 +91,7 @@ pub async fn ingest(
         ty: event.ty().to_string(),
     };
     publish(&state, &event, arrived).await?;
-    tracing::info!(event_id = %accepted.id, source = %accepted.source, event_type = %accepted.ty, "event accepted");
+    tracing::debug!(event_id = %accepted.id, source = %accepted.source, event_type = %accepted.ty, "event accepted");
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
 

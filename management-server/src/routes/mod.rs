@@ -5,6 +5,7 @@ pub mod executions;
 pub mod handlers;
 pub mod identity;
 pub mod packages;
+pub mod secrets;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
@@ -80,4 +81,8 @@ pub fn api(state: &AppState) -> Router<AppState> {
         .route("/rules", get(identity::rules).post(identity::add_rule))
         .route("/rules/{id}", delete(identity::delete_rule))
         .route("/audit", get(identity::audit))
+        .route("/secrets", get(secrets::list))
+        .route("/secrets/rekey", post(secrets::rekey))
+        .route("/secrets/{name}", put(secrets::set).delete(secrets::delete))
+        .route("/pools/{pool}/secrets", get(secrets::deliver))
 }

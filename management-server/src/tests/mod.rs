@@ -8,6 +8,9 @@ mod limits;
 mod openapi;
 mod packages;
 mod pages;
+mod pages_secrets;
+mod retention;
+mod secrets;
 mod ui_forms;
 
 use axum::body::Body;
@@ -123,6 +126,13 @@ impl TestApp {
             state,
             _dir: self._dir.clone(),
         }
+    }
+
+    /// This application, sealing platform secrets with `keyring`.
+    pub fn with_keyring(mut self, keyring: fx_core::secrets::Keyring) -> Self {
+        self.state = self.state.with_keyring(Some(keyring));
+        self.router = router(self.state.clone());
+        self
     }
 
     /// Forgets the rules and tokens this server cached (as it does after changing them).

@@ -357,6 +357,19 @@ impl fx_core::store::StateStore for MetadataDown {
     ) -> fx_core::Result<bool> {
         self.0.transition(id, attempts, from, to).await
     }
+    async fn expired_executions(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> fx_core::Result<Vec<fx_core::execution::ExecutionId>> {
+        self.0.expired_executions(before, limit).await
+    }
+    async fn delete_executions(
+        &self,
+        ids: &[fx_core::execution::ExecutionId],
+    ) -> fx_core::Result<u64> {
+        self.0.delete_executions(ids).await
+    }
     async fn get_execution(
         &self,
         id: &fx_core::execution::ExecutionId,

@@ -18,6 +18,8 @@ mod settings;
 mod subscription;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -32,7 +34,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
-pub use self::settings::KafkaSettings;
+pub use self::settings::{KafkaSettings, SaslMechanism, SecurityProtocol};
 use self::subscription::{KafkaSubscription, SubscriptionContext};
 use super::{EventBus, Subscription};
 use crate::error::{Error, ErrorKind, Result};

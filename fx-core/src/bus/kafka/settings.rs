@@ -58,12 +58,94 @@ pub struct KafkaSettings {
     /// too large to travel inside an invocation.
     #[serde(default = "default_message_max_bytes")]
     pub message_max_bytes: u32,
-    /// Further librdkafka properties (`security.protocol`, `sasl.username`, `sasl.password`,
-    /// ...), given to the producer, the consumers and the admin client alike. Properties the
-    /// settings above or the bus's guarantees decide are refused. Values whose key contains
-    /// `password` or `secret` are redacted in logs.
+    /// How the clients reach the brokers: `plaintext` (the default), `ssl` (TLS),
+    /// `sasl_plaintext` or `sasl_ssl` (SASL authentication, over TLS for the latter).
+    #[serde(default)]
+    pub security_protocol: SecurityProtocol,
+    /// The SASL mechanism, with a `sasl_*` protocol: `plain`, `scram-sha-256` or
+    /// `scram-sha-512`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl_mechanism: Option<SaslMechanism>,
+    /// The SASL user name, with a `sasl_*` protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl_username: Option<String>,
+    /// The SASL password, with a `sasl_*` protocol (or `FX_BACKENDS__BUS__SASL_PASSWORD`):
+    /// never logged, redacted in `Debug`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("writeOnly" = true))]
+    pub sasl_password: Option<String>,
+    /// A PEM file of the CA that signed the brokers' certificates, with `ssl` or `sasl_ssl`
+    /// (librdkafka's `ssl.ca.location`); unset: the system's CA store. Brokers' host names are
+    /// verified against their certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Further librdkafka properties (e.g. `ssl.certificate.location` and
+    /// `ssl.key.location` for client certificates), given to the producer, the consumers and
+    /// the admin client alike. Properties the settings above or the bus's guarantees decide
+    /// are refused. Values whose key contains `password` or `secret` are redacted in logs.
     #[serde(default)]
     pub extra: BTreeMap<String, String>,
+}
+
+/// How Kafka clients reach the brokers (librdkafka's `security.protocol`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityProtocol {
+    /// No TLS, no authentication.
+    #[default]
+    Plaintext,
+    /// TLS.
+    Ssl,
+    /// SASL authentication without TLS.
+    SaslPlaintext,
+    /// SASL authentication over TLS.
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "plaintext",
+            SecurityProtocol::Ssl => "ssl",
+            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            SecurityProtocol::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    fn sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+
+    fn tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+}
+
+/// A SASL mechanism (librdkafka's `sasl.mechanism`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SaslMechanism {
+    /// User name and password in the clear (use it over `sasl_ssl`).
+    #[serde(rename = "plain")]
+    Plain,
+    /// SCRAM with SHA-256.
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    /// SCRAM with SHA-512.
+    #[serde(rename = "scram-sha-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    fn name(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
 }
 
 fn default_client_id() -> String {
@@ -116,6 +198,12 @@ const RESERVED: &[&str] = &[
     "enable.auto.offset.store",
     "auto.offset.reset",
     "message.max.bytes",
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.password",
+    "ssl.ca.location",
 ];
 
 /// Whether a librdkafka property holds a secret.
@@ -138,6 +226,11 @@ impl KafkaSettings {
             connect_timeout_ms: default_connect_timeout_ms(),
             delivery_timeout_ms: default_delivery_timeout_ms(),
             message_max_bytes: default_message_max_bytes(),
+            security_protocol: SecurityProtocol::default(),
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password: None,
+            ca_file: None,
             extra: BTreeMap::new(),
         }
     }
@@ -188,8 +281,48 @@ impl KafkaSettings {
             .find(|k| RESERVED.contains(&k.trim().to_ascii_lowercase().as_str()))
         {
             return Err(Error::invalid(format!(
-                "kafka settings: extra property {key:?} is decided by the bus or by a dedicated setting"
+                "kafka settings: extra property {key:?} is decided by the bus or by a dedicated setting (security_protocol, sasl_mechanism, sasl_username, sasl_password, ca_file)"
             )));
+        }
+        self.validate_security()
+    }
+
+    /// Checks that the SASL settings come with a SASL protocol, complete, and the CA file with
+    /// a TLS one, readable.
+    fn validate_security(&self) -> Result<()> {
+        let protocol = self.security_protocol;
+        let sasl_given = self.sasl_mechanism.is_some()
+            || self.sasl_username.is_some()
+            || self.sasl_password.is_some();
+        if protocol.sasl() {
+            if self.sasl_mechanism.is_none()
+                || self.sasl_username.as_deref().unwrap_or_default().is_empty()
+                || self.sasl_password.as_deref().unwrap_or_default().is_empty()
+            {
+                return Err(Error::invalid(format!(
+                    "kafka settings: security_protocol = \"{}\" needs sasl_mechanism, sasl_username and sasl_password",
+                    protocol.name()
+                )));
+            }
+        } else if sasl_given {
+            return Err(Error::invalid(format!(
+                "kafka settings: sasl_* settings need security_protocol = \"sasl_ssl\" (or \"sasl_plaintext\"), not \"{}\"",
+                protocol.name()
+            )));
+        }
+        if let Some(ca) = &self.ca_file {
+            if !protocol.tls() {
+                return Err(Error::invalid(format!(
+                    "kafka settings: ca_file needs security_protocol = \"ssl\" or \"sasl_ssl\", not \"{}\"",
+                    protocol.name()
+                )));
+            }
+            std::fs::File::open(ca).map_err(|e| {
+                Error::invalid(format!(
+                    "kafka settings: cannot read ca_file {}: {e}",
+                    ca.display()
+                ))
+            })?;
         }
         Ok(())
     }
@@ -216,6 +349,19 @@ impl KafkaSettings {
                 "socket.connection.setup.timeout.ms",
                 self.connect_timeout_ms.max(1_000).to_string(),
             );
+        config.set("security.protocol", self.security_protocol.name());
+        if let Some(mechanism) = self.sasl_mechanism {
+            config.set("sasl.mechanism", mechanism.name());
+        }
+        if let Some(username) = &self.sasl_username {
+            config.set("sasl.username", username);
+        }
+        if let Some(password) = &self.sasl_password {
+            config.set("sasl.password", password);
+        }
+        if let Some(ca) = &self.ca_file {
+            config.set("ssl.ca.location", ca.display().to_string());
+        }
         for (key, value) in &self.extra {
             config.set(key, value);
         }
@@ -340,6 +486,14 @@ impl fmt::Debug for KafkaSettings {
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("delivery_timeout_ms", &self.delivery_timeout_ms)
             .field("message_max_bytes", &self.message_max_bytes)
+            .field("security_protocol", &self.security_protocol)
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("sasl_username", &self.sasl_username)
+            .field(
+                "sasl_password",
+                &self.sasl_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("ca_file", &self.ca_file)
             .field("extra", &extra)
             .finish()
     }

@@ -415,12 +415,10 @@ fn settings_default_and_refuse_unknown_fields() {
 #[test]
 fn settings_redact_secrets_and_refuse_reserved_properties() {
     let mut settings = KafkaSettings::new("k:9092");
-    settings
-        .extra
-        .insert("sasl.username".into(), "fx-user".into());
-    settings
-        .extra
-        .insert("sasl.password".into(), "hunter2".into());
+    settings.security_protocol = SecurityProtocol::SaslPlaintext;
+    settings.sasl_mechanism = Some(SaslMechanism::ScramSha512);
+    settings.sasl_username = Some("fx-user".into());
+    settings.sasl_password = Some("hunter2".into());
     settings
         .extra
         .insert("sasl.oauthbearer.client.secret".into(), "s3cr3t".into());
@@ -442,6 +440,66 @@ fn settings_redact_secrets_and_refuse_reserved_properties() {
     settings.brokers = "k:9092".into();
     settings.partitions = 0;
     assert!(settings.validate().is_err(), "no partitions");
+}
+
+#[test]
+fn security_settings_come_complete_and_with_their_protocol() {
+    let base = || {
+        let mut s = KafkaSettings::new("k:9092");
+        s.security_protocol = SecurityProtocol::SaslSsl;
+        s.sasl_mechanism = Some(SaslMechanism::Plain);
+        s.sasl_username = Some("fx".into());
+        s.sasl_password = Some("pw".into());
+        s
+    };
+    base().validate().unwrap();
+    let message = |s: KafkaSettings| s.validate().unwrap_err().message().to_string();
+    let mut s = base();
+    s.sasl_password = None;
+    assert!(message(s).contains("needs sasl_mechanism, sasl_username and sasl_password"));
+    let mut s = base();
+    s.security_protocol = SecurityProtocol::Ssl;
+    assert!(message(s).contains("sasl_* settings need"));
+    let mut s = KafkaSettings::new("k:9092");
+    s.ca_file = Some("/nonexistent/ca.pem".into());
+    assert!(message(s.clone()).contains("ca_file needs"));
+    s.security_protocol = SecurityProtocol::Ssl;
+    assert!(message(s).contains("cannot read ca_file /nonexistent/ca.pem"));
+    // The librdkafka properties they stand for cannot be set through `extra`.
+    for key in ["security.protocol", "sasl.password", "ssl.ca.location"] {
+        let mut s = KafkaSettings::new("k:9092");
+        s.extra.insert(key.into(), "x".into());
+        assert!(message(s).contains("dedicated setting"), "{key}");
+    }
+    // Parsed as written in a settings file.
+    let parsed: KafkaSettings = toml::from_str(
+        "brokers = \"k:9092\"\nsecurity_protocol = \"sasl_ssl\"\nsasl_mechanism = \"scram-sha-256\"\nsasl_username = \"fx\"\nsasl_password = \"pw\"",
+    )
+    .unwrap();
+    assert_eq!(parsed.sasl_mechanism, Some(SaslMechanism::ScramSha256));
+}
+
+/// librdkafka is built with TLS and SCRAM (OpenSSL, vendored): clients with those settings
+/// are made (a build without them refuses the configuration).
+#[test]
+fn clients_with_tls_and_scram_can_be_made() {
+    for (protocol, mechanism) in [
+        (SecurityProtocol::Ssl, None),
+        (SecurityProtocol::SaslSsl, Some(SaslMechanism::ScramSha512)),
+        (SecurityProtocol::SaslSsl, Some(SaslMechanism::ScramSha256)),
+        (SecurityProtocol::SaslPlaintext, Some(SaslMechanism::Plain)),
+    ] {
+        let mut settings = KafkaSettings::new("127.0.0.1:1");
+        settings.security_protocol = protocol;
+        if let Some(mechanism) = mechanism {
+            settings.sasl_mechanism = Some(mechanism);
+            settings.sasl_username = Some("fx".into());
+            settings.sasl_password = Some("pw".into());
+        }
+        if let Err(e) = KafkaBus::build(settings) {
+            panic!("{protocol:?} {mechanism:?}: {e}");
+        }
+    }
 }
 
 #[test]

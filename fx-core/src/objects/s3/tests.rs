@@ -2,6 +2,8 @@ use super::*;
 use crate::error::ErrorKind;
 use crate::testsupport::unique;
 
+mod tls;
+
 /// Settings for a fresh bucket on the test server, or `None` (skipped) without one.
 fn settings(test: &str) -> Option<S3Settings> {
     let endpoint = crate::testenv::backend("FX_TEST_S3_ENDPOINT", test)?;
@@ -11,6 +13,7 @@ fn settings(test: &str) -> Option<S3Settings> {
     };
     Some(S3Settings {
         endpoint,
+        ca_file: None,
         region: default_region(),
         bucket: fresh_bucket_name(),
         access_key: var("FX_TEST_S3_ACCESS_KEY"),
@@ -221,6 +224,7 @@ fn the_package_store_setting_selects_s3_by_kind() {
 fn invalid_settings_are_refused_before_connecting() {
     let good = S3Settings {
         endpoint: "http://127.0.0.1:9000".into(),
+        ca_file: None,
         region: default_region(),
         bucket: "packages".into(),
         access_key: "fx".into(),
@@ -245,6 +249,11 @@ fn invalid_settings_are_refused_before_connecting() {
             prefix: "/packages/".into(),
             ..good.clone()
         },
+        // A CA checks an https:// server's certificate; with http:// it is a mistake.
+        S3Settings {
+            ca_file: Some("/etc/ferrisfx/s3-ca.pem".into()),
+            ..good.clone()
+        },
     ] {
         assert_eq!(
             bad.validate().unwrap_err().kind(),
@@ -257,6 +266,8 @@ fn invalid_settings_are_refused_before_connecting() {
 #[test]
 fn error_codes_are_read_from_s3_error_documents() {
     let body = "<?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>x</Message></Error>";
-    assert_eq!(error_code(body), Some("SignatureDoesNotMatch"));
-    assert_eq!(error_code(""), None);
+    assert_eq!(xml_element(body, "Code"), Some("SignatureDoesNotMatch"));
+    assert_eq!(xml_element("", "Code"), None);
+    let started = "<InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><UploadId>abc-1</UploadId></InitiateMultipartUploadResult>";
+    assert_eq!(xml_element(started, "UploadId"), Some("abc-1"));
 }

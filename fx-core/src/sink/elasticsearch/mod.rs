@@ -6,6 +6,7 @@
 //! - [`mappings`]: index names, templates with explicit mappings, the indexed documents.
 //! - [`buffer`]: the bounded buffer between writers and the flusher (drops the oldest).
 //! - `requests`: the calls to the cluster (`elasticsearch` crate).
+//! - `tls`: the CA of `ca_file`, and what a refused server certificate means.
 //!
 //! Writes never wait for Elasticsearch: they encode the documents, append them to the buffer
 //! and return. The flusher sends a batch when it holds `batch_max_docs` documents or

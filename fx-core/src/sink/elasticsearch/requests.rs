@@ -3,11 +3,14 @@
 //!
 //! Errors: a cluster that cannot be reached, times out, answers 429 or 5xx, or refuses the
 //! credentials (401/403: an operator fixes the settings, the sink keeps buffering meanwhile)
-//! is `Unavailable`; any other refusal is `Invalid`, with the server's reason.
+//! is `Unavailable`, and so is a TLS certificate the client refuses (the message says whether
+//! `ca_file` is the fix); any other refusal is `Invalid`, with the server's reason.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use elasticsearch::auth::Credentials;
+use elasticsearch::cert::{Certificate, CertificateValidation};
 use elasticsearch::http::response::Response;
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::http::StatusCode;
@@ -31,6 +34,8 @@ pub struct Cluster {
     client: Elasticsearch,
     /// The URL, for messages (it never carries credentials).
     url: Arc<str>,
+    /// `ca_file`, for messages about the server's certificate.
+    ca_file: Option<Arc<Path>>,
     prefix: Arc<str>,
     wait_for_refresh: bool,
 }
@@ -70,6 +75,26 @@ impl Cluster {
         if let Some(key) = &settings.api_key {
             builder = builder.auth(Credentials::EncodedApiKey(key.clone()));
         }
+        if let Some(path) = &settings.ca_file {
+            // `Full` adds the CA to the web PKI roots (see `tls`).
+            let mut chain: Option<Certificate> = None;
+            for der in crate::tls::ca_certificates("elasticsearch ca_file", path)? {
+                let certificate = Certificate::from_der(&der).map_err(|e| {
+                    Error::invalid(format!(
+                        "elasticsearch ca_file {}: not a usable CA certificate",
+                        path.display()
+                    ))
+                    .with_source(e)
+                })?;
+                match &mut chain {
+                    Some(chain) => chain.append(certificate),
+                    None => chain = Some(certificate),
+                }
+            }
+            if let Some(chain) = chain {
+                builder = builder.cert_validation(CertificateValidation::Full(chain));
+            }
+        }
         let transport = builder.build().map_err(|e| {
             Error::invalid(format!(
                 "building the elasticsearch client for {}",
@@ -80,6 +105,7 @@ impl Cluster {
         Ok(Cluster {
             client: Elasticsearch::new(transport),
             url: settings.url.trim_end_matches('/').into(),
+            ca_file: settings.ca_file.as_deref().map(Arc::from),
             prefix: settings.index_prefix.as_str().into(),
             wait_for_refresh: settings.wait_for_refresh,
         })
@@ -313,7 +339,10 @@ impl Cluster {
     }
 
     fn transport_error(&self, e: elasticsearch::Error, what: String) -> Error {
-        Error::unavailable(what).with_source(e)
+        match crate::tls::refused_certificate(&e, self.ca_file.as_deref(), "url") {
+            Some(why) => Error::unavailable(format!("{what}: {why}")).with_source(e),
+            None => Error::unavailable(what).with_source(e),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Settings of the Elasticsearch sink (`[backends.sink] kind = "elasticsearch"`).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use schemars::JsonSchema;
@@ -15,8 +16,15 @@ use crate::error::{Error, Result};
 #[serde(deny_unknown_fields)]
 pub struct ElasticsearchSettings {
     /// Base URL of the cluster, e.g. `http://elasticsearch:9200` (`http` or `https`; TLS with
-    /// rustls and the platform's web PKI roots). Credentials do not go in the URL.
+    /// rustls and the platform's web PKI roots, and `ca_file`). Credentials do not go in the
+    /// URL.
     pub url: String,
+    /// A PEM file of the CA that signed the server's certificate, for an `https://` URL signed
+    /// by a private CA; the platform's web PKI roots are trusted too (the CA is added to them,
+    /// not put in their place). Read at start: a file that cannot be read or holds no
+    /// certificate stops it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     /// User for HTTP basic authentication (with `password`).
     #[serde(default)]
     pub username: Option<String>,
@@ -106,6 +114,7 @@ impl ElasticsearchSettings {
     pub fn new(url: impl Into<String>) -> Self {
         ElasticsearchSettings {
             url: url.into(),
+            ca_file: None,
             username: None,
             password: None,
             api_key: None,
@@ -130,6 +139,12 @@ impl ElasticsearchSettings {
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(Error::invalid(format!(
                 "elasticsearch url {:?} is not an http or https url",
+                self.url
+            )));
+        }
+        if self.ca_file.is_some() && url.scheme() != "https" {
+            return Err(Error::invalid(format!(
+                "elasticsearch ca_file is set but url {:?} is not https: the CA checks the certificate of an https:// server",
                 self.url
             )));
         }
@@ -206,6 +221,7 @@ impl fmt::Debug for ElasticsearchSettings {
         let redacted = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
         f.debug_struct("ElasticsearchSettings")
             .field("url", &self.url)
+            .field("ca_file", &self.ca_file)
             .field("username", &self.username)
             .field("password", &redacted(&self.password))
             .field("api_key", &redacted(&self.api_key))
@@ -290,5 +306,6 @@ mod tests {
         check(|s| s.index_prefix = "FX".into(), "index_prefix");
         check(|s| s.buffer_max_docs = 0, "buffer_max_docs");
         check(|s| s.flush_interval_ms = 0, "flush_interval_ms");
+        check(|s| s.ca_file = Some("/ca.pem".into()), "not https");
     }
 }

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
-use super::rows::{from_json, micros, time, to_json};
+use super::rows::{collect, from_json, micros, time, to_json};
 use super::SqliteStateStore;
 use crate::error::{Error, Result};
 use crate::execution::Page;
@@ -111,18 +111,6 @@ fn audit(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AuditRecord>> {
             detail,
         })
     })())
-}
-
-/// Collects decoded rows.
-fn collect<T>(
-    rows: impl Iterator<Item = rusqlite::Result<Result<T>>>,
-    what: &str,
-) -> Result<Vec<T>> {
-    let mut out = Vec::new();
-    for row in rows {
-        out.push(row.map_err(db(what.to_string()))??);
-    }
-    Ok(out)
 }
 
 #[async_trait]

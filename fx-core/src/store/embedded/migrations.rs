@@ -113,4 +113,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_log_by_principal ON audit_log (principal, id DESC);
 "#,
+    // 5: platform secrets, sealed (AES-256-GCM; see `crate::secrets`).
+    r#"
+    CREATE TABLE secrets (
+        name       TEXT PRIMARY KEY NOT NULL,
+        pools_json TEXT NOT NULL,
+        version    INTEGER NOT NULL,
+        key_id     TEXT NOT NULL,
+        sealed     BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        updated_by TEXT NOT NULL
+    );
+"#,
 ];

@@ -28,6 +28,7 @@ use crate::validate::validate_name;
 mod identity;
 mod migrations;
 mod rows;
+mod secrets;
 #[cfg(test)]
 mod tests;
 
@@ -273,74 +274,33 @@ impl StateStore for SqliteStateStore {
     }
 
     async fn apply_state(&self, event: &StateEvent) -> Result<()> {
-        let Some(change) = StateChange::of(event)? else {
+        self.apply_states(std::slice::from_ref(event)).await
+    }
+
+    async fn apply_states(&self, events: &[StateEvent]) -> Result<()> {
+        let writes = events
+            .iter()
+            .map(StateWrite::of)
+            .filter_map(Result::transpose)
+            .collect::<Result<Vec<_>>>()?;
+        if writes.is_empty() {
             return Ok(());
-        };
-        let (sql, args, record): (&str, Vec<SqlValue>, _) = match change {
-            StateChange::Start {
-                ref id,
-                attempt,
-                at,
-            } => (
-                START,
-                vec![
-                    id.as_str().to_string().into(),
-                    i64::from(attempt).into(),
-                    micros(at).into(),
-                ],
-                None,
-            ),
-            StateChange::Finish(ref f) => (
-                FINISH,
-                vec![
-                    f.id.as_str().to_string().into(),
-                    f.status.as_str().to_string().into(),
-                    i64::from(f.attempt).into(),
-                    micros(f.finished_at).into(),
-                    f.duration_us.into(),
-                    micros(f.inferred_start).into(),
-                    f.output.clone().into(),
-                    f.error.clone().map_or(SqlValue::Null, SqlValue::from),
-                ],
-                Some((f.attempt, f.record.clone())),
-            ),
-        };
-        let id = event.execution_id().clone();
-        let state = event.name();
+        }
         self.call(move |conn| {
-            let what = || format!("applying state {state} to execution {id}");
+            let what = || format!("applying {} state event(s)", writes.len());
+            // One transaction for the batch: one fsync-free commit instead of one per event.
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db(what()))?;
-            let changed = tx
-                .execute(sql, rusqlite::params_from_iter(args))
-                .map_err(db(what()))?;
-            // The first report of an attempt's end is its record, kept even when the
-            // execution has moved on (a late report of an earlier attempt); a replay changes
-            // nothing.
-            if let Some((attempt, json)) = record {
-                tx.execute(
-                    "INSERT INTO execution_attempts (execution_id, attempt, record)
-                     SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM executions WHERE id = ?1)
-                     ON CONFLICT (execution_id, attempt) DO NOTHING",
-                    params![id.as_str(), i64::from(attempt), json],
-                )
-                .map_err(db(what()))?;
+            let mut ignored = Vec::new();
+            for write in &writes {
+                if write.apply(&tx)? == 0 {
+                    ignored.push(write);
+                }
             }
             tx.commit().map_err(db(what()))?;
-            if changed == 0 {
-                let known: bool = conn
-                    .query_row(
-                        "SELECT EXISTS (SELECT 1 FROM executions WHERE id = ?1)",
-                        params![id.as_str()],
-                        |r| r.get(0),
-                    )
-                    .map_err(db(what()))?;
-                if known {
-                    tracing::debug!(execution_id = %id, state, "state already applied or superseded, ignored");
-                } else {
-                    tracing::warn!(execution_id = %id, state, "state of an unknown execution, ignored");
-                }
+            for write in ignored {
+                write.explain_ignored(conn)?;
             }
             Ok(())
         })
@@ -363,6 +323,62 @@ impl StateStore for SqliteStateStore {
                 )
                 .map_err(db(format!("moving execution {id} from {from} to {to}")))?;
             Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn expired_executions(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<ExecutionId>> {
+        self.call(move |conn| {
+            let what = "finding expired executions";
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id FROM executions WHERE created_at < ?1
+                       AND status IN ('succeeded', 'failed')
+                     ORDER BY created_at, id LIMIT ?2",
+                )
+                .map_err(db(what))?;
+            let ids = stmt
+                .query_map(params![micros(before), i64::from(limit)], |r| {
+                    r.get::<_, String>(0)
+                })
+                .map_err(db(what))?;
+            let mut out = Vec::new();
+            for id in ids {
+                out.push(ExecutionId::parse(&id.map_err(db(what))?).map_err(|e| {
+                    Error::internal(format!("stored execution id is malformed: {e}"))
+                })?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_executions(&self, ids: &[ExecutionId]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<String> = ids.iter().map(|id| id.as_str().to_string()).collect();
+        self.call(move |conn| {
+            let what = || format!("deleting {} executions", ids.len());
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db(what()))?;
+            let mut deleted = 0;
+            for id in &ids {
+                tx.prepare_cached("DELETE FROM execution_attempts WHERE execution_id = ?1")
+                    .and_then(|mut stmt| stmt.execute(params![id]))
+                    .map_err(db(what()))?;
+                deleted += tx
+                    .prepare_cached("DELETE FROM executions WHERE id = ?1")
+                    .and_then(|mut stmt| stmt.execute(params![id]))
+                    .map_err(db(what()))? as u64;
+            }
+            tx.commit().map_err(db(what()))?;
+            Ok(deleted)
         })
         .await
     }
@@ -552,6 +568,104 @@ impl StateStore for SqliteStateStore {
 /// the stored attempt if it has not ended yet. A start that was never recorded is inferred from
 /// the end and the run time.
 /// [`StateChange::Start`] in SQLite.
+/// One state event as the statements that apply it.
+struct StateWrite {
+    id: ExecutionId,
+    state: &'static str,
+    sql: &'static str,
+    args: Vec<SqlValue>,
+    /// The attempt's record, for a finish: its number and JSON.
+    record: Option<(u32, String)>,
+}
+
+impl StateWrite {
+    /// The write of `event`; `None` for an event the state store does not keep.
+    fn of(event: &StateEvent) -> Result<Option<StateWrite>> {
+        let Some(change) = StateChange::of(event)? else {
+            return Ok(None);
+        };
+        let (sql, args, record) = match change {
+            StateChange::Start {
+                ref id,
+                attempt,
+                at,
+            } => (
+                START,
+                vec![
+                    id.as_str().to_string().into(),
+                    i64::from(attempt).into(),
+                    micros(at).into(),
+                ],
+                None,
+            ),
+            StateChange::Finish(ref f) => (
+                FINISH,
+                vec![
+                    f.id.as_str().to_string().into(),
+                    f.status.as_str().to_string().into(),
+                    i64::from(f.attempt).into(),
+                    micros(f.finished_at).into(),
+                    f.duration_us.into(),
+                    micros(f.inferred_start).into(),
+                    f.output.clone().into(),
+                    f.error.clone().map_or(SqlValue::Null, SqlValue::from),
+                ],
+                Some((f.attempt, f.record.clone())),
+            ),
+        };
+        Ok(Some(StateWrite {
+            id: event.execution_id().clone(),
+            state: event.name(),
+            sql,
+            args,
+            record,
+        }))
+    }
+
+    fn what(&self) -> String {
+        format!("applying state {} to execution {}", self.state, self.id)
+    }
+
+    /// Runs the write in `tx`; answers the executions it changed (0: applied already,
+    /// superseded, or unknown).
+    fn apply(&self, tx: &rusqlite::Transaction<'_>) -> Result<usize> {
+        let changed = tx
+            .prepare_cached(self.sql)
+            .and_then(|mut stmt| stmt.execute(rusqlite::params_from_iter(self.args.iter())))
+            .map_err(db(self.what()))?;
+        // The first report of an attempt's end is its record, kept even when the execution
+        // has moved on (a late report of an earlier attempt); a replay changes nothing.
+        if let Some((attempt, json)) = &self.record {
+            tx.prepare_cached(
+                "INSERT INTO execution_attempts (execution_id, attempt, record)
+                 SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM executions WHERE id = ?1)
+                 ON CONFLICT (execution_id, attempt) DO NOTHING",
+            )
+            .and_then(|mut stmt| stmt.execute(params![self.id.as_str(), i64::from(*attempt), json]))
+            .map_err(db(self.what()))?;
+        }
+        Ok(changed)
+    }
+
+    /// Logs why the write changed nothing: applied already or superseded, or an unknown
+    /// execution.
+    fn explain_ignored(&self, conn: &Connection) -> Result<()> {
+        let known: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM executions WHERE id = ?1)",
+                params![self.id.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(db(self.what()))?;
+        if known {
+            tracing::debug!(execution_id = %self.id, state = self.state, "state already applied or superseded, ignored");
+        } else {
+            tracing::warn!(execution_id = %self.id, state = self.state, "state of an unknown execution, ignored");
+        }
+        Ok(())
+    }
+}
+
 const START: &str = "UPDATE executions SET status = 'running', attempts = ?2, started_at = ?3,
         finished_at = NULL, duration_us = NULL
      WHERE id = ?1 AND (attempts < ?2 OR (attempts = ?2 AND status = 'queued'))";

@@ -34,6 +34,18 @@ pub(super) fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) 
     })
 }
 
+/// Collects rows decoded by a row function that itself may fail (`Result<Result<T>>`).
+pub(super) fn collect<T>(
+    rows: impl Iterator<Item = rusqlite::Result<Result<T>>>,
+    what: &str,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row.map_err(crate::sqlite::db(what.to_string()))??);
+    }
+    Ok(out)
+}
+
 /// A `package_versions` row as stored.
 pub(super) struct PackageRow {
     pub(super) name: String,

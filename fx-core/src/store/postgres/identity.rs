@@ -83,7 +83,7 @@ fn audit(row: &Row) -> Result<AuditRecord> {
 
 impl PostgresStateStore {
     /// Runs one statement (prepared once per connection) and returns its rows.
-    async fn rows(
+    pub(super) async fn rows(
         &self,
         what: &str,
         sql: &str,

@@ -147,6 +147,22 @@ pub(crate) const STATE: &[Migration] = &[
     CREATE INDEX audit_log_by_principal ON audit_log (principal, id DESC);
 "#,
     },
+    Migration {
+        version: 5,
+        description: "platform secrets, sealed",
+        sql: r#"
+    CREATE TABLE secrets (
+        name       text COLLATE "C" PRIMARY KEY,
+        pools_json text NOT NULL,
+        version    bigint NOT NULL,
+        key_id     text NOT NULL,
+        sealed     bytea NOT NULL,
+        created_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL,
+        updated_by text NOT NULL
+    );
+"#,
+    },
 ];
 
 /// Brings `component`'s schema up to date with `migrations`.

@@ -32,6 +32,7 @@ mod connection;
 mod identity;
 pub(crate) mod migrations;
 mod rows;
+mod secrets;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -69,6 +70,70 @@ impl PostgresStateStore {
 
 /// Moves a queued execution, or one on an earlier attempt, to `running`; never a replay. The
 /// second column tells an unknown execution from a stale event.
+/// Runs the statements of `writes` on `client` in their order, without waiting for each answer
+/// before sending the next.
+async fn pipelined<C: tokio_postgres::GenericClient + Sync>(
+    client: &C,
+    writes: &[StateWrite],
+    start: &tokio_postgres::Statement,
+    finish: &tokio_postgres::Statement,
+) -> std::result::Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    let queries = writes.iter().map(|write| {
+        let stmt = if write.finish { finish } else { start };
+        let params: Vec<&(dyn ToSql + Sync)> = write.args.iter().map(|a| a.as_ref() as _).collect();
+        async move { client.query_one(stmt, &params).await }
+    });
+    futures::future::try_join_all(queries).await
+}
+
+/// One state event as the statement that applies it.
+struct StateWrite {
+    id: ExecutionId,
+    state: &'static str,
+    /// [`FINISH`] rather than [`START`].
+    finish: bool,
+    args: Vec<Param>,
+}
+
+impl StateWrite {
+    /// The write of `event`; `None` for an event the state store does not keep.
+    fn of(event: &StateEvent) -> Result<Option<StateWrite>> {
+        let Some(change) = StateChange::of(event)? else {
+            return Ok(None);
+        };
+        let (finish, args): (bool, Vec<Param>) = match change {
+            StateChange::Start { id, attempt, at } => (
+                false,
+                vec![
+                    Box::new(id.as_str().to_string()),
+                    Box::new(i64::from(attempt)),
+                    Box::new(at),
+                ],
+            ),
+            StateChange::Finish(f) => (
+                true,
+                vec![
+                    Box::new(f.id.as_str().to_string()),
+                    Box::new(f.status.as_str().to_string()),
+                    Box::new(i64::from(f.attempt)),
+                    Box::new(f.finished_at),
+                    Box::new(f.duration_us),
+                    Box::new(f.inferred_start),
+                    Box::new(f.output),
+                    Box::new(f.error),
+                    Box::new(f.record),
+                ],
+            ),
+        };
+        Ok(Some(StateWrite {
+            id: event.execution_id().clone(),
+            state: event.name(),
+            finish,
+            args,
+        }))
+    }
+}
+
 const START: &str = "WITH applied AS (
         UPDATE executions SET status = 'running', attempts = $2, started_at = $3,
             finished_at = NULL, duration_us = NULL
@@ -347,52 +412,50 @@ impl StateStore for PostgresStateStore {
     }
 
     async fn apply_state(&self, event: &StateEvent) -> Result<()> {
-        let Some(change) = StateChange::of(event)? else {
+        self.apply_states(std::slice::from_ref(event)).await
+    }
+
+    async fn apply_states(&self, events: &[StateEvent]) -> Result<()> {
+        let writes = events
+            .iter()
+            .map(StateWrite::of)
+            .filter_map(Result::transpose)
+            .collect::<Result<Vec<_>>>()?;
+        if writes.is_empty() {
             return Ok(());
-        };
-        let (sql, args): (&str, Vec<Param>) = match change {
-            StateChange::Start { id, attempt, at } => (
-                START,
-                vec![
-                    Box::new(id.as_str().to_string()),
-                    Box::new(i64::from(attempt)),
-                    Box::new(at),
-                ],
-            ),
-            StateChange::Finish(f) => (
-                FINISH,
-                vec![
-                    Box::new(f.id.as_str().to_string()),
-                    Box::new(f.status.as_str().to_string()),
-                    Box::new(i64::from(f.attempt)),
-                    Box::new(f.finished_at),
-                    Box::new(f.duration_us),
-                    Box::new(f.inferred_start),
-                    Box::new(f.output),
-                    Box::new(f.error),
-                    Box::new(f.record),
-                ],
-            ),
-        };
-        let id = event.execution_id();
-        let state = event.name();
-        let what = || format!("applying state {state} to execution {id}");
-        let client = self.db.client().await?;
-        let stmt = client
-            .prepare_cached(sql)
+        }
+        let what = || format!("applying {} state event(s)", writes.len());
+        let mut client = self.db.client().await?;
+        let start = client
+            .prepare_cached(START)
             .await
             .map_err(self.db.error(what()))?;
-        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as _).collect();
-        let row = client
-            .query_one(&stmt, &params)
+        let finish = client
+            .prepare_cached(FINISH)
             .await
             .map_err(self.db.error(what()))?;
-        let (applied, known): (bool, bool) = (get(&row, 0)?, get(&row, 1)?);
-        if !applied {
-            if known {
-                tracing::debug!(execution_id = %id, state, "state already applied or superseded, ignored");
-            } else {
-                tracing::warn!(execution_id = %id, state, "state of an unknown execution, ignored");
+        // One transaction, its statements pipelined on the connection (sent in order without
+        // waiting for each answer): a few round trips for the batch instead of one per event.
+        let rows = if writes.len() > 1 {
+            let tx = client.transaction().await.map_err(self.db.error(what()))?;
+            let rows = pipelined(&*tx, &writes, &start, &finish)
+                .await
+                .map_err(self.db.error(what()))?;
+            tx.commit().await.map_err(self.db.error(what()))?;
+            rows
+        } else {
+            pipelined(&**client, &writes, &start, &finish)
+                .await
+                .map_err(self.db.error(what()))?
+        };
+        for (write, row) in writes.iter().zip(&rows) {
+            let (applied, known): (bool, bool) = (get(row, 0)?, get(row, 1)?);
+            if !applied {
+                if known {
+                    tracing::debug!(execution_id = %write.id, state = write.state, "state already applied or superseded, ignored");
+                } else {
+                    tracing::warn!(execution_id = %write.id, state = write.state, "state of an unknown execution, ignored");
+                }
             }
         }
         Ok(())
@@ -426,6 +489,56 @@ impl StateStore for PostgresStateStore {
             .await
             .map_err(self.db.error(what()))?;
         Ok(changed == 1)
+    }
+
+    async fn expired_executions(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<ExecutionId>> {
+        let what = "finding expired executions";
+        let client = self.db.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT id FROM executions WHERE created_at < $1
+                   AND status IN ('succeeded', 'failed')
+                 ORDER BY created_at, id LIMIT $2",
+            )
+            .await
+            .map_err(self.db.error(what))?;
+        let rows = client
+            .query(&stmt, &[&before, &i64::from(limit)])
+            .await
+            .map_err(self.db.error(what))?;
+        rows.iter()
+            .map(|row| {
+                let id: String = get(row, 0)?;
+                ExecutionId::parse(&id)
+                    .map_err(|e| Error::internal(format!("stored execution id is malformed: {e}")))
+            })
+            .collect()
+    }
+
+    async fn delete_executions(&self, ids: &[ExecutionId]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
+        let what = || format!("deleting {} executions", ids.len());
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await.map_err(self.db.error(what()))?;
+        tx.execute(
+            "DELETE FROM execution_attempts WHERE execution_id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .map_err(self.db.error(what()))?;
+        let deleted = tx
+            .execute("DELETE FROM executions WHERE id = ANY($1)", &[&ids])
+            .await
+            .map_err(self.db.error(what()))?;
+        tx.commit().await.map_err(self.db.error(what()))?;
+        Ok(deleted)
     }
 
     async fn get_execution(&self, id: &ExecutionId) -> Result<Option<Execution>> {
