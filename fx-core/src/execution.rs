@@ -576,6 +576,16 @@ impl StateEvent {
         }
     }
 
+    /// When the executor stated it.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            StateEvent::Started { at, .. }
+            | StateEvent::Succeeded { at, .. }
+            | StateEvent::Failed { at, .. } => *at,
+            StateEvent::Log(line) => line.at,
+        }
+    }
+
     /// The name of the state (`started`, `log`, `succeeded`, `failed`).
     pub fn name(&self) -> &'static str {
         match self {

@@ -39,6 +39,9 @@ pub const COMPILE_CACHE_EVICTIONS: &str = "fx_compile_cache_evictions_total";
 pub const TABLE_READS: &str = "fx_gateway_table_reads_total";
 /// Invocations published by gateways; label `pool`.
 pub const DISPATCHED: &str = "fx_gateway_invocations_total";
+/// Time from a state event (its `at`, the executor's clock) to the state router's write of it
+/// into the state store, in seconds; label `state`.
+pub const RECORD_LAG: &str = "fx_router_record_lag_seconds";
 /// State events applied by the state router; label `state`.
 pub const STATE_EVENTS: &str = "fx_router_state_events_total";
 /// Messages a consumer sent to the dead-letter topic because handling them failed on their own
@@ -74,6 +77,11 @@ pub fn describe() {
         INVOCATION_DURATION,
         Unit::Seconds,
         "Run time of invocations (instantiate and call)."
+    );
+    describe_histogram!(
+        RECORD_LAG,
+        Unit::Seconds,
+        "Time from a state event to its write into the state store (the executor's clock)."
     );
     describe_histogram!(
         QUEUE_WAIT,

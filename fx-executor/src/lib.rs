@@ -131,6 +131,13 @@ pub struct ExecutorSettings {
     /// until one ends (`fx_executor_waiting_retries_full_total`). Default 1000.
     #[serde(default = "default_max_waiting_retries")]
     pub max_waiting_retries: usize,
+    /// Invocations taken off the bus at once: running, waiting for their handler's slot, or
+    /// publishing what they owe (states, output events, log lines). Only `max_concurrency` of
+    /// them run; the rest bound what waits on the bus, so that its round trips do not idle
+    /// the executor (each holds its invocation and outputs in memory meanwhile). 0 (the
+    /// default): four per `max_concurrency`, at least 64.
+    #[serde(default)]
+    pub max_in_flight: usize,
 }
 
 /// How the engine allocates instances.
@@ -168,6 +175,16 @@ fn default_tick() -> u64 {
 }
 
 impl ExecutorSettings {
+    /// Invocations taken off the bus at once (see [`ExecutorSettings::max_in_flight`]): never
+    /// fewer than `max_concurrency`.
+    pub fn max_in_flight(&self) -> usize {
+        let max = self.max_concurrency.max(1);
+        match self.max_in_flight {
+            0 => max.saturating_mul(4).max(64),
+            n => n.max(max),
+        }
+    }
+
     /// The engine settings these executor settings ask for.
     pub fn engine(&self) -> engine::EngineSettings {
         let instances = if self.pool_instances == 0 {
@@ -225,6 +242,7 @@ impl Default for ExecutorSettings {
             http_allow_networks: Vec::new(),
             memory_budget_mb: 0,
             max_waiting_retries: default_max_waiting_retries(),
+            max_in_flight: 0,
         }
     }
 }

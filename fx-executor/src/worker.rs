@@ -21,7 +21,7 @@ use fx_core::execution::{
 };
 use fx_core::telemetry;
 use fx_core::Result;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -69,9 +69,10 @@ impl Executor {
         };
         tracing::info!(%topic, executor = %self.settings.executor_id, "executor consuming invocations");
         let max = self.settings.max_concurrency;
-        // Deliveries taken but not finished: those running plus as many waiting for their
-        // handler's slot, so that one saturated handler does not idle the executor.
-        let taken = Arc::new(Semaphore::new(max.saturating_mul(2)));
+        // Deliveries taken but not finished: those running, those waiting for their handler's
+        // slot (so that one saturated handler does not idle the executor), and those publishing
+        // what they owe (so that the bus's round trips do not idle it either).
+        let taken = Arc::new(Semaphore::new(self.settings.max_in_flight()));
         let running = Arc::new(Semaphore::new(max));
         let handler_slots = Arc::new(HandlerSlots::default());
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Delivery, Handled)>();
@@ -231,12 +232,13 @@ impl Executor {
                 drop((waiting, held));
             }
             let slots = handler_slots.of(&invocation.handler.name, invocation.limits.concurrency);
-            let (Ok(_handler_permit), Ok(_permit)) =
+            let (Ok(handler_permit), Ok(permit)) =
                 (slots.acquire_owned().await, running.acquire().await)
             else {
                 return Handled::Abandoned;
             };
-            self.execute(&invocation, shutdown).await
+            self.execute(&invocation, handler_permit, permit, shutdown)
+                .await
         }
         .instrument(span)
         .await
@@ -244,8 +246,18 @@ impl Executor {
 
     /// Publishes `started` while the function runs; then the log lines and output events in
     /// one batch, then `succeeded` (or `failed`). Three round trips to the bus at most, two of
-    /// them after the run.
-    async fn execute(&self, invocation: &Invocation, shutdown: &CancellationToken) -> Handled {
+    /// them after the run. The executor's slot (`running`) is given back as soon as the function
+    /// has run: publishing what it owes waits on the bus, not on the CPU, and meanwhile other
+    /// invocations run (the delivery stays taken until everything is published). The
+    /// handler's slot (`_handler_slot`) is held until the end, so that the attempts of a handler
+    /// with `limits.concurrency = 1` follow each other, states included.
+    async fn execute(
+        &self,
+        invocation: &Invocation,
+        _handler_slot: OwnedSemaphorePermit,
+        running: SemaphorePermit<'_>,
+        shutdown: &CancellationToken,
+    ) -> Handled {
         let queued_since = invocation
             .not_before
             .map_or(invocation.dispatched_at, |at| {
@@ -263,10 +275,12 @@ impl Executor {
         };
         // `join!` polls the publish first, so `started` is handed to the bus before the run
         // begins, and both end before anything else of this execution is published.
-        let (published, outcome) = tokio::join!(
-            self.publish_state(invocation, &started, shutdown),
-            self.invoke(invocation)
-        );
+        let (published, outcome) =
+            tokio::join!(self.publish_state(invocation, &started, shutdown), async {
+                let outcome = self.invoke(invocation).await;
+                drop(running);
+                outcome
+            });
         if published == Handled::Abandoned {
             return Handled::Abandoned;
         }

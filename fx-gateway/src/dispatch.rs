@@ -5,7 +5,6 @@
 
 use chrono::Utc;
 use cloudevents::AttributesReader;
-use futures::{StreamExt, TryStreamExt};
 use fx_core::backends::Backends;
 use fx_core::bus::{topics, Delivery};
 use fx_core::event::{decode_message, Event, Message};
@@ -47,8 +46,6 @@ pub struct Dispatcher {
 
 /// Deliveries taken from `fx.events` at once: what is already waiting, up to this many.
 const BATCH: usize = 256;
-/// Partition keys of one batch whose events are matched and recorded at the same time.
-const CONCURRENT_KEYS: usize = 16;
 
 /// A message owed for a delivery: (topic, message).
 type Outgoing = (String, Message);
@@ -56,24 +53,16 @@ type Outgoing = (String, Message);
 /// The packages resolved while dispatching one batch, by the handler's reference: handlers of
 /// one batch mostly run the same few packages, so each is resolved once per batch (a store
 /// read) rather than once per event. Per batch only: an alias moved is seen by the next one.
-#[derive(Default)]
-struct Packages(std::sync::Mutex<std::collections::HashMap<PackageRef, Option<PackageVersion>>>);
+type Packages = std::collections::HashMap<PackageRef, Option<PackageVersion>>;
 
-impl Packages {
-    fn get(&self, reference: &PackageRef) -> Option<Option<PackageVersion>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(reference)
-            .cloned()
-    }
-
-    fn put(&self, reference: PackageRef, version: Option<PackageVersion>) {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(reference, version);
-    }
+/// An execution a batch is to create, before it is recorded.
+struct Planned {
+    /// The delivery (index in the batch) it is for.
+    delivery: usize,
+    /// Its handler.
+    handler: Handler,
+    /// The handler's package, resolved; `None` when it does not exist.
+    version: Option<PackageVersion>,
 }
 
 impl Dispatcher {
@@ -84,9 +73,10 @@ impl Dispatcher {
 
     /// Consumes `fx.events` as group `group` until `shutdown`.
     ///
-    /// Takes the deliveries already waiting as one batch, records their executions a few at a
-    /// time, publishes everything the batch owes in delivery order in one go (so invocations
-    /// of one partition key keep their order), then commits the batch.
+    /// Takes the deliveries already waiting as one batch, records all their executions with
+    /// one store write (in delivery order, so the executions of one partition key are created
+    /// in their events' order), publishes everything the batch owes in delivery order in one
+    /// go (so invocations of one partition key keep their order), then commits the batch.
     pub async fn run(&self, group: &str, shutdown: CancellationToken) -> Result<()> {
         crate::consume::batches(
             &self.backends.bus,
@@ -164,45 +154,28 @@ impl crate::consume::BatchHandler for Dispatcher {
         if stamped > table.revision {
             table = self.table.at_least(stamped, arrived, shutdown).await?;
         }
-        // Events of one partition key are recorded one after another, in order (so their
-        // executions' creation order is the events' order); different keys side by side.
         let mut owed: Vec<Vec<Outgoing>> = vec![Vec::new(); batch.len()];
-        let mut keys: Vec<Vec<(usize, Event)>> = Vec::new();
-        let mut key_index = std::collections::HashMap::new();
+        let mut packages = Packages::new();
+        let mut planned = Vec::new();
+        let mut executions = Vec::new();
         for (i, delivery) in batch.iter().enumerate() {
             match decode_message(&delivery.message) {
                 Ok(event) => {
-                    let key = fx_core::event::partition_key(&event);
-                    let slot = *key_index.entry(key).or_insert_with(|| {
-                        keys.push(Vec::new());
-                        keys.len() - 1
-                    });
-                    keys[slot].push((i, event));
+                    self.plan(
+                        i,
+                        &table,
+                        &event,
+                        &mut packages,
+                        shutdown,
+                        (&mut planned, &mut executions),
+                    )
+                    .await?
                 }
                 Err(e) => owed[i] = vec![dead_letter(delivery, &e)],
             }
         }
-        let table = &table;
-        let packages = &Packages::default();
-        let groups: Vec<_> = keys
-            .into_iter()
-            .map(|events| async move {
-                let mut planned = Vec::with_capacity(events.len());
-                for (i, event) in events {
-                    let outgoing = self.plan(table, &event, packages, shutdown).await?;
-                    let outgoing: Vec<Outgoing> =
-                        outgoing.into_iter().filter_map(|(_, out)| out).collect();
-                    planned.push((i, outgoing));
-                }
-                Ok::<Vec<(usize, Vec<Outgoing>)>, fx_core::Error>(planned)
-            })
-            .collect();
-        let planned: Vec<Vec<(usize, Vec<Outgoing>)>> = futures::stream::iter(groups)
-            .buffer_unordered(CONCURRENT_KEYS)
-            .try_collect()
-            .await?;
-        for (i, outgoing) in planned.into_iter().flatten() {
-            owed[i] = outgoing;
+        for (i, _, outgoing) in self.record(planned, executions, shutdown).await? {
+            owed[i].extend(outgoing);
         }
         let outgoing: Vec<Outgoing> = owed.into_iter().flatten().collect();
         if outgoing.is_empty() {
@@ -226,160 +199,198 @@ impl Dispatcher {
         shutdown: &CancellationToken,
     ) -> Result<Vec<Dispatched>> {
         let table = self.table.current();
-        let planned = self
-            .plan(&table, event, &Packages::default(), shutdown)
-            .await?;
-        let (results, outgoing): (Vec<_>, Vec<_>) = planned.into_iter().unzip();
-        let outgoing: Vec<Outgoing> = outgoing.into_iter().flatten().collect();
+        let (mut planned, mut executions) = (Vec::new(), Vec::new());
+        self.plan(
+            0,
+            &table,
+            event,
+            &mut Packages::new(),
+            shutdown,
+            (&mut planned, &mut executions),
+        )
+        .await?;
+        let recorded = self.record(planned, executions, shutdown).await?;
+        let outgoing: Vec<Outgoing> = recorded
+            .iter()
+            .filter_map(|(_, _, out)| out.clone())
+            .collect();
         if !outgoing.is_empty() {
             until_available("publishing invocations", shutdown, || {
                 self.backends.bus.publish_all(outgoing.clone())
             })
             .await?;
         }
-        Ok(results)
+        Ok(recorded.into_iter().map(|(_, result, _)| result).collect())
     }
 
-    /// Records an execution per handler that matches `event`; returns what happened per
-    /// handler and the invocation it owes, if any (not yet published).
+    /// Plans an execution of `event` (delivery `delivery` of its batch) for every handler that
+    /// matches it, with the handler's package resolved: pushed onto `into`, not yet recorded.
     async fn plan(
         &self,
+        delivery: usize,
         table: &RoutingTable,
         event: &Event,
-        packages: &Packages,
+        packages: &mut Packages,
         shutdown: &CancellationToken,
-    ) -> Result<Vec<(Dispatched, Option<Outgoing>)>> {
+        into: (&mut Vec<Planned>, &mut Vec<Execution>),
+    ) -> Result<()> {
         let arrived = std::time::Instant::now();
-        let mut results = Vec::new();
-        for stored in table.matching(event) {
-            results.push(
-                self.dispatch_to(&stored.handler, event, packages, shutdown)
-                    .await?,
-            );
-        }
-        if results.is_empty() {
+        let mut handlers: Vec<Handler> = table
+            .matching(event)
+            .map(|stored| stored.handler.clone())
+            .collect();
+        if handlers.is_empty() {
             // The watch may lag a handler created a moment ago: look at the store itself.
             if let Some(fresh) = self.table.newer_than(table.revision, arrived).await {
-                for stored in fresh.matching(event) {
-                    results.push(
-                        self.dispatch_to(&stored.handler, event, packages, shutdown)
-                            .await?,
-                    );
-                }
+                handlers = fresh
+                    .matching(event)
+                    .map(|stored| stored.handler.clone())
+                    .collect();
             }
         }
-        if results.is_empty() {
+        if handlers.is_empty() {
             tracing::debug!(event_id = %event.id(), event_type = %event.ty(), "no handler matched");
             metrics::counter!(telemetry::EVENTS, "outcome" => "unmatched").increment(1);
-        } else {
-            metrics::counter!(telemetry::EVENTS, "outcome" => "dispatched").increment(1);
+            return Ok(());
         }
-        Ok(results)
+        metrics::counter!(telemetry::EVENTS, "outcome" => "dispatched").increment(1);
+        let (planned, executions) = into;
+        for handler in handlers {
+            let version = match packages.get(&handler.package) {
+                Some(version) => version.clone(),
+                None => {
+                    let state = &self.backends.state;
+                    let resolved = until_available("resolving package", shutdown, || {
+                        state.resolve_package(&handler.package)
+                    })
+                    .await;
+                    let version = match resolved {
+                        Ok(version) => Some(version),
+                        Err(e) if e.kind() == ErrorKind::NotFound => None,
+                        Err(e) => return Err(e),
+                    };
+                    packages.insert(handler.package.clone(), version.clone());
+                    version
+                }
+            };
+            executions.push(Execution {
+                id: ExecutionId::for_event(event, &handler.name),
+                handler: handler.name.clone(),
+                package: version.as_ref().map(|v| ResolvedPackage {
+                    name: v.name.clone(),
+                    version: v.version.clone(),
+                    digest: v.digest.clone(),
+                }),
+                event: event.clone(),
+                status: ExecutionStatus::Queued,
+                attempts: 0,
+                output: Vec::new(),
+                error: None,
+                created_at: Utc::now(),
+                started_at: None,
+                finished_at: None,
+                duration_us: None,
+                attempt_history: vec![],
+            });
+            planned.push(Planned {
+                delivery,
+                handler,
+                version,
+            });
+        }
+        Ok(())
     }
 
-    async fn dispatch_to(
+    /// Records the `executions` `planned` with one store write, then returns, per execution
+    /// and in their order, its delivery, what happened and the invocation it owes, if any (not
+    /// yet published). Executions whose package does not exist are recorded as failed.
+    async fn record(
         &self,
-        handler: &Handler,
-        event: &Event,
-        packages: &Packages,
+        planned: Vec<Planned>,
+        executions: Vec<Execution>,
         shutdown: &CancellationToken,
-    ) -> Result<(Dispatched, Option<Outgoing>)> {
-        let id = ExecutionId::for_event(event, &handler.name);
+    ) -> Result<Vec<(usize, Dispatched, Option<Outgoing>)>> {
+        if executions.is_empty() {
+            return Ok(Vec::new());
+        }
         let state = &self.backends.state;
-        let version = match packages.get(&handler.package) {
-            Some(version) => version,
-            None => {
-                let resolved = until_available("resolving package", shutdown, || {
-                    state.resolve_package(&handler.package)
-                })
-                .await;
-                let version = match resolved {
-                    Ok(version) => Some(version),
-                    Err(e) if e.kind() == ErrorKind::NotFound => None,
-                    Err(e) => return Err(e),
-                };
-                packages.put(handler.package.clone(), version.clone());
-                version
-            }
-        };
-        let execution = Execution {
-            id: id.clone(),
-            handler: handler.name.clone(),
-            package: version.as_ref().map(|v| ResolvedPackage {
-                name: v.name.clone(),
-                version: v.version.clone(),
-                digest: v.digest.clone(),
-            }),
-            event: event.clone(),
-            status: ExecutionStatus::Queued,
-            attempts: 0,
-            output: Vec::new(),
-            error: None,
-            created_at: Utc::now(),
-            started_at: None,
-            finished_at: None,
-            duration_us: None,
-            attempt_history: vec![],
-        };
-        let created = until_available("recording execution", shutdown, || {
-            state.create_execution(&execution)
+        let created = until_available("recording executions", shutdown, || {
+            state.create_executions(&executions)
         })
         .await?;
-        let redispatch = match created {
-            Created::New => false,
-            Created::Existing(ExecutionStatus::Queued) => true,
-            Created::Existing(status) => {
-                tracing::info!(execution_id = %id, handler = %handler.name, %status, "duplicate event: execution exists");
-                return Ok((Dispatched::Duplicate(id), None));
-            }
-        };
-        let (Some(version), Some(package)) = (version, execution.package.clone()) else {
-            let failed = StateEvent::Failed {
-                execution_id: id.clone(),
-                attempt: 1,
-                at: Utc::now(),
-                duration_us: 0,
-                failure: Failure {
-                    kind: FailureKind::Package,
-                    message: format!(
-                        "package {} does not exist: upload it or point the handler at another version",
-                        handler.package
-                    ),
-                },
-                retry_at: None,
-                measurements: None,
-                dead_letter: None,
+        let mut results = Vec::with_capacity(executions.len());
+        let mut failed = Vec::new();
+        for ((plan, execution), created) in planned.into_iter().zip(executions).zip(created) {
+            let Planned {
+                delivery,
+                handler,
+                version,
+            } = plan;
+            let id = execution.id;
+            let redispatch = match created {
+                Created::New => false,
+                Created::Existing(ExecutionStatus::Queued) => true,
+                Created::Existing(status) => {
+                    tracing::info!(execution_id = %id, handler = %handler.name, %status, "duplicate event: execution exists");
+                    results.push((delivery, Dispatched::Duplicate(id), None));
+                    continue;
+                }
             };
-            until_available("recording execution failure", shutdown, || {
-                state.apply_state(&failed)
+            let (Some(version), Some(package)) = (version, execution.package) else {
+                tracing::warn!(execution_id = %id, handler = %handler.name, package = %handler.package, "handler's package does not exist");
+                failed.push(StateEvent::Failed {
+                    execution_id: id.clone(),
+                    attempt: 1,
+                    at: Utc::now(),
+                    duration_us: 0,
+                    failure: Failure {
+                        kind: FailureKind::Package,
+                        message: format!(
+                            "package {} does not exist: upload it or point the handler at another version",
+                            handler.package
+                        ),
+                    },
+                    retry_at: None,
+                    measurements: None,
+                    dead_letter: None,
+                });
+                results.push((delivery, Dispatched::PackageMissing(id), None));
+                continue;
+            };
+            let event = execution.event;
+            // Keyed like the event, so invocations of related events stay in order per
+            // partition.
+            let key = fx_core::event::partition_key(&event);
+            let topic = topics::invocations(&handler.pool);
+            tracing::debug!(execution_id = %id, handler = %handler.name, pool = %handler.pool, event_id = %event.id(), "dispatching");
+            metrics::counter!(telemetry::DISPATCHED, "pool" => handler.pool.clone()).increment(1);
+            let invocation = Invocation {
+                execution_id: id.clone(),
+                limits: Limits::resolve(&version.manifest.limits, &handler.limits),
+                grants: Grants::resolve(&version.manifest, &handler),
+                handler,
+                package,
+                event,
+                attempt: 1,
+                dispatched_at: Utc::now(),
+                attempt_base: 0,
+                not_before: None,
+            };
+            let message = Message::json(Some(key), &invocation)?;
+            let dispatched = if redispatch {
+                Dispatched::Redispatched(id)
+            } else {
+                Dispatched::New(id)
+            };
+            results.push((delivery, dispatched, Some((topic, message))));
+        }
+        if !failed.is_empty() {
+            until_available("recording execution failures", shutdown, || {
+                state.apply_states(&failed)
             })
             .await?;
-            tracing::warn!(execution_id = %id, handler = %handler.name, package = %handler.package, "handler's package does not exist");
-            return Ok((Dispatched::PackageMissing(id), None));
-        };
-        let invocation = Invocation {
-            execution_id: id.clone(),
-            handler: handler.clone(),
-            package,
-            event: event.clone(),
-            attempt: 1,
-            limits: Limits::resolve(&version.manifest.limits, &handler.limits),
-            dispatched_at: Utc::now(),
-            attempt_base: 0,
-            not_before: None,
-            grants: Grants::resolve(&version.manifest, handler),
-        };
-        // Keyed like the event, so invocations of related events stay in order per partition.
-        let message = Message::json(Some(fx_core::event::partition_key(event)), &invocation)?;
-        let topic = topics::invocations(&handler.pool);
-        tracing::debug!(execution_id = %id, handler = %handler.name, pool = %handler.pool, event_id = %event.id(), "dispatching");
-        metrics::counter!(telemetry::DISPATCHED, "pool" => handler.pool.clone()).increment(1);
-        let dispatched = if redispatch {
-            Dispatched::Redispatched(id)
-        } else {
-            Dispatched::New(id)
-        };
-        Ok((dispatched, Some((topic, message))))
+        }
+        Ok(results)
     }
 }
 

@@ -162,10 +162,14 @@ impl crate::consume::BatchHandler for StateRouter {
         .await
         {
             Ok(()) => {
+                let now = chrono::Utc::now();
                 for event in &batch {
                     tracing::debug!(execution_id = %event.execution_id(), state = event.name(), "state applied");
                     metrics::counter!(telemetry::STATE_EVENTS, "state" => event.name())
                         .increment(1);
+                    let lag = (now - event.at()).to_std().unwrap_or_default();
+                    metrics::histogram!(telemetry::RECORD_LAG, "state" => event.name())
+                        .record(lag.as_secs_f64());
                 }
                 false
             }

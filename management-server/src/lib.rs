@@ -54,8 +54,8 @@ pub use settings::ServerSettings;
 pub struct AppState {
     /// The platform's ports.
     pub backends: Backends,
-    /// The server's settings.
-    pub settings: ServerSettings,
+    /// The server's settings (shared: the state is cloned for every request and layer).
+    pub settings: Arc<ServerSettings>,
     /// Reads of the handler registry's revision, shared by concurrent ingress requests.
     pub revisions: Arc<RevisionReads>,
     /// What the server does at most at once.
@@ -91,7 +91,7 @@ impl AppState {
         AppState {
             vault: fx_core::secrets::Vault::new(backends.secrets.clone(), None),
             backends,
-            settings,
+            settings: Arc::new(settings),
             revisions,
             limits,
             check: None,

@@ -42,8 +42,9 @@ pub struct Finish {
     pub finished_at: DateTime<Utc>,
     /// Its run time in microseconds (saturated to the stores' signed integers).
     pub duration_us: i64,
-    /// The start to record when none was (a start that was never reported): the end minus
-    /// the run time.
+    /// The start to record when none was recorded for this attempt: the reported start when
+    /// it came in the same batch ([`StateChange::of_batch`]), else the end minus the run time
+    /// (a start that was never reported).
     pub inferred_start: DateTime<Utc>,
     /// The output events as JSON (`[]` for a failure).
     pub output: String,
@@ -80,6 +81,43 @@ impl StateChange {
             )?),
         };
         Ok(Some(change))
+    }
+
+    /// The changes `events` make, in their order, with each start followed in the batch by
+    /// the end of the same attempt (with no other change of its execution in between) folded
+    /// into that end, which then records the start's time. Applying them gives what applying
+    /// every event's change one by one gives (a start then its end leave the execution ended,
+    /// with that start, whatever it was before), with one write fewer per such pair: the usual
+    /// batch of the state router holds many `started`/`succeeded` pairs.
+    pub fn of_batch(events: &[StateEvent]) -> Result<Vec<StateChange>> {
+        let mut changes: Vec<Option<StateChange>> = Vec::with_capacity(events.len());
+        let mut last = std::collections::HashMap::new();
+        for event in events {
+            let Some(mut change) = StateChange::of(event)? else {
+                continue;
+            };
+            if let StateChange::Finish(finish) = &mut change {
+                if let Some(&i) = last.get(&finish.id) {
+                    if let Some(StateChange::Start { attempt, at, .. }) = &changes[i] {
+                        if *attempt == finish.attempt {
+                            finish.inferred_start = *at;
+                            changes[i] = None;
+                        }
+                    }
+                }
+            }
+            last.insert(change.id().clone(), changes.len());
+            changes.push(Some(change));
+        }
+        Ok(changes.into_iter().flatten().collect())
+    }
+
+    /// The state it records: `started`, or the status an end leaves.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StateChange::Start { .. } => "started",
+            StateChange::Finish(finish) => finish.status.as_str(),
+        }
     }
 
     /// The execution it changes.

@@ -79,6 +79,18 @@ pub trait StateStore: Send + Sync + 'static {
     /// Creates an execution in status `queued` unless one with the same id exists.
     async fn create_execution(&self, execution: &Execution) -> Result<Created>;
 
+    /// Creates `executions` as [`StateStore::create_execution`] would one by one, in their
+    /// order, in as few writes as the store allows (both SQL stores: one transaction); what
+    /// each found, in the same order. When it fails, some may have been created (the default,
+    /// one by one) or none (a transaction); creating them again is harmless either way.
+    async fn create_executions(&self, executions: &[Execution]) -> Result<Vec<Created>> {
+        let mut created = Vec::with_capacity(executions.len());
+        for execution in executions {
+            created.push(self.create_execution(execution).await?);
+        }
+        Ok(created)
+    }
+
     /// Applies a state event. Idempotent: an event already applied, or one older than the
     /// execution's latest attempt, changes nothing. `Log` events are ignored here (they go to
     /// the operational sink).

@@ -34,6 +34,7 @@ pub async fn run(store: &dyn StateStore) {
     a_terminal_state_without_a_start_is_applied(store).await;
     state_of_an_unknown_execution_is_ignored(store).await;
     a_batch_of_states_applies_as_one_by_one(store).await;
+    a_batch_of_creates_finds_what_one_by_one_finds(store).await;
     expired_executions_are_found_oldest_first_and_deleted(store).await;
     executions_list_newest_first_filtered_and_paged(store).await;
     executions_filter_by_time_range_and_text(store).await;
@@ -505,14 +506,21 @@ async fn a_batch_of_states_applies_as_one_by_one(store: &dyn StateStore) {
     ];
     store.apply_states(&batch).await.unwrap();
     let a_stored = store.get_execution(&a.id).await.unwrap().unwrap();
+    // A start and the end of its attempt in one batch record the start reported, not one
+    // inferred from the run time.
     assert_eq!(
-        (a_stored.status, a_stored.attempts, a_stored.finished_at),
-        (ExecutionStatus::Succeeded, 1, Some(at(3)))
+        (
+            a_stored.status,
+            a_stored.attempts,
+            a_stored.started_at,
+            a_stored.finished_at
+        ),
+        (ExecutionStatus::Succeeded, 1, Some(at(1)), Some(at(3)))
     );
     let b_stored = store.get_execution(&b.id).await.unwrap().unwrap();
     assert_eq!(
-        (b_stored.status, b_stored.attempts),
-        (ExecutionStatus::Succeeded, 2)
+        (b_stored.status, b_stored.attempts, b_stored.started_at),
+        (ExecutionStatus::Succeeded, 2, Some(at(6)))
     );
     assert_eq!(b_stored.attempt_history.len(), 2, "{b_stored:?}");
     assert_eq!(
@@ -525,6 +533,60 @@ async fn a_batch_of_states_applies_as_one_by_one(store: &dyn StateStore) {
     assert_eq!(store.get_execution(&a.id).await.unwrap().unwrap(), a_stored);
     assert_eq!(store.get_execution(&b.id).await.unwrap().unwrap(), b_stored);
     store.apply_states(&[]).await.unwrap();
+}
+
+async fn a_batch_of_creates_finds_what_one_by_one_finds(store: &dyn StateStore) {
+    let handler = unique("batch-create");
+    let t = now();
+    let (running, queued, fresh, other) = (
+        execution(&handler, 1, t),
+        execution(&handler, 2, t),
+        execution(&handler, 3, t),
+        execution(&handler, 4, t),
+    );
+    store.create_execution(&running).await.unwrap();
+    store
+        .apply_state(&started(
+            &running.id,
+            1,
+            t + chrono::Duration::milliseconds(1),
+        ))
+        .await
+        .unwrap();
+    store.create_execution(&queued).await.unwrap();
+    // Out of id order, with an event delivered twice in one batch.
+    let batch = [
+        other.clone(),
+        running.clone(),
+        fresh.clone(),
+        queued.clone(),
+        fresh.clone(),
+    ];
+    let created = store.create_executions(&batch).await.unwrap();
+    assert_eq!(
+        created,
+        vec![
+            Created::New,
+            Created::Existing(ExecutionStatus::Running),
+            Created::New,
+            Created::Existing(ExecutionStatus::Queued),
+            Created::Existing(ExecutionStatus::Queued),
+        ]
+    );
+    for e in [&fresh, &other] {
+        let stored = store.get_execution(&e.id).await.unwrap().unwrap();
+        assert_eq!(
+            (stored.status, stored.created_at, &stored.event),
+            (ExecutionStatus::Queued, e.created_at, &e.event)
+        );
+    }
+    // Again: everything exists now.
+    let again = store.create_executions(&batch).await.unwrap();
+    assert!(
+        again.iter().all(|c| matches!(c, Created::Existing(_))),
+        "{again:?}"
+    );
+    assert_eq!(store.create_executions(&[]).await.unwrap(), vec![]);
 }
 
 async fn expired_executions_are_found_oldest_first_and_deleted(store: &dyn StateStore) {

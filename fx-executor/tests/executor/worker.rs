@@ -431,6 +431,7 @@ async fn waiting_retries_beyond_the_bound_wait_in_their_slots() {
             .unwrap();
         let executor = fx.executor_with(|s| {
             s.max_concurrency = 1;
+            s.max_in_flight = 2;
             s.max_waiting_retries = bound;
         });
         let shutdown = CancellationToken::new();

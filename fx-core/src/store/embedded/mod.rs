@@ -229,46 +229,30 @@ impl StateStore for SqliteStateStore {
     }
 
     async fn create_execution(&self, execution: &Execution) -> Result<Created> {
-        let summary = ExecutionSummary::from(execution);
-        let event = to_json("execution event", &execution.event)?;
-        let package = execution
-            .package
-            .as_ref()
-            .map(|p| to_json("execution package", p))
-            .transpose()?;
-        let created_at = micros(execution.created_at);
+        let row = NewExecution::of(execution)?;
+        self.call(move |conn| row.insert(conn)).await
+    }
+
+    async fn create_executions(&self, executions: &[Execution]) -> Result<Vec<Created>> {
+        if executions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = executions
+            .iter()
+            .map(NewExecution::of)
+            .collect::<Result<Vec<_>>>()?;
         self.call(move |conn| {
-            let id = summary.id.as_str();
-            let what = || format!("creating execution {id}");
-            let inserted = conn
-                .execute(
-                    "INSERT INTO executions (id, handler, status, attempts, event_id, event_source,
-                        event_type, event, package, output, created_at)
-                     VALUES (?1, ?2, 'queued', 0, ?3, ?4, ?5, ?6, ?7, '[]', ?8)
-                     ON CONFLICT (id) DO NOTHING",
-                    params![
-                        id,
-                        summary.handler,
-                        summary.event_id,
-                        summary.event_source,
-                        summary.event_type,
-                        event,
-                        package,
-                        created_at
-                    ],
-                )
+            let what = || format!("creating {} execution(s)", rows.len());
+            // One transaction for the batch: one commit instead of one per execution.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db(what()))?;
-            if inserted == 1 {
-                return Ok(Created::New);
-            }
-            let status: String = conn
-                .query_row(
-                    "SELECT status FROM executions WHERE id = ?1",
-                    params![id],
-                    |r| r.get(0),
-                )
-                .map_err(db(what()))?;
-            Ok(Created::Existing(stored_status(&status)?))
+            let created = rows
+                .iter()
+                .map(|row| row.insert(&tx))
+                .collect::<Result<Vec<_>>>()?;
+            tx.commit().map_err(db(what()))?;
+            Ok(created)
         })
         .await
     }
@@ -278,11 +262,10 @@ impl StateStore for SqliteStateStore {
     }
 
     async fn apply_states(&self, events: &[StateEvent]) -> Result<()> {
-        let writes = events
-            .iter()
+        let writes: Vec<StateWrite> = StateChange::of_batch(events)?
+            .into_iter()
             .map(StateWrite::of)
-            .filter_map(Result::transpose)
-            .collect::<Result<Vec<_>>>()?;
+            .collect();
         if writes.is_empty() {
             return Ok(());
         }
@@ -579,11 +562,9 @@ struct StateWrite {
 }
 
 impl StateWrite {
-    /// The write of `event`; `None` for an event the state store does not keep.
-    fn of(event: &StateEvent) -> Result<Option<StateWrite>> {
-        let Some(change) = StateChange::of(event)? else {
-            return Ok(None);
-        };
+    /// The write of `change`.
+    fn of(change: StateChange) -> StateWrite {
+        let (id, state) = (change.id().clone(), change.name());
         let (sql, args, record) = match change {
             StateChange::Start {
                 ref id,
@@ -613,13 +594,13 @@ impl StateWrite {
                 Some((f.attempt, f.record.clone())),
             ),
         };
-        Ok(Some(StateWrite {
-            id: event.execution_id().clone(),
-            state: event.name(),
+        StateWrite {
+            id,
+            state,
             sql,
             args,
             record,
-        }))
+        }
     }
 
     fn what(&self) -> String {
@@ -685,4 +666,64 @@ fn exact_version(conn: &Connection, name: &str, version: &str) -> Result<Option<
         .map_err(db(format!("reading package {name} version {version}")))?
         .map(PackageRow::decode)
         .transpose()
+}
+
+/// An execution as the row that creates it.
+struct NewExecution {
+    summary: ExecutionSummary,
+    event: String,
+    package: Option<String>,
+    created_at: i64,
+}
+
+impl NewExecution {
+    fn of(execution: &Execution) -> Result<Self> {
+        Ok(NewExecution {
+            summary: ExecutionSummary::from(execution),
+            event: to_json("execution event", &execution.event)?,
+            package: execution
+                .package
+                .as_ref()
+                .map(|p| to_json("execution package", p))
+                .transpose()?,
+            created_at: micros(execution.created_at),
+        })
+    }
+
+    /// Inserts the row unless an execution with its id exists; what it found.
+    fn insert(&self, conn: &Connection) -> Result<Created> {
+        let id = self.summary.id.as_str();
+        let what = || format!("creating execution {id}");
+        let inserted = conn
+            .prepare_cached(
+                "INSERT INTO executions (id, handler, status, attempts, event_id, event_source,
+                    event_type, event, package, output, created_at)
+                 VALUES (?1, ?2, 'queued', 0, ?3, ?4, ?5, ?6, ?7, '[]', ?8)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .and_then(|mut insert| {
+                insert.execute(params![
+                    id,
+                    self.summary.handler,
+                    self.summary.event_id,
+                    self.summary.event_source,
+                    self.summary.event_type,
+                    self.event,
+                    self.package,
+                    self.created_at
+                ])
+            })
+            .map_err(db(what()))?;
+        if inserted == 1 {
+            return Ok(Created::New);
+        }
+        let status: String = conn
+            .query_row(
+                "SELECT status FROM executions WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .map_err(db(what()))?;
+        Ok(Created::Existing(stored_status(&status)?))
+    }
 }

@@ -96,11 +96,9 @@ struct StateWrite {
 }
 
 impl StateWrite {
-    /// The write of `event`; `None` for an event the state store does not keep.
-    fn of(event: &StateEvent) -> Result<Option<StateWrite>> {
-        let Some(change) = StateChange::of(event)? else {
-            return Ok(None);
-        };
+    /// The write of `change`.
+    fn of(change: StateChange) -> StateWrite {
+        let (id, state) = (change.id().clone(), change.name());
         let (finish, args): (bool, Vec<Param>) = match change {
             StateChange::Start { id, attempt, at } => (
                 false,
@@ -125,12 +123,12 @@ impl StateWrite {
                 ],
             ),
         };
-        Ok(Some(StateWrite {
-            id: event.execution_id().clone(),
-            state: event.name(),
+        StateWrite {
+            id,
+            state,
             finish,
             args,
-        }))
+        }
     }
 }
 
@@ -411,16 +409,111 @@ impl StateStore for PostgresStateStore {
         Ok(Created::Existing(stored_status(&get::<String>(&row, 0)?)?))
     }
 
+    async fn create_executions(&self, executions: &[Execution]) -> Result<Vec<Created>> {
+        if executions.len() < 2 {
+            let mut created = Vec::with_capacity(1);
+            for execution in executions {
+                created.push(self.create_execution(execution).await?);
+            }
+            return Ok(created);
+        }
+        let rows = executions
+            .iter()
+            .map(|execution| {
+                let summary = ExecutionSummary::from(execution);
+                let event = to_json("execution event", &execution.event)?;
+                let package = execution
+                    .package
+                    .as_ref()
+                    .map(|p| to_json("execution package", p))
+                    .transpose()?;
+                Ok((summary, event, package, execution.created_at))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // Inserted in the order of their ids: two gateways creating overlapping batches (a
+        // redelivery during a rebalance) take the rows' locks in one order and cannot deadlock.
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by(|&a, &b| rows[a].0.id.as_str().cmp(rows[b].0.id.as_str()));
+        let what = || format!("creating {} execution(s)", rows.len());
+        let mut client = self.db.client().await?;
+        let insert = client
+            .prepare_cached(
+                "INSERT INTO executions (id, handler, status, attempts, event_id, event_source,
+                    event_type, event, package, output, created_at)
+                 VALUES ($1, $2, 'queued', 0, $3, $4, $5, $6, $7, '[]', $8)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .await
+            .map_err(self.db.error(what()))?;
+        let tx = client.transaction().await.map_err(self.db.error(what()))?;
+        // One transaction, its inserts pipelined on the connection.
+        let inserts = order.iter().map(|&i| {
+            let (summary, event, package, created_at) = &rows[i];
+            let tx = &tx;
+            let insert = &insert;
+            async move {
+                tx.execute(
+                    insert,
+                    &[
+                        &summary.id.as_str(),
+                        &summary.handler,
+                        &summary.event_id,
+                        &summary.event_source,
+                        &summary.event_type,
+                        event,
+                        package,
+                        created_at,
+                    ],
+                )
+                .await
+            }
+        });
+        let inserted = futures::future::try_join_all(inserts)
+            .await
+            .map_err(self.db.error(what()))?;
+        let mut created = vec![Created::New; rows.len()];
+        let existing: Vec<usize> = order
+            .iter()
+            .zip(&inserted)
+            .filter(|(_, &n)| n == 0)
+            .map(|(&i, _)| i)
+            .collect();
+        if !existing.is_empty() {
+            // The inserts that found a row waited for any concurrent insert of it to commit,
+            // and this statement's snapshot sees those rows (and this transaction's own).
+            let ids: Vec<&str> = existing.iter().map(|&i| rows[i].0.id.as_str()).collect();
+            let found = tx
+                .query(
+                    "SELECT id, status FROM executions WHERE id = ANY($1)",
+                    &[&ids],
+                )
+                .await
+                .map_err(self.db.error(what()))?;
+            let mut statuses = std::collections::HashMap::with_capacity(found.len());
+            for row in &found {
+                statuses.insert(get::<String>(row, 0)?, get::<String>(row, 1)?);
+            }
+            for i in existing {
+                let id = rows[i].0.id.as_str();
+                let status = statuses.get(id).ok_or_else(|| {
+                    Error::internal(format!("execution {id} vanished while created"))
+                })?;
+                created[i] = Created::Existing(stored_status(status)?);
+            }
+        }
+        tx.commit().await.map_err(self.db.error(what()))?;
+        Ok(created)
+    }
+
     async fn apply_state(&self, event: &StateEvent) -> Result<()> {
         self.apply_states(std::slice::from_ref(event)).await
     }
 
     async fn apply_states(&self, events: &[StateEvent]) -> Result<()> {
-        let writes = events
-            .iter()
+        let writes: Vec<StateWrite> = StateChange::of_batch(events)?
+            .into_iter()
             .map(StateWrite::of)
-            .filter_map(Result::transpose)
-            .collect::<Result<Vec<_>>>()?;
+            .collect();
         if writes.is_empty() {
             return Ok(());
         }
