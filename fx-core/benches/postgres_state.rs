@@ -1,5 +1,6 @@
 //! Benchmark of the PostgreSQL state store: execution-state writes per second, and the latency
-//! of the executions list query at 1,000,000 rows. Prints its figures.
+//! of the executions list query at 1,000,000 rows. Prints its figures; the list query lines are
+//! those of `sqlite_state`, on the same rows and queries, so the two stores compare.
 //!
 //! ```text
 //! eval "$(bash infra/scripts/start-postgres.sh)"
@@ -9,7 +10,12 @@
 //! `FX_TEST_POSTGRES` names the database (without it the benchmark says so and exits); it works
 //! in a fresh schema, dropped at the end. Optional: `FX_BENCH_EXECUTIONS` (20,000 executions
 //! written through the store), `FX_BENCH_CONCURRENCY` (32 writers), `FX_BENCH_ROWS` (1,000,000
-//! rows for the list query), `FX_BENCH_QUERIES` (500 runs of each list query).
+//! rows for the list query), `FX_BENCH_QUERIES` (500 runs of each list query; a query stops
+//! early once its runs have taken 10 s, after at least 5 runs).
+//!
+//! The list query's rows replace the executions written before; they are loaded in batches by
+//! `INSERT … SELECT FROM unnest(…)`: 8 handlers, 2 % failed, 0.5 % queued, 0.5 %
+//! running, 0.05 % retrying, the rest succeeded, created over the week before the run.
 
 use std::error::Error;
 use std::time::{Duration, Instant};
@@ -23,6 +29,9 @@ use fx_core::store::postgres::{PostgresSettings, PostgresStateStore};
 use fx_core::store::StateStore;
 
 type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+/// How long a list query is run at most (after its first 5 runs).
+const QUERY_BUDGET: Duration = Duration::from_secs(10);
 
 fn env_number(name: &str, default: usize) -> BenchResult<usize> {
     match std::env::var(name) {
@@ -115,7 +124,7 @@ async fn main() -> BenchResult<()> {
     };
     let executions = env_number("FX_BENCH_EXECUTIONS", 20_000)?;
     let concurrency = env_number("FX_BENCH_CONCURRENCY", 32)?;
-    let rows = env_number("FX_BENCH_ROWS", 1_000_000)?;
+    let rows = env_number("FX_BENCH_ROWS", 1_000_000)?.max(1);
     let queries = env_number("FX_BENCH_QUERIES", 500)?.max(1);
     let schema = format!(
         "fx_bench_{}_{}",
@@ -200,50 +209,211 @@ async fn run(
         ms(took) / (fresh.len() * 2) as f64
     );
 
-    // The list query at `rows` rows, loaded in bulk by SQL.
+    // The list queries at `rows` rows (the executions written above removed first), the rows
+    // of `sqlite_state`.
     let schema = &settings.schema;
-    let started = Instant::now();
     client
-        .execute(
-            &format!(
-                "INSERT INTO \"{schema}\".executions (id, handler, status, attempts, event_id,
-                    event_source, event_type, event, package, output, created_at, duration_us)
-                 SELECT md5('bench-row-' || i), 'handler-' || (i % 20),
-                    (ARRAY['queued', 'running', 'succeeded', 'failed'])[1 + i % 4], 1,
-                    'row-' || i, '/bench', 'com.example.bench', '{{}}', NULL, '[]',
-                    timestamptz '2024-01-01 00:00:00+00' + i * interval '1 millisecond', 100
-                 FROM generate_series(1, $1::bigint) AS i
-                 ON CONFLICT (id) DO NOTHING"
-            ),
-            &[&(rows as i64)],
-        )
+        .batch_execute(&format!(
+            "TRUNCATE \"{schema}\".executions, \"{schema}\".execution_attempts"
+        ))
         .await?;
+    let started = Instant::now();
+    let now = Utc::now();
+    load(client, schema, rows, now.timestamp_micros()).await?;
     client
         .batch_execute(&format!("VACUUM ANALYZE \"{schema}\".executions"))
         .await?;
-    let total: i64 = client
+    let size: i64 = client
         .query_one(
-            &format!("SELECT count(*) FROM \"{schema}\".executions"),
+            &format!("SELECT pg_total_relation_size('\"{schema}\".executions')"),
             &[],
         )
         .await?
         .get(0);
     println!(
-        "bulk load: {rows} rows in {:.1} s (generate_series), {total} rows in the table",
-        started.elapsed().as_secs_f64()
+        "bulk load: {rows} rows in {:.1} s (batches of {LOAD_BATCH}, then vacuum analyze), {:.0} MB",
+        started.elapsed().as_secs_f64(),
+        size as f64 / 1e6
     );
+    list_queries(&store, rows, now, queries).await
+}
 
-    // A cursor from the middle of the table: a deep page.
-    let middle = store
-        .list_executions(&ExecutionQuery {
-            limit: Some(1),
-            ..ExecutionQuery::default()
-        })
+/// Rows written by one statement of the bulk load.
+const LOAD_BATCH: usize = 10_000;
+
+/// Writes the rows in batches, each one `INSERT … SELECT FROM unnest(arrays)`.
+async fn load(
+    client: &tokio_postgres::Client,
+    schema: &str,
+    rows: usize,
+    now: i64,
+) -> BenchResult<()> {
+    let template = event_template()?;
+    let insert = client
+        .prepare(&format!(
+            "INSERT INTO \"{schema}\".executions (id, handler, status, attempts, event_id,
+                event_source, event_type, event, package, output, error, created_at, started_at,
+                finished_at, duration_us)
+             SELECT id, handler, status, attempts, event_id, $12, $13, event, NULL, '[]', error,
+                created_at, started_at, finished_at, duration_us
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[],
+                $7::text[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::int8[])
+                AS r (id, handler, status, attempts, event_id, event, error, created_at,
+                      started_at, finished_at, duration_us)"
+        ))
         .await?;
-    let mut deep = ExecutionQuery {
-        cursor: middle.next_cursor,
+    let time = |micros: i64| {
+        DateTime::from_timestamp_micros(micros).ok_or_else(|| format!("time {micros} out of range"))
+    };
+    for first in (0..rows).step_by(LOAD_BATCH) {
+        let batch: Vec<BenchRow> = (first..rows.min(first + LOAD_BATCH))
+            .map(|n| bench_row(n, rows, now, &template))
+            .collect();
+        let column = |f: fn(&BenchRow) -> String| batch.iter().map(f).collect::<Vec<_>>();
+        let ids = column(|r| r.id.clone());
+        let handlers = column(|r| r.handler.clone());
+        let statuses = column(|r| r.status.to_string());
+        let event_ids = column(|r| r.event_id.clone());
+        let events = column(|r| r.event.clone());
+        let attempts: Vec<i64> = batch.iter().map(|r| r.attempts).collect();
+        let errors: Vec<Option<&str>> = batch.iter().map(|r| r.error).collect();
+        let durations: Vec<Option<i64>> = batch.iter().map(|r| r.duration_us).collect();
+        let created = batch
+            .iter()
+            .map(|r| time(r.created_at))
+            .collect::<Result<Vec<_>, _>>()?;
+        let started = batch
+            .iter()
+            .map(|r| r.started_at.map(time).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        let finished = batch
+            .iter()
+            .map(|r| r.finished_at.map(time).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        client
+            .execute(
+                &insert,
+                &[
+                    &ids,
+                    &handlers,
+                    &statuses,
+                    &attempts,
+                    &event_ids,
+                    &events,
+                    &errors,
+                    &created,
+                    &started,
+                    &finished,
+                    &durations,
+                    &EVENT_SOURCE,
+                    &EVENT_TYPE,
+                ],
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// One generated execution, as stored (times in microseconds since the epoch).
+struct BenchRow {
+    id: String,
+    handler: String,
+    status: &'static str,
+    attempts: i64,
+    event_id: String,
+    event: String,
+    error: Option<&'static str>,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    duration_us: Option<i64>,
+}
+
+const EVENT_SOURCE: &str = "/shop/orders";
+const EVENT_TYPE: &str = "com.example.order.placed";
+const WEEK_MICROS: i64 = 7 * 24 * 3600 * 1_000_000;
+
+/// Execution `n` of `rows`, the last one created at `now`: the same rows as in
+/// `sqlite_state`.
+fn bench_row(n: usize, rows: usize, now: i64, event_template: &str) -> BenchRow {
+    // The high bits of a multiplicative hash: a status independent of the handler (`n % 8`).
+    let spread = (((n as u64).wrapping_mul(2_654_435_761) % (1 << 32)) * 10_000) >> 32;
+    let status = match spread {
+        0..=199 => "failed",
+        200..=249 => "queued",
+        250..=299 => "running",
+        300..=304 => "retrying",
+        _ => "succeeded",
+    };
+    let handler = format!("handler-{}", n % 8);
+    let event_id = format!("order-{n}");
+    let created_at = now - WEEK_MICROS * (rows - 1 - n) as i64 / rows as i64;
+    let duration = 1_000 + (spread as i64 * 47) % 49_000;
+    let started_at = (status != "queued").then_some(created_at + 2_000);
+    let finished = matches!(status, "succeeded" | "failed");
+    BenchRow {
+        id: ExecutionId::derive(EVENT_SOURCE, &event_id, &handler)
+            .as_str()
+            .to_string(),
+        event: event_template.replace("__ID__", &event_id),
+        handler,
+        status,
+        attempts: match status {
+            "queued" => 0,
+            "failed" => 3,
+            "retrying" => 2,
+            _ => 1,
+        },
+        event_id,
+        error: (status == "failed").then_some("wasm trap: unreachable"),
+        created_at,
+        started_at,
+        finished_at: started_at.filter(|_| finished).map(|s| s + duration),
+        duration_us: finished.then_some(duration),
+    }
+}
+
+/// The stored JSON of the rows' events, `__ID__` standing for the event id.
+fn event_template() -> BenchResult<String> {
+    let event = new_json_event(
+        "__ID__",
+        EVENT_SOURCE,
+        EVENT_TYPE,
+        serde_json::json!({
+            "order": "__ID__",
+            "customer": "c-1042",
+            "items": [{ "sku": "ferris-plush", "quantity": 2 }],
+            "total": { "amount": 3998, "currency": "EUR" },
+        }),
+    )?;
+    Ok(serde_json::to_string(&event)?)
+}
+
+/// Times the executions list queries: the same cases, in the same lines, as `sqlite_state`.
+async fn list_queries(
+    store: &dyn StateStore,
+    rows: usize,
+    now: DateTime<Utc>,
+    queries: usize,
+) -> BenchResult<()> {
+    let failed_of_handler = ExecutionQuery {
+        handler: Some("handler-3".into()),
+        status: Some(ExecutionStatus::Failed),
         ..ExecutionQuery::default()
     };
+    let second_page = ExecutionQuery {
+        cursor: store
+            .list_executions(&ExecutionQuery::default())
+            .await?
+            .next_cursor,
+        ..ExecutionQuery::default()
+    };
+    let second_failed_page = ExecutionQuery {
+        cursor: store.list_executions(&failed_of_handler).await?.next_cursor,
+        ..failed_of_handler.clone()
+    };
+    // A cursor halfway down the list: a deep page.
+    let mut deep = ExecutionQuery::default();
     for _ in 0..(rows / 2 / 500) {
         let page = store
             .list_executions(&ExecutionQuery {
@@ -256,37 +426,64 @@ async fn run(
         }
         deep.cursor = page.next_cursor;
     }
-
     let cases = [
         ("first page, no filter", ExecutionQuery::default()),
         (
             "first page, handler",
             ExecutionQuery {
-                handler: Some("handler-7".into()),
+                handler: Some("handler-3".into()),
                 ..ExecutionQuery::default()
             },
         ),
         (
-            "first page, handler + status",
+            "first page, status failed (2 %)",
             ExecutionQuery {
-                handler: Some("handler-7".into()),
                 status: Some(ExecutionStatus::Failed),
                 ..ExecutionQuery::default()
             },
         ),
         (
-            "first page, status",
+            "first page, status succeeded (97 %)",
             ExecutionQuery {
                 status: Some(ExecutionStatus::Succeeded),
                 ..ExecutionQuery::default()
             },
         ),
+        (
+            "first page, status retrying (0.05 %)",
+            ExecutionQuery {
+                status: Some(ExecutionStatus::Retrying),
+                ..ExecutionQuery::default()
+            },
+        ),
+        ("first page, handler + status failed", failed_of_handler),
+        (
+            "first page, since an hour ago",
+            ExecutionQuery {
+                since: Some(now - chrono::Duration::hours(1)),
+                ..ExecutionQuery::default()
+            },
+        ),
+        ("second page (cursor), no filter", second_page),
+        (
+            "second page (cursor), handler + status failed",
+            second_failed_page,
+        ),
         ("page at the middle (cursor)", deep),
+        (
+            "first page, text (substring, one match)",
+            ExecutionQuery {
+                text: Some("order-424242".into()),
+                ..ExecutionQuery::default()
+            },
+        ),
     ];
     for (name, query) in cases {
+        // One untimed run first: the statement prepared, the pages it reads cached.
+        let mut items = store.list_executions(&query).await?.items.len();
         let mut times = Vec::with_capacity(queries);
-        let mut items = 0;
-        for _ in 0..queries {
+        let started = Instant::now();
+        while times.len() < queries && (times.len() < 5 || started.elapsed() < QUERY_BUDGET) {
             let started = Instant::now();
             let page = store.list_executions(&query).await?;
             times.push(started.elapsed());
@@ -294,7 +491,8 @@ async fn run(
         }
         times.sort_unstable();
         println!(
-            "list executions at {total} rows, {name} ({items} items): p50 {:.3} ms, p99 {:.3} ms",
+            "list executions at {rows} rows, {name} ({items} items, {} runs): p50 {:.3} ms, p99 {:.3} ms",
+            times.len(),
             ms(percentile(&times, 0.50)),
             ms(percentile(&times, 0.99))
         );

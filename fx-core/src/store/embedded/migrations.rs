@@ -126,4 +126,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
         updated_by TEXT NOT NULL
     );
 "#,
+    // 6: the executions list filtered by status alone reads an index range, as in PostgreSQL.
+    // Without it the list walks `executions_newest` until it has a page: at 1,000,000
+    // executions, 50 ms for a status one in 2,000 has, the whole table for a status none has.
+    r#"
+    CREATE INDEX executions_by_status ON executions (status, created_at DESC, id DESC);
+"#,
 ];
