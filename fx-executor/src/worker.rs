@@ -83,7 +83,7 @@ impl Executor {
                 biased;
                 _ = shutdown.cancelled() => break 'consume,
                 Some((delivery, handled)) = done_rx.recv() => {
-                    self.finish(subscription.as_mut(), &mut tracker, &delivery, handled).await;
+                    self.finish(subscription.as_mut(), &mut tracker, (delivery, handled), &mut done_rx).await;
                     continue 'consume;
                 }
                 permit = taken.clone().acquire_owned() => match permit {
@@ -106,7 +106,7 @@ impl Executor {
                     biased;
                     _ = shutdown.cancelled() => break 'consume,
                     Some((delivery, handled)) = done_rx.recv() => {
-                        self.finish(subscription.as_mut(), &mut tracker, &delivery, handled).await;
+                        self.finish(subscription.as_mut(), &mut tracker, (delivery, handled), &mut done_rx).await;
                     }
                     next = subscription.next() => break next,
                 }
@@ -145,33 +145,47 @@ impl Executor {
             let Some((delivery, handled)) = done_rx.recv().await else {
                 break;
             };
-            self.finish(subscription.as_mut(), &mut tracker, &delivery, handled)
-                .await;
+            self.finish(
+                subscription.as_mut(),
+                &mut tracker,
+                (delivery, handled),
+                &mut done_rx,
+            )
+            .await;
         }
         tracing::info!("executor stopped");
         Ok(())
     }
 
-    /// Records a finished delivery and commits what became committable.
+    /// Records a finished delivery (`first`), and every other that has finished meanwhile
+    /// (`done`), and commits what became committable with one request.
     async fn finish(
         &self,
         subscription: &mut dyn Subscription,
         tracker: &mut CommitTracker,
-        delivery: &Delivery,
-        handled: Handled,
+        first: (Delivery, Handled),
+        done: &mut mpsc::UnboundedReceiver<(Delivery, Handled)>,
     ) {
-        if handled == Handled::Abandoned {
-            tracing::warn!(
-                partition = delivery.partition,
-                offset = delivery.offset,
-                "invocation left uncommitted: it will be delivered again"
-            );
+        let mut commits = Vec::new();
+        let mut next = Some(first);
+        while let Some((delivery, handled)) = next {
+            if handled == Handled::Abandoned {
+                tracing::warn!(
+                    partition = delivery.partition,
+                    offset = delivery.offset,
+                    "invocation left uncommitted: it will be delivered again"
+                );
+            }
+            if let Some(commit) = tracker.finished(&delivery, handled) {
+                commits.push(commit);
+            }
+            next = done.try_recv().ok();
         }
-        let Some(commit) = tracker.finished(delivery, handled) else {
+        if commits.is_empty() {
             return;
-        };
-        if let Err(e) = subscription.commit(&commit).await {
-            tracing::warn!(error = %e.chain(), partition = commit.partition, offset = commit.offset, "commit failed; invocations may run again");
+        }
+        if let Err(e) = subscription.commit_all(&commits).await {
+            tracing::warn!(error = %e.chain(), commits = ?commits, "commit failed; invocations may run again");
         }
     }
 

@@ -118,9 +118,8 @@ pub async fn batches(
                 }
             }
         }
-        for delivery in &deliveries {
-            commit(subscription.as_mut(), &delivery.position(), shutdown).await?;
-        }
+        let positions: Vec<_> = deliveries.iter().map(Delivery::position).collect();
+        commit(subscription.as_mut(), &positions, shutdown).await?;
     }
 }
 

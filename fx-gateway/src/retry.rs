@@ -36,19 +36,20 @@ where
     }
 }
 
-/// Commits the message at `position`, retrying while the bus is unavailable (a commit borrows
-/// the subscription mutably, so it cannot go through [`until_available`]).
+/// Commits the messages at `positions` (one request where the bus allows), retrying while
+/// the bus is unavailable (a commit borrows the subscription mutably, so it cannot go through
+/// [`until_available`]).
 pub async fn commit(
     subscription: &mut dyn fx_core::bus::Subscription,
-    position: &fx_core::bus::Position,
+    positions: &[fx_core::bus::Position],
     shutdown: &CancellationToken,
 ) -> Result<()> {
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
     loop {
-        match subscription.commit(position).await {
+        match subscription.commit_all(positions).await {
             Ok(()) => return Ok(()),
             Err(e) if e.kind().is_retryable() && !shutdown.is_cancelled() => {
-                tracing::warn!(error = %e.chain(), topic = %position.topic, offset = position.offset, "commit failed; retrying");
+                tracing::warn!(error = %e.chain(), positions = positions.len(), "commit failed; retrying");
                 backoff.sleep().await;
             }
             Err(e) => return Err(e),

@@ -187,6 +187,16 @@ pub trait Subscription: Send {
     /// Marks the message at `position` (and everything before it on its partition) as done.
     async fn commit(&mut self, position: &Position) -> Result<()>;
 
+    /// Marks the messages at `positions` done, as [`Subscription::commit`] would one by one,
+    /// in as few requests as the bus allows (Kafka: one commit for the batch, whatever its
+    /// size, instead of one per message).
+    async fn commit_all(&mut self, positions: &[Position]) -> Result<()> {
+        for position in positions {
+            self.commit(position).await?;
+        }
+        Ok(())
+    }
+
     /// Keeps this consumer a member of its group while the caller takes no deliveries (every
     /// slot busy), for as long as the returned future is polled: a Kafka consumer pauses its
     /// partitions and goes on polling, so the broker's poll deadline

@@ -343,44 +343,51 @@ impl Subscription for KafkaSubscription {
     }
 
     async fn commit(&mut self, position: &Position) -> Result<()> {
-        if position.topic != self.topic {
+        self.commit_all(std::slice::from_ref(position)).await
+    }
+
+    async fn commit_all(&mut self, positions: &[Position]) -> Result<()> {
+        if let Some(other) = positions.iter().find(|p| p.topic != self.topic) {
             return Err(Error::invalid(format!(
                 "cannot commit a message of topic {} on a subscription to topic {}",
-                position.topic, self.topic
+                other.topic, self.topic
             )));
         }
-        let commit = {
+        // The committable offset of each partition the batch moved.
+        let mut commits = std::collections::BTreeMap::new();
+        {
             let mut offsets = lock(&self.offsets);
-            match offsets.get_mut(&position.partition) {
-                Some(partition) => partition.complete(position.offset),
-                None => {
-                    tracing::debug!(
+            for position in positions {
+                match offsets.get_mut(&position.partition) {
+                    Some(partition) => {
+                        if let Some(offset) = partition.complete(position.offset) {
+                            commits.insert(position.partition, offset);
+                        }
+                    }
+                    None => tracing::debug!(
                         topic = %self.kafka_topic,
                         partition = position.partition,
                         offset = position.offset,
                         "commit of a partition no longer assigned: left to its new owner"
-                    );
-                    None
+                    ),
                 }
             }
-        };
-        let Some(offset) = commit else {
+        }
+        if commits.is_empty() {
             return Ok(());
-        };
+        }
         let consumer = self.consumer.as_ref().ok_or_else(|| self.closed())?;
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(
-            &self.kafka_topic,
-            position.partition,
-            Offset::Offset(offset),
-        )
-        .map_err(|e| {
-            Error::internal(format!("committing topic {}", self.kafka_topic)).with_source(e)
-        })?;
+        for (&partition, &offset) in &commits {
+            tpl.add_partition_offset(&self.kafka_topic, partition, Offset::Offset(offset))
+                .map_err(|e| {
+                    Error::internal(format!("committing topic {}", self.kafka_topic)).with_source(e)
+                })?;
+        }
         consumer.commit(&tpl, CommitMode::Async).map_err(|e| {
             Error::unavailable(format!(
-                "committing topic {} partition {} at offset {offset}",
-                self.kafka_topic, position.partition
+                "committing topic {} at {commits:?} (partition: offset)",
+                self.kafka_topic
             ))
             .with_source(e)
         })

@@ -234,6 +234,55 @@ async fn commits_cover_only_contiguous_completed_offsets() {
     );
 }
 
+/// A batch's commit is one request covering every partition it moved, and leaves out what an
+/// earlier offset still holds back, as one commit per message would.
+#[tokio::test]
+async fn a_batch_commit_covers_each_partition_up_to_its_contiguous_end() {
+    let Some(bus) =
+        bus("kafka a_batch_commit_covers_each_partition_up_to_its_contiguous_end").await
+    else {
+        return;
+    };
+    for i in 0..4 {
+        bus.publish("batched", keyed("k", &i.to_string()))
+            .await
+            .unwrap();
+    }
+    let mut first = bus.subscribe("batched", "g").await.unwrap();
+    let taken = [
+        next(&mut first).await,
+        next(&mut first).await,
+        next(&mut first).await,
+        next(&mut first).await,
+    ];
+    let partition = taken[0].partition;
+    // 0, 2 and 3 done: the group may resume at 1 only.
+    first
+        .commit_all(&[
+            taken[3].position(),
+            taken[0].position(),
+            taken[2].position(),
+        ])
+        .await
+        .unwrap();
+    wait_committed(&bus, "g", "batched", partition, 1).await;
+    // Then 1: everything.
+    first.commit_all(&[taken[1].position()]).await.unwrap();
+    wait_committed(&bus, "g", "batched", partition, 4).await;
+    assert!(first
+        .commit_all(&[position_in("other", partition, 0)])
+        .await
+        .is_err());
+}
+
+fn position_in(topic: &str, partition: i32, offset: i64) -> crate::bus::Position {
+    crate::bus::Position {
+        topic: topic.to_string(),
+        partition,
+        offset,
+    }
+}
+
 #[tokio::test]
 async fn a_second_consumer_of_a_group_gets_partitions() {
     let Some(bus) = bus("kafka a_second_consumer_of_a_group_gets_partitions").await else {
