@@ -132,6 +132,12 @@ impl StateWrite {
     }
 }
 
+/// Creates an execution `queued` unless one with its id exists (then inserts nothing).
+const INSERT_EXECUTION: &str = "INSERT INTO executions (id, handler, status, attempts, event_id,
+        event_source, event_type, event, package, output, created_at)
+     VALUES ($1, $2, 'queued', 0, $3, $4, $5, $6, $7, '[]', $8)
+     ON CONFLICT (id) DO NOTHING";
+
 const START: &str = "WITH applied AS (
         UPDATE executions SET status = 'running', attempts = $2, started_at = $3,
             finished_at = NULL, duration_us = NULL
@@ -368,12 +374,7 @@ impl StateStore for PostgresStateStore {
         let what = || format!("creating execution {id}");
         let client = self.db.client().await?;
         let insert = client
-            .prepare_cached(
-                "INSERT INTO executions (id, handler, status, attempts, event_id, event_source,
-                    event_type, event, package, output, created_at)
-                 VALUES ($1, $2, 'queued', 0, $3, $4, $5, $6, $7, '[]', $8)
-                 ON CONFLICT (id) DO NOTHING",
-            )
+            .prepare_cached(INSERT_EXECUTION)
             .await
             .map_err(self.db.error(what()))?;
         let inserted = client
@@ -437,12 +438,7 @@ impl StateStore for PostgresStateStore {
         let what = || format!("creating {} execution(s)", rows.len());
         let mut client = self.db.client().await?;
         let insert = client
-            .prepare_cached(
-                "INSERT INTO executions (id, handler, status, attempts, event_id, event_source,
-                    event_type, event, package, output, created_at)
-                 VALUES ($1, $2, 'queued', 0, $3, $4, $5, $6, $7, '[]', $8)
-                 ON CONFLICT (id) DO NOTHING",
-            )
+            .prepare_cached(INSERT_EXECUTION)
             .await
             .map_err(self.db.error(what()))?;
         let tx = client.transaction().await.map_err(self.db.error(what()))?;
