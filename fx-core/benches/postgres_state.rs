@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, TryStreamExt};
 
 use fx_core::event::new_json_event;
-use fx_core::execution::{Execution, ExecutionId, ExecutionStatus, StateEvent};
+use fx_core::execution::{Execution, ExecutionId, StateEvent};
 use fx_core::store::postgres::{PostgresSettings, PostgresStateStore};
 use fx_core::store::StateStore;
 
@@ -38,21 +38,7 @@ fn execution(n: usize, created_at: DateTime<Utc>) -> BenchResult<Execution> {
         "com.example.bench",
         serde_json::json!({ "n": n }),
     )?;
-    Ok(Execution {
-        id: ExecutionId::for_event(&event, &handler),
-        handler,
-        package: None,
-        event,
-        status: ExecutionStatus::Queued,
-        attempts: 0,
-        output: vec![],
-        error: None,
-        created_at,
-        started_at: None,
-        finished_at: None,
-        duration_us: None,
-        attempt_history: vec![],
-    })
+    Ok(queued(handler, event, created_at))
 }
 
 /// The start and success of one attempt.

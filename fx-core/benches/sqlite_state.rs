@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::params;
 
 use fx_core::event::new_json_event;
-use fx_core::execution::{Execution, ExecutionId, ExecutionStatus, StateEvent};
+use fx_core::execution::{Execution, ExecutionId, StateEvent};
 use fx_core::store::embedded::SqliteStateStore;
 use fx_core::store::StateStore;
 
@@ -97,21 +97,7 @@ fn execution(n: usize, created_at: DateTime<Utc>) -> BenchResult<Execution> {
         EVENT_TYPE,
         serde_json::json!({ "n": n }),
     )?;
-    Ok(Execution {
-        id: ExecutionId::for_event(&event, &handler),
-        handler,
-        package: None,
-        event,
-        status: ExecutionStatus::Queued,
-        attempts: 0,
-        output: vec![],
-        error: None,
-        created_at,
-        started_at: None,
-        finished_at: None,
-        duration_us: None,
-        attempt_history: vec![],
-    })
+    Ok(queued(handler, event, created_at))
 }
 
 /// The start and success of a first attempt.

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use fx_core::event::new_json_event;
-use fx_core::execution::{ExecutionId, ExecutionQuery, ExecutionStatus};
+use fx_core::event::Event;
+use fx_core::execution::{Execution, ExecutionId, ExecutionQuery, ExecutionStatus};
 use fx_core::store::StateStore;
 
 pub type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
@@ -221,4 +222,24 @@ pub async fn list_queries(
         );
     }
     Ok(())
+}
+
+/// A queued execution of `event` by `handler`, created at `created_at`, as the gateway
+/// records it before dispatching.
+pub fn queued(handler: String, event: Event, created_at: DateTime<Utc>) -> Execution {
+    Execution {
+        id: ExecutionId::for_event(&event, &handler),
+        handler,
+        package: None,
+        event,
+        status: ExecutionStatus::Queued,
+        attempts: 0,
+        output: vec![],
+        error: None,
+        created_at,
+        started_at: None,
+        finished_at: None,
+        duration_us: None,
+        attempt_history: vec![],
+    }
 }
