@@ -10,6 +10,7 @@ pub mod new;
 pub mod ops;
 pub mod package;
 pub mod process;
+pub mod schedule;
 pub mod secret;
 pub mod settings;
 pub mod setup;
@@ -80,6 +81,10 @@ pub enum Command {
     /// Create, list and delete handlers.
     #[command(subcommand)]
     Handler(HandlerCommand),
+    /// Create, list, pause, resume and delete schedules (cron, interval or one-off ticks that
+    /// run the handlers of `com.ferrisfx.schedule.fired`).
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
     /// Write, list, delete and re-seal platform secrets (values go in, never come back out);
     /// make keyring keys.
     #[command(subcommand)]
@@ -204,6 +209,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Handler(HandlerCommand::List) => api.list_handlers().await,
         Command::Handler(HandlerCommand::Delete { name }) => api.delete_handler(&name).await,
         Command::Secret(command) => secret::run(&api, command).await,
+        Command::Schedule(command) => schedule::run(&api, command).await,
         Command::Emit(args) => api.emit(args).await,
         Command::Login {
             user,

@@ -12,7 +12,8 @@ use crate::bus::EventBus;
 use crate::error::Result;
 use crate::identity::IdentityStore;
 use crate::objects::PackageStore;
-use crate::registry::HandlerRegistry;
+use crate::registry::{HandlerRegistry, ScheduleRegistry};
+use crate::schedule::TickLedger;
 use crate::secrets::SecretRecords;
 use crate::sink::{OperationalSink, StateRouting};
 use crate::store::StateStore;
@@ -24,6 +25,8 @@ pub struct Backends {
     pub bus: Arc<dyn EventBus>,
     /// Handler config store.
     pub registry: Arc<dyn HandlerRegistry>,
+    /// Schedules, in the same backend as the handlers.
+    pub schedules: Arc<ScheduleRegistry>,
     /// Package archives.
     pub packages: Arc<dyn PackageStore>,
     /// State store.
@@ -32,6 +35,8 @@ pub struct Backends {
     pub identity: Arc<dyn IdentityStore>,
     /// Sealed platform secrets: the state store's database.
     pub secrets: Arc<dyn SecretRecords>,
+    /// The schedules' last ticks: the state store's database.
+    pub ticks: Arc<dyn TickLedger>,
     /// Logs and metrics.
     pub sink: Arc<dyn OperationalSink>,
     /// Which of `state` and `sink` each kind of state event goes to (validated).
@@ -161,13 +166,22 @@ impl BackendSettings {
                 Arc::new(crate::bus::kafka::KafkaBus::connect(settings.clone()).await?)
             }
         };
-        let registry: Arc<dyn HandlerRegistry> = match &self.registry {
-            RegistrySettings::Embedded => Arc::new(
-                crate::registry::embedded::FileRegistry::open(&path("handlers.json")).await?,
-            ),
+        type Registries = (Arc<dyn HandlerRegistry>, Arc<ScheduleRegistry>);
+        let (registry, schedules): Registries = match &self.registry {
+            RegistrySettings::Embedded => {
+                use crate::registry::embedded::FileRegistry;
+                (
+                    Arc::new(FileRegistry::open(&path("handlers.json")).await?),
+                    Arc::new(FileRegistry::open_entries(&path("schedules.json")).await?),
+                )
+            }
             #[cfg(feature = "consul")]
             RegistrySettings::Consul(settings) => {
-                Arc::new(crate::registry::consul::ConsulRegistry::new(settings)?)
+                use crate::registry::consul::ConsulRegistry;
+                (
+                    Arc::new(ConsulRegistry::new(settings)?),
+                    Arc::new(ConsulRegistry::schedules(settings)?),
+                )
             }
         };
         let packages: Arc<dyn PackageStore> = match &self.packages {
@@ -179,24 +193,26 @@ impl BackendSettings {
                 Arc::new(crate::objects::s3::S3PackageStore::open(settings).await?)
             }
         };
-        // One store, three ports: the identity and secret tables live in the state database.
+        // One store, four ports: the identity, secret and tick tables live in the state
+        // database.
         type Ports = (
             Arc<dyn StateStore>,
             Arc<dyn IdentityStore>,
             Arc<dyn SecretRecords>,
+            Arc<dyn TickLedger>,
         );
-        let (state, identity, secrets): Ports = match &self.state {
+        let (state, identity, secrets, ticks): Ports = match &self.state {
             StateStoreSettings::Embedded => {
                 let store = Arc::new(
                     crate::store::embedded::SqliteStateStore::open(&path("state.sqlite")).await?,
                 );
-                (store.clone(), store.clone(), store)
+                (store.clone(), store.clone(), store.clone(), store)
             }
             #[cfg(feature = "postgres")]
             StateStoreSettings::Postgres(settings) => {
                 let store =
                     Arc::new(crate::store::postgres::PostgresStateStore::open(settings).await?);
-                (store.clone(), store.clone(), store)
+                (store.clone(), store.clone(), store.clone(), store)
             }
         };
         let sink: Arc<dyn OperationalSink> = match &self.sink {
@@ -215,10 +231,12 @@ impl BackendSettings {
         Ok(Backends {
             bus,
             registry,
+            schedules,
             packages,
             state,
             identity,
             secrets,
+            ticks,
             sink,
             routing: self.routing.clone(),
         })

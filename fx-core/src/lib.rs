@@ -26,6 +26,7 @@ pub mod objects;
 pub mod package;
 pub mod ready;
 pub mod registry;
+pub mod schedule;
 pub mod secrets;
 pub mod sink;
 mod sqlite;

@@ -26,6 +26,9 @@ pub const COMPILE_CACHE: &str = "fx_compile_cache_lookups_total";
 /// Events consumed by gateways; label `outcome`: `dispatched` (matched at least one handler),
 /// `unmatched`, `deadlettered` (not a valid CloudEvent).
 pub const EVENTS: &str = "fx_gateway_events_total";
+/// Schedule ticks fired (claimed and published) by this gateway's scheduler; label
+/// `schedule`.
+pub const SCHEDULE_TICKS: &str = "fx_schedule_ticks_total";
 /// Requests the management server refused with 503 because a bound was reached; label
 /// `bound`: `requests`, `package uploads`, `live streams`.
 pub const SERVER_BUSY: &str = "fx_server_busy_total";
@@ -98,6 +101,10 @@ pub fn describe() {
         "Fuel an invocation used, when its handler meters fuel."
     );
     describe_counter!(FAILURES, "Failed invocations, by handler and failure kind.");
+    describe_counter!(
+        SCHEDULE_TICKS,
+        "Schedule ticks fired by this gateway's scheduler, by schedule."
+    );
     describe_counter!(
         SERVER_BUSY,
         "Requests the management server refused with 503 at a bound, by bound."

@@ -7,12 +7,14 @@
 //! - [`dispatch`]: events in, invocations out; malformed events to the dead-letter topic.
 //! - [`router`]: state events into the state store (and documents into the sink).
 //! - [`logs`]: log lines into the sink, committed once stored.
+//! - [`schedules`]: the schedules' ticks onto `fx.events`, each fired once across gateways.
 
 pub mod consume;
 pub mod dispatch;
 pub mod logs;
 pub mod retry;
 pub mod router;
+pub mod schedules;
 pub mod table;
 
 use schemars::JsonSchema;
@@ -38,6 +40,18 @@ pub struct GatewaySettings {
     /// Whether this gateway also runs the state router.
     #[serde(default = "yes")]
     pub route_state: bool,
+    /// Whether this gateway also fires the schedules' ticks (each tick fires once however
+    /// many gateways do).
+    #[serde(default = "yes")]
+    pub run_schedules: bool,
+    /// A tick at most this late (a restart, a pause) fires as on time; an older one was
+    /// missed while no gateway ran and follows its schedule's `missed` policy.
+    #[serde(default = "default_schedule_grace_ms")]
+    pub schedule_grace_ms: u64,
+}
+
+fn default_schedule_grace_ms() -> u64 {
+    30_000
 }
 
 fn default_group() -> String {
@@ -60,6 +74,8 @@ impl Default for GatewaySettings {
             state_group: default_state_group(),
             log_group: default_log_group(),
             route_state: true,
+            run_schedules: true,
+            schedule_grace_ms: default_schedule_grace_ms(),
         }
     }
 }
@@ -89,6 +105,14 @@ pub async fn run_with_table(
         let shutdown = shutdown.clone();
         let group = settings.group.clone();
         tasks.spawn(async move { dispatcher.run(&group, shutdown).await });
+    }
+    if settings.run_schedules {
+        let scheduler = schedules::Scheduler::new(
+            backends.clone(),
+            std::time::Duration::from_millis(settings.schedule_grace_ms),
+        );
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move { scheduler.run(shutdown).await });
     }
     if settings.route_state {
         let router = router::StateRouter::new(backends.clone());

@@ -136,13 +136,16 @@ struct ErrorDetail<'a> {
     message: &'a str,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::error!(status = %self.status, kind = %self.kind, error = %self.message, "request failed");
-        } else {
-            tracing::debug!(status = %self.status, kind = %self.kind, error = %self.message, "request refused");
-        }
+impl ApiError {
+    /// The response of a request refused by a bound of the server (load shedding): logged at
+    /// debug level only, since under overload there is one per request and the
+    /// `fx_server_busy_total` metric counts them.
+    pub fn shed(self) -> Response {
+        tracing::debug!(status = %self.status, kind = %self.kind, error = %self.message, "request shed");
+        self.body()
+    }
+
+    fn body(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
                 kind: self.kind,
@@ -150,6 +153,17 @@ impl IntoResponse for ApiError {
             },
         };
         (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(status = %self.status, kind = %self.kind, error = %self.message, "request failed");
+        } else {
+            tracing::debug!(status = %self.status, kind = %self.kind, error = %self.message, "request refused");
+        }
+        self.body()
     }
 }
 

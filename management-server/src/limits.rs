@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
@@ -47,7 +47,7 @@ fn busy(what: &str, most: usize) -> Response {
         ),
         field: None,
     }
-    .into_response();
+    .shed();
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));

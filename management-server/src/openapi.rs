@@ -29,6 +29,13 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("put", "/api/v1/handlers/{name}"),
     ("delete", "/api/v1/handlers/{name}"),
     ("get", "/api/v1/handlers/{name}/history"),
+    ("get", "/api/v1/schedules"),
+    ("post", "/api/v1/schedules"),
+    ("get", "/api/v1/schedules/{name}"),
+    ("put", "/api/v1/schedules/{name}"),
+    ("delete", "/api/v1/schedules/{name}"),
+    ("post", "/api/v1/schedules/{name}/pause"),
+    ("post", "/api/v1/schedules/{name}/resume"),
     ("get", "/api/v1/executions"),
     ("get", "/api/v1/executions/{id}"),
     ("post", "/api/v1/executions/{id}/redrive"),
@@ -71,6 +78,8 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         list_packages, upload_package, get_package, set_alias, get_package_owner,
         set_package_owner,
         list_handlers, create_handler, get_handler, put_handler, delete_handler, handler_history,
+        list_schedules, create_schedule, get_schedule, put_schedule, delete_schedule,
+        pause_schedule, resume_schedule,
         list_executions, get_execution, redrive_execution, rerun_execution,
         post_event, post_event_root,
         login, me, own_tokens, create_own_token, revoke_token, list_accounts, create_account,
@@ -82,6 +91,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     tags(
         (name = "packages", description = "function packages: upload, versions, aliases"),
         (name = "handlers", description = "which events run which package"),
+        (name = "schedules", description = "events the platform emits on a cron expression, an interval or once (docs/schedules.md)"),
         (name = "executions", description = "one per event and handler, with logs"),
         (name = "events", description = "CloudEvents over HTTP, published to fx.events"),
         (name = "identity", description = "who may do what: accounts, api tokens, rules, the audit log (docs/security.md)"),
@@ -207,6 +217,59 @@ pub fn put_handler() {}
         (status = 404, description = "no such handler", body = Object),
         (status = 409, description = "changed since the revision in If-Match", body = Object)))]
 pub fn delete_handler() {}
+
+/// Every schedule the caller may read, with its revision, next ticks and last tick fired.
+#[utoipa::path(get, path = "/api/v1/schedules", tag = "schedules",
+    responses((status = 200, description = "{revision, schedules: [{schedule, revision, next, last_tick}], invalid}", body = Object)))]
+pub fn list_schedules() {}
+
+/// Creates a schedule.
+#[utoipa::path(post, path = "/api/v1/schedules", tag = "schedules",
+    request_body(content = Object, description = "the schedule: name, one of cron / every_seconds / at, timezone, data, missed (skip, once, catch_up), catch_up_limit, paused"),
+    responses((status = 201, description = "created, with its revision (also the ETag) and next ticks", body = Object),
+        (status = 400, description = "invalid, with the reason", body = Object),
+        (status = 409, description = "a schedule of that name exists", body = Object)))]
+pub fn create_schedule() {}
+
+/// One schedule, with its next ticks and last tick fired.
+#[utoipa::path(get, path = "/api/v1/schedules/{name}", tag = "schedules",
+    params(("name" = String, Path, description = "schedule name")),
+    responses((status = 200, description = "the schedule and its revision", body = Object),
+        (status = 404, description = "no such schedule", body = Object)))]
+pub fn get_schedule() {}
+
+/// Creates or replaces a schedule; with `If-Match: <revision>` only at that revision.
+#[utoipa::path(put, path = "/api/v1/schedules/{name}", tag = "schedules",
+    params(("name" = String, Path, description = "schedule name"),
+        ("If-Match" = Option<String>, Header, description = "the revision expected")),
+    request_body(content = Object, description = "the schedule"),
+    responses((status = 200, description = "written, with its revision", body = Object),
+        (status = 400, description = "invalid, with the reason", body = Object),
+        (status = 409, description = "changed since the revision in If-Match", body = Object)))]
+pub fn put_schedule() {}
+
+/// Deletes a schedule and forgets its ticks.
+#[utoipa::path(delete, path = "/api/v1/schedules/{name}", tag = "schedules",
+    params(("name" = String, Path, description = "schedule name"),
+        ("If-Match" = Option<String>, Header, description = "the revision expected")),
+    responses((status = 204, description = "deleted"),
+        (status = 404, description = "no such schedule", body = Object),
+        (status = 409, description = "changed since the revision in If-Match", body = Object)))]
+pub fn delete_schedule() {}
+
+/// Pauses a schedule: it fires nothing until resumed.
+#[utoipa::path(post, path = "/api/v1/schedules/{name}/pause", tag = "schedules",
+    params(("name" = String, Path, description = "schedule name")),
+    responses((status = 200, description = "the schedule, paused", body = Object),
+        (status = 404, description = "no such schedule", body = Object)))]
+pub fn pause_schedule() {}
+
+/// Resumes a schedule from its next tick; ticks missed while paused are not caught up.
+#[utoipa::path(post, path = "/api/v1/schedules/{name}/resume", tag = "schedules",
+    params(("name" = String, Path, description = "schedule name")),
+    responses((status = 200, description = "the schedule, resumed", body = Object),
+        (status = 404, description = "no such schedule", body = Object)))]
+pub fn resume_schedule() {}
 
 /// The recorded changes of a handler, newest first.
 #[utoipa::path(get, path = "/api/v1/handlers/{name}/history", tag = "handlers",

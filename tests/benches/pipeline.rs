@@ -16,8 +16,13 @@
 //!   `FX_TEST_KAFKA`, with the state in the PostgreSQL of `FX_TEST_POSTGRES` (SQLite without it),
 //!   events produced straight onto `fx.events`.
 //!
-//! Each path runs twice: a burst of `FX_BENCH_EVENTS` (10,000) events sent as fast as the client
-//! can, then a steady `FX_BENCH_RATE` (1,000) events per second for `FX_BENCH_SECONDS` (5). The
+//! Each path runs three times: a burst of `FX_BENCH_EVENTS` (10,000) events sent as fast as the
+//! client can, a steady `FX_BENCH_RATE` (1,000) events per second for `FX_BENCH_SECONDS` (5), and
+//! an overload: `FX_BENCH_OVERLOAD` (5 × the burst; 0 skips it) events from
+//! `FX_BENCH_OVERLOAD_CONCURRENCY` (1,024) senders at once, more than the platform takes in: the
+//! HTTP ingress answers `503` beyond its bound, and the sender retries as a client should. After
+//! each run the bench prints every process's peak resident memory (`VmHWM`), so a backlog that
+//! grew in memory instead of pushing back would show. The
 //! function is `misbehave`'s `fx.test.ok` (it returns at once), so what is measured is the
 //! platform. Every event carries the time it was sent (`time`); the hops come from the
 //! execution's own timestamps:
@@ -30,6 +35,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,6 +67,8 @@ enum Sender {
     Http {
         http: reqwest::Client,
         url: String,
+        /// Answers `503` or `429` (the ingress pushing back), each retried.
+        refused: AtomicU64,
     },
     Kafka {
         producer: FutureProducer,
@@ -77,7 +85,7 @@ impl Sender {
         let body = format!("{{\"n\":{n}}}");
         let started = Instant::now();
         match self {
-            Sender::Http { http, url } => {
+            Sender::Http { http, url, refused } => loop {
                 let response = http
                     .post(url)
                     .header("ce-specversion", "1.0")
@@ -86,12 +94,20 @@ impl Sender {
                     .header("ce-type", EVENT_TYPE)
                     .header("ce-time", &now)
                     .header("content-type", "application/json")
-                    .body(body)
+                    .body(body.clone())
                     .send()
                     .await
                     .expect("posting an event");
-                assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
-            }
+                let status = response.status().as_u16();
+                if status == 503 || status == 429 {
+                    // The platform is full: back off and send the same event again.
+                    refused.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                assert_eq!(status, 202, "{}", response.text().await.unwrap());
+                break;
+            },
             Sender::Kafka { producer, topic } => {
                 let headers = OwnedHeaders::new()
                     .insert(Header {
@@ -133,6 +149,16 @@ impl Sender {
     }
 }
 
+impl Sender {
+    /// The sends the platform refused so far (and the sender retried).
+    fn refused(&self) -> u64 {
+        match self {
+            Sender::Http { refused, .. } => refused.load(Ordering::Relaxed),
+            Sender::Kafka { .. } => 0,
+        }
+    }
+}
+
 /// A running platform and how to reach it.
 struct Platform {
     _dir: tempfile::TempDir,
@@ -157,6 +183,7 @@ impl Platform {
                 .build()
                 .unwrap(),
             url,
+            refused: AtomicU64::new(0),
         };
         let metrics_url = format!("{}/metrics", deployment.base);
         let label = "ferrisfx dev (embedded bus, SQLite)";
@@ -178,6 +205,18 @@ impl Platform {
             }
             Err(_) => "SQLite (FX_TEST_POSTGRES unset)",
         };
+        // `FX_BENCH_KAFKA_EXTRA="fetch.wait.max.ms=10,linger.ms=1"`: librdkafka properties for
+        // every client of the platform (the bus's `extra`), to compare tunings.
+        if let Ok(extra) = std::env::var("FX_BENCH_KAFKA_EXTRA") {
+            toml.push_str("[backends.bus.extra]\n");
+            for pair in extra.split(',').filter(|p| !p.is_empty()) {
+                let (key, value) = pair
+                    .split_once('=')
+                    .expect("FX_BENCH_KAFKA_EXTRA: key=value");
+                toml.push_str(&format!("{key:?} = {value:?}\n"));
+            }
+            toml.push('\n');
+        }
         let mut deployment = Deployment::new(dir.path(), &toml);
         deployment.start("server", &[]);
         deployment.wait_ready().await;
@@ -271,6 +310,20 @@ impl Platform {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Prints each process's peak resident memory so far.
+    fn print_memory(&self) {
+        let peaks: Vec<String> = self
+            .deployment
+            .processes
+            .iter()
+            .map(|p| match p.peak_rss_kib() {
+                Some(kib) => format!("{} {:.0} MiB", p.name, kib as f64 / 1024.0),
+                None => format!("{} ?", p.name),
+            })
+            .collect();
+        println!("    peak memory (VmHWM)  {}", peaks.join(", "));
     }
 
     fn stop(mut self) {
@@ -416,10 +469,12 @@ fn print_record_lag(before: &str, after: &str) {
     );
 }
 
-/// Sends `n` events as fast as `concurrency` senders can; prints what it measured.
-async fn burst(platform: &Platform, n: usize, concurrency: usize) {
-    let run = format!("burst{}", Utc::now().timestamp_micros());
+/// Sends `n` events as fast as `concurrency` senders can; prints what it measured under
+/// `name`.
+async fn burst(platform: &Platform, name: &str, n: usize, concurrency: usize) {
+    let run = format!("{name}{}", Utc::now().timestamp_micros());
     let before = platform.succeeded_count().await;
+    let refused_before = platform.sender.refused();
     let metrics_before = platform.metrics().await;
     let start = Instant::now();
     let mut sends: Vec<Duration> = stream::iter(0..n)
@@ -437,7 +492,7 @@ async fn burst(platform: &Platform, n: usize, concurrency: usize) {
         .duration_since(start);
     sends.sort();
     let q = |q: f64| sends[((sends.len() as f64 - 1.0) * q).round() as usize];
-    println!("  burst: {n} events, {concurrency} senders at once");
+    println!("  {name}: {n} events, {concurrency} senders at once");
     println!(
         "    sent (accepted)      {:>8.0} events/s over {:.2?}; one send p50 {:.2?} p99 {:.2?}",
         n as f64 / sent.as_secs_f64(),
@@ -451,8 +506,13 @@ async fn burst(platform: &Platform, n: usize, concurrency: usize) {
         done,
         done.saturating_sub(sent)
     );
+    let refused = platform.sender.refused() - refused_before;
+    if refused > 0 {
+        println!("    refused (503/429)    {refused} sends, each sent again; none lost");
+    }
     print_hops(&hops(platform, &run, n).await);
     print_record_lag(&metrics_before, &platform.metrics().await);
+    platform.print_memory();
 }
 
 /// Sends `rate` events per second for `seconds`; prints the latencies.
@@ -480,6 +540,7 @@ async fn steady(platform: &Platform, rate: usize, seconds: usize) {
     println!("  steady: {n} events at {rate}/s (offered {offered:.0}/s)");
     print_hops(&hops(platform, &run, n).await);
     print_record_lag(&metrics_before, &platform.metrics().await);
+    platform.print_memory();
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -492,6 +553,8 @@ async fn main() {
     let concurrency = env_number("FX_BENCH_CONCURRENCY", 32);
     let rate = env_number("FX_BENCH_RATE", 1_000);
     let seconds = env_number("FX_BENCH_SECONDS", 5);
+    let overload = env_number("FX_BENCH_OVERLOAD", 5 * n);
+    let overload_concurrency = env_number("FX_BENCH_OVERLOAD_CONCURRENCY", 1_024);
     let platform = match path.as_str() {
         "dev" => Platform::dev().await,
         "kafka" => {
@@ -504,8 +567,11 @@ async fn main() {
         other => panic!("unknown path {other}: dev or kafka"),
     };
     println!("pipeline: {}", platform.label);
-    burst(&platform, n, concurrency).await;
+    burst(&platform, "burst", n, concurrency).await;
     steady(&platform, rate, seconds).await;
+    if overload > 0 {
+        burst(&platform, "overload", overload, overload_concurrency).await;
+    }
     if let Sender::Kafka { producer, .. } = platform.sender.as_ref() {
         producer.flush(Duration::from_secs(5)).ok();
     }

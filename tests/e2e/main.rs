@@ -14,6 +14,7 @@ mod grants;
 mod guests;
 mod metrics;
 mod retries;
+mod schedules;
 mod secrets;
 mod skeleton;
 mod ui;

@@ -151,6 +151,26 @@ async fn moving_latest_back_in_the_browser_makes_the_next_event_run_the_earlier_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_created_in_the_browser_fires_and_pauses() {
+    let Some((chromium, playwright)) = browser("ui schedules") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let hello = write(dir.path(), "hello.fxpkg", &example_package("hello"));
+    let fx = platform(dir.path()).await;
+    scenario("schedules", &chromium, &playwright, &fx.base, &[&hello]).await;
+    // What the browser did is what the platform holds.
+    let (_, schedule) = fx.get("/api/v1/schedules/tick").await;
+    assert_eq!(schedule["schedule"]["data"]["from"], "the ui", "{schedule}");
+    let (_, executions) = fx.get("/api/v1/executions?handler=on-tick").await;
+    assert!(
+        !executions["items"].as_array().unwrap().is_empty(),
+        "{executions}"
+    );
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_the_live_streams_of_open_pages() {
     let dir = tempfile::tempdir().unwrap();
     let fx = platform(dir.path()).await;

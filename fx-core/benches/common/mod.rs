@@ -201,6 +201,22 @@ pub async fn list_queries(
                 ..ExecutionQuery::default()
             },
         ),
+        // Every execution's source: the page is in the newest executions.
+        (
+            "first page, text (every row's source)",
+            ExecutionQuery {
+                text: Some(EVENT_SOURCE.into()),
+                ..ExecutionQuery::default()
+            },
+        ),
+        // `order-4…`: one execution in 9, none of them among the newest (the ids count up).
+        (
+            "first page, text (11 %, none recent)",
+            ExecutionQuery {
+                text: Some("order-4".into()),
+                ..ExecutionQuery::default()
+            },
+        ),
     ];
     for (name, query) in cases {
         // One untimed run first: the statement prepared, the pages it reads cached.

@@ -23,6 +23,12 @@ pub enum Action {
     #[serde(rename = "handler:write")]
     HandlerWrite,
     /// Read executions of a handler: events, output, logs.
+    /// Read schedules, their next ticks and last fired.
+    #[serde(rename = "schedule:read")]
+    ScheduleRead,
+    /// Create, change, pause, resume and delete schedules.
+    #[serde(rename = "schedule:write")]
+    ScheduleWrite,
     #[serde(rename = "execution:read")]
     ExecutionRead,
     /// Redrive or rerun executions of a handler.
@@ -64,6 +70,8 @@ pub enum ResourceKind {
     Package,
     /// A handler, by name (executions are resources of their handler).
     Handler,
+    /// A schedule, by name.
+    Schedule,
     /// An event, by its `type` attribute.
     Event,
     /// An executor pool, by name.
@@ -77,11 +85,13 @@ pub enum ResourceKind {
 
 impl Action {
     /// Every action, in a stable order.
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 16] = [
         Action::PackageRead,
         Action::PackageUpload,
         Action::HandlerRead,
         Action::HandlerWrite,
+        Action::ScheduleRead,
+        Action::ScheduleWrite,
         Action::ExecutionRead,
         Action::ExecutionRedrive,
         Action::EventEmit,
@@ -101,6 +111,8 @@ impl Action {
             Action::PackageUpload => "package:upload",
             Action::HandlerRead => "handler:read",
             Action::HandlerWrite => "handler:write",
+            Action::ScheduleRead => "schedule:read",
+            Action::ScheduleWrite => "schedule:write",
             Action::ExecutionRead => "execution:read",
             Action::ExecutionRedrive => "execution:redrive",
             Action::EventEmit => "event:emit",
@@ -136,6 +148,7 @@ impl Action {
             | Action::HandlerWrite
             | Action::ExecutionRead
             | Action::ExecutionRedrive => ResourceKind::Handler,
+            Action::ScheduleRead | Action::ScheduleWrite => ResourceKind::Schedule,
             Action::EventEmit => ResourceKind::Event,
             Action::PoolUse | Action::SecretDeliver => ResourceKind::Pool,
             Action::SecretGrant | Action::SecretWrite => ResourceKind::Secret,

@@ -151,6 +151,8 @@ impl Role {
                 PackageUpload,
                 HandlerRead,
                 HandlerWrite,
+                ScheduleRead,
+                ScheduleWrite,
                 ExecutionRead,
                 ExecutionRedrive,
                 EventEmit,
@@ -166,6 +168,8 @@ impl Role {
                 PackageUpload,
                 HandlerRead,
                 HandlerWrite,
+                ScheduleRead,
+                ScheduleWrite,
                 ExecutionRead,
                 ExecutionRedrive,
                 EventEmit,
@@ -175,12 +179,13 @@ impl Role {
             Role::Operator => &[
                 PackageRead,
                 HandlerRead,
+                ScheduleRead,
                 ExecutionRead,
                 ExecutionRedrive,
                 AuditRead,
                 OpsRead,
             ],
-            Role::Viewer => &[PackageRead, HandlerRead, ExecutionRead],
+            Role::Viewer => &[PackageRead, HandlerRead, ScheduleRead, ExecutionRead],
             Role::Producer => &[EventEmit],
         }
     }

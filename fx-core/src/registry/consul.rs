@@ -1,29 +1,30 @@
-//! The Consul handler registry: one key per handler under a prefix of Consul KV, the handler
-//! as JSON in the value, its revision the key's `ModifyIndex`.
+//! The Consul registry: one key per entry under a prefix of Consul KV (handlers under
+//! `ferrisfx/handlers/`, schedules under `ferrisfx/schedules/`), the entry as JSON in the value,
+//! its revision the key's `ModifyIndex`.
 //!
 //! A thin client over Consul's HTTP API with `reqwest`: the `consul-rs` crate has no blocking
 //! queries with an index and no check-and-set, the two things this port is built on.
 //!
-//! - [`HandlerRegistry::table`] lists the prefix (`GET /v1/kv/<prefix>?recurse`); a 404 is an
+//! - [`Registry::table`] lists the prefix (`GET /v1/kv/<prefix>?recurse`); a 404 is an
 //!   empty table; the table's revision is the `X-Consul-Index` of the listing.
-//! - [`HandlerRegistry::watch`] is the same listing as a blocking query (`?index=<n>&wait=<d>`).
+//! - [`Registry::watch`] is the same listing as a blocking query (`?index=<n>&wait=<d>`).
 //!   A return with an unchanged index (a timeout, or an idempotent write) waits again for the
 //!   rest of the caller's wait; an index lower than the caller's (a snapshot restore, tombstones
 //!   reaped) is a reset, as Consul's documentation prescribes: the table is returned at once, so
 //!   the caller continues from the lower index.
-//! - [`HandlerRegistry::put`] writes through the transaction endpoint (`PUT /v1/txn`) with the
+//! - [`Registry::put`] writes through the transaction endpoint (`PUT /v1/txn`) with the
 //!   `set` or `cas` verb (index 0 to create only, the stored `ModifyIndex` to update), because
 //!   its result carries the new `ModifyIndex`: `PUT /v1/kv/<key>?cas=` answers only `true` or
 //!   `false`, and reading the index afterwards could return another editor's write.
-//! - [`HandlerRegistry::delete`] reads the key (Consul deletes a missing key without complaint)
+//! - [`Registry::delete`] reads the key (Consul deletes a missing key without complaint)
 //!   and deletes it with `DELETE /v1/kv/<key>?cas=<ModifyIndex>`.
 //!
 //! An entry that is not a valid handler (hand-written, written by a newer version) is listed in
-//! [`HandlerTable::invalid`] with the reason and logged once, never an error. The ACL token goes
+//! [`Table::invalid`] with the reason and logged once, never an error. The ACL token goes
 //! in the `X-Consul-Token` header, marked sensitive, and appears in no message or log.
 
 use std::collections::BTreeMap;
-
+use std::marker::PhantomData;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -35,7 +36,7 @@ use serde::Deserialize;
 use serde_json::json;
 use url::Url;
 
-use super::{Expect, HandlerRegistry, HandlerTable, InvalidHandler, StoredHandler};
+use super::{Entry, Expect, InvalidHandler, Stored, Table};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::handler::Handler;
 
@@ -51,8 +52,8 @@ const MAX_WAIT: Duration = Duration::from_secs(600);
 /// How often an unconditional delete retries when the handler keeps changing under it.
 const DELETE_ATTEMPTS: usize = 5;
 
-/// Handlers in Consul KV.
-pub struct ConsulRegistry {
+/// Entries of one kind (handlers by default) in Consul KV.
+pub struct ConsulRegistry<T: Entry = Handler> {
     http: reqwest::Client,
     /// The agent's base URL.
     base: Url,
@@ -65,6 +66,7 @@ pub struct ConsulRegistry {
     timeout: Duration,
     /// Invalid entries already logged, with the index they were logged at.
     logged_invalid: Mutex<BTreeMap<String, u64>>,
+    kind: PhantomData<fn() -> T>,
 }
 
 /// One entry of a KV read, as Consul encodes it.
@@ -100,9 +102,26 @@ struct TxnError {
 }
 
 impl ConsulRegistry {
-    /// A registry over the Consul agent of `settings`; validates the settings but does not
-    /// contact Consul (an unreachable agent shows in the first call, as `Unavailable`).
+    /// The handler registry over the Consul agent of `settings`, under its `prefix`; see
+    /// [`ConsulRegistry::under`].
     pub fn new(settings: &ConsulSettings) -> Result<Self> {
+        Self::under(settings, &settings.prefix)
+    }
+}
+
+impl ConsulRegistry<super::Schedule> {
+    /// The schedule registry over the Consul agent of `settings`, under its
+    /// `schedules_prefix`.
+    pub fn schedules(settings: &ConsulSettings) -> Result<Self> {
+        Self::under(settings, &settings.schedules_prefix)
+    }
+}
+
+impl<T: Entry> ConsulRegistry<T> {
+    /// A registry of the entries under `prefix` of the Consul agent of `settings`; validates
+    /// the settings but does not contact Consul (an unreachable agent shows in the first call,
+    /// as `Unavailable`).
+    pub fn under(settings: &ConsulSettings, prefix: &str) -> Result<Self> {
         settings.validate()?;
         let base = Url::parse(&settings.address).map_err(|e| {
             Error::invalid(format!(
@@ -133,11 +152,11 @@ impl ConsulRegistry {
             .kind_context(ErrorKind::Internal, || {
                 format!("building the http client of consul at {shown}")
             })?;
-        let mut prefix = settings.prefix.clone();
+        let mut prefix = prefix.to_string();
         if !prefix.ends_with('/') {
             prefix.push('/');
         }
-        tracing::info!(address = %shown, prefix = %prefix, datacenter = ?settings.datacenter, "consul handler registry configured");
+        tracing::info!(address = %shown, prefix = %prefix, kind = T::COLLECTION, datacenter = ?settings.datacenter, "consul registry configured");
         Ok(ConsulRegistry {
             http,
             base,
@@ -147,6 +166,7 @@ impl ConsulRegistry {
             datacenter: settings.datacenter.clone(),
             timeout,
             logged_invalid: Mutex::new(BTreeMap::new()),
+            kind: PhantomData,
         })
     }
 
@@ -221,7 +241,7 @@ impl ConsulRegistry {
             // Consul adds up to wait/16 of jitter to a blocking query.
             timeout += wait + wait / 16;
         }
-        let what = format!("listing handlers under {:?}", self.prefix);
+        let what = format!("listing {} under {:?}", T::COLLECTION, self.prefix);
         let response = self
             .send(self.request(Method::GET, url, timeout), &what)
             .await?;
@@ -243,10 +263,10 @@ impl ConsulRegistry {
         Ok((index, entries))
     }
 
-    /// The raw entry of handler `name`, valid or not.
+    /// The raw entry `name`, valid or not.
     async fn entry(&self, name: &str) -> Result<Option<KvEntry>> {
         let key = format!("{}{name}", self.prefix);
-        let what = format!("reading handler {name} (key {key:?})");
+        let what = format!("reading {} {name} (key {key:?})", T::KIND);
         let response = self
             .send(
                 self.request(Method::GET, self.url(&["v1", "kv"], &key), self.timeout),
@@ -270,10 +290,10 @@ impl ConsulRegistry {
     }
 
     /// The table of a listing; logs invalid entries not logged before at their index.
-    fn table_of(&self, index: u64, entries: Vec<KvEntry>) -> HandlerTable {
-        let mut table = HandlerTable {
+    fn table_of(&self, index: u64, entries: Vec<KvEntry>) -> Table<T> {
+        let mut table = Table {
             revision: index,
-            ..HandlerTable::default()
+            ..Table::default()
         };
         let mut invalid_at = BTreeMap::new();
         for entry in entries {
@@ -284,9 +304,9 @@ impl ConsulRegistry {
             if name.is_empty() {
                 continue;
             }
-            match parse_entry(name, &entry) {
-                Ok(handler) => table.handlers.push(StoredHandler {
-                    handler,
+            match parse_entry::<T>(name, &entry) {
+                Ok(parsed) => table.entries.push(Stored {
+                    entry: parsed,
                     revision: entry.modify_index,
                 }),
                 Err(reason) => {
@@ -299,8 +319,8 @@ impl ConsulRegistry {
             }
         }
         table
-            .handlers
-            .sort_by(|a, b| a.handler.name.cmp(&b.handler.name));
+            .entries
+            .sort_by(|a, b| a.entry.name().cmp(b.entry.name()));
         let mut logged = self
             .logged_invalid
             .lock()
@@ -308,14 +328,14 @@ impl ConsulRegistry {
         for invalid in &table.invalid {
             let index = invalid_at.get(&invalid.name).copied();
             if logged.get(&invalid.name).copied() != index {
-                tracing::warn!(handler = %invalid.name, key = %format!("{}{}", self.prefix, invalid.name), reason = %invalid.reason, "invalid handler entry in consul skipped");
+                tracing::warn!(kind = T::KIND, name = %invalid.name, key = %format!("{}{}", self.prefix, invalid.name), reason = %invalid.reason, "invalid registry entry in consul skipped");
             }
         }
         *logged = invalid_at;
         table
     }
 
-    /// Writes `value` as handler `name` in a transaction; returns the new `ModifyIndex`, or
+    /// Writes `value` as entry `name` in a transaction; returns the new `ModifyIndex`, or
     /// `None` when the check-and-set failed.
     async fn write(&self, name: &str, value: &[u8], cas: Option<u64>) -> Result<Option<u64>> {
         let key = format!("{}{name}", self.prefix);
@@ -326,7 +346,7 @@ impl ConsulRegistry {
                 json!({ "KV": { "Verb": "cas", "Key": key, "Value": value, "Index": index } })
             }
         };
-        let what = format!("writing handler {name} (key {key:?})");
+        let what = format!("writing {} {name} (key {key:?})", T::KIND);
         let request = self
             .request(Method::PUT, self.url(&["v1", "txn"], ""), self.timeout)
             .header(CONTENT_TYPE, "application/json")
@@ -370,12 +390,12 @@ impl ConsulRegistry {
             })
     }
 
-    /// Deletes handler `name` if its `ModifyIndex` is still `index`; whether it was.
+    /// Deletes entry `name` if its `ModifyIndex` is still `index`; whether it was.
     async fn delete_at(&self, name: &str, index: u64) -> Result<bool> {
         let key = format!("{}{name}", self.prefix);
         let mut url = self.url(&["v1", "kv"], &key);
         url.query_pairs_mut().append_pair("cas", &index.to_string());
-        let what = format!("deleting handler {name} (key {key:?})");
+        let what = format!("deleting {} {name} (key {key:?})", T::KIND);
         let response = self
             .send(self.request(Method::DELETE, url, self.timeout), &what)
             .await?;
@@ -392,17 +412,18 @@ impl ConsulRegistry {
         Ok(text.trim() == "true")
     }
 
-    /// The error of a failed check-and-set on handler `name` that expected `expect`.
+    /// The error of a failed check-and-set on entry `name` that expected `expect`.
     async fn refused(&self, name: &str, expect: Expect) -> Result<Error> {
+        let kind = T::KIND;
         Ok(match (expect, self.entry(name).await?) {
-            (Expect::Absent, _) => Error::conflict(format!("handler {name} already exists")),
-            (_, None) => Error::not_found(format!("handler {name} not found")),
+            (Expect::Absent, _) => Error::conflict(format!("{kind} {name} already exists")),
+            (_, None) => Error::not_found(format!("{kind} {name} not found")),
             (Expect::Revision(expected), Some(entry)) => Error::conflict(format!(
-                "handler {name} changed since revision {expected}: it is at revision {}",
+                "{kind} {name} changed since revision {expected}: it is at revision {}",
                 entry.modify_index
             )),
             (Expect::Any, Some(entry)) => Error::conflict(format!(
-                "handler {name} kept changing while being written (now at revision {})",
+                "{kind} {name} kept changing while being written (now at revision {})",
                 entry.modify_index
             )),
         })
@@ -424,48 +445,56 @@ fn consul_index(response: &reqwest::Response, what: &str, shown: &str) -> Result
     Ok(index.max(1))
 }
 
-/// The handler in a KV entry, or why it is not one.
-fn parse_entry(name: &str, entry: &KvEntry) -> std::result::Result<Handler, String> {
+/// The entry in a KV entry, or why it is not one.
+fn parse_entry<T: Entry>(name: &str, entry: &KvEntry) -> std::result::Result<T, String> {
     let Some(value) = &entry.value else {
         return Err("the key has no value".into());
     };
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(value)
         .map_err(|e| format!("the value is not base64 as consul sends it: {e}"))?;
-    let handler: Handler =
-        serde_json::from_slice(&bytes).map_err(|e| format!("not a valid handler: {e}"))?;
-    if handler.name != name {
+    let kind = T::KIND;
+    let parsed: T =
+        serde_json::from_slice(&bytes).map_err(|e| format!("not a valid {kind}: {e}"))?;
+    if parsed.name() != name {
         return Err(format!(
-            "handler name {:?} does not match its key {name:?}",
-            handler.name
+            "{kind} name {:?} does not match its key {name:?}",
+            parsed.name()
         ));
     }
-    handler.validate().map_err(|e| e.message().to_string())?;
-    Ok(handler)
+    parsed.validate().map_err(|e| e.message().to_string())?;
+    Ok(parsed)
 }
 
+super::handler_registry_of!(ConsulRegistry<Handler>);
+
 #[async_trait]
-impl HandlerRegistry for ConsulRegistry {
-    async fn table(&self) -> Result<HandlerTable> {
+impl<T: Entry> super::Registry<T> for ConsulRegistry<T> {
+    async fn table(&self) -> Result<Table<T>> {
         let (index, entries) = self.list(None).await?;
         Ok(self.table_of(index, entries))
     }
 
-    async fn get(&self, name: &str) -> Result<Option<StoredHandler>> {
+    async fn revision(&self) -> Result<u64> {
+        Ok(super::Registry::<T>::table(self).await?.revision)
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<Stored<T>>> {
         let Some(entry) = self.entry(name).await? else {
             return Ok(None);
         };
-        Ok(parse_entry(name, &entry).ok().map(|handler| StoredHandler {
-            handler,
+        Ok(parse_entry::<T>(name, &entry).ok().map(|parsed| Stored {
+            entry: parsed,
             revision: entry.modify_index,
         }))
     }
 
-    async fn put(&self, handler: &Handler, expect: Expect) -> Result<u64> {
-        handler.validate()?;
-        let name = &handler.name;
-        let value = serde_json::to_vec(handler).kind_context(ErrorKind::Internal, || {
-            format!("encoding handler {name} as json")
+    async fn put(&self, entry: &T, expect: Expect) -> Result<u64> {
+        entry.validate()?;
+        let name = entry.name();
+        let kind = T::KIND;
+        let value = serde_json::to_vec(entry).kind_context(ErrorKind::Internal, || {
+            format!("encoding {kind} {name} as json")
         })?;
         let cas = match expect {
             Expect::Any => None,
@@ -476,7 +505,7 @@ impl HandlerRegistry for ConsulRegistry {
         };
         match self.write(name, &value, cas).await? {
             Some(revision) => {
-                tracing::info!(handler = %name, revision, "handler stored in consul");
+                tracing::info!(kind, name = %name, revision, "registry entry stored in consul");
                 Ok(revision)
             }
             None => Err(self.refused(name, expect).await?),
@@ -486,22 +515,26 @@ impl HandlerRegistry for ConsulRegistry {
     async fn delete(&self, name: &str, expect: Expect) -> Result<()> {
         for _ in 0..DELETE_ATTEMPTS {
             let Some(entry) = self.entry(name).await? else {
-                return Err(Error::not_found(format!("handler {name} not found")));
+                return Err(Error::not_found(format!("{} {name} not found", T::KIND)));
             };
             let index = match expect {
                 Expect::Absent => {
-                    return Err(Error::conflict(format!("handler {name} already exists")))
+                    return Err(Error::conflict(format!(
+                        "{} {name} already exists",
+                        T::KIND
+                    )))
                 }
                 Expect::Revision(expected) if expected != entry.modify_index => {
                     return Err(Error::conflict(format!(
-                        "handler {name} changed since revision {expected}: it is at revision {}",
+                        "{} {name} changed since revision {expected}: it is at revision {}",
+                        T::KIND,
                         entry.modify_index
                     )))
                 }
                 Expect::Revision(_) | Expect::Any => entry.modify_index,
             };
             if self.delete_at(name, index).await? {
-                tracing::info!(handler = %name, "handler deleted from consul");
+                tracing::info!(kind = T::KIND, name = %name, "registry entry deleted from consul");
                 return Ok(());
             }
             if let Expect::Revision(_) = expect {
@@ -511,13 +544,13 @@ impl HandlerRegistry for ConsulRegistry {
         Err(self.refused(name, expect).await?)
     }
 
-    async fn watch(&self, after_revision: u64, wait: Duration) -> Result<HandlerTable> {
+    async fn watch(&self, after_revision: u64, wait: Duration) -> Result<Table<T>> {
         let deadline = Instant::now() + wait.min(MAX_WAIT);
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             // `wait=0` would mean Consul's default of five minutes: read without blocking.
             if remaining < Duration::from_millis(1) || after_revision == 0 {
-                return self.table().await;
+                return super::Registry::<T>::table(self).await;
             }
             let (index, entries) = self.list(Some((after_revision, remaining))).await?;
             if index < after_revision {

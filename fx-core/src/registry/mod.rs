@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::event::Event;
 use crate::handler::Handler;
+use crate::schedule::Schedule;
 
 #[cfg(feature = "consul")]
 pub mod consul;
@@ -145,6 +147,201 @@ impl RevisionReads {
         }
     }
 }
+
+/// What a registry holds: handlers, schedules. Each kind is a collection of its own (a file
+/// in the data directory, a key prefix in Consul) with its own revisions; the backends are
+/// generic over it ([`Registry`]).
+pub trait Entry:
+    Clone + std::fmt::Debug + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// The kind, singular, in messages and as the entry's field in stored documents
+    /// (`handler`).
+    const KIND: &'static str;
+    /// The kind, plural: the collection's key in a registry file (`handlers`).
+    const COLLECTION: &'static str;
+    /// The entry's name, its key in the collection.
+    fn name(&self) -> &str;
+    /// Checks the entry before it is stored, and when it is read back.
+    fn validate(&self) -> Result<()>;
+}
+
+impl Entry for Handler {
+    const KIND: &'static str = "handler";
+    const COLLECTION: &'static str = "handlers";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn validate(&self) -> Result<()> {
+        Handler::validate(self)
+    }
+}
+
+impl Entry for Schedule {
+    const KIND: &'static str = "schedule";
+    const COLLECTION: &'static str = "schedules";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn validate(&self) -> Result<()> {
+        Schedule::validate(self)
+    }
+}
+
+/// An entry as stored, with the revision it was last written at. Serialized as
+/// `{"<kind>": {...}, "revision": N}`, as [`StoredHandler`] is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored<T> {
+    /// The entry.
+    pub entry: T,
+    /// Revision of its last write; pass it back to update or delete with check-and-set.
+    pub revision: u64,
+}
+
+/// Every entry of a collection at one revision. Serialized as
+/// `{"revision": N, "<collection>": [...], "invalid": [...]}`, as [`HandlerTable`] is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table<T> {
+    /// The collection's revision this table reflects; grows with every change.
+    pub revision: u64,
+    /// Valid entries, sorted by name.
+    pub entries: Vec<Stored<T>>,
+    /// Stored entries that failed validation, skipped.
+    pub invalid: Vec<InvalidHandler>,
+}
+
+impl<T> Default for Table<T> {
+    fn default() -> Self {
+        Table {
+            revision: 0,
+            entries: Vec::new(),
+            invalid: Vec::new(),
+        }
+    }
+}
+
+impl<T: Entry> Serialize for Stored<T> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut s = serializer.serialize_struct("Stored", 2)?;
+        s.serialize_field(T::KIND, &self.entry)?;
+        s.serialize_field("revision", &self.revision)?;
+        s.end()
+    }
+}
+
+impl<T: Entry> Serialize for Table<T> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut s = serializer.serialize_struct("Table", 3)?;
+        s.serialize_field("revision", &self.revision)?;
+        s.serialize_field(T::COLLECTION, &self.entries)?;
+        s.serialize_field("invalid", &self.invalid)?;
+        s.end()
+    }
+}
+
+impl From<Stored<Handler>> for StoredHandler {
+    fn from(stored: Stored<Handler>) -> Self {
+        StoredHandler {
+            handler: stored.entry,
+            revision: stored.revision,
+        }
+    }
+}
+
+impl From<Table<Handler>> for HandlerTable {
+    fn from(table: Table<Handler>) -> Self {
+        HandlerTable {
+            revision: table.revision,
+            handlers: table.entries.into_iter().map(StoredHandler::from).collect(),
+            invalid: table.invalid,
+        }
+    }
+}
+
+/// A registry of one kind of entry, the shape of Consul KV: entries by name, with revisions
+/// for check-and-set and a blocking watch.
+#[async_trait]
+pub trait Registry<T: Entry>: Send + Sync + 'static {
+    /// Every entry now.
+    async fn table(&self) -> Result<Table<T>>;
+
+    /// The collection's revision now: what a table read now would carry.
+    async fn revision(&self) -> Result<u64>;
+
+    /// One entry by name.
+    async fn get(&self, name: &str) -> Result<Option<Stored<T>>>;
+
+    /// Creates or replaces an entry (validated first); returns its new revision.
+    async fn put(&self, entry: &T, expect: Expect) -> Result<u64>;
+
+    /// Deletes an entry; `NotFound` if it does not exist.
+    async fn delete(&self, name: &str, expect: Expect) -> Result<()>;
+
+    /// Waits until the collection's revision is past `after_revision` (or `wait` elapses)
+    /// and returns the table then: a blocking query.
+    async fn watch(&self, after_revision: u64, wait: Duration) -> Result<Table<T>>;
+}
+
+/// The schedules, kept beside the handlers in the same backend.
+pub type ScheduleRegistry = dyn Registry<Schedule>;
+
+/// A registry of handlers serves as the [`HandlerRegistry`] the platform uses.
+macro_rules! handler_registry_of {
+    ($registry:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::registry::HandlerRegistry for $registry {
+            async fn table(&self) -> $crate::error::Result<$crate::registry::HandlerTable> {
+                Ok($crate::registry::Registry::<Handler>::table(self)
+                    .await?
+                    .into())
+            }
+            async fn revision(&self) -> $crate::error::Result<u64> {
+                $crate::registry::Registry::<Handler>::revision(self).await
+            }
+            async fn get(
+                &self,
+                name: &str,
+            ) -> $crate::error::Result<Option<$crate::registry::StoredHandler>> {
+                Ok($crate::registry::Registry::<Handler>::get(self, name)
+                    .await?
+                    .map(Into::into))
+            }
+            async fn put(
+                &self,
+                handler: &Handler,
+                expect: $crate::registry::Expect,
+            ) -> $crate::error::Result<u64> {
+                $crate::registry::Registry::<Handler>::put(self, handler, expect).await
+            }
+            async fn delete(
+                &self,
+                name: &str,
+                expect: $crate::registry::Expect,
+            ) -> $crate::error::Result<()> {
+                $crate::registry::Registry::<Handler>::delete(self, name, expect).await
+            }
+            async fn watch(
+                &self,
+                after_revision: u64,
+                wait: std::time::Duration,
+            ) -> $crate::error::Result<$crate::registry::HandlerTable> {
+                Ok(
+                    $crate::registry::Registry::<Handler>::watch(self, after_revision, wait)
+                        .await?
+                        .into(),
+                )
+            }
+        }
+    };
+}
+pub(crate) use handler_registry_of;
 
 /// The handler registry.
 #[async_trait]

@@ -209,3 +209,63 @@ async fn concurrent_creates_of_one_name_have_one_winner(registry: &dyn HandlerRe
     assert_eq!(&stored.revision, revision.as_ref().unwrap());
     registry.delete(&name, Expect::Any).await.unwrap();
 }
+
+/// Runs the checks of a registry of schedules: the same backends, another collection.
+pub async fn run_schedules(registry: &dyn super::Registry<crate::schedule::Schedule>) {
+    use crate::schedule::Schedule;
+    let name = unique("nightly");
+    let schedule: Schedule = serde_json::from_value(serde_json::json!({
+        "name": name,
+        "cron": "0 3 * * *",
+        "timezone": "Europe/Paris",
+        "data": {"report": "daily"},
+        "missed": "once",
+    }))
+    .unwrap();
+    let revision = registry.put(&schedule, Expect::Absent).await.unwrap();
+    let stored = registry.get(&name).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.entry.clone(), stored.revision),
+        (schedule.clone(), revision)
+    );
+    let table = registry.table().await.unwrap();
+    assert!(table.revision >= revision);
+    assert!(table.entries.iter().any(|s| s.entry == schedule));
+    // The JSON shape of the API: {"schedule": {...}, "revision": N}.
+    let json = serde_json::to_value(&stored).unwrap();
+    assert_eq!(json["schedule"]["name"], name.as_str());
+    assert_eq!(json["revision"], revision);
+    // Check-and-set, as for handlers.
+    let err = registry.put(&schedule, Expect::Absent).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(err.message().contains("schedule"), "{err}");
+    let mut paused = schedule.clone();
+    paused.paused = true;
+    let err = registry
+        .put(&paused, Expect::Revision(revision + 1_000_000))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    // A watch sees the change.
+    let watcher = registry.watch(table.revision, Duration::from_secs(10));
+    let (seen, written) = tokio::join!(watcher, async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        registry.put(&paused, Expect::Revision(revision)).await
+    });
+    let written = written.unwrap();
+    let seen = seen.unwrap();
+    assert!(seen.revision >= written);
+    assert!(seen.entries.iter().any(|s| s.entry == paused));
+    // An invalid schedule is refused before it is stored.
+    let mut bad = schedule.clone();
+    bad.cron = Some("not cron".into());
+    let err = registry.put(&bad, Expect::Any).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+    registry
+        .delete(&name, Expect::Revision(written))
+        .await
+        .unwrap();
+    assert!(registry.get(&name).await.unwrap().is_none());
+    let err = registry.delete(&name, Expect::Any).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+}

@@ -3,7 +3,7 @@
 
 use super::HandlerChange;
 use crate::error::{Error, Result};
-use crate::execution::ExecutionId;
+use crate::execution::{ExecutionId, ExecutionSummary, Page};
 use crate::identity::rules::{Grant, Pattern, PrincipalKind, Rule, Subject};
 
 /// An executions list cursor: the `created_at` (microseconds) and id of the last item seen.
@@ -17,6 +17,21 @@ pub(crate) fn decode_cursor(cursor: &str) -> Result<(i64, String)> {
     let at: i64 = at.parse().map_err(|_| malformed())?;
     let id = ExecutionId::parse(id).map_err(|_| malformed())?;
     Ok((at, id.as_str().to_string()))
+}
+
+/// The page of `rows`, read with `LIMIT page_size + 1`: the first `page_size`, and a cursor
+/// after the last of them when there was one more.
+pub(crate) fn page_of(mut rows: Vec<ExecutionSummary>, page_size: u32) -> Page<ExecutionSummary> {
+    let more = rows.len() > page_size as usize;
+    rows.truncate(page_size as usize);
+    let next_cursor = match (more, rows.last()) {
+        (true, Some(last)) => Some(encode_cursor(last.created_at.timestamp_micros(), &last.id)),
+        _ => None,
+    };
+    Page {
+        items: rows,
+        next_cursor,
+    }
 }
 
 /// The revision of `change` as stored (a signed integer): `Invalid` past `i64::MAX`.

@@ -16,6 +16,7 @@ mod encoding;
 pub mod postgres;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
+mod text_filter;
 
 /// What creating an execution found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

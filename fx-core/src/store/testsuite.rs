@@ -22,6 +22,8 @@ use crate::handler::{Handler, PackageRef};
 use crate::package::{Manifest, PackageDigest, PackageVersion};
 use crate::testsupport::{queued_execution, unique, HandlerBuilder};
 
+pub mod text_filter;
+
 /// Runs every check against `store`.
 pub async fn run(store: &dyn StateStore) {
     package_versions_are_immutable_and_follow_latest(store).await;
@@ -38,6 +40,7 @@ pub async fn run(store: &dyn StateStore) {
     expired_executions_are_found_oldest_first_and_deleted(store).await;
     executions_list_newest_first_filtered_and_paged(store).await;
     executions_filter_by_time_range_and_text(store).await;
+    text_filter::run(store).await;
     a_retrying_attempt_is_not_terminal_and_the_next_attempt_runs(store).await;
     of_two_transitions_at_once_one_wins(store).await;
     handler_history_is_recorded_once_and_listed_newest_first(store).await;

@@ -110,6 +110,41 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
     ),
     (
         Method::GET,
+        "/api/v1/schedules",
+        Allowed(Action::ScheduleRead, Later),
+    ),
+    (
+        Method::POST,
+        "/api/v1/schedules",
+        Allowed(Action::ScheduleWrite, Later),
+    ),
+    (
+        Method::GET,
+        "/api/v1/schedules/{name}",
+        Allowed(Action::ScheduleRead, Path("name")),
+    ),
+    (
+        Method::PUT,
+        "/api/v1/schedules/{name}",
+        Allowed(Action::ScheduleWrite, Path("name")),
+    ),
+    (
+        Method::DELETE,
+        "/api/v1/schedules/{name}",
+        Allowed(Action::ScheduleWrite, Path("name")),
+    ),
+    (
+        Method::POST,
+        "/api/v1/schedules/{name}/pause",
+        Allowed(Action::ScheduleWrite, Path("name")),
+    ),
+    (
+        Method::POST,
+        "/api/v1/schedules/{name}/resume",
+        Allowed(Action::ScheduleWrite, Path("name")),
+    ),
+    (
+        Method::GET,
         "/api/v1/executions",
         Allowed(Action::ExecutionRead, Later),
     ),
@@ -290,6 +325,32 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
         Method::POST,
         "/handlers/{name}/delete",
         Allowed(Action::HandlerWrite, Path("name")),
+    ),
+    // Schedules: the list as the API's; the form's name is checked by the handler.
+    (
+        Method::GET,
+        "/schedules",
+        Allowed(Action::ScheduleRead, Later),
+    ),
+    (
+        Method::POST,
+        "/schedules",
+        Allowed(Action::ScheduleWrite, Later),
+    ),
+    (
+        Method::POST,
+        "/schedules/{name}/pause",
+        Allowed(Action::ScheduleWrite, Path("name")),
+    ),
+    (
+        Method::POST,
+        "/schedules/{name}/resume",
+        Allowed(Action::ScheduleWrite, Path("name")),
+    ),
+    (
+        Method::POST,
+        "/schedules/{name}/delete",
+        Allowed(Action::ScheduleWrite, Path("name")),
     ),
     // Secrets: the list as the API's; the form's name and pools are checked by the handler.
     (Method::GET, "/secrets", Allowed(Action::SecretGrant, Later)),

@@ -16,6 +16,7 @@ pub mod login;
 pub mod overview;
 pub mod packages;
 pub mod rows;
+pub mod schedules;
 pub mod secrets;
 pub mod send;
 
@@ -82,6 +83,19 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route(
             "/handlers/{name}/delete",
             axum::routing::post(handler_form::delete),
+        )
+        .route("/schedules", get(schedules::show).post(schedules::create))
+        .route(
+            "/schedules/{name}/pause",
+            axum::routing::post(schedules::pause),
+        )
+        .route(
+            "/schedules/{name}/resume",
+            axum::routing::post(schedules::resume),
+        )
+        .route(
+            "/schedules/{name}/delete",
+            axum::routing::post(schedules::delete),
         )
         .route("/secrets", get(secrets::show).post(secrets::set))
         .route(

@@ -234,6 +234,12 @@ pub async fn check(state: &AppState, caller: &Caller, handler: &Handler) -> Resu
 
 /// The write expectation from `If-Match`: a revision, bare or quoted as an entity tag.
 fn expectation(headers: &HeaderMap) -> Result<Expect, ApiError> {
+    if_match(headers, "handler")
+}
+
+/// The write expectation from `If-Match` for a registry entry of `kind`: a revision, bare or
+/// quoted as an entity tag; none means any revision.
+pub(crate) fn if_match(headers: &HeaderMap, kind: &str) -> Result<Expect, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(Expect::Any);
     };
@@ -241,7 +247,7 @@ fn expectation(headers: &HeaderMap) -> Result<Expect, ApiError> {
     let bare = text.trim_start_matches("W/").trim_matches('"');
     bare.parse::<u64>().map(Expect::Revision).map_err(|_| {
         ApiError::invalid(format!(
-            "If-Match must be a handler revision (a number), got {text:?}"
+            "If-Match must be a {kind} revision (a number), got {text:?}"
         ))
     })
 }

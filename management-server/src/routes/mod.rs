@@ -5,6 +5,7 @@ pub mod executions;
 pub mod handlers;
 pub mod identity;
 pub mod packages;
+pub mod schedules;
 pub mod secrets;
 
 use axum::extract::DefaultBodyLimit;
@@ -52,6 +53,15 @@ pub fn api(state: &AppState) -> Router<AppState> {
                 .delete(handlers::delete),
         )
         .route("/handlers/{name}/history", get(handlers::history))
+        .route("/schedules", get(schedules::list).post(schedules::create))
+        .route(
+            "/schedules/{name}",
+            get(schedules::get)
+                .put(schedules::put)
+                .delete(schedules::delete),
+        )
+        .route("/schedules/{name}/pause", post(schedules::pause))
+        .route("/schedules/{name}/resume", post(schedules::resume))
         .route("/executions", get(executions::list))
         .route("/executions/{id}", get(executions::get))
         .route("/executions/{id}/redrive", post(executions::redrive))

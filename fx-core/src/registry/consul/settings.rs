@@ -20,6 +20,9 @@ pub struct ConsulSettings {
     /// when missing; must not start with `/`.
     #[serde(default = "default_prefix")]
     pub prefix: String,
+    /// Key prefix of the schedules, as `prefix` is of the handlers.
+    #[serde(default = "default_schedules_prefix")]
+    pub schedules_prefix: String,
     /// ACL token, sent as `X-Consul-Token`; needs `key_prefix` read (gateways) or write
     /// (management server) on the prefix. Never logged, redacted in `Debug`; better given as
     /// `FX_BACKENDS__REGISTRY__TOKEN` than in a file.
@@ -40,6 +43,9 @@ fn default_address() -> String {
 fn default_prefix() -> String {
     "ferrisfx/handlers/".into()
 }
+fn default_schedules_prefix() -> String {
+    "ferrisfx/schedules/".into()
+}
 fn default_timeout_ms() -> u64 {
     5_000
 }
@@ -49,6 +55,7 @@ impl Default for ConsulSettings {
         ConsulSettings {
             address: default_address(),
             prefix: default_prefix(),
+            schedules_prefix: default_schedules_prefix(),
             token: None,
             datacenter: None,
             timeout_ms: default_timeout_ms(),
@@ -61,6 +68,7 @@ impl fmt::Debug for ConsulSettings {
         f.debug_struct("ConsulSettings")
             .field("address", &self.address)
             .field("prefix", &self.prefix)
+            .field("schedules_prefix", &self.schedules_prefix)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("datacenter", &self.datacenter)
             .field("timeout_ms", &self.timeout_ms)
@@ -90,6 +98,22 @@ impl ConsulSettings {
             return Err(Error::invalid(format!(
                 "consul key prefix {:?} must be a key path such as \"ferrisfx/handlers/\"",
                 self.prefix
+            )));
+        }
+        if self.schedules_prefix.trim_matches('/').is_empty()
+            || self.schedules_prefix.starts_with('/')
+        {
+            return Err(Error::invalid(format!(
+                "consul schedules_prefix {:?} must be a key path such as \"ferrisfx/schedules/\"",
+                self.schedules_prefix
+            )));
+        }
+        let folder = |p: &str| format!("{}/", p.trim_end_matches('/'));
+        let (handlers, schedules) = (folder(&self.prefix), folder(&self.schedules_prefix));
+        if handlers.starts_with(&schedules) || schedules.starts_with(&handlers) {
+            return Err(Error::invalid(format!(
+                "consul prefix {:?} and schedules_prefix {:?} overlap: the keys of one would be read as entries of the other",
+                self.prefix, self.schedules_prefix
             )));
         }
         if let Some(token) = &self.token {

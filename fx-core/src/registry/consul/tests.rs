@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::registry::consul_double::ConsulDouble;
 use crate::registry::testsuite;
+use crate::registry::HandlerRegistry;
 use crate::testenv;
 use crate::testsupport::{unique, HandlerBuilder};
 
@@ -49,19 +50,42 @@ async fn conformance_suite_passes_against_the_double() {
 }
 
 #[tokio::test]
+async fn schedule_conformance_passes_against_the_double_beside_the_handlers() {
+    let (double, handlers) = double_and_registry().await;
+    let schedules = ConsulRegistry::schedules(&settings(&double.address())).unwrap();
+    testsuite::run_schedules(&schedules).await;
+    // The schedules' keys are not read as handlers.
+    let table = HandlerRegistry::table(&handlers).await.unwrap();
+    assert!(table.invalid.is_empty(), "{:?}", table.invalid);
+}
+
+#[test]
+fn overlapping_prefixes_are_refused() {
+    let e = ConsulRegistry::new(&ConsulSettings {
+        prefix: "ferrisfx/".into(),
+        ..settings("http://127.0.0.1:8500")
+    })
+    .err()
+    .unwrap();
+    assert!(e.message().contains("overlap"), "{e}");
+}
+
+#[tokio::test]
 async fn conformance_suite_passes_against_a_real_consul() {
     let Some(address) = testenv::optional_backend("FX_TEST_CONSUL", "consul conformance") else {
         return;
     };
-    let prefix = format!("ferrisfx-test/{}/handlers/", unique("run"));
-    let registry = ConsulRegistry::new(&ConsulSettings {
-        prefix: prefix.clone(),
+    let run = format!("ferrisfx-test/{}/", unique("run"));
+    let settings = ConsulSettings {
+        prefix: format!("{run}handlers/"),
+        schedules_prefix: format!("{run}schedules/"),
         token: std::env::var("FX_TEST_CONSUL_TOKEN").ok(),
         ..settings(&address)
-    })
-    .unwrap();
+    };
+    let registry = ConsulRegistry::new(&settings).unwrap();
     testsuite::run(&registry).await;
-    let mut cleanup = reqwest::Client::new().delete(format!("{address}/v1/kv/{prefix}?recurse"));
+    testsuite::run_schedules(&ConsulRegistry::schedules(&settings).unwrap()).await;
+    let mut cleanup = reqwest::Client::new().delete(format!("{address}/v1/kv/{run}?recurse"));
     if let Ok(token) = std::env::var("FX_TEST_CONSUL_TOKEN") {
         cleanup = cleanup.header("X-Consul-Token", token);
     }

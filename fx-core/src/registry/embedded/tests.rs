@@ -2,6 +2,7 @@ use std::time::Instant;
 
 use super::*;
 use crate::handler::{Filter, PackageRef};
+use crate::registry::{HandlerRegistry, HandlerTable};
 use crate::testsupport::HandlerBuilder;
 
 fn handler(name: &str) -> Handler {
@@ -20,6 +21,17 @@ async fn passes_the_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
     let registry = FileRegistry::open(&file(&dir)).await.unwrap();
     crate::registry::testsuite::run(&registry).await;
+}
+
+#[tokio::test]
+async fn passes_the_schedule_conformance_suite_in_its_own_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("schedules.json");
+    let registry: FileRegistry<crate::schedule::Schedule> =
+        FileRegistry::open_entries(&path).await.unwrap();
+    crate::registry::testsuite::run_schedules(&registry).await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\"schedules\""), "{text}");
 }
 
 #[tokio::test]

@@ -12,7 +12,8 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::change::StateChange;
-use super::encoding::{decode_cursor, encode_cursor, stored_revision};
+use super::encoding::stored_revision;
+use super::text_filter::TEXT_WINDOW;
 use super::{Created, HandlerChange, StateStore};
 use crate::error::{Error, Result};
 use crate::execution::{
@@ -26,11 +27,13 @@ use crate::sqlite::{db, Database};
 use crate::validate::validate_name;
 
 mod identity;
+mod list;
 mod migrations;
 mod rows;
 mod secrets;
 #[cfg(test)]
 mod tests;
+mod ticks;
 
 use migrations::MIGRATIONS;
 use rows::*;
@@ -38,6 +41,8 @@ use rows::*;
 /// The state store in a SQLite file.
 pub struct SqliteStateStore {
     db: Database,
+    /// The executions list's text filter window: [`TEXT_WINDOW`], lowered by tests.
+    text_window: u32,
 }
 
 impl SqliteStateStore {
@@ -45,7 +50,18 @@ impl SqliteStateStore {
     pub async fn open(path: &Path) -> Result<Self> {
         Ok(SqliteStateStore {
             db: Database::open(path, "state database", MIGRATIONS).await?,
+            text_window: TEXT_WINDOW,
         })
+    }
+
+    /// The store with the executions list's text filter window lowered to `rows`, so that
+    /// tests reach its text index with a few executions.
+    #[cfg(test)]
+    pub(crate) fn with_text_window(self, rows: u32) -> Self {
+        SqliteStateStore {
+            text_window: rows,
+            ..self
+        }
     }
 
     /// Runs `f` with the connection on the blocking thread pool.
@@ -396,90 +412,9 @@ impl StateStore for SqliteStateStore {
     }
 
     async fn list_executions(&self, query: &ExecutionQuery) -> Result<Page<ExecutionSummary>> {
-        let mut clauses = Vec::new();
-        let mut args: Vec<SqlValue> = Vec::new();
-        if let Some(handler) = &query.handler {
-            clauses.push("handler = ?");
-            args.push(handler.clone().into());
-        }
-        if let Some(status) = query.status {
-            clauses.push("status = ?");
-            args.push(status.as_str().to_string().into());
-        }
-        if let Some(since) = query.since {
-            clauses.push("created_at >= ?");
-            args.push(micros(since).into());
-        }
-        if let Some(until) = query.until {
-            clauses.push("created_at < ?");
-            args.push(micros(until).into());
-        }
-        if let Some(pattern) = query.text_pattern() {
-            clauses.push("(event_id LIKE ? ESCAPE '\\' OR event_source LIKE ? ESCAPE '\\')");
-            args.extend([pattern.clone().into(), pattern.into()]);
-        }
-        if let Some(cursor) = &query.cursor {
-            let (at, id) = decode_cursor(cursor)?;
-            clauses.push("(created_at, id) < (?, ?)");
-            args.extend([at.into(), id.into()]);
-        }
-        let limit = query.page_size();
-        args.push(i64::from(limit + 1).into());
-        let filter = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", clauses.join(" AND "))
-        };
-        let sql = format!(
-            "SELECT {SUMMARY_COLUMNS} FROM executions {filter} ORDER BY created_at DESC, id DESC LIMIT ?"
-        );
-        self.call(move |conn| {
-            let what = || "listing executions".to_string();
-            let mut stmt = conn.prepare_cached(&sql).map_err(db(what()))?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(args), |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, String>(3)?,
-                        row.get::<_, String>(4)?,
-                        row.get::<_, String>(5)?,
-                        row.get::<_, i64>(6)?,
-                        row.get::<_, i64>(7)?,
-                        row.get::<_, Option<i64>>(8)?,
-                    ))
-                })
-                .map_err(db(what()))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(db(what()))?;
-            let more = rows.len() > limit as usize;
-            let mut items = Vec::with_capacity(rows.len().min(limit as usize));
-            let mut last = None;
-            for (id, handler, status, event_id, event_source, event_type, attempts, at, duration) in
-                rows.into_iter().take(limit as usize)
-            {
-                let id = stored_id(&id)?;
-                last = Some((at, id.clone()));
-                items.push(ExecutionSummary {
-                    id,
-                    handler,
-                    status: stored_status(&status)?,
-                    event_id,
-                    event_source,
-                    event_type,
-                    attempts: u32::try_from(attempts).unwrap_or_default(),
-                    created_at: time(at)?,
-                    duration_us: duration.and_then(|d| u64::try_from(d).ok()),
-                });
-            }
-            let next_cursor = match (more, last) {
-                (true, Some((at, id))) => Some(encode_cursor(at, &id)),
-                _ => None,
-            };
-            Ok(Page { items, next_cursor })
-        })
-        .await
+        let (query, window) = (query.clone(), self.text_window);
+        self.call(move |conn| list::executions(conn, &query, window))
+            .await
     }
 
     async fn record_handler_change(&self, change: &HandlerChange) -> Result<()> {

@@ -328,13 +328,22 @@ pub(crate) mod testing {
         client
     }
 
-    /// Drops the schema of `settings` and everything in it.
+    /// Drops the schema of `settings` and everything in it. `pg_trgm`, when the state store
+    /// created it there (see `text_index`), moves to `public` first: dropped with the schema,
+    /// it would take the other tests' text indexes with it.
     pub(crate) async fn drop_schema(settings: &PostgresSettings) {
         let client = raw_client(settings).await;
+        let schema = &settings.schema;
         client
             .batch_execute(&format!(
-                "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
-                settings.schema
+                "DO $$ BEGIN
+                     IF EXISTS (SELECT 1 FROM pg_extension e
+                                JOIN pg_namespace n ON n.oid = e.extnamespace
+                                WHERE e.extname = 'pg_trgm' AND n.nspname = '{schema}') THEN
+                         ALTER EXTENSION pg_trgm SET SCHEMA public;
+                     END IF;
+                 END $$;
+                 DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
             ))
             .await
             .unwrap();

@@ -163,7 +163,23 @@ pub(crate) const STATE: &[Migration] = &[
     );
 "#,
     },
+    Migration {
+        version: 6,
+        description: "the last tick each schedule fired",
+        sql: r#"
+    CREATE TABLE schedule_ticks (
+        name      text COLLATE "C" PRIMARY KEY,
+        last_tick timestamptz NOT NULL
+    );
+"#,
+    },
 ];
+
+/// The key of the transaction-level advisory lock (`pg_advisory_xact_lock(hashtext(key))`)
+/// that orders the processes changing `schema`'s tables and indexes.
+pub(super) fn schema_lock_key(schema: &str) -> String {
+    format!("ferrisfx schema {schema}")
+}
 
 /// Brings `component`'s schema up to date with `migrations`.
 pub(crate) async fn migrate(
@@ -172,7 +188,7 @@ pub(crate) async fn migrate(
     migrations: &[Migration],
 ) -> Result<()> {
     let known = migrations.len() as i32;
-    let lock_key = format!("ferrisfx schema {}", db.schema());
+    let lock_key = schema_lock_key(db.schema());
     // Created only when missing (`IF NOT EXISTS` would still need the right to create), so a
     // role that may only use an up-to-date schema can open it.
     let create_schema = format!("CREATE SCHEMA \"{}\"", db.schema());

@@ -10,13 +10,16 @@
 //! - `connection`: settings, the pool and the error mapping (shared with the PostgreSQL log
 //!   sink).
 //! - [`migrations`]: the versioned schema, applied at open.
+//! - `text_index`: the executions text filter's `pg_trgm` indexes, made at open when possible.
+//! - `list`: the executions list.
 //! - `rows`: the columns read back and the decoding of each row type.
 
 use async_trait::async_trait;
 use tokio_postgres::types::ToSql;
 
 use super::change::StateChange;
-use super::encoding::{decode_cursor, encode_cursor, stored_revision};
+use super::encoding::stored_revision;
+use super::text_filter::TEXT_WINDOW;
 use super::{Created, HandlerChange, StateStore};
 use crate::error::{Error, Result};
 use crate::execution::{
@@ -30,24 +33,25 @@ use crate::validate::validate_name;
 
 mod connection;
 mod identity;
+mod list;
 pub(crate) mod migrations;
 mod rows;
 mod secrets;
 #[cfg(test)]
 mod tests;
+mod text_index;
+mod ticks;
 mod tls;
 
 #[cfg(test)]
 pub(crate) use connection::testing;
 pub(crate) use connection::PgDatabase;
 pub use connection::{PgTlsMode, PostgresSettings};
+use list::TextSearch;
 use rows::{
-    execution, from_json, get, package_version, stored_status, summary, time, to_json,
-    EXECUTION_COLUMNS, PACKAGE_COLUMNS, SUMMARY_COLUMNS,
+    execution, from_json, get, package_version, stored_status, to_json, EXECUTION_COLUMNS,
+    PACKAGE_COLUMNS,
 };
-
-/// PostgreSQL's first `timestamptz`, 4714-11-24 00:00 UTC BC, in microseconds since the epoch.
-const FIRST_TIMESTAMP_MICROS: i64 = -210_866_803_200_000_000;
 
 /// A query parameter.
 type Param = Box<dyn ToSql + Sync + Send>;
@@ -55,16 +59,39 @@ type Param = Box<dyn ToSql + Sync + Send>;
 /// The state store in a PostgreSQL schema.
 pub struct PostgresStateStore {
     db: PgDatabase,
+    /// How the executions list answers a text filter.
+    text_search: TextSearch,
 }
 
 impl PostgresStateStore {
     /// Connects (failing as `Unavailable` within the connect timeout when the database cannot
-    /// be reached) and brings the schema up to date.
+    /// be reached), brings the schema up to date and builds the text filter's indexes if it
+    /// can (see `text_index`).
     pub async fn open(settings: &PostgresSettings) -> Result<Self> {
         let db = PgDatabase::connect(settings).await?;
         migrations::migrate(&db, "state", migrations::STATE).await?;
-        tracing::info!(database = %db.target(), schema = %db.schema(), "state store opened");
-        Ok(PostgresStateStore { db })
+        let indexed = text_index::ensure(&db).await;
+        tracing::info!(database = %db.target(), schema = %db.schema(), text_index = indexed, "state store opened");
+        Ok(PostgresStateStore {
+            db,
+            text_search: TextSearch {
+                window: TEXT_WINDOW,
+                indexed,
+            },
+        })
+    }
+
+    /// The store with the executions list's text filter window lowered to `rows`, so that
+    /// tests reach its text index with a few executions.
+    #[cfg(test)]
+    pub(crate) fn with_text_window(self, rows: u32) -> Self {
+        PostgresStateStore {
+            text_search: TextSearch {
+                window: rows,
+                ..self.text_search
+            },
+            ..self
+        }
     }
 }
 
@@ -646,82 +673,7 @@ impl StateStore for PostgresStateStore {
     }
 
     async fn list_executions(&self, query: &ExecutionQuery) -> Result<Page<ExecutionSummary>> {
-        let mut clauses = Vec::new();
-        let mut args: Vec<Param> = Vec::new();
-        if let Some(handler) = &query.handler {
-            args.push(Box::new(handler.clone()));
-            clauses.push(format!("handler = ${}", args.len()));
-        }
-        if let Some(status) = query.status {
-            args.push(Box::new(status.as_str().to_string()));
-            clauses.push(format!("status = ${}", args.len()));
-        }
-        if let Some(since) = query.since {
-            args.push(Box::new(since));
-            clauses.push(format!("created_at >= ${}", args.len()));
-        }
-        if let Some(until) = query.until {
-            args.push(Box::new(until));
-            clauses.push(format!("created_at < ${}", args.len()));
-        }
-        if let Some(pattern) = query.text_pattern() {
-            args.push(Box::new(pattern));
-            let n = args.len();
-            clauses.push(format!(
-                "(event_id ILIKE ${n} ESCAPE '\\' OR event_source ILIKE ${n} ESCAPE '\\')"
-            ));
-        }
-        if let Some(cursor) = &query.cursor {
-            let (at, id) = decode_cursor(cursor)?;
-            let at = time(at)
-                .ok()
-                .filter(|_| at >= FIRST_TIMESTAMP_MICROS)
-                .ok_or_else(|| {
-                    Error::invalid(format!("executions cursor {cursor:?} is malformed"))
-                })?;
-            args.push(Box::new(at));
-            args.push(Box::new(id));
-            // A row comparison: one index range, newest first.
-            clauses.push(format!(
-                "(created_at, id) < (${}, ${})",
-                args.len() - 1,
-                args.len()
-            ));
-        }
-        let limit = query.page_size();
-        args.push(Box::new(i64::from(limit) + 1));
-        let filter = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", clauses.join(" AND "))
-        };
-        let sql = format!(
-            "SELECT {SUMMARY_COLUMNS} FROM executions {filter}
-             ORDER BY created_at DESC, id DESC LIMIT ${}",
-            args.len()
-        );
-        let what = || "listing executions".to_string();
-        let client = self.db.client().await?;
-        let stmt = client
-            .prepare_cached(&sql)
-            .await
-            .map_err(self.db.error(what()))?;
-        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as _).collect();
-        let rows = client
-            .query(&stmt, &params)
-            .await
-            .map_err(self.db.error(what()))?;
-        let more = rows.len() > limit as usize;
-        let items = rows
-            .iter()
-            .take(limit as usize)
-            .map(summary)
-            .collect::<Result<Vec<_>>>()?;
-        let next_cursor = match (more, items.last()) {
-            (true, Some(last)) => Some(encode_cursor(last.created_at.timestamp_micros(), &last.id)),
-            _ => None,
-        };
-        Ok(Page { items, next_cursor })
+        list::executions(&self.db, query, self.text_search).await
     }
 
     async fn record_handler_change(&self, change: &HandlerChange) -> Result<()> {

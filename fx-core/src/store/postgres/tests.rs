@@ -5,12 +5,14 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use super::rows::{time, SUMMARY_COLUMNS};
 use super::testing::{drop_schema, fresh_settings, raw_client};
 use super::*;
 use chrono::{DateTime, Utc};
 
 use crate::error::ErrorKind;
 use crate::package::PackageDigest;
+use crate::store::encoding::decode_cursor;
 use crate::testsupport::execution;
 
 /// Inserts queued executions in one statement per 10,000 (test data loading only: the store
@@ -54,6 +56,7 @@ async fn postgres_store_passes_the_conformance_suite() {
     };
     let store = PostgresStateStore::open(&settings).await.unwrap();
     crate::store::testsuite::run(&store).await;
+    crate::schedule::testsuite::run(&store).await;
     drop(store);
     drop_schema(&settings).await;
 }
@@ -284,7 +287,142 @@ async fn postgres_paging_through_100000_executions_returns_each_once() {
         );
         assert!(!plan.contains("Sort"), "{filter}: {plan}");
     }
+
+    // The text filter's window, sample and index statements, planned without their values (as
+    // the store's prepared statements come to be): the window and the sample read a filter's
+    // index range and no trigram index; the index statement the trigram indexes and no
+    // filter's index.
+    if store.text_search.indexed {
+        client
+            .batch_execute(&format!(
+                "SET search_path = \"{}\"; SET plan_cache_mode = force_generic_plan",
+                settings.schema
+            ))
+            .await
+            .unwrap();
+        let text = ExecutionQuery {
+            text: Some("4242".into()),
+            ..ExecutionQuery::default()
+        };
+        let with_handler = ExecutionQuery {
+            handler: Some("even".into()),
+            ..text.clone()
+        };
+        for (n, (query, values)) in [(&text, ""), (&with_handler, "'even', ")]
+            .into_iter()
+            .enumerate()
+        {
+            let filter = list::Filter::of(query).unwrap();
+            for (name, sql, values, reads, never) in [
+                (
+                    "window",
+                    filter.window_sql(),
+                    format!("{values}4096, '%4242%', 51"),
+                    "Index Scan using executions_",
+                    "_trgm",
+                ),
+                (
+                    "sample",
+                    filter.sample_sql(),
+                    format!("{values}ARRAY['abc', '4242'], 256"),
+                    "Index Scan using executions_",
+                    "_trgm",
+                ),
+                (
+                    "index",
+                    filter.indexed_sql(),
+                    format!("{values}'%4242%', '%4242%', 51"),
+                    "Bitmap Index Scan on executions_event_id_trgm",
+                    "Index Scan using executions_",
+                ),
+            ] {
+                client
+                    .batch_execute(&format!("PREPARE {name}_{n} AS {sql}"))
+                    .await
+                    .unwrap();
+                let plan = client
+                    .query(&format!("EXPLAIN EXECUTE {name}_{n}({values})"), &[])
+                    .await
+                    .unwrap();
+                let plan: Vec<String> = plan.iter().map(|r| r.get(0)).collect();
+                let plan = plan.join("\n");
+                assert!(plan.contains(reads), "{name} {query:?}: {plan}");
+                assert!(!plan.contains(never), "{name} {query:?}: {plan}");
+            }
+        }
+    }
     drop(store);
+    drop_schema(&settings).await;
+}
+
+#[tokio::test]
+async fn postgres_store_passes_the_text_filter_checks_with_a_small_window() {
+    let Some(settings) =
+        fresh_settings("postgres_store_passes_the_text_filter_checks_with_a_small_window")
+    else {
+        return;
+    };
+    let store = PostgresStateStore::open(&settings)
+        .await
+        .unwrap()
+        .with_text_window(4);
+    crate::store::testsuite::text_filter::run(&store).await;
+    drop(store);
+    drop_schema(&settings).await;
+}
+
+/// The store's text index names, sorted.
+async fn text_indexes(client: &tokio_postgres::Client, schema: &str) -> Vec<String> {
+    let rows = client
+        .query(
+            "SELECT indexname::text FROM pg_indexes
+             WHERE schemaname = $1 AND indexname LIKE '%\\_trgm' ORDER BY indexname",
+            &[&schema],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+#[tokio::test]
+async fn postgres_text_index_is_built_at_open_and_again_once_dropped() {
+    let test = "postgres_text_index_is_built_at_open_and_again_once_dropped";
+    let Some(settings) = fresh_settings(test) else {
+        return;
+    };
+    let client = raw_client(&settings).await;
+    let available = client
+        .query_opt(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm'",
+            &[],
+        )
+        .await
+        .unwrap();
+    if available.is_none() {
+        eprintln!("skipped {test}: the test server has no pg_trgm to install");
+        return;
+    }
+    let both = ["executions_event_id_trgm", "executions_event_source_trgm"];
+    let store = PostgresStateStore::open(&settings).await.unwrap();
+    assert!(store.text_search.indexed);
+    assert_eq!(text_indexes(&client, &settings.schema).await, both);
+    drop(store);
+
+    // Gone (as when the extension's schema is dropped): the next opens, together, build it
+    // again, once.
+    client
+        .batch_execute(&format!(
+            "DROP INDEX \"{}\".executions_event_id_trgm",
+            settings.schema
+        ))
+        .await
+        .unwrap();
+    let opened =
+        futures::future::join_all((0..3).map(|_| PostgresStateStore::open(&settings))).await;
+    for store in opened {
+        assert!(store.unwrap().text_search.indexed);
+    }
+    assert_eq!(text_indexes(&client, &settings.schema).await, both);
     drop_schema(&settings).await;
 }
 
