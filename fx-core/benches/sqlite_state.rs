@@ -10,7 +10,8 @@
 //! The database is a file in a temporary directory, removed at the end. Optional:
 //! `FX_BENCH_ROWS` (1,000,000 executions), `FX_BENCH_QUERIES` (500 runs of each list query; a
 //! query stops early once its runs have taken 10 s, after at least 5 runs),
-//! `FX_BENCH_EXECUTIONS` (20,000 executions then written through the store, one at a time).
+//! `FX_BENCH_EXECUTIONS` (20,000 executions then written through the store one at a time, as
+//! many again in batches of 100).
 //!
 //! The rows are written in one transaction by a second connection to the store's file (the
 //! store creates executions as queued only): 8 handlers, 2 % failed, 0.5 % queued, 0.5 %
@@ -72,6 +73,20 @@ async fn writes(store: &SqliteStateStore, rows: usize, executions: usize) -> Ben
         took.as_secs_f64(),
         executions as f64 / took.as_secs_f64()
     );
+    // The gateway's way: a batch of executions in one transaction.
+    let batched = (executions..executions * 2)
+        .map(|n| execution(n, base + chrono::Duration::microseconds(n as i64)))
+        .collect::<BenchResult<Vec<_>>>()?;
+    let started = Instant::now();
+    for batch in batched.chunks(CREATE_BATCH) {
+        store.create_executions(batch).await?;
+    }
+    let took = started.elapsed();
+    println!(
+        "create_executions at {rows} rows, one writer, batches of {CREATE_BATCH}: {executions} in {:.2} s = {:.0} executions/s",
+        took.as_secs_f64(),
+        executions as f64 / took.as_secs_f64()
+    );
     let at = Utc::now();
     let started = Instant::now();
     for e in &all {
@@ -88,6 +103,9 @@ async fn writes(store: &SqliteStateStore, rows: usize, executions: usize) -> Ben
     );
     Ok(())
 }
+
+/// Executions created by one `create_executions` call.
+const CREATE_BATCH: usize = 100;
 
 fn execution(n: usize, created_at: DateTime<Utc>) -> BenchResult<Execution> {
     let handler = format!("handler-{}", n % 8);
