@@ -72,7 +72,7 @@ pub(super) async fn executions(
     }
     let words = words(text);
     let common = match words.len() {
-        // Without one of two words, there is nothing to search.
+        // One word or none: leaving it out would leave nothing to search for.
         0 | 1 => Vec::new(),
         _ => list.common_words(&words).await?,
     };
