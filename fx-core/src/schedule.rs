@@ -116,6 +116,26 @@ enum When {
     At(DateTime<Utc>),
 }
 
+impl When {
+    /// The first tick strictly after `after`, if any.
+    fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            When::Every(seconds) => {
+                let period = i64::try_from(*seconds).ok()?;
+                let next = (after.timestamp().div_euclid(period) + 1).checked_mul(period)?;
+                Utc.timestamp_opt(next, 0).single()
+            }
+            When::At(at) => (*at > after).then_some(*at),
+            When::Cron(cron, tz) => {
+                let local = after.with_timezone(tz);
+                cron.find_next_occurrence(&local, false)
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc))
+            }
+        }
+    }
+}
+
 impl Schedule {
     /// Checks the schedule; the error names the field.
     pub fn validate(&self) -> Result<()> {
@@ -172,20 +192,7 @@ impl Schedule {
     /// The first tick strictly after `after`; `None` when there is none (a one-off schedule
     /// past its time, a cron expression that never matches again) or the schedule is invalid.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        match self.when().ok()? {
-            When::Every(seconds) => {
-                let period = i64::try_from(seconds).ok()?;
-                let next = (after.timestamp().div_euclid(period) + 1).checked_mul(period)?;
-                Utc.timestamp_opt(next, 0).single()
-            }
-            When::At(at) => (at > after).then_some(at),
-            When::Cron(cron, tz) => {
-                let local = after.with_timezone(&tz);
-                cron.find_next_occurrence(&local, false)
-                    .ok()
-                    .map(|t| t.with_timezone(&Utc))
-            }
-        }
+        self.when().ok()?.next_after(after)
     }
 
     /// The latest tick at or before `at`, if any.
@@ -206,10 +213,13 @@ impl Schedule {
 
     /// The next `n` ticks after `after`.
     pub fn upcoming(&self, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+        let Ok(when) = self.when() else {
+            return Vec::new();
+        };
         let mut ticks = Vec::with_capacity(n);
         let mut at = after;
         while ticks.len() < n {
-            match self.next_after(at) {
+            match when.next_after(at) {
                 Some(next) => {
                     ticks.push(next);
                     at = next;
@@ -235,9 +245,13 @@ impl Schedule {
         if self.paused {
             return Vec::new();
         }
+        // Parsed once: a catch-up scan may step through many ticks.
+        let Ok(when) = self.when() else {
+            return Vec::new();
+        };
         let Some(last) = last else {
             // Never fired: only a tick due within the grace counts.
-            return self
+            return when
                 .next_after(now - grace - chrono::Duration::microseconds(1))
                 .filter(|t| *t <= now)
                 .into_iter()
@@ -250,8 +264,8 @@ impl Schedule {
         };
         // Start late enough that at most `budget` ticks are looked at: for a fixed period
         // this is exact; for cron, scanning from `last` is bounded by `budget` steps.
-        let mut at = match self.when() {
-            Ok(When::Every(seconds)) => {
+        let mut at = match when {
+            When::Every(seconds) => {
                 let span = chrono::Duration::seconds(seconds as i64 * budget as i64);
                 last.max(now - span)
             }
@@ -260,7 +274,7 @@ impl Schedule {
         let mut missed = std::collections::VecDeque::new();
         let mut on_time = Vec::new();
         for _ in 0..budget {
-            let Some(next) = self.next_after(at) else {
+            let Some(next) = when.next_after(at) else {
                 break;
             };
             if next > now {
