@@ -12,7 +12,7 @@ use crate::bus::EventBus;
 use crate::error::Result;
 use crate::identity::IdentityStore;
 use crate::objects::PackageStore;
-use crate::registry::{HandlerRegistry, ScheduleRegistry};
+use crate::registry::{HandlerRegistry, HookRegistry, ScheduleRegistry};
 use crate::schedule::TickLedger;
 use crate::secrets::SecretRecords;
 use crate::sink::{OperationalSink, StateRouting};
@@ -27,6 +27,8 @@ pub struct Backends {
     pub registry: Arc<dyn HandlerRegistry>,
     /// Schedules, in the same backend as the handlers.
     pub schedules: Arc<ScheduleRegistry>,
+    /// Webhooks, in the same backend as the handlers.
+    pub hooks: Arc<HookRegistry>,
     /// Package archives.
     pub packages: Arc<dyn PackageStore>,
     /// State store.
@@ -166,13 +168,18 @@ impl BackendSettings {
                 Arc::new(crate::bus::kafka::KafkaBus::connect(settings.clone()).await?)
             }
         };
-        type Registries = (Arc<dyn HandlerRegistry>, Arc<ScheduleRegistry>);
-        let (registry, schedules): Registries = match &self.registry {
+        type Registries = (
+            Arc<dyn HandlerRegistry>,
+            Arc<ScheduleRegistry>,
+            Arc<HookRegistry>,
+        );
+        let (registry, schedules, hooks): Registries = match &self.registry {
             RegistrySettings::Embedded => {
                 use crate::registry::embedded::FileRegistry;
                 (
                     Arc::new(FileRegistry::open(&path("handlers.json")).await?),
                     Arc::new(FileRegistry::open_entries(&path("schedules.json")).await?),
+                    Arc::new(FileRegistry::open_entries(&path("hooks.json")).await?),
                 )
             }
             #[cfg(feature = "consul")]
@@ -181,6 +188,7 @@ impl BackendSettings {
                 (
                     Arc::new(ConsulRegistry::new(settings)?),
                     Arc::new(ConsulRegistry::schedules(settings)?),
+                    Arc::new(ConsulRegistry::hooks(settings)?),
                 )
             }
         };
@@ -232,6 +240,7 @@ impl BackendSettings {
             bus,
             registry,
             schedules,
+            hooks,
             packages,
             state,
             identity,

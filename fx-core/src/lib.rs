@@ -20,6 +20,7 @@ pub mod execution;
 pub mod failure;
 pub mod grants;
 pub mod handler;
+pub mod hook;
 pub mod identity;
 pub mod limits;
 pub mod objects;

@@ -32,6 +32,10 @@ pub const SCHEDULE_TICKS: &str = "fx_schedule_ticks_total";
 /// Requests the management server refused with 503 because a bound was reached; label
 /// `bound`: `requests`, `package uploads`, `live streams`.
 pub const SERVER_BUSY: &str = "fx_server_busy_total";
+/// Webhook deliveries, by hook and outcome: `accepted`, `unauthorized` (bad signature),
+/// `rate_limited`, `too_large`, `malformed`, `unavailable`; deliveries to a hook that does not
+/// exist count under hook `-`.
+pub const WEBHOOK_DELIVERIES: &str = "fx_webhook_deliveries_total";
 /// Retries that found `max_waiting_retries` retries already waiting, and waited in a slot.
 pub const WAITING_RETRIES_FULL: &str = "fx_executor_waiting_retries_full_total";
 /// Compile-cache entries evicted to stay within their bound; label `tier`: `memory`, `disk`.
@@ -104,6 +108,10 @@ pub fn describe() {
     describe_counter!(
         SCHEDULE_TICKS,
         "Schedule ticks fired by this gateway's scheduler, by schedule."
+    );
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Webhook deliveries, by hook and outcome (accepted, unauthorized, rate_limited, too_large, malformed, unavailable)."
     );
     describe_counter!(
         SERVER_BUSY,

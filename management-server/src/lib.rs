@@ -19,6 +19,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod hooks;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
@@ -70,6 +71,8 @@ pub struct AppState {
     /// The platform's secrets; without a keyring ([`AppState::with_keyring`]) they can be
     /// listed and deleted but not written or delivered.
     pub vault: fx_core::secrets::Vault,
+    /// The webhooks as last read and their rate limits ([`hooks`]).
+    pub hooks: Arc<hooks::HookGate>,
 }
 
 /// How long the ingress waits for the registry's revision before stamping an event with the
@@ -97,6 +100,7 @@ impl AppState {
             check: None,
             auth,
             audit: Arc::default(),
+            hooks: Arc::default(),
         }
     }
 
@@ -131,6 +135,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", routes::api(&state))
         .route("/events", routes::events::ingress(&state.settings))
+        .route("/hooks/{name}", axum::routing::post(hooks::deliver))
         .route("/api/openapi.json", get(openapi::document))
         .route("/api/docs", get(openapi::viewer))
         .route("/api/docs/rapidoc.js", get(openapi::rapidoc))

@@ -36,6 +36,12 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("delete", "/api/v1/schedules/{name}"),
     ("post", "/api/v1/schedules/{name}/pause"),
     ("post", "/api/v1/schedules/{name}/resume"),
+    ("get", "/api/v1/hooks"),
+    ("post", "/api/v1/hooks"),
+    ("get", "/api/v1/hooks/{name}"),
+    ("put", "/api/v1/hooks/{name}"),
+    ("delete", "/api/v1/hooks/{name}"),
+    ("post", "/hooks/{name}"),
     ("get", "/api/v1/executions"),
     ("get", "/api/v1/executions/{id}"),
     ("post", "/api/v1/executions/{id}/redrive"),
@@ -80,6 +86,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         list_handlers, create_handler, get_handler, put_handler, delete_handler, handler_history,
         list_schedules, create_schedule, get_schedule, put_schedule, delete_schedule,
         pause_schedule, resume_schedule,
+        list_hooks, create_hook, get_hook, put_hook, delete_hook, deliver_hook,
         list_executions, get_execution, redrive_execution, rerun_execution,
         post_event, post_event_root,
         login, me, own_tokens, create_own_token, revoke_token, list_accounts, create_account,
@@ -92,6 +99,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         (name = "packages", description = "function packages: upload, versions, aliases"),
         (name = "handlers", description = "which events run which package"),
         (name = "schedules", description = "events the platform emits on a cron expression, an interval or once (docs/schedules.md)"),
+        (name = "hooks", description = "webhooks: signed deliveries from GitHub, Stripe, GitLab, Slack or any HMAC sender, each turned into a CloudEvent (docs/webhooks.md)"),
         (name = "executions", description = "one per event and handler, with logs"),
         (name = "events", description = "CloudEvents over HTTP, published to fx.events"),
         (name = "identity", description = "who may do what: accounts, api tokens, rules, the audit log (docs/security.md)"),
@@ -270,6 +278,59 @@ pub fn pause_schedule() {}
     responses((status = 200, description = "the schedule, resumed", body = Object),
         (status = 404, description = "no such schedule", body = Object)))]
 pub fn resume_schedule() {}
+
+/// Every webhook the caller may read, with its revision and the path senders post to.
+#[utoipa::path(get, path = "/api/v1/hooks", tag = "hooks",
+    responses((status = 200, description = "{revision, hooks: [{hook, revision, path}], invalid}", body = Object)))]
+pub fn list_hooks() {}
+
+/// Creates a webhook. Its signing secret must exist (a platform secret).
+#[utoipa::path(post, path = "/api/v1/hooks", tag = "hooks",
+    request_body(content = Object, description = "the hook: name, verify {kind: github | stripe | slack | gitlab | hmac | none, secret, ...}, transform {kind: github | stripe | gitlab | json | raw, ...}, keep_headers, rate {per_second, burst}, max_body_bytes, enabled"),
+    responses((status = 201, description = "created, with its revision", body = Object),
+        (status = 400, description = "invalid, with the reason (or its secret does not exist)", body = Object),
+        (status = 409, description = "a hook of that name exists", body = Object)))]
+pub fn create_hook() {}
+
+/// One webhook.
+#[utoipa::path(get, path = "/api/v1/hooks/{name}", tag = "hooks",
+    params(("name" = String, Path, description = "hook name")),
+    responses((status = 200, description = "the hook and its revision", body = Object),
+        (status = 404, description = "no such hook", body = Object)))]
+pub fn get_hook() {}
+
+/// Creates or replaces a webhook; with `If-Match: <revision>` only at that revision.
+#[utoipa::path(put, path = "/api/v1/hooks/{name}", tag = "hooks",
+    params(("name" = String, Path, description = "hook name"),
+        ("If-Match" = Option<String>, Header, description = "the revision expected")),
+    request_body(content = Object, description = "the hook"),
+    responses((status = 200, description = "written, with its revision", body = Object),
+        (status = 400, description = "invalid, with the reason", body = Object),
+        (status = 409, description = "changed since the revision in If-Match", body = Object)))]
+pub fn put_hook() {}
+
+/// Deletes a webhook.
+#[utoipa::path(delete, path = "/api/v1/hooks/{name}", tag = "hooks",
+    params(("name" = String, Path, description = "hook name"),
+        ("If-Match" = Option<String>, Header, description = "the revision expected")),
+    responses((status = 204, description = "deleted"),
+        (status = 404, description = "no such hook", body = Object),
+        (status = 409, description = "changed since the revision in If-Match", body = Object)))]
+pub fn delete_hook() {}
+
+/// A delivery to a webhook, from its sender: checked against the hook's signature scheme,
+/// turned into a CloudEvent (the vendor's delivery id is its id) and published. No bearer
+/// token: the signature is the credential.
+#[utoipa::path(post, path = "/hooks/{name}", tag = "hooks",
+    params(("name" = String, Path, description = "hook name")),
+    request_body(content = Object, description = "the sender's payload, as it sends it"),
+    responses((status = 202, description = "accepted: {id, source, type}", body = Object),
+        (status = 400, description = "the delivery makes no event (the reason)", body = Object),
+        (status = 401, description = "the signature is missing, stale or wrong", body = Object),
+        (status = 404, description = "no such hook, or disabled", body = Object),
+        (status = 413, description = "the body is over the hook's limit", body = Object),
+        (status = 429, description = "over the hook's rate; Retry-After says when to retry", body = Object)))]
+pub fn deliver_hook() {}
 
 /// The recorded changes of a handler, newest first.
 #[utoipa::path(get, path = "/api/v1/handlers/{name}/history", tag = "handlers",

@@ -29,6 +29,12 @@ pub enum Action {
     /// Create, change, pause, resume and delete schedules.
     #[serde(rename = "schedule:write")]
     ScheduleWrite,
+    /// Read webhooks (their settings, never their secrets' values).
+    #[serde(rename = "hook:read")]
+    HookRead,
+    /// Create, change and delete webhooks.
+    #[serde(rename = "hook:write")]
+    HookWrite,
     #[serde(rename = "execution:read")]
     ExecutionRead,
     /// Redrive or rerun executions of a handler.
@@ -72,6 +78,8 @@ pub enum ResourceKind {
     Handler,
     /// A schedule, by name.
     Schedule,
+    /// A webhook, by name.
+    Hook,
     /// An event, by its `type` attribute.
     Event,
     /// An executor pool, by name.
@@ -85,13 +93,15 @@ pub enum ResourceKind {
 
 impl Action {
     /// Every action, in a stable order.
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 18] = [
         Action::PackageRead,
         Action::PackageUpload,
         Action::HandlerRead,
         Action::HandlerWrite,
         Action::ScheduleRead,
         Action::ScheduleWrite,
+        Action::HookRead,
+        Action::HookWrite,
         Action::ExecutionRead,
         Action::ExecutionRedrive,
         Action::EventEmit,
@@ -113,6 +123,8 @@ impl Action {
             Action::HandlerWrite => "handler:write",
             Action::ScheduleRead => "schedule:read",
             Action::ScheduleWrite => "schedule:write",
+            Action::HookRead => "hook:read",
+            Action::HookWrite => "hook:write",
             Action::ExecutionRead => "execution:read",
             Action::ExecutionRedrive => "execution:redrive",
             Action::EventEmit => "event:emit",
@@ -149,6 +161,7 @@ impl Action {
             | Action::ExecutionRead
             | Action::ExecutionRedrive => ResourceKind::Handler,
             Action::ScheduleRead | Action::ScheduleWrite => ResourceKind::Schedule,
+            Action::HookRead | Action::HookWrite => ResourceKind::Hook,
             Action::EventEmit => ResourceKind::Event,
             Action::PoolUse | Action::SecretDeliver => ResourceKind::Pool,
             Action::SecretGrant | Action::SecretWrite => ResourceKind::Secret,

@@ -117,6 +117,13 @@ impl ConsulRegistry<super::Schedule> {
     }
 }
 
+impl ConsulRegistry<crate::hook::Hook> {
+    /// The webhook registry over the Consul agent of `settings`, under its `hooks_prefix`.
+    pub fn hooks(settings: &ConsulSettings) -> Result<Self> {
+        Self::under(settings, &settings.hooks_prefix)
+    }
+}
+
 impl<T: Entry> ConsulRegistry<T> {
     /// A registry of the entries under `prefix` of the Consul agent of `settings`; validates
     /// the settings but does not contact Consul (an unreachable agent shows in the first call,

@@ -176,6 +176,17 @@ impl Entry for Handler {
     }
 }
 
+impl Entry for crate::hook::Hook {
+    const KIND: &'static str = "hook";
+    const COLLECTION: &'static str = "hooks";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn validate(&self) -> Result<()> {
+        crate::hook::Hook::validate(self)
+    }
+}
+
 impl Entry for Schedule {
     const KIND: &'static str = "schedule";
     const COLLECTION: &'static str = "schedules";
@@ -291,6 +302,9 @@ pub trait Registry<T: Entry>: Send + Sync + 'static {
 
 /// The schedules, kept beside the handlers in the same backend.
 pub type ScheduleRegistry = dyn Registry<Schedule>;
+
+/// The webhooks' registry, in the handlers' backend.
+pub type HookRegistry = dyn Registry<crate::hook::Hook>;
 
 /// A registry of handlers serves as the [`HandlerRegistry`] the platform uses.
 macro_rules! handler_registry_of {

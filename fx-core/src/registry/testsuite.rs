@@ -269,3 +269,44 @@ pub async fn run_schedules(registry: &dyn super::Registry<crate::schedule::Sched
     let err = registry.delete(&name, Expect::Any).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
 }
+
+/// Runs the checks of a registry of webhooks: the same backends, another collection.
+pub async fn run_hooks(registry: &dyn super::Registry<crate::hook::Hook>) {
+    use crate::hook::Hook;
+    let name = unique("github");
+    let hook: Hook = serde_json::from_value(serde_json::json!({
+        "name": name,
+        "verify": {"kind": "github", "secret": "github-hook"},
+        "transform": {"kind": "github"},
+        "rate": {"per_second": 5.0, "burst": 10},
+    }))
+    .unwrap();
+    let revision = registry.put(&hook, Expect::Absent).await.unwrap();
+    let stored = registry.get(&name).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.entry.clone(), stored.revision),
+        (hook.clone(), revision)
+    );
+    let json = serde_json::to_value(&stored).unwrap();
+    assert_eq!(json["hook"]["name"], name.as_str());
+    let table = registry.table().await.unwrap();
+    assert!(table.entries.iter().any(|h| h.entry == hook));
+    let err = registry.put(&hook, Expect::Absent).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    let mut bad = hook.clone();
+    bad.rate.burst = 0;
+    let err = registry.put(&bad, Expect::Any).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+    let mut disabled = hook.clone();
+    disabled.enabled = false;
+    let written = registry
+        .put(&disabled, Expect::Revision(revision))
+        .await
+        .unwrap();
+    assert!(!registry.get(&name).await.unwrap().unwrap().entry.enabled);
+    registry
+        .delete(&name, Expect::Revision(written))
+        .await
+        .unwrap();
+    assert!(registry.get(&name).await.unwrap().is_none());
+}

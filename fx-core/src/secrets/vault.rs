@@ -114,6 +114,18 @@ impl Vault {
         Ok(self.records.secret(name).await?.map(|r| r.meta))
     }
 
+    /// The value of secret `name`, for the server's own use (a webhook's signing secret);
+    /// `None` when there is no such secret.
+    pub async fn value(&self, name: &str) -> Result<Option<SecretValue>> {
+        let keyring = self.keyring()?;
+        let Some(record) = self.records.secret(name).await? else {
+            return Ok(None);
+        };
+        keyring
+            .open(&record.meta.name, &record.meta.key_id, &record.sealed)
+            .map(Some)
+    }
+
     /// Deletes secret `name`; `false` when there was none.
     pub async fn delete(&self, name: &str) -> Result<bool> {
         let deleted = self.records.delete_secret(name).await?;

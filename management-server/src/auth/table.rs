@@ -145,6 +145,31 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
     ),
     (
         Method::GET,
+        "/api/v1/hooks",
+        Allowed(Action::HookRead, Later),
+    ),
+    (
+        Method::POST,
+        "/api/v1/hooks",
+        Allowed(Action::HookWrite, Later),
+    ),
+    (
+        Method::GET,
+        "/api/v1/hooks/{name}",
+        Allowed(Action::HookRead, Path("name")),
+    ),
+    (
+        Method::PUT,
+        "/api/v1/hooks/{name}",
+        Allowed(Action::HookWrite, Path("name")),
+    ),
+    (
+        Method::DELETE,
+        "/api/v1/hooks/{name}",
+        Allowed(Action::HookWrite, Path("name")),
+    ),
+    (
+        Method::GET,
         "/api/v1/executions",
         Allowed(Action::ExecutionRead, Later),
     ),
@@ -169,6 +194,8 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
         Allowed(Action::EventEmit, Later),
     ),
     (Method::POST, "/events", Allowed(Action::EventEmit, Later)),
+    // Webhook deliveries: the hook's signature is the credential (checked by the handler).
+    (Method::POST, crate::hooks::PATH, Public),
     // Identity: one's own credential and tokens; accounts, rules and the audit log.
     // Signing in: a name and a password for a token.
     (Method::POST, "/api/v1/login", Public),

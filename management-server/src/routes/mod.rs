@@ -3,6 +3,7 @@
 pub mod events;
 pub mod executions;
 pub mod handlers;
+pub mod hooks;
 pub mod identity;
 pub mod packages;
 pub mod schedules;
@@ -62,6 +63,11 @@ pub fn api(state: &AppState) -> Router<AppState> {
         )
         .route("/schedules/{name}/pause", post(schedules::pause))
         .route("/schedules/{name}/resume", post(schedules::resume))
+        .route("/hooks", get(hooks::list).post(hooks::create))
+        .route(
+            "/hooks/{name}",
+            get(hooks::get).put(hooks::put).delete(hooks::delete),
+        )
         .route("/executions", get(executions::list))
         .route("/executions/{id}", get(executions::get))
         .route("/executions/{id}/redrive", post(executions::redrive))

@@ -23,6 +23,9 @@ pub struct ConsulSettings {
     /// Key prefix of the schedules, as `prefix` is of the handlers.
     #[serde(default = "default_schedules_prefix")]
     pub schedules_prefix: String,
+    /// Key prefix of the webhooks, as `prefix` is of the handlers.
+    #[serde(default = "default_hooks_prefix")]
+    pub hooks_prefix: String,
     /// ACL token, sent as `X-Consul-Token`; needs `key_prefix` read (gateways) or write
     /// (management server) on the prefix. Never logged, redacted in `Debug`; better given as
     /// `FX_BACKENDS__REGISTRY__TOKEN` than in a file.
@@ -46,6 +49,9 @@ fn default_prefix() -> String {
 fn default_schedules_prefix() -> String {
     "ferrisfx/schedules/".into()
 }
+fn default_hooks_prefix() -> String {
+    "ferrisfx/hooks/".into()
+}
 fn default_timeout_ms() -> u64 {
     5_000
 }
@@ -56,6 +62,7 @@ impl Default for ConsulSettings {
             address: default_address(),
             prefix: default_prefix(),
             schedules_prefix: default_schedules_prefix(),
+            hooks_prefix: default_hooks_prefix(),
             token: None,
             datacenter: None,
             timeout_ms: default_timeout_ms(),
@@ -69,6 +76,7 @@ impl fmt::Debug for ConsulSettings {
             .field("address", &self.address)
             .field("prefix", &self.prefix)
             .field("schedules_prefix", &self.schedules_prefix)
+            .field("hooks_prefix", &self.hooks_prefix)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("datacenter", &self.datacenter)
             .field("timeout_ms", &self.timeout_ms)
@@ -100,21 +108,32 @@ impl ConsulSettings {
                 self.prefix
             )));
         }
-        if self.schedules_prefix.trim_matches('/').is_empty()
-            || self.schedules_prefix.starts_with('/')
-        {
-            return Err(Error::invalid(format!(
-                "consul schedules_prefix {:?} must be a key path such as \"ferrisfx/schedules/\"",
-                self.schedules_prefix
-            )));
+        let prefixes = [
+            ("prefix", &self.prefix, "ferrisfx/handlers/"),
+            (
+                "schedules_prefix",
+                &self.schedules_prefix,
+                "ferrisfx/schedules/",
+            ),
+            ("hooks_prefix", &self.hooks_prefix, "ferrisfx/hooks/"),
+        ];
+        for (field, prefix, example) in prefixes {
+            if prefix.trim_matches('/').is_empty() || prefix.starts_with('/') {
+                return Err(Error::invalid(format!(
+                    "consul {field} {prefix:?} must be a key path such as {example:?}"
+                )));
+            }
         }
         let folder = |p: &str| format!("{}/", p.trim_end_matches('/'));
-        let (handlers, schedules) = (folder(&self.prefix), folder(&self.schedules_prefix));
-        if handlers.starts_with(&schedules) || schedules.starts_with(&handlers) {
-            return Err(Error::invalid(format!(
-                "consul prefix {:?} and schedules_prefix {:?} overlap: the keys of one would be read as entries of the other",
-                self.prefix, self.schedules_prefix
-            )));
+        for (i, (a, pa, _)) in prefixes.iter().enumerate() {
+            for (b, pb, _) in &prefixes[i + 1..] {
+                let (fa, fb) = (folder(pa), folder(pb));
+                if fa.starts_with(&fb) || fb.starts_with(&fa) {
+                    return Err(Error::invalid(format!(
+                        "consul {a} {pa:?} and {b} {pb:?} overlap: the keys of one would be read as entries of the other"
+                    )));
+                }
+            }
         }
         if let Some(token) = &self.token {
             if HeaderValue::from_str(token).is_err() {

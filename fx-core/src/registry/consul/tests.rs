@@ -54,7 +54,8 @@ async fn schedule_conformance_passes_against_the_double_beside_the_handlers() {
     let (double, handlers) = double_and_registry().await;
     let schedules = ConsulRegistry::schedules(&settings(&double.address())).unwrap();
     testsuite::run_schedules(&schedules).await;
-    // The schedules' keys are not read as handlers.
+    testsuite::run_hooks(&ConsulRegistry::hooks(&settings(&double.address())).unwrap()).await;
+    // The schedules' and hooks' keys are not read as handlers.
     let table = HandlerRegistry::table(&handlers).await.unwrap();
     assert!(table.invalid.is_empty(), "{:?}", table.invalid);
 }
@@ -79,12 +80,14 @@ async fn conformance_suite_passes_against_a_real_consul() {
     let settings = ConsulSettings {
         prefix: format!("{run}handlers/"),
         schedules_prefix: format!("{run}schedules/"),
+        hooks_prefix: format!("{run}hooks/"),
         token: std::env::var("FX_TEST_CONSUL_TOKEN").ok(),
         ..settings(&address)
     };
     let registry = ConsulRegistry::new(&settings).unwrap();
     testsuite::run(&registry).await;
     testsuite::run_schedules(&ConsulRegistry::schedules(&settings).unwrap()).await;
+    testsuite::run_hooks(&ConsulRegistry::hooks(&settings).unwrap()).await;
     let mut cleanup = reqwest::Client::new().delete(format!("{address}/v1/kv/{run}?recurse"));
     if let Ok(token) = std::env::var("FX_TEST_CONSUL_TOKEN") {
         cleanup = cleanup.header("X-Consul-Token", token);

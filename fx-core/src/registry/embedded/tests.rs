@@ -35,6 +35,17 @@ async fn passes_the_schedule_conformance_suite_in_its_own_file() {
 }
 
 #[tokio::test]
+async fn passes_the_hook_conformance_suite_in_its_own_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hooks.json");
+    let registry: FileRegistry<crate::hook::Hook> =
+        FileRegistry::open_entries(&path).await.unwrap();
+    crate::registry::testsuite::run_hooks(&registry).await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\"hooks\""), "{text}");
+}
+
+#[tokio::test]
 async fn a_missing_file_is_an_empty_registry() {
     let dir = tempfile::tempdir().unwrap();
     let registry = FileRegistry::open(&dir.path().join("sub/handlers.json"))
