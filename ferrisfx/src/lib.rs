@@ -5,6 +5,7 @@
 pub mod client;
 pub mod config_reference;
 pub mod dev;
+pub mod hook;
 pub mod login;
 pub mod new;
 pub mod ops;
@@ -85,6 +86,10 @@ pub enum Command {
     /// run the handlers of `com.ferrisfx.schedule.fired`).
     #[command(subcommand)]
     Schedule(schedule::ScheduleCommand),
+    /// Create, list, show and delete webhooks (`POST /hooks/<name>` endpoints that check a
+    /// sender's signature and turn each delivery into an event, e.g. `com.github.push`).
+    #[command(subcommand)]
+    Hook(hook::HookCommand),
     /// Write, list, delete and re-seal platform secrets (values go in, never come back out);
     /// make keyring keys.
     #[command(subcommand)]
@@ -210,6 +215,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Handler(HandlerCommand::Delete { name }) => api.delete_handler(&name).await,
         Command::Secret(command) => secret::run(&api, command).await,
         Command::Schedule(command) => schedule::run(&api, command).await,
+        Command::Hook(command) => hook::run(&api, command).await,
         Command::Emit(args) => api.emit(args).await,
         Command::Login {
             user,

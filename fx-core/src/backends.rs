@@ -12,7 +12,7 @@ use crate::bus::EventBus;
 use crate::error::Result;
 use crate::identity::IdentityStore;
 use crate::objects::PackageStore;
-use crate::registry::{HandlerRegistry, HookRegistry, ScheduleRegistry};
+use crate::registry::{BundleRegistry, HandlerRegistry, HookRegistry, ScheduleRegistry};
 use crate::schedule::TickLedger;
 use crate::secrets::SecretRecords;
 use crate::sink::{OperationalSink, StateRouting};
@@ -29,6 +29,8 @@ pub struct Backends {
     pub schedules: Arc<ScheduleRegistry>,
     /// Webhooks, in the same backend as the handlers.
     pub hooks: Arc<HookRegistry>,
+    /// Chat command bundles, in the same backend as the handlers.
+    pub bundles: Arc<BundleRegistry>,
     /// Package archives.
     pub packages: Arc<dyn PackageStore>,
     /// State store.
@@ -172,14 +174,16 @@ impl BackendSettings {
             Arc<dyn HandlerRegistry>,
             Arc<ScheduleRegistry>,
             Arc<HookRegistry>,
+            Arc<BundleRegistry>,
         );
-        let (registry, schedules, hooks): Registries = match &self.registry {
+        let (registry, schedules, hooks, bundles): Registries = match &self.registry {
             RegistrySettings::Embedded => {
                 use crate::registry::embedded::FileRegistry;
                 (
                     Arc::new(FileRegistry::open(&path("handlers.json")).await?),
                     Arc::new(FileRegistry::open_entries(&path("schedules.json")).await?),
                     Arc::new(FileRegistry::open_entries(&path("hooks.json")).await?),
+                    Arc::new(FileRegistry::open_entries(&path("bundles.json")).await?),
                 )
             }
             #[cfg(feature = "consul")]
@@ -189,6 +193,7 @@ impl BackendSettings {
                     Arc::new(ConsulRegistry::new(settings)?),
                     Arc::new(ConsulRegistry::schedules(settings)?),
                     Arc::new(ConsulRegistry::hooks(settings)?),
+                    Arc::new(ConsulRegistry::bundles(settings)?),
                 )
             }
         };
@@ -241,6 +246,7 @@ impl BackendSettings {
             registry,
             schedules,
             hooks,
+            bundles,
             packages,
             state,
             identity,

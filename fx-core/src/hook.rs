@@ -4,10 +4,12 @@
 //! A [`Hook`] names how a delivery is checked ([`Verify`]: GitHub, Stripe, Slack, GitLab, a
 //! generic HMAC, or nothing) and how it becomes an event ([`Transform`]). The signing secret is
 //! a platform secret, named by the hook and read by the management server only; every
-//! comparison with it is constant-time. The event keeps the delivery's body byte for byte as
-//! its `data` (so a function can check the signature again), the chosen headers in the
-//! `webhookheaders` extension (a JSON object), and the vendor's delivery id as its `id`, from
-//! source `/hooks/<name>`: a redelivery is the same event and runs nothing new.
+//! comparison with it is constant-time. The event carries the delivery's body as its `data`
+//! with the request's content type (published byte for byte; the bus decodes JSON data, so a
+//! function sees a JSON body as the same value re-encoded, other bodies byte for byte), the
+//! chosen headers in the `webhookheaders` extension (a JSON object), and the vendor's
+//! delivery id as its `id`, from source `/hooks/<name>`: a redelivery is the same event and
+//! runs nothing new.
 //!
 //! This module is pure: the server reads the body, finds the secret and publishes
 //! ([`Hook::verify`], [`Hook::transform`]).

@@ -14,6 +14,7 @@
 pub mod backends;
 pub mod backoff;
 pub mod bus;
+pub mod chat;
 pub mod error;
 pub mod event;
 pub mod execution;

@@ -36,6 +36,9 @@ pub const SERVER_BUSY: &str = "fx_server_busy_total";
 /// `rate_limited`, `too_large`, `malformed`, `unavailable`; deliveries to a hook that does not
 /// exist count under hook `-`.
 pub const WEBHOOK_DELIVERIES: &str = "fx_webhook_deliveries_total";
+/// Chat commands, by bundle and outcome: `accepted`, `help`, `unknown`, `denied`, `usage`,
+/// `unauthorized` (bad signature), `malformed`, `busy`, `unavailable`, `retry_ignored`.
+pub const CHAT_COMMANDS: &str = "fx_chat_commands_total";
 /// Retries that found `max_waiting_retries` retries already waiting, and waited in a slot.
 pub const WAITING_RETRIES_FULL: &str = "fx_executor_waiting_retries_full_total";
 /// Compile-cache entries evicted to stay within their bound; label `tier`: `memory`, `disk`.
@@ -112,6 +115,10 @@ pub fn describe() {
     describe_counter!(
         WEBHOOK_DELIVERIES,
         "Webhook deliveries, by hook and outcome (accepted, unauthorized, rate_limited, too_large, malformed, unavailable)."
+    );
+    describe_counter!(
+        CHAT_COMMANDS,
+        "Chat commands, by bundle and outcome (accepted, help, unknown, denied, usage, unauthorized, malformed, busy, unavailable)."
     );
     describe_counter!(
         SERVER_BUSY,

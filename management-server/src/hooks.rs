@@ -20,7 +20,7 @@ use axum::Json;
 use chrono::Utc;
 use cloudevents::AttributesReader;
 use fx_core::hook::{Bucket, Delivery, Hook, Refusal};
-use fx_core::registry::Table;
+use fx_core::registry::{Entry, Registry, Table};
 use fx_core::telemetry::WEBHOOK_DELIVERIES;
 use fx_core::ErrorKind;
 
@@ -36,41 +36,78 @@ pub const PATH: &str = "/hooks/{name}";
 /// another replica within this time.
 const TABLE_TTL: Duration = Duration::from_secs(1);
 
+/// A registry's entries as last read, read again when older than [`TABLE_TTL`] or after a
+/// write through this server ([`CachedTable::forget`]): a delivery costs no registry read,
+/// and a flood of them one read a second at most.
+pub struct CachedTable<T> {
+    table: tokio::sync::Mutex<Option<(Instant, Table<T>)>>,
+}
+
+impl<T> Default for CachedTable<T> {
+    fn default() -> Self {
+        CachedTable {
+            table: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl<T: Entry> CachedTable<T> {
+    /// Drops the entries read, so that the next lookup reads them again (after a write).
+    pub async fn forget(&self) {
+        *self.table.lock().await = None;
+    }
+
+    /// Entry `name`, from a table at most [`TABLE_TTL`] old; `refreshed` sees a table just
+    /// read.
+    pub async fn entry(
+        &self,
+        registry: &dyn Registry<T>,
+        name: &str,
+        refreshed: impl FnOnce(&Table<T>),
+    ) -> fx_core::Result<Option<T>> {
+        let mut table = self.table.lock().await;
+        let fresh = table
+            .as_ref()
+            .is_some_and(|(read, _)| read.elapsed() < TABLE_TTL);
+        if !fresh {
+            let read = registry.table().await?;
+            refreshed(&read);
+            *table = Some((Instant::now(), read));
+        }
+        Ok(table.as_ref().and_then(|(_, t)| {
+            t.entries
+                .iter()
+                .find(|e| e.entry.name() == name)
+                .map(|e| e.entry.clone())
+        }))
+    }
+}
+
 /// The hooks as last read, and each hook's token bucket.
 #[derive(Default)]
 pub struct HookGate {
-    table: tokio::sync::Mutex<Option<(Instant, Table<Hook>)>>,
+    table: CachedTable<Hook>,
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
 impl HookGate {
     /// Drops the hooks read, so that the next delivery reads them again (after a write).
     pub async fn forget(&self) {
-        *self.table.lock().await = None;
+        self.table.forget().await;
     }
 
     /// Hook `name`, from a table at most [`TABLE_TTL`] old.
     async fn hook(&self, state: &AppState, name: &str) -> fx_core::Result<Option<Hook>> {
-        let mut table = self.table.lock().await;
-        let fresh = table
-            .as_ref()
-            .is_some_and(|(read, _)| read.elapsed() < TABLE_TTL);
-        if !fresh {
-            let read = state.backends.hooks.table().await?;
-            // Buckets of hooks that no longer exist go with them: the map stays as large as
-            // the registry.
-            self.buckets
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .retain(|name, _| read.entries.iter().any(|h| &h.entry.name == name));
-            *table = Some((Instant::now(), read));
-        }
-        Ok(table.as_ref().and_then(|(_, t)| {
-            t.entries
-                .iter()
-                .find(|h| h.entry.name == name)
-                .map(|h| h.entry.clone())
-        }))
+        self.table
+            .entry(state.backends.hooks.as_ref(), name, |read| {
+                // Buckets of hooks that no longer exist go with them: the map stays as large
+                // as the registry.
+                self.buckets
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .retain(|name, _| read.entries.iter().any(|h| &h.entry.name == name));
+            })
+            .await
     }
 
     /// Takes a token of `hook`'s bucket; when none is left, how long until one is.

@@ -18,6 +18,7 @@
 //!   on `ops.listen` too).
 
 pub mod auth;
+pub mod chat;
 pub mod error;
 pub mod hooks;
 pub mod limits;
@@ -73,6 +74,8 @@ pub struct AppState {
     pub vault: fx_core::secrets::Vault,
     /// The webhooks as last read and their rate limits ([`hooks`]).
     pub hooks: Arc<hooks::HookGate>,
+    /// The command bundles as last read and the chat replies waited for ([`chat`]).
+    pub chat: Arc<chat::ChatGate>,
 }
 
 /// How long the ingress waits for the registry's revision before stamping an event with the
@@ -101,6 +104,7 @@ impl AppState {
             auth,
             audit: Arc::default(),
             hooks: Arc::default(),
+            chat: Arc::default(),
         }
     }
 
@@ -136,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", routes::api(&state))
         .route("/events", routes::events::ingress(&state.settings))
         .route("/hooks/{name}", axum::routing::post(hooks::deliver))
+        .route("/chat/slack/{bundle}", axum::routing::post(chat::slack))
         .route("/api/openapi.json", get(openapi::document))
         .route("/api/docs", get(openapi::viewer))
         .route("/api/docs/rapidoc.js", get(openapi::rapidoc))

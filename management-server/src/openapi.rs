@@ -42,6 +42,12 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("put", "/api/v1/hooks/{name}"),
     ("delete", "/api/v1/hooks/{name}"),
     ("post", "/hooks/{name}"),
+    ("get", "/api/v1/bundles"),
+    ("post", "/api/v1/bundles"),
+    ("get", "/api/v1/bundles/{name}"),
+    ("put", "/api/v1/bundles/{name}"),
+    ("delete", "/api/v1/bundles/{name}"),
+    ("post", "/chat/slack/{bundle}"),
     ("get", "/api/v1/executions"),
     ("get", "/api/v1/executions/{id}"),
     ("post", "/api/v1/executions/{id}/redrive"),
@@ -87,6 +93,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         list_schedules, create_schedule, get_schedule, put_schedule, delete_schedule,
         pause_schedule, resume_schedule,
         list_hooks, create_hook, get_hook, put_hook, delete_hook, deliver_hook,
+        list_bundles, create_bundle, get_bundle, put_bundle, delete_bundle, slack_request,
         list_executions, get_execution, redrive_execution, rerun_execution,
         post_event, post_event_root,
         login, me, own_tokens, create_own_token, revoke_token, list_accounts, create_account,
@@ -100,6 +107,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         (name = "handlers", description = "which events run which package"),
         (name = "schedules", description = "events the platform emits on a cron expression, an interval or once (docs/schedules.md)"),
         (name = "hooks", description = "webhooks: signed deliveries from GitHub, Stripe, GitLab, Slack or any HMAC sender, each turned into a CloudEvent (docs/webhooks.md)"),
+        (name = "chat", description = "chat commands from Slack: command bundles, slash commands and app mentions (docs/chat.md)"),
         (name = "executions", description = "one per event and handler, with logs"),
         (name = "events", description = "CloudEvents over HTTP, published to fx.events"),
         (name = "identity", description = "who may do what: accounts, api tokens, rules, the audit log (docs/security.md)"),
@@ -331,6 +339,58 @@ pub fn delete_hook() {}
         (status = 413, description = "the body is over the hook's limit", body = Object),
         (status = 429, description = "over the hook's rate; Retry-After says when to retry", body = Object)))]
 pub fn deliver_hook() {}
+
+/// Every command bundle the caller may read, with its revision and the path its Slack app
+/// posts to.
+#[utoipa::path(get, path = "/api/v1/bundles", tag = "chat",
+    responses((status = 200, description = "{revision, bundles: [{bundle, revision, path}], invalid}", body = Object)))]
+pub fn list_bundles() {}
+
+/// Creates a command bundle. Its secrets must exist (platform secrets).
+#[utoipa::path(post, path = "/api/v1/bundles", tag = "chat",
+    request_body(content = Object, description = "the bundle: name, description, slack {signing_secret, bot_token, api_url, response_url_prefix, tolerance_seconds}, allow [Slack user ids or *], commands [{name, handler, syntax, help, allow}]"),
+    responses((status = 201, description = "created, with its revision", body = Object),
+        (status = 400, description = "invalid, with the reason (or a secret does not exist)", body = Object),
+        (status = 409, description = "a bundle of that name exists", body = Object)))]
+pub fn create_bundle() {}
+
+/// One command bundle.
+#[utoipa::path(get, path = "/api/v1/bundles/{name}", tag = "chat",
+    params(("name" = String, Path, description = "bundle name")),
+    responses((status = 200, description = "the bundle and its revision", body = Object),
+        (status = 404, description = "no such bundle", body = Object)))]
+pub fn get_bundle() {}
+
+/// Creates or replaces a command bundle; with `If-Match: <revision>` only at that revision.
+#[utoipa::path(put, path = "/api/v1/bundles/{name}", tag = "chat",
+    params(("name" = String, Path, description = "bundle name"),
+        ("If-Match" = Option<String>, Header, description = "the revision expected")),
+    request_body(content = Object, description = "the bundle"),
+    responses((status = 200, description = "written, with its revision", body = Object),
+        (status = 400, description = "invalid, with the reason", body = Object),
+        (status = 409, description = "changed since the revision in If-Match", body = Object)))]
+pub fn put_bundle() {}
+
+/// Deletes a command bundle.
+#[utoipa::path(delete, path = "/api/v1/bundles/{name}", tag = "chat",
+    params(("name" = String, Path, description = "bundle name"),
+        ("If-Match" = Option<String>, Header, description = "the revision expected")),
+    responses((status = 204, description = "deleted"),
+        (status = 404, description = "no such bundle", body = Object),
+        (status = 409, description = "changed since the revision in If-Match", body = Object)))]
+pub fn delete_bundle() {}
+
+/// A request of the bundle's Slack app: a slash command (form) or an Events API callback
+/// (JSON: `url_verification`, `app_mention`), signed with the app's signing secret. Answered
+/// at once; the function's output is posted to the `response_url` (or the mention's thread).
+#[utoipa::path(post, path = "/chat/slack/{bundle}", tag = "chat",
+    params(("bundle" = String, Path, description = "bundle name")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Slack's slash command form, or an Events API JSON body"),
+    responses((status = 200, description = "an ephemeral message for the user (running, help, usage, refusal), or the URL check's challenge", body = Object),
+        (status = 401, description = "the signature is missing, stale or wrong", body = Object),
+        (status = 404, description = "no such bundle", body = Object),
+        (status = 413, description = "over 64 KiB", body = Object)))]
+pub fn slack_request() {}
 
 /// The recorded changes of a handler, newest first.
 #[utoipa::path(get, path = "/api/v1/handlers/{name}/history", tag = "handlers",

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod auth;
+mod chat;
 mod consul;
 mod distributed;
 mod elasticsearch;
@@ -18,3 +19,4 @@ mod schedules;
 mod secrets;
 mod skeleton;
 mod ui;
+mod webhooks;

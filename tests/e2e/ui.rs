@@ -13,6 +13,7 @@ use std::time::Duration;
 use ferrisfx::settings::Settings;
 use fx_core::testenv::backend;
 use fx_tests::{example_package, TestPlatform};
+use serde_json::json;
 
 /// How long one scenario may take (a cold compile of the component included).
 const SCENARIO_DEADLINE: Duration = Duration::from_secs(300);
@@ -167,6 +168,56 @@ async fn a_schedule_created_in_the_browser_fires_and_pauses() {
         !executions["items"].as_array().unwrap().is_empty(),
         "{executions}"
     );
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_created_in_the_browser_runs_a_handler_on_a_signed_github_push() {
+    let Some((chromium, playwright)) = browser("ui hooks") else {
+        return;
+    };
+    const SECRET: &str = "github-webhook-secret";
+    const VALUE: &str = "It's a Secret to Everybody";
+    let dir = tempfile::tempdir().unwrap();
+    // `ferrisfx dev` with the example package it ships (`hello`).
+    let fx = TestPlatform::start_with(Settings {
+        data_dir: dir.path().join("data"),
+        example: true,
+        ..fx_tests::open_settings()
+    })
+    .await;
+    // The signing secret, and a handler on pushes, through the API.
+    let (status, v) = fx
+        .put_json(
+            &format!("/api/v1/secrets/{SECRET}"),
+            &json!({"value": VALUE, "pools": ["default"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = fx
+        .post_json(
+            "/api/v1/handlers",
+            &json!({
+                "name": "on-push",
+                "filter": {"exact": {"attribute": "type", "value": "com.github.push"}},
+                "package": {"name": "hello"},
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    fx.until_gateway_sees(v["revision"].as_u64().unwrap()).await;
+    let name = write(dir.path(), "secret-name", SECRET.as_bytes());
+    let value = write(dir.path(), "secret-value", VALUE.as_bytes());
+    scenario("hooks", &chromium, &playwright, &fx.base, &[&name, &value]).await;
+    // What the browser did is what the platform holds: one execution of the push (the
+    // redelivery was the same event, the forged one was refused), and the hook deleted.
+    let executions = fx.executions("on-push").await;
+    assert_eq!(executions.len(), 1, "{executions:?}");
+    let execution = &executions[0];
+    assert_eq!(execution["event_type"], "com.github.push", "{execution}");
+    assert_eq!(execution["event_source"], "/hooks/github", "{execution}");
+    let (status, _) = fx.get("/api/v1/hooks/github").await;
+    assert_eq!(status, 404, "deleted in the browser");
     fx.stop().await;
 }
 

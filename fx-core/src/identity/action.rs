@@ -35,6 +35,12 @@ pub enum Action {
     /// Create, change and delete webhooks.
     #[serde(rename = "hook:write")]
     HookWrite,
+    /// Read chat command bundles.
+    #[serde(rename = "bundle:read")]
+    BundleRead,
+    /// Create, change and delete chat command bundles.
+    #[serde(rename = "bundle:write")]
+    BundleWrite,
     #[serde(rename = "execution:read")]
     ExecutionRead,
     /// Redrive or rerun executions of a handler.
@@ -80,6 +86,8 @@ pub enum ResourceKind {
     Schedule,
     /// A webhook, by name.
     Hook,
+    /// A chat command bundle, by name.
+    Bundle,
     /// An event, by its `type` attribute.
     Event,
     /// An executor pool, by name.
@@ -93,7 +101,7 @@ pub enum ResourceKind {
 
 impl Action {
     /// Every action, in a stable order.
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 20] = [
         Action::PackageRead,
         Action::PackageUpload,
         Action::HandlerRead,
@@ -102,6 +110,8 @@ impl Action {
         Action::ScheduleWrite,
         Action::HookRead,
         Action::HookWrite,
+        Action::BundleRead,
+        Action::BundleWrite,
         Action::ExecutionRead,
         Action::ExecutionRedrive,
         Action::EventEmit,
@@ -125,6 +135,8 @@ impl Action {
             Action::ScheduleWrite => "schedule:write",
             Action::HookRead => "hook:read",
             Action::HookWrite => "hook:write",
+            Action::BundleRead => "bundle:read",
+            Action::BundleWrite => "bundle:write",
             Action::ExecutionRead => "execution:read",
             Action::ExecutionRedrive => "execution:redrive",
             Action::EventEmit => "event:emit",
@@ -162,6 +174,7 @@ impl Action {
             | Action::ExecutionRedrive => ResourceKind::Handler,
             Action::ScheduleRead | Action::ScheduleWrite => ResourceKind::Schedule,
             Action::HookRead | Action::HookWrite => ResourceKind::Hook,
+            Action::BundleRead | Action::BundleWrite => ResourceKind::Bundle,
             Action::EventEmit => ResourceKind::Event,
             Action::PoolUse | Action::SecretDeliver => ResourceKind::Pool,
             Action::SecretGrant | Action::SecretWrite => ResourceKind::Secret,

@@ -117,6 +117,14 @@ impl ConsulRegistry<super::Schedule> {
     }
 }
 
+impl ConsulRegistry<crate::chat::Bundle> {
+    /// The command bundle registry over the Consul agent of `settings`, under its
+    /// `bundles_prefix`.
+    pub fn bundles(settings: &ConsulSettings) -> Result<Self> {
+        Self::under(settings, &settings.bundles_prefix)
+    }
+}
+
 impl ConsulRegistry<crate::hook::Hook> {
     /// The webhook registry over the Consul agent of `settings`, under its `hooks_prefix`.
     pub fn hooks(settings: &ConsulSettings) -> Result<Self> {

@@ -176,6 +176,17 @@ impl Entry for Handler {
     }
 }
 
+impl Entry for crate::chat::Bundle {
+    const KIND: &'static str = "bundle";
+    const COLLECTION: &'static str = "bundles";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn validate(&self) -> Result<()> {
+        crate::chat::Bundle::validate(self)
+    }
+}
+
 impl Entry for crate::hook::Hook {
     const KIND: &'static str = "hook";
     const COLLECTION: &'static str = "hooks";
@@ -305,6 +316,9 @@ pub type ScheduleRegistry = dyn Registry<Schedule>;
 
 /// The webhooks' registry, in the handlers' backend.
 pub type HookRegistry = dyn Registry<crate::hook::Hook>;
+
+/// The chat command bundles' registry, in the handlers' backend.
+pub type BundleRegistry = dyn Registry<crate::chat::Bundle>;
 
 /// A registry of handlers serves as the [`HandlerRegistry`] the platform uses.
 macro_rules! handler_registry_of {

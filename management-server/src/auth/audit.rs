@@ -113,12 +113,17 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         _ if template == LOGIN_PATH || template == "/login" => "login".to_string(),
         _ if template == "/logout" => "logout".to_string(),
         _ if template == crate::hooks::PATH => "hook:deliver".to_string(),
+        _ if template == crate::chat::PATH => "chat:command".to_string(),
         _ => format!("{method} {template}"),
     };
     // An accepted event is data, not a change of the platform: recording each would put a
     // state-store write on the ingress path and grow the log with the traffic. Refused ones
     // are recorded.
-    if (action == "event:emit" || action == "hook:deliver") && outcome != AuditOutcome::Denied {
+    let data_path = matches!(
+        action.as_str(),
+        "event:emit" | "hook:deliver" | "chat:command"
+    );
+    if data_path && outcome != AuditOutcome::Denied {
         return response;
     }
     let unauthenticated = principal == "anonymous" || action == "login";

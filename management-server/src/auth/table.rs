@@ -170,6 +170,31 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
     ),
     (
         Method::GET,
+        "/api/v1/bundles",
+        Allowed(Action::BundleRead, Later),
+    ),
+    (
+        Method::POST,
+        "/api/v1/bundles",
+        Allowed(Action::BundleWrite, Later),
+    ),
+    (
+        Method::GET,
+        "/api/v1/bundles/{name}",
+        Allowed(Action::BundleRead, Path("name")),
+    ),
+    (
+        Method::PUT,
+        "/api/v1/bundles/{name}",
+        Allowed(Action::BundleWrite, Path("name")),
+    ),
+    (
+        Method::DELETE,
+        "/api/v1/bundles/{name}",
+        Allowed(Action::BundleWrite, Path("name")),
+    ),
+    (
+        Method::GET,
         "/api/v1/executions",
         Allowed(Action::ExecutionRead, Later),
     ),
@@ -196,6 +221,8 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
     (Method::POST, "/events", Allowed(Action::EventEmit, Later)),
     // Webhook deliveries: the hook's signature is the credential (checked by the handler).
     (Method::POST, crate::hooks::PATH, Public),
+    // Slack's requests: the signing secret's signature is the credential.
+    (Method::POST, crate::chat::PATH, Public),
     // Identity: one's own credential and tokens; accounts, rules and the audit log.
     // Signing in: a name and a password for a token.
     (Method::POST, "/api/v1/login", Public),
@@ -378,6 +405,15 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
         Method::POST,
         "/schedules/{name}/delete",
         Allowed(Action::ScheduleWrite, Path("name")),
+    ),
+    // Webhooks: the list as the API's; the form's name is checked by the handler. (`POST
+    // /hooks/{name}`, a delivery, is the public route above.)
+    (Method::GET, "/hooks", Allowed(Action::HookRead, Later)),
+    (Method::POST, "/hooks", Allowed(Action::HookWrite, Later)),
+    (
+        Method::POST,
+        "/hooks/{name}/delete",
+        Allowed(Action::HookWrite, Path("name")),
     ),
     // Secrets: the list as the API's; the form's name and pools are checked by the handler.
     (Method::GET, "/secrets", Allowed(Action::SecretGrant, Later)),

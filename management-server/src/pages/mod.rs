@@ -11,6 +11,7 @@ pub mod dashboard;
 pub mod executions;
 pub mod handler_form;
 pub mod handlers;
+pub mod hooks;
 pub mod live;
 pub mod login;
 pub mod overview;
@@ -97,6 +98,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             "/schedules/{name}/delete",
             axum::routing::post(schedules::delete),
         )
+        // Deliveries are `POST /hooks/{name}` (the main router's): the form posts to `/hooks`
+        // and the delete buttons to `/hooks/{name}/delete`.
+        .route("/hooks", get(hooks::show).post(hooks::create))
+        .route("/hooks/{name}/delete", axum::routing::post(hooks::delete))
         .route("/secrets", get(secrets::show).post(secrets::set))
         .route(
             "/secrets/{name}/delete",

@@ -66,7 +66,14 @@ pub async fn create_checked(
     hook: &Hook,
 ) -> Result<u64, ApiError> {
     check(state, caller, hook).await?;
-    let revision = write(state, hook, Expect::Absent).await?;
+    let revision = write(state, hook, Expect::Absent)
+        .await
+        .map_err(|e| match e.kind {
+            ErrorKind::Conflict => {
+                ApiError::conflict(format!("hook {:?} already exists", hook.name))
+            }
+            _ => e,
+        })?;
     tracing::info!(hook = %hook.name, revision, verify = hook.verify.kind(), transform = hook.transform.kind(), "webhook created");
     Ok(revision)
 }

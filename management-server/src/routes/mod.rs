@@ -1,5 +1,6 @@
 //! The REST API under `/api/v1`, one module per resource.
 
+pub mod bundles;
 pub mod events;
 pub mod executions;
 pub mod handlers;
@@ -67,6 +68,11 @@ pub fn api(state: &AppState) -> Router<AppState> {
         .route(
             "/hooks/{name}",
             get(hooks::get).put(hooks::put).delete(hooks::delete),
+        )
+        .route("/bundles", get(bundles::list).post(bundles::create))
+        .route(
+            "/bundles/{name}",
+            get(bundles::get).put(bundles::put).delete(bundles::delete),
         )
         .route("/executions", get(executions::list))
         .route("/executions/{id}", get(executions::get))

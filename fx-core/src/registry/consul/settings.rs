@@ -26,6 +26,9 @@ pub struct ConsulSettings {
     /// Key prefix of the webhooks, as `prefix` is of the handlers.
     #[serde(default = "default_hooks_prefix")]
     pub hooks_prefix: String,
+    /// Key prefix of the chat command bundles, as `prefix` is of the handlers.
+    #[serde(default = "default_bundles_prefix")]
+    pub bundles_prefix: String,
     /// ACL token, sent as `X-Consul-Token`; needs `key_prefix` read (gateways) or write
     /// (management server) on the prefix. Never logged, redacted in `Debug`; better given as
     /// `FX_BACKENDS__REGISTRY__TOKEN` than in a file.
@@ -52,6 +55,9 @@ fn default_schedules_prefix() -> String {
 fn default_hooks_prefix() -> String {
     "ferrisfx/hooks/".into()
 }
+fn default_bundles_prefix() -> String {
+    "ferrisfx/bundles/".into()
+}
 fn default_timeout_ms() -> u64 {
     5_000
 }
@@ -63,6 +69,7 @@ impl Default for ConsulSettings {
             prefix: default_prefix(),
             schedules_prefix: default_schedules_prefix(),
             hooks_prefix: default_hooks_prefix(),
+            bundles_prefix: default_bundles_prefix(),
             token: None,
             datacenter: None,
             timeout_ms: default_timeout_ms(),
@@ -77,6 +84,7 @@ impl fmt::Debug for ConsulSettings {
             .field("prefix", &self.prefix)
             .field("schedules_prefix", &self.schedules_prefix)
             .field("hooks_prefix", &self.hooks_prefix)
+            .field("bundles_prefix", &self.bundles_prefix)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("datacenter", &self.datacenter)
             .field("timeout_ms", &self.timeout_ms)
@@ -116,6 +124,7 @@ impl ConsulSettings {
                 "ferrisfx/schedules/",
             ),
             ("hooks_prefix", &self.hooks_prefix, "ferrisfx/hooks/"),
+            ("bundles_prefix", &self.bundles_prefix, "ferrisfx/bundles/"),
         ];
         for (field, prefix, example) in prefixes {
             if prefix.trim_matches('/').is_empty() || prefix.starts_with('/') {

@@ -81,6 +81,7 @@ async fn conformance_suite_passes_against_a_real_consul() {
         prefix: format!("{run}handlers/"),
         schedules_prefix: format!("{run}schedules/"),
         hooks_prefix: format!("{run}hooks/"),
+        bundles_prefix: format!("{run}bundles/"),
         token: std::env::var("FX_TEST_CONSUL_TOKEN").ok(),
         ..settings(&address)
     };
