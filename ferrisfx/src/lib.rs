@@ -8,6 +8,7 @@ pub mod dev;
 pub mod hook;
 pub mod login;
 pub mod new;
+pub mod notification;
 pub mod ops;
 pub mod package;
 pub mod process;
@@ -90,6 +91,10 @@ pub enum Command {
     /// sender's signature and turn each delivery into an event, e.g. `com.github.push`).
     #[command(subcommand)]
     Hook(hook::HookCommand),
+    /// Create, list, show and delete notification rules (a signed JSON POST or a CloudEvent
+    /// when executions of the handlers they watch fail, are dead-lettered or succeed).
+    #[command(subcommand)]
+    Notification(notification::NotificationCommand),
     /// Write, list, delete and re-seal platform secrets (values go in, never come back out);
     /// make keyring keys.
     #[command(subcommand)]
@@ -216,6 +221,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Secret(command) => secret::run(&api, command).await,
         Command::Schedule(command) => schedule::run(&api, command).await,
         Command::Hook(command) => hook::run(&api, command).await,
+        Command::Notification(command) => notification::run(&api, command).await,
         Command::Emit(args) => api.emit(args).await,
         Command::Login {
             user,

@@ -11,8 +11,11 @@ use serde::{Deserialize, Serialize};
 use crate::bus::EventBus;
 use crate::error::Result;
 use crate::identity::IdentityStore;
+use crate::notify::NotificationLedger;
 use crate::objects::PackageStore;
-use crate::registry::{BundleRegistry, HandlerRegistry, HookRegistry, ScheduleRegistry};
+use crate::registry::{
+    BundleRegistry, HandlerRegistry, HookRegistry, NotificationRegistry, ScheduleRegistry,
+};
 use crate::schedule::TickLedger;
 use crate::secrets::SecretRecords;
 use crate::sink::{OperationalSink, StateRouting};
@@ -31,6 +34,8 @@ pub struct Backends {
     pub hooks: Arc<HookRegistry>,
     /// Chat command bundles, in the same backend as the handlers.
     pub bundles: Arc<BundleRegistry>,
+    /// Notification rules, in the same backend as the handlers.
+    pub notification_rules: Arc<NotificationRegistry>,
     /// Package archives.
     pub packages: Arc<dyn PackageStore>,
     /// State store.
@@ -41,6 +46,8 @@ pub struct Backends {
     pub secrets: Arc<dyn SecretRecords>,
     /// The schedules' last ticks: the state store's database.
     pub ticks: Arc<dyn TickLedger>,
+    /// The outbox of notifications: the state store's database.
+    pub notifications: Arc<dyn NotificationLedger>,
     /// Logs and metrics.
     pub sink: Arc<dyn OperationalSink>,
     /// Which of `state` and `sink` each kind of state event goes to (validated).
@@ -175,28 +182,32 @@ impl BackendSettings {
             Arc<ScheduleRegistry>,
             Arc<HookRegistry>,
             Arc<BundleRegistry>,
+            Arc<NotificationRegistry>,
         );
-        let (registry, schedules, hooks, bundles): Registries = match &self.registry {
-            RegistrySettings::Embedded => {
-                use crate::registry::embedded::FileRegistry;
-                (
-                    Arc::new(FileRegistry::open(&path("handlers.json")).await?),
-                    Arc::new(FileRegistry::open_entries(&path("schedules.json")).await?),
-                    Arc::new(FileRegistry::open_entries(&path("hooks.json")).await?),
-                    Arc::new(FileRegistry::open_entries(&path("bundles.json")).await?),
-                )
-            }
-            #[cfg(feature = "consul")]
-            RegistrySettings::Consul(settings) => {
-                use crate::registry::consul::ConsulRegistry;
-                (
-                    Arc::new(ConsulRegistry::new(settings)?),
-                    Arc::new(ConsulRegistry::schedules(settings)?),
-                    Arc::new(ConsulRegistry::hooks(settings)?),
-                    Arc::new(ConsulRegistry::bundles(settings)?),
-                )
-            }
-        };
+        let (registry, schedules, hooks, bundles, notification_rules): Registries =
+            match &self.registry {
+                RegistrySettings::Embedded => {
+                    use crate::registry::embedded::FileRegistry;
+                    (
+                        Arc::new(FileRegistry::open(&path("handlers.json")).await?),
+                        Arc::new(FileRegistry::open_entries(&path("schedules.json")).await?),
+                        Arc::new(FileRegistry::open_entries(&path("hooks.json")).await?),
+                        Arc::new(FileRegistry::open_entries(&path("bundles.json")).await?),
+                        Arc::new(FileRegistry::open_entries(&path("notifications.json")).await?),
+                    )
+                }
+                #[cfg(feature = "consul")]
+                RegistrySettings::Consul(settings) => {
+                    use crate::registry::consul::ConsulRegistry;
+                    (
+                        Arc::new(ConsulRegistry::new(settings)?),
+                        Arc::new(ConsulRegistry::schedules(settings)?),
+                        Arc::new(ConsulRegistry::hooks(settings)?),
+                        Arc::new(ConsulRegistry::bundles(settings)?),
+                        Arc::new(ConsulRegistry::notifications(settings)?),
+                    )
+                }
+            };
         let packages: Arc<dyn PackageStore> = match &self.packages {
             PackageStoreSettings::Embedded => {
                 Arc::new(crate::objects::local::LocalPackageStore::open(&path("packages")).await?)
@@ -206,26 +217,39 @@ impl BackendSettings {
                 Arc::new(crate::objects::s3::S3PackageStore::open(settings).await?)
             }
         };
-        // One store, four ports: the identity, secret and tick tables live in the state
-        // database.
+        // One store, five ports: the identity, secret, tick and notification tables live in the
+        // state database.
         type Ports = (
             Arc<dyn StateStore>,
             Arc<dyn IdentityStore>,
             Arc<dyn SecretRecords>,
             Arc<dyn TickLedger>,
+            Arc<dyn NotificationLedger>,
         );
-        let (state, identity, secrets, ticks): Ports = match &self.state {
+        let (state, identity, secrets, ticks, notifications): Ports = match &self.state {
             StateStoreSettings::Embedded => {
                 let store = Arc::new(
                     crate::store::embedded::SqliteStateStore::open(&path("state.sqlite")).await?,
                 );
-                (store.clone(), store.clone(), store.clone(), store)
+                (
+                    store.clone(),
+                    store.clone(),
+                    store.clone(),
+                    store.clone(),
+                    store,
+                )
             }
             #[cfg(feature = "postgres")]
             StateStoreSettings::Postgres(settings) => {
                 let store =
                     Arc::new(crate::store::postgres::PostgresStateStore::open(settings).await?);
-                (store.clone(), store.clone(), store.clone(), store)
+                (
+                    store.clone(),
+                    store.clone(),
+                    store.clone(),
+                    store.clone(),
+                    store,
+                )
             }
         };
         let sink: Arc<dyn OperationalSink> = match &self.sink {
@@ -247,11 +271,13 @@ impl BackendSettings {
             schedules,
             hooks,
             bundles,
+            notification_rules,
             packages,
             state,
             identity,
             secrets,
             ticks,
+            notifications,
             sink,
             routing: self.routing.clone(),
         })

@@ -24,6 +24,7 @@ pub mod handler;
 pub mod hook;
 pub mod identity;
 pub mod limits;
+pub mod notify;
 pub mod objects;
 pub mod package;
 pub mod ready;

@@ -39,6 +39,11 @@ pub const WEBHOOK_DELIVERIES: &str = "fx_webhook_deliveries_total";
 /// Chat commands, by bundle and outcome: `accepted`, `help`, `unknown`, `denied`, `usage`,
 /// `unauthorized` (bad signature), `malformed`, `busy`, `unavailable`, `retry_ignored`.
 pub const CHAT_COMMANDS: &str = "fx_chat_commands_total";
+/// Notification attempts, by rule and result: `delivered`, `retrying` (failed, another
+/// attempt due), `failed` (out of attempts).
+pub const NOTIFICATIONS: &str = "fx_notifications_total";
+/// Notifications recorded in the outbox by the state router, by rule and outcome.
+pub const NOTIFICATIONS_ENQUEUED: &str = "fx_notifications_enqueued_total";
 /// Retries that found `max_waiting_retries` retries already waiting, and waited in a slot.
 pub const WAITING_RETRIES_FULL: &str = "fx_executor_waiting_retries_full_total";
 /// Compile-cache entries evicted to stay within their bound; label `tier`: `memory`, `disk`.
@@ -119,6 +124,14 @@ pub fn describe() {
     describe_counter!(
         CHAT_COMMANDS,
         "Chat commands, by bundle and outcome (accepted, help, unknown, denied, usage, unauthorized, malformed, busy, unavailable)."
+    );
+    describe_counter!(
+        NOTIFICATIONS,
+        "Notification attempts, by rule and result (delivered, retrying, failed)."
+    );
+    describe_counter!(
+        NOTIFICATIONS_ENQUEUED,
+        "Notifications recorded by the state router, by rule and outcome."
     );
     describe_counter!(
         SERVER_BUSY,

@@ -9,7 +9,9 @@ use futures::{StreamExt, TryStreamExt};
 use fx_core::backends::Backends;
 use fx_core::bus::{topics, Delivery};
 use fx_core::event::Message;
-use fx_core::execution::{dead_letter_message, Failure, FailureKind, StateEvent};
+use fx_core::execution::{dead_letter_message, ExecutionId, Failure, FailureKind, StateEvent};
+use fx_core::notify::{Outcome, Rule};
+use fx_core::registry::CachedTable;
 use fx_core::sink::{ExecutionDoc, MetricDoc};
 use fx_core::telemetry;
 use fx_core::Result;
@@ -27,7 +29,12 @@ struct SinkDocuments {
 /// Routes state events into the stores.
 pub struct StateRouter {
     backends: Backends,
+    /// The notification rules, read at most every [`RULES_TTL`].
+    rules: CachedTable<Rule>,
 }
+
+/// How long the router uses the notification rules it read before reading them again.
+const RULES_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// State events taken from `fx.state` at once: what is already waiting, up to this many.
 const BATCH: usize = 512;
@@ -39,7 +46,10 @@ const CONCURRENT_EXECUTIONS: usize = 16;
 impl StateRouter {
     /// A router over `backends`.
     pub fn new(backends: Backends) -> Self {
-        StateRouter { backends }
+        StateRouter {
+            backends,
+            rules: CachedTable::with_ttl(RULES_TTL),
+        }
     }
 
     /// Consumes `fx.state` as group `group` until `shutdown`.
@@ -141,6 +151,7 @@ impl crate::consume::BatchHandler for StateRouter {
         // Executions whose last attempt failed are dead-lettered once their failure is in
         // the state store (below), so that a dead-letter reader finds them `failed`.
         let exhausted = dead_letters(&states);
+        let finished = finished(&states);
         // One execution's events in their order; different executions side by side.
         let mut by_execution: Vec<Vec<StateEvent>> = Vec::new();
         let mut index = std::collections::HashMap::new();
@@ -205,6 +216,9 @@ impl crate::consume::BatchHandler for StateRouter {
             .unzip();
         let metrics: Vec<MetricDoc> = metrics.into_iter().flatten().collect();
         let executions: Vec<ExecutionDoc> = executions.into_iter().flatten().collect();
+        if !finished.is_empty() {
+            self.enqueue_notifications(&finished, shutdown).await?;
+        }
         if !metrics.is_empty() {
             until_available("writing metrics", shutdown, || {
                 self.backends.sink.write_metrics(&metrics)
@@ -219,6 +233,104 @@ impl crate::consume::BatchHandler for StateRouter {
         }
         Ok(())
     }
+}
+
+impl StateRouter {
+    /// Records in the outbox the notifications the rules want for the executions that
+    /// `finished` (their state is in the store): the management servers send them. Without
+    /// rules (the common case) it costs one cached read. Rules that cannot be read (Consul
+    /// down, none read before) are skipped with a warning rather than holding the state
+    /// events back.
+    async fn enqueue_notifications(
+        &self,
+        finished: &[(ExecutionId, Vec<Outcome>)],
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
+        let rules = match self
+            .rules
+            .entries(self.backends.notification_rules.as_ref())
+            .await
+        {
+            Ok(rules) => rules,
+            Err(e) => {
+                tracing::warn!(error = %e.chain(), executions = finished.len(), "reading the notification rules failed; these executions notify nobody");
+                return Ok(());
+            }
+        };
+        let rules: Vec<Rule> = rules.into_iter().filter(|r| r.enabled).collect();
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let every_handler = rules.iter().all(|r| r.handlers.iter().any(|h| h == "*"));
+        let now = chrono::Utc::now();
+        for (id, outcomes) in finished {
+            let handler = if every_handler {
+                String::new()
+            } else {
+                match until_available("reading a finished execution", shutdown, || {
+                    self.backends.state.get_execution(id)
+                })
+                .await?
+                {
+                    Some(execution) => execution.handler,
+                    None => continue,
+                }
+            };
+            for rule in &rules {
+                // One notification per rule and execution: the most specific outcome the rule
+                // wants (dead-lettered says failed too).
+                let Some(outcome) = outcomes.iter().copied().find(|outcome| {
+                    if every_handler {
+                        rule.on.contains(outcome)
+                    } else {
+                        rule.wants(&handler, *outcome)
+                    }
+                }) else {
+                    continue;
+                };
+                let created = until_available("recording a notification", shutdown, || {
+                    self.backends
+                        .notifications
+                        .enqueue_notification(&rule.name, id, outcome, now)
+                })
+                .await?;
+                if created {
+                    metrics::counter!(telemetry::NOTIFICATIONS_ENQUEUED, "rule" => rule.name.clone(), "outcome" => outcome.as_str())
+                        .increment(1);
+                    tracing::debug!(rule = %rule.name, execution_id = %id, outcome = outcome.as_str(), "notification recorded");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The executions whose last attempt ended in `states`, with what a notification can say of
+/// each, most specific first: succeeded; or dead-lettered (when handed to the dead-letter
+/// topic), then failed (no retry follows).
+fn finished(states: &[StateEvent]) -> Vec<(ExecutionId, Vec<Outcome>)> {
+    states
+        .iter()
+        .filter_map(|state| match state {
+            StateEvent::Succeeded { execution_id, .. } => {
+                Some((execution_id.clone(), vec![Outcome::Succeeded]))
+            }
+            StateEvent::Failed {
+                execution_id,
+                retry_at: None,
+                dead_letter,
+                ..
+            } => {
+                let mut outcomes = Vec::with_capacity(2);
+                if dead_letter.is_some() {
+                    outcomes.push(Outcome::DeadLettered);
+                }
+                outcomes.push(Outcome::Failed);
+                Some((execution_id.clone(), outcomes))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// The dead-letter messages the `failed` events of `states` carry (their executions' last

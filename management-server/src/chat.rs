@@ -28,8 +28,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::{ApiError, ApiPath};
-use crate::hooks::CachedTable;
 use crate::AppState;
+use fx_core::registry::CachedTable;
 
 /// The route's path template.
 pub const PATH: &str = "/chat/slack/{bundle}";

@@ -20,7 +20,7 @@ use axum::Json;
 use chrono::Utc;
 use cloudevents::AttributesReader;
 use fx_core::hook::{Bucket, Delivery, Hook, Refusal};
-use fx_core::registry::{Entry, Registry, Table};
+use fx_core::registry::CachedTable;
 use fx_core::telemetry::WEBHOOK_DELIVERIES;
 use fx_core::ErrorKind;
 
@@ -30,58 +30,6 @@ use crate::AppState;
 
 /// The route's path template (the auth table and the audit layer name it).
 pub const PATH: &str = "/hooks/{name}";
-
-/// How long the hooks read from the registry serve before they are read again. A hook
-/// written through this server is seen at once ([`HookGate::forget`]); one written through
-/// another replica within this time.
-const TABLE_TTL: Duration = Duration::from_secs(1);
-
-/// A registry's entries as last read, read again when older than [`TABLE_TTL`] or after a
-/// write through this server ([`CachedTable::forget`]): a delivery costs no registry read,
-/// and a flood of them one read a second at most.
-pub struct CachedTable<T> {
-    table: tokio::sync::Mutex<Option<(Instant, Table<T>)>>,
-}
-
-impl<T> Default for CachedTable<T> {
-    fn default() -> Self {
-        CachedTable {
-            table: tokio::sync::Mutex::new(None),
-        }
-    }
-}
-
-impl<T: Entry> CachedTable<T> {
-    /// Drops the entries read, so that the next lookup reads them again (after a write).
-    pub async fn forget(&self) {
-        *self.table.lock().await = None;
-    }
-
-    /// Entry `name`, from a table at most [`TABLE_TTL`] old; `refreshed` sees a table just
-    /// read.
-    pub async fn entry(
-        &self,
-        registry: &dyn Registry<T>,
-        name: &str,
-        refreshed: impl FnOnce(&Table<T>),
-    ) -> fx_core::Result<Option<T>> {
-        let mut table = self.table.lock().await;
-        let fresh = table
-            .as_ref()
-            .is_some_and(|(read, _)| read.elapsed() < TABLE_TTL);
-        if !fresh {
-            let read = registry.table().await?;
-            refreshed(&read);
-            *table = Some((Instant::now(), read));
-        }
-        Ok(table.as_ref().and_then(|(_, t)| {
-            t.entries
-                .iter()
-                .find(|e| e.entry.name() == name)
-                .map(|e| e.entry.clone())
-        }))
-    }
-}
 
 /// The hooks as last read, and each hook's token bucket.
 #[derive(Default)]

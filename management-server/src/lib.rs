@@ -23,6 +23,7 @@ pub mod error;
 pub mod hooks;
 pub mod limits;
 pub mod metrics;
+pub mod notifier;
 pub mod openapi;
 pub mod pages;
 pub mod retention;
@@ -250,6 +251,12 @@ pub async fn serve(
         state.settings.retention.clone(),
         shutdown.clone(),
     ));
+    let ui = state
+        .settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    tokio::spawn(notifier::run(state.clone(), ui, shutdown.clone()));
     let app = router(state).layer(axum::Extension(Shutdown(shutdown.clone())));
     axum::serve(
         listener,

@@ -48,6 +48,12 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("put", "/api/v1/bundles/{name}"),
     ("delete", "/api/v1/bundles/{name}"),
     ("post", "/chat/slack/{bundle}"),
+    ("get", "/api/v1/notifications"),
+    ("post", "/api/v1/notifications"),
+    ("get", "/api/v1/notifications/{name}"),
+    ("put", "/api/v1/notifications/{name}"),
+    ("delete", "/api/v1/notifications/{name}"),
+    ("get", "/api/v1/executions/{id}/notifications"),
     ("get", "/api/v1/executions"),
     ("get", "/api/v1/executions/{id}"),
     ("post", "/api/v1/executions/{id}/redrive"),
@@ -94,6 +100,8 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         pause_schedule, resume_schedule,
         list_hooks, create_hook, get_hook, put_hook, delete_hook, deliver_hook,
         list_bundles, create_bundle, get_bundle, put_bundle, delete_bundle, slack_request,
+        list_rules_notify, create_rule_notify, get_rule_notify, put_rule_notify,
+        delete_rule_notify, execution_notifications,
         list_executions, get_execution, redrive_execution, rerun_execution,
         post_event, post_event_root,
         login, me, own_tokens, create_own_token, revoke_token, list_accounts, create_account,
@@ -108,6 +116,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         (name = "schedules", description = "events the platform emits on a cron expression, an interval or once (docs/schedules.md)"),
         (name = "hooks", description = "webhooks: signed deliveries from GitHub, Stripe, GitLab, Slack or any HMAC sender, each turned into a CloudEvent (docs/webhooks.md)"),
         (name = "chat", description = "chat commands from Slack: command bundles, slash commands and app mentions (docs/chat.md)"),
+        (name = "notifications", description = "rules that tell a URL when executions succeed, fail or are dead-lettered, and the notifications sent (docs/notifications.md)"),
         (name = "executions", description = "one per event and handler, with logs"),
         (name = "events", description = "CloudEvents over HTTP, published to fx.events"),
         (name = "identity", description = "who may do what: accounts, api tokens, rules, the audit log (docs/security.md)"),
@@ -391,6 +400,53 @@ pub fn delete_bundle() {}
         (status = 404, description = "no such bundle", body = Object),
         (status = 413, description = "over 64 KiB", body = Object)))]
 pub fn slack_request() {}
+
+/// Every notification rule the caller may read, with its revision.
+#[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications",
+    responses((status = 200, description = "{revision, rules: [{rule, revision}], invalid}", body = Object)))]
+pub fn list_rules_notify() {}
+
+/// Creates a notification rule. Its secret, if any, must exist.
+#[utoipa::path(post, path = "/api/v1/notifications", tag = "notifications",
+    request_body(content = Object, description = "the rule: name, description, handlers (names or [\"*\"]), on (succeeded, failed, dead_lettered), target {kind: webhook | cloudevent, url, secret}, max_attempts, enabled"),
+    responses((status = 201, description = "created, with its revision", body = Object),
+        (status = 400, description = "invalid, with the reason (or its secret does not exist)", body = Object),
+        (status = 409, description = "a rule of that name exists", body = Object)))]
+pub fn create_rule_notify() {}
+
+/// One notification rule.
+#[utoipa::path(get, path = "/api/v1/notifications/{name}", tag = "notifications",
+    params(("name" = String, Path, description = "rule name")),
+    responses((status = 200, description = "the rule and its revision", body = Object),
+        (status = 404, description = "no such rule", body = Object)))]
+pub fn get_rule_notify() {}
+
+/// Creates or replaces a notification rule; with `If-Match: <revision>` only at that revision.
+#[utoipa::path(put, path = "/api/v1/notifications/{name}", tag = "notifications",
+    params(("name" = String, Path, description = "rule name"),
+        ("If-Match" = Option<String>, Header, description = "the revision expected")),
+    request_body(content = Object, description = "the rule"),
+    responses((status = 200, description = "written, with its revision", body = Object),
+        (status = 400, description = "invalid, with the reason", body = Object),
+        (status = 409, description = "changed since the revision in If-Match", body = Object)))]
+pub fn put_rule_notify() {}
+
+/// Deletes a notification rule; its pending notifications are given up.
+#[utoipa::path(delete, path = "/api/v1/notifications/{name}", tag = "notifications",
+    params(("name" = String, Path, description = "rule name"),
+        ("If-Match" = Option<String>, Header, description = "the revision expected")),
+    responses((status = 204, description = "deleted"),
+        (status = 404, description = "no such rule", body = Object),
+        (status = 409, description = "changed since the revision in If-Match", body = Object)))]
+pub fn delete_rule_notify() {}
+
+/// The notifications sent about an execution, each with its attempts (time, status code or
+/// error, duration).
+#[utoipa::path(get, path = "/api/v1/executions/{id}/notifications", tag = "notifications",
+    params(("id" = String, Path, description = "execution id")),
+    responses((status = 200, description = "{notifications: [{rule, execution_id, outcome, status, attempts, next_at, created_at}]}", body = Object),
+        (status = 404, description = "no such execution", body = Object)))]
+pub fn execution_notifications() {}
 
 /// The recorded changes of a handler, newest first.
 #[utoipa::path(get, path = "/api/v1/handlers/{name}/history", tag = "handlers",

@@ -26,6 +26,9 @@ pub struct ServerSettings {
     /// engine settings (`[executor]`) before accepting it, one at a time, refusing one that
     /// cannot run with the reason. `ferrisfx dev` always does, with its own executor.
     pub check_packages: bool,
+    /// The web UI's address as people reach it (`https://fx.example.com`), for the links in
+    /// notifications; `http://<the listen address>` when unset.
+    pub public_url: Option<String>,
     /// Authentication and permissions: the `[server.auth]` table.
     pub auth: crate::auth::AuthSettings,
     /// The keys that seal platform secrets: the `[server.secrets]` table.
@@ -44,6 +47,7 @@ impl Default for ServerSettings {
             max_concurrent_uploads: 4,
             max_live_streams: 256,
             check_packages: true,
+            public_url: None,
             auth: crate::auth::AuthSettings::default(),
             secrets: fx_core::secrets::SecretsSettings::default(),
             retention: crate::retention::RetentionSettings::default(),
@@ -75,6 +79,15 @@ impl ServerSettings {
                 "server.page_size must be 1 to 500, got {}",
                 self.page_size
             )));
+        }
+        if let Some(url) = &self.public_url {
+            let fine = url::Url::parse(url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            if !fine {
+                return Err(fx_core::Error::invalid(format!(
+                    "server.public_url {url:?} is not an http or https URL"
+                )));
+            }
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ mod elasticsearch;
 mod grants;
 mod guests;
 mod metrics;
+mod notifications;
 mod retries;
 mod schedules;
 mod secrets;

@@ -221,6 +221,129 @@ async fn a_webhook_created_in_the_browser_runs_a_handler_on_a_signed_github_push
     fx.stop().await;
 }
 
+/// A request the notification receiver took.
+#[derive(Debug, Clone)]
+struct Delivered {
+    path: String,
+    /// Its `X-FerrisFX-Signature` header.
+    signature: Option<String>,
+    body: axum::body::Bytes,
+}
+
+type Deliveries = std::sync::Arc<std::sync::Mutex<Vec<Delivered>>>;
+
+/// A local HTTP receiver of notifications: answers 200 to every POST and keeps each request.
+async fn notification_receiver() -> (String, Deliveries) {
+    async fn take(
+        axum::extract::State(taken): axum::extract::State<Deliveries>,
+        uri: axum::http::Uri,
+        headers: axum::http::HeaderMap,
+        body: axum::body::Bytes,
+    ) -> axum::http::StatusCode {
+        let signature = headers
+            .get("x-ferrisfx-signature")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        taken.lock().unwrap().push(Delivered {
+            path: uri.path().to_string(),
+            signature,
+            body,
+        });
+        axum::http::StatusCode::OK
+    }
+    let taken = Deliveries::default();
+    let app = axum::Router::new()
+        .route("/{*path}", axum::routing::post(take))
+        .with_state(taken.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, taken)
+}
+
+/// Whether `signature` (`t=<unix>,v1=<hex>`) is the HMAC-SHA256 of `t.body` with `key`.
+fn signed_with(key: &str, signature: &str, body: &[u8]) -> bool {
+    let part = |name: &str| {
+        signature
+            .split(',')
+            .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+    };
+    let (Some(t), Some(v1)) = (part("t"), part("v1")) else {
+        return false;
+    };
+    let mac: Vec<u8> = (0..v1.len() / 2)
+        .filter_map(|i| u8::from_str_radix(v1.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect();
+    let mut signed = format!("{t}.").into_bytes();
+    signed.extend_from_slice(body);
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.as_bytes());
+    ring::hmac::verify(&key, &signed, &mac).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_created_in_the_browser_notifies_a_failure_shown_on_the_executions_page() {
+    let Some((chromium, playwright)) = browser("ui notifications") else {
+        return;
+    };
+    const SECRET: &str = "alerts";
+    const VALUE: &str = "shared with the on-call receiver";
+    let (receiver, taken) = notification_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let fx = platform(dir.path()).await;
+    // The signing secret, and a handler that fails, through the API.
+    let (status, v) = fx
+        .put_json(
+            &format!("/api/v1/secrets/{SECRET}"),
+            &json!({"value": VALUE}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    fx.upload_example("misbehave").await;
+    let (status, v) = fx
+        .post_json(
+            "/api/v1/handlers",
+            &json!({
+                "name": "flaky",
+                "filter": {"exact": {"attribute": "type", "value": "fx.test.error"}},
+                "package": {"name": "misbehave"},
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    fx.until_gateway_sees(v["revision"].as_u64().unwrap()).await;
+    let name = write(dir.path(), "secret-name", SECRET.as_bytes());
+    let url = write(dir.path(), "receiver-url", receiver.as_bytes());
+    scenario(
+        "notifications",
+        &chromium,
+        &playwright,
+        &fx.base,
+        &[&name, &url],
+    )
+    .await;
+    // What the browser saw is what the receiver got: the failure, signed with the secret.
+    let executions = fx.executions("flaky").await;
+    assert_eq!(executions.len(), 1, "{executions:?}");
+    let id = executions[0]["id"].as_str().unwrap();
+    let taken = taken.lock().unwrap().clone();
+    let failed = taken
+        .iter()
+        .find(|d| {
+            let body: serde_json::Value = serde_json::from_slice(&d.body).unwrap_or_default();
+            // One notification per rule: the more specific of the outcomes it watches.
+            let outcome = body["outcome"].as_str().unwrap_or_default();
+            d.path == "/alerts"
+                && matches!(outcome, "failed" | "dead_lettered")
+                && body["execution_id"] == id
+        })
+        .unwrap_or_else(|| panic!("no failure notification of {id} in {taken:?}"));
+    let signature = failed.signature.as_deref().expect("a signed notification");
+    assert!(signed_with(VALUE, signature, &failed.body), "{signature}");
+    let (status, _) = fx.get("/api/v1/notifications/oncall").await;
+    assert_eq!(status, 404, "deleted in the browser");
+    fx.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_the_live_streams_of_open_pages() {
     let dir = tempfile::tempdir().unwrap();

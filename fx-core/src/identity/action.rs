@@ -41,6 +41,12 @@ pub enum Action {
     /// Create, change and delete chat command bundles.
     #[serde(rename = "bundle:write")]
     BundleWrite,
+    /// Read notification rules and the notifications sent.
+    #[serde(rename = "notification:read")]
+    NotificationRead,
+    /// Create, change and delete notification rules.
+    #[serde(rename = "notification:write")]
+    NotificationWrite,
     #[serde(rename = "execution:read")]
     ExecutionRead,
     /// Redrive or rerun executions of a handler.
@@ -88,6 +94,8 @@ pub enum ResourceKind {
     Hook,
     /// A chat command bundle, by name.
     Bundle,
+    /// A notification rule, by name.
+    Notification,
     /// An event, by its `type` attribute.
     Event,
     /// An executor pool, by name.
@@ -101,7 +109,7 @@ pub enum ResourceKind {
 
 impl Action {
     /// Every action, in a stable order.
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 22] = [
         Action::PackageRead,
         Action::PackageUpload,
         Action::HandlerRead,
@@ -112,6 +120,8 @@ impl Action {
         Action::HookWrite,
         Action::BundleRead,
         Action::BundleWrite,
+        Action::NotificationRead,
+        Action::NotificationWrite,
         Action::ExecutionRead,
         Action::ExecutionRedrive,
         Action::EventEmit,
@@ -137,6 +147,8 @@ impl Action {
             Action::HookWrite => "hook:write",
             Action::BundleRead => "bundle:read",
             Action::BundleWrite => "bundle:write",
+            Action::NotificationRead => "notification:read",
+            Action::NotificationWrite => "notification:write",
             Action::ExecutionRead => "execution:read",
             Action::ExecutionRedrive => "execution:redrive",
             Action::EventEmit => "event:emit",
@@ -175,6 +187,7 @@ impl Action {
             Action::ScheduleRead | Action::ScheduleWrite => ResourceKind::Schedule,
             Action::HookRead | Action::HookWrite => ResourceKind::Hook,
             Action::BundleRead | Action::BundleWrite => ResourceKind::Bundle,
+            Action::NotificationRead | Action::NotificationWrite => ResourceKind::Notification,
             Action::EventEmit => ResourceKind::Event,
             Action::PoolUse | Action::SecretDeliver => ResourceKind::Pool,
             Action::SecretGrant | Action::SecretWrite => ResourceKind::Secret,

@@ -117,6 +117,14 @@ impl ConsulRegistry<super::Schedule> {
     }
 }
 
+impl ConsulRegistry<crate::notify::Rule> {
+    /// The notification rule registry over the Consul agent of `settings`, under its
+    /// `notifications_prefix`.
+    pub fn notifications(settings: &ConsulSettings) -> Result<Self> {
+        Self::under(settings, &settings.notifications_prefix)
+    }
+}
+
 impl ConsulRegistry<crate::chat::Bundle> {
     /// The command bundle registry over the Consul agent of `settings`, under its
     /// `bundles_prefix`.

@@ -12,6 +12,7 @@ use crate::event::Event;
 use crate::handler::Handler;
 use crate::schedule::Schedule;
 
+pub mod cached;
 #[cfg(feature = "consul")]
 pub mod consul;
 #[cfg(all(feature = "consul", any(test, feature = "testsuite")))]
@@ -176,6 +177,17 @@ impl Entry for Handler {
     }
 }
 
+impl Entry for crate::notify::Rule {
+    const KIND: &'static str = "rule";
+    const COLLECTION: &'static str = "notifications";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn validate(&self) -> Result<()> {
+        crate::notify::Rule::validate(self)
+    }
+}
+
 impl Entry for crate::chat::Bundle {
     const KIND: &'static str = "bundle";
     const COLLECTION: &'static str = "bundles";
@@ -319,6 +331,11 @@ pub type HookRegistry = dyn Registry<crate::hook::Hook>;
 
 /// The chat command bundles' registry, in the handlers' backend.
 pub type BundleRegistry = dyn Registry<crate::chat::Bundle>;
+
+pub use cached::CachedTable;
+
+/// The notification rules' registry, in the handlers' backend.
+pub type NotificationRegistry = dyn Registry<crate::notify::Rule>;
 
 /// A registry of handlers serves as the [`HandlerRegistry`] the platform uses.
 macro_rules! handler_registry_of {

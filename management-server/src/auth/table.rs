@@ -195,6 +195,36 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
     ),
     (
         Method::GET,
+        "/api/v1/notifications",
+        Allowed(Action::NotificationRead, Later),
+    ),
+    (
+        Method::POST,
+        "/api/v1/notifications",
+        Allowed(Action::NotificationWrite, Later),
+    ),
+    (
+        Method::GET,
+        "/api/v1/notifications/{name}",
+        Allowed(Action::NotificationRead, Path("name")),
+    ),
+    (
+        Method::PUT,
+        "/api/v1/notifications/{name}",
+        Allowed(Action::NotificationWrite, Path("name")),
+    ),
+    (
+        Method::DELETE,
+        "/api/v1/notifications/{name}",
+        Allowed(Action::NotificationWrite, Path("name")),
+    ),
+    (
+        Method::GET,
+        "/api/v1/executions/{id}/notifications",
+        Allowed(Action::ExecutionRead, Later),
+    ),
+    (
+        Method::GET,
         "/api/v1/executions",
         Allowed(Action::ExecutionRead, Later),
     ),
@@ -414,6 +444,23 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
         Method::POST,
         "/hooks/{name}/delete",
         Allowed(Action::HookWrite, Path("name")),
+    ),
+    // Notification rules: the list as the API's; the form's name, handlers and secret are
+    // checked by the handler.
+    (
+        Method::GET,
+        "/notifications",
+        Allowed(Action::NotificationRead, Later),
+    ),
+    (
+        Method::POST,
+        "/notifications",
+        Allowed(Action::NotificationWrite, Later),
+    ),
+    (
+        Method::POST,
+        "/notifications/{name}/delete",
+        Allowed(Action::NotificationWrite, Path("name")),
     ),
     // Secrets: the list as the API's; the form's name and pools are checked by the handler.
     (Method::GET, "/secrets", Allowed(Action::SecretGrant, Later)),

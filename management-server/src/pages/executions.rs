@@ -6,7 +6,8 @@ use axum::extract::{Path, State};
 use cloudevents::event::Data;
 use cloudevents::AttributesReader;
 use fx_core::event::{data_json, Event};
-use fx_core::execution::{AttemptRecord, ExecutionStatus};
+use fx_core::execution::{AttemptRecord, ExecutionId, ExecutionStatus};
+use fx_core::notify::{DeliveryStatus, Notification};
 
 use super::rows::{live_query, ExecutionRow};
 use super::{show_duration, show_size, show_time, HtmlTemplate, PageError};
@@ -247,6 +248,63 @@ impl From<&AttemptRecord> for AttemptView {
     }
 }
 
+/// A notification about the execution as shown, with its attempts.
+struct NotificationView {
+    /// The rule that sent it.
+    rule: String,
+    /// `failed`, `dead_lettered` or `succeeded`.
+    outcome: &'static str,
+    /// `pending`, `delivered` or `failed`.
+    status: &'static str,
+    /// The badge's colour: the execution status that reads alike.
+    badge: &'static str,
+    /// While pending: when the next attempt is due.
+    next_at: Option<String>,
+    /// Its attempts, oldest first.
+    attempts: Vec<DeliveryView>,
+}
+
+/// One attempt to deliver a notification as shown.
+struct DeliveryView {
+    /// When it was made.
+    at: String,
+    /// The target's HTTP status, when it answered.
+    status_code: Option<u16>,
+    /// What went wrong.
+    error: Option<String>,
+    /// How long it took.
+    duration: String,
+}
+
+impl From<&Notification> for NotificationView {
+    fn from(n: &Notification) -> Self {
+        NotificationView {
+            rule: n.rule.clone(),
+            outcome: n.outcome.as_str(),
+            status: n.status.as_str(),
+            badge: match n.status {
+                DeliveryStatus::Pending => "status-retrying",
+                DeliveryStatus::Delivered => "status-succeeded",
+                DeliveryStatus::Failed => "status-failed",
+            },
+            next_at: (n.status == DeliveryStatus::Pending).then(|| show_time(&n.next_at)),
+            attempts: n
+                .attempts
+                .iter()
+                .map(|a| DeliveryView {
+                    at: show_time(&a.at),
+                    status_code: a.status_code,
+                    error: a.error.clone(),
+                    duration: match a.duration_ms {
+                        0 => "under 1 ms".to_string(),
+                        ms => show_duration(ms.saturating_mul(1_000)),
+                    },
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The page of one execution.
 #[derive(Template)]
 #[template(path = "execution.html")]
@@ -283,6 +341,10 @@ struct ExecutionPage {
     attempt_rows: Vec<AttemptView>,
     /// The live stream that tells the page to reload, while the execution is not finished.
     live: Option<String>,
+    /// The notifications sent about it, by rule.
+    notifications: Vec<NotificationView>,
+    /// Why the notifications could not be read, when they could not.
+    notifications_error: Option<String>,
 }
 
 /// `GET /executions/{id}`.
@@ -308,8 +370,11 @@ pub async fn show(
             .unwrap_or_default();
         (kind.replace('_', " "), f.message.clone())
     });
+    let (notifications, notifications_error) = notifications_of(&state, &e.id).await;
     Ok(HtmlTemplate(ExecutionPage {
         active: "executions",
+        notifications,
+        notifications_error,
         live,
         id: e.id.to_string(),
         handler: e.handler.clone(),
@@ -339,6 +404,27 @@ pub async fn show(
             })
             .collect(),
     }))
+}
+
+/// The notifications sent about execution `id`; when the ledger cannot be read, none and a
+/// note saying so (the rest of the page shows anyway).
+async fn notifications_of(
+    state: &AppState,
+    id: &ExecutionId,
+) -> (Vec<NotificationView>, Option<String>) {
+    match state.backends.notifications.notifications_of(id).await {
+        Ok(sent) => (sent.iter().map(NotificationView::from).collect(), None),
+        Err(err) => {
+            tracing::warn!(execution = %id, error = %err.chain(), "reading the notifications of an execution failed");
+            (
+                Vec::new(),
+                Some(
+                    "The notifications sent about this execution could not be read just now; reload to try again."
+                        .to_string(),
+                ),
+            )
+        }
+    }
 }
 
 /// `POST /executions/{id}/redrive` (the button on a failed execution): re-drives it with the

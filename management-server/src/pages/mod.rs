@@ -14,6 +14,7 @@ pub mod handlers;
 pub mod hooks;
 pub mod live;
 pub mod login;
+pub mod notifications;
 pub mod overview;
 pub mod packages;
 pub mod rows;
@@ -102,6 +103,14 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         // and the delete buttons to `/hooks/{name}/delete`.
         .route("/hooks", get(hooks::show).post(hooks::create))
         .route("/hooks/{name}/delete", axum::routing::post(hooks::delete))
+        .route(
+            "/notifications",
+            get(notifications::show).post(notifications::create),
+        )
+        .route(
+            "/notifications/{name}/delete",
+            axum::routing::post(notifications::delete),
+        )
         .route("/secrets", get(secrets::show).post(secrets::set))
         .route(
             "/secrets/{name}/delete",

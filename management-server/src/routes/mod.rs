@@ -6,6 +6,7 @@ pub mod executions;
 pub mod handlers;
 pub mod hooks;
 pub mod identity;
+pub mod notifications;
 pub mod packages;
 pub mod schedules;
 pub mod secrets;
@@ -73,6 +74,20 @@ pub fn api(state: &AppState) -> Router<AppState> {
         .route(
             "/bundles/{name}",
             get(bundles::get).put(bundles::put).delete(bundles::delete),
+        )
+        .route(
+            "/notifications",
+            get(notifications::list).post(notifications::create),
+        )
+        .route(
+            "/notifications/{name}",
+            get(notifications::get)
+                .put(notifications::put)
+                .delete(notifications::delete),
+        )
+        .route(
+            "/executions/{id}/notifications",
+            get(notifications::of_execution),
         )
         .route("/executions", get(executions::list))
         .route("/executions/{id}", get(executions::get))

@@ -29,6 +29,9 @@ pub struct ConsulSettings {
     /// Key prefix of the chat command bundles, as `prefix` is of the handlers.
     #[serde(default = "default_bundles_prefix")]
     pub bundles_prefix: String,
+    /// Key prefix of the notification rules, as `prefix` is of the handlers.
+    #[serde(default = "default_notifications_prefix")]
+    pub notifications_prefix: String,
     /// ACL token, sent as `X-Consul-Token`; needs `key_prefix` read (gateways) or write
     /// (management server) on the prefix. Never logged, redacted in `Debug`; better given as
     /// `FX_BACKENDS__REGISTRY__TOKEN` than in a file.
@@ -58,6 +61,9 @@ fn default_hooks_prefix() -> String {
 fn default_bundles_prefix() -> String {
     "ferrisfx/bundles/".into()
 }
+fn default_notifications_prefix() -> String {
+    "ferrisfx/notifications/".into()
+}
 fn default_timeout_ms() -> u64 {
     5_000
 }
@@ -70,6 +76,7 @@ impl Default for ConsulSettings {
             schedules_prefix: default_schedules_prefix(),
             hooks_prefix: default_hooks_prefix(),
             bundles_prefix: default_bundles_prefix(),
+            notifications_prefix: default_notifications_prefix(),
             token: None,
             datacenter: None,
             timeout_ms: default_timeout_ms(),
@@ -85,6 +92,7 @@ impl fmt::Debug for ConsulSettings {
             .field("schedules_prefix", &self.schedules_prefix)
             .field("hooks_prefix", &self.hooks_prefix)
             .field("bundles_prefix", &self.bundles_prefix)
+            .field("notifications_prefix", &self.notifications_prefix)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("datacenter", &self.datacenter)
             .field("timeout_ms", &self.timeout_ms)
@@ -125,6 +133,11 @@ impl ConsulSettings {
             ),
             ("hooks_prefix", &self.hooks_prefix, "ferrisfx/hooks/"),
             ("bundles_prefix", &self.bundles_prefix, "ferrisfx/bundles/"),
+            (
+                "notifications_prefix",
+                &self.notifications_prefix,
+                "ferrisfx/notifications/",
+            ),
         ];
         for (field, prefix, example) in prefixes {
             if prefix.trim_matches('/').is_empty() || prefix.starts_with('/') {

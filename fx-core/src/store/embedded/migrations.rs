@@ -168,4 +168,21 @@ pub(super) const MIGRATIONS: &[&str] = &[
         last_tick INTEGER NOT NULL
     );
 "#,
+    // 9: the outbox of notifications (`crate::notify::NotificationLedger`): one row per (rule,
+    // execution), its attempts a JSON array, times in microseconds. Senders find the due
+    // pending ones by (status, next_at), the executions page its own by execution_id.
+    r#"
+    CREATE TABLE notifications (
+        rule         TEXT NOT NULL,
+        execution_id TEXT NOT NULL,
+        outcome      TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        attempts     TEXT NOT NULL,
+        next_at      INTEGER NOT NULL,
+        created_at   INTEGER NOT NULL,
+        PRIMARY KEY (rule, execution_id)
+    );
+    CREATE INDEX notifications_due ON notifications (status, next_at);
+    CREATE INDEX notifications_by_execution ON notifications (execution_id);
+"#,
 ];

@@ -29,6 +29,7 @@ use crate::validate::validate_name;
 mod identity;
 mod list;
 mod migrations;
+mod notifications;
 mod rows;
 mod secrets;
 #[cfg(test)]
@@ -369,6 +370,10 @@ impl StateStore for SqliteStateStore {
             let mut deleted = 0;
             for id in &ids {
                 tx.prepare_cached("DELETE FROM execution_attempts WHERE execution_id = ?1")
+                    .and_then(|mut stmt| stmt.execute(params![id]))
+                    .map_err(db(what()))?;
+                // Its notifications go with it (a pending one has nothing left to tell).
+                tx.prepare_cached("DELETE FROM notifications WHERE execution_id = ?1")
                     .and_then(|mut stmt| stmt.execute(params![id]))
                     .map_err(db(what()))?;
                 deleted += tx

@@ -15,6 +15,8 @@ async fn passes_the_conformance_suite() {
         .unwrap();
     crate::store::testsuite::run(&store).await;
     crate::schedule::testsuite::run(&store).await;
+    crate::notify::testsuite::run(&store).await;
+    crate::notify::testsuite::deleting_an_execution_deletes_its_notifications(&store).await;
 }
 
 #[tokio::test]
@@ -281,6 +283,20 @@ async fn the_text_index_leaves_case_beyond_ascii_as_like_does() {
     );
     assert_eq!(event_ids_holding(&store, "CRÈME").await, ["CRÈME-2"]);
     assert_eq!(event_ids_holding(&store, "rÈm").await, ["CRÈME-2"]);
+}
+
+#[tokio::test]
+async fn a_file_from_before_notifications_gets_their_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.sqlite");
+    let conn = Connection::open(&path).unwrap();
+    for sql in &MIGRATIONS[..8] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.pragma_update(None, "user_version", 8).unwrap();
+    drop(conn);
+    let store = SqliteStateStore::open(&path).await.unwrap();
+    crate::notify::testsuite::run(&store).await;
 }
 
 #[tokio::test]

@@ -173,6 +173,24 @@ pub(crate) const STATE: &[Migration] = &[
     );
 "#,
     },
+    Migration {
+        version: 7,
+        description: "the outbox of notifications",
+        sql: r#"
+    CREATE TABLE notifications (
+        rule         text COLLATE "C" NOT NULL,
+        execution_id text COLLATE "C" NOT NULL,
+        outcome      text NOT NULL,
+        status       text COLLATE "C" NOT NULL,
+        attempts     text NOT NULL,
+        next_at      timestamptz NOT NULL,
+        created_at   timestamptz NOT NULL,
+        PRIMARY KEY (rule, execution_id)
+    );
+    CREATE INDEX notifications_due ON notifications (status, next_at);
+    CREATE INDEX notifications_by_execution ON notifications (execution_id);
+"#,
+    },
 ];
 
 /// The key of the transaction-level advisory lock (`pg_advisory_xact_lock(hashtext(key))`)

@@ -35,6 +35,7 @@ mod connection;
 mod identity;
 mod list;
 pub(crate) mod migrations;
+mod notifications;
 mod rows;
 mod secrets;
 #[cfg(test)]
@@ -645,6 +646,13 @@ impl StateStore for PostgresStateStore {
         let tx = client.transaction().await.map_err(self.db.error(what()))?;
         tx.execute(
             "DELETE FROM execution_attempts WHERE execution_id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .map_err(self.db.error(what()))?;
+        // Its notifications go with it (a pending one has nothing left to tell).
+        tx.execute(
+            "DELETE FROM notifications WHERE execution_id = ANY($1)",
             &[&ids],
         )
         .await

@@ -57,6 +57,8 @@ async fn postgres_store_passes_the_conformance_suite() {
     let store = PostgresStateStore::open(&settings).await.unwrap();
     crate::store::testsuite::run(&store).await;
     crate::schedule::testsuite::run(&store).await;
+    crate::notify::testsuite::run(&store).await;
+    crate::notify::testsuite::deleting_an_execution_deletes_its_notifications(&store).await;
     drop(store);
     drop_schema(&settings).await;
 }
@@ -89,6 +91,24 @@ async fn postgres_migrations_apply_once_however_often_and_concurrently_opened() 
     let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
     let expected: Vec<i32> = migrations::STATE.iter().map(|m| m.version).collect();
     assert_eq!(versions, expected);
+    drop_schema(&settings).await;
+}
+
+#[tokio::test]
+async fn postgres_schema_from_before_notifications_gets_their_table() {
+    let Some(settings) =
+        fresh_settings("postgres_schema_from_before_notifications_gets_their_table")
+    else {
+        return;
+    };
+    let db = PgDatabase::connect(&settings).await.unwrap();
+    migrations::migrate(&db, "state", &migrations::STATE[..6])
+        .await
+        .unwrap();
+    drop(db);
+    let store = PostgresStateStore::open(&settings).await.unwrap();
+    crate::notify::testsuite::run(&store).await;
+    drop(store);
     drop_schema(&settings).await;
 }
 
