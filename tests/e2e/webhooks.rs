@@ -620,3 +620,93 @@ async fn over_kafka_and_postgres_a_delivery_runs_once_and_its_redeliveries_run_n
         p.terminate();
     }
 }
+
+/// A custom transformer: a `raw` hook passes the delivery on as
+/// `com.ferrisfx.webhook.received`; a handler on it runs a function in the sandbox whose
+/// returned events are the transformed ones, and those run the handlers that want them. Here
+/// the "transformer" is the `hello` example (it returns `com.ferrisfx.hello.greeted` with a
+/// greeting made of the delivery's `name`), and a second handler runs on what it returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raw_hook_and_a_transformer_function_turn_a_delivery_into_the_events_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Deployment::new(dir.path(), "");
+    d.start("dev", &[]);
+    d.wait_ready().await;
+    let api = Api::new(d.base.clone());
+    let (status, v) = api
+        .post_json(
+            "/api/v1/hooks",
+            &json!({
+                "name": "partner",
+                "verify": {"kind": "none"},
+                "transform": {"kind": "raw", "id_header": "X-Request-Id"},
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    api.upload_example("hello").await;
+    let (status, v) = api
+        .post_json(
+            "/api/v1/handlers",
+            &json!({
+                "name": "partner-transform",
+                "filter": {"all": [
+                    {"exact": {"attribute": "type", "value": "com.ferrisfx.webhook.received"}},
+                    {"exact": {"attribute": "source", "value": "/hooks/partner"}},
+                ]},
+                "package": {"name": "hello"},
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    // `hello` answers a greeting with a greeting: only the transformer's own output (id
+    // `<delivery>-greeting`) runs it, not what it returns in turn.
+    let (status, v) = api
+        .post_json(
+            "/api/v1/handlers",
+            &json!({
+                "name": "on-transformed",
+                "filter": {"all": [
+                    {"exact": {"attribute": "type", "value": "com.ferrisfx.hello.greeted"}},
+                    {"not": {"suffix": {"attribute": "id", "value": "-greeting-greeting"}}},
+                ]},
+                "package": {"name": "hello"},
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+
+    let headers = vec![
+        ("Content-Type".to_string(), "application/json".to_string()),
+        ("X-Request-Id".to_string(), "req-7".to_string()),
+    ];
+    let answer = deliver(&d.base, "partner", &headers, br#"{"name": "acme"}"#).await;
+    assert_eq!(answer.status, 202, "{answer:?}");
+    assert_eq!(answer.body["type"], "com.ferrisfx.webhook.received");
+    assert_eq!(answer.body["id"], "req-7");
+    let transformed = api
+        .wait_succeeded("partner-transform", 1, Duration::from_secs(60), || {
+            d.all_logs()
+        })
+        .await;
+    assert_eq!(transformed[0]["event_id"], "req-7");
+    let after = api
+        .wait_succeeded("on-transformed", 1, Duration::from_secs(60), || {
+            d.all_logs()
+        })
+        .await;
+    let detail = api.execution(after[0]["id"].as_str().unwrap()).await;
+    let event = &detail["execution"]["event"];
+    assert_eq!(event["type"], "com.ferrisfx.hello.greeted", "{event:#}");
+    assert_eq!(event["id"], "req-7-greeting", "{event:#}");
+    assert_eq!(event["data"]["greeting"], "Hello, acme!", "{event:#}");
+    still_runs(&api, "on-transformed", 1, Duration::from_secs(2)).await;
+    // Without the id header the delivery is refused, saying which header.
+    let refused = deliver(&d.base, "partner", &headers[..1], b"{}").await;
+    assert_eq!(refused.status, 400, "{refused:?}");
+    assert!(
+        refused.body.to_string().contains("X-Request-Id"),
+        "{refused:?}"
+    );
+    d.processes[0].terminate();
+}
