@@ -125,7 +125,7 @@ pub async fn execute(
         }
         NotificationCommand::List => {
             let v = api.send(api.http().get(api.url("/notifications"))).await?;
-            let list = v["rules"].as_array().cloned().unwrap_or_default();
+            let list = v["notifications"].as_array().cloned().unwrap_or_default();
             if list.is_empty() {
                 writeln!(out, "no notification rules")?;
             }

@@ -403,7 +403,7 @@ pub fn slack_request() {}
 
 /// Every notification rule the caller may read, with its revision.
 #[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications",
-    responses((status = 200, description = "{revision, rules: [{rule, revision}], invalid}", body = Object)))]
+    responses((status = 200, description = "{revision, notifications: [{rule, revision}], invalid}", body = Object)))]
 pub fn list_rules_notify() {}
 
 /// Creates a notification rule. Its secret, if any, must exist.

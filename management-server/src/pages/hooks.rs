@@ -23,7 +23,7 @@ use super::{HtmlTemplate, PageError};
 use crate::auth::audit::AuditResource;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::routes::hooks::{create_checked, remove, visible};
+use crate::routes::entries::{create_checked, remove, visible};
 use crate::AppState;
 
 /// The webhooks page.
@@ -298,7 +298,7 @@ async fn page(
     refill: Option<(HookForm, ApiError)>,
 ) -> Result<HooksPage, PageError> {
     let endpoint = format!("{}/hooks/", origin(headers));
-    let hooks = visible(state, caller)
+    let hooks = visible::<Hook>(state, caller)
         .await?
         .into_iter()
         .map(|h| HookView {
@@ -394,7 +394,7 @@ pub async fn delete(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Response {
-    match remove(&state, &caller, &name).await {
+    match remove::<Hook>(&state, &caller, &name).await {
         Ok(()) => back(format!("deleted webhook {name}")),
         Err(e) => PageError(e).into_response(),
     }

@@ -22,7 +22,7 @@ use super::{HtmlTemplate, PageError};
 use crate::auth::audit::AuditResource;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::routes::notifications::{create_checked, remove, visible};
+use crate::routes::entries::{create_checked, remove, visible};
 use crate::AppState;
 
 /// The notification rules page.
@@ -269,7 +269,7 @@ async fn page(
     notice: Option<String>,
     refill: Option<(RuleForm, ApiError)>,
 ) -> Result<NotificationsPage, PageError> {
-    let rules = visible(state, caller)
+    let rules = visible::<Rule>(state, caller)
         .await?
         .into_iter()
         .map(|rule| {
@@ -352,7 +352,7 @@ pub async fn delete(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Response {
-    match remove(&state, &caller, &name).await {
+    match remove::<Rule>(&state, &caller, &name).await {
         Ok(()) => back(format!("deleted notification rule {name}")),
         Err(e) => PageError(e).into_response(),
     }

@@ -1,6 +1,7 @@
 //! The REST API under `/api/v1`, one module per resource.
 
 pub mod bundles;
+pub mod entries;
 pub mod events;
 pub mod executions;
 pub mod handlers;
@@ -14,6 +15,10 @@ pub mod secrets;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
+
+use fx_core::chat::Bundle;
+use fx_core::hook::Hook;
+use fx_core::notify::Rule;
 
 use crate::AppState;
 
@@ -65,25 +70,35 @@ pub fn api(state: &AppState) -> Router<AppState> {
         )
         .route("/schedules/{name}/pause", post(schedules::pause))
         .route("/schedules/{name}/resume", post(schedules::resume))
-        .route("/hooks", get(hooks::list).post(hooks::create))
+        .route(
+            "/hooks",
+            get(entries::list::<Hook>).post(entries::create::<Hook>),
+        )
         .route(
             "/hooks/{name}",
-            get(hooks::get).put(hooks::put).delete(hooks::delete),
+            get(entries::get::<Hook>)
+                .put(entries::put::<Hook>)
+                .delete(entries::delete::<Hook>),
         )
-        .route("/bundles", get(bundles::list).post(bundles::create))
+        .route(
+            "/bundles",
+            get(entries::list::<Bundle>).post(entries::create::<Bundle>),
+        )
         .route(
             "/bundles/{name}",
-            get(bundles::get).put(bundles::put).delete(bundles::delete),
+            get(entries::get::<Bundle>)
+                .put(entries::put::<Bundle>)
+                .delete(entries::delete::<Bundle>),
         )
         .route(
             "/notifications",
-            get(notifications::list).post(notifications::create),
+            get(entries::list::<Rule>).post(entries::create::<Rule>),
         )
         .route(
             "/notifications/{name}",
-            get(notifications::get)
-                .put(notifications::put)
-                .delete(notifications::delete),
+            get(entries::get::<Rule>)
+                .put(entries::put::<Rule>)
+                .delete(entries::delete::<Rule>),
         )
         .route(
             "/executions/{id}/notifications",
