@@ -2,6 +2,7 @@
 //! embedded backends; the other commands talk to a running management server over its REST
 //! API (`--server`, or `FX_SERVER`).
 
+pub mod bundle;
 pub mod client;
 pub mod config_reference;
 pub mod dev;
@@ -91,6 +92,10 @@ pub enum Command {
     /// sender's signature and turn each delivery into an event, e.g. `com.github.push`).
     #[command(subcommand)]
     Hook(hook::HookCommand),
+    /// Create, list, show and delete chat command bundles (a Slack app's commands, posted to
+    /// `/chat/slack/<name>`, each running a handler).
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
     /// Create, list, show and delete notification rules (a signed JSON POST or a CloudEvent
     /// when executions of the handlers they watch fail, are dead-lettered or succeed).
     #[command(subcommand)]
@@ -221,6 +226,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Secret(command) => secret::run(&api, command).await,
         Command::Schedule(command) => schedule::run(&api, command).await,
         Command::Hook(command) => hook::run(&api, command).await,
+        Command::Bundle(command) => bundle::run(&api, command).await,
         Command::Notification(command) => notification::run(&api, command).await,
         Command::Emit(args) => api.emit(args).await,
         Command::Login {

@@ -445,6 +445,13 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
         "/hooks/{name}/delete",
         Allowed(Action::HookWrite, Path("name")),
     ),
+    // Chat command bundles: the list as the API's (created with the API or the CLI).
+    (Method::GET, "/bundles", Allowed(Action::BundleRead, Later)),
+    (
+        Method::POST,
+        "/bundles/{name}/delete",
+        Allowed(Action::BundleWrite, Path("name")),
+    ),
     // Notification rules: the list as the API's; the form's name, handlers and secret are
     // checked by the handler.
     (

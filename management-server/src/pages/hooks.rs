@@ -10,7 +10,7 @@
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use fx_core::hook::{Hook, RateLimit, Transform, Verify, DEFAULT_TOLERANCE_SECONDS};
@@ -266,30 +266,6 @@ fn field_of(error: &ApiError, name: &str) -> Option<&'static str> {
     })
 }
 
-/// Where this server is reached, as the request says (`http://host`), for the URLs senders
-/// post to; empty when the request names no host.
-fn origin(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
-        });
-    let Some(host) = host else {
-        return String::new();
-    };
-    let scheme = match headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some("https") => "https",
-        _ => "http",
-    };
-    format!("{scheme}://{host}")
-}
-
 async fn page(
     state: &AppState,
     caller: &Caller,
@@ -297,7 +273,7 @@ async fn page(
     notice: Option<String>,
     refill: Option<(HookForm, ApiError)>,
 ) -> Result<HooksPage, PageError> {
-    let endpoint = format!("{}/hooks/", origin(headers));
+    let endpoint = format!("{}/hooks/", super::origin(headers));
     let hooks = visible::<Hook>(state, caller)
         .await?
         .into_iter()
@@ -551,12 +527,18 @@ mod tests {
     #[test]
     fn the_origin_is_the_requests_host() {
         let mut headers = HeaderMap::new();
-        assert_eq!(origin(&headers), "");
-        headers.insert(header::HOST, "fx.example.com:8080".parse().unwrap());
-        assert_eq!(origin(&headers), "http://fx.example.com:8080");
+        assert_eq!(crate::pages::origin(&headers), "");
+        headers.insert(
+            axum::http::header::HOST,
+            "fx.example.com:8080".parse().unwrap(),
+        );
+        assert_eq!(crate::pages::origin(&headers), "http://fx.example.com:8080");
         headers.insert("x-forwarded-proto", "https".parse().unwrap());
-        assert_eq!(origin(&headers), "https://fx.example.com:8080");
-        headers.insert(header::HOST, "evil\"><script>".parse().unwrap());
-        assert_eq!(origin(&headers), "");
+        assert_eq!(
+            crate::pages::origin(&headers),
+            "https://fx.example.com:8080"
+        );
+        headers.insert(axum::http::header::HOST, "evil\"><script>".parse().unwrap());
+        assert_eq!(crate::pages::origin(&headers), "");
     }
 }

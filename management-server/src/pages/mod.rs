@@ -7,6 +7,7 @@
 //! preview, and the upload's progress bar.
 
 pub mod audit;
+pub mod bundles;
 pub mod dashboard;
 pub mod executions;
 pub mod handler_form;
@@ -103,6 +104,13 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         // and the delete buttons to `/hooks/{name}/delete`.
         .route("/hooks", get(hooks::show).post(hooks::create))
         .route("/hooks/{name}/delete", axum::routing::post(hooks::delete))
+        // Bundles are created with the API or the CLI (their commands are structured); Slack
+        // posts to `/chat/slack/{name}` (the main router's).
+        .route("/bundles", get(bundles::show))
+        .route(
+            "/bundles/{name}/delete",
+            axum::routing::post(bundles::delete),
+        )
         .route(
             "/notifications",
             get(notifications::show).post(notifications::create),
@@ -257,6 +265,30 @@ pub fn show_size(bytes: u64) -> String {
     } else {
         format!("{:.1} MiB", b / (KIB * KIB))
     }
+}
+
+/// Where this server is reached, as the request says (`http://host`), for the URLs
+/// shown to configure senders (webhooks, Slack); empty when the request names no host.
+pub(crate) fn origin(headers: &axum::http::HeaderMap) -> String {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        });
+    let Some(host) = host else {
+        return String::new();
+    };
+    let scheme = match headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}")
 }
 
 #[cfg(test)]
