@@ -42,6 +42,7 @@ pub mod testsupport;
 #[cfg(any(feature = "s3", feature = "elasticsearch", feature = "http"))]
 pub(crate) mod tls;
 pub mod validate;
+pub mod workflow;
 
 #[cfg(test)]
 mod proptests;

@@ -1,0 +1,119 @@
+use super::*;
+
+fn workflow(steps: serde_json::Value) -> Workflow {
+    serde_json::from_value(serde_json::json!({"name": "flow", "steps": steps})).unwrap()
+}
+
+fn step(name: &str, after: &[&str]) -> serde_json::Value {
+    serde_json::json!({
+        "name": name,
+        "package": {"name": "hello"},
+        "after": after.iter().map(|s| serde_json::json!({"step": s})).collect::<Vec<_>>(),
+    })
+}
+
+#[test]
+fn a_diamond_is_valid_and_layered() {
+    let w = workflow(serde_json::json!([
+        step("d", &["b", "c"]),
+        step("b", &["a"]),
+        step("c", &["a"]),
+        step("a", &[]),
+    ]));
+    w.validate().unwrap();
+    assert_eq!(w.layers(), vec![vec!["a"], vec!["b", "c"], vec!["d"]]);
+    assert_eq!(w.on_failure, FailurePolicy::Stop);
+    assert_eq!(w.steps[0].after[0].on, Condition::Success);
+}
+
+#[test]
+fn a_cycle_is_refused_with_the_steps_on_it() {
+    let w = workflow(serde_json::json!([
+        step("a", &[]),
+        step("b", &["a", "d"]),
+        step("c", &["b"]),
+        step("d", &["c"]),
+    ]));
+    let err = w.validate().unwrap_err();
+    let message = err.message();
+    assert!(message.contains("cycle"), "{message}");
+    // The cycle in run order, whichever step it starts from.
+    assert!(
+        ["b → c → d → b", "c → d → b → c", "d → b → c → d"]
+            .iter()
+            .any(|c| message.contains(c)),
+        "{message}"
+    );
+    assert!(!message.contains("a →"), "{message}");
+    let itself = workflow(serde_json::json!([step("a", &["a"])]));
+    assert!(itself.validate().unwrap_err().message().contains("a → a"));
+}
+
+#[test]
+fn problems_are_named() {
+    let cases = [
+        (
+            serde_json::json!([step("a", &["ghost"])]),
+            "no step \"ghost\"",
+        ),
+        (serde_json::json!([step("a", &[]), step("a", &[])]), "twice"),
+        (serde_json::json!([]), "1 to 1000"),
+        (
+            serde_json::json!([{"name": "a", "package": {"name": "hello"}, "map": "items"}]),
+            "JSON pointer",
+        ),
+        (
+            serde_json::json!([step("a", &[]), step("b", &["a", "a"])]),
+            "twice",
+        ),
+    ];
+    for (steps, says) in cases {
+        let err = workflow(steps.clone()).validate().unwrap_err();
+        assert!(err.message().contains(says), "{steps}: {err}");
+    }
+    let many: Vec<serde_json::Value> = (0..1001).map(|i| step(&format!("s{i}"), &[])).collect();
+    let err = workflow(serde_json::Value::Array(many))
+        .validate()
+        .unwrap_err();
+    assert!(err.message().contains("1001"), "{err}");
+}
+
+#[test]
+fn a_long_chain_of_the_most_steps_validates_without_recursion() {
+    let chain: Vec<serde_json::Value> = (0..MAX_STEPS)
+        .map(|i| {
+            if i == 0 {
+                step("s0", &[])
+            } else {
+                step(&format!("s{i}"), &[&format!("s{}", i - 1)])
+            }
+        })
+        .collect();
+    let w = workflow(serde_json::Value::Array(chain));
+    w.validate().unwrap();
+    assert_eq!(w.layers().len(), MAX_STEPS);
+}
+
+#[test]
+fn the_adjacency_matrix_form_is_imported() {
+    let steps: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+    let packages: Vec<String> = ["p", "q", "q", "r"].map(String::from).to_vec();
+    let matrix = vec![
+        vec![0, 1, 1, 0],
+        vec![0, 0, 0, 1],
+        vec![0, 0, 0, 1],
+        vec![0, 0, 0, 0],
+    ];
+    let w = Workflow::from_matrix("imported", &steps, &packages, &matrix).unwrap();
+    assert_eq!(w.layers(), vec![vec!["a"], vec!["b", "c"], vec!["d"]]);
+    assert_eq!(w.steps[3].package.name, "r");
+    let mut cyclic = matrix.clone();
+    cyclic[3][0] = 1;
+    let err = Workflow::from_matrix("imported", &steps, &packages, &cyclic).unwrap_err();
+    assert!(err.message().contains("cycle"), "{err}");
+    let err = Workflow::from_matrix("imported", &steps, &packages, &matrix[..3]).unwrap_err();
+    assert!(err.message().contains("4 × 4"), "{err}");
+    let mut two = matrix.clone();
+    two[0][1] = 2;
+    assert!(Workflow::from_matrix("imported", &steps, &packages, &two).is_err());
+}
