@@ -71,14 +71,7 @@ pub async fn execute(api: &Api, command: BundleCommand, out: &mut dyn Write) -> 
             for b in &list {
                 writeln!(out, "{}", line(b))?;
             }
-            for invalid in v["invalid"].as_array().into_iter().flatten() {
-                writeln!(
-                    out,
-                    "{}  INVALID: {}",
-                    invalid["name"].as_str().unwrap_or("?"),
-                    invalid["reason"].as_str().unwrap_or("?")
-                )?;
-            }
+            crate::client::write_invalid(out, &v)?;
         }
         BundleCommand::Show { name } => {
             let mut v = api.send(api.http().get(one(api, &name)?)).await?;
@@ -98,11 +91,7 @@ pub async fn execute(api: &Api, command: BundleCommand, out: &mut dyn Write) -> 
 
 /// The API URL of bundle `name`, the name escaped as a path segment.
 fn one(api: &Api, name: &str) -> anyhow::Result<reqwest::Url> {
-    let mut url = reqwest::Url::parse(&api.url("/bundles")).context("the server's URL")?;
-    url.path_segments_mut()
-        .map_err(|()| anyhow::anyhow!("the server's URL cannot take a path"))?
-        .push(name);
-    Ok(url)
+    api.entry_url("/bundles", name)
 }
 
 /// The URL Slack posts to: the server's base URL and the path the API answered.

@@ -87,6 +87,16 @@ impl Api {
     }
 
     /// The URL of API path `path` (e.g. `/secrets`).
+    /// The API URL of entry `name` of `collection` (`/hooks`), the name escaped as one path
+    /// segment.
+    pub(crate) fn entry_url(&self, collection: &str, name: &str) -> anyhow::Result<reqwest::Url> {
+        let mut url = reqwest::Url::parse(&self.url(collection)).context("the server's URL")?;
+        url.path_segments_mut()
+            .map_err(|()| anyhow::anyhow!("the server's URL cannot take a path"))?
+            .push(name);
+        Ok(url)
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}/api/v1{path}", self.base)
     }
@@ -386,4 +396,18 @@ pub fn handler_from_flags(args: &HandlerArgs) -> anyhow::Result<Handler> {
     };
     handler.validate()?;
     Ok(handler)
+}
+
+/// Prints the invalid entries of a registry listing (`{"invalid": [{"name", "reason"}]}`), one
+/// line each.
+pub(crate) fn write_invalid(out: &mut dyn std::io::Write, listing: &Value) -> anyhow::Result<()> {
+    for invalid in listing["invalid"].as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "{}  INVALID: {}",
+            invalid["name"].as_str().unwrap_or("?"),
+            invalid["reason"].as_str().unwrap_or("?")
+        )?;
+    }
+    Ok(())
 }

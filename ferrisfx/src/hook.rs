@@ -163,14 +163,7 @@ pub async fn execute(api: &Api, command: HookCommand, out: &mut dyn Write) -> an
             for h in &list {
                 writeln!(out, "{}", line(api, h))?;
             }
-            for invalid in v["invalid"].as_array().into_iter().flatten() {
-                writeln!(
-                    out,
-                    "{}  INVALID: {}",
-                    invalid["name"].as_str().unwrap_or("?"),
-                    invalid["reason"].as_str().unwrap_or("?")
-                )?;
-            }
+            crate::client::write_invalid(out, &v)?;
         }
         HookCommand::Show { name } => {
             let mut v = api.send(api.http().get(one(api, &name)?)).await?;
@@ -190,11 +183,7 @@ pub async fn execute(api: &Api, command: HookCommand, out: &mut dyn Write) -> an
 
 /// The API URL of webhook `name`, the name escaped as a path segment.
 fn one(api: &Api, name: &str) -> anyhow::Result<reqwest::Url> {
-    let mut url = reqwest::Url::parse(&api.url("/hooks")).context("the server's URL")?;
-    url.path_segments_mut()
-        .map_err(|()| anyhow::anyhow!("the server's URL cannot take a path"))?
-        .push(name);
-    Ok(url)
+    api.entry_url("/hooks", name)
 }
 
 /// The URL senders post to: the server's base URL and the path the API answered.

@@ -132,14 +132,7 @@ pub async fn execute(
             for r in &list {
                 writeln!(out, "{}", line(&r["rule"]))?;
             }
-            for invalid in v["invalid"].as_array().into_iter().flatten() {
-                writeln!(
-                    out,
-                    "{}  INVALID: {}",
-                    invalid["name"].as_str().unwrap_or("?"),
-                    invalid["reason"].as_str().unwrap_or("?")
-                )?;
-            }
+            crate::client::write_invalid(out, &v)?;
         }
         NotificationCommand::Show { name } => {
             let v = api.send(api.http().get(one(api, &name)?)).await?;
@@ -155,11 +148,7 @@ pub async fn execute(
 
 /// The API URL of rule `name`, the name escaped as a path segment.
 fn one(api: &Api, name: &str) -> anyhow::Result<reqwest::Url> {
-    let mut url = reqwest::Url::parse(&api.url("/notifications")).context("the server's URL")?;
-    url.path_segments_mut()
-        .map_err(|()| anyhow::anyhow!("the server's URL cannot take a path"))?
-        .push(name);
-    Ok(url)
+    api.entry_url("/notifications", name)
 }
 
 /// The rule of `create`'s flags.

@@ -181,10 +181,7 @@ pub async fn slack(
         }
         .into_response();
     };
-    let pairs: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
-        .collect();
+    let pairs = crate::hooks::header_pairs(&headers);
     let delivery = Delivery {
         headers: &pairs,
         body: &body,
