@@ -15,11 +15,13 @@ use crate::notify::NotificationLedger;
 use crate::objects::PackageStore;
 use crate::registry::{
     BundleRegistry, HandlerRegistry, HookRegistry, NotificationRegistry, ScheduleRegistry,
+    WorkflowRegistry,
 };
 use crate::schedule::TickLedger;
 use crate::secrets::SecretRecords;
 use crate::sink::{OperationalSink, StateRouting};
 use crate::store::StateStore;
+use crate::workflow::ledger::RunLedger;
 
 /// One instance of every port.
 #[derive(Clone)]
@@ -36,6 +38,8 @@ pub struct Backends {
     pub bundles: Arc<BundleRegistry>,
     /// Notification rules, in the same backend as the handlers.
     pub notification_rules: Arc<NotificationRegistry>,
+    /// Workflows, in the same backend as the handlers.
+    pub workflows: Arc<WorkflowRegistry>,
     /// Package archives.
     pub packages: Arc<dyn PackageStore>,
     /// State store.
@@ -48,6 +52,8 @@ pub struct Backends {
     pub ticks: Arc<dyn TickLedger>,
     /// The outbox of notifications: the state store's database.
     pub notifications: Arc<dyn NotificationLedger>,
+    /// Workflow runs: the state store's database.
+    pub runs: Arc<dyn RunLedger>,
     /// Logs and metrics.
     pub sink: Arc<dyn OperationalSink>,
     /// Which of `state` and `sink` each kind of state event goes to (validated).
@@ -108,6 +114,8 @@ impl Default for BusSettings {
 /// Handler config store backend.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+// Read once at start: the size of the Consul variant (one prefix per collection) costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum RegistrySettings {
     /// `handlers.json` in the data directory, watched for changes.
     #[default]
@@ -183,8 +191,9 @@ impl BackendSettings {
             Arc<HookRegistry>,
             Arc<BundleRegistry>,
             Arc<NotificationRegistry>,
+            Arc<WorkflowRegistry>,
         );
-        let (registry, schedules, hooks, bundles, notification_rules): Registries =
+        let (registry, schedules, hooks, bundles, notification_rules, workflows): Registries =
             match &self.registry {
                 RegistrySettings::Embedded => {
                     use crate::registry::embedded::FileRegistry;
@@ -194,6 +203,7 @@ impl BackendSettings {
                         Arc::new(FileRegistry::open_entries(&path("hooks.json")).await?),
                         Arc::new(FileRegistry::open_entries(&path("bundles.json")).await?),
                         Arc::new(FileRegistry::open_entries(&path("notifications.json")).await?),
+                        Arc::new(FileRegistry::open_entries(&path("workflows.json")).await?),
                     )
                 }
                 #[cfg(feature = "consul")]
@@ -205,6 +215,7 @@ impl BackendSettings {
                         Arc::new(ConsulRegistry::hooks(settings)?),
                         Arc::new(ConsulRegistry::bundles(settings)?),
                         Arc::new(ConsulRegistry::notifications(settings)?),
+                        Arc::new(ConsulRegistry::workflows(settings)?),
                     )
                 }
             };
@@ -225,13 +236,15 @@ impl BackendSettings {
             Arc<dyn SecretRecords>,
             Arc<dyn TickLedger>,
             Arc<dyn NotificationLedger>,
+            Arc<dyn RunLedger>,
         );
-        let (state, identity, secrets, ticks, notifications): Ports = match &self.state {
+        let (state, identity, secrets, ticks, notifications, runs): Ports = match &self.state {
             StateStoreSettings::Embedded => {
                 let store = Arc::new(
                     crate::store::embedded::SqliteStateStore::open(&path("state.sqlite")).await?,
                 );
                 (
+                    store.clone(),
                     store.clone(),
                     store.clone(),
                     store.clone(),
@@ -244,6 +257,7 @@ impl BackendSettings {
                 let store =
                     Arc::new(crate::store::postgres::PostgresStateStore::open(settings).await?);
                 (
+                    store.clone(),
                     store.clone(),
                     store.clone(),
                     store.clone(),
@@ -272,12 +286,14 @@ impl BackendSettings {
             hooks,
             bundles,
             notification_rules,
+            workflows,
             packages,
             state,
             identity,
             secrets,
             ticks,
             notifications,
+            runs,
             sink,
             routing: self.routing.clone(),
         })

@@ -416,6 +416,18 @@ pub struct Invocation {
     /// Configuration values and the names of the secrets the function may read.
     #[serde(default, skip_serializing_if = "Grants::is_empty")]
     pub grants: Grants,
+    /// Whether the events the function returns go to `fx.events` (true), or are only its
+    /// execution's output (false: a workflow step, whose output feeds the steps after it).
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub publish_output: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(value: &bool) -> bool {
+    *value
 }
 
 /// Severity of a log line.

@@ -44,6 +44,13 @@ pub const CHAT_COMMANDS: &str = "fx_chat_commands_total";
 pub const NOTIFICATIONS: &str = "fx_notifications_total";
 /// Notifications recorded in the outbox by the state router, by rule and outcome.
 pub const NOTIFICATIONS_ENQUEUED: &str = "fx_notifications_enqueued_total";
+/// Workflow runs started, by workflow.
+pub const WORKFLOW_RUNS: &str = "fx_workflow_runs_total";
+/// Workflow step executions published, by workflow (a map's items count one each).
+pub const WORKFLOW_STEPS: &str = "fx_workflow_step_invocations_total";
+/// Workflow steps recorded, by workflow and status (`succeeded`, `failed`, `skipped`,
+/// `cancelled`).
+pub const WORKFLOW_STEP_RESULTS: &str = "fx_workflow_step_results_total";
 /// Retries that found `max_waiting_retries` retries already waiting, and waited in a slot.
 pub const WAITING_RETRIES_FULL: &str = "fx_executor_waiting_retries_full_total";
 /// Compile-cache entries evicted to stay within their bound; label `tier`: `memory`, `disk`.

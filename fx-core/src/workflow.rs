@@ -3,14 +3,16 @@
 //! conditions say), with the trigger event and their outputs as input. This module holds the
 //! definition, its validation (a cycle is named with the steps on it), the layers a run
 //! starts in order (also the layout of the graph view) and the import of Gorchestrator's
-//! adjacency-matrix form. Running workflows comes in the next steps.
+//! adjacency-matrix form. [`run`] is a run's state machine, [`ledger`] where runs are stored,
+//! [`conductor`] what drives them over the bus and the executors.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::handler::PackageRef;
+use crate::event::Event;
+use crate::handler::{Filter, PackageRef};
 use crate::limits::{LimitOverrides, RetryPolicy};
 use crate::validate::validate_name;
 
@@ -31,6 +33,40 @@ pub struct Workflow {
     /// What a failed step does to the rest of the run.
     #[serde(default)]
     pub on_failure: FailurePolicy,
+    /// What starts a run besides an API call.
+    #[serde(default, skip_serializing_if = "Trigger::is_empty")]
+    pub trigger: Trigger,
+}
+
+/// What starts a run of a workflow, besides an API call (always possible): an event that
+/// passes `event`, or a tick of schedule `schedule` (its events' source is
+/// `/schedules/<name>`). A run per event: a redelivered event starts nothing new.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    /// Events that start a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<Filter>,
+    /// A schedule whose ticks start a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+}
+
+impl Trigger {
+    /// Whether nothing but an API call starts a run.
+    pub fn is_empty(&self) -> bool {
+        self.event.is_none() && self.schedule.is_none()
+    }
+
+    /// Whether `event` starts a run.
+    pub fn matches(&self, event: &Event) -> bool {
+        use cloudevents::AttributesReader;
+        self.event.as_ref().is_some_and(|f| f.matches(event))
+            || self
+                .schedule
+                .as_ref()
+                .is_some_and(|name| *event.source() == format!("/schedules/{name}"))
+    }
 }
 
 /// One step.
@@ -39,8 +75,16 @@ pub struct Workflow {
 pub struct Step {
     /// Unique within the workflow.
     pub name: String,
-    /// The package whose function runs.
-    pub package: PackageRef,
+    /// The package whose function runs (or `handler`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<PackageRef>,
+    /// The handler whose function runs, with its package, limits, retry policy, pool,
+    /// configuration, secrets and outbound hosts (or `package`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+    /// The executor pool of a `package` step (`default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
     /// The steps it waits for, and on what.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after: Vec<Edge>,
@@ -96,6 +140,12 @@ impl Workflow {
     /// dependency a step of the workflow, no cycle (named with the steps on it).
     pub fn validate(&self) -> Result<()> {
         validate_name("workflow name", &self.name)?;
+        if let Some(filter) = &self.trigger.event {
+            filter.validate()?;
+        }
+        if let Some(schedule) = &self.trigger.schedule {
+            validate_name("trigger.schedule", schedule)?;
+        }
         if self.steps.is_empty() || self.steps.len() > MAX_STEPS {
             return Err(Error::invalid(format!(
                 "steps: a workflow has 1 to {MAX_STEPS} steps, got {}",
@@ -111,7 +161,25 @@ impl Workflow {
                     step.name
                 )));
             }
-            validate_name("steps.package.name", &step.package.name)?;
+            match (&step.package, &step.handler) {
+                (Some(package), None) => validate_name("steps.package.name", &package.name)?,
+                (None, Some(handler)) => validate_name("steps.handler", handler)?,
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "steps of {}: give exactly one of package and handler",
+                        step.name
+                    )))
+                }
+            }
+            if let Some(pool) = &step.pool {
+                validate_name("steps.pool", pool)?;
+                if step.handler.is_some() {
+                    return Err(Error::invalid(format!(
+                        "steps.pool of {}: a handler step runs in its handler's pool",
+                        step.name
+                    )));
+                }
+            }
             if let Some(p) = &step.map {
                 if !(p.is_empty() || p.starts_with('/')) {
                     return Err(Error::invalid(format!(
@@ -154,6 +222,24 @@ impl Workflow {
             )));
         }
         Ok(())
+    }
+
+    /// A definition written as JSON or YAML (what the CLI and the web UI take), validated.
+    pub fn parse(text: &str) -> Result<Workflow> {
+        let workflow: Workflow = if text.trim_start().starts_with('{') {
+            serde_json::from_str(text)
+                .map_err(|e| Error::invalid(format!("the workflow is not valid JSON: {e}")))?
+        } else {
+            serde_yaml_ng::from_str(text)
+                .map_err(|e| Error::invalid(format!("the workflow is not valid YAML: {e}")))?
+        };
+        workflow.validate()?;
+        Ok(workflow)
+    }
+
+    /// The step named `name`.
+    pub fn step(&self, name: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.name == name)
     }
 
     /// A cycle of dependencies, as the steps on it with the first repeated at the end, if any.
@@ -274,10 +360,12 @@ impl Workflow {
             .zip(packages)
             .map(|(step, package)| Step {
                 name: step.clone(),
-                package: PackageRef {
+                package: Some(PackageRef {
                     name: package.clone(),
                     version: crate::package::LATEST_ALIAS.to_string(),
-                },
+                }),
+                handler: None,
+                pool: None,
                 after: Vec::new(),
                 map: None,
                 limits: LimitOverrides::default(),
@@ -305,11 +393,18 @@ impl Workflow {
             description: String::new(),
             steps: built,
             on_failure: FailurePolicy::Stop,
+            trigger: Trigger::default(),
         };
         workflow.validate()?;
         Ok(workflow)
     }
 }
+
+pub mod conductor;
+pub mod ledger;
+pub mod run;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite;
 
 #[cfg(test)]
 mod tests;

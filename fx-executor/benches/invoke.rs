@@ -74,6 +74,7 @@ fn invocation(digest: &PackageDigest, reuse: bool) -> Invocation {
         limits: Limits::DEFAULT,
         dispatched_at: chrono::Utc::now(),
         attempt_base: 0,
+        publish_output: true,
         not_before: None,
         grants: Default::default(),
     }

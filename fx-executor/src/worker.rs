@@ -321,11 +321,14 @@ impl Executor {
         let result = match outcome.result {
             Ok(output) => match self.output_messages(invocation, &output, duration_us) {
                 Ok(messages) => {
-                    owed.extend(
-                        messages
-                            .into_iter()
-                            .map(|message| (topics::EVENTS.to_string(), message)),
-                    );
+                    // A workflow step's output feeds the steps after it, not `fx.events`.
+                    if invocation.publish_output {
+                        owed.extend(
+                            messages
+                                .into_iter()
+                                .map(|message| (topics::EVENTS.to_string(), message)),
+                        );
+                    }
                     Ok(output)
                 }
                 Err(failure) => Err(failure),

@@ -42,6 +42,8 @@ pub enum Dispatched {
 pub struct Dispatcher {
     backends: Backends,
     table: LiveTable,
+    /// The workflows events start runs of.
+    triggers: crate::workflows::Triggers,
 }
 
 /// Deliveries taken from `fx.events` at once: what is already waiting, up to this many.
@@ -68,7 +70,11 @@ struct Planned {
 impl Dispatcher {
     /// A dispatcher over `backends` using the live handler `table`.
     pub fn new(backends: Backends, table: LiveTable) -> Self {
-        Dispatcher { backends, table }
+        Dispatcher {
+            triggers: crate::workflows::Triggers::new(backends.clone()),
+            backends,
+            table,
+        }
     }
 
     /// Consumes `fx.events` as group `group` until `shutdown`.
@@ -158,6 +164,7 @@ impl crate::consume::BatchHandler for Dispatcher {
         let mut packages = Packages::new();
         let mut planned = Vec::new();
         let mut executions = Vec::new();
+        let mut events = Vec::with_capacity(batch.len());
         for (i, delivery) in batch.iter().enumerate() {
             match decode_message(&delivery.message) {
                 Ok(event) => {
@@ -169,7 +176,8 @@ impl crate::consume::BatchHandler for Dispatcher {
                         shutdown,
                         (&mut planned, &mut executions),
                     )
-                    .await?
+                    .await?;
+                    events.push(event);
                 }
                 Err(e) => owed[i] = vec![dead_letter(delivery, &e)],
             }
@@ -177,6 +185,8 @@ impl crate::consume::BatchHandler for Dispatcher {
         for (i, _, outgoing) in self.record(planned, executions, shutdown).await? {
             owed[i].extend(outgoing);
         }
+        let decoded: Vec<&Event> = events.iter().collect();
+        self.triggers.start(&decoded, shutdown).await?;
         let outgoing: Vec<Outgoing> = owed.into_iter().flatten().collect();
         if outgoing.is_empty() {
             return Ok(());
@@ -374,6 +384,7 @@ impl Dispatcher {
                 attempt: 1,
                 dispatched_at: Utc::now(),
                 attempt_base: 0,
+                publish_output: true,
                 not_before: None,
             };
             let message = Message::json(Some(key), &invocation)?;

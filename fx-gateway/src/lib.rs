@@ -8,6 +8,7 @@
 //! - [`router`]: state events into the state store (and documents into the sink).
 //! - [`logs`]: log lines into the sink, committed once stored.
 //! - [`schedules`]: the schedules' ticks onto `fx.events`, each fired once across gateways.
+//! - [`workflows`]: workflow runs started by events, and the sweep of unfinished runs.
 
 pub mod consume;
 pub mod dispatch;
@@ -16,6 +17,7 @@ pub mod retry;
 pub mod router;
 pub mod schedules;
 pub mod table;
+pub mod workflows;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -119,6 +121,11 @@ pub async fn run_with_table(
         let shutdown_router = shutdown.clone();
         let group = settings.state_group.clone();
         tasks.spawn(async move { router.run(&group, shutdown_router).await });
+        {
+            let backends = backends.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { workflows::sweep(backends, shutdown).await });
+        }
         let logs = logs::LogRouter::new(backends.clone());
         let shutdown = shutdown.clone();
         let group = settings.log_group.clone();

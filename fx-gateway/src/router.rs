@@ -14,6 +14,7 @@ use fx_core::notify::{Outcome, Rule};
 use fx_core::registry::CachedTable;
 use fx_core::sink::{ExecutionDoc, MetricDoc};
 use fx_core::telemetry;
+use fx_core::workflow::conductor::Conductor;
 use fx_core::Result;
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +32,8 @@ pub struct StateRouter {
     backends: Backends,
     /// The notification rules, read at most every [`RULES_TTL`].
     rules: CachedTable<Rule>,
+    /// Moves the workflow runs whose step executions finished.
+    conductor: Conductor,
 }
 
 /// How long the router uses the notification rules it read before reading them again.
@@ -47,6 +50,7 @@ impl StateRouter {
     /// A router over `backends`.
     pub fn new(backends: Backends) -> Self {
         StateRouter {
+            conductor: Conductor::new(backends.clone()),
             backends,
             rules: CachedTable::with_ttl(RULES_TTL),
         }
@@ -218,6 +222,12 @@ impl crate::consume::BatchHandler for StateRouter {
         let executions: Vec<ExecutionDoc> = executions.into_iter().flatten().collect();
         if !finished.is_empty() {
             self.enqueue_notifications(&finished, shutdown).await?;
+            // Workflow steps among them: their runs move on (start the steps that waited).
+            let ids: Vec<ExecutionId> = finished.iter().map(|(id, _)| id.clone()).collect();
+            until_available("moving workflow runs", shutdown, || {
+                self.conductor.finished(&ids)
+            })
+            .await?;
         }
         if !metrics.is_empty() {
             until_available("writing metrics", shutdown, || {

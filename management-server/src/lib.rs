@@ -20,6 +20,7 @@
 pub mod auth;
 pub mod chat;
 pub mod error;
+pub mod graph;
 pub mod hooks;
 pub mod limits;
 pub mod metrics;

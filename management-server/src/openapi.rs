@@ -54,6 +54,18 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("put", "/api/v1/notifications/{name}"),
     ("delete", "/api/v1/notifications/{name}"),
     ("get", "/api/v1/executions/{id}/notifications"),
+    ("get", "/api/v1/workflows"),
+    ("post", "/api/v1/workflows"),
+    ("get", "/api/v1/workflows/{name}"),
+    ("put", "/api/v1/workflows/{name}"),
+    ("delete", "/api/v1/workflows/{name}"),
+    ("get", "/api/v1/workflows/{name}/runs"),
+    ("post", "/api/v1/workflows/{name}/runs"),
+    ("get", "/api/v1/runs"),
+    ("get", "/api/v1/runs/{id}"),
+    ("get", "/api/v1/runs/{id}/graph.svg"),
+    ("post", "/api/v1/runs/{id}/cancel"),
+    ("post", "/api/v1/runs/{id}/redrive"),
     ("get", "/api/v1/executions"),
     ("get", "/api/v1/executions/{id}"),
     ("post", "/api/v1/executions/{id}/redrive"),
@@ -102,6 +114,8 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         list_bundles, create_bundle, get_bundle, put_bundle, delete_bundle, slack_request,
         list_rules_notify, create_rule_notify, get_rule_notify, put_rule_notify,
         delete_rule_notify, execution_notifications,
+        list_workflows, create_workflow, get_workflow, put_workflow, delete_workflow,
+        list_workflow_runs, start_run, list_runs, get_run, run_graph, cancel_run, redrive_run,
         list_executions, get_execution, redrive_execution, rerun_execution,
         post_event, post_event_root,
         login, me, own_tokens, create_own_token, revoke_token, list_accounts, create_account,
@@ -117,6 +131,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         (name = "hooks", description = "webhooks: signed deliveries from GitHub, Stripe, GitLab, Slack or any HMAC sender, each turned into a CloudEvent (docs/webhooks.md)"),
         (name = "chat", description = "chat commands from Slack: command bundles, slash commands and app mentions (docs/chat.md)"),
         (name = "notifications", description = "rules that tell a URL when executions succeed, fail or are dead-lettered, and the notifications sent (docs/notifications.md)"),
+        (name = "workflows", description = "graphs of steps that run concurrently, survive crashes and are drawn live; their runs (docs/workflows.md)"),
         (name = "executions", description = "one per event and handler, with logs"),
         (name = "events", description = "CloudEvents over HTTP, published to fx.events"),
         (name = "identity", description = "who may do what: accounts, api tokens, rules, the audit log (docs/security.md)"),
@@ -295,6 +310,108 @@ pub fn pause_schedule() {}
     responses((status = 200, description = "the schedule, resumed", body = Object),
         (status = 404, description = "no such schedule", body = Object)))]
 pub fn resume_schedule() {}
+
+/// Every workflow the caller may read, with its revision and its layers (the order its steps
+/// start in).
+#[utoipa::path(get, path = "/api/v1/workflows", tag = "workflows",
+    responses((status = 200, description = "{revision, workflows: [{workflow, revision, layers}], invalid}", body = Object)))]
+pub fn list_workflows() {}
+
+/// Creates a workflow. Every package and handler its steps name must exist.
+#[utoipa::path(post, path = "/api/v1/workflows", tag = "workflows",
+    request_body(content = Object, description = "the workflow: name, description, on_failure (stop | continue), trigger {event: filter, schedule}, steps [{name, package {name, version} | handler, pool, after [{step, on: success | failure | always}], map: JSON pointer, limits, retry}]"),
+    responses((status = 201, description = "created, with its revision", body = Object),
+        (status = 400, description = "invalid, with the reason: a cycle (its steps named), an unknown package, a missing dependency, over 1,000 steps", body = Object),
+        (status = 409, description = "a workflow of that name exists", body = Object)))]
+pub fn create_workflow() {}
+
+/// One workflow.
+#[utoipa::path(get, path = "/api/v1/workflows/{name}", tag = "workflows",
+    params(("name" = String, Path, description = "workflow name")),
+    responses((status = 200, description = "the workflow and its revision", body = Object),
+        (status = 404, description = "no such workflow", body = Object)))]
+pub fn get_workflow() {}
+
+/// Creates or replaces a workflow; with `If-Match: <revision>` only at that revision. Runs
+/// already started keep the definition they started with.
+#[utoipa::path(put, path = "/api/v1/workflows/{name}", tag = "workflows",
+    params(("name" = String, Path, description = "workflow name"),
+        ("If-Match" = Option<String>, Header, description = "the revision expected")),
+    request_body(content = Object, description = "the workflow"),
+    responses((status = 200, description = "written, with its revision", body = Object),
+        (status = 400, description = "invalid, with the reason", body = Object),
+        (status = 409, description = "changed since the revision in If-Match", body = Object)))]
+pub fn put_workflow() {}
+
+/// Deletes a workflow; its runs stay (and finish).
+#[utoipa::path(delete, path = "/api/v1/workflows/{name}", tag = "workflows",
+    params(("name" = String, Path, description = "workflow name"),
+        ("If-Match" = Option<String>, Header, description = "the revision expected")),
+    responses((status = 204, description = "deleted"),
+        (status = 404, description = "no such workflow", body = Object),
+        (status = 409, description = "changed since the revision in If-Match", body = Object)))]
+pub fn delete_workflow() {}
+
+/// The runs of one workflow, newest first.
+#[utoipa::path(get, path = "/api/v1/workflows/{name}/runs", tag = "workflows",
+    params(("name" = String, Path, description = "workflow name"),
+        ("status" = Option<String>, Query, description = "running, succeeded, failed or cancelled"),
+        ("since" = Option<String>, Query, description = "started at or after (RFC 3339)"),
+        ("until" = Option<String>, Query, description = "started before (RFC 3339)"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("limit" = Option<u32>, Query, description = "page size, 1 to 500")),
+    responses((status = 200, description = "{runs: [{id, workflow, status, created_at, finished_at, steps: {status: count}}], next_cursor}", body = Object)))]
+pub fn list_workflow_runs() {}
+
+/// Starts a run with an input.
+#[utoipa::path(post, path = "/api/v1/workflows/{name}/runs", tag = "workflows",
+    params(("name" = String, Path, description = "workflow name")),
+    request_body(content = Object, description = "{input: any JSON (the steps' `input`), key: an idempotency key}"),
+    responses((status = 201, description = "started: {run, created, url}", body = Object),
+        (status = 200, description = "a run with this key exists: {run, created: false, url}", body = Object),
+        (status = 404, description = "no such workflow", body = Object)))]
+pub fn start_run() {}
+
+/// Runs of every workflow (needs `workflow:read` on `*`; filter by `workflow` otherwise).
+#[utoipa::path(get, path = "/api/v1/runs", tag = "workflows",
+    params(("workflow" = Option<String>, Query, description = "only this workflow's"),
+        ("status" = Option<String>, Query, description = "running, succeeded, failed or cancelled"),
+        ("since" = Option<String>, Query, description = "started at or after (RFC 3339)"),
+        ("until" = Option<String>, Query, description = "started before (RFC 3339)"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("limit" = Option<u32>, Query, description = "page size, 1 to 500")),
+    responses((status = 200, description = "{runs, next_cursor}", body = Object)))]
+pub fn list_runs() {}
+
+/// One run: its definition, trigger, steps (status, executions, times, reason) and the
+/// outputs of its succeeded steps.
+#[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "workflows",
+    params(("id" = String, Path, description = "run id")),
+    responses((status = 200, description = "{run, outputs}", body = Object),
+        (status = 404, description = "no such run", body = Object)))]
+pub fn get_run() {}
+
+/// The run's graph as SVG, each step coloured by its status.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/graph.svg", tag = "workflows",
+    params(("id" = String, Path, description = "run id")),
+    responses((status = 200, description = "image/svg+xml", body = String),
+        (status = 404, description = "no such run", body = Object)))]
+pub fn run_graph() {}
+
+/// Cancels a running run: no step starts any more; running steps finish and are recorded.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "workflows",
+    params(("id" = String, Path, description = "run id")),
+    responses((status = 200, description = "{run}", body = Object),
+        (status = 409, description = "the run is not running", body = Object)))]
+pub fn cancel_run() {}
+
+/// Re-drives a failed or cancelled run from the steps that did not succeed (new executions);
+/// succeeded steps keep their results.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/redrive", tag = "workflows",
+    params(("id" = String, Path, description = "run id")),
+    responses((status = 200, description = "{run}", body = Object),
+        (status = 409, description = "the run is running, or succeeded", body = Object)))]
+pub fn redrive_run() {}
 
 /// Every webhook the caller may read, with its revision and the path senders post to.
 #[utoipa::path(get, path = "/api/v1/hooks", tag = "hooks",

@@ -63,6 +63,7 @@ async fn warm_invocation_latency() {
         limits: Limits::DEFAULT,
         dispatched_at: chrono::Utc::now(),
         attempt_base: 0,
+        publish_output: true,
         not_before: None,
         grants: Default::default(),
     };

@@ -21,3 +21,4 @@ mod secrets;
 mod skeleton;
 mod ui;
 mod webhooks;
+mod workflows;

@@ -47,6 +47,15 @@ pub enum Action {
     /// Create, change and delete notification rules.
     #[serde(rename = "notification:write")]
     NotificationWrite,
+    /// Read workflows and their runs.
+    #[serde(rename = "workflow:read")]
+    WorkflowRead,
+    /// Create, change and delete workflows (their steps run packages: as `handler:write`).
+    #[serde(rename = "workflow:write")]
+    WorkflowWrite,
+    /// Start, cancel and re-drive runs of a workflow.
+    #[serde(rename = "workflow:run")]
+    WorkflowRun,
     #[serde(rename = "execution:read")]
     ExecutionRead,
     /// Redrive or rerun executions of a handler.
@@ -96,6 +105,8 @@ pub enum ResourceKind {
     Bundle,
     /// A notification rule, by name.
     Notification,
+    /// A workflow, by name (its runs are resources of it).
+    Workflow,
     /// An event, by its `type` attribute.
     Event,
     /// An executor pool, by name.
@@ -109,7 +120,7 @@ pub enum ResourceKind {
 
 impl Action {
     /// Every action, in a stable order.
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 25] = [
         Action::PackageRead,
         Action::PackageUpload,
         Action::HandlerRead,
@@ -122,6 +133,9 @@ impl Action {
         Action::BundleWrite,
         Action::NotificationRead,
         Action::NotificationWrite,
+        Action::WorkflowRead,
+        Action::WorkflowWrite,
+        Action::WorkflowRun,
         Action::ExecutionRead,
         Action::ExecutionRedrive,
         Action::EventEmit,
@@ -149,6 +163,9 @@ impl Action {
             Action::BundleWrite => "bundle:write",
             Action::NotificationRead => "notification:read",
             Action::NotificationWrite => "notification:write",
+            Action::WorkflowRead => "workflow:read",
+            Action::WorkflowWrite => "workflow:write",
+            Action::WorkflowRun => "workflow:run",
             Action::ExecutionRead => "execution:read",
             Action::ExecutionRedrive => "execution:redrive",
             Action::EventEmit => "event:emit",
@@ -188,6 +205,9 @@ impl Action {
             Action::HookRead | Action::HookWrite => ResourceKind::Hook,
             Action::BundleRead | Action::BundleWrite => ResourceKind::Bundle,
             Action::NotificationRead | Action::NotificationWrite => ResourceKind::Notification,
+            Action::WorkflowRead | Action::WorkflowWrite | Action::WorkflowRun => {
+                ResourceKind::Workflow
+            }
             Action::EventEmit => ResourceKind::Event,
             Action::PoolUse | Action::SecretDeliver => ResourceKind::Pool,
             Action::SecretGrant | Action::SecretWrite => ResourceKind::Secret,

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Entry, Registry, Table};
+use super::{Entry, Registry, Stored, Table};
 use crate::error::Result;
 
 /// A registry's entries as last read, read again when older than `ttl` or after a write
@@ -43,6 +43,16 @@ impl<T: Entry> CachedTable<T> {
     /// Every entry, from a table at most `ttl` old (or the last one read, while the
     /// registry does not answer).
     pub async fn entries(&self, registry: &dyn Registry<T>) -> Result<Vec<T>> {
+        Ok(self
+            .stored(registry)
+            .await?
+            .into_iter()
+            .map(|s| s.entry)
+            .collect())
+    }
+
+    /// As [`CachedTable::entries`], with each entry's revision.
+    pub async fn stored(&self, registry: &dyn Registry<T>) -> Result<Vec<Stored<T>>> {
         let mut table = self.table.lock().await;
         let fresh = table
             .as_ref()
@@ -59,7 +69,7 @@ impl<T: Entry> CachedTable<T> {
         }
         Ok(table
             .as_ref()
-            .map(|(_, t)| t.entries.iter().map(|e| e.entry.clone()).collect())
+            .map(|(_, t)| t.entries.clone())
             .unwrap_or_default())
     }
 

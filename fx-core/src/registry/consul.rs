@@ -125,8 +125,16 @@ impl ConsulRegistry<crate::notify::Rule> {
     }
 }
 
+impl ConsulRegistry<crate::workflow::Workflow> {
+    /// The workflow registry over the Consul agent of `settings`, under its
+    /// `workflows_prefix`.
+    pub fn workflows(settings: &ConsulSettings) -> Result<Self> {
+        Self::under(settings, &settings.workflows_prefix)
+    }
+}
+
 impl ConsulRegistry<crate::chat::Bundle> {
-    /// The command bundle registry over the Consul agent of `settings`, under its
+    /// The chat command bundle registry over the Consul agent of `settings`, under its
     /// `bundles_prefix`.
     pub fn bundles(settings: &ConsulSettings) -> Result<Self> {
         Self::under(settings, &settings.bundles_prefix)

@@ -199,6 +199,17 @@ impl Entry for crate::chat::Bundle {
     }
 }
 
+impl Entry for crate::workflow::Workflow {
+    const KIND: &'static str = "workflow";
+    const COLLECTION: &'static str = "workflows";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn validate(&self) -> Result<()> {
+        crate::workflow::Workflow::validate(self)
+    }
+}
+
 impl Entry for crate::hook::Hook {
     const KIND: &'static str = "hook";
     const COLLECTION: &'static str = "hooks";
@@ -328,6 +339,9 @@ pub type ScheduleRegistry = dyn Registry<Schedule>;
 
 /// The webhooks' registry, in the handlers' backend.
 pub type HookRegistry = dyn Registry<crate::hook::Hook>;
+
+/// The workflows' registry, in the handlers' backend.
+pub type WorkflowRegistry = dyn Registry<crate::workflow::Workflow>;
 
 /// The chat command bundles' registry, in the handlers' backend.
 pub type BundleRegistry = dyn Registry<crate::chat::Bundle>;

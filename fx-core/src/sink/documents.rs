@@ -205,3 +205,101 @@ mod tests {
         assert!(MetricDoc::from_state(&started, "h").is_none());
     }
 }
+
+/// A workflow run as the operational sink indexes it: its latest state (Kibana: runs by
+/// workflow and status, how long they take).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunDoc {
+    /// The run.
+    pub run_id: crate::workflow::run::RunId,
+    /// The workflow.
+    pub workflow: String,
+    /// The definition's registry revision.
+    pub revision: u64,
+    /// Latest status.
+    pub status: crate::workflow::run::RunStatus,
+    /// Re-drives so far.
+    pub generation: u32,
+    /// Steps in all.
+    pub steps: usize,
+    /// Steps by status.
+    pub steps_by_status: std::collections::BTreeMap<String, usize>,
+    /// The trigger event's `type`.
+    pub trigger_type: String,
+    /// When it started.
+    pub created_at: DateTime<Utc>,
+    /// When it finished.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Start to finish in milliseconds, once finished.
+    pub duration_ms: Option<f64>,
+}
+
+impl RunDoc {
+    /// The document of `run` as it is now.
+    pub fn of(run: &crate::workflow::run::Run) -> RunDoc {
+        use cloudevents::AttributesReader;
+        let summary = crate::workflow::run::RunSummary::from(run);
+        RunDoc {
+            run_id: run.id.clone(),
+            workflow: run.workflow.clone(),
+            revision: run.revision,
+            status: run.status,
+            generation: run.generation,
+            steps: run.steps.len(),
+            steps_by_status: summary.steps,
+            trigger_type: run.trigger.ty().to_string(),
+            created_at: run.created_at,
+            finished_at: run.finished_at,
+            duration_ms: run
+                .finished_at
+                .map(|f| (f - run.created_at).num_microseconds().unwrap_or(0) as f64 / 1000.0),
+        }
+    }
+}
+
+/// A workflow step's recorded result as the operational sink indexes it: one document per
+/// step and run generation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepDoc {
+    /// The run.
+    pub run_id: crate::workflow::run::RunId,
+    /// The workflow.
+    pub workflow: String,
+    /// The step.
+    pub step: String,
+    /// The run generation it ran in.
+    pub generation: u32,
+    /// Its status.
+    pub status: crate::workflow::run::StepStatus,
+    /// Its executions (one per map item).
+    pub executions: Vec<ExecutionId>,
+    /// When it started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Start to end in milliseconds.
+    pub duration_ms: Option<f64>,
+    /// Why it failed, was skipped or cancelled.
+    pub reason: Option<String>,
+}
+
+impl StepDoc {
+    /// The document of `step` of `run`.
+    pub fn of(run: &crate::workflow::run::Run, step: &crate::workflow::run::StepRun) -> StepDoc {
+        StepDoc {
+            run_id: run.id.clone(),
+            workflow: run.workflow.clone(),
+            step: step.name.clone(),
+            generation: step.generation,
+            status: step.status,
+            executions: step.executions.clone(),
+            started_at: step.started_at,
+            finished_at: step.finished_at,
+            duration_ms: match (step.started_at, step.finished_at) {
+                (Some(s), Some(f)) => Some((f - s).num_microseconds().unwrap_or(0) as f64 / 1000.0),
+                _ => None,
+            },
+            reason: step.reason.clone(),
+        }
+    }
+}

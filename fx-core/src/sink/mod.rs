@@ -20,7 +20,7 @@ pub mod routing;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
-pub use documents::{ExecutionDoc, MetricDoc};
+pub use documents::{ExecutionDoc, MetricDoc, RunDoc, StepDoc};
 pub use routing::StateRouting;
 
 /// Where log lines, metrics and execution documents go.
@@ -75,6 +75,14 @@ pub trait OperationalSink: Send + Sync + 'static {
     /// attempt) is not counted twice. Backends without dashboards ignore them (the default).
     async fn write_metrics(&self, metrics: &[MetricDoc]) -> Result<()> {
         let _ = metrics;
+        Ok(())
+    }
+
+    /// Writes workflow run and step documents (a run's latest state; a step's recorded
+    /// result); a newer document of the same run or step replaces the older one. Backends
+    /// without dashboards ignore them (the default).
+    async fn write_workflow_docs(&self, runs: &[RunDoc], steps: &[StepDoc]) -> Result<()> {
+        let _ = (runs, steps);
         Ok(())
     }
 

@@ -1,10 +1,11 @@
-//! Values both SQL state stores encode alike: the executions list cursor, a handler
-//! change's revision, an account's kind and a rule's columns.
+//! Values both SQL state stores encode alike: the executions and runs list cursors, a
+//! handler change's revision, an account's kind, a rule's columns and a run's document.
 
 use super::HandlerChange;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::execution::{ExecutionId, ExecutionSummary, Page};
 use crate::identity::rules::{Grant, Pattern, PrincipalKind, Rule, Subject};
+use crate::workflow::run::{Run, RunId, RunSummary};
 
 /// An executions list cursor: the `created_at` (microseconds) and id of the last item seen.
 pub(crate) fn encode_cursor(created_at: i64, id: &ExecutionId) -> String {
@@ -32,6 +33,67 @@ pub(crate) fn page_of(mut rows: Vec<ExecutionSummary>, page_size: u32) -> Page<E
         items: rows,
         next_cursor,
     }
+}
+
+/// A runs list cursor, as the executions one: the `created_at` (microseconds, as stored) and
+/// id of the last run seen.
+pub(crate) fn encode_run_cursor(created_at: i64, id: &RunId) -> String {
+    format!("{created_at}:{id}")
+}
+
+pub(crate) fn decode_run_cursor(cursor: &str) -> Result<(i64, String)> {
+    let malformed = || Error::invalid(format!("runs cursor {cursor:?} is malformed"));
+    let (at, id) = cursor.split_once(':').ok_or_else(malformed)?;
+    let at: i64 = at.parse().map_err(|_| malformed())?;
+    let id = RunId::parse(id).map_err(|_| malformed())?;
+    Ok((at, id.as_str().to_string()))
+}
+
+/// The page of runs read with `LIMIT page_size + 1`, each with its stored `created_at`
+/// (microseconds): the first `page_size`, and a cursor after the last of them when there was
+/// one more. The cursor holds the stored time, not the document's (which may be finer).
+pub(crate) fn run_page_of(mut rows: Vec<(i64, Run)>, page_size: u32) -> Page<RunSummary> {
+    let more = rows.len() > page_size as usize;
+    rows.truncate(page_size as usize);
+    let next_cursor = match (more, rows.last()) {
+        (true, Some((at, last))) => Some(encode_run_cursor(*at, &last.id)),
+        _ => None,
+    };
+    Page {
+        items: rows.iter().map(|(_, run)| RunSummary::from(run)).collect(),
+        next_cursor,
+    }
+}
+
+/// A run's document as stored: its JSON (the stored `version` column, not the document's,
+/// is its version).
+pub(crate) fn encode_run(run: &Run) -> Result<String> {
+    serde_json::to_string(run)
+        .kind_context(ErrorKind::Internal, || format!("encoding run {}", run.id))
+}
+
+/// The run stored under `id` as `doc` at `version`: `Internal` naming the run when the
+/// document does not decode.
+pub(crate) fn decode_run(id: &str, doc: &str, version: i64) -> Result<Run> {
+    let mut run: Run = serde_json::from_str(doc).kind_context(ErrorKind::Internal, || {
+        format!("stored run {id} does not decode")
+    })?;
+    if run.id.as_str() != id {
+        return Err(Error::internal(format!(
+            "stored run {id} holds the document of run {}",
+            run.id
+        )));
+    }
+    run.version = u64::try_from(version).map_err(|_| {
+        Error::internal(format!("stored version {version} of run {id} is negative"))
+    })?;
+    Ok(run)
+}
+
+/// A run's version as stored (a signed integer); `None` past `i64::MAX` (no stored run is at
+/// it).
+pub(crate) fn stored_run_version(run: &Run) -> Option<i64> {
+    i64::try_from(run.version).ok()
 }
 
 /// The revision of `change` as stored (a signed integer): `Invalid` past `i64::MAX`.

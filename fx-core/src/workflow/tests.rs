@@ -106,7 +106,7 @@ fn the_adjacency_matrix_form_is_imported() {
     ];
     let w = Workflow::from_matrix("imported", &steps, &packages, &matrix).unwrap();
     assert_eq!(w.layers(), vec![vec!["a"], vec!["b", "c"], vec!["d"]]);
-    assert_eq!(w.steps[3].package.name, "r");
+    assert_eq!(w.steps[3].package.as_ref().unwrap().name, "r");
     let mut cyclic = matrix.clone();
     cyclic[3][0] = 1;
     let err = Workflow::from_matrix("imported", &steps, &packages, &cyclic).unwrap_err();
@@ -116,4 +116,71 @@ fn the_adjacency_matrix_form_is_imported() {
     let mut two = matrix.clone();
     two[0][1] = 2;
     assert!(Workflow::from_matrix("imported", &steps, &packages, &two).is_err());
+}
+
+#[test]
+fn a_step_runs_exactly_one_of_a_package_and_a_handler() {
+    let both = workflow(serde_json::json!([{
+        "name": "a", "package": {"name": "hello"}, "handler": "greet",
+    }]));
+    assert!(both
+        .validate()
+        .unwrap_err()
+        .message()
+        .contains("exactly one"));
+    let neither = workflow(serde_json::json!([{"name": "a"}]));
+    assert!(neither
+        .validate()
+        .unwrap_err()
+        .message()
+        .contains("exactly one"));
+    let handler = workflow(serde_json::json!([{"name": "a", "handler": "greet"}]));
+    handler.validate().unwrap();
+    let pooled = workflow(serde_json::json!([{"name": "a", "handler": "greet", "pool": "gpu"}]));
+    assert!(pooled.validate().unwrap_err().message().contains("pool"));
+}
+
+#[test]
+fn triggers_match_events_and_schedule_ticks() {
+    let w: Workflow = serde_json::from_value(serde_json::json!({
+        "name": "flow",
+        "steps": [{"name": "a", "package": {"name": "hello"}}],
+        "trigger": {
+            "event": {"exact": {"attribute": "type", "value": "com.example.go"}},
+            "schedule": "nightly",
+        },
+    }))
+    .unwrap();
+    w.validate().unwrap();
+    let event = |ty: &str, source: &str| {
+        crate::event::new_json_event("1", source, ty, serde_json::json!({})).unwrap()
+    };
+    assert!(w.trigger.matches(&event("com.example.go", "/x")));
+    assert!(w
+        .trigger
+        .matches(&event("com.ferrisfx.schedule.fired", "/schedules/nightly")));
+    assert!(!w
+        .trigger
+        .matches(&event("com.ferrisfx.schedule.fired", "/schedules/daily")));
+    assert!(!w.trigger.matches(&event("com.example.other", "/x")));
+    assert!(!Trigger::default().matches(&event("com.example.go", "/x")));
+}
+
+#[test]
+fn a_definition_is_read_from_json_or_yaml() {
+    let yaml = "name: flow\non_failure: continue\nsteps:\n  - name: a\n    package: {name: hello}\n  - name: b\n    package:\n      name: hello\n    after:\n      - step: a\n        on: failure\n";
+    let w = Workflow::parse(yaml).unwrap();
+    assert_eq!(w.on_failure, FailurePolicy::Continue);
+    assert_eq!(w.steps[1].after[0].on, Condition::Failure);
+    let json = serde_json::to_string(&w).unwrap();
+    assert_eq!(Workflow::parse(&json).unwrap(), w);
+    let bad = Workflow::parse(
+        "name: flow\nsteps: [{name: a, package: {name: hello}, after: [{step: a}]}]",
+    );
+    assert!(bad.unwrap_err().message().contains("cycle"));
+    assert!(Workflow::parse("name: [")
+        .unwrap_err()
+        .message()
+        .contains("YAML"));
+    assert!(Workflow::parse("{").unwrap_err().message().contains("JSON"));
 }

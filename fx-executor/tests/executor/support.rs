@@ -258,6 +258,7 @@ pub fn invocation(
         limits: Limits::resolve(&LimitOverrides::default(), &limits),
         dispatched_at: chrono::Utc::now(),
         attempt_base: 0,
+        publish_output: true,
         not_before: None,
         grants: Default::default(),
     }

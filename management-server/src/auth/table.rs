@@ -225,6 +225,66 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
     ),
     (
         Method::GET,
+        "/api/v1/workflows",
+        Allowed(Action::WorkflowRead, Later),
+    ),
+    (
+        Method::POST,
+        "/api/v1/workflows",
+        Allowed(Action::WorkflowWrite, Later),
+    ),
+    (
+        Method::GET,
+        "/api/v1/workflows/{name}",
+        Allowed(Action::WorkflowRead, Path("name")),
+    ),
+    (
+        Method::PUT,
+        "/api/v1/workflows/{name}",
+        Allowed(Action::WorkflowWrite, Path("name")),
+    ),
+    (
+        Method::DELETE,
+        "/api/v1/workflows/{name}",
+        Allowed(Action::WorkflowWrite, Path("name")),
+    ),
+    (
+        Method::GET,
+        "/api/v1/workflows/{name}/runs",
+        Allowed(Action::WorkflowRead, Path("name")),
+    ),
+    (
+        Method::POST,
+        "/api/v1/workflows/{name}/runs",
+        Allowed(Action::WorkflowRun, Path("name")),
+    ),
+    (
+        Method::GET,
+        "/api/v1/runs",
+        Allowed(Action::WorkflowRead, Later),
+    ),
+    (
+        Method::GET,
+        "/api/v1/runs/{id}",
+        Allowed(Action::WorkflowRead, Later),
+    ),
+    (
+        Method::GET,
+        "/api/v1/runs/{id}/graph.svg",
+        Allowed(Action::WorkflowRead, Later),
+    ),
+    (
+        Method::POST,
+        "/api/v1/runs/{id}/cancel",
+        Allowed(Action::WorkflowRun, Later),
+    ),
+    (
+        Method::POST,
+        "/api/v1/runs/{id}/redrive",
+        Allowed(Action::WorkflowRun, Later),
+    ),
+    (
+        Method::GET,
         "/api/v1/executions",
         Allowed(Action::ExecutionRead, Later),
     ),

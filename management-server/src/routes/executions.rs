@@ -225,6 +225,15 @@ pub async fn redrive_execution(
         Action::ExecutionRedrive,
         Resource::Named(&execution.handler),
     )?;
+    {
+        use cloudevents::AttributesReader;
+        if execution.event.ty() == fx_core::workflow::conductor::STEP_EVENT_TYPE {
+            return Err(ApiError::conflict(format!(
+                "execution {id} is a step of workflow run {}: re-drive the run (POST /api/v1/runs/<run>/redrive) rather than the step",
+                execution.event.source()
+            )));
+        }
+    }
     match (again, execution.status) {
         (Again::Redrive, ExecutionStatus::Failed) => {}
         (Again::Redrive, status) => {
@@ -272,6 +281,7 @@ pub async fn redrive_execution(
         dispatched_at: Utc::now(),
         not_before: None,
         attempt_base: execution.attempts,
+        publish_output: true,
     };
     let message = Message::json(
         Some(fx_core::event::partition_key(&invocation.event)),

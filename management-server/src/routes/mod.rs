@@ -11,6 +11,7 @@ pub mod notifications;
 pub mod packages;
 pub mod schedules;
 pub mod secrets;
+pub mod workflows;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
@@ -19,6 +20,7 @@ use axum::Router;
 use fx_core::chat::Bundle;
 use fx_core::hook::Hook;
 use fx_core::notify::Rule;
+use fx_core::workflow::Workflow;
 
 use crate::AppState;
 
@@ -104,6 +106,25 @@ pub fn api(state: &AppState) -> Router<AppState> {
             "/executions/{id}/notifications",
             get(notifications::of_execution),
         )
+        .route(
+            "/workflows",
+            get(entries::list::<Workflow>).post(entries::create::<Workflow>),
+        )
+        .route(
+            "/workflows/{name}",
+            get(entries::get::<Workflow>)
+                .put(entries::put::<Workflow>)
+                .delete(entries::delete::<Workflow>),
+        )
+        .route(
+            "/workflows/{name}/runs",
+            get(workflows::list_of).post(workflows::start),
+        )
+        .route("/runs", get(workflows::list))
+        .route("/runs/{id}", get(workflows::get))
+        .route("/runs/{id}/graph.svg", get(workflows::graph))
+        .route("/runs/{id}/cancel", post(workflows::cancel))
+        .route("/runs/{id}/redrive", post(workflows::redrive))
         .route("/executions", get(executions::list))
         .route("/executions/{id}", get(executions::get))
         .route("/executions/{id}/redrive", post(executions::redrive))

@@ -32,6 +32,9 @@ pub struct ConsulSettings {
     /// Key prefix of the notification rules, as `prefix` is of the handlers.
     #[serde(default = "default_notifications_prefix")]
     pub notifications_prefix: String,
+    /// Key prefix of the workflows, as `prefix` is of the handlers.
+    #[serde(default = "default_workflows_prefix")]
+    pub workflows_prefix: String,
     /// ACL token, sent as `X-Consul-Token`; needs `key_prefix` read (gateways) or write
     /// (management server) on the prefix. Never logged, redacted in `Debug`; better given as
     /// `FX_BACKENDS__REGISTRY__TOKEN` than in a file.
@@ -61,6 +64,9 @@ fn default_hooks_prefix() -> String {
 fn default_bundles_prefix() -> String {
     "ferrisfx/bundles/".into()
 }
+fn default_workflows_prefix() -> String {
+    "ferrisfx/workflows/".into()
+}
 fn default_notifications_prefix() -> String {
     "ferrisfx/notifications/".into()
 }
@@ -77,6 +83,7 @@ impl Default for ConsulSettings {
             hooks_prefix: default_hooks_prefix(),
             bundles_prefix: default_bundles_prefix(),
             notifications_prefix: default_notifications_prefix(),
+            workflows_prefix: default_workflows_prefix(),
             token: None,
             datacenter: None,
             timeout_ms: default_timeout_ms(),
@@ -93,6 +100,7 @@ impl fmt::Debug for ConsulSettings {
             .field("hooks_prefix", &self.hooks_prefix)
             .field("bundles_prefix", &self.bundles_prefix)
             .field("notifications_prefix", &self.notifications_prefix)
+            .field("workflows_prefix", &self.workflows_prefix)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("datacenter", &self.datacenter)
             .field("timeout_ms", &self.timeout_ms)
@@ -137,6 +145,11 @@ impl ConsulSettings {
                 "notifications_prefix",
                 &self.notifications_prefix,
                 "ferrisfx/notifications/",
+            ),
+            (
+                "workflows_prefix",
+                &self.workflows_prefix,
+                "ferrisfx/workflows/",
             ),
         ];
         for (field, prefix, example) in prefixes {

@@ -82,6 +82,7 @@ async fn conformance_suite_passes_against_a_real_consul() {
         schedules_prefix: format!("{run}schedules/"),
         hooks_prefix: format!("{run}hooks/"),
         bundles_prefix: format!("{run}bundles/"),
+        workflows_prefix: format!("{run}workflows/"),
         notifications_prefix: format!("{run}notifications/"),
         token: std::env::var("FX_TEST_CONSUL_TOKEN").ok(),
         ..settings(&address)

@@ -185,4 +185,32 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX notifications_due ON notifications (status, next_at);
     CREATE INDEX notifications_by_execution ON notifications (execution_id);
 "#,
+    // 10: workflow runs (`crate::workflow::ledger::RunLedger`): one row per run, its document
+    // the JSON of the run, updated by compare-and-swap on `version`; the columns the list
+    // filters and sorts on copied from it, times in microseconds. The list reads one index
+    // range newest first whatever its filters; a conductor finds the unfinished ones oldest
+    // first in a partial index. Each step execution points at its run.
+    r#"
+    CREATE TABLE workflow_runs (
+        id          TEXT PRIMARY KEY NOT NULL,
+        workflow    TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        finished_at INTEGER,
+        version     INTEGER NOT NULL,
+        doc         TEXT NOT NULL
+    );
+    CREATE INDEX workflow_runs_newest ON workflow_runs (created_at DESC, id DESC);
+    CREATE INDEX workflow_runs_by_workflow_status
+        ON workflow_runs (workflow, status, created_at DESC, id DESC);
+    CREATE INDEX workflow_runs_by_workflow ON workflow_runs (workflow, created_at DESC, id DESC);
+    CREATE INDEX workflow_runs_by_status ON workflow_runs (status, created_at DESC, id DESC);
+    CREATE INDEX workflow_runs_unfinished ON workflow_runs (created_at, id)
+        WHERE finished_at IS NULL;
+    CREATE TABLE workflow_run_executions (
+        execution_id TEXT PRIMARY KEY NOT NULL,
+        run_id       TEXT NOT NULL
+    );
+"#,
 ];

@@ -31,6 +31,7 @@ mod list;
 mod migrations;
 mod notifications;
 mod rows;
+mod runs;
 mod secrets;
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,7 @@ async fn passes_the_conformance_suite() {
     crate::schedule::testsuite::run(&store).await;
     crate::notify::testsuite::run(&store).await;
     crate::notify::testsuite::deleting_an_execution_deletes_its_notifications(&store).await;
+    crate::workflow::testsuite::run(&store).await;
 }
 
 #[tokio::test]

@@ -28,7 +28,7 @@ use crate::store::encoding::{decode_cursor, page_of};
 use crate::store::text_filter::indexable;
 
 /// PostgreSQL's first `timestamptz`, 4714-11-24 00:00 UTC BC, in microseconds since the epoch.
-const FIRST_TIMESTAMP_MICROS: i64 = -210_866_803_200_000_000;
+pub(super) const FIRST_TIMESTAMP_MICROS: i64 = -210_866_803_200_000_000;
 
 const NEWEST_FIRST: &str = "ORDER BY created_at DESC, id DESC";
 

@@ -191,6 +191,33 @@ pub(crate) const STATE: &[Migration] = &[
     CREATE INDEX notifications_by_execution ON notifications (execution_id);
 "#,
     },
+    Migration {
+        version: 8,
+        description: "workflow runs and the index of their step executions",
+        sql: r#"
+    CREATE TABLE workflow_runs (
+        id          text COLLATE "C" PRIMARY KEY,
+        workflow    text COLLATE "C" NOT NULL,
+        status      text COLLATE "C" NOT NULL,
+        created_at  timestamptz NOT NULL,
+        updated_at  timestamptz NOT NULL,
+        finished_at timestamptz,
+        version     bigint NOT NULL,
+        doc         text NOT NULL
+    );
+    CREATE INDEX workflow_runs_newest ON workflow_runs (created_at DESC, id DESC);
+    CREATE INDEX workflow_runs_by_workflow_status
+        ON workflow_runs (workflow, status, created_at DESC, id DESC);
+    CREATE INDEX workflow_runs_by_workflow ON workflow_runs (workflow, created_at DESC, id DESC);
+    CREATE INDEX workflow_runs_by_status ON workflow_runs (status, created_at DESC, id DESC);
+    CREATE INDEX workflow_runs_unfinished ON workflow_runs (created_at, id)
+        WHERE finished_at IS NULL;
+    CREATE TABLE workflow_run_executions (
+        execution_id text COLLATE "C" PRIMARY KEY,
+        run_id       text COLLATE "C" NOT NULL
+    );
+"#,
+    },
 ];
 
 /// The key of the transaction-level advisory lock (`pg_advisory_xact_lock(hashtext(key))`)

@@ -37,6 +37,7 @@ mod list;
 pub(crate) mod migrations;
 mod notifications;
 mod rows;
+mod runs;
 mod secrets;
 #[cfg(test)]
 mod tests;

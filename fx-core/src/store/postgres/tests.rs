@@ -59,6 +59,7 @@ async fn postgres_store_passes_the_conformance_suite() {
     crate::schedule::testsuite::run(&store).await;
     crate::notify::testsuite::run(&store).await;
     crate::notify::testsuite::deleting_an_execution_deletes_its_notifications(&store).await;
+    crate::workflow::testsuite::run(&store).await;
     drop(store);
     drop_schema(&settings).await;
 }
