@@ -230,8 +230,12 @@ impl Workflow {
             serde_json::from_str(text)
                 .map_err(|e| Error::invalid(format!("the workflow is not valid JSON: {e}")))?
         } else {
-            serde_yaml_ng::from_str(text)
-                .map_err(|e| Error::invalid(format!("the workflow is not valid YAML: {e}")))?
+            // Through a JSON value, so that YAML reads as the JSON form does (enums as maps:
+            // `event: {exact: {...}}`, not YAML tags).
+            let value: serde_json::Value = serde_yaml_ng::from_str(text)
+                .map_err(|e| Error::invalid(format!("the workflow is not valid YAML: {e}")))?;
+            serde_json::from_value(value)
+                .map_err(|e| Error::invalid(format!("the workflow is not valid: {e}")))?
         };
         workflow.validate()?;
         Ok(workflow)

@@ -224,10 +224,19 @@ impl crate::consume::BatchHandler for StateRouter {
             self.enqueue_notifications(&finished, shutdown).await?;
             // Workflow steps among them: their runs move on (start the steps that waited).
             let ids: Vec<ExecutionId> = finished.iter().map(|(id, _)| id.clone()).collect();
-            until_available("moving workflow runs", shutdown, || {
+            // An error other than an outage (a run record that does not decode) does not hold
+            // the state events back: the sweep tries that run again.
+            match until_available("moving workflow runs", shutdown, || {
                 self.conductor.finished(&ids)
             })
-            .await?;
+            .await
+            {
+                Ok(()) => {}
+                Err(e) if shutdown.is_cancelled() => return Err(e),
+                Err(e) => {
+                    tracing::error!(error = %e.chain(), executions = ids.len(), "moving the workflow runs of finished executions failed; the sweep will")
+                }
+            }
         }
         if !metrics.is_empty() {
             until_available("writing metrics", shutdown, || {

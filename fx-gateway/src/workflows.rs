@@ -60,12 +60,22 @@ impl Triggers {
                 continue;
             }
             for stored in workflows.iter().filter(|w| w.entry.trigger.matches(event)) {
-                let (run, created) = until_available("starting a workflow run", shutdown, || {
+                let started = until_available("starting a workflow run", shutdown, || {
                     self.conductor
                         .start(&stored.entry, stored.revision, (*event).clone())
                 })
-                .await?;
-                tracing::debug!(run = %run, workflow = %stored.entry.name, created, event_id = %event.id(), "event triggered a workflow");
+                .await;
+                match started {
+                    Ok((run, created)) => {
+                        tracing::debug!(run = %run, workflow = %stored.entry.name, created, event_id = %event.id(), "event triggered a workflow")
+                    }
+                    Err(e) if shutdown.is_cancelled() => return Err(e),
+                    // Not an outage (a run the store refuses): the event still reaches its
+                    // handlers; the run is not started, and the log says why.
+                    Err(e) => {
+                        tracing::error!(workflow = %stored.entry.name, event_id = %event.id(), error = %e.chain(), "starting a workflow run failed")
+                    }
+                }
             }
         }
         Ok(())

@@ -511,6 +511,41 @@ async fn an_event_starts_one_run_however_often_it_is_delivered() {
     let run = finished(api, runs[0]["id"].as_str().unwrap(), String::new).await;
     assert_eq!(run["run"]["trigger"]["id"], "order-1");
     assert_eq!(run["outputs"]["b"]["outputs"]["a"]["step"], "a");
+
+    // A schedule's ticks start runs too.
+    create(
+        api,
+        json!({"name": "every-second", "trigger": {"schedule": "wf-tick"},
+               "steps": [step("a", &[])]}),
+    )
+    .await;
+    let (s, v) = api
+        .post_json(
+            "/api/v1/schedules",
+            &json!({"name": "wf-tick", "every_seconds": 1, "data": {"tick": true}}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let run = poll_until(
+        "a tick starts a run",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async {
+            let (_, v) = api
+                .get("/api/v1/runs?workflow=every-second&status=succeeded")
+                .await;
+            v["runs"][0]["id"]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("{v:#}"))
+        },
+    )
+    .await;
+    let (s, _) = api.post_json("/api/v1/schedules/wf-tick/pause", &json!({})).await;
+    assert_eq!(s, 200);
+    let run = finished(api, &run, String::new).await;
+    assert_eq!(run["run"]["trigger"]["source"], "/schedules/wf-tick");
+    assert_eq!(run["outputs"]["a"]["step"], "a");
     fx.stop().await;
 }
 

@@ -184,3 +184,23 @@ fn a_definition_is_read_from_json_or_yaml() {
         .contains("YAML"));
     assert!(Workflow::parse("{").unwrap_err().message().contains("JSON"));
 }
+
+#[test]
+fn the_example_workflows_are_valid() {
+    let diamond =
+        Workflow::parse(include_str!("../../../examples/workflows/diamond.yaml")).unwrap();
+    assert_eq!(diamond.layers(), vec![vec!["a"], vec!["b", "c"], vec!["d"]]);
+    let fan = Workflow::parse(include_str!("../../../examples/workflows/fan-out.yaml")).unwrap();
+    assert_eq!(fan.steps[0].map.as_deref(), Some("/input/items"));
+    let matrix: serde_json::Value =
+        serde_json::from_str(include_str!("../../../examples/workflows/matrix.json")).unwrap();
+    let names: Vec<String> = serde_json::from_value(matrix["steps"].clone()).unwrap();
+    let packages: Vec<String> = serde_json::from_value(matrix["packages"].clone()).unwrap();
+    let cells: Vec<Vec<u8>> = serde_json::from_value(matrix["matrix"].clone()).unwrap();
+    let imported =
+        Workflow::from_matrix("gorchestrator-import", &names, &packages, &cells).unwrap();
+    assert_eq!(
+        imported.layers(),
+        vec![vec!["fetch"], vec!["resize", "thumbnail"], vec!["publish"]]
+    );
+}

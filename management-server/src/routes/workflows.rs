@@ -39,7 +39,8 @@ impl ApiEntry for Workflow {
     }
 
     /// Every package a step names exists, every handler too; the writer may read those
-    /// packages and handlers and use the pools (a workflow runs code as a handler does).
+    /// packages, use the pools and write those handlers (a workflow runs code as a handler
+    /// does).
     async fn check(&self, state: &AppState, caller: &Caller) -> Result<(), ApiError> {
         check_steps(state, caller, self).await
     }
@@ -76,8 +77,10 @@ pub async fn check_steps(
                 .map_err(|e| e.on_field("steps"))?;
         }
         if let Some(handler) = &step.handler {
+            // The step runs the handler's function with its secrets and configuration on an
+            // input the workflow chooses: as much as changing the handler.
             caller
-                .check(Action::HandlerRead, Resource::Named(handler))
+                .check(Action::HandlerWrite, Resource::Named(handler))
                 .map_err(|e| e.on_field("steps"))?;
             if state.backends.registry.get(handler).await?.is_none() {
                 return Err(ApiError::invalid(format!(
