@@ -133,8 +133,9 @@ impl Conductor {
         if executions.is_empty() {
             return Ok(());
         }
+        let hint: HashSet<ExecutionId> = executions.iter().cloned().collect();
         for run in self.backends.runs.runs_of(executions).await? {
-            match self.advance(&run).await {
+            match self.advance_knowing(&run, Some(&hint)).await {
                 Ok(_) => {}
                 Err(e) if e.kind().is_retryable() => return Err(e),
                 Err(e) => {
@@ -190,12 +191,24 @@ impl Conductor {
     /// stores the run; again from a fresh read when another conductor stored it first.
     /// Returns the run as stored, or `None` when there is no such run.
     pub async fn advance(&self, id: &RunId) -> Result<Option<Run>> {
+        self.advance_knowing(id, None).await
+    }
+
+    /// [`Conductor::advance`] when only the executions in `ended` (if given) may have ended
+    /// since the run was last moved: only those (and executions found already started when a
+    /// step starts) are read, not every execution of every running step. Without it (a sweep,
+    /// a user's change) every execution not yet known to have ended is read.
+    async fn advance_knowing(
+        &self,
+        id: &RunId,
+        ended: Option<&HashSet<ExecutionId>>,
+    ) -> Result<Option<Run>> {
         for _ in 0..MAX_CONFLICTS {
             let Some(mut run) = self.backends.runs.get_run(id).await? else {
                 return Ok(None);
             };
             let before = run.clone();
-            self.settle(&mut run).await?;
+            self.settle(&mut run, ended).await?;
             if run == before {
                 return Ok(Some(run));
             }
@@ -211,20 +224,53 @@ impl Conductor {
 
     /// Settles `run` in memory: steps that ended recorded, ready ones started (their
     /// executions created and invocations published), until nothing more can start.
-    async fn settle(&self, run: &mut Run) -> Result<()> {
-        // How the executions of running steps ended; `None` = not yet.
+    async fn settle(&self, run: &mut Run, hint: Option<&HashSet<ExecutionId>>) -> Result<()> {
+        // How the executions of running steps ended; `None` = not yet. The items of a map
+        // recorded as ended are known without a read.
         let mut known: HashMap<ExecutionId, Option<Ended>> = HashMap::new();
+        for step in run.steps.iter().filter(|s| s.status == StepStatus::Running) {
+            for (&i, why) in &step.ended {
+                if let Some(id) = step.executions.get(i as usize) {
+                    let end = match why {
+                        None => Ended::Succeeded,
+                        Some(why) => Ended::Failed(why.clone()),
+                    };
+                    known.insert(id.clone(), Some(end));
+                }
+            }
+        }
+        // Executions found started or finished when their step started: read them anyway.
+        let mut existing: HashSet<ExecutionId> = HashSet::new();
         // Each pass starts at least one step, so this ends within the step count.
         for _ in 0..=run.steps.len() {
             for id in run.running_executions() {
                 if known.contains_key(&id) {
                     continue;
                 }
-                let ended = match self.backends.state.get_execution(&id).await? {
-                    Some(execution) => ended(&execution),
-                    None => None,
+                let read = hint.is_none_or(|h| h.contains(&id)) || existing.contains(&id);
+                let ended = if read {
+                    match self.backends.state.get_execution(&id).await? {
+                        Some(execution) => ended(&execution),
+                        None => None,
+                    }
+                } else {
+                    None
                 };
                 known.insert(id, ended);
+            }
+            // A map's items that ended are recorded, so that later moves need not read them.
+            for step in run.steps.iter_mut() {
+                if step.status != StepStatus::Running || step.executions.len() < 2 {
+                    continue;
+                }
+                for (i, id) in step.executions.iter().enumerate() {
+                    if let Some(Some(end)) = known.get(id) {
+                        step.ended.entry(i as u32).or_insert_with(|| match end {
+                            Ended::Succeeded => None,
+                            Ended::Failed(why) => Some(why.clone()),
+                        });
+                    }
+                }
             }
             let ended: HashMap<ExecutionId, Ended> = known
                 .iter()
@@ -243,6 +289,8 @@ impl Conductor {
                         for id in &ids {
                             if fresh.contains(id) {
                                 known.insert(id.clone(), None);
+                            } else {
+                                existing.insert(id.clone());
                             }
                         }
                         tracing::debug!(run = %run.id, step = %name, executions = ids.len(), "step started");

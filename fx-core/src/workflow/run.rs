@@ -164,6 +164,10 @@ pub struct StepRun {
     /// The executions it started: one, or one per item of a map, in item order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub executions: Vec<ExecutionId>,
+    /// The items of a map that ended so far, by index: `None` succeeded, `Some(why)` failed
+    /// (so that a run with a large map reads each item's execution once, not at every end).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ended: BTreeMap<u32, Option<String>>,
     /// When it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<DateTime<Utc>>,
@@ -268,6 +272,7 @@ impl Run {
                 status: StepStatus::Pending,
                 generation: 0,
                 executions: Vec::new(),
+                ended: BTreeMap::new(),
                 started_at: None,
                 finished_at: None,
                 reason: None,
@@ -491,6 +496,7 @@ impl Run {
             step.generation = generation;
             step.started_at = Some(now);
             step.reason = None;
+            step.ended.clear();
             if executions.is_empty() {
                 step.status = StepStatus::Succeeded;
                 step.finished_at = Some(now);
@@ -514,6 +520,7 @@ impl Run {
             step.finished_at = Some(now);
             step.reason = Some(why);
             step.executions.clear();
+            step.ended.clear();
             self.updated_at = now;
         }
     }
@@ -557,6 +564,7 @@ impl Run {
             if step.status != StepStatus::Succeeded {
                 step.status = StepStatus::Pending;
                 step.executions.clear();
+                step.ended.clear();
                 step.started_at = None;
                 step.finished_at = None;
                 step.reason = None;
