@@ -541,7 +541,9 @@ async fn an_event_starts_one_run_however_often_it_is_delivered() {
         },
     )
     .await;
-    let (s, _) = api.post_json("/api/v1/schedules/wf-tick/pause", &json!({})).await;
+    let (s, _) = api
+        .post_json("/api/v1/schedules/wf-tick/pause", &json!({}))
+        .await;
     assert_eq!(s, 200);
     let run = finished(api, &run, String::new).await;
     assert_eq!(run["run"]["trigger"]["source"], "/schedules/wf-tick");

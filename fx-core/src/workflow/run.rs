@@ -338,6 +338,7 @@ impl Run {
         now: DateTime<Utc>,
     ) -> (Vec<String>, bool) {
         let mut changed = false;
+        let generation = self.generation;
         for step in &mut self.steps {
             if step.status != StepStatus::Running {
                 continue;
@@ -377,6 +378,7 @@ impl Run {
             for step in &mut self.steps {
                 if step.status == StepStatus::Pending {
                     step.status = StepStatus::Cancelled;
+                    step.generation = generation;
                     step.reason = Some("the run was cancelled".into());
                     step.finished_at = Some(now);
                     changed = true;
@@ -407,6 +409,7 @@ impl Run {
 
     /// Skips and stops pending steps; returns those that may start.
     fn plan(&mut self, now: DateTime<Utc>, changed: &mut bool) -> Vec<String> {
+        let generation = self.generation;
         let index: HashMap<String, usize> = self
             .index()
             .into_iter()
@@ -426,6 +429,7 @@ impl Run {
             for step in &mut self.steps {
                 if step.status == StepStatus::Pending {
                     step.status = StepStatus::Cancelled;
+                    step.generation = generation;
                     step.reason = Some(why.clone());
                     step.finished_at = Some(now);
                     *changed = true;
@@ -474,6 +478,7 @@ impl Run {
                     Some(why) => {
                         let step = &mut self.steps[i];
                         step.status = StepStatus::Skipped;
+                        step.generation = generation;
                         step.reason = Some(why);
                         step.finished_at = Some(now);
                         skipped = true;

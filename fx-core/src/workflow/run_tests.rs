@@ -285,3 +285,23 @@ fn run_ids_come_from_the_trigger() {
         .message()
         .contains("running"));
 }
+
+#[test]
+fn steps_skipped_or_cancelled_after_a_redrive_carry_its_generation() {
+    let mut r = diamond("stop");
+    let mut ended = HashMap::new();
+    start_ready(&mut r, &ended);
+    ended.insert(exec("a"), Ended::Failed("boom".into()));
+    start_ready(&mut r, &ended);
+    assert_eq!(r.status, RunStatus::Failed);
+    r.redrive(Utc::now()).unwrap();
+    r.settle(&HashMap::new(), Utc::now());
+    r.started("a", vec![exec("a-again")], Utc::now());
+    let mut ended = HashMap::new();
+    ended.insert(exec("a-again"), Ended::Failed("boom again".into()));
+    r.settle(&ended, Utc::now());
+    for name in ["a", "b", "c", "d"] {
+        assert_eq!(r.step(name).unwrap().generation, 1, "{name}");
+    }
+    assert_eq!(status(&r, "b"), StepStatus::Cancelled);
+}

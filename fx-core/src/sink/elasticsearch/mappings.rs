@@ -1,7 +1,7 @@
 //! The indices the Elasticsearch sink writes: their names, the index templates (with explicit
 //! mappings) installed on start, and the JSON documents that go into them.
 //!
-//! Three families of daily indices, each under one composable index template:
+//! Six families of daily indices, each under one composable index template:
 //!
 //! | index | one document per | `_id` | bulk op |
 //! | --- | --- | --- | --- |
@@ -9,9 +9,14 @@
 //! | `<prefix>-metrics-YYYY.MM.DD` (day it ended) | finished attempt | `<execution>-<attempt>` | `create` |
 //! | `<prefix>-executions-YYYY.MM.DD` (day created) | execution | `<execution>` | `index` |
 //! | `<prefix>-audit-YYYY.MM.DD` (day of the request) | audited request | `audit-<id>` | `create` |
+//! | `<prefix>-workflow-runs-YYYY.MM.DD` (day the run started) | workflow run | `<run>` | `index` |
+//! | `<prefix>-workflow-steps-YYYY.MM.DD` (day the step started, else the day it ended) | step result per run generation | `<run>/<step>/<generation>` | `index` |
 //!
 //! Log lines and metrics never change, so they are created once and a repeated write is a
-//! conflict the sink treats as done; an execution document is replaced by its newer state.
+//! conflict the sink treats as done; an execution or workflow run document is replaced by its
+//! newer state, and a step's document by the same result written again. A document's index
+//! depends only on times it never changes (when a run or step started or a step ended), so a
+//! rewrite lands on the document it replaces.
 //! The mappings are `dynamic: false`: a field that is not mapped stays in `_source` but is
 //! not indexed, so a newer writer cannot break an older day's index.
 
@@ -20,7 +25,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::execution::{CacheLookup, ExecutionId, ExecutionStatus, FailureKind, LogLevel, LogLine};
-use crate::sink::documents::{ExecutionDoc, MetricDoc};
+use crate::sink::documents::{ExecutionDoc, MetricDoc, RunDoc, StepDoc};
+use crate::workflow::run::{RunId, RunStatus, StepStatus};
 
 /// The index families.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,24 +39,33 @@ pub enum Family {
     Executions,
     /// The audit log: changes made through the API and the web UI.
     Audit,
+    /// Workflow runs' latest state.
+    WorkflowRuns,
+    /// Workflow steps' recorded results, one per step and run generation.
+    WorkflowSteps,
 }
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 4] = [
+    pub const ALL: [Family; 6] = [
         Family::Logs,
         Family::Metrics,
         Family::Executions,
         Family::Audit,
+        Family::WorkflowRuns,
+        Family::WorkflowSteps,
     ];
 
-    /// The name inside index names: `logs`, `metrics`, `executions`.
+    /// The name inside index names: `logs`, `metrics`, `executions`, `audit`,
+    /// `workflow-runs`, `workflow-steps`.
     pub fn name(self) -> &'static str {
         match self {
             Family::Logs => "logs",
             Family::Metrics => "metrics",
             Family::Executions => "executions",
             Family::Audit => "audit",
+            Family::WorkflowRuns => "workflow-runs",
+            Family::WorkflowSteps => "workflow-steps",
         }
     }
 
@@ -104,6 +119,7 @@ pub fn properties(family: Family, key_values: KeyValueType) -> Value {
     let date = || json!({ "type": "date" });
     let integer = || json!({ "type": "integer" });
     let double = || json!({ "type": "double" });
+    let long = || json!({ "type": "long" });
     match family {
         Family::Logs => json!({
             "@timestamp": date(),
@@ -157,8 +173,60 @@ pub fn properties(family: Family, key_values: KeyValueType) -> Value {
             "outcome": keyword(),
             "detail": { "type": "text" },
         }),
+        Family::WorkflowRuns => json!({
+            "@timestamp": date(),
+            "run_id": keyword(),
+            "workflow": keyword(),
+            "revision": long(),
+            "status": keyword(),
+            "generation": long(),
+            "steps": long(),
+            "steps_by_status": {
+                "properties": STEP_STATUSES
+                    .iter()
+                    .map(|s| (s.as_str().to_string(), long()))
+                    .collect::<serde_json::Map<_, _>>(),
+            },
+            "trigger_type": keyword(),
+            "finished_at": date(),
+            "duration_ms": double(),
+        }),
+        Family::WorkflowSteps => json!({
+            "@timestamp": date(),
+            "run_id": keyword(),
+            "workflow": keyword(),
+            "step": keyword(),
+            "generation": long(),
+            "status": keyword(),
+            "executions": keyword(),
+            "started_at": date(),
+            "finished_at": date(),
+            "duration_ms": double(),
+            "reason": { "type": "text" },
+        }),
     }
 }
+
+/// Every step status, each a `long` under a run document's `steps_by_status`.
+const STEP_STATUSES: [StepStatus; 6] = {
+    // A new status fails to compile here until it is listed below.
+    match StepStatus::Pending {
+        StepStatus::Pending
+        | StepStatus::Running
+        | StepStatus::Succeeded
+        | StepStatus::Failed
+        | StepStatus::Skipped
+        | StepStatus::Cancelled => {}
+    }
+    [
+        StepStatus::Pending,
+        StepStatus::Running,
+        StepStatus::Succeeded,
+        StepStatus::Failed,
+        StepStatus::Skipped,
+        StepStatus::Cancelled,
+    ]
+};
 
 /// An audit entry as indexed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -416,4 +484,131 @@ pub fn metric_id(metric: &MetricDoc) -> String {
 /// The `_id` of an execution document.
 pub fn execution_id(doc: &ExecutionDoc) -> String {
     doc.execution_id.to_string()
+}
+
+/// A workflow run as indexed: its latest state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSource {
+    /// When the run started.
+    #[serde(rename = "@timestamp")]
+    pub timestamp: DateTime<Utc>,
+    /// Run.
+    pub run_id: RunId,
+    /// Workflow.
+    pub workflow: String,
+    /// The definition's registry revision.
+    pub revision: u64,
+    /// Latest status.
+    pub status: RunStatus,
+    /// Re-drives so far.
+    pub generation: u32,
+    /// Steps in all.
+    pub steps: u64,
+    /// Steps by status, only those with some.
+    pub steps_by_status: std::collections::BTreeMap<String, u64>,
+    /// The trigger event's `type`.
+    pub trigger_type: String,
+    /// End.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Start to end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+}
+
+impl From<&RunDoc> for RunSource {
+    fn from(r: &RunDoc) -> Self {
+        RunSource {
+            timestamp: r.created_at,
+            run_id: r.run_id.clone(),
+            workflow: r.workflow.clone(),
+            revision: r.revision,
+            status: r.status,
+            generation: r.generation,
+            steps: r.steps as u64,
+            steps_by_status: r
+                .steps_by_status
+                .iter()
+                .map(|(status, n)| (status.clone(), *n as u64))
+                .collect(),
+            trigger_type: r.trigger_type.clone(),
+            finished_at: r.finished_at,
+            duration_ms: r.duration_ms,
+        }
+    }
+}
+
+/// A workflow step's recorded result as indexed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepSource {
+    /// When the step started; when it ended for a step that never started (skipped,
+    /// cancelled). See [`step_time`].
+    #[serde(rename = "@timestamp")]
+    pub timestamp: DateTime<Utc>,
+    /// Run.
+    pub run_id: RunId,
+    /// Workflow.
+    pub workflow: String,
+    /// Step.
+    pub step: String,
+    /// The run generation it ran in.
+    pub generation: u32,
+    /// Its status.
+    pub status: StepStatus,
+    /// Its executions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub executions: Vec<ExecutionId>,
+    /// Start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// End.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Start to end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+    /// Why it failed, was skipped or cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl StepSource {
+    /// The indexed form of `step`, dated `at` ([`step_time`]).
+    pub fn new(step: &StepDoc, at: DateTime<Utc>) -> Self {
+        StepSource {
+            timestamp: at,
+            run_id: step.run_id.clone(),
+            workflow: step.workflow.clone(),
+            step: step.step.clone(),
+            generation: step.generation,
+            status: step.status,
+            executions: step.executions.clone(),
+            started_at: step.started_at,
+            finished_at: step.finished_at,
+            duration_ms: step.duration_ms,
+            reason: step.reason.clone(),
+        }
+    }
+}
+
+/// The time that dates a step document (its `@timestamp` and its daily index): when it
+/// started; for a step that never started (skipped or cancelled), when it reached its status;
+/// for one with neither (not a recorded result), when its run started, `run_created_at`, if
+/// known, else now. Only the first two occur for the results the conductor records, and they
+/// never change once recorded, so writing the same result again replaces the same document.
+pub fn step_time(step: &StepDoc, run_created_at: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    step.started_at
+        .or(step.finished_at)
+        .or(run_created_at)
+        .unwrap_or_else(Utc::now)
+}
+
+/// The `_id` of a workflow run document.
+pub fn run_doc_id(doc: &RunDoc) -> String {
+    doc.run_id.to_string()
+}
+
+/// The `_id` of a workflow step document: `<run>/<step>/<generation>`.
+pub fn step_doc_id(doc: &StepDoc) -> String {
+    format!("{}/{}/{}", doc.run_id, doc.step, doc.generation)
 }

@@ -1,6 +1,6 @@
-//! The Elasticsearch operational sink: log lines, per-attempt metrics and execution documents
-//! into daily indices under index templates the sink installs on start, sent with the bulk
-//! API by a background task.
+//! The Elasticsearch operational sink: log lines, per-attempt metrics, execution documents,
+//! the audit log and workflow run and step documents into daily indices under index templates
+//! the sink installs on start, sent with the bulk API by a background task.
 //!
 //! - [`settings`]: what an operator configures.
 //! - [`mappings`]: index names, templates with explicit mappings, the indexed documents.
@@ -15,7 +15,8 @@
 //! and while Elasticsearch is down the buffer keeps the newest `buffer_max_docs` documents.
 //! Each document has a deterministic `_id` (log line: execution, attempt and seq), and log
 //! lines and metrics are sent with `create`, so a retried or redelivered write never
-//! duplicates one. Buffered documents are lost if the process dies: logs and metrics are
+//! duplicates one (executions and workflow runs and steps with `index`: a newer state replaces
+//! the older). Buffered documents are lost if the process dies: logs and metrics are
 //! best-effort, execution state stays in the state store.
 //!
 //! `execution_logs` merges what the cluster has indexed with what is still buffered or in
@@ -36,9 +37,9 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use self::buffer::{Buffer, NewOp};
-use self::mappings::{ExecutionSource, Family, LogSource, MetricSource};
+use self::mappings::{ExecutionSource, Family, LogSource, MetricSource, RunSource, StepSource};
 use self::requests::{Cluster, Templates};
-use super::documents::{ExecutionDoc, MetricDoc};
+use super::documents::{ExecutionDoc, MetricDoc, RunDoc, StepDoc};
 use super::OperationalSink;
 use crate::error::{Error, ErrorKind, Result};
 use crate::execution::{ExecutionId, LogLine};
@@ -52,7 +53,7 @@ mod tests;
 
 pub use settings::ElasticsearchSettings;
 
-/// Log lines, metrics and executions in Elasticsearch.
+/// Log lines, metrics, executions, the audit log and workflow runs and steps in Elasticsearch.
 pub struct ElasticsearchSink {
     shared: Arc<Shared>,
     cluster: Cluster,
@@ -277,6 +278,41 @@ impl OperationalSink for ElasticsearchSink {
                 )
             })
             .collect::<Result<Vec<_>>>()?;
+        self.enqueue(ops);
+        Ok(())
+    }
+
+    /// One `index` op per run (`_id` the run; dated by when it started) and per step result
+    /// (`_id` `<run>/<step>/<generation>`; dated by [`mappings::step_time`]): a newer state of
+    /// a run, or a result written again, replaces the document.
+    async fn write_workflow_docs(&self, runs: &[RunDoc], steps: &[StepDoc]) -> Result<()> {
+        let prefix = self.cluster.prefix();
+        let mut ops = Vec::with_capacity(runs.len() + steps.len());
+        for run in runs {
+            ops.push(self.op(
+                Family::WorkflowRuns,
+                "index",
+                Family::WorkflowRuns.index(prefix, run.created_at),
+                mappings::run_doc_id(run),
+                &RunSource::from(run),
+                None,
+            )?);
+        }
+        for step in steps {
+            let run_created_at = runs
+                .iter()
+                .find(|r| r.run_id == step.run_id)
+                .map(|r| r.created_at);
+            let at = mappings::step_time(step, run_created_at);
+            ops.push(self.op(
+                Family::WorkflowSteps,
+                "index",
+                Family::WorkflowSteps.index(prefix, at),
+                mappings::step_doc_id(step),
+                &StepSource::new(step, at),
+                None,
+            )?);
+        }
         self.enqueue(ops);
         Ok(())
     }

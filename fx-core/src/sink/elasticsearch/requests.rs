@@ -121,8 +121,8 @@ impl Cluster {
         &self.prefix
     }
 
-    /// Installs (or updates) the three index templates; composable ones, or legacy ones on a
-    /// cluster without them.
+    /// Installs (or updates) the index templates, one per [`Family`]; composable ones, or
+    /// legacy ones on a cluster without them.
     pub async fn install_templates(&self) -> Result<Templates> {
         let what = || format!("reading the version of elasticsearch at {}", self.url);
         let response = self

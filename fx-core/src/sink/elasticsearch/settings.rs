@@ -38,7 +38,9 @@ pub struct ElasticsearchSettings {
     #[schemars(extend("writeOnly" = true))]
     pub api_key: Option<String>,
     /// Prefix of every index and template name: indices are `<prefix>-logs-YYYY.MM.DD`,
-    /// `<prefix>-metrics-…` and `<prefix>-executions-…`. Lowercase letters, digits, `-`, `_`.
+    /// `<prefix>-metrics-…`, `<prefix>-executions-…`, `<prefix>-audit-…`,
+    /// `<prefix>-workflow-runs-…` and `<prefix>-workflow-steps-…`. Lowercase letters, digits,
+    /// `-`, `_`.
     #[serde(default = "default_index_prefix")]
     pub index_prefix: String,
     /// A bulk request carries at most this many documents.

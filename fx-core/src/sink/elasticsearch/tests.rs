@@ -4,6 +4,7 @@
 //! `FX_TEST_ELASTICSEARCH_REAL` gives one (optional, also under `CI=true`). Every test writes
 //! under its own index prefix.
 
+use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use elasticsearch::indices::{IndicesGetIndexTemplateParts, IndicesGetMappingPart
 use elasticsearch::SearchParts;
 use serde_json::{json, Value};
 
-use super::mappings::Family;
+use super::mappings::{Family, RunSource, StepSource};
 use super::requests::Cluster;
 use super::*;
 use crate::execution::{ExecutionStatus, LogLevel};
@@ -148,6 +149,7 @@ async fn templates_with_explicit_mappings_are_installed_on_start() {
         // Each family's key field is a keyword.
         let key = match family {
             Family::Audit => "principal",
+            Family::WorkflowRuns | Family::WorkflowSteps => "run_id",
             _ => "execution_id",
         };
         assert_eq!(
@@ -541,4 +543,314 @@ async fn audit_entries_are_indexed_once_and_searchable_by_principal_and_outcome(
     let refused = json!({ "bool": { "filter": [mine, { "term": { "outcome": "denied" } }] } });
     assert_eq!(count(&sink.cluster, Family::Audit, refused).await, 1);
     assert_eq!(sink.rejected_total(), 0);
+}
+
+/// A run of workflow `workflow` (two steps) started at `created_at`, as the conductor
+/// documents it: `running`, or finished with `status`.
+fn run_doc(
+    workflow: &str,
+    created_at: DateTime<Utc>,
+    status: crate::workflow::run::RunStatus,
+) -> RunDoc {
+    use crate::workflow::run::RunStatus;
+    let run_id = crate::workflow::run::RunId::for_trigger(workflow, "/es-test", &fresh_prefix());
+    let finished = status != RunStatus::Running;
+    let finished_at = finished.then(|| created_at + chrono::Duration::milliseconds(1_500));
+    let steps_by_status = if finished {
+        [(status.as_str().to_string(), 2)].into()
+    } else {
+        [("running".to_string(), 1), ("pending".to_string(), 1)].into()
+    };
+    RunDoc {
+        run_id,
+        workflow: workflow.into(),
+        revision: 7,
+        status,
+        generation: 0,
+        steps: 2,
+        steps_by_status,
+        trigger_type: "fx.workflow.start".into(),
+        created_at,
+        finished_at,
+        duration_ms: finished.then_some(1_500.0),
+    }
+}
+
+/// The result of step `name` of `run` in generation `generation`, started `started_ms` after
+/// the run (never started: `None`).
+fn step_doc(
+    run: &RunDoc,
+    name: &str,
+    generation: u32,
+    status: crate::workflow::run::StepStatus,
+    started_ms: Option<i64>,
+) -> StepDoc {
+    let started_at = started_ms.map(|ms| run.created_at + chrono::Duration::milliseconds(ms));
+    let finished_at = started_at.unwrap_or(run.created_at) + chrono::Duration::milliseconds(250);
+    StepDoc {
+        run_id: run.run_id.clone(),
+        workflow: run.workflow.clone(),
+        step: name.into(),
+        generation,
+        status,
+        executions: started_at
+            .map(|_| vec![execution(name)])
+            .unwrap_or_default(),
+        started_at,
+        finished_at: Some(finished_at),
+        duration_ms: started_at.map(|_| 250.0),
+        reason: (status != crate::workflow::run::StepStatus::Succeeded)
+            .then(|| format!("step {name} {status}")),
+    }
+}
+
+/// The top-level keys of `source` (and those of its objects, as `outer.inner`).
+fn source_fields(source: &Value) -> Vec<String> {
+    let mut fields = Vec::new();
+    for (key, value) in source.as_object().unwrap() {
+        match value.as_object() {
+            Some(inner) => fields.extend(inner.keys().map(|k| format!("{key}.{k}"))),
+            None => fields.push(key.clone()),
+        }
+    }
+    fields
+}
+
+#[test]
+fn workflow_documents_have_deterministic_ids_dated_indices_and_mapped_fields() {
+    use crate::workflow::run::{RunStatus, StepStatus};
+    let created_at = DateTime::parse_from_rfc3339("2024-03-09T23:59:59.5Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let run = run_doc("orders", created_at, RunStatus::Succeeded);
+    assert_eq!(mappings::run_doc_id(&run), run.run_id.as_str());
+    assert_eq!(
+        Family::WorkflowRuns.index("fx", run.created_at),
+        "fx-workflow-runs-2024.03.09"
+    );
+    assert_eq!(Family::WorkflowRuns.pattern("fx"), "fx-workflow-runs-*");
+    assert_eq!(
+        Family::WorkflowSteps.template_name("fx"),
+        "fx-workflow-steps"
+    );
+
+    // A step that started is dated by its start, the next day here.
+    let started = step_doc(&run, "charge", 2, StepStatus::Succeeded, Some(1_000));
+    assert_eq!(
+        mappings::step_doc_id(&started),
+        format!("{}/charge/2", run.run_id)
+    );
+    let at = mappings::step_time(&started, Some(run.created_at));
+    assert_eq!(Some(at), started.started_at);
+    assert_eq!(
+        Family::WorkflowSteps.index("fx", at),
+        "fx-workflow-steps-2024.03.10"
+    );
+    // One that never started, by when it was skipped, whether or not its run's document comes
+    // along: writing it again replaces the same document.
+    let skipped = step_doc(&run, "ship", 0, StepStatus::Skipped, None);
+    assert_eq!(
+        mappings::step_time(&skipped, Some(run.created_at)),
+        skipped.finished_at.unwrap()
+    );
+    assert_eq!(
+        mappings::step_time(&skipped, None),
+        skipped.finished_at.unwrap()
+    );
+    // Neither (not a recorded result): its run's start.
+    let mut unrecorded = skipped.clone();
+    unrecorded.finished_at = None;
+    assert_eq!(
+        mappings::step_time(&unrecorded, Some(run.created_at)),
+        run.created_at
+    );
+
+    // Every field of the indexed documents is mapped, with the type dashboards need.
+    let run_source = serde_json::to_value(RunSource::from(&run)).unwrap();
+    assert_eq!(run_source["@timestamp"], json!("2024-03-09T23:59:59.500Z"));
+    assert_eq!(run_source["status"], "succeeded");
+    assert_eq!(run_source["steps_by_status"]["succeeded"], 2);
+    let step_source = serde_json::to_value(StepSource::new(&started, at)).unwrap();
+    assert_eq!(step_source["step"], "charge");
+    assert_eq!(step_source["generation"], 2);
+    assert_eq!(step_source["status"], "succeeded");
+    assert_eq!(step_source["duration_ms"], 250.0);
+    let skipped_source = serde_json::to_value(StepSource::new(
+        &skipped,
+        mappings::step_time(&skipped, None),
+    ))
+    .unwrap();
+    assert!(skipped_source.get("started_at").is_none());
+    assert_eq!(skipped_source["reason"], "step ship skipped");
+    for (family, source) in [
+        (Family::WorkflowRuns, &run_source),
+        (Family::WorkflowSteps, &step_source),
+        (Family::WorkflowSteps, &skipped_source),
+    ] {
+        let mapped = mappings::properties(family, mappings::KeyValueType::Flattened);
+        for field in source_fields(source) {
+            let pointer = format!("/{}", field.replace('.', "/properties/"));
+            assert!(
+                mapped.pointer(&pointer).is_some(),
+                "{} documents have {field}, which is not mapped",
+                family.name()
+            );
+        }
+    }
+    for family in [Family::WorkflowRuns, Family::WorkflowSteps] {
+        let mapped = mappings::properties(family, mappings::KeyValueType::Flattened);
+        let ty = |field: &str| {
+            mapped[field]["type"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        for keyword in ["run_id", "workflow", "status"] {
+            assert_eq!(ty(keyword), "keyword", "{} {keyword}", family.name());
+        }
+        for date in ["@timestamp", "finished_at"] {
+            assert_eq!(ty(date), "date", "{} {date}", family.name());
+        }
+        assert_eq!(ty("duration_ms"), "double");
+        assert_eq!(ty("generation"), "long");
+    }
+    let steps = mappings::properties(Family::WorkflowSteps, mappings::KeyValueType::Flattened);
+    assert_eq!(steps["step"]["type"], "keyword");
+    assert_eq!(steps["started_at"]["type"], "date");
+    let runs = mappings::properties(Family::WorkflowRuns, mappings::KeyValueType::Flattened);
+    assert_eq!(runs["steps"]["type"], "long");
+    assert_eq!(
+        runs["steps_by_status"]["properties"]["cancelled"]["type"],
+        "long"
+    );
+}
+
+#[tokio::test]
+async fn workflow_runs_keep_their_latest_state_and_step_results_are_indexed_once() {
+    use crate::workflow::run::{RunStatus, StepStatus};
+    let Some(settings) = settings("elasticsearch::workflow_runs_and_steps") else {
+        return;
+    };
+    let sink = ElasticsearchSink::open(&settings).await.unwrap();
+    let prefix = &settings.index_prefix;
+    // Started two days ago (at noon: its steps start the same day): its documents go to that
+    // day's indices.
+    let created_at = (Utc::now() - chrono::Duration::days(2))
+        .date_naive()
+        .and_hms_opt(12, 0, 0)
+        .unwrap()
+        .and_utc();
+    let running = run_doc("es-orders", created_at, RunStatus::Running);
+    let a = step_doc(&running, "a", 0, StepStatus::Succeeded, Some(10));
+    sink.write_workflow_docs(std::slice::from_ref(&running), std::slice::from_ref(&a))
+        .await
+        .unwrap();
+    flushed(&sink).await;
+    // The run fails at b (c skipped), then a re-drive runs b again and the run succeeds; every
+    // write comes twice (a conductor retrying after a lost answer).
+    let mut failed = run_doc("es-orders", created_at, RunStatus::Failed);
+    failed.run_id = running.run_id.clone();
+    let b0 = step_doc(&running, "b", 0, StepStatus::Failed, Some(20));
+    let c0 = step_doc(&running, "c", 0, StepStatus::Skipped, None);
+    let first = [b0.clone(), c0.clone()];
+    sink.write_workflow_docs(std::slice::from_ref(&failed), &first)
+        .await
+        .unwrap();
+    sink.write_workflow_docs(&[], &first).await.unwrap();
+    let mut succeeded = run_doc("es-orders", created_at, RunStatus::Succeeded);
+    succeeded.run_id = running.run_id.clone();
+    succeeded.generation = 1;
+    let b1 = step_doc(&running, "b", 1, StepStatus::Succeeded, Some(5_000));
+    let c1 = step_doc(&running, "c", 1, StepStatus::Succeeded, Some(6_000));
+    let second = [b1, c1];
+    sink.write_workflow_docs(std::slice::from_ref(&succeeded), &second)
+        .await
+        .unwrap();
+    sink.write_workflow_docs(std::slice::from_ref(&succeeded), &second)
+        .await
+        .unwrap();
+    flushed(&sink).await;
+
+    let mine = json!({ "term": { "run_id": running.run_id.as_str() } });
+    let with = |status: &str| json!({ "bool": { "filter": [mine.clone(), { "term": { "status": status } }] } });
+    // One run document, in its latest state.
+    assert_eq!(
+        count(&sink.cluster, Family::WorkflowRuns, mine.clone()).await,
+        1
+    );
+    assert_eq!(
+        count(&sink.cluster, Family::WorkflowRuns, with("succeeded")).await,
+        1
+    );
+    let done = json!({ "bool": { "filter": [
+        mine.clone(),
+        { "term": { "generation": 1 } },
+        { "range": { "steps_by_status.succeeded": { "gte": 2 } } },
+        { "range": { "duration_ms": { "gt": 1000.0 } } },
+        { "term": { "workflow": "es-orders" } },
+    ] } });
+    assert_eq!(count(&sink.cluster, Family::WorkflowRuns, done).await, 1);
+    // One step document per step and generation.
+    assert_eq!(
+        count(&sink.cluster, Family::WorkflowSteps, mine.clone()).await,
+        5
+    );
+    assert_eq!(
+        count(&sink.cluster, Family::WorkflowSteps, with("succeeded")).await,
+        3
+    );
+    assert_eq!(
+        count(&sink.cluster, Family::WorkflowSteps, with("failed")).await,
+        1
+    );
+    assert_eq!(
+        count(&sink.cluster, Family::WorkflowSteps, with("skipped")).await,
+        1
+    );
+    let b_runs = json!({ "bool": { "filter": [mine.clone(), { "term": { "step": "b" } }] } });
+    assert_eq!(count(&sink.cluster, Family::WorkflowSteps, b_runs).await, 2);
+
+    // The documents are in the day the run started, under the templates' mappings.
+    for family in [Family::WorkflowRuns, Family::WorkflowSteps] {
+        let index = family.index(prefix, created_at);
+        let response = sink
+            .cluster
+            .client()
+            .search(SearchParts::Index(&[&index]))
+            .body(json!({ "query": mine.clone(), "size": 10 }))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status_code().is_success(), "{index}");
+        let body: Value = response.json().await.unwrap();
+        let hits = body["hits"]["hits"].as_array().unwrap();
+        assert!(!hits.is_empty(), "nothing in {index}: {body}");
+        if family == Family::WorkflowRuns {
+            assert_eq!(hits[0]["_id"], running.run_id.as_str());
+            assert_eq!(hits[0]["_source"]["status"], "succeeded");
+        } else {
+            let ids: BTreeSet<&str> = hits.iter().map(|h| h["_id"].as_str().unwrap()).collect();
+            assert!(
+                ids.contains(format!("{}/b/0", running.run_id).as_str()),
+                "{ids:?}"
+            );
+        }
+        let response = sink
+            .cluster
+            .client()
+            .indices()
+            .get_mapping(IndicesGetMappingParts::Index(&[&index]))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = response.json().await.unwrap();
+        let properties = &body[&index]["mappings"]["properties"];
+        assert_eq!(properties["run_id"]["type"], "keyword", "{index}");
+        assert_eq!(properties["status"]["type"], "keyword", "{index}");
+        assert_eq!(properties["generation"]["type"], "long", "{index}");
+        assert_eq!(properties["duration_ms"]["type"], "double", "{index}");
+        assert_eq!(properties["@timestamp"]["type"], "date", "{index}");
+    }
+    assert_eq!(sink.rejected_total(), 0);
+    assert_eq!(sink.dropped_total(), 0);
 }

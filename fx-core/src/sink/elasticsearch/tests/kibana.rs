@@ -576,3 +576,101 @@ async fn the_log_search_finds_lines_by_its_columns_newest_first() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_workflow_searches_find_runs_and_steps_newest_first_with_their_columns() {
+    use crate::workflow::run::{RunStatus, StepStatus};
+    let Some(settings) = settings("elasticsearch::the_workflow_searches") else {
+        return;
+    };
+    let objects = Objects::load();
+    let runs_search = objects.get("ferrisfx-workflow-run-search");
+    let steps_search = objects.get("ferrisfx-workflow-step-search");
+    assert_eq!(objects.family_of(runs_search), Family::WorkflowRuns);
+    assert_eq!(objects.family_of(steps_search), Family::WorkflowSteps);
+    let sink = ElasticsearchSink::open(&settings).await.unwrap();
+    let now = chrono::DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap();
+    let workflow = crate::testsupport::unique("kibana-flow");
+    // Two runs a second apart; the first failed at its step b.
+    let older = run_doc(
+        &workflow,
+        now - chrono::Duration::seconds(1),
+        RunStatus::Failed,
+    );
+    let newer = run_doc(&workflow, now, RunStatus::Succeeded);
+    let steps = [
+        step_doc(&older, "a", 0, StepStatus::Succeeded, Some(0)),
+        step_doc(&older, "b", 0, StepStatus::Failed, Some(100)),
+        step_doc(&newer, "a", 0, StepStatus::Succeeded, Some(0)),
+        step_doc(&newer, "b", 0, StepStatus::Succeeded, Some(100)),
+    ];
+    sink.write_workflow_docs(&[older.clone(), newer.clone()], &steps)
+        .await
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(30), sink.flush())
+        .await
+        .unwrap()
+        .unwrap();
+
+    for (search, family, expected) in [
+        (
+            runs_search,
+            Family::WorkflowRuns,
+            vec![
+                (newer.run_id.as_str(), "succeeded"),
+                (older.run_id.as_str(), "failed"),
+            ],
+        ),
+        (
+            steps_search,
+            Family::WorkflowSteps,
+            vec![
+                (newer.run_id.as_str(), "succeeded"),
+                (newer.run_id.as_str(), "succeeded"),
+                (older.run_id.as_str(), "failed"),
+                (older.run_id.as_str(), "succeeded"),
+            ],
+        ),
+    ] {
+        let id = search["id"].as_str().unwrap();
+        let sort: Vec<Value> = search["attributes"]["sort"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| json!({ s[0].as_str().unwrap(): s[1] }))
+            .collect();
+        let pattern = family.pattern(sink.cluster.prefix());
+        let response = sink
+            .cluster
+            .client()
+            .search(SearchParts::Index(&[&pattern]))
+            .body(json!({
+                "query": { "term": { "workflow": workflow.as_str() } },
+                "sort": sort,
+            }))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = response.json().await.unwrap();
+        let hits = body["hits"]["hits"].as_array().unwrap();
+        let found: Vec<(&str, &str)> = hits
+            .iter()
+            .map(|h| {
+                (
+                    h["_source"]["run_id"].as_str().unwrap(),
+                    h["_source"]["status"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(found, expected, "{id}");
+        // Every column shows something in some document (`reason` only for a failed step).
+        for column in search["attributes"]["columns"].as_array().unwrap() {
+            let column = column.as_str().unwrap();
+            assert!(
+                hits.iter().any(|h| !h["_source"][column].is_null()),
+                "{id}: no document has column {column}"
+            );
+        }
+    }
+    assert_eq!(sink.rejected_total(), 0);
+}
