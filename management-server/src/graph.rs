@@ -104,20 +104,22 @@ pub fn render(run: &Run) -> String {
 /// A definition's graph, as a run that has not started would be drawn (every step pending,
 /// no links): what the workflow's page shows.
 pub fn render_definition(workflow: &Workflow) -> String {
-    let steps: Vec<StepRun> = workflow
-        .steps
-        .iter()
-        .map(|s| StepRun {
-            name: s.name.clone(),
-            status: StepStatus::Pending,
-            generation: 0,
-            executions: Vec::new(),
-            started_at: None,
-            finished_at: None,
-            reason: None,
-        })
-        .collect();
-    draw(workflow, &format!("workflow {}", workflow.name), None, &steps)
+    // The steps of a run that has not started (all pending), whatever a step run holds.
+    let steps = match fx_core::event::new_json_event(
+        "definition",
+        "/workflows",
+        "com.ferrisfx.workflow.definition",
+        serde_json::Value::Null,
+    ) {
+        Ok(trigger) => Run::new(workflow.clone(), 0, trigger, chrono::Utc::now()).steps,
+        Err(_) => Vec::new(),
+    };
+    draw(
+        workflow,
+        &format!("workflow {}", workflow.name),
+        None,
+        &steps,
+    )
 }
 
 /// The graph of `workflow` with its steps as `steps` say, labelled `label`.

@@ -345,6 +345,54 @@ async fn a_rule_created_in_the_browser_notifies_a_failure_shown_on_the_execution
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_written_in_the_browser_runs_and_its_graph_turns_green() {
+    let Some((chromium, playwright)) = browser("ui workflows") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let fx = platform(dir.path()).await;
+    fx.upload_example("workflow-step").await;
+    scenario("workflows", &chromium, &playwright, &fx.base, &[]).await;
+    // What the browser did is what the platform holds: the diamond, one run that succeeded
+    // with the input typed, its middle steps overlapping and its last one seeing both.
+    let (status, workflow) = fx.get("/api/v1/workflows/diamond").await;
+    assert_eq!(status, 200, "{workflow}");
+    assert_eq!(
+        workflow["workflow"]["steps"].as_array().unwrap().len(),
+        4,
+        "{workflow}"
+    );
+    let (status, _) = fx.get("/api/v1/workflows/loop").await;
+    assert_eq!(status, 404, "the cycle was refused");
+    let (_, runs) = fx.get("/api/v1/runs?workflow=diamond").await;
+    let runs = runs["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["status"], "succeeded", "{runs:?}");
+    let (_, run) = fx
+        .get(&format!("/api/v1/runs/{}", runs[0]["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(
+        run["run"]["trigger"]["data"],
+        json!({"sleep_ms": {"b": 1500, "c": 1500}}),
+        "{run:#}"
+    );
+    let out = &run["outputs"];
+    let span = |step: &str| {
+        (
+            out[step]["started_ms"].as_u64().unwrap(),
+            out[step]["finished_ms"].as_u64().unwrap(),
+        )
+    };
+    let ((b0, b1), (c0, c1)) = (span("b"), span("c"));
+    assert!(
+        b0 < c1 && c0 < b1,
+        "b [{b0}, {b1}] and c [{c0}, {c1}] did not overlap"
+    );
+    assert_eq!(out["d"]["received"], json!(["b", "c"]), "{out:#}");
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_the_live_streams_of_open_pages() {
     let dir = tempfile::tempdir().unwrap();
     let fx = platform(dir.path()).await;

@@ -529,6 +529,50 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
         "/notifications/{name}/delete",
         Allowed(Action::NotificationWrite, Path("name")),
     ),
+    // Workflows: the list as the API's; the definition's name and steps are checked by the
+    // handler, as the API does. A run names its workflow behind its id (checked by the
+    // handler).
+    (
+        Method::GET,
+        "/workflows",
+        Allowed(Action::WorkflowRead, Later),
+    ),
+    (
+        Method::POST,
+        "/workflows",
+        Allowed(Action::WorkflowWrite, Later),
+    ),
+    (
+        Method::GET,
+        "/workflows/{name}",
+        Allowed(Action::WorkflowRead, Path("name")),
+    ),
+    (
+        Method::POST,
+        "/workflows/{name}/delete",
+        Allowed(Action::WorkflowWrite, Path("name")),
+    ),
+    (
+        Method::POST,
+        "/workflows/{name}/runs",
+        Allowed(Action::WorkflowRun, Path("name")),
+    ),
+    (Method::GET, "/runs", Allowed(Action::WorkflowRead, Later)),
+    (
+        Method::GET,
+        "/runs/{id}",
+        Allowed(Action::WorkflowRead, Later),
+    ),
+    (
+        Method::POST,
+        "/runs/{id}/cancel",
+        Allowed(Action::WorkflowRun, Later),
+    ),
+    (
+        Method::POST,
+        "/runs/{id}/redrive",
+        Allowed(Action::WorkflowRun, Later),
+    ),
     // Secrets: the list as the API's; the form's name and pools are checked by the handler.
     (Method::GET, "/secrets", Allowed(Action::SecretGrant, Later)),
     (

@@ -22,6 +22,7 @@ pub mod rows;
 pub mod schedules;
 pub mod secrets;
 pub mod send;
+pub mod workflows;
 
 use askama::Template;
 use axum::http::{header, StatusCode};
@@ -118,6 +119,23 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route(
             "/notifications/{name}/delete",
             axum::routing::post(notifications::delete),
+        )
+        .route("/workflows", get(workflows::list).post(workflows::create))
+        .route("/workflows/{name}", get(workflows::show))
+        .route(
+            "/workflows/{name}/delete",
+            axum::routing::post(workflows::delete),
+        )
+        .route(
+            "/workflows/{name}/runs",
+            axum::routing::post(workflows::start),
+        )
+        .route("/runs", get(workflows::runs))
+        .route("/runs/{id}", get(workflows::run))
+        .route("/runs/{id}/cancel", axum::routing::post(workflows::cancel))
+        .route(
+            "/runs/{id}/redrive",
+            axum::routing::post(workflows::redrive),
         )
         .route("/secrets", get(secrets::show).post(secrets::set))
         .route(
