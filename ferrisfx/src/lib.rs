@@ -17,6 +17,7 @@ pub mod schedule;
 pub mod secret;
 pub mod settings;
 pub mod setup;
+pub mod workflow;
 
 use std::path::PathBuf;
 
@@ -100,6 +101,11 @@ pub enum Command {
     /// when executions of the handlers they watch fail, are dead-lettered or succeed).
     #[command(subcommand)]
     Notification(notification::NotificationCommand),
+    /// Create, import, list, show and delete workflows (graphs of steps, each running a
+    /// package or handler after the steps it depends on); start runs and wait for them, list
+    /// runs, show one's steps and outputs, cancel and re-drive.
+    #[command(subcommand)]
+    Workflow(workflow::WorkflowCommand),
     /// Write, list, delete and re-seal platform secrets (values go in, never come back out);
     /// make keyring keys.
     #[command(subcommand)]
@@ -228,6 +234,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Hook(command) => hook::run(&api, command).await,
         Command::Bundle(command) => bundle::run(&api, command).await,
         Command::Notification(command) => notification::run(&api, command).await,
+        Command::Workflow(command) => workflow::run(&api, command).await,
         Command::Emit(args) => api.emit(args).await,
         Command::Login {
             user,
