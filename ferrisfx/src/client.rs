@@ -108,6 +108,21 @@ impl Api {
 
     /// Sends `request` with the token; the answer's JSON, or the server's error message.
     pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let body = self
+            .respond(request)
+            .await?
+            .text()
+            .await
+            .context("reading the server's response")?;
+        Ok(serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    }
+
+    /// Sends `request` with the token; the successful response (to read as bytes, say), or
+    /// the server's error message.
+    pub(crate) async fn respond(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
         let request = match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
@@ -119,25 +134,25 @@ impl Api {
             )
         })?;
         let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
         let body = response
             .text()
             .await
             .context("reading the server's response")?;
         let value: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
-        if !status.is_success() {
-            let message = value
-                .pointer("/error/message")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| value.to_string());
-            if status == reqwest::StatusCode::UNAUTHORIZED {
-                bail!(
-                    "server answered {status}: {message} (sign in with `ferrisfx login --user <name> --password-stdin`, or set FX_TOKEN)"
-                );
-            }
-            bail!("server answered {status}: {message}");
+        let message = value
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| value.to_string());
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            bail!(
+                "server answered {status}: {message} (sign in with `ferrisfx login --user <name> --password-stdin`, or set FX_TOKEN)"
+            );
         }
-        Ok(value)
+        bail!("server answered {status}: {message}");
     }
 
     /// `login`: trades a name and password for a token and keeps it for this server.

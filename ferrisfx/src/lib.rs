@@ -13,6 +13,7 @@ pub mod notification;
 pub mod ops;
 pub mod package;
 pub mod process;
+pub mod replay;
 pub mod schedule;
 pub mod secret;
 pub mod settings;
@@ -115,6 +116,11 @@ pub enum Command {
     /// List executions or show one.
     #[command(subcommand)]
     Executions(ExecutionsCommand),
+    /// Run a recorded execution again on this machine (its event, the exact package digest
+    /// it ran, its handler's configuration and limits as they were) and compare the output
+    /// events and log lines with the recorded ones: exit status 0 when they match, 1 with a
+    /// diff when they differ.
+    Replay(replay::ReplayArgs),
     /// Sign in to the server: trade a name and password for an API token, kept in the user's
     /// config directory for this server.
     Login {
@@ -248,5 +254,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             limit,
         }) => api.list_executions(handler, status, limit).await,
         Command::Executions(ExecutionsCommand::Show { id }) => api.show_execution(&id).await,
+        Command::Replay(args) => replay::run(&api, args).await,
     }
 }

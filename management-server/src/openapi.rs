@@ -21,6 +21,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("post", "/api/v1/packages"),
     ("get", "/api/v1/packages/{name}"),
     ("put", "/api/v1/packages/{name}/aliases/{alias}"),
+    ("get", "/api/v1/packages/{name}/versions/{version}/archive"),
     ("get", "/api/v1/packages/{name}/owner"),
     ("put", "/api/v1/packages/{name}/owner"),
     ("get", "/api/v1/handlers"),
@@ -105,7 +106,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         description = "Packages, handlers, executions and CloudEvents ingress. Errors answer `{\"error\": {\"kind\", \"message\"}}`; see docs/api.md."
     ),
     paths(
-        list_packages, upload_package, get_package, set_alias, get_package_owner,
+        list_packages, upload_package, get_package, set_alias, package_archive, get_package_owner,
         set_package_owner,
         list_handlers, create_handler, get_handler, put_handler, delete_handler, handler_history,
         list_schedules, create_schedule, get_schedule, put_schedule, delete_schedule,
@@ -204,6 +205,15 @@ pub fn get_package() {}
     responses((status = 200, description = "the alias", body = Object),
         (status = 404, description = "no such version", body = Object)))]
 pub fn set_alias() {}
+
+/// The `.fxpkg` archive of one version, byte for byte as uploaded (what `ferrisfx replay`
+/// runs); its SHA-256 is in the `x-fx-digest` header and the `ETag`.
+#[utoipa::path(get, path = "/api/v1/packages/{name}/versions/{version}/archive", tag = "packages",
+    params(("name" = String, Path, description = "package name"),
+        ("version" = String, Path, description = "an exact version, or an alias resolved now")),
+    responses((status = 200, description = "the archive", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, description = "no such version, or its archive is no longer stored", body = Object)))]
+pub fn package_archive() {}
 
 /// Who owns a package: its first uploader, or whom an admin gave it to.
 #[utoipa::path(get, path = "/api/v1/packages/{name}/owner", tag = "packages",
@@ -602,13 +612,17 @@ pub fn get_execution() {}
         (status = 409, description = "not failed, or its handler or package is gone", body = Object)))]
 pub fn redrive_execution() {}
 
-/// Runs a finished execution (succeeded or failed) again with the handler as it is now.
+/// Runs a finished execution (succeeded or failed) again with the handler as it is now: the
+/// handler's current package, or, pinned (`{"pin": true}` or `?pin=true`), exactly the
+/// package digest the execution recorded.
 #[utoipa::path(post, path = "/api/v1/executions/{id}/rerun", tag = "executions",
-    params(("id" = String, Path, description = "32 hex digits")),
-    responses((status = 202, description = "`{\"execution_id\", \"attempt\", \"handler\", \"package\"}`: the invocation is published", body = Object),
-        (status = 400, description = "not an execution id", body = Object),
+    params(("id" = String, Path, description = "32 hex digits"),
+        ("pin" = Option<bool>, Query, description = "run the package digest the execution recorded, not the handler's current package (default false)")),
+    request_body(content = Object, description = "optional: `{\"pin\": true}`, as the query parameter"),
+    responses((status = 202, description = "`{\"execution_id\", \"attempt\", \"handler\", \"package\", \"pinned\"}`: the invocation is published", body = Object),
+        (status = 400, description = "not an execution id, or a body or query that does not parse", body = Object),
         (status = 404, description = "no such execution", body = Object),
-        (status = 409, description = "still queued, running or retrying, or its handler or package is gone", body = Object)))]
+        (status = 409, description = "still queued, running or retrying, or its handler or package is gone (pinned: the recorded digest is no longer stored)", body = Object)))]
 pub fn rerun_execution() {}
 
 /// Accepts one CloudEvent (binary mode with `ce-` headers, or structured mode) and publishes it.

@@ -15,6 +15,7 @@ mod grants;
 mod guests;
 mod metrics;
 mod notifications;
+mod replay;
 mod retries;
 mod schedules;
 mod secrets;

@@ -67,6 +67,12 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
         "/api/v1/packages/{name}/aliases/{alias}",
         Allowed(Action::PackageUpload, Path("name")),
     ),
+    // The archive of a version: what `ferrisfx replay` runs.
+    (
+        Method::GET,
+        "/api/v1/packages/{name}/versions/{version}/archive",
+        Allowed(Action::PackageRead, Path("name")),
+    ),
     (
         Method::GET,
         "/api/v1/packages/{name}/owner",

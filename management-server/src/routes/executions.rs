@@ -167,8 +167,13 @@ pub struct Redriven {
     pub attempt: u32,
     /// The handler, as it is now.
     pub handler: String,
-    /// The package version that will run (the handler's reference resolved now).
+    /// The package version that will run: the handler's reference resolved now, or, pinned,
+    /// the one the execution recorded.
     pub package: ResolvedPackage,
+    /// Whether it runs the package the execution recorded rather than the handler's current
+    /// one (a pinned re-run).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pinned: bool,
 }
 
 /// `POST /api/v1/executions/{id}/redrive`: runs a failed execution (typically one in the
@@ -186,16 +191,55 @@ pub async fn redrive(
     ))
 }
 
+/// The query of `POST /api/v1/executions/{id}/rerun`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RerunParams {
+    /// Run the package digest the execution recorded, not the handler's current package.
+    #[serde(default)]
+    pub pin: Option<bool>,
+}
+
+/// The optional JSON body of `POST /api/v1/executions/{id}/rerun`: `{"pin": true}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RerunBody {
+    /// As [`RerunParams::pin`].
+    #[serde(default)]
+    pub pin: Option<bool>,
+}
+
 /// `POST /api/v1/executions/{id}/rerun`: runs a finished execution (succeeded or failed)
-/// again, as [`redrive`] does; 409 while it is still queued, running or retrying.
+/// again, as [`redrive`] does; 409 while it is still queued, running or retrying. Pinned
+/// (`{"pin": true}` or `?pin=true`) it runs exactly the package digest the execution recorded
+/// instead of the handler's current package: 409 when that digest is no longer stored.
 pub async fn rerun(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<RerunParams>,
+    body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<Redriven>), ApiError> {
+    let body = body?;
+    let from_body = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<RerunBody>(&body)
+            .map_err(|e| ApiError::invalid(format!("request body is not valid json: {e}")))?
+            .pin
+    };
+    let pin = match (params.pin, from_body) {
+        (Some(query), Some(body)) if query != body => {
+            return Err(ApiError::invalid(format!(
+                "pin is {query} in the query but {body} in the body: give it once"
+            )));
+        }
+        (query, body) => query.or(body).unwrap_or(false),
+    };
+    let package = if pin { Which::Recorded } else { Which::Current };
     Ok((
         StatusCode::ACCEPTED,
-        Json(redrive_execution(&state, &caller, &id, Again::Rerun).await?),
+        Json(run_again(&state, &caller, &id, Again::Rerun, package).await?),
     ))
 }
 
@@ -208,12 +252,33 @@ pub enum Again {
     Rerun,
 }
 
-/// Runs execution `id` again (see [`redrive`] and [`rerun`]); shared by the API and the UI.
+/// Which package an execution runs again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// The handler's package reference resolved now.
+    Current,
+    /// Exactly the package (name, version, digest) the execution recorded: a pinned re-run.
+    Recorded,
+}
+
+/// Runs execution `id` again (see [`redrive`] and [`rerun`]) with the handler's current
+/// package; shared by the API and the UI.
 pub async fn redrive_execution(
     state: &AppState,
     caller: &Caller,
     id: &str,
     again: Again,
+) -> Result<Redriven, ApiError> {
+    run_again(state, caller, id, again, Which::Current).await
+}
+
+/// Runs execution `id` again with the handler as it is now and the package `which` says.
+pub async fn run_again(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    again: Again,
+    which: Which,
 ) -> Result<Redriven, ApiError> {
     let id = ExecutionId::parse(id)?;
     let Some(execution) = state.backends.state.get_execution(&id).await? else {
@@ -255,15 +320,18 @@ pub async fn redrive_execution(
         )));
     };
     let handler = stored.handler;
-    let version = match state.backends.state.resolve_package(&handler.package).await {
-        Ok(version) => version,
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            return Err(ApiError::conflict(format!(
-                "package {} of handler {} does not exist: upload it or point the handler at another version",
-                handler.package, handler.name
-            )));
-        }
-        Err(e) => return Err(e.into()),
+    let version = match which {
+        Which::Current => match state.backends.state.resolve_package(&handler.package).await {
+            Ok(version) => version,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(ApiError::conflict(format!(
+                    "package {} of handler {} does not exist: upload it or point the handler at another version",
+                    handler.package, handler.name
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        },
+        Which::Recorded => recorded_version(state, &execution).await?,
     };
     let package = ResolvedPackage {
         name: version.name.clone(),
@@ -313,11 +381,43 @@ pub async fn redrive_execution(
         }
         return Err(e.into());
     }
-    tracing::info!(execution_id = %id, handler = %invocation.handler.name, attempt = invocation.attempt, ?again, "execution runs again");
+    tracing::info!(execution_id = %id, handler = %invocation.handler.name, attempt = invocation.attempt, ?again, pinned = (which == Which::Recorded), "execution runs again");
     Ok(Redriven {
         execution_id: id,
         attempt: invocation.attempt,
         handler: invocation.handler.name,
         package,
+        pinned: which == Which::Recorded,
     })
+}
+
+/// The package version execution `execution` recorded, with its manifest, if that exact
+/// digest is still stored: 409 otherwise (a pinned re-run cannot run anything else).
+async fn recorded_version(
+    state: &AppState,
+    execution: &Execution,
+) -> Result<fx_core::package::PackageVersion, ApiError> {
+    let id = &execution.id;
+    let Some(recorded) = &execution.package else {
+        return Err(ApiError::conflict(format!(
+            "execution {id} never resolved a package (it failed before running): there is no package to pin; re-run it without pin"
+        )));
+    };
+    let gone = || {
+        ApiError::conflict(format!(
+            "package {}@{} (sha256 {}) that execution {id} ran is no longer stored: re-run it without pin to run the handler's current package",
+            recorded.name, recorded.version, recorded.digest
+        ))
+    };
+    let version = state
+        .backends
+        .state
+        .get_package_version(&recorded.name, &recorded.version)
+        .await?
+        .filter(|version| version.digest == recorded.digest)
+        .ok_or_else(gone)?;
+    if !state.backends.packages.exists(&recorded.digest).await? {
+        return Err(gone());
+    }
+    Ok(version)
 }

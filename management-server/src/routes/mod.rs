@@ -52,6 +52,10 @@ pub fn api(state: &AppState) -> Router<AppState> {
         .route("/packages/{name}", get(packages::get))
         .route("/packages/{name}/aliases/{alias}", put(packages::set_alias))
         .route(
+            "/packages/{name}/versions/{version}/archive",
+            get(packages::archive),
+        )
+        .route(
             "/packages/{name}/owner",
             get(identity::package_owner).put(identity::set_package_owner),
         )

@@ -357,3 +357,64 @@ async fn forget_bytes(state: &AppState, version: &PackageVersion) {
         }
     }
 }
+
+/// `GET /api/v1/packages/{name}/versions/{version}/archive`: the `.fxpkg` bytes of one version
+/// (an exact version, or an alias resolved now), exactly as uploaded; the `x-fx-digest` header
+/// (and the `ETag`) holds their SHA-256, which the reader should check. 404 when the version
+/// does not exist, or when its bytes are no longer in the package store. What `ferrisfx
+/// replay` runs.
+pub async fn archive(
+    State(state): State<AppState>,
+    ApiPath((name, version)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    let reference = fx_core::handler::PackageRef {
+        name: name.clone(),
+        version: version.clone(),
+    };
+    let found = match state.backends.state.resolve_package(&reference).await {
+        Ok(found) => found,
+        Err(e) if e.kind() == fx_core::ErrorKind::NotFound => {
+            return Err(ApiError::not_found(format!(
+                "package {name}@{version} does not exist"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let bytes = match state.backends.packages.get(&found.digest).await {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == fx_core::ErrorKind::NotFound => {
+            return Err(ApiError::not_found(format!(
+                "the archive of package {}@{} (sha256 {}) is no longer in the package store",
+                found.name, found.version, found.digest
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        bytes,
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    let file = format!(
+        "attachment; filename=\"{}-{}.fxpkg\"",
+        found.name, found.version
+    );
+    for (name, value) in [
+        (header::CONTENT_DISPOSITION, file),
+        (header::ETAG, format!("\"{}\"", found.digest)),
+        (
+            header::HeaderName::from_static(DIGEST_HEADER),
+            found.digest.to_string(),
+        ),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    Ok(response)
+}
+
+/// The header of an archive download holding the SHA-256 of its bytes (64 hex digits).
+pub const DIGEST_HEADER: &str = "x-fx-digest";
