@@ -393,6 +393,44 @@ pub const MAX_ATTRIBUTE_BYTES: usize = 2048;
 pub const MAX_EXTENSION_NAME: usize = 64;
 /// The most extension attributes an event may carry.
 pub const MAX_EXTENSIONS: usize = 64;
+/// The deepest JSON data an event may carry, in nested arrays and objects. The platform wraps
+/// data in a few levels of its own (an invocation, a state event, a workflow step's input), and
+/// every JSON decoder on the way stops at 128 levels: refused where it enters, such data would
+/// otherwise pass the gateway and then fail an executor or the state router.
+pub const MAX_DATA_DEPTH: usize = 64;
+
+/// How deep `value` nests: `0` for a scalar, `1` for `[1]` or `{"a": 1}`, and so on. Walks
+/// without recursion, and stops counting past `limit` (returning `limit + 1`).
+pub fn json_depth(value: &serde_json::Value, limit: usize) -> usize {
+    use serde_json::Value;
+    let mut deepest = 0;
+    let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
+    while let Some((value, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        let depth = depth + 1;
+        if depth > limit {
+            return limit + 1;
+        }
+        deepest = deepest.max(depth);
+        stack.extend(children.map(|child| (child, depth)));
+    }
+    deepest
+}
+
+/// Refuses JSON data that nests deeper than [`MAX_DATA_DEPTH`].
+pub fn check_data_depth(data: &serde_json::Value) -> Result<()> {
+    let depth = json_depth(data, MAX_DATA_DEPTH);
+    if depth > MAX_DATA_DEPTH {
+        return Err(Error::invalid(format!(
+            "data nests more than {MAX_DATA_DEPTH} levels of arrays and objects: not accepted"
+        )));
+    }
+    Ok(())
+}
 
 /// Checks what every backend an event passes through can take, so that an event is refused
 /// where it enters (`400` at the HTTP ingress, the dead-letter topic on `fx.events`) rather than
@@ -444,6 +482,9 @@ pub fn validate(event: &Event) -> Result<()> {
         }
         check(name, &extension_text(value))?;
     }
+    if let Some(Data::Json(data)) = event.data() {
+        check_data_depth(data)?;
+    }
     Ok(())
 }
 
@@ -462,6 +503,7 @@ pub fn new_json_event(
     ty: impl Into<String>,
     data: serde_json::Value,
 ) -> Result<Event> {
+    check_data_depth(&data)?;
     let mut event = EventBuilderV10::new()
         .id(id.into())
         .source(source.into())

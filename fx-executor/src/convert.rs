@@ -189,11 +189,15 @@ pub fn from_wit(event: &WitEvent) -> Result<Event> {
     Ok(built)
 }
 
-/// The data of an output event, by its content type.
+/// The data of an output event, by its content type. JSON nested deeper than the platform
+/// carries as JSON ([`fx_core::event::MAX_DATA_DEPTH`]) stays bytes, like JSON that does not
+/// parse: as a value it would not survive the state event that records it.
 fn decode_data(content_type: &str, body: &[u8]) -> Data {
     if is_json_content_type(content_type) {
-        if let Ok(value) = serde_json::from_slice(body) {
-            return Data::Json(value);
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+            if fx_core::event::check_data_depth(&value).is_ok() {
+                return Data::Json(value);
+            }
         }
         return Data::Binary(body.to_vec());
     }
@@ -317,6 +321,21 @@ mod tests {
                 "{err:?}"
             );
         }
+    }
+
+    #[test]
+    fn json_data_nested_too_deep_stays_binary() {
+        let depth = fx_core::event::MAX_DATA_DEPTH + 1;
+        let body = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert_eq!(
+            decode_data("application/json", body.as_bytes()),
+            Data::Binary(body.clone().into_bytes())
+        );
+        let ok = format!("{}{}", "[".repeat(depth - 1), "]".repeat(depth - 1));
+        assert!(matches!(
+            decode_data("application/json", ok.as_bytes()),
+            Data::Json(_)
+        ));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use fx_tests::{example_package, TestPlatform};
 use serde_json::json;
 
 /// The value of the sample `name{labels}` (labels as rendered, in order), if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
 }

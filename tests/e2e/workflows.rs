@@ -321,6 +321,64 @@ async fn a_map_over_20_items_fans_out_and_joins_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_step_runs_its_function_once_while_conductors_race() {
+    // The API call starts 40 independent steps one after another while the router, as the
+    // first ones finish, moves the same run: both find the later steps ready. Only the
+    // conductor that created a step's execution may publish it.
+    let (_dir, fx) = platform().await;
+    let api: &Api = &fx;
+    let names: Vec<String> = (0..40).map(|i| format!("s{i:02}")).collect();
+    let steps: Vec<Value> = names.iter().map(|n| step(n, &[])).collect();
+    create(api, json!({"name": "wide", "steps": steps})).await;
+    let id = start(api, "wide", json!({})).await;
+    let run = finished(api, &id, String::new).await;
+    assert_eq!(run["run"]["status"], "succeeded", "{run:#}");
+    // A second run of an execution would finish after the run is recorded: give it time.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (status, text) = fx.get_text("/metrics").await;
+    assert_eq!(status, 200);
+    for name in &names {
+        let series =
+            format!(r#"fx_invocations_total{{handler="workflow.wide.{name}",status="succeeded"}}"#);
+        assert_eq!(
+            crate::metrics::sample(&text, &series),
+            Some(1.0),
+            "step {name}'s function runs:\n{text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_nested_too_deep_is_refused_at_the_api_and_fails_the_step_that_would_get_it() {
+    let (_dir, fx) = platform().await;
+    let api: &Api = &fx;
+    create(
+        api,
+        json!({"name": "deep", "steps": [step("a", &[]), step("b", &["a"])]}),
+    )
+    .await;
+    let nested = |levels: usize| (0..levels).fold(json!(1), |inner, _| json!([inner]));
+    // An input of 65 levels: refused with the reason, no run.
+    let (code, v) = api
+        .post_json(
+            "/api/v1/workflows/deep/runs",
+            &json!({"input": {"deep": nested(64)}}),
+        )
+        .await;
+    assert_eq!(code, 400, "{v}");
+    assert!(v.to_string().contains("64 levels"), "{v}");
+    // An input of 62 levels reaches step a (63 with its context); a echoes it, so b's input
+    // would nest 65 levels: b does not start, and the run says why.
+    let id = start(api, "deep", json!({"echo": ["a"], "deep": nested(61)})).await;
+    let run = finished(api, &id, String::new).await;
+    assert_eq!(run["run"]["status"], "failed", "{run:#}");
+    assert_eq!(status(&run, "a"), "succeeded");
+    assert_eq!(status(&run, "b"), "failed");
+    let reason = step_of(&run, "b")["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("64 levels"), "{run:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_graph_is_refused_with_the_problem_named() {
     let (_dir, fx) = platform().await;
     let api: &Api = &fx;

@@ -6,12 +6,14 @@
 //!
 //! - `sleep_ms`: `{"<step>": ms}`: sleeps that long first (to make steps overlap);
 //! - `fail`: `["<step>", ...]`: those steps fail with `requested failure of <step>`;
-//! - `fail_items`: `[index, ...]`: those items of a map step fail.
+//! - `fail_items`: `[index, ...]`: those items of a map step fail;
+//! - `echo`: `["<step>", ...]`: those steps put the run's input into their output (`echo`).
 //!
 //! It returns one event `com.ferrisfx.workflow.step.done` whose JSON data is the step's output:
 //! `{"step", "started_ms", "finished_ms", "received": [<dependencies whose outputs it got>],
 //! "outputs": {<dependency>: <output>}}`, and for a map item `{"item", "index", "double"}`
-//! (twice the item when it is a number).
+//! (twice the item when it is a number). A dependency's output is passed on without its own
+//! `outputs`, so a long chain does not nest deeper at every step.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,6 +25,20 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// `output` without its `outputs` (each item's, for a map's list of outputs).
+fn shallow(output: &Value) -> Value {
+    match output {
+        Value::Array(items) => Value::Array(items.iter().map(shallow).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(key, _)| key.as_str() != "outputs")
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 fn handle(event: Event) -> Result<Vec<Event>, Error> {
@@ -45,8 +61,16 @@ fn handle(event: Event) -> Result<Vec<Event>, Error> {
         "step": step,
         "started_ms": started_ms,
         "received": context["steps"].as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default(),
-        "outputs": context["steps"],
+        "outputs": context["steps"].as_object().map(|steps| {
+            steps
+                .iter()
+                .map(|(name, output)| (name.clone(), shallow(output)))
+                .collect::<serde_json::Map<_, _>>()
+        }),
     });
+    if fails(&input["echo"], &json!(step)) {
+        output["echo"] = input.clone();
+    }
     if let Some(index) = context.get("index") {
         if fails(&input["fail_items"], index) {
             return Err(Error::new(format!("requested failure of item {index}")));

@@ -211,3 +211,43 @@ fn bad_json_and_non_events_are_refused() {
     let err = decode_binding("ce-", [("content-type", "text/plain")], b"hi").unwrap_err();
     assert!(err.message().contains("not a cloudevent"), "{err}");
 }
+
+#[test]
+fn json_depth_counts_nested_arrays_and_objects() {
+    use serde_json::json;
+    assert_eq!(json_depth(&json!(1), 10), 0);
+    assert_eq!(json_depth(&json!([]), 10), 1);
+    assert_eq!(json_depth(&json!({"a": [1, {"b": {}}], "c": 2}), 10), 4);
+    assert_eq!(
+        json_depth(&json!([[[[]]]]), 2),
+        3,
+        "stops counting past the limit"
+    );
+}
+
+#[test]
+fn data_nested_too_deep_is_refused_in_both_modes_and_when_built() {
+    let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    let deep = nested(MAX_DATA_DEPTH + 1);
+    let structured = format!(
+        r#"{{"specversion":"1.0","id":"1","source":"/s","type":"t","datacontenttype":"application/json","data":{deep}}}"#
+    );
+    let err = decode_structured(structured.as_bytes()).unwrap_err();
+    assert!(err.message().contains("levels"), "{err}");
+    let headers = [
+        ("ce-specversion", "1.0"),
+        ("ce-id", "1"),
+        ("ce-source", "/s"),
+        ("ce-type", "t"),
+        ("content-type", "application/json"),
+    ];
+    let err = decode_binding("ce-", headers, deep.as_bytes()).unwrap_err();
+    assert!(err.message().contains("levels"), "{err}");
+    let value: serde_json::Value = serde_json::from_str(&deep).unwrap();
+    let err = new_json_event("1", "/s", "t", value).unwrap_err();
+    assert!(err.message().contains("levels"), "{err}");
+
+    let fits = nested(MAX_DATA_DEPTH);
+    let event = decode_binding("ce-", headers, fits.as_bytes()).unwrap();
+    assert!(data_json(&event).is_some());
+}

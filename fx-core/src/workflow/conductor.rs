@@ -7,10 +7,13 @@
 //! **Durability.** Everything a run knows is in the state store: the run record (updated by
 //! compare-and-swap, so a step's result is recorded once even when two gateways move the run
 //! at once) and the step executions. A step's executions have ids derived from (run, step,
-//! generation, item), so starting a step twice (a crash between publishing its invocations
-//! and recording it, a redelivered state event, two gateways) finds the same executions: a
-//! queued one is published again (an executor runs an attempt at most once per delivery),
-//! one that started or finished is not. A step recorded as succeeded never starts again.
+//! generation, item), so starting a step twice (two gateways moving one run, a redelivered
+//! state event, a crash between publishing its invocations and recording it) finds the same
+//! executions. Only the conductor that created them publishes their invocations, so a
+//! function runs once however many conductors race; another conductor that finds them queued
+//! leaves the step to their creator, unless the creator left them unrecorded for
+//! [`ABANDONED_AFTER`] (it died in between): then they are published again, and only then can
+//! an execution run twice. A step recorded as succeeded never starts again.
 //! After a restart, [`Conductor::sweep`] moves every unfinished run once, which also catches
 //! anything no state event will announce (a cancel, a step that failed before it ran).
 
@@ -41,6 +44,10 @@ pub const MAX_ITEMS: usize = 1000;
 const MAX_CONFLICTS: usize = 64;
 /// Unfinished runs one sweep moves.
 const SWEEP_LIMIT: u32 = 1000;
+/// How long after another conductor created a step's executions, without recording the step
+/// as started, they count as abandoned (that conductor died between creating and publishing
+/// them) and are published again. Recording normally follows creation within milliseconds.
+const ABANDONED_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
 /// The source of a run's step events: `/workflows/<workflow>/runs/<run>`.
 pub fn run_source(workflow: &str, run: &RunId) -> String {
@@ -203,12 +210,14 @@ impl Conductor {
         id: &RunId,
         ended: Option<&HashSet<ExecutionId>>,
     ) -> Result<Option<Run>> {
+        // The executions whose invocations this move published, kept across its tries.
+        let mut published: HashSet<ExecutionId> = HashSet::new();
         for _ in 0..MAX_CONFLICTS {
             let Some(mut run) = self.backends.runs.get_run(id).await? else {
                 return Ok(None);
             };
             let before = run.clone();
-            self.settle(&mut run, ended).await?;
+            self.settle(&mut run, ended, &mut published).await?;
             if run == before {
                 return Ok(Some(run));
             }
@@ -224,7 +233,12 @@ impl Conductor {
 
     /// Settles `run` in memory: steps that ended recorded, ready ones started (their
     /// executions created and invocations published), until nothing more can start.
-    async fn settle(&self, run: &mut Run, hint: Option<&HashSet<ExecutionId>>) -> Result<()> {
+    async fn settle(
+        &self,
+        run: &mut Run,
+        hint: Option<&HashSet<ExecutionId>>,
+        published: &mut HashSet<ExecutionId>,
+    ) -> Result<()> {
         // How the executions of running steps ended; `None` = not yet. The items of a map
         // recorded as ended are known without a read.
         let mut known: HashMap<ExecutionId, Option<Ended>> = HashMap::new();
@@ -241,6 +255,8 @@ impl Conductor {
         }
         // Executions found started or finished when their step started: read them anyway.
         let mut existing: HashSet<ExecutionId> = HashSet::new();
+        // Steps another conductor is starting: not started again by this one.
+        let mut deferred: HashSet<String> = HashSet::new();
         // Each pass starts at least one step, so this ends within the step count.
         for _ in 0..=run.steps.len() {
             for id in run.running_executions() {
@@ -277,6 +293,10 @@ impl Conductor {
                 .filter_map(|(id, e)| e.clone().map(|e| (id.clone(), e)))
                 .collect();
             let (ready, _) = run.settle(&ended, Utc::now());
+            let ready: Vec<String> = ready
+                .into_iter()
+                .filter(|name| !deferred.contains(name))
+                .collect();
             if ready.is_empty() {
                 return Ok(());
             }
@@ -285,7 +305,11 @@ impl Conductor {
                     Ok(launch) => {
                         let ids: Vec<ExecutionId> =
                             launch.executions.iter().map(|e| e.id.clone()).collect();
-                        let fresh = self.publish(run, launch).await?;
+                        let Some(fresh) = self.publish(run, &name, launch, published).await? else {
+                            tracing::debug!(run = %run.id, step = %name, "another conductor is starting the step");
+                            deferred.insert(name);
+                            continue;
+                        };
                         for id in &ids {
                             if fresh.contains(id) {
                                 known.insert(id.clone(), None);
@@ -425,11 +449,19 @@ impl Conductor {
     }
 
     /// Indexes and creates the launch's executions, then publishes the invocations of those
-    /// not yet started (new, or queued by an earlier try). Returns the ids created now.
-    async fn publish(&self, run: &Run, launch: Launch) -> Result<HashSet<ExecutionId>> {
+    /// this conductor created. Returns the ids it published (now or earlier in this move, in
+    /// `published`), or `None` when another conductor created the executions and has not yet
+    /// recorded the step (it publishes them; the step is left to it).
+    async fn publish(
+        &self,
+        run: &Run,
+        step: &str,
+        launch: Launch,
+        published: &mut HashSet<ExecutionId>,
+    ) -> Result<Option<HashSet<ExecutionId>>> {
         let ids: Vec<ExecutionId> = launch.executions.iter().map(|e| e.id.clone()).collect();
         if ids.is_empty() {
-            return Ok(HashSet::new());
+            return Ok(Some(HashSet::new()));
         }
         // Indexed first: a state event of one of them finds its run even if this conductor
         // dies right after publishing.
@@ -444,22 +476,41 @@ impl Conductor {
             .await?;
         let mut fresh = HashSet::new();
         let mut owed = Vec::new();
+        let mut theirs = Vec::new();
         for ((id, created), invocation) in ids.into_iter().zip(created).zip(launch.invocations) {
             match created {
-                Created::New => {
+                Created::New => owed.push((id, invocation)),
+                Created::Existing(ExecutionStatus::Queued) if published.contains(&id) => {
                     fresh.insert(id);
-                    owed.push(invocation);
                 }
-                Created::Existing(ExecutionStatus::Queued) => owed.push(invocation),
+                Created::Existing(ExecutionStatus::Queued) => theirs.push((id, invocation)),
                 Created::Existing(_) => {}
+            }
+        }
+        let mut deferred = false;
+        if let Some((first, _)) = theirs.first() {
+            // Created together, so the first tells the age of all.
+            let abandoned = match self.backends.state.get_execution(first).await? {
+                Some(execution) => Utc::now() - execution.created_at > ABANDONED_AFTER,
+                None => true,
+            };
+            if abandoned {
+                tracing::warn!(run = %run.id, step = %step, executions = theirs.len(), "publishing step executions that another conductor created but never recorded");
+                owed.append(&mut theirs);
+            } else {
+                deferred = true;
             }
         }
         if !owed.is_empty() {
             metrics::counter!(crate::telemetry::WORKFLOW_STEPS, "workflow" => run.workflow.clone())
                 .increment(owed.len() as u64);
-            self.backends.bus.publish_all(owed).await?;
+            let (owed_ids, messages): (Vec<ExecutionId>, Vec<(String, Message)>) =
+                owed.into_iter().unzip();
+            self.backends.bus.publish_all(messages).await?;
+            published.extend(owed_ids.iter().cloned());
+            fresh.extend(owed_ids);
         }
-        Ok(fresh)
+        Ok((!deferred).then_some(fresh))
     }
 
     /// The handler a step runs as: the named handler, or one made for a package step.
