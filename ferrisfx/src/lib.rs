@@ -2,6 +2,7 @@
 //! embedded backends; the other commands talk to a running management server over its REST
 //! API (`--server`, or `FX_SERVER`).
 
+pub mod backup;
 pub mod bundle;
 pub mod client;
 pub mod config_reference;
@@ -121,6 +122,15 @@ pub enum Command {
     /// events and log lines with the recorded ones: exit status 0 when they match, 1 with a
     /// diff when they differ.
     Replay(replay::ReplayArgs),
+    /// Write an archive of everything the platform holds (packages with their archives,
+    /// handlers and their history, schedules, webhooks, bundles, notification rules,
+    /// workflows, accounts, tokens, rules, sealed secrets; optionally executions and logs
+    /// since a time) to a file or an S3 bucket. Administrators only.
+    Backup(backup::BackupArgs),
+    /// Write a backup into a deployment (an empty one, unless --force): checked whole first,
+    /// verified after (counts and package digests). Works across backends: the way from
+    /// `ferrisfx dev` to a deployment and back.
+    Restore(backup::RestoreArgs),
     /// Sign in to the server: trade a name and password for an API token, kept in the user's
     /// config directory for this server.
     Login {
@@ -255,5 +265,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => api.list_executions(handler, status, limit).await,
         Command::Executions(ExecutionsCommand::Show { id }) => api.show_execution(&id).await,
         Command::Replay(args) => replay::run(&api, args).await,
+        Command::Backup(args) => backup::backup(&api, args).await,
+        Command::Restore(args) => backup::restore(&api, args).await,
     }
 }

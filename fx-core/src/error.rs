@@ -111,6 +111,13 @@ impl Error {
         self
     }
 
+    /// The same error with `context` before its message (`context: message`), its kind and
+    /// cause kept.
+    pub fn context(mut self, context: impl std::fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         self.kind

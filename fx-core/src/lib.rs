@@ -13,6 +13,7 @@
 
 pub mod backends;
 pub mod backoff;
+pub mod backup;
 pub mod bus;
 pub mod chat;
 pub mod error;

@@ -93,6 +93,8 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("delete", "/api/v1/secrets/{name}"),
     ("post", "/api/v1/secrets/rekey"),
     ("get", "/api/v1/pools/{pool}/secrets"),
+    ("post", "/api/v1/backup"),
+    ("post", "/api/v1/restore"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -123,6 +125,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         get_account, put_account, delete_account, create_account_token, list_rules, add_rule,
         delete_rule, audit_log,
         list_secrets, set_secret, delete_secret, rekey_secrets, deliver_secrets,
+        take_backup, restore_backup,
         healthz, readyz, metrics
     ),
     tags(
@@ -137,6 +140,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         (name = "events", description = "CloudEvents over HTTP, published to fx.events"),
         (name = "identity", description = "who may do what: accounts, api tokens, rules, the audit log (docs/security.md)"),
         (name = "secrets", description = "secrets managed by the platform: written, never read back (docs/security.md)"),
+        (name = "backup", description = "backup and restore of everything the platform holds (docs/backup.md)"),
         (name = "health", description = "liveness and readiness")
     )
 )]
@@ -770,6 +774,28 @@ pub fn delete_secret() {}
 #[utoipa::path(post, path = "/api/v1/secrets/rekey", tag = "secrets",
     responses((status = 200, description = "`{\"resealed\": n, \"key_id\"}`", body = Object)))]
 pub fn rekey_secrets() {}
+
+/// A backup of everything the platform holds, as a tar.gz (`user:admin` on `*`): packages
+/// with their archives and aliases, handlers with their history, schedules, webhooks, chat
+/// bundles, notification rules, workflows, accounts, tokens (hashed), rules, secrets (sealed)
+/// and, with `executions_since`, the finished executions since then with their logs, the
+/// workflow runs and the audit log. `ferrisfx backup` calls it.
+#[utoipa::path(post, path = "/api/v1/backup", tag = "backup",
+    params(("executions_since" = Option<String>, Query, description = "RFC 3339 time: also the executions created since")),
+    responses((status = 200, description = "The archive (`application/gzip`)")))]
+pub fn take_backup() {}
+
+/// Restores an archive of `POST /api/v1/backup` (the body) into this deployment (`user:admin`
+/// on `*`): checks every file against the manifest first, refuses a deployment that holds
+/// configuration unless `force`, then verifies counts and package digests from the backends.
+#[utoipa::path(post, path = "/api/v1/restore", tag = "backup",
+    params(("force" = Option<bool>, Query, description = "restore into a deployment that is not empty, replacing entries of the same name")),
+    request_body(content = String, content_type = "application/gzip", description = "the archive"),
+    responses(
+        (status = 200, description = "`{manifest, restored, kept, verified, archives_verified}`", body = Object),
+        (status = 400, description = "not a backup, or a damaged one (nothing written)", body = Object),
+        (status = 409, description = "the deployment is not empty", body = Object)))]
+pub fn restore_backup() {}
 
 /// The values of the secrets delivered to a pool: for its executors' service account only
 /// (`secret:deliver` on the pool).

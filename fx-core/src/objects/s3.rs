@@ -302,6 +302,104 @@ impl S3PackageStore {
     }
 }
 
+/// An object of the bucket, as [`S3PackageStore::list_objects`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Its key without the store's prefix.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Objects other than package archives under the store's prefix (backups, say): named by the
+/// caller, stored as they are.
+impl S3PackageStore {
+    /// The object key of `name`; a name must not climb out of the prefix.
+    fn object_key(&self, name: &str) -> Result<String> {
+        if name.is_empty() || name.starts_with('/') || name.split('/').any(|s| s == "..") {
+            return Err(Error::invalid(format!("{name:?} is not an object name")));
+        }
+        Ok(format!("{}{name}", self.prefix))
+    }
+
+    /// Stores `bytes` as object `name` (in parts when large).
+    pub async fn put_object(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let key = self.object_key(name)?;
+        self.upload(&key, bytes, &format!("storing {name}")).await
+    }
+
+    /// The bytes of object `name`.
+    pub async fn get_object(&self, name: &str) -> Result<Bytes> {
+        let key = self.object_key(name)?;
+        let what = format!("reading {name}");
+        let answer = self.send(&key, Command::GetObject, &what).await?;
+        if !answer.is_success() {
+            let body = answer.text();
+            if answer.status == 404 && xml_element(&body, "Code") != Some("NoSuchBucket") {
+                return Err(Error::not_found(format!(
+                    "no object {key} in bucket {}",
+                    self.bucket.name()
+                )));
+            }
+            return Err(self.status_error(&what, answer.status, &body));
+        }
+        Ok(answer.body)
+    }
+
+    /// Deletes object `name` (none there is fine).
+    pub async fn delete_object(&self, name: &str) -> Result<()> {
+        let key = self.object_key(name)?;
+        let what = format!("deleting {name}");
+        let answer = self.send(&key, Command::DeleteObject, &what).await?;
+        match answer.status {
+            200..=299 | 404 => Ok(()),
+            status => Err(self.status_error(&what, status, &answer.text())),
+        }
+    }
+
+    /// The objects whose names start with `name_prefix`, in key order.
+    pub async fn list_objects(&self, name_prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let prefix = format!("{}{name_prefix}", self.prefix);
+        let mut objects = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let command = Command::ListObjectsV2 {
+                prefix: prefix.clone(),
+                delimiter: None,
+                continuation_token: token.clone(),
+                start_after: None,
+                max_keys: Some(1000),
+            };
+            let what = format!("listing {name_prefix}");
+            let answer = self.send("/", command, &what).await?;
+            let body = answer.text().into_owned();
+            if !answer.is_success() {
+                return Err(self.status_error(&what, answer.status, &body));
+            }
+            for contents in body.split("<Contents>").skip(1) {
+                let Some(key) = xml_element(contents, "Key") else {
+                    continue;
+                };
+                let size = xml_element(contents, "Size")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                objects.push(ObjectInfo {
+                    name: key.strip_prefix(&self.prefix).unwrap_or(key).to_string(),
+                    size,
+                });
+            }
+            match xml_element(&body, "NextContinuationToken") {
+                Some(next) if xml_element(&body, "IsTruncated") == Some("true") => {
+                    token = Some(next.to_string());
+                }
+                _ => break,
+            }
+        }
+        objects.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(objects)
+    }
+}
+
 /// The text of the first `<name>` element of an S3 XML document (the `Code` of an error,
 /// the `UploadId` of a multipart upload).
 fn xml_element<'a>(body: &'a str, name: &str) -> Option<&'a str> {

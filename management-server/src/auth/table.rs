@@ -404,7 +404,33 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
         "/api/v1/pools/{pool}/secrets",
         Allowed(Action::SecretDeliver, Path("pool")),
     ),
+    // Backup and restore: everything, password hashes and sealed secrets included.
+    (
+        Method::POST,
+        "/api/v1/backup",
+        Allowed(Action::UserAdmin, Target::All),
+    ),
+    (
+        Method::POST,
+        "/api/v1/restore",
+        Allowed(Action::UserAdmin, Target::All),
+    ),
     // The web UI.
+    (
+        Method::GET,
+        "/backup",
+        Allowed(Action::UserAdmin, Target::All),
+    ),
+    (
+        Method::POST,
+        "/backup",
+        Allowed(Action::UserAdmin, Target::All),
+    ),
+    (
+        Method::POST,
+        "/backup/restore",
+        Allowed(Action::UserAdmin, Target::All),
+    ),
     (Method::GET, "/audit", Allowed(Action::AuditRead, Later)),
     (Method::GET, "/login", Public),
     (Method::POST, "/login", Public),

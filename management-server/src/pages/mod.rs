@@ -7,6 +7,7 @@
 //! preview, and the upload's progress bar.
 
 pub mod audit;
+pub mod backup;
 pub mod bundles;
 pub mod dashboard;
 pub mod executions;
@@ -138,6 +139,11 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             axum::routing::post(workflows::redrive),
         )
         .route("/secrets", get(secrets::show).post(secrets::set))
+        .route("/backup", get(backup::show).post(backup::download))
+        .route(
+            "/backup/restore",
+            axum::routing::post(backup::restore).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route(
             "/secrets/{name}/delete",
             axum::routing::post(secrets::delete),

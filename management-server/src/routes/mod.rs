@@ -1,5 +1,6 @@
 //! The REST API under `/api/v1`, one module per resource.
 
+pub mod backup;
 pub mod bundles;
 pub mod entries;
 pub mod events;
@@ -162,4 +163,9 @@ pub fn api(state: &AppState) -> Router<AppState> {
         .route("/secrets/rekey", post(secrets::rekey))
         .route("/secrets/{name}", put(secrets::set).delete(secrets::delete))
         .route("/pools/{pool}/secrets", get(secrets::deliver))
+        .route("/backup", post(backup::backup))
+        .route(
+            "/restore",
+            post(backup::restore).layer(DefaultBodyLimit::disable()),
+        )
 }
