@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use ferrisfx::settings::Settings;
 use fx_core::testenv::backend;
+use fx_core::testsupport::HandlerBuilder;
 use fx_tests::{example_package, TestPlatform};
 use serde_json::json;
 
@@ -390,6 +391,51 @@ async fn a_workflow_written_in_the_browser_runs_and_its_graph_turns_green() {
     );
     assert_eq!(out["d"]["received"], json!(["b", "c"]), "{out:#}");
     fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_downloaded_in_the_browser_restores_on_another_platform() {
+    let Some((chromium, playwright)) = browser("ui backup") else {
+        return;
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (source, target) = (platform(a.path()).await, platform(b.path()).await);
+    source.upload_example("hello").await;
+    source.upload_example("workflow-step").await;
+    let revision = source
+        .create_handler(
+            &HandlerBuilder::new("kept")
+                .event_type("com.example.kept")
+                .package("hello")
+                .build(),
+        )
+        .await["revision"]
+        .as_u64()
+        .unwrap();
+    source.until_gateway_sees(revision).await;
+    for i in 0..3 {
+        source
+            .emit(&format!("kept-{i}"), "com.example.kept", json!({"i": i}))
+            .await;
+    }
+    source
+        .wait_succeeded("kept", 3, Duration::from_secs(60), String::new)
+        .await;
+    scenario(
+        "backup",
+        &chromium,
+        &playwright,
+        &source.base,
+        &[Path::new(&target.base)],
+    )
+    .await;
+    // What the browser restored is what the source holds.
+    let (_, theirs) = source.get("/api/v1/handlers/kept").await;
+    let (_, ours) = target.get("/api/v1/handlers/kept").await;
+    assert_eq!(theirs["handler"], ours["handler"], "{ours}");
+    assert_eq!(target.executions("kept").await.len(), 3);
+    target.stop().await;
+    source.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,8 +21,9 @@ use crate::AppState;
 struct BackupPage {
     /// The highlighted navigation entry.
     active: &'static str,
-    /// What the last restore did, section by section: (section, restored, kept, verified).
-    report: Option<Vec<(String, u64, u64, u64)>>,
+    /// What the last restore did, section by section: (section, restored, kept, and how many
+    /// the deployment now holds, `—` for the sections not counted).
+    report: Option<Vec<(String, u64, u64, String)>>,
     /// When the restored backup was taken and by which version.
     restored_from: Option<String>,
     /// Package archives read back with their digest after the restore.
@@ -55,7 +56,11 @@ fn page(report: Option<RestoreReport>, error: Option<String>) -> BackupPage {
             .map(|s| {
                 let n =
                     |m: &std::collections::BTreeMap<String, u64>| m.get(&s).copied().unwrap_or(0);
-                (s.clone(), n(&r.restored), n(&r.kept), n(&r.verified))
+                let now = r
+                    .verified
+                    .get(&s)
+                    .map_or_else(|| "—".to_string(), u64::to_string);
+                (s.clone(), n(&r.restored), n(&r.kept), now)
             })
             .collect()
     });
