@@ -2,7 +2,8 @@
 //! (with history), an alias, a schedule, a workflow and its run, a secret and executions is
 //! backed up with the `ferrisfx` CLI, restored with it into a platform on PostgreSQL and S3,
 //! and compared through the API; backups rotate (`--keep`) in a directory and in a bucket; a
-//! backup taken while events flow restores only whole, finished executions, each as it was.
+//! backup taken while events flow restores only whole, finished executions, each as it was;
+//! only an administrator backs up or restores, and restored accounts and tokens sign in.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -419,6 +420,79 @@ async fn a_backup_taken_while_events_flow_restores_whole_finished_executions() {
     let (_, handlers) = empty.get("/api/v1/handlers").await;
     assert_eq!(handlers["handlers"], json!([]), "{handlers}");
     empty.stop().await;
+    target.stop().await;
+    source.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_admin_backs_up_and_accounts_and_tokens_work_after_a_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyring(dir.path());
+    let with_auth = |name: &str| {
+        let mut settings = ferrisfx::settings::Settings {
+            data_dir: dir.path().join(name),
+            example: false,
+            ..ferrisfx::settings::Settings::default()
+        };
+        settings.server.secrets.key_file = Some(keys.clone());
+        settings
+    };
+    let source = TestPlatform::start_with(with_auth("a")).await;
+    let admin = Api::with_token(source.base.clone(), &source.admin_token().unwrap());
+    let (status, v) = admin
+        .post_json(
+            "/api/v1/accounts",
+            &json!({"name": "alice", "password": "a long enough password"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let login = |base: String| async move {
+        Api::new(base)
+            .post_json(
+                "/api/v1/login",
+                &json!({"name": "alice", "password": "a long enough password"}),
+            )
+            .await
+    };
+    let (status, v) = login(source.base.clone()).await;
+    assert_eq!(status, 201, "{v}");
+    let alice = Api::with_token(source.base.clone(), v["token"].as_str().unwrap());
+
+    // Without a token 401, as alice (no rule grants her user:admin) 403, as the admin 200.
+    let backup = |api: &Api| api.http.post(format!("{}/api/v1/backup", api.base)).send();
+    assert_eq!(backup(&source).await.unwrap().status(), 401);
+    assert_eq!(backup(&alice).await.unwrap().status(), 403);
+    let response = backup(&admin).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let archive = response.bytes().await.unwrap().to_vec();
+    let (status, _) = alice
+        .post_raw(
+            "/api/v1/restore",
+            &[("content-type", "application/gzip")],
+            archive.clone(),
+        )
+        .await;
+    assert_eq!(status, 403, "a restore needs an admin too");
+
+    // Into another platform with its own admin: alice signs in there with her password, and
+    // the source admin's token works there (its hash was restored); the target's own admin
+    // account was left as it was.
+    let target = TestPlatform::start_with(with_auth("b")).await;
+    let target_admin = Api::with_token(target.base.clone(), &target.admin_token().unwrap());
+    let (status, report) = target_admin
+        .post_raw(
+            "/api/v1/restore",
+            &[("content-type", "application/gzip")],
+            archive,
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["kept"]["accounts"], 1, "{report}");
+    let (status, v) = login(target.base.clone()).await;
+    assert_eq!(status, 201, "alice signs in after the restore: {v}");
+    let moved = Api::with_token(target.base.clone(), &source.admin_token().unwrap());
+    let (status, v) = moved.get("/api/v1/me").await;
+    assert_eq!(status, 200, "{v}");
     target.stop().await;
     source.stop().await;
 }
