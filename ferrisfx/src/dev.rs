@@ -30,6 +30,8 @@ pub struct Platform {
     pub gateway_table: fx_gateway::table::LiveTable,
     /// With authentication on: an API token of the local admin, made at start.
     pub admin_token: Option<String>,
+    /// The trace exporter (`[telemetry]`), stopped once every part has.
+    pub traces: crate::traces::Traces,
     shutdown: CancellationToken,
     tasks: JoinSet<anyhow::Result<()>>,
 }
@@ -44,13 +46,14 @@ impl Platform {
         let addr = listener
             .local_addr()
             .context("reading the listener's address")?;
+        let traces = crate::traces::Traces::start(&settings.telemetry, "dev")
+            .context("starting the trace exporter (telemetry)")?;
         let backends = settings
             .backends
             .build(&settings.data_dir)
             .await
-            .with_context(|| {
-                format!("opening the data directory {}", settings.data_dir.display())
-            })?;
+            .with_context(|| format!("opening the data directory {}", settings.data_dir.display()))?
+            .with_tracer(traces.tracer());
         let mut executor_settings = settings.executor.clone();
         if executor_settings.cache_dir.as_os_str().is_empty() {
             executor_settings.cache_dir = settings.data_dir.join("cache");
@@ -72,7 +75,8 @@ impl Platform {
             backends.bus.clone(),
         )
         .context("starting the executor")?
-        .with_secret_delivery(std::sync::Arc::new(vault.clone()));
+        .with_secret_delivery(std::sync::Arc::new(vault.clone()))
+        .with_tracer(traces.tracer());
         let executor = std::sync::Arc::new(executor);
         let mut tasks = JoinSet::new();
         {
@@ -105,7 +109,8 @@ impl Platform {
         {
             let state = AppState::new(backends.clone(), settings.server.clone())
                 .with_vault(vault)
-                .with_check(executor);
+                .with_check(executor)
+                .with_telemetry(settings.telemetry.clone());
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
                 management_server::serve(listener, state, shutdown)
@@ -124,6 +129,7 @@ impl Platform {
             backends,
             gateway_table,
             admin_token,
+            traces,
             shutdown,
             tasks,
         })
@@ -151,6 +157,7 @@ impl Platform {
                 }
             }
         }
+        self.traces.shutdown().await;
         result
     }
 

@@ -19,6 +19,7 @@ pub mod schedule;
 pub mod secret;
 pub mod settings;
 pub mod setup;
+pub mod traces;
 pub mod workflow;
 
 use std::path::PathBuf;

@@ -80,9 +80,17 @@ pub async fn run(part: Part, args: SettingsArgs, pool: Option<String>) -> anyhow
     // The operations listener answers /healthz from the start, /readyz once connected.
     let ops = Ops::new();
     let ops_task = crate::ops::start(&settings.ops, ops.clone(), shutdown.clone()).await?;
+    let part_name = match part {
+        Part::Gateway => "gateway",
+        Part::Executor => "executor",
+        Part::Server => "server",
+    };
+    let traces = crate::traces::Traces::start(&settings.telemetry, part_name)
+        .context("starting the trace exporter (telemetry)")?;
     let Some(backends) = connect(&settings, &shutdown).await? else {
         return Ok(());
     };
+    let backends = backends.with_tracer(traces.tracer());
     if !backends.bus.shared() {
         tracing::warn!(
             "backends.bus is embedded: this process only sees its own messages; set backends.bus.kind = \"kafka\" for a distributed deployment (see infra/config/distributed.toml)"
@@ -90,6 +98,7 @@ pub async fn run(part: Part, args: SettingsArgs, pool: Option<String>) -> anyhow
     }
     ops.connected(readiness(part, &backends));
     let outcome = run_part(part, settings, backends, shutdown.clone()).await;
+    traces.shutdown().await;
     // The part has stopped: stop the operations listener with it.
     shutdown.cancel();
     if let Some(task) = ops_task {
@@ -122,7 +131,8 @@ async fn run_part(
                 backends.packages.clone(),
                 backends.bus.clone(),
             )
-            .context("starting the executor")?;
+            .context("starting the executor")?
+            .with_tracer(backends.tracer.clone());
             let warm = {
                 let (executor, backends, shutdown) =
                     (executor.clone(), backends.clone(), shutdown.clone());
@@ -150,7 +160,9 @@ async fn run_part(
             if keyring.is_none() {
                 tracing::warn!("no secrets keyring (server.secrets.key_file or FX_SECRETS_KEY): platform secrets cannot be written or delivered");
             }
-            let mut state = AppState::new(backends.clone(), settings.server).with_keyring(keyring);
+            let mut state = AppState::new(backends.clone(), settings.server)
+                .with_keyring(keyring)
+                .with_telemetry(settings.telemetry);
             if check {
                 state = state.with_check(std::sync::Arc::new(UploadCheck::new(
                     &settings.executor,

@@ -201,7 +201,9 @@ impl Observed {
 }
 
 /// Events as the JSON the API shows them, each read back once so that a recorded event (which
-/// went through the store's JSON) and a fresh one compare alike.
+/// went through the store's JSON) and a fresh one compare alike; without their trace context
+/// (`traceparent`, `tracestate`), which the executor sets on output events and which differs
+/// from run to run.
 fn events_as_json(events: &[Event]) -> anyhow::Result<Vec<Value>> {
     events
         .iter()
@@ -209,7 +211,12 @@ fn events_as_json(events: &[Event]) -> anyhow::Result<Vec<Value>> {
             let value = serde_json::to_value(event).context("encoding an output event")?;
             let again: Event =
                 serde_json::from_value(value).context("reading an output event back")?;
-            serde_json::to_value(&again).context("encoding an output event")
+            let mut value = serde_json::to_value(&again).context("encoding an output event")?;
+            if let Some(attributes) = value.as_object_mut() {
+                attributes.remove(fx_core::trace::TRACEPARENT);
+                attributes.remove(fx_core::trace::TRACESTATE);
+            }
+            Ok(value)
         })
         .collect()
 }
@@ -305,6 +312,7 @@ pub async fn replay(api: &Api, args: &ReplayArgs) -> anyhow::Result<Replay> {
         attempt_base: execution.attempts.saturating_sub(1),
         grants: grants.clone(),
         publish_output: true,
+        trace: None,
     };
     let outcome = run_locally(&invocation, &digest, bytes, args.secrets_dir.clone()).await?;
     let replayed = Observed::of_run(&outcome)?;

@@ -59,6 +59,10 @@ pub struct Settings {
     /// The operations listener of `ferrisfx gateway|executor|server` (`/healthz`, `/readyz`).
     #[serde(default)]
     pub ops: crate::ops::OpsSettings,
+    /// Traces: the OTLP exporter of spans and the link from an execution to its trace (see
+    /// `docs/tracing.md`).
+    #[serde(default)]
+    pub telemetry: fx_core::trace::TelemetrySettings,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -82,6 +86,7 @@ impl Default for Settings {
             executor: ExecutorSettings::default(),
             server: ServerSettings::default(),
             ops: crate::ops::OpsSettings::default(),
+            telemetry: fx_core::trace::TelemetrySettings::default(),
         }
     }
 }

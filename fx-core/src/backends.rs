@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::bus::EventBus;
+use crate::catalogue::EventCatalogue;
 use crate::error::Result;
 use crate::identity::IdentityStore;
 use crate::notify::NotificationLedger;
@@ -54,10 +55,23 @@ pub struct Backends {
     pub notifications: Arc<dyn NotificationLedger>,
     /// Workflow runs: the state store's database.
     pub runs: Arc<dyn RunLedger>,
+    /// The event catalogue: the state store's database.
+    pub catalogue: Arc<dyn EventCatalogue>,
     /// Logs and metrics.
     pub sink: Arc<dyn OperationalSink>,
     /// Which of `state` and `sink` each kind of state event goes to (validated).
     pub routing: StateRouting,
+    /// Opens the spans of traces: disabled unless the process set one up
+    /// ([`Backends::with_tracer`]).
+    pub tracer: crate::trace::Tracer,
+}
+
+impl Backends {
+    /// These backends, with spans opened by `tracer`.
+    pub fn with_tracer(mut self, tracer: crate::trace::Tracer) -> Backends {
+        self.tracer = tracer;
+        self
+    }
 }
 
 /// Which backend each port uses.
@@ -237,13 +251,17 @@ impl BackendSettings {
             Arc<dyn TickLedger>,
             Arc<dyn NotificationLedger>,
             Arc<dyn RunLedger>,
+            Arc<dyn EventCatalogue>,
         );
-        let (state, identity, secrets, ticks, notifications, runs): Ports = match &self.state {
+        let (state, identity, secrets, ticks, notifications, runs, catalogue): Ports = match &self
+            .state
+        {
             StateStoreSettings::Embedded => {
                 let store = Arc::new(
                     crate::store::embedded::SqliteStateStore::open(&path("state.sqlite")).await?,
                 );
                 (
+                    store.clone(),
                     store.clone(),
                     store.clone(),
                     store.clone(),
@@ -257,6 +275,7 @@ impl BackendSettings {
                 let store =
                     Arc::new(crate::store::postgres::PostgresStateStore::open(settings).await?);
                 (
+                    store.clone(),
                     store.clone(),
                     store.clone(),
                     store.clone(),
@@ -294,8 +313,10 @@ impl BackendSettings {
             ticks,
             notifications,
             runs,
+            catalogue,
             sink,
             routing: self.routing.clone(),
+            tracer: crate::trace::Tracer::disabled(),
         })
     }
 }

@@ -420,6 +420,10 @@ pub struct Invocation {
     /// execution's output (false: a workflow step, whose output feeds the steps after it).
     #[serde(default = "yes", skip_serializing_if = "is_yes")]
     pub publish_output: bool,
+    /// The trace context the executor's spans continue: the gateway's dispatch span (absent
+    /// in invocations from before traces, and for events that carried none with traces off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<crate::trace::TraceContext>,
 }
 
 fn yes() -> bool {

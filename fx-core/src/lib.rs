@@ -9,12 +9,16 @@
 //!   [`store`] (state), [`sink`] (logs and metrics).
 //! - [`secrets`]: secrets managed by the platform, sealed at rest, delivered per pool.
 //! - [`identity`]: principals, roles, permission rules and the one [`identity::authorize`].
+//! - [`catalogue`]: the event catalogue: counts, samples and inferred schemas per (source, type).
+//! - [`trace`]: W3C trace context through events, invocations and state, and the spans of
+//!   every part.
 //! - [`backends`]: builds every port from settings, in one place.
 
 pub mod backends;
 pub mod backoff;
 pub mod backup;
 pub mod bus;
+pub mod catalogue;
 pub mod chat;
 pub mod error;
 pub mod event;
@@ -42,6 +46,7 @@ pub mod testenv;
 pub mod testsupport;
 #[cfg(any(feature = "s3", feature = "elasticsearch", feature = "http"))]
 pub(crate) mod tls;
+pub mod trace;
 pub mod validate;
 pub mod workflow;
 

@@ -71,6 +71,9 @@ pub const STATE_EVENTS: &str = "fx_router_state_events_total";
 pub const POISONED: &str = "fx_consumer_deadlettered_total";
 /// Documents the operational sink dropped because its buffer was full (read at scrape time).
 pub const SINK_DROPPED: &str = "fx_sink_dropped_total";
+/// Events the event catalogue did not count because it was full (or their source and type too
+/// long); label `reason`: `observer_full`, `catalogue_full` or `key_too_long`.
+pub const CATALOGUE_DROPPED: &str = "fx_catalogue_dropped_events_total";
 
 /// Histogram buckets of durations in seconds: 10 µs to 60 s.
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -177,5 +180,9 @@ pub fn describe() {
     describe_gauge!(
         SINK_DROPPED,
         "Documents the operational sink dropped because its buffer was full."
+    );
+    describe_counter!(
+        CATALOGUE_DROPPED,
+        "Events the event catalogue did not count, by reason."
     );
 }

@@ -75,6 +75,7 @@ fn invocation(digest: &PackageDigest, reuse: bool) -> Invocation {
         dispatched_at: chrono::Utc::now(),
         attempt_base: 0,
         publish_output: true,
+        trace: None,
         not_before: None,
         grants: Default::default(),
     }

@@ -24,6 +24,8 @@ use wasmtime::component::Component;
 use crate::bindings::FunctionPre;
 use crate::engine::Runtime;
 use crate::host::HostState;
+use crate::phases::{LoadPhases, Phase};
+use std::time::SystemTime;
 
 /// Counters of the cache, for tests and metrics.
 #[derive(Debug, Default)]
@@ -260,14 +262,35 @@ impl CompileCache {
         runtime: &Arc<Runtime>,
         packages: &Arc<dyn PackageStore>,
     ) -> Result<Loaded> {
+        self.get_measured(digest, runtime, packages)
+            .await
+            .map(|(loaded, _)| loaded)
+    }
+
+    /// As [`CompileCache::get`], with what the load took when this call did it (fetch,
+    /// compile, or the load of the compiled component from disk).
+    pub async fn get_measured(
+        &self,
+        digest: &PackageDigest,
+        runtime: &Arc<Runtime>,
+        packages: &Arc<dyn PackageStore>,
+    ) -> Result<(Loaded, LoadPhases)> {
         let slot = self.slot(digest);
         if let Some((pre, _, manifest)) = slot.get() {
             self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(telemetry::COMPILE_CACHE, "result" => "memory_hit").increment(1);
-            return Ok((pre.clone(), CacheLookup::Memory, manifest.clone()));
+            let loaded = (pre.clone(), CacheLookup::Memory, manifest.clone());
+            return Ok((loaded, LoadPhases::default()));
         }
-        self.fill(digest, &slot, self.load(digest, runtime, packages))
-            .await
+        let mut phases = LoadPhases::default();
+        let loaded = self
+            .fill(
+                digest,
+                &slot,
+                self.load(digest, runtime, packages, &mut phases),
+            )
+            .await?;
+        Ok((loaded, phases))
     }
 
     async fn load(
@@ -275,6 +298,7 @@ impl CompileCache {
         digest: &PackageDigest,
         runtime: &Arc<Runtime>,
         packages: &Arc<dyn PackageStore>,
+        phases: &mut LoadPhases,
     ) -> Result<(Loaded, u64)> {
         let compiled_path = self
             .dir
@@ -291,11 +315,13 @@ impl CompileCache {
             touch(&compiled_path);
             let size = std::fs::metadata(&compiled_path).map_or(0, |m| m.len());
             let (rt, path) = (runtime.clone(), compiled_path.clone());
+            let begun = SystemTime::now();
             // SAFETY: the file was written by `Component::serialize` of an engine with the same
             // compatibility hash, in a directory only this executor writes.
             let loaded =
                 blocking(move || unsafe { Component::deserialize_file(rt.engine(), &path) })
                     .await?;
+            phases.deserialize = Some(Phase::since(begun));
             match loaded {
                 Ok(component) => {
                     self.stats.disk_hits.fetch_add(1, Ordering::Relaxed);
@@ -317,8 +343,13 @@ impl CompileCache {
                 }
             }
         }
+        let begun = SystemTime::now();
         let archive = self.archive(digest, packages).await?;
-        self.compile(digest, archive, runtime).await
+        phases.fetch = Some(Phase::since(begun));
+        let begun = SystemTime::now();
+        let compiled = self.compile(digest, archive, runtime).await;
+        phases.compile = Some(Phase::since(begun));
+        compiled
     }
 
     /// Makes sure `digest` is compiled on disk (fetching and compiling it when it is not), without

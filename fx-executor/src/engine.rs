@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use fx_core::event::Event;
 use fx_core::execution::{Failure, FailureKind, LogLevel};
@@ -19,6 +19,7 @@ use crate::bindings::{Function, FunctionPre, WitEvent};
 use crate::convert::to_wit;
 use crate::host::{HostState, RawLog};
 use crate::outcome::{classify, collect_output, stdio_lines};
+use crate::phases::Phase;
 use crate::secrets::FunctionGrants;
 use crate::ticker::Ticker;
 pub use crate::warm::WarmKey;
@@ -37,6 +38,10 @@ pub struct RunResult {
     pub peak_memory_bytes: u64,
     /// Fuel used, when the invocation had a fuel budget.
     pub fuel_used: Option<u64>,
+    /// When the instance was made (none for a warm instance reused) and the function called.
+    pub instantiate: Option<Phase>,
+    /// When the function was called.
+    pub call: Option<Phase>,
 }
 
 /// How to build the engine (from [`crate::ExecutorSettings::engine`]).
@@ -197,16 +202,25 @@ impl Runtime {
         limits: &Limits,
         grants: &Arc<FunctionGrants>,
     ) -> RunResult {
-        let start = Instant::now();
+        let (clock, start) = (SystemTime::now(), Instant::now());
         let mut store = self.store(limits);
         store.data_mut().set_grants(grants.clone());
+        let mut instantiated = None;
         let called = self.arm(&mut store, limits, start).and_then(|()| {
             let _running = Running::enter(&self.running);
-            pre.instantiate(&mut store)
-                .and_then(|function| function.call_handle(&mut store, &to_wit(event)))
+            let begun = Instant::now();
+            pre.instantiate(&mut store).and_then(|function| {
+                instantiated = Some((begun, Instant::now()));
+                function.call_handle(&mut store, &to_wit(event))
+            })
         });
-        let duration = start.elapsed();
-        self.finish(&mut store, called, duration, limits)
+        let (end, duration) = (Instant::now(), start.elapsed());
+        let mut result = self.finish(&mut store, called, duration, limits);
+        if let Some((begun, made)) = instantiated {
+            result.instantiate = Some(Phase::between(clock, start, begun, made));
+            result.call = Some(Phase::between(clock, start, made, end));
+        }
+        result
     }
 
     /// Instances running a call now, their deadline armed.
@@ -227,8 +241,9 @@ impl Runtime {
         limits: &Limits,
         grants: &Arc<FunctionGrants>,
     ) -> RunResult {
-        let start = Instant::now();
+        let (clock, start) = (SystemTime::now(), Instant::now());
         let warm = self.warm.take(key, limits);
+        let mut instantiated = None;
         let (mut store, function) = match warm {
             Some(warm) => (warm.store, Ok(warm.function)),
             None => {
@@ -236,9 +251,11 @@ impl Runtime {
                 let function = self
                     .arm(&mut store, limits, start)
                     .and_then(|()| pre.instantiate(&mut store));
+                instantiated = Some(Phase::between(clock, start, start, Instant::now()));
                 (store, function)
             }
         };
+        let calling = Instant::now();
         store.data_mut().reset_for_next_call();
         store.data_mut().set_grants(grants.clone());
         let called = match function {
@@ -256,7 +273,11 @@ impl Runtime {
             Ok((result, function)) => (Ok(result), Some(function)),
             Err(e) => (Err(e), None),
         };
-        let result = self.finish(&mut store, called, duration, limits);
+        let mut result = self.finish(&mut store, called, duration, limits);
+        result.instantiate = instantiated;
+        result.call = function
+            .is_some()
+            .then(|| Phase::between(clock, start, calling, start + duration));
         let reusable = store.data().breach.is_none()
             && !store.data().limiter.memory_refused
             && !matches!(&result.outcome, Err(f) if f.kind != FailureKind::FunctionError);
@@ -340,6 +361,8 @@ impl Runtime {
             duration,
             peak_memory_bytes,
             fuel_used,
+            instantiate: None,
+            call: None,
         }
     }
 

@@ -21,6 +21,7 @@ pub mod engine;
 pub mod host;
 pub mod outbound;
 mod outcome;
+pub mod phases;
 pub mod secrets;
 pub mod stdio;
 mod ticker;
@@ -262,6 +263,8 @@ pub struct InvocationOutcome {
     pub peak_memory_bytes: u64,
     /// Fuel used, when the invocation had a fuel budget.
     pub fuel_used: Option<u64>,
+    /// When its phases ran: the spans of its trace.
+    pub phases: phases::InvocationPhases,
 }
 
 impl InvocationOutcome {
@@ -274,6 +277,7 @@ impl InvocationOutcome {
             compile_cache,
             peak_memory_bytes: 0,
             fuel_used: None,
+            phases: phases::InvocationPhases::default(),
         }
     }
 }
@@ -294,6 +298,8 @@ pub struct Executor {
     secrets: Arc<secrets::SecretStore>,
     packages: Arc<dyn PackageStore>,
     bus: Arc<dyn EventBus>,
+    /// Opens the spans of invocations (disabled unless [`Executor::with_tracer`]).
+    tracer: fx_core::trace::Tracer,
 }
 
 impl Executor {
@@ -347,7 +353,15 @@ impl Executor {
             secrets: Arc::new(secrets),
             packages,
             bus,
+            tracer: fx_core::trace::Tracer::disabled(),
         })
+    }
+
+    /// Records the spans of invocations (queue wait, cold start, compile, instantiate, call)
+    /// with `tracer`. Call it before cloning the executor.
+    pub fn with_tracer(mut self, tracer: fx_core::trace::Tracer) -> Self {
+        self.tracer = tracer;
+        self
     }
 
     /// Takes the platform secrets of its pool from `delivery` (in place of the one
@@ -451,9 +465,10 @@ impl Executor {
 
     /// Runs one invocation without the bus: fetch/compile as needed, run, collect.
     pub async fn invoke(&self, invocation: &Invocation) -> InvocationOutcome {
-        let (pre, lookup, manifest) = match self
+        let loading = std::time::SystemTime::now();
+        let ((pre, lookup, manifest), load) = match self
             .cache
-            .get(&invocation.package.digest, &self.runtime, &self.packages)
+            .get_measured(&invocation.package.digest, &self.runtime, &self.packages)
             .await
         {
             Ok(found) => found,
@@ -473,6 +488,7 @@ impl Executor {
                 )
             }
         };
+        let loaded = std::time::SystemTime::now();
         if let Err(refused) = admission::admit(
             invocation,
             &manifest,
@@ -558,6 +574,15 @@ impl Executor {
             compile_cache: Some(lookup),
             peak_memory_bytes: run.peak_memory_bytes,
             fuel_used: run.fuel_used,
+            phases: phases::InvocationPhases {
+                cold_start: (lookup != CacheLookup::Memory).then_some(phases::Phase {
+                    start: loading,
+                    end: loaded,
+                }),
+                load,
+                instantiate: run.instantiate,
+                call: run.call,
+            },
         }
     }
 }

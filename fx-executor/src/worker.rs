@@ -20,6 +20,7 @@ use fx_core::execution::{
     dead_letter_message, Failure, FailureKind, Invocation, Measurements, StateEvent,
 };
 use fx_core::telemetry;
+use fx_core::trace::{TraceContext, TRACEPARENT, TRACESTATE};
 use fx_core::Result;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
@@ -277,6 +278,14 @@ impl Executor {
             .map_or(invocation.dispatched_at, |at| {
                 at.max(invocation.dispatched_at)
             });
+        let mut span = crate::phases::execution_span(
+            &self.tracer,
+            invocation,
+            &self.settings.executor_id,
+            queued_since.into(),
+        );
+        let trace = span.context().cloned();
+        let trace = trace.as_ref();
         let wait = (Utc::now() - queued_since).to_std().unwrap_or_default();
         let queue_wait_us = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
         metrics::histogram!(telemetry::QUEUE_WAIT, "handler" => invocation.handler.name.clone())
@@ -289,15 +298,18 @@ impl Executor {
         };
         // `join!` polls the publish first, so `started` is handed to the bus before the run
         // begins, and both end before anything else of this execution is published.
-        let (published, outcome) =
-            tokio::join!(self.publish_state(invocation, &started, shutdown), async {
+        let (published, outcome) = tokio::join!(
+            self.publish_state(invocation, trace, &started, shutdown),
+            async {
                 let outcome = self.invoke(invocation).await;
                 drop(running);
                 outcome
-            });
+            }
+        );
         if published == Handled::Abandoned {
             return Handled::Abandoned;
         }
+        crate::phases::record(&self.tracer, &span, &outcome);
         let mut owed = Vec::with_capacity(outcome.logs.len());
         for mut line in outcome.logs {
             // A line too long for one bus message is cut (it can only be that long when
@@ -305,7 +317,7 @@ impl Executor {
             if line.message.len() > self.room() / 2 {
                 line.message = truncated(&line.message, self.room() / 2);
             }
-            match state_message(invocation, &StateEvent::Log(line)) {
+            match state_message(invocation, trace, &StateEvent::Log(line)) {
                 Some(message) => owed.push((topics::STATE.to_string(), message)),
                 None => return Handled::Abandoned,
             }
@@ -318,7 +330,11 @@ impl Executor {
             peak_memory_bytes: outcome.peak_memory_bytes,
             fuel_used: outcome.fuel_used,
         };
-        let result = match outcome.result {
+        // Events the function emits continue the trace as children of this execution's span.
+        let result = match outcome
+            .result
+            .map(|output| crate::phases::traced(output, trace))
+        {
             Ok(output) => match self.output_messages(invocation, &output, duration_us) {
                 Ok(messages) => {
                     // A workflow step's output feeds the steps after it, not `fx.events`.
@@ -358,12 +374,20 @@ impl Executor {
                 }
             }
             Err(failure) => {
+                span.fail(failure.message.clone());
                 return self
-                    .fail(invocation, failure, duration_us, measurements, shutdown)
-                    .await
+                    .fail(
+                        invocation,
+                        trace,
+                        failure,
+                        duration_us,
+                        measurements,
+                        shutdown,
+                    )
+                    .await;
             }
         };
-        self.publish_state(invocation, &last, shutdown).await
+        self.publish_state(invocation, trace, &last, shutdown).await
     }
 
     /// Bytes one bus message may hold, less room for what the bus adds (headers, record
@@ -433,6 +457,7 @@ impl Executor {
     async fn fail(
         &self,
         invocation: &Invocation,
+        trace: Option<&TraceContext>,
         failure: Failure,
         duration_us: u64,
         measurements: Measurements,
@@ -488,7 +513,7 @@ impl Executor {
             measurements: Some(measurements),
             dead_letter,
         };
-        let Some(mut state) = state_message(invocation, &last) else {
+        let Some(mut state) = state_message(invocation, trace, &last) else {
             return Handled::Abandoned;
         };
         let mut owed = Vec::with_capacity(3);
@@ -513,7 +538,7 @@ impl Executor {
                     None => {}
                 }
             }
-            let Some(smaller) = state_message(invocation, &last) else {
+            let Some(smaller) = state_message(invocation, trace, &last) else {
                 return Handled::Abandoned;
             };
             state = smaller;
@@ -533,10 +558,11 @@ impl Executor {
     async fn publish_state(
         &self,
         invocation: &Invocation,
+        trace: Option<&TraceContext>,
         state: &StateEvent,
         shutdown: &CancellationToken,
     ) -> Handled {
-        match state_message(invocation, state) {
+        match state_message(invocation, trace, state) {
             Some(message) => self.publish(topics::STATE, message, shutdown).await,
             None => Handled::Abandoned,
         }
@@ -617,10 +643,27 @@ fn truncated(text: &str, bytes: usize) -> String {
 
 /// The message of state event `state`, keyed by its execution so that one execution's events
 /// keep their order.
-fn state_message(invocation: &Invocation, state: &StateEvent) -> Option<Message> {
+/// The message of `state`, with the `traceparent` header of the execution's span `trace` (the
+/// state router's span continues it).
+fn state_message(
+    invocation: &Invocation,
+    trace: Option<&TraceContext>,
+    state: &StateEvent,
+) -> Option<Message> {
     match Message::json(Some(invocation.execution_id.to_string()), state) {
         Ok(message) => {
-            Some(message.with_header(fx_core::bus::topics::STATE_KIND_HEADER, state.name()))
+            let message =
+                message.with_header(fx_core::bus::topics::STATE_KIND_HEADER, state.name());
+            Some(match trace {
+                Some(trace) => {
+                    let message = message.with_header(TRACEPARENT, trace.traceparent.clone());
+                    match &trace.tracestate {
+                        Some(state) => message.with_header(TRACESTATE, state.clone()),
+                        None => message,
+                    }
+                }
+                None => message,
+            })
         }
         Err(e) => {
             tracing::error!(error = %e.chain(), state = state.name(), "encoding a state event failed");

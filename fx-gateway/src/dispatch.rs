@@ -44,6 +44,8 @@ pub struct Dispatcher {
     table: LiveTable,
     /// The workflows events start runs of.
     triggers: crate::workflows::Triggers,
+    /// The event catalogue's tally of the events handled, when kept.
+    catalogue: Option<std::sync::Arc<fx_core::catalogue::observer::Observer>>,
 }
 
 /// Deliveries taken from `fx.events` at once: what is already waiting, up to this many.
@@ -65,6 +67,8 @@ struct Planned {
     handler: Handler,
     /// The handler's package, resolved; `None` when it does not exist.
     version: Option<PackageVersion>,
+    /// When it was matched: the start of its dispatch span.
+    matched_at: std::time::SystemTime,
 }
 
 impl Dispatcher {
@@ -74,6 +78,24 @@ impl Dispatcher {
             triggers: crate::workflows::Triggers::new(backends.clone()),
             backends,
             table,
+            catalogue: None,
+        }
+    }
+
+    /// The dispatcher counting every event it handles in `observer` (the event catalogue).
+    pub fn with_catalogue(
+        mut self,
+        observer: std::sync::Arc<fx_core::catalogue::observer::Observer>,
+    ) -> Self {
+        self.catalogue = Some(observer);
+        self
+    }
+
+    /// Counts `events` in the catalogue (once their batch is handled, so a batch handled again
+    /// after a failure counts once).
+    fn catalogue(&self, events: &[Event]) {
+        if let Some(observer) = &self.catalogue {
+            events.iter().for_each(|event| observer.observe(event));
         }
     }
 
@@ -189,6 +211,7 @@ impl crate::consume::BatchHandler for Dispatcher {
         self.triggers.start(&decoded, shutdown).await?;
         let outgoing: Vec<Outgoing> = owed.into_iter().flatten().collect();
         if outgoing.is_empty() {
+            self.catalogue(&events);
             return Ok(());
         }
         let published = outgoing.len();
@@ -196,6 +219,7 @@ impl crate::consume::BatchHandler for Dispatcher {
             self.backends.bus.publish_all(outgoing.clone())
         })
         .await?;
+        self.catalogue(&events);
         tracing::debug!(deliveries = batch.len(), published, "batch dispatched");
         Ok(())
     }
@@ -306,6 +330,7 @@ impl Dispatcher {
                 delivery,
                 handler,
                 version,
+                matched_at: std::time::SystemTime::now(),
             });
         }
         Ok(())
@@ -335,6 +360,7 @@ impl Dispatcher {
                 delivery,
                 handler,
                 version,
+                matched_at,
             } = plan;
             let id = execution.id;
             let redispatch = match created {
@@ -368,6 +394,7 @@ impl Dispatcher {
                 continue;
             };
             let event = execution.event;
+            let span = dispatch_span(&self.backends.tracer, &event, &handler, &id, matched_at);
             // Keyed like the event, so invocations of related events stay in order per
             // partition.
             let key = fx_core::event::partition_key(&event);
@@ -386,8 +413,10 @@ impl Dispatcher {
                 attempt_base: 0,
                 publish_output: true,
                 not_before: None,
+                trace: span.context().cloned(),
             };
             let message = Message::json(Some(key), &invocation)?;
+            span.end();
             let dispatched = if redispatch {
                 Dispatched::Redispatched(id)
             } else {
@@ -403,6 +432,31 @@ impl Dispatcher {
         }
         Ok(results)
     }
+}
+
+/// The span of dispatching `event` to `handler` as execution `id`: a child of the event's trace
+/// context (a new trace for an event without one), from the match to the invocation.
+fn dispatch_span(
+    tracer: &fx_core::trace::Tracer,
+    event: &Event,
+    handler: &Handler,
+    id: &ExecutionId,
+    matched_at: std::time::SystemTime,
+) -> fx_core::trace::Span {
+    let parent = fx_core::trace::TraceContext::of_event(event);
+    let mut span = tracer.start_at(
+        "fx.dispatch",
+        fx_core::trace::SpanKind::Producer,
+        parent.as_ref(),
+        matched_at,
+    );
+    span.set("fx.handler", handler.name.clone());
+    span.set("fx.pool", handler.pool.clone());
+    span.set("fx.execution_id", id.to_string());
+    span.set("cloudevents.event_id", event.id().to_string());
+    span.set("cloudevents.event_type", event.ty().to_string());
+    span.set("cloudevents.event_source", event.source().to_string());
+    span
 }
 
 /// The dead-letter message of a delivery that is not a valid CloudEvent.

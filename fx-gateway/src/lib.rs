@@ -9,7 +9,9 @@
 //! - [`logs`]: log lines into the sink, committed once stored.
 //! - [`schedules`]: the schedules' ticks onto `fx.events`, each fired once across gateways.
 //! - [`workflows`]: workflow runs started by events, and the sweep of unfinished runs.
+//! - [`catalogue`]: the event catalogue's counts, written to the state store periodically.
 
+pub mod catalogue;
 pub mod consume;
 pub mod dispatch;
 pub mod logs;
@@ -50,6 +52,10 @@ pub struct GatewaySettings {
     /// missed while no gateway ran and follows its schedule's `missed` policy.
     #[serde(default = "default_schedule_grace_ms")]
     pub schedule_grace_ms: u64,
+    /// The event catalogue: counts, a sample and the inferred schema of every (source, type)
+    /// dispatched.
+    #[serde(default)]
+    pub catalogue: catalogue::CatalogueSettings,
 }
 
 fn default_schedule_grace_ms() -> u64 {
@@ -78,6 +84,7 @@ impl Default for GatewaySettings {
             route_state: true,
             run_schedules: true,
             schedule_grace_ms: default_schedule_grace_ms(),
+            catalogue: catalogue::CatalogueSettings::default(),
         }
     }
 }
@@ -101,12 +108,31 @@ pub async fn run_with_table(
     table: table::LiveTable,
     shutdown: CancellationToken,
 ) -> fx_core::Result<()> {
-    let dispatcher = dispatch::Dispatcher::new(backends.clone(), table);
+    let mut dispatcher = dispatch::Dispatcher::new(backends.clone(), table);
     let mut tasks = tokio::task::JoinSet::new();
+    let observer = settings
+        .catalogue
+        .enabled
+        .then(|| settings.catalogue.observer());
+    if let Some(observer) = &observer {
+        dispatcher = dispatcher.with_catalogue(observer.clone());
+        let (observer, backends) = (observer.clone(), backends.clone());
+        let (catalogue, shutdown) = (settings.catalogue.clone(), shutdown.clone());
+        tasks.spawn(async move { catalogue::run(observer, backends, catalogue, shutdown).await });
+    }
     {
         let shutdown = shutdown.clone();
         let group = settings.group.clone();
-        tasks.spawn(async move { dispatcher.run(&group, shutdown).await });
+        let backends = backends.clone();
+        let limits = settings.catalogue.limits();
+        tasks.spawn(async move {
+            let result = dispatcher.run(&group, shutdown).await;
+            // The last counts, once no batch is handled any more.
+            if let Some(observer) = observer {
+                catalogue::flush(&observer, &backends, &limits).await;
+            }
+            result
+        });
     }
     if settings.run_schedules {
         let scheduler = schedules::Scheduler::new(

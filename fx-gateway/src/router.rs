@@ -100,6 +100,30 @@ fn storable(text: &str) -> String {
     topics::reason(clean)
 }
 
+/// The span of recording `state`: a child of the executor's span named by the message's
+/// `traceparent` header.
+fn record_span(
+    tracer: &fx_core::trace::Tracer,
+    delivery: &Delivery,
+    state: &StateEvent,
+) -> fx_core::trace::Span {
+    use fx_core::trace::{TraceContext, TRACEPARENT, TRACESTATE};
+    let parent = delivery
+        .message
+        .header(TRACEPARENT)
+        .and_then(|traceparent| {
+            TraceContext::parse(traceparent, delivery.message.header(TRACESTATE))
+        });
+    let mut span = tracer.start(
+        "fx.record",
+        fx_core::trace::SpanKind::Consumer,
+        parent.as_ref(),
+    );
+    span.set("fx.execution_id", state.execution_id().to_string());
+    span.set("fx.state", state.name());
+    span
+}
+
 #[async_trait::async_trait]
 impl crate::consume::BatchHandler for StateRouter {
     async fn poisoned(
@@ -118,10 +142,15 @@ impl crate::consume::BatchHandler for StateRouter {
         let mut logs = Vec::new();
         let mut states = Vec::new();
         let mut dead = Vec::new();
+        // One span per state event, from its arrival to its write into the store.
+        let mut spans = Vec::new();
         for delivery in batch {
             match delivery.message.decode_json::<StateEvent>() {
                 Ok(StateEvent::Log(line)) => logs.push(line),
-                Ok(state) => states.push(state),
+                Ok(state) => {
+                    spans.push(record_span(&self.backends.tracer, delivery, &state));
+                    states.push(state)
+                }
                 Err(e) => {
                     tracing::warn!(reason = %e.chain(), offset = delivery.offset, "malformed state event sent to the dead-letter topic");
                     let message = delivery
@@ -194,6 +223,11 @@ impl crate::consume::BatchHandler for StateRouter {
                 true
             }
         };
+        if !one_by_one {
+            std::mem::take(&mut spans)
+                .into_iter()
+                .for_each(fx_core::trace::Span::end);
+        }
         let documents: Vec<SinkDocuments> = futures::stream::iter(by_execution)
             .map(|events| async move {
                 if one_by_one {

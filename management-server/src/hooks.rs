@@ -189,7 +189,15 @@ pub async fn deliver(
             return ApiError::invalid(format!("webhook {}: {message}", hook.name)).into_response();
         }
     };
-    if let Err(e) = crate::routes::events::publish(&state, &event, arrived).await {
+    let parent = delivery
+        .header(fx_core::trace::TRACEPARENT)
+        .and_then(|traceparent| {
+            fx_core::trace::TraceContext::parse(
+                traceparent,
+                delivery.header(fx_core::trace::TRACESTATE),
+            )
+        });
+    if let Err(e) = crate::routes::events::publish_traced(&state, &event, arrived, parent).await {
         count(&hook.name, "unavailable");
         return ApiError::from(e).into_response();
     }

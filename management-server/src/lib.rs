@@ -78,6 +78,8 @@ pub struct AppState {
     pub hooks: Arc<hooks::HookGate>,
     /// The command bundles as last read and the chat replies waited for ([`chat`]).
     pub chat: Arc<chat::ChatGate>,
+    /// Traces: where an execution's page links its trace id to.
+    pub telemetry: Arc<fx_core::trace::TelemetrySettings>,
 }
 
 /// How long the ingress waits for the registry's revision before stamping an event with the
@@ -107,7 +109,14 @@ impl AppState {
             audit: Arc::default(),
             hooks: Arc::default(),
             chat: Arc::default(),
+            telemetry: Arc::default(),
         }
+    }
+
+    /// This state, linking executions to their traces as `telemetry.trace_url` says.
+    pub fn with_telemetry(mut self, telemetry: fx_core::trace::TelemetrySettings) -> Self {
+        self.telemetry = Arc::new(telemetry);
+        self
     }
 
     /// This state, sealing and opening platform secrets with `keyring` (the settings'

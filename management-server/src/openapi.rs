@@ -67,6 +67,8 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("get", "/api/v1/runs/{id}/graph.svg"),
     ("post", "/api/v1/runs/{id}/cancel"),
     ("post", "/api/v1/runs/{id}/redrive"),
+    ("get", "/api/v1/catalogue"),
+    ("get", "/api/v1/catalogue/entry"),
     ("get", "/api/v1/executions"),
     ("get", "/api/v1/executions/{id}"),
     ("post", "/api/v1/executions/{id}/redrive"),
@@ -119,6 +121,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         delete_rule_notify, execution_notifications,
         list_workflows, create_workflow, get_workflow, put_workflow, delete_workflow,
         list_workflow_runs, start_run, list_runs, get_run, run_graph, cancel_run, redrive_run,
+        list_catalogue, catalogue_entry,
         list_executions, get_execution, redrive_execution, rerun_execution,
         post_event, post_event_root,
         login, me, own_tokens, create_own_token, revoke_token, list_accounts, create_account,
@@ -136,6 +139,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         (name = "chat", description = "chat commands from Slack: command bundles, slash commands and app mentions (docs/chat.md)"),
         (name = "notifications", description = "rules that tell a URL when executions succeed, fail or are dead-lettered, and the notifications sent (docs/notifications.md)"),
         (name = "workflows", description = "graphs of steps that run concurrently, survive crashes and are drawn live; their runs (docs/workflows.md)"),
+        (name = "catalogue", description = "the event catalogue: every (source, type) seen, with counts per hour, a sample and the inferred schema of its data (docs/catalogue.md)"),
         (name = "executions", description = "one per event and handler, with logs"),
         (name = "events", description = "CloudEvents over HTTP, published to fx.events"),
         (name = "identity", description = "who may do what: accounts, api tokens, rules, the audit log (docs/security.md)"),
@@ -385,6 +389,25 @@ pub fn list_workflow_runs() {}
         (status = 200, description = "a run with this key exists: {run, created: false, url}", body = Object),
         (status = 404, description = "no such workflow", body = Object)))]
 pub fn start_run() {}
+
+/// The event catalogue: every (source, type) the gateways dispatched, by source then type
+/// (only the types the caller may read with `catalogue:read`).
+#[utoipa::path(get, path = "/api/v1/catalogue", tag = "catalogue",
+    params(("source" = Option<String>, Query, description = "only sources containing this (ASCII case ignored)"),
+        ("type" = Option<String>, Query, description = "only types containing this (ASCII case ignored)"),
+        ("limit" = Option<u32>, Query, description = "the most entries, 1 to 10000 (1000 by default)")),
+    responses((status = 200, description = "{entries: [{source, type, first_seen, last_seen, count, last_24h, last_change}], limit}", body = Object)))]
+pub fn list_catalogue() {}
+
+/// One catalogue entry: hourly counts of the last 7 days, a sample event, the inferred JSON
+/// Schema of `data` (each node with `x-first-seen`), its fields, its changes (new fields and
+/// type changes with when they first appeared) and the handlers that match.
+#[utoipa::path(get, path = "/api/v1/catalogue/entry", tag = "catalogue",
+    params(("source" = String, Query, description = "the events' source"),
+        ("type" = String, Query, description = "the events' type")),
+    responses((status = 200, description = "{source, type, first_seen, last_seen, count, hours, sample, sample_truncated, schema, fields, changes, truncated, handlers}", body = Object),
+        (status = 404, description = "no such entry", body = Object)))]
+pub fn catalogue_entry() {}
 
 /// Runs of every workflow (needs `workflow:read` on `*`; filter by `workflow` otherwise).
 #[utoipa::path(get, path = "/api/v1/runs", tag = "workflows",

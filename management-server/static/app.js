@@ -73,6 +73,14 @@
         copy.querySelector("input[name$='.attribute']").focus();
       });
     });
+    // A condition's value is suggested from the event catalogue: sources for `source`, types
+    // otherwise.
+    root.addEventListener("input", function (e) {
+      var field = e.target;
+      if (!field.name || !/^cond\.\d+\.attribute$/.test(field.name)) { return; }
+      var value = field.closest("tr").querySelector("input[name$='.value']");
+      if (value) { value.setAttribute("list", field.value.trim() === "source" ? "event-sources" : "event-types"); }
+    });
   }
 
   // Signed in (a session cookie): every change carries the session's CSRF token, in a hidden

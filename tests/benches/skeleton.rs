@@ -64,6 +64,7 @@ async fn warm_invocation_latency() {
         dispatched_at: chrono::Utc::now(),
         attempt_base: 0,
         publish_output: true,
+        trace: None,
         not_before: None,
         grants: Default::default(),
     };

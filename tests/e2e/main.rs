@@ -8,6 +8,7 @@
 
 mod auth;
 mod backup;
+mod catalogue;
 mod chat;
 mod consul;
 mod distributed;
@@ -21,6 +22,7 @@ mod retries;
 mod schedules;
 mod secrets;
 mod skeleton;
+mod traces;
 mod ui;
 mod webhooks;
 mod workflows;

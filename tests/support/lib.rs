@@ -131,6 +131,12 @@ impl TestPlatform {
         );
     }
 
+    /// Sends the spans its parts have ended so far to the OTLP endpoint of its settings.
+    pub async fn flush_traces(&self) {
+        let platform = self.platform.as_ref().expect("platform running");
+        platform.traces.flush().await;
+    }
+
     /// Stops it and waits until every part has stopped.
     pub async fn stop(mut self) {
         self.shutdown.cancel();

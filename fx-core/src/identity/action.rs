@@ -87,6 +87,9 @@ pub enum Action {
     /// Read operational details: metrics, readiness details.
     #[serde(rename = "ops:read")]
     OpsRead,
+    /// Read the event catalogue's entries of a type: counts, sample event, inferred schema.
+    #[serde(rename = "catalogue:read")]
+    CatalogueRead,
 }
 
 /// The kind of resource an action acts on.
@@ -120,7 +123,7 @@ pub enum ResourceKind {
 
 impl Action {
     /// Every action, in a stable order.
-    pub const ALL: [Action; 25] = [
+    pub const ALL: [Action; 26] = [
         Action::PackageRead,
         Action::PackageUpload,
         Action::HandlerRead,
@@ -146,6 +149,7 @@ impl Action {
         Action::UserAdmin,
         Action::AuditRead,
         Action::OpsRead,
+        Action::CatalogueRead,
     ];
 
     /// The name rules and messages use, e.g. `package:upload`.
@@ -176,6 +180,7 @@ impl Action {
             Action::UserAdmin => "user:admin",
             Action::AuditRead => "audit:read",
             Action::OpsRead => "ops:read",
+            Action::CatalogueRead => "catalogue:read",
         }
     }
 
@@ -208,7 +213,7 @@ impl Action {
             Action::WorkflowRead | Action::WorkflowWrite | Action::WorkflowRun => {
                 ResourceKind::Workflow
             }
-            Action::EventEmit => ResourceKind::Event,
+            Action::EventEmit | Action::CatalogueRead => ResourceKind::Event,
             Action::PoolUse | Action::SecretDeliver => ResourceKind::Pool,
             Action::SecretGrant | Action::SecretWrite => ResourceKind::Secret,
             Action::UserAdmin | Action::AuditRead | Action::OpsRead => ResourceKind::Platform,

@@ -171,6 +171,7 @@ impl Role {
                 UserAdmin,
                 AuditRead,
                 OpsRead,
+                CatalogueRead,
             ],
             Role::Developer => &[
                 PackageRead,
@@ -193,6 +194,7 @@ impl Role {
                 EventEmit,
                 PoolUse,
                 SecretGrant,
+                CatalogueRead,
             ],
             Role::Operator => &[
                 PackageRead,
@@ -207,6 +209,7 @@ impl Role {
                 ExecutionRedrive,
                 AuditRead,
                 OpsRead,
+                CatalogueRead,
             ],
             Role::Viewer => &[
                 PackageRead,
@@ -217,6 +220,7 @@ impl Role {
                 NotificationRead,
                 WorkflowRead,
                 ExecutionRead,
+                CatalogueRead,
             ],
             Role::Producer => &[EventEmit],
         }

@@ -405,6 +405,10 @@ impl Conductor {
             };
             let mut event = new_json_event(id, source.clone(), STEP_EVENT_TYPE, data)?;
             cloudevents::event::AttributesWriter::set_subject(&mut event, Some(name.to_string()));
+            // A step continues the trace of the event that started its run.
+            if let Some(trace) = crate::trace::TraceContext::of_event(&run.trigger) {
+                trace.apply_to(&mut event);
+            }
             let execution_id = ExecutionId::for_event(&event, &handler.name);
             let invocation = Invocation {
                 execution_id: execution_id.clone(),
@@ -418,6 +422,7 @@ impl Conductor {
                 attempt_base: 0,
                 grants: grants.clone(),
                 publish_output: false,
+                trace: crate::trace::TraceContext::of_event(&event),
             };
             let message = Message::json(Some(partition_key(&event)), &invocation)?;
             if message.payload.len() > room {

@@ -190,3 +190,37 @@ async fn the_cache_evicts_the_least_recently_used_package_beyond_its_bounds() {
     assert_eq!((counts.fetches, counts.compiles), (3, 3), "{counts:?}");
     assert_eq!(executor.cached_in_memory().0, 1, "one package in memory");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invocation_reports_its_cold_start_compile_instantiate_and_call_phases() {
+    let fx = Fixture::new();
+    let digest = fx.add_example("hello");
+    let inv = invocation(&digest, "com.example.hello", "1", Default::default());
+    let first = fx.executor();
+    let cold = first.invoke(&inv).await;
+    cold.result.as_ref().unwrap();
+    let phases = cold.phases;
+    let start = phases.cold_start.expect("a cold start");
+    let (fetch, compile) = (phases.load.fetch.unwrap(), phases.load.compile.unwrap());
+    assert!(compile.duration() > std::time::Duration::ZERO);
+    assert!(start.start <= fetch.start && fetch.end <= compile.start && compile.end <= start.end);
+    let (made, call) = (phases.instantiate.unwrap(), phases.call.unwrap());
+    assert!(
+        start.end <= made.start && made.end <= call.start,
+        "{phases:?}"
+    );
+    assert!(
+        made.duration() > std::time::Duration::ZERO && call.duration() > std::time::Duration::ZERO
+    );
+
+    // Warm in memory: no cold start, still an instance and a call.
+    let warm = first.invoke(&inv).await.phases;
+    assert_eq!(warm.cold_start, None);
+    assert!(warm.instantiate.is_some() && warm.call.is_some());
+    drop(first);
+
+    // A new executor on the same cache: the cold start loads the compiled component.
+    let from_disk = fx.executor().invoke(&inv).await.phases;
+    assert!(from_disk.cold_start.is_some() && from_disk.load.deserialize.is_some());
+    assert_eq!((from_disk.load.fetch, from_disk.load.compile), (None, None));
+}

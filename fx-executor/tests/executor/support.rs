@@ -259,6 +259,7 @@ pub fn invocation(
         dispatched_at: chrono::Utc::now(),
         attempt_base: 0,
         publish_output: true,
+        trace: None,
         not_before: None,
         grants: Default::default(),
     }

@@ -47,6 +47,17 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
     (Method::GET, "/static/htmx.min.js", Public),
     (Method::GET, "/static/app.js", Public),
     // The REST API.
+    // The event catalogue: entries are resources of their event type, filtered by the handler.
+    (
+        Method::GET,
+        "/api/v1/catalogue",
+        Allowed(Action::CatalogueRead, Later),
+    ),
+    (
+        Method::GET,
+        "/api/v1/catalogue/entry",
+        Allowed(Action::CatalogueRead, Later),
+    ),
     (
         Method::GET,
         "/api/v1/packages",
@@ -432,6 +443,17 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
         Allowed(Action::UserAdmin, Target::All),
     ),
     (Method::GET, "/audit", Allowed(Action::AuditRead, Later)),
+    // The event catalogue's pages, as the API's.
+    (
+        Method::GET,
+        "/catalogue",
+        Allowed(Action::CatalogueRead, Later),
+    ),
+    (
+        Method::GET,
+        "/catalogue/entry",
+        Allowed(Action::CatalogueRead, Later),
+    ),
     (Method::GET, "/login", Public),
     (Method::POST, "/login", Public),
     // Revokes the session of the cookie, if any; a forged sign-out is refused (CSRF).

@@ -331,6 +331,9 @@ struct ExecutionPage {
     duration: Option<String>,
     /// Kind and message of the last failure.
     failure: Option<(String, String)>,
+    /// The id of the trace it is part of (from its event's `traceparent`), and the link to it
+    /// when `telemetry.trace_url` is set.
+    trace: Option<(String, Option<String>)>,
     /// The triggering event.
     event: EventView,
     /// Events the function returned or emitted.
@@ -389,6 +392,11 @@ pub async fn show(
         finished_at: e.finished_at.as_ref().map(show_time),
         duration: e.duration_us.map(show_duration),
         failure,
+        trace: fx_core::trace::TraceContext::of_event(&e.event).map(|context| {
+            let id = context.trace_id().to_string();
+            let link = state.telemetry.trace_link(&id);
+            (id, link)
+        }),
         event: EventView::from(&e.event),
         output: e.output.iter().map(EventView::from).collect(),
         attempt_rows: e.attempt_history.iter().map(AttemptView::from).collect(),

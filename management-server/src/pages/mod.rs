@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod backup;
 pub mod bundles;
+pub mod catalogue;
 pub mod dashboard;
 pub mod executions;
 pub mod handler_form;
@@ -148,6 +149,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             "/secrets/{name}/delete",
             axum::routing::post(secrets::delete),
         )
+        .route("/catalogue", get(catalogue::list))
+        .route("/catalogue/entry", get(catalogue::entry))
         .route("/send", get(send::show).post(send::send))
         .route("/executions", get(executions::list))
         .route("/executions/{id}", get(executions::show))

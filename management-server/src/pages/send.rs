@@ -46,8 +46,10 @@ struct SendPage {
     active: &'static str,
     /// The fields.
     form: SendForm,
-    /// Event types the handlers filter on exactly, as suggestions.
+    /// Event types the handlers filter on exactly and the catalogue knows, as suggestions.
     types: Vec<String>,
+    /// Event sources the catalogue knows, as suggestions.
+    sources: Vec<String>,
     /// Why the event was not sent, by field (`type`, `source`, `data`, `form`).
     errors: Vec<(&'static str, String)>,
     /// The event just sent: its id.
@@ -77,20 +79,26 @@ pub struct SendParams {
     /// Prefill the type.
     #[serde(default, rename = "type")]
     pub ty: Option<String>,
+    /// Prefill the source (and, with the type, the data of the catalogue's sample).
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
-async fn page(state: &AppState, form: SendForm) -> Result<SendPage, PageError> {
+async fn page(state: &AppState, caller: &Caller, form: SendForm) -> Result<SendPage, PageError> {
     let table = state.backends.registry.table().await?;
     let mut types = Vec::new();
     for h in &table.handlers {
         collect_types(&h.handler.filter, &mut types);
     }
+    let (known, sources) = super::catalogue::suggestions(state, caller).await;
+    types.extend(known);
     types.sort_unstable();
     types.dedup();
     Ok(SendPage {
         active: "send",
         form,
         types,
+        sources,
         errors: Vec::new(),
         sent: None,
         matched: Vec::new(),
@@ -113,6 +121,7 @@ fn collect_types(filter: &Filter, into: &mut Vec<String>) {
 /// `GET /send`.
 pub async fn show(
     State(state): State<AppState>,
+    caller: Caller,
     Query(params): Query<SendParams>,
 ) -> Result<Response, PageError> {
     let mut form = SendForm {
@@ -120,7 +129,16 @@ pub async fn show(
         data: "{\n  \"name\": \"Ferris\"\n}".into(),
         ..SendForm::default()
     };
-    let mut page = page(&state, form.clone()).await?;
+    if let (Some(source), Some(ty)) = (&params.source, &params.ty) {
+        form.source.clone_from(source);
+        // The data of the catalogue's sample of this kind, when the viewer may read it.
+        if let Ok(view) = crate::routes::catalogue::entry_view(&state, &caller, source, ty).await {
+            if let Some(data) = view.sample.as_ref().and_then(|s| s.get("data")) {
+                form.data = serde_json::to_string_pretty(data).unwrap_or_default();
+            }
+        }
+    }
+    let mut page = page(&state, &caller, form.clone()).await?;
     form.ty = params
         .ty
         .or_else(|| page.types.first().cloned())
@@ -136,7 +154,7 @@ pub async fn send(
     Form(form): Form<SendForm>,
 ) -> Result<Response, PageError> {
     let arrived = std::time::Instant::now();
-    let mut page = page(&state, form.clone()).await?;
+    let mut page = page(&state, &caller, form.clone()).await?;
     let ty = form.ty.trim();
     let source = form.source.trim();
     if ty.is_empty() {

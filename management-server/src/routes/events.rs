@@ -90,7 +90,11 @@ pub async fn ingest(
         source: event.source().to_string(),
         ty: event.ty().to_string(),
     };
-    publish(&state, &event, arrived).await?;
+    let parent = fx_core::trace::TraceContext::parse(
+        header_text(&headers, fx_core::trace::TRACEPARENT).unwrap_or_default(),
+        header_text(&headers, fx_core::trace::TRACESTATE),
+    );
+    publish_traced(&state, &event, arrived, parent).await?;
     tracing::debug!(event_id = %accepted.id, source = %accepted.source, event_type = %accepted.ty, "event accepted");
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
@@ -100,6 +104,54 @@ pub async fn ingest(
 /// event came is in that revision, and the gateway does not match the event against an older
 /// table.
 pub async fn publish(
+    state: &AppState,
+    event: &cloudevents::Event,
+    arrived: std::time::Instant,
+) -> fx_core::Result<()> {
+    publish_traced(state, event, arrived, None).await
+}
+
+/// As [`publish`], in a trace: the event's own distributed-tracing extension (its origin's
+/// context) if it has one, else `parent` (the request's W3C `traceparent` header), else a new
+/// trace. The ingress span is recorded, and the event travels on with its context in the
+/// extension, so that gateway, executor and chained functions continue the trace.
+pub async fn publish_traced(
+    state: &AppState,
+    event: &cloudevents::Event,
+    arrived: std::time::Instant,
+    parent: Option<fx_core::trace::TraceContext>,
+) -> fx_core::Result<()> {
+    let parent = fx_core::trace::TraceContext::of_event(event).or(parent);
+    let mut span = state.backends.tracer.start(
+        "fx.ingress",
+        fx_core::trace::SpanKind::Server,
+        parent.as_ref(),
+    );
+    span.set("cloudevents.event_id", event.id().to_string());
+    span.set("cloudevents.event_type", event.ty().to_string());
+    span.set("cloudevents.event_source", event.source().to_string());
+    let traced;
+    let event = match span.context() {
+        Some(context) => {
+            traced = context.applied(event.clone());
+            &traced
+        }
+        None => event,
+    };
+    let published = publish_untraced(state, event, arrived).await;
+    if let Err(e) = &published {
+        span.fail(e.chain());
+    }
+    span.end();
+    published
+}
+
+/// The text of header `name`, when it is visible ASCII.
+pub fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|value| value.to_str().ok())
+}
+
+async fn publish_untraced(
     state: &AppState,
     event: &cloudevents::Event,
     arrived: std::time::Instant,

@@ -350,6 +350,8 @@ pub async fn run_again(
         not_before: None,
         attempt_base: execution.attempts,
         publish_output: true,
+        // A re-drive continues the trace of the execution's event.
+        trace: fx_core::trace::TraceContext::of_event(&execution.event),
     };
     let message = Message::json(
         Some(fx_core::event::partition_key(&invocation.event)),

@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod bundles;
+pub mod catalogue;
 pub mod entries;
 pub mod events;
 pub mod executions;
@@ -130,6 +131,8 @@ pub fn api(state: &AppState) -> Router<AppState> {
         .route("/runs/{id}/graph.svg", get(workflows::graph))
         .route("/runs/{id}/cancel", post(workflows::cancel))
         .route("/runs/{id}/redrive", post(workflows::redrive))
+        .route("/catalogue", get(catalogue::list))
+        .route("/catalogue/entry", get(catalogue::entry))
         .route("/executions", get(executions::list))
         .route("/executions/{id}", get(executions::get))
         .route("/executions/{id}/redrive", post(executions::redrive))

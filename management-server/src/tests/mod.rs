@@ -1,6 +1,7 @@
 //! Tests of [`crate::router`] over real embedded backends, one module per resource.
 
 mod auth;
+mod catalogue;
 mod events;
 mod executions;
 mod handlers;

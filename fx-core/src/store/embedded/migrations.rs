@@ -213,4 +213,21 @@ pub(super) const MIGRATIONS: &[&str] = &[
         run_id       TEXT NOT NULL
     );
 "#,
+    // 11: the event catalogue (`crate::catalogue::EventCatalogue`): one row per (source,
+    // type), the hourly counts and the document (sample and schema) as JSON, times in
+    // microseconds; forgetting reads the entries by last seen.
+    r#"
+    CREATE TABLE event_catalogue (
+        source      TEXT NOT NULL,
+        type        TEXT NOT NULL,
+        first_seen  INTEGER NOT NULL,
+        last_seen   INTEGER NOT NULL,
+        count       INTEGER NOT NULL,
+        last_change INTEGER,
+        hours       TEXT NOT NULL,
+        doc         TEXT NOT NULL,
+        PRIMARY KEY (source, type)
+    );
+    CREATE INDEX event_catalogue_by_last_seen ON event_catalogue (last_seen);
+"#,
 ];

@@ -26,6 +26,7 @@ use crate::package::{
 use crate::sqlite::{db, Database};
 use crate::validate::validate_name;
 
+mod catalogue;
 mod identity;
 mod list;
 mod migrations;

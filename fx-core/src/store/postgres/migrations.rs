@@ -218,6 +218,24 @@ pub(crate) const STATE: &[Migration] = &[
     );
 "#,
     },
+    Migration {
+        version: 9,
+        description: "the event catalogue",
+        sql: r#"
+    CREATE TABLE event_catalogue (
+        source      text COLLATE "C" NOT NULL,
+        type        text COLLATE "C" NOT NULL,
+        first_seen  timestamptz NOT NULL,
+        last_seen   timestamptz NOT NULL,
+        count       bigint NOT NULL,
+        last_change timestamptz,
+        hours       text NOT NULL,
+        doc         text NOT NULL,
+        PRIMARY KEY (source, type)
+    );
+    CREATE INDEX event_catalogue_by_last_seen ON event_catalogue (last_seen);
+"#,
+    },
 ];
 
 /// The key of the transaction-level advisory lock (`pg_advisory_xact_lock(hashtext(key))`)

@@ -31,6 +31,7 @@ use crate::package::{
 };
 use crate::validate::validate_name;
 
+mod catalogue;
 mod connection;
 mod identity;
 mod list;

@@ -76,6 +76,10 @@ struct FormPage {
     packages: Vec<String>,
     /// Versions and aliases known (for the version field's suggestions).
     versions: Vec<String>,
+    /// Event types the catalogue knows (the conditions' values' suggestions).
+    event_types: Vec<String>,
+    /// Event sources the catalogue knows (suggested for `source` conditions).
+    event_sources: Vec<String>,
     /// Why the form was refused, by field.
     errors: FieldErrors,
     /// The preview (the handler's JSON or the reasons), rendered.
@@ -84,6 +88,7 @@ struct FormPage {
 
 async fn form_page(
     state: &AppState,
+    caller: &Caller,
     editing: bool,
     form: HandlerForm,
     errors: FieldErrors,
@@ -101,6 +106,7 @@ async fn form_page(
     known.extend(versions.into_iter().map(|v| v.version));
     known.sort_unstable();
     known.dedup();
+    let (event_types, event_sources) = super::catalogue::suggestions(state, caller).await;
     let mut rows = form.conditions.clone();
     rows.extend(std::iter::repeat_n(ConditionRow::default(), BLANK_ROWS));
     let preview = if errors.is_empty() {
@@ -122,6 +128,8 @@ async fn form_page(
         attributes: &ATTRIBUTES,
         packages,
         versions: known,
+        event_types,
+        event_sources,
         errors,
         preview_html: preview.render().unwrap_or_default(),
     })
@@ -133,20 +141,22 @@ pub struct NewParams {
     /// The package to preselect.
     #[serde(default)]
     pub package: Option<String>,
+    /// The event type of the first condition (from the event catalogue's "create a handler").
+    #[serde(default, rename = "type")]
+    pub ty: Option<String>,
 }
 
 /// `GET /handlers/new`.
 pub async fn new(
     State(state): State<AppState>,
+    caller: Caller,
     Query(params): Query<NewParams>,
 ) -> Result<Response, PageError> {
-    let page = form_page(
-        &state,
-        false,
-        HandlerForm::blank(params.package),
-        FieldErrors::new(),
-    )
-    .await?;
+    let mut form = HandlerForm::blank(params.package);
+    if let (Some(ty), Some(first)) = (params.ty, form.conditions.first_mut()) {
+        first.value = ty;
+    }
+    let page = form_page(&state, &caller, false, form, FieldErrors::new()).await?;
     Ok(HtmlTemplate(page).into_response())
 }
 
@@ -175,11 +185,12 @@ async fn stored_handler(
 /// `GET /handlers/{name}/edit`.
 pub async fn edit(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Response, PageError> {
     let stored = stored_handler(&state, &name).await?;
     let form = HandlerForm::of(&stored.handler, stored.revision);
-    let page = form_page(&state, true, form, FieldErrors::new()).await?;
+    let page = form_page(&state, &caller, true, form, FieldErrors::new()).await?;
     Ok(HtmlTemplate(page).into_response())
 }
 
@@ -202,7 +213,7 @@ async fn save(
     editing: bool,
 ) -> Result<Response, PageError> {
     let refused = |errors: FieldErrors, form: HandlerForm| async move {
-        let page = form_page(state, editing, form, errors).await?;
+        let page = form_page(state, caller, editing, form, errors).await?;
         Ok::<_, PageError>((StatusCode::UNPROCESSABLE_ENTITY, HtmlTemplate(page)).into_response())
     };
     let handler = match form.to_handler() {
