@@ -146,8 +146,16 @@ pub async fn backup(api: &Api, args: BackupArgs) -> anyhow::Result<()> {
         (None, None) => PathBuf::from(&file_name),
     };
     let mut response = api.respond(request).await?;
-    let mut out =
-        std::fs::File::create(&local).with_context(|| format!("creating {}", local.display()))?;
+    // Readable by its owner only: it holds password hashes and sealed secrets.
+    let mut out = {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options
+            .open(&local)
+            .with_context(|| format!("creating {}", local.display()))?
+    };
     while let Some(chunk) = response
         .chunk()
         .await

@@ -212,6 +212,15 @@ async fn a_dev_platform_restores_into_postgresql_and_s3_with_the_cli() {
         .collect();
     files.sort();
     assert_eq!(files.len(), 2, "{files:?}");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&files[1]).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "a backup is readable by its owner only"
+        );
+    }
 
     // The same into a bucket, keeping two; a restore from the prefix takes the newest.
     let run = unique("fxbackup").replace('-', "");
