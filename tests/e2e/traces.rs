@@ -305,3 +305,81 @@ async fn one_event_through_two_chained_functions_is_one_trace_with_the_spans_of_
     );
     fx.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_run_started_by_a_traced_event_continues_its_trace_in_every_step() {
+    const RUN_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const RUN_PRODUCER: &str = "00f067aa0ba902b7";
+    let dir = tempfile::tempdir().unwrap();
+    let (endpoint, received) = otlp_receiver().await;
+    let mut settings = open_settings();
+    settings.data_dir = dir.path().to_path_buf();
+    settings.example = false;
+    settings.telemetry = TelemetrySettings {
+        otlp: Some(OtlpSettings {
+            endpoint,
+            service_name: "fx-trace-workflow".into(),
+            batch_delay_ms: 100,
+            ..OtlpSettings::default()
+        }),
+        trace_url: None,
+    };
+    let fx = TestPlatform::start_with(settings).await;
+    assert_eq!(fx.upload(example_package("workflow-step")).await.0, 201);
+    let step = |name: &str, after: &[&str]| {
+        json!({"name": name, "package": {"name": "workflow-step"},
+               "after": after.iter().map(|s| json!({"step": s})).collect::<Vec<_>>()})
+    };
+    let (status, v) = fx
+        .post_json(
+            "/api/v1/workflows",
+            &json!({"name": "traced",
+                    "trigger": {"event": {"exact": {"attribute": "type", "value": "com.example.traced"}}},
+                    "steps": [step("a", &[]), step("b", &["a"])]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let event = json!({
+        "specversion": "1.0", "id": "traced-1", "source": "/tests/traces",
+        "type": "com.example.traced", "datacontenttype": "application/json", "data": {},
+    });
+    let (status, body) = fx
+        .post_raw(
+            "/events",
+            &[
+                ("content-type", "application/cloudevents+json"),
+                ("traceparent", &format!("00-{RUN_TRACE}-{RUN_PRODUCER}-01")),
+            ],
+            event.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let spans = poll_until(
+        "both steps' executions are in the trace",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || async {
+            fx.flush_traces().await;
+            let spans = received.lock().unwrap().clone();
+            let steps: HashSet<String> = spans
+                .iter()
+                .filter(|s| s.name == "fx.execute")
+                .map(|s| s.attribute("fx.handler").to_string())
+                .collect();
+            if steps.contains("workflow.traced.a") && steps.contains("workflow.traced.b") {
+                Ok(spans)
+            } else {
+                Err(format!("{steps:?}"))
+            }
+        },
+    )
+    .await;
+    for handler in ["workflow.traced.a", "workflow.traced.b"] {
+        let execute = spans
+            .iter()
+            .find(|s| s.name == "fx.execute" && s.attribute("fx.handler") == handler)
+            .unwrap();
+        assert_eq!(execute.trace_id, RUN_TRACE, "{handler}: {execute:?}");
+    }
+    fx.stop().await;
+}
