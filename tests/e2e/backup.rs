@@ -1,7 +1,8 @@
 //! Backup and restore (issue 19): a `ferrisfx dev` platform filled with packages, handlers
 //! (with history), an alias, a schedule, a workflow and its run, a secret and executions is
-//! backed up with the `ferrisfx` CLI, restored with it into a platform on PostgreSQL and S3,
-//! and compared through the API; backups rotate (`--keep`) in a directory and in a bucket; a
+//! backed up with the `ferrisfx` CLI, restored with it into a platform on PostgreSQL, S3 and
+//! Consul (the in-process double of its KV API), compared through the API, and backed up from
+//! there into a fresh `ferrisfx dev` again; backups rotate (`--keep`) in a directory and in a bucket; a
 //! backup taken while events flow restores only whole, finished executions, each as it was;
 //! only an administrator backs up or restores, and restored accounts and tokens sign in.
 
@@ -9,6 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use fx_core::registry::consul_double::ConsulDouble;
 use fx_core::testenv;
 use fx_core::testsupport::{poll_until, unique, HandlerBuilder};
 use fx_tests::processes::ferrisfx_binary;
@@ -137,6 +139,26 @@ async fn fill(api: &Api) {
     .await;
 }
 
+/// The `[backends]` of a deployment on the PostgreSQL and S3 server of the test command
+/// (a fresh schema and bucket), or the embedded ones when they are not set.
+fn deployment_backends(name: &str) -> Value {
+    let (Ok(postgres), Ok(s3), Ok(key), Ok(secret)) = (
+        std::env::var("FX_TEST_POSTGRES"),
+        std::env::var("FX_TEST_S3_ENDPOINT"),
+        std::env::var("FX_TEST_S3_ACCESS_KEY"),
+        std::env::var("FX_TEST_S3_SECRET_KEY"),
+    ) else {
+        return json!({});
+    };
+    let run = unique(&format!("fx{name}")).replace('-', "");
+    json!({
+        "state": {"kind": "postgres", "url": postgres, "schema": run},
+        "sink": {"kind": "postgres", "url": postgres, "schema": run},
+        "packages": {"kind": "s3", "endpoint": s3, "bucket": run, "access_key": key,
+                     "secret_key": secret, "prefix": "packages/"},
+    })
+}
+
 /// `value` without the registry revisions and versions (they differ between registries).
 fn without_revisions(value: &Value) -> Value {
     match value {
@@ -170,7 +192,7 @@ async fn same(a: &Api, b: &Api, path: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dev_platform_restores_into_postgresql_and_s3_with_the_cli() {
+async fn a_dev_platform_restores_into_postgresql_s3_and_consul_and_back_with_the_cli() {
     let Some(postgres) = testenv::backend("FX_TEST_POSTGRES", "backup round trip") else {
         return;
     };
@@ -253,11 +275,14 @@ async fn a_dev_platform_restores_into_postgresql_and_s3_with_the_cli() {
         2
     );
 
-    // Restore the newest file into PostgreSQL + S3.
+    // Restore the newest file into PostgreSQL + S3, with the registry in Consul (the
+    // in-process double of its KV API: no Consul server can run here).
+    let consul = ConsulDouble::start().await.unwrap();
     let target = platform(
         &dir.path().join("deployment"),
         &keys,
         json!({
+            "registry": {"kind": "consul", "address": consul.address()},
             "state": {"kind": "postgres", "url": postgres, "schema": run},
             "sink": {"kind": "postgres", "url": postgres, "schema": run},
             "packages": {"kind": "s3", "endpoint": s3, "bucket": run, "access_key": key,
@@ -318,6 +343,39 @@ async fn a_dev_platform_restores_into_postgresql_and_s3_with_the_cli() {
         text(&forced)
     );
     same(&source, &target, "/api/v1/handlers").await;
+
+    // And back: the deployment's backup restores into a fresh `ferrisfx dev`.
+    let back = dir.path().join("back.tar.gz");
+    let done = cli(
+        &target.base,
+        &[
+            "backup",
+            "-o",
+            back.to_str().unwrap(),
+            "--executions-since",
+            "1h",
+        ],
+        &[],
+    );
+    assert!(done.status.success(), "{}", text(&done));
+    let home = platform(&dir.path().join("home"), &keys, json!({})).await;
+    let done = cli(&home.base, &["restore", back.to_str().unwrap()], &[]);
+    assert!(done.status.success(), "{}", text(&done));
+    for path in [
+        "/api/v1/handlers",
+        "/api/v1/handlers/greet/history",
+        "/api/v1/packages",
+        "/api/v1/schedules",
+        "/api/v1/workflows",
+        "/api/v1/secrets",
+    ] {
+        same(&source, &home, path).await;
+    }
+    assert_eq!(
+        without_revisions(&json!(all_executions(&home).await)),
+        without_revisions(&json!(executions))
+    );
+    home.stop().await;
     target.stop().await;
     source.stop().await;
 }
@@ -373,7 +431,8 @@ async fn a_backup_taken_while_events_flow_restores_whole_finished_executions() {
     let archive = response.bytes().await.unwrap().to_vec();
     sender.await.unwrap();
 
-    let target = platform(&dir.path().join("b"), &keys, json!({})).await;
+    // Into PostgreSQL and S3 where the test command started them (always under CI).
+    let target = platform(&dir.path().join("b"), &keys, deployment_backends("flow")).await;
     let (status, report) = target
         .post_raw(
             "/api/v1/restore",
