@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod bundle;
+pub mod catalogue;
 pub mod client;
 pub mod config_reference;
 pub mod dev;
@@ -128,6 +129,10 @@ pub enum Command {
     /// workflows, accounts, tokens, rules, sealed secrets; optionally executions and logs
     /// since a time) to a file or an S3 bucket. Administrators only.
     Backup(backup::BackupArgs),
+    /// The event catalogue: every (source, type) seen with its counts, and one's fields,
+    /// schema changes and matching handlers.
+    #[command(subcommand)]
+    Catalogue(catalogue::CatalogueCommand),
     /// Write a backup into a deployment (an empty one, unless --force): checked whole first,
     /// verified after (counts and package digests). Works across backends: the way from
     /// `ferrisfx dev` to a deployment and back.
@@ -267,6 +272,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Executions(ExecutionsCommand::Show { id }) => api.show_execution(&id).await,
         Command::Replay(args) => replay::run(&api, args).await,
         Command::Backup(args) => backup::backup(&api, args).await,
+        Command::Catalogue(command) => catalogue::run(&api, command).await,
         Command::Restore(args) => backup::restore(&api, args).await,
     }
 }

@@ -252,6 +252,41 @@ async fn the_catalogue_after_a_mixed_stream_shows_types_counts_and_schema_and_fl
         .await
         .1;
     assert!(page.contains("new field") && page.contains("$.coupon"));
+    // The CLI shows the same as tables.
+    let cli = |args: &'static [&'static str]| {
+        let (base, config) = (fx.base.clone(), dir.path().to_path_buf());
+        async move {
+            let out = tokio::process::Command::new(fx_tests::processes::ferrisfx_binary())
+                .args(args)
+                .env("FX_SERVER", base)
+                .env("FX_CONFIG_DIR", config)
+                .env_remove("FX_TOKEN")
+                .kill_on_drop(true)
+                .output()
+                .await
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        }
+    };
+    let list = cli(&["catalogue", "list", "--source", "/shop"]).await;
+    assert!(list.starts_with("SOURCE"), "{list}");
+    assert_eq!(
+        list.lines().count(),
+        3,
+        "order.created and order.paid: {list}"
+    );
+    let shown = cli(&[
+        "catalogue",
+        "show",
+        "--source",
+        "/shop",
+        "--type",
+        "order.created",
+    ])
+    .await;
+    assert!(shown.contains("new field    $.coupon"), "{shown}");
+    assert!(shown.contains("type change  $.id"), "{shown}");
 
     // Huge and deep data: the schema stops at its bounds, the sample drops the data.
     let mut deep = json!("bottom");
