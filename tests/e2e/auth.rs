@@ -12,8 +12,14 @@ use fx_tests::{example_package, TestPlatform};
 
 const PASSWORD: &str = "correct horse battery staple";
 
-/// Runs the `ferrisfx` binary against `server` with its config in `config`.
+/// Runs the `ferrisfx` binary against `server` with its config in `config`. The wait is
+/// `block_in_place`: the worker it blocks hands its tasks (the server answering the CLI among
+/// them, perhaps) to another thread first.
 fn cli(server: &str, config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    tokio::task::block_in_place(|| cli_blocking(server, config, args, stdin))
+}
+
+fn cli_blocking(server: &str, config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut command = Command::new(ferrisfx_binary());
     command
         .args(args)

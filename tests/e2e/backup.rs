@@ -7,7 +7,7 @@
 //! only an administrator backs up or restores, and restored accounts and tokens sign in.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use fx_core::registry::consul_double::ConsulDouble;
@@ -17,16 +17,19 @@ use fx_tests::processes::ferrisfx_binary;
 use fx_tests::{Api, TestPlatform};
 use serde_json::{json, Value};
 
-/// Runs the `ferrisfx` CLI against `server`.
-fn cli(server: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+/// Runs the `ferrisfx` CLI against `server`, without blocking the runtime that serves it (a
+/// worker blocked on the child could hold the very task that answers it).
+async fn cli(server: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let config = tempfile::tempdir().unwrap();
-    Command::new(ferrisfx_binary())
+    tokio::process::Command::new(ferrisfx_binary())
         .args(args)
         .env("FX_SERVER", server)
         .env("FX_CONFIG_DIR", config.path())
         .env_remove("FX_TOKEN")
         .envs(env.iter().copied())
+        .kill_on_drop(true)
         .output()
+        .await
         .expect("ferrisfx runs")
 }
 
@@ -222,7 +225,8 @@ async fn a_dev_platform_restores_into_postgresql_s3_and_consul_and_back_with_the
                 "2",
             ],
             &[],
-        );
+        )
+        .await;
         assert!(done.status.success(), "{}", text(&done));
         assert!(text(&done).contains("1 handlers"), "{}", text(&done));
         // Names are per second.
@@ -257,7 +261,8 @@ async fn a_dev_platform_restores_into_postgresql_s3_and_consul_and_back_with_the
             &source.base,
             &["backup", "-o", &bucket, "--keep", "2"],
             &s3_env,
-        );
+        )
+        .await;
         assert!(done.status.success(), "{}", text(&done));
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
@@ -290,7 +295,7 @@ async fn a_dev_platform_restores_into_postgresql_s3_and_consul_and_back_with_the
         }),
     )
     .await;
-    let done = cli(&target.base, &["restore", files[1].to_str().unwrap()], &[]);
+    let done = cli(&target.base, &["restore", files[1].to_str().unwrap()], &[]).await;
     assert!(done.status.success(), "{}", text(&done));
     assert!(text(&done).contains("restored:"), "{}", text(&done));
 
@@ -332,10 +337,10 @@ async fn a_dev_platform_restores_into_postgresql_s3_and_consul_and_back_with_the
     }
 
     // A second restore finds the target full; from the bucket, forced, it goes through.
-    let again = cli(&target.base, &["restore", files[1].to_str().unwrap()], &[]);
+    let again = cli(&target.base, &["restore", files[1].to_str().unwrap()], &[]).await;
     assert!(!again.status.success());
     assert!(text(&again).contains("not empty"), "{}", text(&again));
-    let forced = cli(&target.base, &["restore", &bucket, "--force"], &s3_env);
+    let forced = cli(&target.base, &["restore", &bucket, "--force"], &s3_env).await;
     assert!(forced.status.success(), "{}", text(&forced));
     assert!(
         text(&forced).contains("left as they were"),
@@ -356,10 +361,11 @@ async fn a_dev_platform_restores_into_postgresql_s3_and_consul_and_back_with_the
             "1h",
         ],
         &[],
-    );
+    )
+    .await;
     assert!(done.status.success(), "{}", text(&done));
     let home = platform(&dir.path().join("home"), &keys, json!({})).await;
-    let done = cli(&home.base, &["restore", back.to_str().unwrap()], &[]);
+    let done = cli(&home.base, &["restore", back.to_str().unwrap()], &[]).await;
     assert!(done.status.success(), "{}", text(&done));
     for path in [
         "/api/v1/handlers",
