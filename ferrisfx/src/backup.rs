@@ -116,6 +116,19 @@ async fn bucket(s3: &S3Args, bucket: &str, prefix: &str) -> anyhow::Result<S3Pac
     Ok(S3PackageStore::open(&settings).await?)
 }
 
+/// The backups directly under the store's prefix, oldest first (their names sort by time).
+async fn backups_in(store: &S3PackageStore) -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<String> = store
+        .list_objects(NAME_PREFIX)
+        .await?
+        .into_iter()
+        .map(|o| o.name)
+        .filter(|n| n.ends_with(".tar.gz") && !n.contains('/'))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 fn summary(manifest: &Manifest) -> String {
     let counts: Vec<String> = manifest
         .counts
@@ -182,14 +195,7 @@ pub async fn backup(api: &Api, args: BackupArgs) -> anyhow::Result<()> {
                 summary(&manifest)
             );
             if let Some(keep) = args.keep {
-                let mut old: Vec<String> = store
-                    .list_objects(NAME_PREFIX)
-                    .await?
-                    .into_iter()
-                    .map(|o| o.name)
-                    .filter(|n| n.ends_with(".tar.gz") && !n.contains('/'))
-                    .collect();
-                old.sort();
+                let old = backups_in(&store).await?;
                 let excess = old.len().saturating_sub(keep.max(1));
                 for stale in &old[..excess] {
                     store.delete_object(stale).await?;
@@ -239,15 +245,9 @@ pub async fn restore(api: &Api, args: RestoreArgs) -> anyhow::Result<()> {
             };
             let store = bucket(&args.s3, name, &prefix).await?;
             let object = if object.is_empty() {
-                let mut all: Vec<String> = store
-                    .list_objects(NAME_PREFIX)
+                backups_in(&store)
                     .await?
-                    .into_iter()
-                    .map(|o| o.name)
-                    .filter(|n| n.ends_with(".tar.gz") && !n.contains('/'))
-                    .collect();
-                all.sort();
-                all.pop()
+                    .pop()
                     .with_context(|| format!("no backup under s3://{name}/{prefix}"))?
             } else {
                 object

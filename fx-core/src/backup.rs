@@ -11,8 +11,8 @@
 //! owners; handlers and their history; schedules, webhooks, chat bundles, notification rules and
 //! workflows; accounts (with their password hashes), tokens (hashed), rules; secrets (still
 //! sealed: the target needs the same keyring to open them); the schedules' last ticks; and, when
-//! asked, the finished executions created since a time with their log lines, the workflow runs
-//! and the audit log since then.
+//! asked, the finished executions created since a time with their log lines, the finished
+//! workflow runs and the audit log since then.
 //!
 //! **Consistent while events flow**: each collection is read at once, handlers before package
 //! versions (a handler never refers to a package the backup lacks: versions are never deleted
@@ -50,6 +50,8 @@ use crate::workflow::run::Run;
 pub const FORMAT: u32 = 1;
 /// The most records one JSON Lines part holds.
 pub const PART_RECORDS: usize = 2_000;
+/// The largest file an archive may hold: a package archive or a part of 2,000 records.
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
 /// The manifest's name in the archive (its last file).
 pub const MANIFEST: &str = "manifest.json";
 /// The folder of package archives in the archive.
@@ -511,8 +513,15 @@ async fn executions_since(
     loop {
         let page = backends.runs.list_runs(&run_query).await?;
         for summary in page.items {
-            if let Some(run) = backends.runs.get_run(&summary.id).await? {
-                runs.push(run);
+            // Only finished runs, as only finished executions: an unfinished one restored
+            // would be moved on by the target's conductors and start its steps there again.
+            match backends.runs.get_run(&summary.id).await? {
+                Some(run) if run.finished_at.is_some() => runs.push(run),
+                _ => {}
+            }
+            if runs.len() >= PART_RECORDS {
+                out.section("runs", &runs).await?;
+                runs.clear();
             }
         }
         match page.next_cursor {
@@ -560,8 +569,19 @@ fn read_parts(path: &Path) -> (mpsc::Receiver<Result<Part>>, tokio::task::JoinHa
                     .map_err(bad_archive)?
                     .to_string_lossy()
                     .into_owned();
-                let mut bytes = Vec::with_capacity(entry.size() as usize);
-                entry.read_to_end(&mut bytes).map_err(bad_archive)?;
+                // The header's size is not trusted for the allocation, and no file may be
+                // larger than any backup writes.
+                if entry.size() > MAX_FILE_BYTES {
+                    return Err(bad_archive(format!(
+                        "{name} is {} bytes, more than the {MAX_FILE_BYTES} a backup's file may be",
+                        entry.size()
+                    )));
+                }
+                let mut bytes = Vec::with_capacity(entry.size().min(16 << 20) as usize);
+                (&mut entry)
+                    .take(MAX_FILE_BYTES + 1)
+                    .read_to_end(&mut bytes)
+                    .map_err(bad_archive)?;
                 if send.blocking_send(Ok(Part { path: name, bytes })).is_err() {
                     return Ok(());
                 }

@@ -305,3 +305,24 @@ async fn a_damaged_or_cut_archive_is_refused_before_anything_is_written() {
     assert!(configuration_present(&target).await.unwrap().is_empty());
     assert!(target.identity.accounts().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_file_larger_than_a_backup_writes_is_refused_without_being_read() {
+    let files = tempfile::tempdir().unwrap();
+    let path = files.path().join("huge.tar.gz");
+    // A tar header claiming more bytes than any backup file may hold, and no body.
+    let mut header = tar::Header::new_gnu();
+    header.set_path("executions/00000.jsonl").unwrap();
+    header.set_size(MAX_FILE_BYTES + 1);
+    header.set_mode(0o644);
+    header.set_cksum();
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&path).unwrap(),
+        flate2::Compression::fast(),
+    );
+    std::io::Write::write_all(&mut gz, header.as_bytes()).unwrap();
+    gz.finish().unwrap();
+    let err = verify_archive(&path).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+    assert!(err.message().contains("more than"), "{err}");
+}
