@@ -128,6 +128,18 @@ done
 cp "$examples/Cargo.lock" "$scaffolds/scaffold-rust/Cargo.lock"
 cargo build --quiet --manifest-path "$scaffolds/scaffold-rust/Cargo.toml" --target "$triple" --release \
   --target-dir "$target_dir"
+# The scaffold (its vendored guest SDK included) built with the examples' pinned versions: every
+# package in its lock but itself is in examples/Cargo.lock.
+lock_packages() {
+  awk '/^name = /{name=$3} /^version = /{print name, $3}' "$1" | tr -d '"' | sort -u
+}
+unpinned="$(comm -13 <(lock_packages "$examples/Cargo.lock") \
+  <(lock_packages "$scaffolds/scaffold-rust/Cargo.lock") | grep -v '^scaffold-rust ' || true)"
+if [ -n "$unpinned" ]; then
+  echo "build-examples: the Rust scaffold resolved packages examples/Cargo.lock does not pin:" >&2
+  echo "$unpinned" >&2
+  exit 1
+fi
 pack "$scaffolds/scaffold-rust/fx.toml" "$target_dir/$triple/release/scaffold_rust.wasm"
 python_wasm="$(build_python "$scaffolds/scaffold-python" "$scaffolds/scaffold-python/wit" "$guests")"
 pack "$scaffolds/scaffold-python/fx.toml" "$python_wasm"
