@@ -6,6 +6,7 @@ pub mod backup;
 pub mod bundle;
 pub mod catalogue;
 pub mod client;
+pub mod completions;
 pub mod config_reference;
 pub mod dev;
 pub mod hook;
@@ -83,6 +84,12 @@ pub enum Command {
     ConfigReference,
     /// Scaffold a new function project in Rust, Python or JavaScript.
     New(new::NewArgs),
+    /// Print the completion script of a shell (bash, zsh, fish, powershell, elvish) to
+    /// standard output; docs/cli.md says where each shell looks for it.
+    Completions(completions::CompletionsArgs),
+    /// Write the man pages (`ferrisfx.1` and one per subcommand) into a folder with `--dir`,
+    /// or print the top page to standard output.
+    Man(completions::ManArgs),
     /// Build, upload and list packages.
     #[command(subcommand)]
     Package(PackageCommand),
@@ -240,6 +247,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig(args) => setup::check_config(&args),
         Command::ConfigReference => config_reference::print(),
         Command::New(args) => new::run(args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
         Command::Package(PackageCommand::Build(args)) => package::build(args),
         Command::Package(PackageCommand::Upload { file }) => api.upload(&file).await,
         Command::Package(PackageCommand::List) => api.list_packages().await,
