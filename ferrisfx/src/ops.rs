@@ -294,6 +294,14 @@ mod tests {
                 "elasticsearch at http://es:9200 is down",
             ))
         }
+        async fn handler_logs(
+            &self,
+            _: &fx_core::sink::LogQuery,
+        ) -> fx_core::Result<Vec<fx_core::execution::LogLine>> {
+            Err(fx_core::Error::unavailable(
+                "elasticsearch at http://es:9200 is down",
+            ))
+        }
     }
 
     #[tokio::test]

@@ -30,6 +30,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("put", "/api/v1/handlers/{name}"),
     ("delete", "/api/v1/handlers/{name}"),
     ("get", "/api/v1/handlers/{name}/history"),
+    ("get", "/api/v1/handlers/{name}/logs"),
     ("get", "/api/v1/schedules"),
     ("post", "/api/v1/schedules"),
     ("get", "/api/v1/schedules/{name}"),
@@ -113,6 +114,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         list_packages, upload_package, get_package, set_alias, package_archive, get_package_owner,
         set_package_owner,
         list_handlers, create_handler, get_handler, put_handler, delete_handler, handler_history,
+        handler_logs,
         list_schedules, create_schedule, get_schedule, put_schedule, delete_schedule,
         pause_schedule, resume_schedule,
         list_hooks, create_hook, get_hook, put_hook, delete_hook, deliver_hook,
@@ -607,6 +609,20 @@ pub fn execution_notifications() {}
     params(("name" = String, Path, description = "handler name")),
     responses((status = 200, description = "the changes (empty for a name never seen)", body = Object)))]
 pub fn handler_history() {}
+
+/// A handler's function log lines in order (time, execution, attempt, seq), paged by cursor;
+/// to follow it, ask again with `after` the last line's cursor. Needs `execution:read` on the
+/// handler.
+#[utoipa::path(get, path = "/api/v1/handlers/{name}/logs", tag = "handlers",
+    params(("name" = String, Path, description = "handler name"),
+        ("since" = Option<String>, Query, description = "written at or after: RFC 3339, or YYYY-MM-DDTHH:MM in UTC"),
+        ("after" = Option<String>, Query, description = "after this cursor: `next` of the previous page, or `<microseconds since the epoch>-<execution_id>-<attempt>-<seq>` of a line"),
+        ("limit" = Option<usize>, Query, description = "page size, 1 to 1000 (100 by default)")),
+    responses((status = 200, description = "`{\"lines\": [{execution_id, handler, attempt, seq, at, level, message, fields}], \"next\"}`: `next` is the cursor of the last line when the page is full, else null", body = Object),
+        (status = 400, description = "a bad time, cursor or limit", body = Object),
+        (status = 403, description = "the caller may not read the handler's executions", body = Object),
+        (status = 404, description = "no such handler", body = Object)))]
+pub fn handler_logs() {}
 
 /// Executions, newest first, filtered and paged by cursor.
 #[utoipa::path(get, path = "/api/v1/executions", tag = "executions",

@@ -6,10 +6,10 @@
 use std::path::Path;
 
 use async_trait::async_trait;
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, TransactionBehavior};
 
-use super::OperationalSink;
+use super::{LogQuery, OperationalSink};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::execution::{ExecutionId, LogLevel, LogLine};
 use crate::sqlite::{db, Database};
@@ -125,6 +125,81 @@ impl OperationalSink for SqliteSink {
         .await
     }
 
+    async fn handler_logs(&self, query: &LogQuery) -> Result<Vec<LogLine>> {
+        let handler = query.handler.clone();
+        let from = query
+            .lower_bound()
+            .map_or(i64::MIN, |at| at.timestamp_micros());
+        let after = query.after.as_ref().map(|a| {
+            (
+                a.at.timestamp_micros(),
+                a.execution_id.as_str().to_string(),
+                a.attempt,
+                a.seq,
+            )
+        });
+        let limit = query.page_size() as i64;
+        self.call(move |conn| {
+            let what = || format!("reading log lines of handler {handler}");
+            let (after_at, after_id, after_attempt, after_seq) = match after {
+                Some((at, id, attempt, seq)) => (Some(at), id, attempt, seq),
+                None => (None, String::new(), 0, 0),
+            };
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT execution_id, attempt, seq, at, level, message, fields FROM log_lines
+                     WHERE handler = ?1 AND at >= ?2
+                       AND (?3 IS NULL OR (at, execution_id, attempt, seq) > (?3, ?4, ?5, ?6))
+                     ORDER BY at, execution_id, attempt, seq
+                     LIMIT ?7",
+                )
+                .map_err(db(what()))?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        handler,
+                        from,
+                        after_at,
+                        after_id,
+                        after_attempt,
+                        after_seq,
+                        limit
+                    ],
+                    |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, u32>(1)?,
+                            row.get::<_, u32>(2)?,
+                            row.get::<_, i64>(3)?,
+                            row.get::<_, String>(4)?,
+                            row.get::<_, String>(5)?,
+                            row.get::<_, String>(6)?,
+                        ))
+                    },
+                )
+                .map_err(db(what()))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db(what()))?;
+            rows.into_iter()
+                .map(|(id, attempt, seq, at, level, message, fields)| {
+                    Ok(LogLine {
+                        execution_id: ExecutionId::parse(&id)
+                            .kind_context(ErrorKind::Internal, what)?,
+                        handler: handler.clone(),
+                        attempt,
+                        seq,
+                        at: stored_time(at)?,
+                        level: LogLevel::parse(&level).kind_context(ErrorKind::Internal, what)?,
+                        message,
+                        fields: serde_json::from_str(&fields)
+                            .kind_context(ErrorKind::Internal, what)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn execution_logs(&self, id: &ExecutionId) -> Result<Vec<LogLine>> {
         let id = id.clone();
         self.call(move |conn| {
@@ -157,9 +232,7 @@ impl OperationalSink for SqliteSink {
                         handler,
                         attempt,
                         seq,
-                        at: DateTime::from_timestamp_micros(at).ok_or_else(|| {
-                            Error::internal(format!("stored log time {at} is out of range"))
-                        })?,
+                        at: stored_time(at)?,
                         level: LogLevel::parse(&level).kind_context(ErrorKind::Internal, what)?,
                         message,
                         fields: serde_json::from_str(&fields)
@@ -170,6 +243,12 @@ impl OperationalSink for SqliteSink {
         })
         .await
     }
+}
+
+/// A stored time (microseconds since the epoch).
+fn stored_time(micros: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| Error::internal(format!("stored log time {micros} is out of range")))
 }
 
 #[cfg(test)]

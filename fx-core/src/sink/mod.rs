@@ -3,7 +3,8 @@
 //!
 //! Backends: [`embedded`] (SQLite, log lines only), `postgres` (log lines only) and
 //! `elasticsearch` (everything, with Kibana dashboards). [`routing`] says which state events
-//! the state router sends here; [`documents`] are the non-log documents it sends.
+//! the state router sends here; [`documents`] are the non-log documents it sends; [`query`]
+//! is how a handler's lines are read in order.
 
 use async_trait::async_trait;
 
@@ -16,11 +17,13 @@ pub mod elasticsearch;
 pub mod embedded;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod query;
 pub mod routing;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
 pub use documents::{ExecutionDoc, MetricDoc, RunDoc, StepDoc};
+pub use query::{LogCursor, LogQuery, MAX_LOG_LINES};
 pub use routing::StateRouting;
 
 /// Where log lines, metrics and execution documents go.
@@ -42,6 +45,10 @@ pub trait OperationalSink: Send + Sync + 'static {
 
     /// The log lines of one execution, in order (attempt, then seq).
     async fn execution_logs(&self, id: &ExecutionId) -> Result<Vec<LogLine>>;
+
+    /// The log lines of one handler that `query` asks for, in [`LogCursor`] order (time,
+    /// execution, attempt, seq), at most [`LogQuery::page_size`] of them.
+    async fn handler_logs(&self, query: &LogQuery) -> Result<Vec<LogLine>>;
 
     /// Deletes the log lines of executions `ids` (retention); answers how many. A sink that
     /// ages its data out by itself (Elasticsearch: index lifecycle) deletes nothing here.

@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::OperationalSink;
+use super::{LogQuery, OperationalSink};
 use crate::error::{ErrorKind, Result, ResultExt};
 use crate::execution::{ExecutionId, LogLevel, LogLine};
 use crate::store::postgres::migrations::{migrate, Migration};
@@ -137,6 +137,68 @@ impl OperationalSink for PostgresSink {
             )
             .await
             .map_err(self.db.error(what))
+    }
+
+    async fn handler_logs(&self, query: &LogQuery) -> Result<Vec<LogLine>> {
+        let what = || format!("reading log lines of handler {}", query.handler);
+        let after = query.after.as_ref();
+        let after_at = after.map(|a| a.at);
+        let after_id = after.map_or("", |a| a.execution_id.as_str());
+        let after_attempt = after.map_or(0, |a| i64::from(a.attempt));
+        let after_seq = after.map_or(0, |a| i64::from(a.seq));
+        let limit = query.page_size() as i64;
+        let client = self.db.client().await?;
+        // The index on (handler, at) finds the lines from the lower bound on; the cursor
+        // then skips those of its own time up to it.
+        let stmt = client
+            .prepare_cached(
+                "SELECT execution_id, attempt, seq, at, level, message, fields FROM log_lines
+                 WHERE handler = $1
+                   AND ($2::timestamptz IS NULL OR at >= $2)
+                   AND ($3::timestamptz IS NULL
+                        OR (at, execution_id, attempt, seq) > ($3, $4::text, $5::int8, $6::int8))
+                 ORDER BY at, execution_id, attempt, seq
+                 LIMIT $7",
+            )
+            .await
+            .map_err(self.db.error(what()))?;
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    &storable(&query.handler),
+                    &query.lower_bound(),
+                    &after_at,
+                    &after_id,
+                    &after_attempt,
+                    &after_seq,
+                    &limit,
+                ],
+            )
+            .await
+            .map_err(self.db.error(what()))?;
+        rows.iter()
+            .map(|row| {
+                let get_err = |e| crate::Error::internal(what()).with_source(e);
+                let id: String = row.try_get(0).map_err(get_err)?;
+                let attempt: i64 = row.try_get(1).map_err(get_err)?;
+                let seq: i64 = row.try_get(2).map_err(get_err)?;
+                let level: String = row.try_get(4).map_err(get_err)?;
+                let fields: String = row.try_get(6).map_err(get_err)?;
+                Ok(LogLine {
+                    execution_id: ExecutionId::parse(&id)
+                        .kind_context(ErrorKind::Internal, what)?,
+                    handler: query.handler.clone(),
+                    attempt: u32::try_from(attempt).unwrap_or_default(),
+                    seq: u32::try_from(seq).unwrap_or_default(),
+                    at: row.try_get(3).map_err(get_err)?,
+                    level: LogLevel::parse(&level).kind_context(ErrorKind::Internal, what)?,
+                    message: row.try_get(5).map_err(get_err)?,
+                    fields: serde_json::from_str(&fields)
+                        .kind_context(ErrorKind::Internal, what)?,
+                })
+            })
+            .collect()
     }
 
     async fn execution_logs(&self, id: &ExecutionId) -> Result<Vec<LogLine>> {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::OperationalSink;
+use super::{LogCursor, LogQuery, OperationalSink};
 use crate::execution::{ExecutionId, LogLevel, LogLine};
 use crate::testsupport::unique;
 
@@ -34,6 +34,7 @@ async fn run_common(sink: &dyn OperationalSink) {
     written_lines_are_never_duplicated(sink).await;
     executions_do_not_see_each_others_lines(sink).await;
     concurrent_writers_of_overlapping_batches_store_each_line_once(sink).await;
+    handler_logs_come_in_time_then_position_order_paged_by_cursor(sink).await;
 }
 
 /// Retention: the lines of the given executions go, the others stay; a sink that ages its data
@@ -161,4 +162,111 @@ async fn concurrent_writers_of_overlapping_batches_store_each_line_once(
     expected.sort_unstable();
     expected.dedup();
     assert_eq!(seqs, expected);
+}
+
+/// A handler's log lines: in (time, execution, attempt, seq) order, to the microsecond, also
+/// within one millisecond (Elasticsearch indexes milliseconds) and among lines sharing one
+/// time stamp; from `since`; paged by cursor without a line lost or repeated; at most `limit`;
+/// no other handler's lines. Asked while the lines may still be buffered, then once they are
+/// stored.
+async fn handler_logs_come_in_time_then_position_order_paged_by_cursor(sink: &dyn OperationalSink) {
+    let handler = unique("logs-of");
+    let other = unique("logs-other");
+    let (lo, hi) = {
+        let (a, b) = (unique_execution("h1"), unique_execution("h2"));
+        if a < b {
+            (a, b)
+        } else {
+            (b, a)
+        }
+    };
+    let t0 = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
+    let at = |micros: i64| t0 + chrono::Duration::microseconds(micros);
+    let of = |handler: &str, id: &ExecutionId, attempt: u32, seq: u32, micros: i64| LogLine {
+        handler: handler.to_string(),
+        at: at(micros),
+        ..line(id, attempt, seq)
+    };
+    let written = vec![
+        of(&handler, &lo, 3, 0, 1_005),
+        of(&handler, &lo, 1, 1, 300),
+        of(&handler, &hi, 1, 0, 300),
+        of(&handler, &lo, 2, 0, 300),
+        of(&handler, &hi, 1, 1, 300),
+        // In one millisecond: `hi` before `lo` by the microsecond.
+        of(&handler, &lo, 1, 2, 600),
+        of(&handler, &hi, 1, 2, 100),
+        of(&handler, &lo, 1, 0, 0),
+        of(&handler, &hi, 2, 0, 2_000_000),
+        of(&other, &unique_execution("o"), 1, 0, 300),
+        of(&other, &unique_execution("o"), 1, 0, 2_000_000),
+    ];
+    sink.write_logs(&written).await.unwrap();
+    let mut expected: Vec<LogLine> = written
+        .iter()
+        .filter(|l| l.handler == handler)
+        .cloned()
+        .collect();
+    expected.sort_by_key(LogCursor::of);
+    let query = |since: Option<i64>, after: Option<&LogLine>, limit: usize| LogQuery {
+        handler: handler.clone(),
+        since: since.map(at),
+        after: after.map(LogCursor::of),
+        limit,
+    };
+    for round in ["buffered", "stored"] {
+        if round == "stored" {
+            sink.flush().await.unwrap();
+        }
+        let all = sink.handler_logs(&query(None, None, 1_000)).await.unwrap();
+        assert_eq!(all, expected, "{round}: every line, in order");
+
+        for (since, from) in [(300, 2), (301, 6), (2_000_000, 8), (2_000_001, 9)] {
+            let found = sink
+                .handler_logs(&query(Some(since), None, 1_000))
+                .await
+                .unwrap();
+            assert_eq!(found, expected[from..], "{round}: since +{since}us");
+        }
+
+        for limit in [1, 2, 3, 4] {
+            let mut read: Vec<LogLine> = Vec::new();
+            loop {
+                let page = sink
+                    .handler_logs(&query(None, read.last(), limit))
+                    .await
+                    .unwrap();
+                assert!(page.len() <= limit, "{round}: a page of {limit}");
+                read.extend(page.iter().cloned());
+                if page.len() < limit {
+                    break;
+                }
+                assert!(read.len() <= expected.len(), "{round}: paging goes on");
+            }
+            assert_eq!(read, expected, "{round}: paged by {limit}");
+        }
+        // A cursor among lines sharing its time stamp, with `since` after it: `since` wins.
+        let page = sink
+            .handler_logs(&query(Some(600), Some(&expected[3]), 2))
+            .await
+            .unwrap();
+        assert_eq!(page, expected[6..8], "{round}: since after the cursor");
+
+        let limited = sink.handler_logs(&query(None, None, 3)).await.unwrap();
+        assert_eq!(limited, expected[..3], "{round}: limit");
+        let one = sink.handler_logs(&query(None, None, 0)).await.unwrap();
+        assert_eq!(one, expected[..1], "{round}: a limit of 0 reads one line");
+
+        let others = sink
+            .handler_logs(&LogQuery::new(other.clone()))
+            .await
+            .unwrap();
+        assert_eq!(others.len(), 2, "{round}: the other handler's own lines");
+        assert!(others.iter().all(|l| l.handler == other));
+        assert!(sink
+            .handler_logs(&LogQuery::new(unique("logs-none")))
+            .await
+            .unwrap()
+            .is_empty());
+    }
 }

@@ -125,6 +125,12 @@ pub const ROUTES: &[(Method, &str, Requirement)] = &[
         "/api/v1/handlers/{name}/history",
         Allowed(Action::HandlerRead, Path("name")),
     ),
+    // A handler's log lines: what reading its executions shows.
+    (
+        Method::GET,
+        "/api/v1/handlers/{name}/logs",
+        Allowed(Action::ExecutionRead, Path("name")),
+    ),
     (
         Method::GET,
         "/api/v1/schedules",

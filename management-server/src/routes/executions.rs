@@ -51,7 +51,7 @@ pub struct ExecutionParams {
 }
 
 /// A time filter: RFC 3339, or a date and time without zone taken as UTC.
-fn parse_time(name: &str, text: &str) -> Result<chrono::DateTime<Utc>, ApiError> {
+pub(crate) fn parse_time(name: &str, text: &str) -> Result<chrono::DateTime<Utc>, ApiError> {
     if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(at.with_timezone(&Utc));
     }

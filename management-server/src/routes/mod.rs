@@ -9,6 +9,7 @@ pub mod executions;
 pub mod handlers;
 pub mod hooks;
 pub mod identity;
+pub mod logs;
 pub mod notifications;
 pub mod packages;
 pub mod schedules;
@@ -69,6 +70,7 @@ pub fn api(state: &AppState) -> Router<AppState> {
                 .delete(handlers::delete),
         )
         .route("/handlers/{name}/history", get(handlers::history))
+        .route("/handlers/{name}/logs", get(logs::handler_logs))
         .route("/schedules", get(schedules::list).post(schedules::create))
         .route(
             "/schedules/{name}",

@@ -6,6 +6,7 @@ mod events;
 mod executions;
 mod handlers;
 mod limits;
+mod logs;
 mod openapi;
 mod packages;
 mod pages;

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use super::mappings::Family;
 use crate::execution::{ExecutionId, LogLine};
+use crate::sink::LogQuery;
 
 /// One bulk operation: its action line, its document line, and the log line it carries.
 #[derive(Debug)]
@@ -213,6 +214,17 @@ impl Buffer {
             .chain(self.queue.iter())
             .filter_map(|op| op.log.as_ref())
             .filter(|line| &line.execution_id == id)
+            .cloned()
+            .collect()
+    }
+
+    /// The log lines queued or in flight that `query` admits (the limit aside).
+    pub fn pending_handler_logs(&self, query: &LogQuery) -> Vec<LogLine> {
+        self.in_flight
+            .iter()
+            .chain(self.queue.iter())
+            .filter_map(|op| op.log.as_ref())
+            .filter(|line| query.admits(line))
             .cloned()
             .collect()
     }

@@ -19,9 +19,9 @@
 //! the older). Buffered documents are lost if the process dies: logs and metrics are
 //! best-effort, execution state stays in the state store.
 //!
-//! `execution_logs` merges what the cluster has indexed with what is still buffered or in
-//! flight, so a reader in the writing process sees its own lines at once; other processes see
-//! them once they are indexed (with `wait_for_refresh`, when the bulk request returns).
+//! `execution_logs` and `handler_logs` merge what the cluster has indexed with what is still
+//! buffered or in flight, so a reader in the writing process sees its own lines at once; other
+//! processes see them once they are indexed (with `wait_for_refresh`, when the bulk request returns).
 
 use crate::backoff::Backoff;
 use std::collections::BTreeMap;
@@ -40,7 +40,7 @@ use self::buffer::{Buffer, NewOp};
 use self::mappings::{ExecutionSource, Family, LogSource, MetricSource, RunSource, StepSource};
 use self::requests::{Cluster, Templates};
 use super::documents::{ExecutionDoc, MetricDoc, RunDoc, StepDoc};
-use super::OperationalSink;
+use super::{LogQuery, OperationalSink};
 use crate::error::{Error, ErrorKind, Result};
 use crate::execution::{ExecutionId, LogLine};
 
@@ -242,6 +242,14 @@ impl OperationalSink for ElasticsearchSink {
             lines.entry((line.attempt, line.seq)).or_insert(line);
         }
         Ok(lines.into_values().collect())
+    }
+
+    async fn handler_logs(&self, query: &LogQuery) -> Result<Vec<LogLine>> {
+        // Buffered first, as in `execution_logs`; the first write of a line wins (the page
+        // keeps the first of two lines at one position).
+        let pending = self.shared.buffer().pending_handler_logs(query);
+        let indexed = self.cluster.search_handler_logs(query).await?;
+        Ok(query.page_of(indexed.into_iter().chain(pending)))
     }
 
     async fn write_executions(&self, docs: &[ExecutionDoc]) -> Result<()> {

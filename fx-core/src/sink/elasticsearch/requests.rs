@@ -1,5 +1,6 @@
 //! The requests the sink makes, through the `elasticsearch` crate: install the index templates,
-//! send a bulk batch and read back its per-document outcome, search an execution's log lines.
+//! send a bulk batch and read back its per-document outcome, search an execution's or a
+//! handler's log lines.
 //!
 //! Errors: a cluster that cannot be reached, times out, answers 429 or 5xx, or refuses the
 //! credentials (401/403: an operator fixes the settings, the sink keeps buffering meanwhile)
@@ -8,6 +9,8 @@
 
 use std::path::Path;
 use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat};
 
 use elasticsearch::auth::Credentials;
 use elasticsearch::cert::{Certificate, CertificateValidation};
@@ -24,6 +27,7 @@ use super::mappings::{self, Family, KeyValueType, LogSource};
 use super::settings::ElasticsearchSettings;
 use crate::error::{Error, ErrorKind, Result};
 use crate::execution::{ExecutionId, LogLine};
+use crate::sink::LogQuery;
 
 /// Lines fetched per search page when reading an execution's logs.
 const LOG_PAGE: usize = 1_000;
@@ -282,20 +286,87 @@ impl Cluster {
                 .map(Vec::as_slice)
                 .unwrap_or_default();
             for hit in hits {
-                let source: LogSource =
-                    serde_json::from_value(hit["_source"].clone()).map_err(|e| {
-                        Error::internal(format!(
-                            "{}: document {} is not a log line",
-                            what(),
-                            hit["_id"].as_str().unwrap_or_default()
-                        ))
-                        .with_source(e)
-                    })?;
-                lines.push(LogLine::from(source));
+                lines.push(log_line(hit, what)?);
             }
             match hits.last() {
                 Some(last) if hits.len() == LOG_PAGE => after = Some(last["sort"].clone()),
                 _ => return Ok(lines),
+            }
+        }
+    }
+
+    /// The indexed log lines `query` asks for, in [`LogCursor`] order, at most its page size.
+    ///
+    /// `@timestamp` is indexed to the millisecond while lines are ordered to the microsecond:
+    /// the search sorts by (millisecond, execution, attempt, seq) from the millisecond of the
+    /// query's lower bound and reads on until it holds a page and every line of that page's
+    /// last millisecond; those are then filtered and ordered exactly.
+    ///
+    /// [`LogCursor`]: crate::sink::LogCursor
+    pub async fn search_handler_logs(&self, query: &LogQuery) -> Result<Vec<LogLine>> {
+        let what = || {
+            format!(
+                "searching the log lines of handler {} in elasticsearch at {}",
+                query.handler, self.url
+            )
+        };
+        let pattern = Family::Logs.pattern(&self.prefix);
+        let mut filter = vec![json!({ "term": { "handler": query.handler } })];
+        if let Some(from) = query.lower_bound() {
+            let from = DateTime::from_timestamp_millis(from.timestamp_millis()).unwrap_or(from);
+            filter.push(json!({ "range": { "@timestamp": {
+                "gte": from.to_rfc3339_opts(SecondsFormat::Millis, true)
+            } } }));
+        }
+        let page_size = query.page_size();
+        let mut admitted = Vec::new();
+        // The millisecond of the page's last line, once the page is full.
+        let mut last_millisecond: Option<i64> = None;
+        let mut after: Option<Value> = None;
+        loop {
+            let mut body = json!({
+                "size": LOG_PAGE,
+                "query": { "bool": { "filter": filter } },
+                "sort": [
+                    { "@timestamp": "asc" },
+                    { "execution_id": "asc" },
+                    { "attempt": "asc" },
+                    { "seq": "asc" },
+                ],
+            });
+            if let Some(after) = after.take() {
+                body["search_after"] = after;
+            }
+            let response = self
+                .client
+                .search(SearchParts::Index(&[&pattern]))
+                .ignore_unavailable(true)
+                .allow_no_indices(true)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| self.transport_error(e, what()))?;
+            let body = self.ok_json(response, what).await?;
+            let hits = body["hits"]["hits"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            for hit in hits {
+                let line = log_line(hit, what)?;
+                let millisecond = line.at.timestamp_millis();
+                if last_millisecond.is_some_and(|last| millisecond > last) {
+                    return Ok(query.page_of(admitted));
+                }
+                if query.admits(&line) {
+                    admitted.push(line);
+                    if admitted.len() == page_size {
+                        last_millisecond = Some(millisecond);
+                    }
+                }
+            }
+            match hits.last() {
+                Some(last) if hits.len() == LOG_PAGE => after = Some(last["sort"].clone()),
+                _ => return Ok(query.page_of(admitted)),
             }
         }
     }
@@ -344,6 +415,19 @@ impl Cluster {
             None => Error::unavailable(what).with_source(e),
         }
     }
+}
+
+/// The log line a search hit holds.
+fn log_line(hit: &Value, what: impl Fn() -> String) -> Result<LogLine> {
+    let source: LogSource = serde_json::from_value(hit["_source"].clone()).map_err(|e| {
+        Error::internal(format!(
+            "{}: document {} is not a log line",
+            what(),
+            hit["_id"].as_str().unwrap_or_default()
+        ))
+        .with_source(e)
+    })?;
+    Ok(LogLine::from(source))
 }
 
 /// Whether a `PUT _index_template` answer means the cluster does not know that API.
