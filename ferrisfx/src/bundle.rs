@@ -12,6 +12,7 @@ use fx_core::chat::Bundle;
 use serde_json::Value;
 
 use crate::client::Api;
+use crate::output::{self, cell, Format, ListArgs, ShowArgs, Table, View};
 
 /// Chat command bundle commands.
 #[derive(Debug, clap::Subcommand)]
@@ -23,12 +24,15 @@ pub enum BundleCommand {
         #[arg(long)]
         file: PathBuf,
     },
-    /// List the bundles: name, commands, allow-list size and the path Slack posts to.
-    List,
-    /// Show one bundle (JSON) with its URL.
+    /// List the bundles: name, commands, allow-list size and the URL Slack posts to.
+    List(ListArgs),
+    /// Show one bundle with its URL (JSON by default; `-o table` for its row of the list).
     Show {
         /// Bundle name.
         name: String,
+        /// Output format.
+        #[command(flatten)]
+        output: ShowArgs,
     },
     /// Delete a bundle: its URL answers 404 from then on.
     Delete {
@@ -62,24 +66,35 @@ pub async fn execute(api: &Api, command: BundleCommand, out: &mut dyn Write) -> 
                 writeln!(out, "  {}", command_line(&c.name, &c.syntax, &c.handler))?;
             }
         }
-        BundleCommand::List => {
-            let v = api.send(api.http().get(api.url("/bundles"))).await?;
-            let list = v["bundles"].as_array().cloned().unwrap_or_default();
-            if list.is_empty() {
-                writeln!(out, "no bundles")?;
-            }
-            for b in &list {
-                writeln!(out, "{}", line(b))?;
-            }
-            crate::client::write_invalid(out, &v)?;
+        BundleCommand::List(args) => {
+            let base = base_of(api);
+            output::list(
+                &args,
+                "ferrisfx bundle list",
+                || api.send(api.http().get(api.url("/bundles"))),
+                &|v| table(&base, v),
+                out,
+            )
+            .await?;
         }
-        BundleCommand::Show { name } => {
-            let mut v = api.send(api.http().get(one(api, &name)?)).await?;
-            let url = url_of(api, &v);
-            if let Some(object) = v.as_object_mut() {
-                object.insert("url".into(), url.into());
-            }
-            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        BundleCommand::Show { name, output } => {
+            let base = base_of(api);
+            let url = one(api, &name)?;
+            let fetch = async {
+                let mut v = api.send(api.http().get(url)).await?;
+                let url = url_of(api, &v);
+                if let Some(object) = v.as_object_mut() {
+                    object.insert("url".into(), url.into());
+                }
+                Ok(v)
+            };
+            output::show(
+                output.output.unwrap_or(Format::Json),
+                fetch,
+                &|v| table(&base, &serde_json::json!({ "bundles": [v] })),
+                out,
+            )
+            .await?;
         }
         BundleCommand::Delete { name } => {
             api.send(api.http().delete(one(api, &name)?)).await?;
@@ -94,11 +109,18 @@ fn one(api: &Api, name: &str) -> anyhow::Result<reqwest::Url> {
     api.entry_url("/bundles", name)
 }
 
+/// The server's base URL, that chat paths follow.
+fn base_of(api: &Api) -> String {
+    let api_root = api.url("");
+    api_root
+        .strip_suffix("/api/v1")
+        .unwrap_or(&api_root)
+        .to_string()
+}
+
 /// The URL Slack posts to: the server's base URL and the path the API answered.
 fn url_of(api: &Api, v: &Value) -> String {
-    let api_root = api.url("");
-    let base = api_root.strip_suffix("/api/v1").unwrap_or(&api_root);
-    format!("{base}{}", path_of(v))
+    format!("{}{}", base_of(api), path_of(v))
 }
 
 /// The path Slack posts to, as the API answered it (else made from the name).
@@ -135,30 +157,37 @@ fn command_line(name: &str, syntax: &str, handler: &str) -> String {
     }
 }
 
-/// One line of `bundle list`: name, commands, allow count, path.
-fn line(b: &Value) -> String {
-    let bundle = &b["bundle"];
-    let commands: Vec<&str> = bundle["commands"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["name"].as_str())
-        .collect();
-    let commands = if commands.is_empty() {
-        "no commands".to_string()
-    } else {
-        format!("commands {}", commands.join(","))
-    };
-    let allow = bundle["allow"].as_array().map_or(0, Vec::len);
-    let allow = match allow {
-        1 => "allow 1 user".to_string(),
-        n => format!("allow {n} users"),
-    };
-    format!(
-        "{}  {commands}  {allow}  {}",
-        bundle["name"].as_str().unwrap_or("?"),
-        path_of(b)
-    )
+/// The bundles of `GET /api/v1/bundles` (`{"bundles": [{"bundle", "revision", "path"}],
+/// "invalid"}`) as a table, URLs on the server at `base`.
+fn table(base: &str, v: &Value) -> View {
+    let mut table = Table::new(&["name", "commands", "allow", "revision", "url"]);
+    for b in v["bundles"].as_array().into_iter().flatten() {
+        let bundle = &b["bundle"];
+        let commands: Vec<&str> = bundle["commands"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        let allow = bundle["allow"].as_array().map_or(&[][..], Vec::as_slice);
+        let allow = match allow.len() {
+            _ if allow.iter().any(|a| a == "*") => "everyone".to_string(),
+            1 => "1 entry".to_string(),
+            n => format!("{n} entries"),
+        };
+        table.push(vec![
+            cell(&bundle["name"]),
+            if commands.is_empty() {
+                "-".into()
+            } else {
+                commands.join(",")
+            },
+            allow,
+            cell(&b["revision"]),
+            format!("{base}{}", path_of(b)),
+        ]);
+    }
+    View::table(&table, "bundles").with_notes(output::invalid_notes(v, "bundle"))
 }
 
 #[cfg(test)]
@@ -192,27 +221,41 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn list_lines_name_commands_allow_and_path() {
-        let listed = json!({
-            "bundle": {
-                "name": "ops",
-                "slack": {"signing_secret": "slack-signing"},
-                "allow": ["U1", "U2"],
-                "commands": [
-                    {"name": "deploy", "handler": "deployer", "syntax": "<service>"},
-                    {"name": "status", "handler": "status"},
-                ],
-            },
+    /// `GET /api/v1/bundles` as the API answers it.
+    fn listing() -> Value {
+        json!({
             "revision": 3,
-            "path": "/chat/slack/ops",
-        });
+            "bundles": [
+                {"bundle": {
+                    "name": "ops",
+                    "slack": {"signing_secret": "slack-signing"},
+                    "allow": ["U1", "U2"],
+                    "commands": [
+                        {"name": "deploy", "handler": "deployer", "syntax": "<service>"},
+                        {"name": "status", "handler": "status"},
+                    ],
+                 }, "revision": 3, "path": "/chat/slack/ops"},
+                {"bundle": {"name": "x", "allow": ["*"], "commands": []}, "revision": 1},
+            ],
+            "invalid": [{"name": "y", "reason": "no commands"}],
+        })
+    }
+
+    #[test]
+    fn the_list_is_a_table_and_the_documents_the_answer() {
+        let view = table("http://fx", &listing());
         assert_eq!(
-            line(&listed),
-            "ops  commands deploy,status  allow 2 users  /chat/slack/ops"
+            crate::output::testing::lines(&view),
+            [
+                "NAME  COMMANDS       ALLOW      REVISION  URL",
+                "ops   deploy,status  2 entries  3         http://fx/chat/slack/ops",
+                "x     -              everyone   1         http://fx/chat/slack/x",
+            ]
         );
-        let bare = json!({"bundle": {"name": "x", "allow": ["*"], "commands": []}});
-        assert_eq!(line(&bare), "x  no commands  allow 1 user  /chat/slack/x");
+        assert_eq!(view.notes, ["invalid bundle \"y\" (skipped): no commands"]);
+        let empty = table("http://fx", &json!({"bundles": [], "invalid": []}));
+        assert_eq!(empty.notes, ["no bundles"]);
+        crate::output::testing::assert_documents(&listing(), &|v| table("http://fx", v));
         assert_eq!(
             command_line("deploy", "<service> [env]", "deployer"),
             "deploy <service> [env] → deployer"
@@ -271,7 +314,11 @@ mod tests {
             .unwrap();
         assert!(answer.status().is_success(), "{answer:?}");
 
-        assert_eq!(cli(&api, &["list"]).await.unwrap(), "no bundles\n");
+        assert_eq!(
+            cli(&api, &["list"]).await.unwrap(),
+            "",
+            "`no bundles` goes to stderr"
+        );
         let file = dir.path().join("ops.json");
         std::fs::write(
             &file,
@@ -294,8 +341,14 @@ mod tests {
 
         assert_eq!(
             cli(&api, &["list"]).await.unwrap(),
-            "ops  commands greet  allow 1 user  /chat/slack/ops\n"
+            format!(
+                "NAME  COMMANDS  ALLOW    REVISION  URL\n\
+                 ops   greet     1 entry  1         {base}/chat/slack/ops\n"
+            )
         );
+        let listed: Value =
+            serde_json::from_str(&cli(&api, &["list", "-o", "json"]).await.unwrap()).unwrap();
+        assert_eq!(listed["bundles"][0]["bundle"]["name"], "ops", "{listed}");
         let shown: Value =
             serde_json::from_str(&cli(&api, &["show", "ops"]).await.unwrap()).unwrap();
         assert_eq!(shown["bundle"]["slack"]["signing_secret"], "slack-signing");
@@ -307,7 +360,7 @@ mod tests {
         );
         let e = cli(&api, &["show", "ops"]).await.unwrap_err();
         assert!(e.to_string().contains("404"), "{e}");
-        assert_eq!(cli(&api, &["list"]).await.unwrap(), "no bundles\n");
+        assert_eq!(cli(&api, &["list"]).await.unwrap(), "");
         platform.stop().await.unwrap();
     }
 }

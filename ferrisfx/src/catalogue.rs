@@ -1,11 +1,13 @@
 //! `ferrisfx catalogue`: the event catalogue (`GET /api/v1/catalogue`,
 //! `/api/v1/catalogue/entry`) as tables: every (source, type) seen with its counts, and one
 //! entry's fields with their types, its changes (new fields, type changes) and the handlers
-//! that match it. `--json` prints the API's answer instead.
+//! that match it. `-o json|yaml` prints the API's answer instead (`--json`, hidden, is kept
+//! for the scripts that used it).
 
 use serde_json::Value;
 
 use crate::client::Api;
+use crate::output::{self, cell as text, time, Format, ListArgs, ShowArgs, Table, View};
 
 /// `ferrisfx catalogue …`.
 #[derive(clap::Subcommand, Debug)]
@@ -19,8 +21,11 @@ pub enum CatalogueCommand {
         /// Only types containing this.
         #[arg(long = "type")]
         ty: Option<String>,
-        /// The API's JSON instead of a table.
-        #[arg(long)]
+        /// Output format and watching.
+        #[command(flatten)]
+        list: ListArgs,
+        /// The same as `-o json` (kept for older scripts).
+        #[arg(long, hide = true, conflicts_with = "output")]
         json: bool,
     },
     /// One (source, type): its fields and their types, new fields and type changes with when
@@ -32,8 +37,11 @@ pub enum CatalogueCommand {
         /// The events' type.
         #[arg(long = "type")]
         ty: String,
-        /// The API's JSON instead of tables.
-        #[arg(long)]
+        /// Output format.
+        #[command(flatten)]
+        output: ShowArgs,
+        /// The same as `-o json` (kept for older scripts).
+        #[arg(long, hide = true, conflicts_with = "output")]
         json: bool,
     },
 }
@@ -41,7 +49,12 @@ pub enum CatalogueCommand {
 /// Runs `command` against the server of `api`.
 pub async fn run(api: &Api, command: CatalogueCommand) -> anyhow::Result<()> {
     match command {
-        CatalogueCommand::List { source, ty, json } => {
+        CatalogueCommand::List {
+            source,
+            ty,
+            mut list,
+            json,
+        } => {
             let mut query: Vec<(&str, String)> = Vec::new();
             if let Some(source) = source {
                 query.push(("source", source));
@@ -49,39 +62,43 @@ pub async fn run(api: &Api, command: CatalogueCommand) -> anyhow::Result<()> {
             if let Some(ty) = ty {
                 query.push(("type", ty));
             }
-            let v = api
-                .send(api.http().get(api.url("/catalogue")).query(&query))
-                .await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                print!("{}", list_table(&v));
+                list.output = Format::Json;
             }
+            output::list(
+                &list,
+                "ferrisfx catalogue list",
+                || api.send(api.http().get(api.url("/catalogue")).query(&query)),
+                &list_table,
+                &mut std::io::stdout().lock(),
+            )
+            .await?;
         }
-        CatalogueCommand::Show { source, ty, json } => {
-            let v = api
-                .send(
+        CatalogueCommand::Show {
+            source,
+            ty,
+            output,
+            json,
+        } => {
+            let format = if json {
+                Format::Json
+            } else {
+                output.output.unwrap_or(Format::Table)
+            };
+            output::show(
+                format,
+                api.send(
                     api.http()
                         .get(api.url("/catalogue/entry"))
                         .query(&[("source", &source), ("type", &ty)]),
-                )
-                .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                print!("{}", entry_text(&v));
-            }
+                ),
+                &|v| View::text(entry_text(v)),
+                &mut std::io::stdout().lock(),
+            )
+            .await?;
         }
     }
     Ok(())
-}
-
-fn text(value: &Value) -> String {
-    match value {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 fn types(value: &Value) -> String {
@@ -91,60 +108,40 @@ fn types(value: &Value) -> String {
         .unwrap_or_default()
 }
 
-/// `rows` under `header`, columns padded to their widest cell.
+/// `rows` under `header`, columns aligned.
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    let mut table = Table::new(header);
     for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
+        table.push(row.clone());
     }
-    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(rows) {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    table.render()
 }
 
-/// The list's table; `no events catalogued yet` when empty.
-fn list_table(v: &Value) -> String {
-    let entries = v["entries"].as_array().cloned().unwrap_or_default();
-    if entries.is_empty() {
-        return "no events catalogued yet (gateways write the catalogue every few seconds)\n"
-            .into();
+/// The list's table (`GET /api/v1/catalogue`: `{"entries": [...], "limit"}`).
+fn list_table(v: &Value) -> View {
+    let mut table = Table::new(&[
+        "source",
+        "type",
+        "count",
+        "last 24h",
+        "first seen",
+        "last seen",
+        "last change",
+    ]);
+    for e in v["entries"].as_array().into_iter().flatten() {
+        table.push(vec![
+            text(&e["source"]),
+            text(&e["type"]),
+            text(&e["count"]),
+            text(&e["last_24h"]),
+            time(&e["first_seen"]),
+            time(&e["last_seen"]),
+            time(&e["last_change"]),
+        ]);
     }
-    let rows: Vec<Vec<String>> = entries
-        .iter()
-        .map(|e| {
-            vec![
-                text(&e["source"]),
-                text(&e["type"]),
-                text(&e["count"]),
-                text(&e["last_24h"]),
-                text(&e["first_seen"]),
-                text(&e["last_seen"]),
-                text(&e["last_change"]),
-            ]
-        })
-        .collect();
-    table(
-        &[
-            "SOURCE",
-            "TYPE",
-            "COUNT",
-            "LAST 24H",
-            "FIRST SEEN",
-            "LAST SEEN",
-            "LAST CHANGE",
-        ],
-        &rows,
+    View::table(
+        &table,
+        "events catalogued yet (gateways write the catalogue every few seconds)",
     )
 }
 
@@ -231,12 +228,21 @@ mod tests {
              "first_seen": "2026-12-04T10:00:00Z", "last_seen": "2026-12-04T10:05:00Z",
              "last_change": null},
         ]});
-        let out = list_table(&list);
-        let lines: Vec<&str> = out.lines().collect();
-        assert!(lines[0].starts_with("SOURCE  TYPE"), "{out}");
-        assert!(lines[1].starts_with("/shop   order.created  3"), "{out}");
-        assert!(lines[1].ends_with('-'), "no change yet: {out}");
-        assert!(list_table(&json!({"entries": []})).starts_with("no events"));
+        let view = list_table(&list);
+        assert_eq!(
+            crate::output::testing::lines(&view),
+            [
+                "SOURCE  TYPE           COUNT  LAST 24H  FIRST SEEN            LAST SEEN             LAST CHANGE",
+                "/shop   order.created  3      3         2026-12-04 10:00:00Z  2026-12-04 10:05:00Z  -",
+            ]
+        );
+        let empty = list_table(&json!({"entries": [], "limit": 100}));
+        assert_eq!(empty.out, "");
+        assert!(
+            empty.notes[0].starts_with("no events catalogued yet"),
+            "{empty:?}"
+        );
+        crate::output::testing::assert_documents(&list, &list_table);
 
         let entry = json!({
             "source": "/shop", "type": "order.created", "count": 4,

@@ -224,13 +224,6 @@ impl Api {
         Ok(())
     }
 
-    /// `package list`.
-    pub async fn list_packages(&self) -> anyhow::Result<()> {
-        let v = self.send(self.http.get(self.url("/packages"))).await?;
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        Ok(())
-    }
-
     /// `package alias`.
     pub async fn set_alias(&self, name: &str, alias: &str, version: &str) -> anyhow::Result<()> {
         self.send(
@@ -267,13 +260,6 @@ impl Api {
         Ok(())
     }
 
-    /// `handler list`.
-    pub async fn list_handlers(&self) -> anyhow::Result<()> {
-        let v = self.send(self.http.get(self.url("/handlers"))).await?;
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        Ok(())
-    }
-
     /// `handler delete`.
     pub async fn delete_handler(&self, name: &str) -> anyhow::Result<()> {
         self.send(self.http.delete(self.url(&format!("/handlers/{name}"))))
@@ -307,45 +293,6 @@ impl Api {
         )
         .await?;
         println!("sent event {id}");
-        Ok(())
-    }
-
-    /// `executions list`.
-    pub async fn list_executions(
-        &self,
-        handler: Option<String>,
-        status: Option<String>,
-        limit: u32,
-    ) -> anyhow::Result<()> {
-        let mut query = vec![("limit", limit.to_string())];
-        query.extend(handler.map(|h| ("handler", h)));
-        query.extend(status.map(|s| ("status", s)));
-        let v = self
-            .send(self.http.get(self.url("/executions")).query(&query))
-            .await?;
-        let items = v["items"].as_array().cloned().unwrap_or_default();
-        if items.is_empty() {
-            println!("no executions");
-        }
-        for e in items {
-            println!(
-                "{}  {:<9}  {:<20}  {}  {}",
-                e["id"].as_str().unwrap_or("?"),
-                e["status"].as_str().unwrap_or("?"),
-                e["handler"].as_str().unwrap_or("?"),
-                e["event_type"].as_str().unwrap_or("?"),
-                e["created_at"].as_str().unwrap_or("?"),
-            );
-        }
-        Ok(())
-    }
-
-    /// `executions show`.
-    pub async fn show_execution(&self, id: &str) -> anyhow::Result<()> {
-        let v = self
-            .send(self.http.get(self.url(&format!("/executions/{id}"))))
-            .await?;
-        println!("{}", serde_json::to_string_pretty(&v)?);
         Ok(())
     }
 }
@@ -411,18 +358,4 @@ pub fn handler_from_flags(args: &HandlerArgs) -> anyhow::Result<Handler> {
     };
     handler.validate()?;
     Ok(handler)
-}
-
-/// Prints the invalid entries of a registry listing (`{"invalid": [{"name", "reason"}]}`), one
-/// line each.
-pub(crate) fn write_invalid(out: &mut dyn std::io::Write, listing: &Value) -> anyhow::Result<()> {
-    for invalid in listing["invalid"].as_array().into_iter().flatten() {
-        writeln!(
-            out,
-            "{}  INVALID: {}",
-            invalid["name"].as_str().unwrap_or("?"),
-            invalid["reason"].as_str().unwrap_or("?")
-        )?;
-    }
-    Ok(())
 }

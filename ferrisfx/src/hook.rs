@@ -14,6 +14,7 @@ use fx_core::hook::{
 use serde_json::Value;
 
 use crate::client::Api;
+use crate::output::{self, cell, yes_no, Format, ListArgs, ShowArgs, Table, View};
 
 /// Webhook commands.
 #[derive(Debug, clap::Subcommand)]
@@ -22,11 +23,14 @@ pub enum HookCommand {
     /// prints the URL senders post to.
     Create(Box<CreateArgs>),
     /// List the webhooks with the URLs senders post to.
-    List,
-    /// Show one webhook (JSON) with its URL.
+    List(ListArgs),
+    /// Show one webhook with its URL (JSON by default; `-o table` for its row of the list).
     Show {
         /// Webhook name.
         name: String,
+        /// Output format.
+        #[command(flatten)]
+        output: ShowArgs,
     },
     /// Delete a webhook: its URL answers 404 from then on.
     Delete {
@@ -154,24 +158,35 @@ pub async fn execute(api: &Api, command: HookCommand, out: &mut dyn Write) -> an
                 hook.source()
             )?;
         }
-        HookCommand::List => {
-            let v = api.send(api.http().get(api.url("/hooks"))).await?;
-            let list = v["hooks"].as_array().cloned().unwrap_or_default();
-            if list.is_empty() {
-                writeln!(out, "no webhooks")?;
-            }
-            for h in &list {
-                writeln!(out, "{}", line(api, h))?;
-            }
-            crate::client::write_invalid(out, &v)?;
+        HookCommand::List(args) => {
+            let base = base_of(api);
+            output::list(
+                &args,
+                "ferrisfx hook list",
+                || api.send(api.http().get(api.url("/hooks"))),
+                &|v| table(&base, v),
+                out,
+            )
+            .await?;
         }
-        HookCommand::Show { name } => {
-            let mut v = api.send(api.http().get(one(api, &name)?)).await?;
-            let url = url_of(api, &v);
-            if let Some(object) = v.as_object_mut() {
-                object.insert("url".into(), url.into());
-            }
-            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        HookCommand::Show { name, output } => {
+            let base = base_of(api);
+            let url = one(api, &name)?;
+            let fetch = async {
+                let mut v = api.send(api.http().get(url)).await?;
+                let url = url_of(api, &v);
+                if let Some(object) = v.as_object_mut() {
+                    object.insert("url".into(), url.into());
+                }
+                Ok(v)
+            };
+            output::show(
+                output.output.unwrap_or(Format::Json),
+                fetch,
+                &|v| table(&base, &serde_json::json!({ "hooks": [v] })),
+                out,
+            )
+            .await?;
         }
         HookCommand::Delete { name } => {
             api.send(api.http().delete(one(api, &name)?)).await?;
@@ -186,10 +201,22 @@ fn one(api: &Api, name: &str) -> anyhow::Result<reqwest::Url> {
     api.entry_url("/hooks", name)
 }
 
+/// The server's base URL, that webhook paths follow.
+fn base_of(api: &Api) -> String {
+    let api_root = api.url("");
+    api_root
+        .strip_suffix("/api/v1")
+        .unwrap_or(&api_root)
+        .to_string()
+}
+
 /// The URL senders post to: the server's base URL and the path the API answered.
 fn url_of(api: &Api, v: &Value) -> String {
-    let api_root = api.url("");
-    let base = api_root.strip_suffix("/api/v1").unwrap_or(&api_root);
+    url_at(&base_of(api), v)
+}
+
+/// The URL senders post to of webhook view `v` on the server at `base`.
+fn url_at(base: &str, v: &Value) -> String {
     let path = v["path"].as_str().map_or_else(
         || format!("/hooks/{}", v["hook"]["name"].as_str().unwrap_or("?")),
         str::to_string,
@@ -331,35 +358,38 @@ fn event_types(transform: &Transform) -> String {
     }
 }
 
-/// One line of `hook list`.
-fn line(api: &Api, h: &Value) -> String {
-    let hook = &h["hook"];
-    let verify = &hook["verify"];
-    let verify = match verify["secret"].as_str() {
-        Some(secret) => format!(
-            "verify {} (secret {secret})",
-            verify["kind"].as_str().unwrap_or("?")
-        ),
-        None => format!("verify {}", verify["kind"].as_str().unwrap_or("?")),
-    };
+/// The webhooks of `GET /api/v1/hooks` (`{"hooks": [{"hook", "revision", "path"}],
+/// "invalid"}`) as a table, URLs on the server at `base`.
+fn table(base: &str, v: &Value) -> View {
+    let mut table = Table::new(&[
+        "name",
+        "verify",
+        "secret",
+        "transform",
+        "rate",
+        "enabled",
+        "url",
+    ]);
     let rate = RateLimit::default();
-    let per_second = hook["rate"]["per_second"]
-        .as_f64()
-        .unwrap_or(rate.per_second);
-    let burst = hook["rate"]["burst"]
-        .as_u64()
-        .unwrap_or(u64::from(rate.burst));
-    let disabled = if hook["enabled"].as_bool() == Some(false) {
-        "  disabled"
-    } else {
-        ""
-    };
-    format!(
-        "{}  {verify}  transform {}  {per_second}/s burst {burst}{disabled}  {}",
-        hook["name"].as_str().unwrap_or("?"),
-        hook["transform"]["kind"].as_str().unwrap_or("?"),
-        url_of(api, h)
-    )
+    for h in v["hooks"].as_array().into_iter().flatten() {
+        let hook = &h["hook"];
+        let per_second = hook["rate"]["per_second"]
+            .as_f64()
+            .unwrap_or(rate.per_second);
+        let burst = hook["rate"]["burst"]
+            .as_u64()
+            .unwrap_or(u64::from(rate.burst));
+        table.push(vec![
+            cell(&hook["name"]),
+            cell(&hook["verify"]["kind"]),
+            cell(&hook["verify"]["secret"]),
+            cell(&hook["transform"]["kind"]),
+            format!("{per_second}/s burst {burst}"),
+            yes_no(&hook["enabled"], true),
+            url_at(base, h),
+        ]);
+    }
+    View::table(&table, "webhooks").with_notes(output::invalid_notes(v, "webhook"))
 }
 
 #[cfg(test)]
@@ -557,6 +587,44 @@ mod tests {
         assert!(e.contains("is not a webhook"), "{e}");
     }
 
+    /// `GET /api/v1/hooks` as the API answers it.
+    fn listing() -> Value {
+        json!({
+            "revision": 5,
+            "hooks": [
+                {"hook": {"name": "gh", "verify": {"kind": "github", "secret": "gh-secret"},
+                          "transform": {"kind": "github"},
+                          "rate": {"per_second": 10.0, "burst": 20}},
+                 "revision": 2, "path": "/hooks/gh"},
+                {"hook": {"name": "open", "verify": {"kind": "none"},
+                          "transform": {"kind": "json", "type": "com.example.ping"},
+                          "rate": {"per_second": 0.5, "burst": 1}, "enabled": false},
+                 "revision": 5, "path": "/hooks/open"},
+            ],
+            "invalid": [{"name": "bad", "reason": "missing field `verify`"}],
+        })
+    }
+
+    #[test]
+    fn the_list_is_a_table_and_the_documents_the_answer() {
+        let view = table("http://fx:8080", &listing());
+        assert_eq!(
+            crate::output::testing::lines(&view),
+            [
+                "NAME  VERIFY  SECRET     TRANSFORM  RATE           ENABLED  URL",
+                "gh    github  gh-secret  github     10/s burst 20  yes      http://fx:8080/hooks/gh",
+                "open  none    -          json       0.5/s burst 1  no       http://fx:8080/hooks/open",
+            ]
+        );
+        assert_eq!(
+            view.notes,
+            ["invalid webhook \"bad\" (skipped): missing field `verify`"]
+        );
+        let empty = table("http://fx:8080", &json!({"hooks": [], "invalid": []}));
+        assert_eq!(empty.notes, ["no webhooks"]);
+        crate::output::testing::assert_documents(&listing(), &|v| table("http://fx:8080", v));
+    }
+
     /// Runs `ferrisfx hook <args>` against `api`; what it printed.
     async fn cli(api: &Api, args: &[&str]) -> anyhow::Result<String> {
         let command = parse(args)?;
@@ -590,7 +658,11 @@ mod tests {
             .unwrap();
         assert!(answer.status().is_success(), "{answer:?}");
 
-        assert_eq!(cli(&api, &["list"]).await.unwrap(), "no webhooks\n");
+        assert_eq!(
+            cli(&api, &["list"]).await.unwrap(),
+            "",
+            "`no webhooks` goes to stderr"
+        );
         let out = cli(
             &api,
             &[
@@ -657,14 +729,27 @@ mod tests {
         assert_eq!(
             listed,
             format!(
-                "gh  verify github (secret gh-secret)  transform github  10/s burst 20  {base}/hooks/gh\n\
-                 open  verify none  transform json  1/s burst 2  disabled  {base}/hooks/open\n"
+                "NAME  VERIFY  SECRET     TRANSFORM  RATE           ENABLED  URL\n\
+                 gh    github  gh-secret  github     10/s burst 20  yes      {base}/hooks/gh\n\
+                 open  none    -          json       1/s burst 2    no       {base}/hooks/open\n"
             )
         );
+        let listed: Value =
+            serde_json::from_str(&cli(&api, &["list", "-o", "json"]).await.unwrap()).unwrap();
+        assert_eq!(listed["hooks"][0]["path"], "/hooks/gh", "{listed}");
         let shown: Value =
             serde_json::from_str(&cli(&api, &["show", "gh"]).await.unwrap()).unwrap();
         assert_eq!(shown["hook"]["verify"]["secret"], "gh-secret", "{shown}");
         assert_eq!(shown["url"], format!("{base}/hooks/gh"), "{shown}");
+        let row = cli(&api, &["show", "open", "-o", "table"]).await.unwrap();
+        assert_eq!(
+            row.lines().nth(1).unwrap(),
+            format!("open  none    -       json       1/s burst 2  no       {base}/hooks/open")
+        );
+        let yaml: Value =
+            serde_yaml_ng::from_str(&cli(&api, &["show", "gh", "-o", "yaml"]).await.unwrap())
+                .unwrap();
+        assert_eq!(yaml, shown);
 
         assert_eq!(
             cli(&api, &["delete", "gh"]).await.unwrap(),
@@ -680,7 +765,7 @@ mod tests {
             "a name is one path segment: {e}"
         );
         cli(&api, &["delete", "open"]).await.unwrap();
-        assert_eq!(cli(&api, &["list"]).await.unwrap(), "no webhooks\n");
+        assert_eq!(cli(&api, &["list"]).await.unwrap(), "");
         platform.stop().await.unwrap();
     }
 }

@@ -9,11 +9,14 @@ pub mod client;
 pub mod completions;
 pub mod config_reference;
 pub mod dev;
+pub mod execution;
+pub mod handler;
 pub mod hook;
 pub mod login;
 pub mod new;
 pub mod notification;
 pub mod ops;
+pub mod output;
 pub mod package;
 pub mod process;
 pub mod replay;
@@ -172,7 +175,7 @@ pub enum PackageCommand {
         file: PathBuf,
     },
     /// List packages, their versions and aliases.
-    List,
+    List(output::ListArgs),
     /// Point an alias (e.g. `latest`) of a package at one of its versions.
     Alias {
         /// Package name.
@@ -189,8 +192,8 @@ pub enum PackageCommand {
 pub enum HandlerCommand {
     /// Create a handler from flags or from a JSON file.
     Create(Box<client::HandlerArgs>),
-    /// List handlers.
-    List,
+    /// List handlers: package, what they match, pool, enabled, revision.
+    List(output::ListArgs),
     /// Delete a handler.
     Delete {
         /// Handler name.
@@ -212,11 +215,18 @@ pub enum ExecutionsCommand {
         /// How many.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Output format and watching.
+        #[command(flatten)]
+        list: output::ListArgs,
     },
-    /// Show one execution with its event, output and logs.
+    /// Show one execution: status, handler, package, event, attempts, timings, output, error
+    /// and log lines (`-o json|yaml`: the API's document).
     Show {
         /// Execution id.
         id: String,
+        /// Output format.
+        #[command(flatten)]
+        output: output::ShowArgs,
     },
 }
 
@@ -251,14 +261,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Man(args) => completions::man(args),
         Command::Package(PackageCommand::Build(args)) => package::build(args),
         Command::Package(PackageCommand::Upload { file }) => api.upload(&file).await,
-        Command::Package(PackageCommand::List) => api.list_packages().await,
+        Command::Package(PackageCommand::List(args)) => package::list(&api, &args).await,
         Command::Package(PackageCommand::Alias {
             name,
             alias,
             version,
         }) => api.set_alias(&name, &alias, &version).await,
         Command::Handler(HandlerCommand::Create(args)) => api.create_handler(*args).await,
-        Command::Handler(HandlerCommand::List) => api.list_handlers().await,
+        Command::Handler(HandlerCommand::List(args)) => handler::list(&api, &args).await,
         Command::Handler(HandlerCommand::Delete { name }) => api.delete_handler(&name).await,
         Command::Secret(command) => secret::run(&api, command).await,
         Command::Schedule(command) => schedule::run(&api, command).await,
@@ -277,8 +287,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             handler,
             status,
             limit,
-        }) => api.list_executions(handler, status, limit).await,
-        Command::Executions(ExecutionsCommand::Show { id }) => api.show_execution(&id).await,
+            list,
+        }) => execution::list(&api, handler, status, limit, &list).await,
+        Command::Executions(ExecutionsCommand::Show { id, output }) => {
+            execution::show(&api, &id, output.output).await
+        }
         Command::Replay(args) => replay::run(&api, args).await,
         Command::Backup(args) => backup::backup(&api, args).await,
         Command::Catalogue(command) => catalogue::run(&api, command).await,

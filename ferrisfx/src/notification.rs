@@ -13,6 +13,7 @@ use fx_core::notify::{Outcome, Rule, Target};
 use serde_json::Value;
 
 use crate::client::Api;
+use crate::output::{self, cell, yes_no, Format, ListArgs, ShowArgs, Table, View};
 
 /// Notification rule commands.
 #[derive(Debug, clap::Subcommand)]
@@ -20,11 +21,14 @@ pub enum NotificationCommand {
     /// Create a rule from flags (--url, and --on for what to send) or from a JSON file.
     Create(Box<CreateArgs>),
     /// List the rules.
-    List,
-    /// Show one rule (JSON) with its revision.
+    List(ListArgs),
+    /// Show one rule with its revision (JSON by default; `-o table` for its row of the list).
     Show {
         /// Rule name.
         name: String,
+        /// Output format.
+        #[command(flatten)]
+        output: ShowArgs,
     },
     /// Delete a rule: nothing more is sent for it.
     Delete {
@@ -123,20 +127,24 @@ pub async fn execute(
             let stored = serde_json::to_value(&rule)?;
             writeln!(out, "  {}", summary(&stored))?;
         }
-        NotificationCommand::List => {
-            let v = api.send(api.http().get(api.url("/notifications"))).await?;
-            let list = v["notifications"].as_array().cloned().unwrap_or_default();
-            if list.is_empty() {
-                writeln!(out, "no notification rules")?;
-            }
-            for r in &list {
-                writeln!(out, "{}", line(&r["rule"]))?;
-            }
-            crate::client::write_invalid(out, &v)?;
+        NotificationCommand::List(args) => {
+            output::list(
+                &args,
+                "ferrisfx notification list",
+                || api.send(api.http().get(api.url("/notifications"))),
+                &table,
+                out,
+            )
+            .await?;
         }
-        NotificationCommand::Show { name } => {
-            let v = api.send(api.http().get(one(api, &name)?)).await?;
-            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        NotificationCommand::Show { name, output } => {
+            output::show(
+                output.output.unwrap_or(Format::Json),
+                api.send(api.http().get(one(api, &name)?)),
+                &|v| table(&serde_json::json!({ "notifications": [v] })),
+                out,
+            )
+            .await?;
         }
         NotificationCommand::Delete { name } => {
             api.send(api.http().delete(one(api, &name)?)).await?;
@@ -228,26 +236,35 @@ fn summary(rule: &Value) -> String {
     )
 }
 
-/// One line of `notification list`.
-fn line(rule: &Value) -> String {
-    let target = &rule["target"];
-    let secret = target["secret"]
-        .as_str()
-        .map_or_else(String::new, |s| format!("  secret {s}"));
-    let disabled = if rule["enabled"].as_bool() == Some(false) {
-        "  disabled"
-    } else {
-        ""
-    };
-    format!(
-        "{}  handlers {}  on {}  {} {}{secret}  max {} attempts{disabled}",
-        rule["name"].as_str().unwrap_or("?"),
-        joined(&rule["handlers"]),
-        joined(&rule["on"]),
-        target["kind"].as_str().unwrap_or("?"),
-        target["url"].as_str().unwrap_or("?"),
-        rule["max_attempts"].as_u64().unwrap_or(5),
-    )
+/// The rules of `GET /api/v1/notifications` (`{"notifications": [{"rule", "revision"}],
+/// "invalid"}`) as a table.
+fn table(v: &Value) -> View {
+    let mut table = Table::new(&[
+        "name",
+        "handlers",
+        "on",
+        "target",
+        "url",
+        "secret",
+        "max attempts",
+        "enabled",
+    ]);
+    for stored in v["notifications"].as_array().into_iter().flatten() {
+        let rule = &stored["rule"];
+        let target = &rule["target"];
+        table.push(vec![
+            cell(&rule["name"]),
+            joined(&rule["handlers"]),
+            joined(&rule["on"]),
+            cell(&target["kind"]),
+            cell(&target["url"]),
+            cell(&target["secret"]),
+            rule["max_attempts"].as_u64().unwrap_or(5).to_string(),
+            yes_no(&rule["enabled"], true),
+        ]);
+    }
+    View::table(&table, "notification rules")
+        .with_notes(output::invalid_notes(v, "notification rule"))
 }
 
 #[cfg(test)]
@@ -393,34 +410,49 @@ mod tests {
         assert!(e.contains("is not a notification rule"), "{e}");
     }
 
+    /// `GET /api/v1/notifications` as the API answers it.
+    fn listing() -> Value {
+        json!({
+            "revision": 9,
+            "notifications": [
+                {"rule": {
+                    "name": "oncall",
+                    "handlers": ["orders", "billing"],
+                    "on": ["failed", "dead_lettered"],
+                    "target": {"kind": "webhook", "url": "https://a.example.com/", "secret": "alerts"},
+                    "max_attempts": 3,
+                 }, "revision": 8},
+                {"rule": {
+                    "name": "audit",
+                    "handlers": ["*"],
+                    "on": ["succeeded"],
+                    "target": {"kind": "cloudevent", "url": "http://sink/"},
+                    "max_attempts": 5,
+                    "enabled": false,
+                 }, "revision": 9},
+            ],
+            "invalid": [],
+        })
+    }
+
     #[test]
-    fn list_lines_and_summaries_read_well() {
-        let rule = json!({
-            "name": "oncall",
-            "handlers": ["orders", "billing"],
-            "on": ["failed", "dead_lettered"],
-            "target": {"kind": "webhook", "url": "https://a.example.com/", "secret": "alerts"},
-            "max_attempts": 3,
-        });
+    fn the_list_is_a_table_and_summaries_read_well() {
+        let view = table(&listing());
         assert_eq!(
-            line(&rule),
-            "oncall  handlers orders,billing  on failed,dead_lettered  webhook https://a.example.com/  secret alerts  max 3 attempts"
+            crate::output::testing::lines(&view),
+            [
+                "NAME    HANDLERS        ON                    TARGET      URL                     SECRET  MAX ATTEMPTS  ENABLED",
+                "oncall  orders,billing  failed,dead_lettered  webhook     https://a.example.com/  alerts  3             yes",
+                "audit   *               succeeded             cloudevent  http://sink/            -       5             no",
+            ]
         );
+        assert!(view.notes.is_empty(), "{view:?}");
+        let empty = table(&json!({"notifications": [], "invalid": []}));
+        assert_eq!(empty.notes, ["no notification rules"]);
+        crate::output::testing::assert_documents(&listing(), &table);
         assert_eq!(
-            summary(&rule),
+            summary(&listing()["notifications"][0]["rule"]),
             "sends failed,dead_lettered of orders,billing to webhook https://a.example.com/ signed with secret alerts"
-        );
-        let sink = json!({
-            "name": "audit",
-            "handlers": ["*"],
-            "on": ["succeeded"],
-            "target": {"kind": "cloudevent", "url": "http://sink/"},
-            "max_attempts": 5,
-            "enabled": false,
-        });
-        assert_eq!(
-            line(&sink),
-            "audit  handlers *  on succeeded  cloudevent http://sink/  max 5 attempts  disabled"
         );
     }
 
@@ -459,7 +491,8 @@ mod tests {
 
         assert_eq!(
             cli(&api, &["list"]).await.unwrap(),
-            "no notification rules\n"
+            "",
+            "the note goes to stderr"
         );
         let out = cli(
             &api,
@@ -532,8 +565,15 @@ mod tests {
 
         assert_eq!(
             cli(&api, &["list"]).await.unwrap(),
-            "audit  handlers *  on succeeded  cloudevent http://sink.local/  max 5 attempts  disabled\n\
-             oncall  handlers orders  on failed,dead_lettered  webhook https://alerts.example.com/fx  secret alerts  max 3 attempts\n"
+            "NAME    HANDLERS  ON                    TARGET      URL                            SECRET  MAX ATTEMPTS  ENABLED\n\
+             audit   *         succeeded             cloudevent  http://sink.local/             -       5             no\n\
+             oncall  orders    failed,dead_lettered  webhook     https://alerts.example.com/fx  alerts  3             yes\n"
+        );
+        let listed: Value =
+            serde_yaml_ng::from_str(&cli(&api, &["list", "-o", "yaml"]).await.unwrap()).unwrap();
+        assert_eq!(
+            listed["notifications"][1]["rule"]["name"], "oncall",
+            "{listed:?}"
         );
         let shown: Value =
             serde_json::from_str(&cli(&api, &["show", "oncall"]).await.unwrap()).unwrap();
@@ -554,10 +594,7 @@ mod tests {
             "a name is one path segment: {e}"
         );
         cli(&api, &["delete", "audit"]).await.unwrap();
-        assert_eq!(
-            cli(&api, &["list"]).await.unwrap(),
-            "no notification rules\n"
-        );
+        assert_eq!(cli(&api, &["list"]).await.unwrap(), "");
         platform.stop().await.unwrap();
     }
 }

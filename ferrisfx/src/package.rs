@@ -1,12 +1,17 @@
 //! `ferrisfx package build`: compile a function crate to a component (or take a component
 //! built by componentize-py or componentize-js) and pack it with its manifest into a `.fxpkg`
-//! archive.
+//! archive. `ferrisfx package list`: the packages as a table (latest version, how many
+//! versions, aliases), or the API's document.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context};
 use fx_core::package::{Manifest, PackageArchive, MANIFEST_FILE};
+use serde_json::Value;
+
+use crate::client::Api;
+use crate::output::{self, cell, ListArgs, Table, View};
 
 /// Flags of `ferrisfx package build`.
 #[derive(Debug, clap::Args)]
@@ -61,6 +66,48 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `package list`.
+pub async fn list(api: &Api, args: &ListArgs) -> anyhow::Result<()> {
+    output::list(
+        args,
+        "ferrisfx package list",
+        || api.send(api.http().get(api.url("/packages"))),
+        &table,
+        &mut std::io::stdout().lock(),
+    )
+    .await
+}
+
+/// The packages of `GET /api/v1/packages` (`{"packages": [{"name", "versions" (newest
+/// first), "aliases"}]}`) as a table.
+pub fn table(v: &Value) -> View {
+    let mut table = Table::new(&["name", "latest version", "versions", "aliases"]);
+    for package in v["packages"].as_array().into_iter().flatten() {
+        let versions = package["versions"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice);
+        let aliases: Vec<String> = package["aliases"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(alias, version)| format!("{alias}={}", cell(version)))
+            .collect();
+        table.push(vec![
+            cell(&package["name"]),
+            versions
+                .first()
+                .map_or_else(|| "-".into(), |v| cell(&v["version"])),
+            versions.len().to_string(),
+            if aliases.is_empty() {
+                "-".into()
+            } else {
+                aliases.join(",")
+            },
+        ]);
+    }
+    View::table(&table, "packages")
+}
+
 fn cargo_build(dir: &Path) -> anyhow::Result<PathBuf> {
     let status = Command::new("cargo")
         .args(["build", "--release", "--target", "wasm32-wasip2"])
@@ -105,4 +152,45 @@ fn cargo_build(dir: &Path) -> anyhow::Result<PathBuf> {
         bail!("{} was not built: is the crate a cdylib?", wasm.display());
     }
     Ok(wasm)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::output::testing::{assert_documents, lines};
+
+    /// `GET /api/v1/packages` as the API answers it (`PackageList`).
+    fn listing() -> Value {
+        let version = |name: &str, version: &str| {
+            json!({"name": name, "version": version, "digest": format!("sha256:{version}"),
+                   "size": 1024, "uploaded_at": "2025-01-31T12:00:00Z", "uploaded_by": "admin",
+                   "manifest": {"name": name, "version": version}})
+        };
+        json!({"packages": [
+            {"name": "hello", "versions": [version("hello", "1.1.0"), version("hello", "1.0.0")],
+             "aliases": {"latest": "1.1.0", "stable": "1.0.0"}},
+            {"name": "größe", "versions": [version("größe", "0.1.0")], "aliases": {}},
+        ]})
+    }
+
+    #[test]
+    fn the_list_is_a_table_and_the_documents_the_answer() {
+        let view = table(&listing());
+        assert_eq!(
+            lines(&view),
+            [
+                "NAME   LATEST VERSION  VERSIONS  ALIASES",
+                "hello  1.1.0           2         latest=1.1.0,stable=1.0.0",
+                "größe  0.1.0           1         -",
+            ]
+        );
+        let empty = table(&json!({"packages": []}));
+        assert_eq!(
+            (empty.out.as_str(), empty.notes),
+            ("", vec!["no packages".to_string()])
+        );
+        assert_documents(&listing(), &table);
+    }
 }

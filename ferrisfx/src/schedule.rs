@@ -6,6 +6,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
 use crate::client::Api;
+use crate::output::{self, cell, time, Format, ListArgs, ShowArgs, Table, View};
 
 /// Schedule commands.
 #[derive(Debug, clap::Subcommand)]
@@ -13,11 +14,14 @@ pub enum ScheduleCommand {
     /// Create a schedule: one of --cron, --every or --at.
     Create(CreateArgs),
     /// List the schedules with their next ticks and the last tick fired.
-    List,
-    /// Show one schedule.
+    List(ListArgs),
+    /// Show one schedule (JSON by default; `-o table` for its row of the list).
     Show {
         /// Schedule name.
         name: String,
+        /// Output format.
+        #[command(flatten)]
+        output: ShowArgs,
     },
     /// Stop a schedule firing until it is resumed.
     Pause {
@@ -78,28 +82,24 @@ pub async fn run(api: &Api, command: ScheduleCommand) -> anyhow::Result<()> {
             println!("created schedule {}", args.name);
             print_next(&v);
         }
-        ScheduleCommand::List => {
-            let v = api.send(api.http().get(api.url("/schedules"))).await?;
-            let list = v["schedules"].as_array().cloned().unwrap_or_default();
-            if list.is_empty() {
-                println!("no schedules");
-            }
-            for s in &list {
-                println!("{}", line(s));
-            }
-            for invalid in v["invalid"].as_array().into_iter().flatten() {
-                println!(
-                    "{}  INVALID: {}",
-                    invalid["name"].as_str().unwrap_or("?"),
-                    invalid["reason"].as_str().unwrap_or("?")
-                );
-            }
+        ScheduleCommand::List(args) => {
+            output::list(
+                &args,
+                "ferrisfx schedule list",
+                || api.send(api.http().get(api.url("/schedules"))),
+                &table,
+                &mut std::io::stdout().lock(),
+            )
+            .await?;
         }
-        ScheduleCommand::Show { name } => {
-            let v = api
-                .send(api.http().get(api.url(&format!("/schedules/{name}"))))
-                .await?;
-            println!("{}", serde_json::to_string_pretty(&v)?);
+        ScheduleCommand::Show { name, output } => {
+            output::show(
+                output.output.unwrap_or(Format::Json),
+                api.send(api.http().get(api.entry_url("/schedules", &name)?)),
+                &|v| table(&json!({ "schedules": [v] })),
+                &mut std::io::stdout().lock(),
+            )
+            .await?;
         }
         ScheduleCommand::Pause { name } => {
             api.send(
@@ -176,27 +176,38 @@ fn seconds(text: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("--every {text:?} is too long"))
 }
 
-/// One line of `schedule list`.
-fn line(s: &Value) -> String {
-    let schedule = &s["schedule"];
-    let when = if let Some(cron) = schedule["cron"].as_str() {
-        let tz = schedule["timezone"].as_str().unwrap_or("UTC");
-        format!("cron {cron:?} {tz}")
-    } else if let Some(every) = schedule["every_seconds"].as_u64() {
-        format!("every {every}s")
-    } else {
-        format!("at {}", schedule["at"].as_str().unwrap_or("?"))
-    };
-    let state = if schedule["paused"].as_bool() == Some(true) {
-        "paused".to_string()
-    } else {
-        format!("next {}", s["next"][0].as_str().unwrap_or("none"))
-    };
-    format!(
-        "{}  {when}  {state}  last {}",
-        schedule["name"].as_str().unwrap_or("?"),
-        s["last_tick"].as_str().unwrap_or("never")
-    )
+/// The schedules of `GET /api/v1/schedules` (`{"schedules": [{"schedule", "revision",
+/// "next", "last_tick"}], "invalid"}`) as a table.
+pub fn table(v: &Value) -> View {
+    let mut table = Table::new(&["name", "when", "status", "next", "last tick", "revision"]);
+    for s in v["schedules"].as_array().into_iter().flatten() {
+        let schedule = &s["schedule"];
+        let when = if let Some(cron) = schedule["cron"].as_str() {
+            let tz = schedule["timezone"].as_str().unwrap_or("UTC");
+            format!("cron {cron} {tz}")
+        } else if let Some(every) = schedule["every_seconds"].as_u64() {
+            format!("every {every}s")
+        } else {
+            format!("at {}", time(&schedule["at"]))
+        };
+        let paused = schedule["paused"].as_bool() == Some(true);
+        table.push(vec![
+            cell(&schedule["name"]),
+            when,
+            if paused { "paused" } else { "active" }.into(),
+            if paused {
+                "-".into()
+            } else {
+                time(&s["next"][0])
+            },
+            match s["last_tick"] {
+                Value::Null => "never".into(),
+                ref at => time(at),
+            },
+            cell(&s["revision"]),
+        ]);
+    }
+    View::table(&table, "schedules").with_notes(output::invalid_notes(v, "schedule"))
 }
 
 fn print_next(v: &Value) {
@@ -208,6 +219,45 @@ fn print_next(v: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `GET /api/v1/schedules` as the API answers it.
+    fn listing() -> Value {
+        json!({
+            "revision": 4,
+            "schedules": [
+                {"schedule": {"name": "nightly", "cron": "0 3 * * *", "timezone": "Europe/Paris",
+                              "data": null, "missed": "skip", "paused": false},
+                 "revision": 2, "next": ["2025-02-01T02:00:00Z", "2025-02-02T02:00:00Z"],
+                 "last_tick": "2025-01-31T02:00:00Z"},
+                {"schedule": {"name": "poll", "every_seconds": 30, "paused": true},
+                 "revision": 3, "next": [], "last_tick": null},
+                {"schedule": {"name": "launch", "at": "2026-12-24T18:00:00Z"},
+                 "revision": 4, "next": ["2026-12-24T18:00:00Z"], "last_tick": null},
+            ],
+            "invalid": [{"name": "old", "reason": "unknown time zone \"Mars/Olympus\""}],
+        })
+    }
+
+    #[test]
+    fn the_list_is_a_table_and_the_documents_the_answer() {
+        let view = table(&listing());
+        assert_eq!(
+            crate::output::testing::lines(&view),
+            [
+                "NAME     WHEN                         STATUS  NEXT                  LAST TICK             REVISION",
+                "nightly  cron 0 3 * * * Europe/Paris  active  2025-02-01 02:00:00Z  2025-01-31 02:00:00Z  2",
+                "poll     every 30s                    paused  -                     never                 3",
+                "launch   at 2026-12-24 18:00:00Z      active  2026-12-24 18:00:00Z  never                 4",
+            ]
+        );
+        assert_eq!(
+            view.notes,
+            ["invalid schedule \"old\" (skipped): unknown time zone \"Mars/Olympus\""]
+        );
+        let empty = table(&json!({"revision": 0, "schedules": [], "invalid": []}));
+        assert_eq!(empty.notes, ["no schedules"]);
+        crate::output::testing::assert_documents(&listing(), &table);
+    }
 
     #[test]
     fn periods_read_with_units() {

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use fx_core::secrets::{Keyring, SecretMeta, SecretValue};
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::client::Api;
+use crate::output::{self, cell, time, ListArgs, Table, View};
 
 /// Secret commands.
 #[derive(Debug, clap::Subcommand)]
@@ -26,7 +26,7 @@ pub enum SecretCommand {
     /// in `ps`, and never printed: the command prints the name, version, pools and key.
     Set(SetArgs),
     /// List the secrets (never their values) and the server's keys.
-    List,
+    List(ListArgs),
     /// Delete a secret.
     Delete {
         /// Secret name.
@@ -71,7 +71,7 @@ pub struct SetArgs {
 pub async fn run(api: &Api, command: SecretCommand) -> anyhow::Result<()> {
     match command {
         SecretCommand::Set(args) => set(api, args).await,
-        SecretCommand::List => list(api).await,
+        SecretCommand::List(args) => list(api, &args).await,
         SecretCommand::Delete { name } => delete(api, &name).await,
         SecretCommand::Rekey => rekey(api).await,
         SecretCommand::Keygen { id } => keygen(id),
@@ -161,64 +161,49 @@ fn strip_one_newline(text: &mut String) {
     }
 }
 
-/// The answer of `GET /api/v1/secrets`.
-#[derive(Deserialize)]
-struct SecretList {
-    secrets: Vec<SecretMeta>,
-    #[serde(default)]
-    keys: Vec<String>,
+async fn list(api: &Api, args: &ListArgs) -> anyhow::Result<()> {
+    output::list(
+        args,
+        "ferrisfx secret list",
+        || api.send(api.http().get(api.url("/secrets"))),
+        &table,
+        &mut std::io::stdout().lock(),
+    )
+    .await
 }
 
-async fn list(api: &Api) -> anyhow::Result<()> {
-    let answer = api.send(api.http().get(api.url("/secrets"))).await?;
-    let list: SecretList = serde_json::from_value(answer).context("reading the server's answer")?;
-    print!("{}", table(&list.secrets));
-    match list.keys.split_first() {
-        Some((sealing, [])) => println!("keyring: {sealing} (seals)"),
-        Some((sealing, others)) => {
-            println!("keyring: {sealing} (seals), {}", others.join(", "))
-        }
-        None => println!("keyring: none (platform secrets are not configured on this server)"),
-    }
-    Ok(())
-}
-
-/// The secrets as a table, a header and one line each; `no secrets` when there are none.
-fn table(secrets: &[SecretMeta]) -> String {
-    if secrets.is_empty() {
-        return "no secrets\n".into();
-    }
-    let rows: Vec<[String; 6]> = secrets
-        .iter()
-        .map(|s| {
-            [
-                s.name.clone(),
-                s.version.to_string(),
-                s.pools.join(","),
-                s.key_id.clone(),
-                s.updated_at.format("%Y-%m-%d %H:%M:%SZ").to_string(),
-                s.updated_by.clone(),
-            ]
-        })
-        .collect();
-    let header = ["NAME", "VERSION", "POOLS", "KEY", "UPDATED", "BY"].map(String::from);
-    let mut widths = [0; 6];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
+/// The secrets of `GET /api/v1/secrets` (`{"secrets": [SecretMeta], "keys"}`) as a table,
+/// never a value; the keyring as a note.
+fn table(v: &Value) -> View {
+    let mut table = Table::new(&["name", "version", "pools", "key", "updated", "by"]);
+    for s in v["secrets"].as_array().into_iter().flatten() {
+        let pools: Vec<String> = s["pools"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(cell)
             .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
+        table.push(vec![
+            cell(&s["name"]),
+            cell(&s["version"]),
+            pools.join(","),
+            cell(&s["key_id"]),
+            time(&s["updated_at"]),
+            cell(&s["updated_by"]),
+        ]);
     }
-    out
+    let keys: Vec<String> = v["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(cell)
+        .collect();
+    let keyring = match keys.split_first() {
+        Some((sealing, [])) => format!("keyring: {sealing} (seals)"),
+        Some((sealing, others)) => format!("keyring: {sealing} (seals), {}", others.join(", ")),
+        None => "keyring: none (platform secrets are not configured on this server)".into(),
+    };
+    View::table(&table, "secrets").with_notes([keyring])
 }
 
 async fn delete(api: &Api, name: &str) -> anyhow::Result<()> {
@@ -280,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn the_table_aligns_its_columns() {
+    fn the_list_is_a_table_and_the_documents_the_answer() {
         let at = chrono::DateTime::parse_from_rfc3339("2025-01-31T12:00:00Z")
             .unwrap()
             .with_timezone(&chrono::Utc);
@@ -293,17 +278,30 @@ mod tests {
             updated_at: at,
             updated_by: "user:admin".into(),
         };
-        let text = table(&[meta("db-password", 2), meta("api", 10)]);
-        let lines: Vec<&str> = text.lines().collect();
+        // `GET /api/v1/secrets` as the API answers it (`SecretList`).
+        let listing = serde_json::json!({
+            "secrets": [meta("db-password", 2), meta("api", 10)],
+            "keys": ["k20250131", "k20240101"],
+        });
+        let view = table(&listing);
         assert_eq!(
-            lines,
+            crate::output::testing::lines(&view),
             [
                 "NAME         VERSION  POOLS        KEY        UPDATED               BY",
                 "db-password  2        default,gpu  k20250131  2025-01-31 12:00:00Z  user:admin",
                 "api          10       default,gpu  k20250131  2025-01-31 12:00:00Z  user:admin",
             ]
         );
-        assert_eq!(table(&[]), "no secrets\n");
+        assert_eq!(view.notes, ["keyring: k20250131 (seals), k20240101"]);
+        let empty = table(&serde_json::json!({"secrets": [], "keys": []}));
+        assert_eq!(
+            empty.notes,
+            [
+                "no secrets",
+                "keyring: none (platform secrets are not configured on this server)"
+            ]
+        );
+        crate::output::testing::assert_documents(&listing, &table);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use fx_core::workflow::Workflow;
 use serde_json::{json, Value};
 
 use crate::client::Api;
+use crate::output::{self, cell, time, ListArgs, ShowArgs, Table, View};
 
 /// Workflow commands.
 #[derive(Debug, clap::Subcommand)]
@@ -33,11 +34,15 @@ pub enum WorkflowCommand {
     /// "packages", "matrix"}`, `matrix[i][j] == 1`: step j runs after step i).
     Import(ImportArgs),
     /// List the workflows: steps, layers, failure policy and trigger.
-    List,
-    /// Show one workflow (JSON): its definition, revision and layers.
+    List(ListArgs),
+    /// Show one workflow: its definition, revision and layers (JSON by default; `-o table`
+    /// for its row of the list).
     Show {
         /// Workflow name.
         name: String,
+        /// Output format.
+        #[command(flatten)]
+        output: ShowArgs,
     },
     /// Delete a workflow (its runs stay readable).
     Delete {
@@ -48,13 +53,17 @@ pub enum WorkflowCommand {
     Run(RunArgs),
     /// List runs, newest first.
     Runs(RunsArgs),
-    /// Show a run: its steps with their status, reason and executions.
+    /// Show a run: its steps with their status, reason and executions (`-o json|yaml`: the
+    /// API's document, outputs included).
     Status {
         /// Run id.
         id: String,
         /// Also print the outputs of the succeeded steps.
         #[arg(long)]
         outputs: bool,
+        /// Output format.
+        #[command(flatten)]
+        output: ShowArgs,
     },
     /// Cancel a running run: no step starts any more (running ones finish).
     Cancel {
@@ -145,6 +154,9 @@ pub struct RunsArgs {
     /// Continue after this cursor (printed under a full page).
     #[arg(long)]
     pub cursor: Option<String>,
+    /// Output format and watching.
+    #[command(flatten)]
+    pub list: ListArgs,
 }
 
 /// Gorchestrator's adjacency-matrix form of a workflow.
@@ -189,20 +201,24 @@ pub async fn execute(
                 create(api, &workflow, false, out).await?;
             }
         }
-        WorkflowCommand::List => {
-            let v = api.send(api.http().get(api.url("/workflows"))).await?;
-            let list = v["workflows"].as_array().cloned().unwrap_or_default();
-            if list.is_empty() {
-                writeln!(out, "no workflows")?;
-            }
-            for w in &list {
-                writeln!(out, "{}", line(w))?;
-            }
-            crate::client::write_invalid(out, &v)?;
+        WorkflowCommand::List(args) => {
+            output::list(
+                &args,
+                "ferrisfx workflow list",
+                || api.send(api.http().get(api.url("/workflows"))),
+                &table,
+                out,
+            )
+            .await?;
         }
-        WorkflowCommand::Show { name } => {
-            let v = api.send(api.http().get(one(api, &name)?)).await?;
-            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        WorkflowCommand::Show { name, output } => {
+            output::show(
+                output.output.unwrap_or(output::Format::Json),
+                api.send(api.http().get(one(api, &name)?)),
+                &|v| table(&json!({ "workflows": [v] })),
+                out,
+            )
+            .await?;
         }
         WorkflowCommand::Delete { name } => {
             api.send(api.http().delete(one(api, &name)?)).await?;
@@ -244,13 +260,24 @@ pub async fn execute(
             query.extend(args.workflow.map(|w| ("workflow", w)));
             query.extend(args.status.map(|s| ("status", s)));
             query.extend(args.cursor.map(|c| ("cursor", c)));
-            let v = api
-                .send(api.http().get(api.url("/runs")).query(&query))
-                .await?;
-            write_runs(out, &v)?;
+            output::list(
+                &args.list,
+                "ferrisfx workflow runs",
+                || api.send(api.http().get(api.url("/runs")).query(&query)),
+                &runs_table,
+                out,
+            )
+            .await?;
         }
-        WorkflowCommand::Status { id, outputs } => {
+        WorkflowCommand::Status {
+            id,
+            outputs,
+            output,
+        } => {
             let v = api.send(api.http().get(run_url(api, &id, None)?)).await?;
+            if let Some(format @ (output::Format::Json | output::Format::Yaml)) = output.output {
+                return output::emit(&output::render(format, &v, &|_| View::default())?, out);
+            }
             write_run(out, &v)?;
             if outputs {
                 writeln!(out, "outputs:")?;
@@ -554,7 +581,7 @@ fn write_run(out: &mut dyn Write, v: &Value) -> anyhow::Result<()> {
         None => {}
     }
     writeln!(out, "{summary}")?;
-    let rows = steps_of(v)
+    let rows: Vec<Vec<String>> = steps_of(v)
         .iter()
         .map(|s| {
             let executions: Vec<&str> = s["executions"]
@@ -575,99 +602,80 @@ fn write_run(out: &mut dyn Write, v: &Value) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    write_table(out, &["STEP", "STATUS", "EXECUTIONS", "REASON"], rows, "  ")
-}
-
-/// The runs of a listing (`{"runs": [...], "next_cursor"}`) as a table.
-fn write_runs(out: &mut dyn Write, v: &Value) -> anyhow::Result<()> {
-    let runs = v["runs"].as_array().cloned().unwrap_or_default();
-    if runs.is_empty() {
-        writeln!(out, "no runs")?;
-        return Ok(());
+    let mut table = Table::new(&["step", "status", "executions", "reason"]);
+    for row in rows {
+        table.push(row);
     }
-    let rows = runs
-        .iter()
-        .map(|r| {
-            let steps: Vec<String> = r["steps"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(status, count)| format!("{status} {count}"))
-                .collect();
-            vec![
-                r["id"].as_str().unwrap_or("?").to_string(),
-                r["workflow"].as_str().unwrap_or("?").to_string(),
-                r["status"].as_str().unwrap_or("?").to_string(),
-                r["created_at"].as_str().unwrap_or("?").to_string(),
-                r["finished_at"].as_str().unwrap_or("-").to_string(),
-                steps.join(", "),
-            ]
-        })
-        .collect();
-    write_table(
-        out,
-        &["RUN", "WORKFLOW", "STATUS", "STARTED", "FINISHED", "STEPS"],
-        rows,
-        "",
-    )?;
-    if let Some(cursor) = v["next_cursor"].as_str() {
-        writeln!(out, "more: --cursor {cursor}")?;
+    for line in table.render().lines() {
+        writeln!(out, "  {line}")?;
     }
     Ok(())
 }
 
-/// `header` and `rows` in aligned columns two spaces apart, each line after `indent`.
-fn write_table(
-    out: &mut dyn Write,
-    header: &[&str],
-    rows: Vec<Vec<String>>,
-    indent: &str,
-) -> anyhow::Result<()> {
-    let mut lines = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
-    lines.extend(rows);
-    let mut widths = vec![0; header.len()];
-    for line in &lines {
-        for (width, cell) in widths.iter_mut().zip(line) {
-            *width = (*width).max(cell.chars().count());
-        }
+/// The runs of `GET /api/v1/runs` (`{"runs": [...], "next_cursor"}`) as a table; the cursor
+/// of the next page as a note.
+fn runs_table(v: &Value) -> View {
+    let mut table = Table::new(&["run", "workflow", "status", "started", "finished", "steps"]);
+    for r in v["runs"].as_array().into_iter().flatten() {
+        let steps: Vec<String> = r["steps"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(status, count)| format!("{status} {count}"))
+            .collect();
+        table.push(vec![
+            cell(&r["id"]),
+            cell(&r["workflow"]),
+            cell(&r["status"]),
+            time(&r["created_at"]),
+            time(&r["finished_at"]),
+            steps.join(", "),
+        ]);
     }
-    for line in &lines {
-        let mut text = String::from(indent);
-        for (i, (cell, width)) in line.iter().zip(&widths).enumerate() {
-            if i > 0 {
-                text.push_str("  ");
-            }
-            text.push_str(&format!("{cell:<width$}"));
-        }
-        writeln!(out, "{}", text.trim_end())?;
-    }
-    Ok(())
+    let cursor = v["next_cursor"]
+        .as_str()
+        .map(|cursor| format!("more: --cursor {cursor}"));
+    View::table(&table, "runs").with_notes(cursor)
 }
 
-/// One line of `workflow list`.
-fn line(w: &Value) -> String {
-    let workflow = &w["workflow"];
-    let steps = workflow["steps"].as_array().map_or(0, Vec::len);
-    let layers = w["layers"].as_array().map_or(0, Vec::len);
-    let mut line = format!(
-        "{}  {steps} step{}  {layers} layer{}  on failure {}",
-        workflow["name"].as_str().unwrap_or("?"),
-        if steps == 1 { "" } else { "s" },
-        if layers == 1 { "" } else { "s" },
-        workflow["on_failure"].as_str().unwrap_or("stop"),
-    );
-    let trigger = &workflow["trigger"];
-    if trigger["event"].is_object() {
-        line.push_str("  trigger event");
+/// The workflows of `GET /api/v1/workflows` (`{"workflows": [{"workflow", "revision",
+/// "layers"}], "invalid"}`) as a table.
+fn table(v: &Value) -> View {
+    let mut table = Table::new(&[
+        "name",
+        "steps",
+        "layers",
+        "on failure",
+        "trigger",
+        "revision",
+    ]);
+    for w in v["workflows"].as_array().into_iter().flatten() {
+        let workflow = &w["workflow"];
+        let trigger = &workflow["trigger"];
+        let mut triggers = Vec::new();
+        if trigger["event"].is_object() {
+            triggers.push("event".to_string());
+        }
+        if let Some(schedule) = trigger["schedule"].as_str() {
+            triggers.push(format!("schedule {schedule}"));
+        }
+        table.push(vec![
+            cell(&workflow["name"]),
+            workflow["steps"].as_array().map_or(0, Vec::len).to_string(),
+            w["layers"].as_array().map_or(0, Vec::len).to_string(),
+            workflow["on_failure"]
+                .as_str()
+                .unwrap_or("stop")
+                .to_string(),
+            if triggers.is_empty() {
+                "-".into()
+            } else {
+                triggers.join(", ")
+            },
+            cell(&w["revision"]),
+        ]);
     }
-    if let Some(schedule) = trigger["schedule"].as_str() {
-        line.push_str(&format!("  trigger schedule {schedule}"));
-    }
-    line.push_str(&format!(
-        "  revision {}",
-        w["revision"].as_u64().unwrap_or_default()
-    ));
-    line
+    View::table(&table, "workflows").with_notes(output::invalid_notes(v, "workflow"))
 }
 
 #[cfg(test)]
@@ -927,28 +935,27 @@ mod tests {
 
     #[test]
     fn runs_and_steps_are_tables() {
-        let mut out = Vec::new();
-        write_runs(
-            &mut out,
-            &json!({"runs": [
-                {"id": "r1", "workflow": "diamond", "status": "succeeded",
-                 "created_at": "2025-01-01T00:00:00Z", "finished_at": "2025-01-01T00:00:02Z",
-                 "steps": {"succeeded": 4}},
-                {"id": "r22", "workflow": "w", "status": "running",
-                 "created_at": "2025-01-01T00:00:01Z", "steps": {"pending": 1, "running": 1}},
-            ], "next_cursor": "abc"}),
-        )
-        .unwrap();
+        let runs = json!({"runs": [
+            {"id": "r1", "workflow": "diamond", "status": "succeeded",
+             "created_at": "2025-01-01T00:00:00Z", "finished_at": "2025-01-01T00:00:02Z",
+             "steps": {"succeeded": 4}},
+            {"id": "r22", "workflow": "w", "status": "running",
+             "created_at": "2025-01-01T00:00:01Z", "steps": {"pending": 1, "running": 1}},
+        ], "next_cursor": "abc"});
+        let view = runs_table(&runs);
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            view.out,
             "RUN  WORKFLOW  STATUS     STARTED               FINISHED              STEPS\n\
-             r1   diamond   succeeded  2025-01-01T00:00:00Z  2025-01-01T00:00:02Z  succeeded 4\n\
-             r22  w         running    2025-01-01T00:00:01Z  -                     pending 1, running 1\n\
-             more: --cursor abc\n"
+             r1   diamond   succeeded  2025-01-01 00:00:00Z  2025-01-01 00:00:02Z  succeeded 4\n\
+             r22  w         running    2025-01-01 00:00:01Z  -                     pending 1, running 1\n"
         );
-        let mut out = Vec::new();
-        write_runs(&mut out, &json!({"runs": [], "next_cursor": null})).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "no runs\n");
+        assert_eq!(view.notes, ["more: --cursor abc"]);
+        crate::output::testing::assert_documents(&runs, &runs_table);
+        let empty = runs_table(&json!({"runs": [], "next_cursor": null}));
+        assert_eq!(
+            (empty.out.as_str(), empty.notes),
+            ("", vec!["no runs".to_string()])
+        );
 
         let mut out = Vec::new();
         write_run(
@@ -969,6 +976,44 @@ mod tests {
              \x20 bb    failed     e2,e3       boom\n\
              \x20 c     cancelled  -\n"
         );
+    }
+
+    /// `GET /api/v1/workflows` as the API answers it.
+    fn listing() -> Value {
+        json!({
+            "revision": 6,
+            "workflows": [
+                {"workflow": {"name": "diamond", "on_failure": "stop", "steps": [
+                    {"name": "a", "package": {"name": "p", "version": "latest"}},
+                    {"name": "b", "package": {"name": "p", "version": "latest"}, "after": [{"step": "a"}]},
+                 ]}, "revision": 4, "layers": [["a"], ["b"]]},
+                {"workflow": {"name": "nightly", "on_failure": "continue",
+                              "trigger": {"schedule": "nightly", "event": {"type": "x"}},
+                              "steps": [{"name": "only", "handler": "h"}]},
+                 "revision": 6, "layers": [["only"]]},
+            ],
+            "invalid": [{"name": "loop", "reason": "a cycle: a → b → a"}],
+        })
+    }
+
+    #[test]
+    fn the_list_is_a_table_and_the_documents_the_answer() {
+        let view = table(&listing());
+        assert_eq!(
+            crate::output::testing::lines(&view),
+            [
+                "NAME     STEPS  LAYERS  ON FAILURE  TRIGGER                  REVISION",
+                "diamond  2      2       stop        -                        4",
+                "nightly  1      1       continue    event, schedule nightly  6",
+            ]
+        );
+        assert_eq!(
+            view.notes,
+            ["invalid workflow \"loop\" (skipped): a cycle: a → b → a"]
+        );
+        let empty = table(&json!({"workflows": [], "invalid": []}));
+        assert_eq!(empty.notes, ["no workflows"]);
+        crate::output::testing::assert_documents(&listing(), &table);
     }
 
     /// The `workflow-step` example package, or `None` (a skip) when it is not built outside CI.
@@ -1038,7 +1083,11 @@ mod tests {
         .await
         .unwrap();
 
-        assert_eq!(cli(&api, &["list"]).await.unwrap(), "no workflows\n");
+        assert_eq!(
+            cli(&api, &["list"]).await.unwrap(),
+            "",
+            "`no workflows` goes to stderr"
+        );
         let out = cli(&api, &["create", "--file", path]).await.unwrap();
         assert_eq!(
             out,
@@ -1060,7 +1109,8 @@ mod tests {
         assert_eq!(
             listed,
             format!(
-                "diamond  4 steps  3 layers  on failure stop  revision {}\n",
+                "NAME     STEPS  LAYERS  ON FAILURE  TRIGGER  REVISION\n\
+                 diamond  4      3       stop        -        {}\n",
                 revision(&api, "diamond").await
             )
         );
@@ -1200,8 +1250,23 @@ mod tests {
             "step counts by status: {failed_only}"
         );
         let page = cli(&api, &["runs", "--limit", "1"]).await.unwrap();
-        assert_eq!(page.lines().count(), 3, "header, a run, the cursor: {page}");
-        assert!(page.contains("more: --cursor "), "{page}");
+        assert_eq!(
+            page.lines().count(),
+            2,
+            "header and a run (the cursor on stderr): {page}"
+        );
+        let page: Value = serde_json::from_str(
+            &cli(&api, &["runs", "--limit", "1", "-o", "json"])
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(page["runs"].as_array().unwrap().len(), 1, "{page}");
+        assert!(page["next_cursor"].is_string(), "{page}");
+        let shown: Value =
+            serde_yaml_ng::from_str(&cli(&api, &["status", &ok, "-o", "yaml"]).await.unwrap())
+                .unwrap();
+        assert_eq!(shown["run"]["id"], ok.as_str(), "{shown:?}");
         let e = cli(&api, &["runs", "--status", "done"]).await.unwrap_err();
         assert!(e.to_string().contains("unknown run status"), "{e}");
         let e = cli(&api, &["status", "no-such-run"]).await.unwrap_err();
@@ -1241,7 +1306,7 @@ mod tests {
             .unwrap()
             .contains("  pair  "));
         cli(&api, &["delete", "diamond"]).await.unwrap();
-        assert_eq!(cli(&api, &["list"]).await.unwrap(), "no workflows\n");
+        assert_eq!(cli(&api, &["list"]).await.unwrap(), "");
         platform.stop().await.unwrap();
     }
 

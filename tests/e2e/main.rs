@@ -10,6 +10,7 @@ mod auth;
 mod backup;
 mod catalogue;
 mod chat;
+mod cli_output;
 mod consul;
 mod distributed;
 mod elasticsearch;
