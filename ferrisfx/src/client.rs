@@ -127,12 +127,17 @@ impl Api {
             Some(token) => request.bearer_auth(token),
             None => request,
         };
-        let response = request.send().await.with_context(|| {
-            format!(
-                "cannot reach the management server at {}: is `ferrisfx dev` running?",
-                self.base
-            )
-        })?;
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) if e.is_connect() || e.is_timeout() => {
+                return Err(
+                    anyhow::Error::new(e).context(crate::exit::Failure::Unreachable {
+                        server: self.base.clone(),
+                    }),
+                )
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("sending the request")),
+        };
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -147,12 +152,14 @@ impl Api {
             .and_then(Value::as_str)
             .map(str::to_string)
             .unwrap_or_else(|| value.to_string());
-        if status == reqwest::StatusCode::UNAUTHORIZED {
-            bail!(
-                "server answered {status}: {message} (sign in with `ferrisfx login --user <name> --password-stdin`, or set FX_TOKEN)"
-            );
-        }
-        bail!("server answered {status}: {message}");
+        let message = if status == reqwest::StatusCode::UNAUTHORIZED {
+            format!(
+                "{message} (sign in with `ferrisfx login --user <name> --password-stdin`, or set FX_TOKEN)"
+            )
+        } else {
+            message
+        };
+        Err(crate::exit::Failure::Api { status, message }.into())
     }
 
     /// `login`: trades a name and password for a token and keeps it for this server.

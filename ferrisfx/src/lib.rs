@@ -8,8 +8,10 @@ pub mod catalogue;
 pub mod client;
 pub mod completions;
 pub mod config_reference;
+pub mod deploy;
 pub mod dev;
 pub mod execution;
+pub mod exit;
 pub mod handler;
 pub mod hook;
 pub mod login;
@@ -19,6 +21,7 @@ pub mod ops;
 pub mod output;
 pub mod package;
 pub mod process;
+pub mod project;
 pub mod replay;
 pub mod schedule;
 pub mod secret;
@@ -85,6 +88,26 @@ pub enum Command {
     /// the settings' own docs.
     #[command(hide = true)]
     ConfigReference,
+    /// Build the project's functions, upload what changed, apply its handlers (and the rest
+    /// of its project file) and print where to look: the developer's loop in one command.
+    Deploy(deploy::DeployArgs),
+    /// Make the platform match a project file (ferrisfx.yaml): create what is missing, update
+    /// what differs (check-and-set: an entry someone else changed since the plan fails the
+    /// apply), and with --prune delete what the file no longer names. Prints the plan first;
+    /// idempotent.
+    Apply {
+        /// The file and pruning.
+        #[command(flatten)]
+        args: project::ApplyArgs,
+        /// Print the plan and stop.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print what `apply` would change, with each changed field's old and new value.
+    Diff(project::DiffArgs),
+    /// Write the platform's handlers, workflows, schedules, webhooks, bundles and notification
+    /// rules as a project file (YAML), for `apply`.
+    Export(project::ExportArgs),
     /// Scaffold a new function project in Rust, Python or JavaScript.
     New(new::NewArgs),
     /// Print the completion script of a shell (bash, zsh, fish, powershell, elvish) to
@@ -257,6 +280,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig(args) => setup::check_config(&args),
         Command::ConfigReference => config_reference::print(),
         Command::New(args) => new::run(args),
+        Command::Deploy(args) => deploy::run_deploy(&api, &cli.server, &args).await,
+        Command::Apply { args, dry_run } => project::apply(&api, &args, dry_run).await,
+        Command::Diff(args) => project::diff(&api, &args).await,
+        Command::Export(args) => project::export_command(&api, &cli.server, &args).await,
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => completions::man(args),
         Command::Package(PackageCommand::Build(args)) => package::build(args),

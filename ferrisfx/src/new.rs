@@ -17,6 +17,8 @@ use anyhow::{bail, Context};
 const WIT: &str = include_str!("../../sdk/wit/function.wit");
 /// The manifest template, shared by the languages.
 const FX_TOML: &str = include_str!("../../sdk/templates/fx.toml");
+/// The project file `ferrisfx deploy` reads: the function's folder and a handler running it.
+const PROJECT_FILE: &str = include_str!("../../sdk/templates/ferrisfx.yaml");
 
 /// The language of a new function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -305,7 +307,11 @@ pub fn scaffold(lang: Language, name: &str, dir: &Path, guest: &Guest) -> anyhow
     }
     let dependency = guest.dependency(dir)?;
     let mut files: Vec<(String, String)> = Vec::new();
-    for (path, template) in lang.files().into_iter().chain([("fx.toml", FX_TOML)]) {
+    for (path, template) in lang
+        .files()
+        .into_iter()
+        .chain([("fx.toml", FX_TOML), ("ferrisfx.yaml", PROJECT_FILE)])
+    {
         let text = if path == "package-lock.json" {
             template.replace(JS_LOCK_NAME, &format!("\"name\": \"{name}\""))
         } else {

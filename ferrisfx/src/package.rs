@@ -108,7 +108,7 @@ pub fn table(v: &Value) -> View {
     View::table(&table, "packages")
 }
 
-fn cargo_build(dir: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn cargo_build(dir: &Path) -> anyhow::Result<PathBuf> {
     let status = Command::new("cargo")
         .args(["build", "--release", "--target", "wasm32-wasip2"])
         .current_dir(dir)

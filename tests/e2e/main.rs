@@ -18,6 +18,7 @@ mod grants;
 mod guests;
 mod metrics;
 mod notifications;
+mod project;
 mod replay;
 mod retries;
 mod schedules;
