@@ -441,3 +441,83 @@ async fn changed_code_under_an_unchanged_version_goes_up_as_a_development_build(
     );
     fx.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_statuses_say_what_failed() {
+    let data = tempfile::tempdir().unwrap();
+    let fx = TestPlatform::start(data.path(), false).await;
+    fx.upload_example("hello").await;
+    let here = tempfile::tempdir().unwrap();
+    let run = |server: String, args: Vec<&'static str>| {
+        let dir = here.path().to_path_buf();
+        async move { cli_in(&dir, &server, &args, &[]).await }
+    };
+    let create = vec![
+        "handler",
+        "create",
+        "--name",
+        "h",
+        "--package",
+        "hello",
+        "--type",
+        "com.x",
+    ];
+    let cases: Vec<(String, Vec<&'static str>, i32, &str)> = vec![
+        (fx.base.clone(), create.clone(), 0, ""),
+        (fx.base.clone(), create, 6, "409"),
+        (fx.base.clone(), vec!["handler", "delete", "nope"], 5, "404"),
+        (
+            fx.base.clone(),
+            vec![
+                "handler",
+                "create",
+                "--name",
+                "Bad Name",
+                "--package",
+                "hello",
+                "--type",
+                "x",
+            ],
+            1,
+            "",
+        ),
+        (
+            fx.base.clone(),
+            vec![
+                "handler",
+                "create",
+                "--name",
+                "p",
+                "--package",
+                "missing",
+                "--type",
+                "x",
+            ],
+            7,
+            "does not exist",
+        ),
+        (
+            fx.base.clone(),
+            vec!["handler", "list", "--bogus"],
+            2,
+            "--bogus",
+        ),
+        (
+            "http://127.0.0.1:9".to_string(),
+            vec!["handler", "list"],
+            3,
+            "cannot reach the management server",
+        ),
+    ];
+    for (server, args, want, says) in cases {
+        let output = run(server, args.clone()).await;
+        assert_eq!(
+            output.status.code(),
+            Some(want),
+            "{args:?}: {}",
+            both(&output)
+        );
+        assert!(both(&output).contains(says), "{args:?}: {}", both(&output));
+    }
+    fx.stop().await;
+}
