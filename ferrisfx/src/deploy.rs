@@ -415,7 +415,11 @@ pub async fn run_deploy(api: &Api, server: &str, args: &DeployArgs) -> anyhow::R
     let project = Project::load(&args.file)?;
     for source in &project.packages {
         let Some(path) = &source.path else { continue };
-        let dir = project.base.join(path);
+        let dir = if path == Path::new(".") {
+            project.base.clone()
+        } else {
+            project.base.join(path)
+        };
         let build_dir = dir.clone();
         let bytes = tokio::task::spawn_blocking(move || build_package(&build_dir))
             .await

@@ -243,8 +243,8 @@ pub fn run(args: NewArgs) -> anyhow::Result<()> {
         dir.display()
     );
     println!(
-        "next: read {} for how to build, package and upload it",
-        dir.join("README.md").display()
+        "next: cd {} && ferrisfx deploy    (builds it, uploads it and runs it as handler {name} on com.example.hello events; see README.md)",
+        dir.display()
     );
     Ok(())
 }

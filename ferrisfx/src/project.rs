@@ -302,7 +302,8 @@ impl Plan {
         }
         let (create, update, delete, same) = self.counts();
         if self.is_empty() {
-            let _ = writeln!(out, "no changes ({same} entries as the file says)");
+            let entries = if same == 1 { "entry" } else { "entries" };
+            let _ = writeln!(out, "no changes ({same} {entries} as the file says)");
         } else {
             let _ = writeln!(
                 out,
@@ -473,16 +474,27 @@ async fn apply_one(api: &Api, change: &Change) -> anyhow::Result<()> {
 /// The platform's state as a project file: every kind declared (so that `apply --prune` of
 /// the export puts a platform back as it was), entries by name.
 pub async fn export(api: &Api, server: &str) -> anyhow::Result<String> {
-    let mut document = serde_json::Map::new();
+    // A YAML mapping keeps the order it is built in: kinds in apply order, each entry's
+    // name first.
+    let mut document = serde_yaml_ng::Mapping::new();
     for kind in kinds() {
         let held = current(api, kind).await?;
-        let entries: Vec<Value> = held
-            .into_values()
-            .filter_map(|(_, value)| (!value.is_null()).then_some(value))
-            .collect();
-        document.insert(kind.collection.to_string(), Value::Array(entries));
+        let mut entries = Vec::new();
+        for (_, value) in held.into_values() {
+            let Value::Object(fields) = value else {
+                continue; // an invalid entry: nothing to export
+            };
+            let mut entry = serde_yaml_ng::Mapping::new();
+            let mut fields: Vec<(String, Value)> = fields.into_iter().collect();
+            fields.sort_by_key(|(key, _)| key != "name");
+            for (key, field) in fields {
+                entry.insert(key.into(), serde_yaml_ng::to_value(field)?);
+            }
+            entries.push(serde_yaml_ng::Value::Mapping(entry));
+        }
+        document.insert(kind.collection.into(), entries.into());
     }
-    let yaml = serde_yaml_ng::to_string(&Value::Object(document)).context("writing YAML")?;
+    let yaml = serde_yaml_ng::to_string(&document).context("writing YAML")?;
     Ok(format!(
         "# FerrisFX project file, exported from {server} at {} by `ferrisfx export`.\n\
          # Apply it with `ferrisfx apply -f FILE` (add --prune to delete what it does not name).\n\
