@@ -15,6 +15,7 @@ pub mod exit;
 pub mod handler;
 pub mod hook;
 pub mod login;
+pub mod logs;
 pub mod new;
 pub mod notification;
 pub mod ops;
@@ -149,6 +150,9 @@ pub enum Command {
     Secret(secret::SecretCommand),
     /// Send a CloudEvent to the server.
     Emit(client::EmitArgs),
+    /// Print a handler's function log lines in order; with -f, keep printing new ones as
+    /// they arrive (Ctrl-C stops).
+    Logs(logs::LogsArgs),
     /// List executions or show one.
     #[command(subcommand)]
     Executions(ExecutionsCommand),
@@ -319,6 +323,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Executions(ExecutionsCommand::Show { id, output }) => {
             execution::show(&api, &id, output.output).await
         }
+        Command::Logs(args) => logs::run(&api, args).await,
         Command::Replay(args) => replay::run(&api, args).await,
         Command::Backup(args) => backup::backup(&api, args).await,
         Command::Catalogue(command) => catalogue::run(&api, command).await,

@@ -16,6 +16,7 @@ mod distributed;
 mod elasticsearch;
 mod grants;
 mod guests;
+mod logs;
 mod metrics;
 mod notifications;
 mod project;
