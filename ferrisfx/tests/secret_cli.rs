@@ -216,10 +216,12 @@ fn keygen_prints_a_keyring_line_offline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_are_set_listed_and_deleted_and_their_values_never_printed() {
     let fx = Server::start().await;
-    let list = fx.cli(&["secret", "list"], "").await;
-    let list = ok(&list);
-    assert!(list.starts_with("no secrets\n"), "{list}");
-    assert!(list.contains("keyring: cli1 (seals)"), "{list}");
+    // An empty list prints nothing on standard output; the messages for people go to stderr.
+    let output = fx.cli(&["secret", "list"], "").await;
+    assert!(ok(&output).is_empty(), "{}", text(&output));
+    let notes = String::from_utf8_lossy(&output.stderr);
+    assert!(notes.starts_with("no secrets\n"), "{notes}");
+    assert!(notes.contains("keyring: cli1 (seals)"), "{notes}");
 
     // From standard input, as `echo value | ferrisfx secret set NAME`: one newline dropped.
     let set = fx
@@ -355,8 +357,9 @@ async fn a_value_comes_only_from_standard_input_or_a_file() {
     );
     assert!(pool.contains("server answered 400"), "{pool}");
     assert!(fx.delivered().await.is_empty());
-    let list = ok(&fx.cli(&["secret", "list"], "").await);
-    assert!(list.starts_with("no secrets"), "{list}");
+    let output = fx.cli(&["secret", "list"], "").await;
+    assert!(ok(&output).is_empty(), "{}", text(&output));
+    assert!(text(&output).starts_with("no secrets"), "{}", text(&output));
     fx.stop().await;
 }
 
