@@ -521,3 +521,95 @@ async fn exit_statuses_say_what_failed() {
     }
     fx.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_of_every_kind_applies_back_unchanged_and_recreates_what_was_pruned() {
+    let data = tempfile::tempdir().unwrap();
+    let fx = TestPlatform::start(data.path(), false).await;
+    fx.upload_example("hello").await;
+    fx.handler("hello", "hello", "com.example.hello", json!({}))
+        .await;
+    for (path, body) in [
+        (
+            "/api/v1/schedules",
+            json!({"name": "nightly", "cron": "0 3 * * *", "timezone": "Europe/Paris",
+                   "data": {"report": "daily"}}),
+        ),
+        (
+            "/api/v1/hooks",
+            json!({"name": "ping", "verify": {"kind": "none"},
+                   "transform": {"kind": "json", "type": "com.example.ping"}}),
+        ),
+        (
+            "/api/v1/notifications",
+            json!({"name": "oncall", "handlers": ["hello"], "on": ["failed"],
+                   "target": {"kind": "webhook", "url": "http://127.0.0.1:9/alerts"}}),
+        ),
+        (
+            "/api/v1/workflows",
+            json!({"name": "two", "steps": [
+                {"name": "a", "package": {"name": "hello", "version": "latest"}},
+                {"name": "b", "handler": "hello", "after": [{"step": "a"}]}]}),
+        ),
+    ] {
+        let (status, v) = fx.post_json(path, &body).await;
+        assert_eq!(status, 201, "{path}: {v}");
+    }
+    let work = tempfile::tempdir().unwrap();
+    let run = |args: Vec<&'static str>| {
+        let server = fx.base.clone();
+        let dir = work.path().to_path_buf();
+        async move { cli_in(&dir, &server, &args, &[]).await }
+    };
+    let export = run(vec!["export", "--out", "all.yaml"]).await;
+    assert!(export.status.success(), "{}", both(&export));
+    let same = run(vec!["diff", "--prune", "--exit-code", "-f", "all.yaml"]).await;
+    assert_eq!(same.status.code(), Some(0), "{}", both(&same));
+    assert!(
+        stdout(&same).contains("no changes (5 entries as the file says)"),
+        "{}",
+        both(&same)
+    );
+
+    // A file declaring every kind empty, with --prune, deletes everything, in an order the
+    // server accepts (the notification rule and workflow before the handler they name).
+    std::fs::write(
+        work.path().join("empty.yaml"),
+        "handlers: []\nworkflows: []\nschedules: []\nhooks: []\nbundles: []\nnotifications: []\n",
+    )
+    .unwrap();
+    let emptied = run(vec!["apply", "--prune", "-f", "empty.yaml"]).await;
+    assert!(emptied.status.success(), "{}", both(&emptied));
+    assert!(
+        stdout(&emptied).contains("0 to create, 0 to update, 5 to delete"),
+        "{}",
+        both(&emptied)
+    );
+    for path in [
+        "handlers",
+        "schedules",
+        "hooks",
+        "notifications",
+        "workflows",
+    ] {
+        let (_, v) = fx.get(&format!("/api/v1/{path}")).await;
+        assert_eq!(v[path], json!([]), "{path}: {v}");
+    }
+
+    // The export puts it all back, and then there is nothing left to do.
+    let restored = run(vec!["apply", "-f", "all.yaml"]).await;
+    assert!(restored.status.success(), "{}", both(&restored));
+    assert!(
+        stdout(&restored).contains("5 to create"),
+        "{}",
+        both(&restored)
+    );
+    let again = run(vec!["diff", "--prune", "--exit-code", "-f", "all.yaml"]).await;
+    assert_eq!(again.status.code(), Some(0), "{}", both(&again));
+    let (_, schedule) = fx.get("/api/v1/schedules/nightly").await;
+    assert_eq!(
+        schedule["schedule"]["timezone"], "Europe/Paris",
+        "{schedule}"
+    );
+    fx.stop().await;
+}
