@@ -9,6 +9,7 @@
 //! unchanged function is not uploaded again. Bump `version` in fx.toml for a release.
 
 use std::fmt;
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -194,20 +195,57 @@ async fn upload(
     let size = bytes.len();
     let started = Instant::now();
     eprintln!("uploading {name}@{version} ({})…", human_bytes(size));
-    api.send(
-        api.http()
-            .post(api.url("/packages"))
-            .header("content-type", "application/octet-stream")
-            .body(bytes),
-    )
-    .await
-    .with_context(|| format!("uploading {name}@{version}"))?;
+    let tty = std::io::stderr().is_terminal();
+    let sent = api
+        .send(
+            api.http()
+                .post(api.url("/packages"))
+                .header("content-type", "application/octet-stream")
+                .header("content-length", size)
+                .body(progress_body(bytes, tty)),
+        )
+        .await;
+    if tty {
+        eprintln!();
+    }
+    sent.with_context(|| format!("uploading {name}@{version}"))?;
     eprintln!("uploaded in {:.1} s", started.elapsed().as_secs_f64());
     Ok(PackageOutcome::Uploaded {
         name,
         version,
         bytes: size,
     })
+}
+
+/// How much of a package goes up at a time.
+const UPLOAD_CHUNK: usize = 256 * 1024;
+
+/// The body of an upload, sent in chunks; with `tty`, the share sent so far is shown on
+/// standard error, on one line redrawn as it grows.
+fn progress_body(bytes: Vec<u8>, tty: bool) -> reqwest::Body {
+    let bytes = bytes::Bytes::from(bytes);
+    let total = bytes.len();
+    let chunks: Vec<bytes::Bytes> = (0..total)
+        .step_by(UPLOAD_CHUNK)
+        .map(|at| bytes.slice(at..(at + UPLOAD_CHUNK).min(total)))
+        .collect();
+    let mut sent = 0;
+    let stream = futures::stream::iter(chunks.into_iter().map(move |chunk| {
+        sent += chunk.len();
+        if tty {
+            eprint!(
+                "\r  {:>3}% ({} of {})",
+                sent * 100 / total.max(1),
+                human_bytes(sent),
+                human_bytes(total)
+            );
+            if sent == total {
+                eprint!(" sent; the server checks the package…");
+            }
+        }
+        Ok::<_, std::io::Error>(chunk)
+    }));
+    reqwest::Body::wrap_stream(stream)
 }
 
 fn human_bytes(n: usize) -> String {
@@ -413,6 +451,10 @@ fn build_js(dir: &Path, out: &Path) -> anyhow::Result<()> {
 /// `ferrisfx deploy`.
 pub async fn run_deploy(api: &Api, server: &str, args: &DeployArgs) -> anyhow::Result<()> {
     let project = Project::load(&args.file)?;
+    // The server answers and lets this token read packages, before minutes of compiling.
+    api.send(api.http().get(api.url("/packages")))
+        .await
+        .context("checking the server before building")?;
     for source in &project.packages {
         let Some(path) = &source.path else { continue };
         let dir = if path == Path::new(".") {
