@@ -37,7 +37,13 @@ use clap::{Parser, Subcommand};
 
 /// FerrisFX: event-driven serverless functions on WebAssembly.
 #[derive(Debug, Parser)]
-#[command(name = "ferrisfx", version, about)]
+#[command(
+    name = "ferrisfx",
+    version,
+    after_help = "Start with `ferrisfx new --lang rust NAME && cd NAME && ferrisfx deploy`, against a platform \
+                  started with `ferrisfx dev`. Lists print tables (-o json|yaml for scripts); exit \
+                  statuses, completions and man pages: docs/cli.md."
+)]
 pub struct Cli {
     /// The management server to talk to.
     #[arg(
@@ -61,9 +67,120 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The commands.
+/// The commands, in the order `--help` lists them: the developer's loop, configuration,
+/// signing in, running and operating the platform, the shell.
+///
+/// The first paragraph of each doc comment is the one-line summary of `ferrisfx --help`; the
+/// rest shows in `ferrisfx <command> --help` and the man pages.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Scaffold a new function project in Rust, Python or JavaScript.
+    ///
+    /// The project holds the function, its manifest (fx.toml) and a project file
+    /// (ferrisfx.yaml) with a handler running it: `cd NAME && ferrisfx deploy` runs it.
+    New(new::NewArgs),
+    /// Build, upload and configure a project in one command.
+    ///
+    /// Builds the project's functions, uploads what changed, applies its handlers (and the
+    /// rest of its project file) and prints where to look.
+    Deploy(deploy::DeployArgs),
+    /// Send a CloudEvent to the server.
+    Emit(client::EmitArgs),
+    /// Print a handler's function log lines; -f follows them live.
+    ///
+    /// With -f, keeps printing new ones as they arrive (Ctrl-C stops).
+    Logs(logs::LogsArgs),
+    /// List executions or show one.
+    #[command(subcommand)]
+    Executions(ExecutionsCommand),
+    /// Run a recorded execution again on this machine and compare.
+    ///
+    /// Runs it with its event, the exact package digest it ran and its handler's
+    /// configuration and limits as they were, and compares the output events and log lines
+    /// with the recorded ones: exit status 0 when they match, 1 with a diff when they differ.
+    Replay(replay::ReplayArgs),
+    /// Make the platform match a project file (ferrisfx.yaml).
+    ///
+    /// Creates what is missing, updates what differs (check-and-set: an entry someone else
+    /// changed since the plan fails the apply), and with --prune deletes what the file no
+    /// longer names. Prints the plan first; idempotent.
+    Apply {
+        /// The file and pruning.
+        #[command(flatten)]
+        args: project::ApplyArgs,
+        /// Print the plan and stop.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print what `apply` would change.
+    ///
+    /// Each change with each changed field's old and new value.
+    Diff(project::DiffArgs),
+    /// Write the platform's configuration as a project file (YAML).
+    ///
+    /// Handlers, workflows, schedules, webhooks, bundles and notification rules, for `apply`.
+    Export(project::ExportArgs),
+    /// Build, upload and list packages.
+    #[command(subcommand)]
+    Package(PackageCommand),
+    /// Create, list and delete handlers.
+    #[command(subcommand)]
+    Handler(HandlerCommand),
+    /// Create, list, pause, resume and delete schedules.
+    ///
+    /// Cron, interval or one-off ticks that run the handlers of
+    /// `com.ferrisfx.schedule.fired`.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
+    /// Create, list, show and delete webhooks.
+    ///
+    /// `POST /hooks/<name>` endpoints that check a sender's signature and turn each delivery
+    /// into an event, e.g. `com.github.push`.
+    #[command(subcommand)]
+    Hook(hook::HookCommand),
+    /// Create, list, show and delete chat command bundles.
+    ///
+    /// A Slack app's commands, posted to `/chat/slack/<name>`, each running a handler.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
+    /// Create, list, show and delete notification rules.
+    ///
+    /// A signed JSON POST or a CloudEvent when executions of the handlers they watch fail,
+    /// are dead-lettered or succeed.
+    #[command(subcommand)]
+    Notification(notification::NotificationCommand),
+    /// Create, import, list, show and delete workflows; start, watch, cancel and re-drive runs.
+    ///
+    /// Workflows are graphs of steps, each running a package or handler after the steps it
+    /// depends on; start runs and wait for them, list runs, show one's steps and outputs,
+    /// cancel and re-drive.
+    #[command(subcommand)]
+    Workflow(workflow::WorkflowCommand),
+    /// Write, list, delete and re-seal platform secrets; make keyring keys.
+    ///
+    /// Values go in, never come back out.
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
+    /// The event catalogue: every (source, type) seen.
+    ///
+    /// With its counts, and one's fields, schema changes and matching handlers.
+    #[command(subcommand)]
+    Catalogue(catalogue::CatalogueCommand),
+    /// Sign in to the server: trade a name and password for an API token.
+    ///
+    /// The token is kept in the user's config directory for this server.
+    Login {
+        /// Account name.
+        #[arg(long)]
+        user: String,
+        /// Read the password from standard input (else from FX_PASSWORD).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Revoke and forget the token `login` kept for the server.
+    Logout,
+    /// Show who the token is and the rules that apply to it.
+    Whoami,
     /// Run gateway, executor and management server in one process on embedded backends.
     Dev(settings::SettingsArgs),
     /// Run a gateway (dispatcher and state router) of a distributed deployment.
@@ -79,115 +196,40 @@ pub enum Command {
     },
     /// Run the management server (web UI, REST API) of a distributed deployment.
     Server(settings::SettingsArgs),
-    /// Prepare a distributed deployment's backends: migrations, bucket, Kafka topics, and
-    /// optionally the Kibana saved objects (idempotent; the Helm chart's post-install job).
+    /// Prepare a distributed deployment's backends (idempotent).
+    ///
+    /// Migrations, bucket, Kafka topics, and optionally the Kibana saved objects; the Helm
+    /// chart's post-install job.
     Setup(setup::SetupArgs),
-    /// Load and check the settings (file, `FX_*` variables) as every process does, then exit:
-    /// unknown keys, missing fields and invalid values fail with the reason.
+    /// Load and check the settings as every process does, then exit.
+    ///
+    /// Reads the file and the `FX_*` variables: unknown keys, missing fields and invalid
+    /// values fail with the reason.
     CheckConfig(settings::SettingsArgs),
     /// Print the configuration reference (`docs/configuration-reference.md`), generated from
     /// the settings' own docs.
     #[command(hide = true)]
     ConfigReference,
-    /// Build the project's functions, upload what changed, apply its handlers (and the rest
-    /// of its project file) and print where to look: the developer's loop in one command.
-    Deploy(deploy::DeployArgs),
-    /// Make the platform match a project file (ferrisfx.yaml): create what is missing, update
-    /// what differs (check-and-set: an entry someone else changed since the plan fails the
-    /// apply), and with --prune delete what the file no longer names. Prints the plan first;
-    /// idempotent.
-    Apply {
-        /// The file and pruning.
-        #[command(flatten)]
-        args: project::ApplyArgs,
-        /// Print the plan and stop.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Print what `apply` would change, with each changed field's old and new value.
-    Diff(project::DiffArgs),
-    /// Write the platform's handlers, workflows, schedules, webhooks, bundles and notification
-    /// rules as a project file (YAML), for `apply`.
-    Export(project::ExportArgs),
-    /// Scaffold a new function project in Rust, Python or JavaScript.
-    New(new::NewArgs),
-    /// Print the completion script of a shell (bash, zsh, fish, powershell, elvish) to
-    /// standard output; docs/cli.md says where each shell looks for it.
-    Completions(completions::CompletionsArgs),
-    /// Write the man pages (`ferrisfx.1` and one per subcommand) into a folder with `--dir`,
-    /// or print the top page to standard output.
-    Man(completions::ManArgs),
-    /// Build, upload and list packages.
-    #[command(subcommand)]
-    Package(PackageCommand),
-    /// Create, list and delete handlers.
-    #[command(subcommand)]
-    Handler(HandlerCommand),
-    /// Create, list, pause, resume and delete schedules (cron, interval or one-off ticks that
-    /// run the handlers of `com.ferrisfx.schedule.fired`).
-    #[command(subcommand)]
-    Schedule(schedule::ScheduleCommand),
-    /// Create, list, show and delete webhooks (`POST /hooks/<name>` endpoints that check a
-    /// sender's signature and turn each delivery into an event, e.g. `com.github.push`).
-    #[command(subcommand)]
-    Hook(hook::HookCommand),
-    /// Create, list, show and delete chat command bundles (a Slack app's commands, posted to
-    /// `/chat/slack/<name>`, each running a handler).
-    #[command(subcommand)]
-    Bundle(bundle::BundleCommand),
-    /// Create, list, show and delete notification rules (a signed JSON POST or a CloudEvent
-    /// when executions of the handlers they watch fail, are dead-lettered or succeed).
-    #[command(subcommand)]
-    Notification(notification::NotificationCommand),
-    /// Create, import, list, show and delete workflows (graphs of steps, each running a
-    /// package or handler after the steps it depends on); start runs and wait for them, list
-    /// runs, show one's steps and outputs, cancel and re-drive.
-    #[command(subcommand)]
-    Workflow(workflow::WorkflowCommand),
-    /// Write, list, delete and re-seal platform secrets (values go in, never come back out);
-    /// make keyring keys.
-    #[command(subcommand)]
-    Secret(secret::SecretCommand),
-    /// Send a CloudEvent to the server.
-    Emit(client::EmitArgs),
-    /// Print a handler's function log lines in order; with -f, keep printing new ones as
-    /// they arrive (Ctrl-C stops).
-    Logs(logs::LogsArgs),
-    /// List executions or show one.
-    #[command(subcommand)]
-    Executions(ExecutionsCommand),
-    /// Run a recorded execution again on this machine (its event, the exact package digest
-    /// it ran, its handler's configuration and limits as they were) and compare the output
-    /// events and log lines with the recorded ones: exit status 0 when they match, 1 with a
-    /// diff when they differ.
-    Replay(replay::ReplayArgs),
-    /// Write an archive of everything the platform holds (packages with their archives,
-    /// handlers and their history, schedules, webhooks, bundles, notification rules,
-    /// workflows, accounts, tokens, rules, sealed secrets; optionally executions and logs
-    /// since a time) to a file or an S3 bucket. Administrators only.
+    /// Write an archive of everything the platform holds to a file or an S3 bucket.
+    ///
+    /// Packages with their archives, handlers and their history, schedules, webhooks,
+    /// bundles, notification rules, workflows, accounts, tokens, rules, sealed secrets;
+    /// optionally executions and logs since a time. Administrators only.
     Backup(backup::BackupArgs),
-    /// The event catalogue: every (source, type) seen with its counts, and one's fields,
-    /// schema changes and matching handlers.
-    #[command(subcommand)]
-    Catalogue(catalogue::CatalogueCommand),
-    /// Write a backup into a deployment (an empty one, unless --force): checked whole first,
-    /// verified after (counts and package digests). Works across backends: the way from
-    /// `ferrisfx dev` to a deployment and back.
+    /// Write a backup into a deployment (an empty one, unless --force).
+    ///
+    /// Checked whole first, verified after (counts and package digests). Works across
+    /// backends: the way from `ferrisfx dev` to a deployment and back.
     Restore(backup::RestoreArgs),
-    /// Sign in to the server: trade a name and password for an API token, kept in the user's
-    /// config directory for this server.
-    Login {
-        /// Account name.
-        #[arg(long)]
-        user: String,
-        /// Read the password from standard input (else from FX_PASSWORD).
-        #[arg(long)]
-        password_stdin: bool,
-    },
-    /// Revoke and forget the token `login` kept for the server.
-    Logout,
-    /// Show who the token is and the rules that apply to it.
-    Whoami,
+    /// Print the completion script of a shell (bash, zsh, fish, powershell, elvish).
+    ///
+    /// To standard output; docs/cli.md says where each shell looks for it.
+    Completions(completions::CompletionsArgs),
+    /// Write the man pages, or print the top one.
+    ///
+    /// `ferrisfx.1` and one per subcommand into a folder with `--dir`, or the top page to
+    /// standard output.
+    Man(completions::ManArgs),
 }
 
 /// Package commands.
