@@ -2,12 +2,14 @@
 //! /api/v1/handlers/{name}/logs`), one per line, and with `--follow` the new ones as they
 //! arrive, like `kubectl logs -f`.
 //!
-//! Following polls every second. A line reaches the log store when its execution's attempt
-//! finishes, stamped with when the function wrote it: up to the handler's timeout earlier. So
-//! each poll reads again from the newest time seen minus a lookback window (`--lookback`, two
-//! minutes by default) and prints only the lines it has not printed, by identity (execution,
-//! attempt, seq); identities older than the window are forgotten as it moves, so memory stays
-//! bounded by the lines of one window. While the server cannot be reached, or fails, the
+//! Following polls every second for the lines past the newest one printed. A line reaches the
+//! log store when its execution's attempt finishes, stamped with when the function wrote it:
+//! up to the handler's timeout earlier, so it can land behind lines already printed. Every
+//! tenth poll therefore reads again from the newest time seen minus a lookback window
+//! (`--lookback`, two minutes by default) and prints only the lines it has not printed, by
+//! identity (execution, attempt, seq); such a late line shows within about ten seconds.
+//! Identities older than the window are forgotten as it moves, so memory stays bounded by the
+//! lines of one window. While the server cannot be reached, or fails, the
 //! command says so on standard error and keeps polling; Ctrl-C ends it with status 0.
 
 use std::collections::{BTreeSet, HashSet};
@@ -25,6 +27,11 @@ use crate::client::Api;
 
 /// How often `--follow` asks for new lines.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Every how many polls `--follow` reads the whole lookback window again (the others read
+/// only past the newest line): a late line shows within about this many seconds, and a busy
+/// handler's window is read a tenth as often as it is polled.
+const RESCAN_EVERY: u32 = 10;
 
 /// How long one request may take before following counts the server as unreachable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -105,15 +112,26 @@ async fn read(
     let mut seen = Seen::default();
     // What is stored now: an error here (no such handler, not allowed, no server) ends the
     // command.
-    if !poll(api, handler, since, &mut seen, printer).await? || !follow {
+    if !poll(api, handler, since, None, &mut seen, printer).await? || !follow {
         return Ok(());
     }
     let mut trouble: Option<String> = None;
+    let mut polls: u32 = 0;
     loop {
         tokio::time::sleep(POLL_INTERVAL).await;
-        let window = seen.newest().map(|newest| newest - lookback);
-        let from = since.max(window);
-        match poll(api, handler, from, &mut seen, printer).await {
+        polls = polls.wrapping_add(1);
+        // Most polls read only what comes after the newest line printed, which costs the
+        // server nothing when nothing is new; every RESCAN_EVERY-th reads the whole lookback
+        // window again for lines that arrived late (stamped before the newest one).
+        let (from, after) = if polls % RESCAN_EVERY == 0 {
+            (
+                since.max(seen.newest().map(|newest| newest - lookback)),
+                None,
+            )
+        } else {
+            (since, seen.newest_cursor())
+        };
+        match poll(api, handler, from, after, &mut seen, printer).await {
             Ok(true) => {}
             Ok(false) => return Ok(()),
             Err(e) if is_transient(&e) => {
@@ -141,10 +159,10 @@ async fn poll(
     api: &Api,
     handler: &str,
     from: Option<DateTime<Utc>>,
+    mut after: Option<String>,
     seen: &mut Seen,
     printer: &mut Printer,
 ) -> anyhow::Result<bool> {
-    let mut after: Option<String> = None;
     loop {
         let page = fetch(api, handler, from, after.as_deref()).await?;
         for line in &page.lines {
@@ -204,6 +222,8 @@ struct Seen {
     ids: HashSet<(ExecutionId, u32, u32)>,
     /// The newest time seen (kept when its line is forgotten).
     newest: Option<DateTime<Utc>>,
+    /// The position of the newest line seen, as the API's `after` cursor.
+    newest_cursor: Option<LogCursor>,
 }
 
 impl Seen {
@@ -215,12 +235,24 @@ impl Seen {
         }
         let cursor = LogCursor::of(line);
         self.newest = self.newest.max(Some(cursor.at));
+        if self
+            .newest_cursor
+            .as_ref()
+            .is_none_or(|newest| cursor > *newest)
+        {
+            self.newest_cursor = Some(cursor.clone());
+        }
         self.by_time.insert(cursor);
         true
     }
 
     fn newest(&self) -> Option<DateTime<Utc>> {
         self.newest
+    }
+
+    /// The `after` cursor of the newest line seen.
+    fn newest_cursor(&self) -> Option<String> {
+        self.newest_cursor.as_ref().map(ToString::to_string)
     }
 
     /// Forgets the lines written before `horizon` (no poll reads them again).

@@ -151,6 +151,33 @@ async fn following_a_handler_prints_each_function_log_line_once_as_events_run() 
     assert!(seen.values().all(|&n| n == 1), "each line once: {seen:?}");
     assert_eq!(follow.try_wait().unwrap(), None, "still following");
 
+    // A line that arrives late, stamped before the newest one printed (as a long execution's
+    // are when it finishes): the periodic re-read of the lookback window prints it, once.
+    let (_, page) = fx.get("/api/v1/handlers/greeter/logs").await;
+    let newest: chrono::DateTime<chrono::Utc> = page["lines"]
+        .as_array()
+        .and_then(|lines| lines.last())
+        .and_then(|line| line["at"].as_str())
+        .expect("stored lines")
+        .parse()
+        .unwrap();
+    let late = fx_core::execution::LogLine {
+        execution_id: fx_core::execution::ExecutionId::derive("/late", "late", "greeter"),
+        handler: "greeter".into(),
+        attempt: 1,
+        seq: 0,
+        at: newest - chrono::Duration::milliseconds(1),
+        level: fx_core::execution::LogLevel::Info,
+        message: HELLO.into(),
+        fields: [("event_id".to_string(), "late".to_string())].into(),
+    };
+    fx.backends().sink.store_logs(&[late]).await.unwrap();
+    read_until(&mut out, &mut seen, |seen| seen.contains_key("late")).await;
+    fx.emit("after-late", "com.example.greet", json!({})).await;
+    read_until(&mut out, &mut seen, |seen| seen.contains_key("after-late")).await;
+    assert_eq!(seen.len(), 14, "{seen:?}");
+    assert!(seen.values().all(|&n| n == 1), "each line once: {seen:?}");
+
     // Without --follow, text lines, stopping at --limit.
     let listed = ferrisfx(&server, config.path(), &["logs", "greeter", "--limit", "2"])
         .output()
