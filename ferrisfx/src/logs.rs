@@ -123,7 +123,7 @@ async fn read(
         // Most polls read only what comes after the newest line printed, which costs the
         // server nothing when nothing is new; every RESCAN_EVERY-th reads the whole lookback
         // window again for lines that arrived late (stamped before the newest one).
-        let (from, after) = if polls % RESCAN_EVERY == 0 {
+        let (from, after) = if polls.is_multiple_of(RESCAN_EVERY) {
             (
                 since.max(seen.newest().map(|newest| newest - lookback)),
                 None,
