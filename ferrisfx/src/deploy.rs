@@ -134,9 +134,10 @@ pub async fn ensure_package(
         return Ok(PackageOutcome::Unchanged { name, version });
     }
     if !dev_builds {
-        bail!(
+        return Err(crate::exit::Failure::Conflict(format!(
             "{name}@{version} exists on the server with other contents: versions are immutable, bump `version` in fx.toml"
-        );
+        ))
+        .into());
     }
     // The newest development build of this version, if its contents are these.
     let prefix = format!("{version}+dev.");

@@ -33,6 +33,8 @@ pub enum Failure {
         /// The server's message.
         message: String,
     },
+    /// The client found a conflict itself (a package version held with other contents).
+    Conflict(String),
     /// A comparison found differences (`diff --exit-code`).
     Differences,
 }
@@ -45,6 +47,7 @@ impl fmt::Display for Failure {
                 "cannot reach the management server at {server}: is `ferrisfx dev` running? (or pass --server / set FX_SERVER)"
             ),
             Failure::Api { status, message } => write!(f, "server answered {status}: {message}"),
+            Failure::Conflict(message) => f.write_str(message),
             Failure::Differences => write!(f, "differences found"),
         }
     }
@@ -64,6 +67,7 @@ impl Failure {
                 400..=499 => 7,
                 _ => 8,
             },
+            Failure::Conflict(_) => 6,
             Failure::Differences => 9,
         }
     }
@@ -129,6 +133,7 @@ mod tests {
             .context("listing handlers");
         assert_eq!(code(&as_context), 3);
         assert_eq!(code(&anyhow::Error::new(Failure::Differences)), 9);
+        assert_eq!(code(&anyhow::Error::new(Failure::Conflict("x".into()))), 6);
         assert_eq!(code(&anyhow::anyhow!("reading fx.toml")), 1);
         let plain: anyhow::Result<()> = Err(std::io::Error::other("disk")).context("writing");
         assert_eq!(code(&plain.unwrap_err()), 1);

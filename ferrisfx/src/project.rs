@@ -418,7 +418,12 @@ pub async fn execute(api: &Api, plan: &Plan, out: &mut dyn std::io::Write) -> an
         if let Err(e) = result {
             let conflict =
                 crate::exit::status(&e).is_some_and(|s| s.as_u16() == 409 || s.as_u16() == 412);
-            let hint = if conflict {
+            let hint = if conflict && matches!(change.action, Action::Create(_)) {
+                format!(
+                    "{} {:?} was created on the server since the plan was made (someone else made it): nothing of theirs was overwritten; run `ferrisfx diff` to see it, then apply again",
+                    change.kind.kind, change.name
+                )
+            } else if conflict {
                 format!(
                     "{} {:?} changed on the server since the plan was made (someone else edited it): nothing of theirs was overwritten; run `ferrisfx diff` to see their change, then apply again",
                     change.kind.kind, change.name

@@ -411,6 +411,7 @@ async fn changed_code_under_an_unchanged_version_goes_up_as_a_development_build(
         err.to_string().contains("bump `version` in fx.toml"),
         "{err:#}"
     );
+    assert_eq!(ferrisfx::exit::code(&err), 6, "a conflict: {err:#}");
     let dev = ferrisfx::deploy::ensure_package(&api, changed.clone(), true)
         .await
         .unwrap();
