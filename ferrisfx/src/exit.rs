@@ -9,7 +9,7 @@
 //! | 3 | the management server could not be reached |
 //! | 4 | not signed in, or not allowed (HTTP 401, 403) |
 //! | 5 | not found (HTTP 404) |
-//! | 6 | conflict: it exists already, or changed since it was read (HTTP 409, 412) |
+//! | 6 | conflict: it exists already, or changed since it was read (HTTP 409, 412), or a package version is held with other contents |
 //! | 7 | refused as invalid (other HTTP 4xx) |
 //! | 8 | the server failed (HTTP 5xx) |
 //! | 9 | differences found (`ferrisfx diff --exit-code`) |
