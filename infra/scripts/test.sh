@@ -22,6 +22,16 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 
+# The shells whose completion scripts the CLI's tests check with `zsh -n` and `fish -n`.
+if ! command -v zsh >/dev/null || ! command -v fish >/dev/null; then
+  step "installing zsh and fish (apt), to check the completion scripts"
+  if [ "$(id -u)" = "0" ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get install -y -q zsh fish || {
+    $sudo apt-get update -q
+    $sudo apt-get install -y -q zsh fish
+  }
+fi
+
 step "building the example functions"
 bash infra/scripts/build-examples.sh
 
