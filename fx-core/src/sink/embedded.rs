@@ -147,7 +147,7 @@ impl OperationalSink for SqliteSink {
             };
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT execution_id, attempt, seq, at, level, message, fields FROM log_lines
+                    "SELECT execution_id, handler, attempt, seq, at, level, message, fields FROM log_lines
                      WHERE handler = ?1 AND at >= ?2
                        AND (?3 IS NULL OR (at, execution_id, attempt, seq) > (?3, ?4, ?5, ?6))
                      ORDER BY at, execution_id, attempt, seq
@@ -165,37 +165,12 @@ impl OperationalSink for SqliteSink {
                         after_seq,
                         limit
                     ],
-                    |row| {
-                        Ok((
-                            row.get::<_, String>(0)?,
-                            row.get::<_, u32>(1)?,
-                            row.get::<_, u32>(2)?,
-                            row.get::<_, i64>(3)?,
-                            row.get::<_, String>(4)?,
-                            row.get::<_, String>(5)?,
-                            row.get::<_, String>(6)?,
-                        ))
-                    },
+                    stored_line,
                 )
                 .map_err(db(what()))?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(db(what()))?;
-            rows.into_iter()
-                .map(|(id, attempt, seq, at, level, message, fields)| {
-                    Ok(LogLine {
-                        execution_id: ExecutionId::parse(&id)
-                            .kind_context(ErrorKind::Internal, what)?,
-                        handler: handler.clone(),
-                        attempt,
-                        seq,
-                        at: stored_time(at)?,
-                        level: LogLevel::parse(&level).kind_context(ErrorKind::Internal, what)?,
-                        message,
-                        fields: serde_json::from_str(&fields)
-                            .kind_context(ErrorKind::Internal, what)?,
-                    })
-                })
-                .collect()
+            rows.into_iter().map(|row| log_line(row, what)).collect()
         })
         .await
     }
@@ -206,43 +181,51 @@ impl OperationalSink for SqliteSink {
             let what = || format!("reading log lines of execution {id}");
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT attempt, seq, handler, at, level, message, fields FROM log_lines
+                    "SELECT execution_id, handler, attempt, seq, at, level, message, fields FROM log_lines
                      WHERE execution_id = ?1 ORDER BY attempt, seq",
                 )
                 .map_err(db(what()))?;
             let rows = stmt
-                .query_map(params![id.as_str()], |row| {
-                    Ok((
-                        row.get::<_, u32>(0)?,
-                        row.get::<_, u32>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, i64>(3)?,
-                        row.get::<_, String>(4)?,
-                        row.get::<_, String>(5)?,
-                        row.get::<_, String>(6)?,
-                    ))
-                })
+                .query_map(params![id.as_str()], stored_line)
                 .map_err(db(what()))?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(db(what()))?;
-            rows.into_iter()
-                .map(|(attempt, seq, handler, at, level, message, fields)| {
-                    Ok(LogLine {
-                        execution_id: id.clone(),
-                        handler,
-                        attempt,
-                        seq,
-                        at: stored_time(at)?,
-                        level: LogLevel::parse(&level).kind_context(ErrorKind::Internal, what)?,
-                        message,
-                        fields: serde_json::from_str(&fields)
-                            .kind_context(ErrorKind::Internal, what)?,
-                    })
-                })
-                .collect()
+            rows.into_iter().map(|row| log_line(row, what)).collect()
         })
         .await
     }
+}
+
+/// A row of `log_lines` as selected by both readers: execution_id, handler, attempt, seq,
+/// at, level, message, fields.
+type StoredLine = (String, String, u32, u32, i64, String, String, String);
+
+fn stored_line(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredLine> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+    ))
+}
+
+/// The log line of a stored row; `what` names the read for errors.
+fn log_line(row: StoredLine, what: impl Fn() -> String + Copy) -> Result<LogLine> {
+    let (id, handler, attempt, seq, at, level, message, fields) = row;
+    Ok(LogLine {
+        execution_id: ExecutionId::parse(&id).kind_context(ErrorKind::Internal, what)?,
+        handler,
+        attempt,
+        seq,
+        at: stored_time(at)?,
+        level: LogLevel::parse(&level).kind_context(ErrorKind::Internal, what)?,
+        message,
+        fields: serde_json::from_str(&fields).kind_context(ErrorKind::Internal, what)?,
+    })
 }
 
 /// A stored time (microseconds since the epoch).

@@ -152,7 +152,7 @@ impl OperationalSink for PostgresSink {
         // then skips those of its own time up to it.
         let stmt = client
             .prepare_cached(
-                "SELECT execution_id, attempt, seq, at, level, message, fields FROM log_lines
+                "SELECT execution_id, handler, attempt, seq, at, level, message, fields FROM log_lines
                  WHERE handler = $1
                    AND ($2::timestamptz IS NULL OR at >= $2)
                    AND ($3::timestamptz IS NULL
@@ -177,28 +177,7 @@ impl OperationalSink for PostgresSink {
             )
             .await
             .map_err(self.db.error(what()))?;
-        rows.iter()
-            .map(|row| {
-                let get_err = |e| crate::Error::internal(what()).with_source(e);
-                let id: String = row.try_get(0).map_err(get_err)?;
-                let attempt: i64 = row.try_get(1).map_err(get_err)?;
-                let seq: i64 = row.try_get(2).map_err(get_err)?;
-                let level: String = row.try_get(4).map_err(get_err)?;
-                let fields: String = row.try_get(6).map_err(get_err)?;
-                Ok(LogLine {
-                    execution_id: ExecutionId::parse(&id)
-                        .kind_context(ErrorKind::Internal, what)?,
-                    handler: query.handler.clone(),
-                    attempt: u32::try_from(attempt).unwrap_or_default(),
-                    seq: u32::try_from(seq).unwrap_or_default(),
-                    at: row.try_get(3).map_err(get_err)?,
-                    level: LogLevel::parse(&level).kind_context(ErrorKind::Internal, what)?,
-                    message: row.try_get(5).map_err(get_err)?,
-                    fields: serde_json::from_str(&fields)
-                        .kind_context(ErrorKind::Internal, what)?,
-                })
-            })
-            .collect()
+        rows.iter().map(|row| log_line(row, what)).collect()
     }
 
     async fn execution_logs(&self, id: &ExecutionId) -> Result<Vec<LogLine>> {
@@ -206,7 +185,7 @@ impl OperationalSink for PostgresSink {
         let client = self.db.client().await?;
         let stmt = client
             .prepare_cached(
-                "SELECT attempt, seq, handler, at, level, message, fields FROM log_lines
+                "SELECT execution_id, handler, attempt, seq, at, level, message, fields FROM log_lines
                  WHERE execution_id = $1 ORDER BY attempt, seq",
             )
             .await
@@ -215,27 +194,29 @@ impl OperationalSink for PostgresSink {
             .query(&stmt, &[&id.as_str()])
             .await
             .map_err(self.db.error(what()))?;
-        rows.iter()
-            .map(|row| {
-                let get_err = |e| crate::Error::internal(what()).with_source(e);
-                let attempt: i64 = row.try_get(0).map_err(get_err)?;
-                let seq: i64 = row.try_get(1).map_err(get_err)?;
-                let level: String = row.try_get(4).map_err(get_err)?;
-                let fields: String = row.try_get(6).map_err(get_err)?;
-                Ok(LogLine {
-                    execution_id: id.clone(),
-                    handler: row.try_get(2).map_err(get_err)?,
-                    attempt: u32::try_from(attempt).unwrap_or_default(),
-                    seq: u32::try_from(seq).unwrap_or_default(),
-                    at: row.try_get(3).map_err(get_err)?,
-                    level: LogLevel::parse(&level).kind_context(ErrorKind::Internal, what)?,
-                    message: row.try_get(5).map_err(get_err)?,
-                    fields: serde_json::from_str(&fields)
-                        .kind_context(ErrorKind::Internal, what)?,
-                })
-            })
-            .collect()
+        rows.iter().map(|row| log_line(row, what)).collect()
     }
+}
+
+/// The log line of a `log_lines` row as both readers select it: execution_id, handler,
+/// attempt, seq, at, level, message, fields. `what` names the read for errors.
+fn log_line(row: &tokio_postgres::Row, what: impl Fn() -> String + Copy) -> Result<LogLine> {
+    let get_err = |e| crate::Error::internal(what()).with_source(e);
+    let id: String = row.try_get(0).map_err(get_err)?;
+    let attempt: i64 = row.try_get(2).map_err(get_err)?;
+    let seq: i64 = row.try_get(3).map_err(get_err)?;
+    let level: String = row.try_get(5).map_err(get_err)?;
+    let fields: String = row.try_get(7).map_err(get_err)?;
+    Ok(LogLine {
+        execution_id: ExecutionId::parse(&id).kind_context(ErrorKind::Internal, what)?,
+        handler: row.try_get(1).map_err(get_err)?,
+        attempt: u32::try_from(attempt).unwrap_or_default(),
+        seq: u32::try_from(seq).unwrap_or_default(),
+        at: row.try_get(4).map_err(get_err)?,
+        level: LogLevel::parse(&level).kind_context(ErrorKind::Internal, what)?,
+        message: row.try_get(6).map_err(get_err)?,
+        fields: serde_json::from_str(&fields).kind_context(ErrorKind::Internal, what)?,
+    })
 }
 
 #[cfg(test)]

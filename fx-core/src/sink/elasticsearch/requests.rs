@@ -251,6 +251,30 @@ impl Cluster {
         Ok(outcome)
     }
 
+    /// One page of a search of the log indices (`body` holds the query, sort and
+    /// `search_after`): its hits.
+    async fn search_log_page(
+        &self,
+        pattern: &str,
+        body: Value,
+        what: impl Fn() -> String + Copy,
+    ) -> Result<Vec<Value>> {
+        let response = self
+            .client
+            .search(SearchParts::Index(&[pattern]))
+            .ignore_unavailable(true)
+            .allow_no_indices(true)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e, what()))?;
+        let mut body = self.ok_json(response, what).await?;
+        Ok(match body["hits"]["hits"].take() {
+            Value::Array(hits) => hits,
+            _ => Vec::new(),
+        })
+    }
+
     /// The indexed log lines of `id`, in (attempt, seq) order.
     pub async fn search_logs(&self, id: &ExecutionId) -> Result<Vec<LogLine>> {
         let what = || {
@@ -271,21 +295,8 @@ impl Cluster {
             if let Some(after) = after.take() {
                 query["search_after"] = after;
             }
-            let response = self
-                .client
-                .search(SearchParts::Index(&[&pattern]))
-                .ignore_unavailable(true)
-                .allow_no_indices(true)
-                .body(query)
-                .send()
-                .await
-                .map_err(|e| self.transport_error(e, what()))?;
-            let body = self.ok_json(response, what).await?;
-            let hits = body["hits"]["hits"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            for hit in hits {
+            let hits = self.search_log_page(&pattern, query, what).await?;
+            for hit in &hits {
                 lines.push(log_line(hit, what)?);
             }
             match hits.last() {
@@ -337,21 +348,8 @@ impl Cluster {
             if let Some(after) = after.take() {
                 body["search_after"] = after;
             }
-            let response = self
-                .client
-                .search(SearchParts::Index(&[&pattern]))
-                .ignore_unavailable(true)
-                .allow_no_indices(true)
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| self.transport_error(e, what()))?;
-            let body = self.ok_json(response, what).await?;
-            let hits = body["hits"]["hits"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            for hit in hits {
+            let hits = self.search_log_page(&pattern, body, what).await?;
+            for hit in &hits {
                 let line = log_line(hit, what)?;
                 let millisecond = line.at.timestamp_millis();
                 if last_millisecond.is_some_and(|last| millisecond > last) {
