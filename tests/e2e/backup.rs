@@ -13,7 +13,7 @@ use std::time::Duration;
 use fx_core::registry::consul_double::ConsulDouble;
 use fx_core::testenv;
 use fx_core::testsupport::{poll_until, unique, HandlerBuilder};
-use fx_tests::processes::ferrisfx_binary;
+use fx_tests::processes::cli_command;
 use fx_tests::{Api, TestPlatform};
 use serde_json::{json, Value};
 
@@ -21,13 +21,8 @@ use serde_json::{json, Value};
 /// worker blocked on the child could hold the very task that answers it).
 async fn cli(server: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let config = tempfile::tempdir().unwrap();
-    tokio::process::Command::new(ferrisfx_binary())
-        .args(args)
-        .env("FX_SERVER", server)
-        .env("FX_CONFIG_DIR", config.path())
-        .env_remove("FX_TOKEN")
+    cli_command(server, config.path(), args)
         .envs(env.iter().copied())
-        .kill_on_drop(true)
         .output()
         .await
         .expect("ferrisfx runs")

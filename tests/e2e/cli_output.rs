@@ -13,7 +13,10 @@ use tokio::io::AsyncBufReadExt;
 /// Runs the `ferrisfx` binary against `base` (never blocking the runtime's worker that may be
 /// serving it); asserts it succeeded.
 async fn cli(base: &str, config: &std::path::Path, args: &[&str]) -> Output {
-    let out = command(base, config, args).output().await.unwrap();
+    let out = fx_tests::processes::cli_command(base, config, args)
+        .output()
+        .await
+        .unwrap();
     assert!(
         out.status.success(),
         "ferrisfx {args:?}: {}{}",
@@ -21,17 +24,6 @@ async fn cli(base: &str, config: &std::path::Path, args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-fn command(base: &str, config: &std::path::Path, args: &[&str]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(fx_tests::processes::ferrisfx_binary());
-    command
-        .args(args)
-        .env("FX_SERVER", base)
-        .env("FX_CONFIG_DIR", config)
-        .env_remove("FX_TOKEN")
-        .kill_on_drop(true);
-    command
 }
 
 /// A list command and what its outputs hold.
@@ -289,7 +281,7 @@ async fn every_list_prints_a_table_or_the_apis_document() {
 
     // Watching, piped: one compact JSON document a line (the first at once), Ctrl-C ends it
     // with status 0.
-    let mut watch = command(
+    let mut watch = fx_tests::processes::cli_command(
         &base,
         &config,
         &["handler", "list", "-w", "--interval", "200ms", "-o", "json"],

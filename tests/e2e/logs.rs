@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use fx_core::testsupport::poll_until;
-use fx_tests::processes::ferrisfx_binary;
+use fx_tests::processes::cli_command;
 use fx_tests::TestPlatform;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
@@ -20,15 +20,8 @@ const HELLO: &str = "hello from FerrisFX";
 
 /// `ferrisfx <args>` against `server`, its output piped, killed when dropped.
 fn ferrisfx(server: &str, config: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(ferrisfx_binary());
-    command
-        .args(args)
-        .env("FX_SERVER", server)
-        .env("FX_CONFIG_DIR", config)
-        .env_remove("FX_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    let mut command = cli_command(server, config, args);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
     command
 }
 

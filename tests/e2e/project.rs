@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use fx_tests::processes::ferrisfx_binary;
+use fx_tests::processes::cli_command;
 use fx_tests::{Api, TestPlatform};
 use serde_json::{json, Value};
 
@@ -15,14 +15,9 @@ use serde_json::{json, Value};
 /// it.
 async fn cli_in(dir: &Path, server: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let config = tempfile::tempdir().unwrap();
-    tokio::process::Command::new(ferrisfx_binary())
-        .args(args)
+    cli_command(server, config.path(), args)
         .current_dir(dir)
-        .env("FX_SERVER", server)
-        .env("FX_CONFIG_DIR", config.path())
-        .env_remove("FX_TOKEN")
         .envs(env.iter().copied())
-        .kill_on_drop(true)
         .output()
         .await
         .expect("ferrisfx runs")

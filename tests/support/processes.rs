@@ -6,6 +6,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The `ferrisfx` CLI with `args` against the management server at `server`, as a tokio
+/// command (a test awaiting it never blocks the runtime worker that may be serving the
+/// server), with its own config directory `config` (no kept token), `FX_TOKEN` cleared, and
+/// killed when dropped.
+pub fn cli_command(server: &str, config: &Path, args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(ferrisfx_binary());
+    command
+        .args(args)
+        .env("FX_SERVER", server)
+        .env("FX_CONFIG_DIR", config)
+        .env_remove("FX_TOKEN")
+        .kill_on_drop(true);
+    command
+}
+
 /// The `ferrisfx` binary built by the test command (`cargo build --bin ferrisfx`).
 pub fn ferrisfx_binary() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
